@@ -1,0 +1,467 @@
+//! The frame: its 28-byte header, the eight kinds, the flags, which header fields each kind may use, and the
+//! byte layout that `docs/PROTOCOL.md` specifies.
+
+use core::fmt;
+use core::time::Duration;
+
+use bytes::Bytes;
+
+use crate::error::HeaderError;
+use crate::metadata::Metadata;
+use crate::status::Status;
+
+/// The first two bytes of every frame: ASCII `RP`.
+pub const MAGIC: [u8; 2] = *b"RP";
+/// The protocol version this crate speaks, byte 2 of every frame.
+pub const VERSION: u8 = 1;
+/// Length of the fixed header in bytes.
+pub const HEADER_LEN: usize = 28;
+
+/// What a frame is for (byte 3 of the header).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A call that expects exactly one `Response` or `Error` with the same request id.
+    Request = 0x01,
+    /// The result of a call: the method's value, or with [`Flags::APP_ERROR`] the application's error value.
+    Response = 0x02,
+    /// A call failed in transport or runtime: a [`Status`] and a UTF-8 message.
+    Error = 0x03,
+    /// The caller gave up on a call; the receiver stops its handler and sends nothing back.
+    Cancel = 0x04,
+    /// A call that expects no answer at all.
+    OneWay = 0x05,
+    /// Liveness probe; the receiver answers `Pong` with the same request id.
+    Ping = 0x06,
+    /// The answer to `Ping`.
+    Pong = 0x07,
+    /// The sender is draining: requests above the frame's request id were not and will not be processed.
+    GoAway = 0x08,
+}
+
+impl Kind {
+    /// Every kind, in code order.
+    pub const ALL: [Kind; 8] = [
+        Kind::Request,
+        Kind::Response,
+        Kind::Error,
+        Kind::Cancel,
+        Kind::OneWay,
+        Kind::Ping,
+        Kind::Pong,
+        Kind::GoAway,
+    ];
+
+    /// The kind for a wire byte, or `None` for a byte outside `0x01..=0x08`.
+    pub const fn from_u8(byte: u8) -> Option<Kind> {
+        match byte {
+            0x01..=0x08 => Some(Kind::ALL[byte as usize - 1]),
+            _ => None,
+        }
+    }
+
+    /// The name used in messages (`request`, `go_away`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Request => "request",
+            Kind::Response => "response",
+            Kind::Error => "error",
+            Kind::Cancel => "cancel",
+            Kind::OneWay => "one_way",
+            Kind::Ping => "ping",
+            Kind::Pong => "pong",
+            Kind::GoAway => "go_away",
+        }
+    }
+
+    /// Whether a frame of this kind may carry a payload.
+    #[inline]
+    pub const fn allows_payload(self) -> bool {
+        self.rules().may & PAYLOAD != 0
+    }
+
+    /// Which header fields and sections this kind may use (`docs/PROTOCOL.md`, "Field use by kind").
+    #[inline]
+    pub(crate) const fn rules(self) -> Rules {
+        RULES[self as usize - 1]
+    }
+}
+
+// Bits of `Rules::may` and `Rules::must`: one per header field or section that may be non-zero.
+const STATUS: u8 = 1 << 0;
+const REQUEST_ID: u8 = 1 << 1;
+const METHOD_ID: u8 = 1 << 2;
+const DEADLINE: u8 = 1 << 3;
+const METADATA: u8 = 1 << 4;
+const PAYLOAD: u8 = 1 << 5;
+const CALL: u8 = METHOD_ID | DEADLINE | METADATA | PAYLOAD;
+
+/// The rules of each kind, in code order; the table of `docs/PROTOCOL.md` section 5.
+const RULES: [Rules; 8] = [
+    // Request: request id required; method, deadline, metadata and payload allowed.
+    Rules::new(0, REQUEST_ID | CALL, REQUEST_ID),
+    // Response: request id required; may carry APP_ERROR, metadata and payload.
+    Rules::new(
+        Flags::APP_ERROR.0,
+        REQUEST_ID | METADATA | PAYLOAD,
+        REQUEST_ID,
+    ),
+    // Error: status required; request id 0 addresses the connection.
+    Rules::new(0, STATUS | REQUEST_ID | METADATA | PAYLOAD, STATUS),
+    // Cancel: the request id and nothing else.
+    Rules::new(0, REQUEST_ID, REQUEST_ID),
+    // OneWay: like Request, but the id may be 0.
+    Rules::new(0, REQUEST_ID | CALL, 0),
+    // Ping and Pong: an opaque nonce.
+    Rules::new(0, REQUEST_ID, 0),
+    Rules::new(0, REQUEST_ID, 0),
+    // GoAway: last processed id, a status and a reason text.
+    Rules::new(0, STATUS | REQUEST_ID | PAYLOAD, 0),
+];
+
+/// What one kind allows: flag bits, fields that may be non-zero, fields that must be.
+#[derive(Clone, Copy)]
+pub(crate) struct Rules {
+    flags: u8,
+    may: u8,
+    must: u8,
+}
+
+impl Rules {
+    const fn new(flags: u8, may: u8, must: u8) -> Rules {
+        Rules { flags, may, must }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Flag bits (byte 4 of the header). Bits a kind does not define must be zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Flags(u8);
+
+impl Flags {
+    /// No flag set.
+    pub const EMPTY: Flags = Flags(0);
+    /// On a `Response`: the payload is the application's error value, not the method's success value.
+    pub const APP_ERROR: Flags = Flags(0b0000_0001);
+
+    /// The flags for a wire byte, unchecked: [`Header::check`] refuses bits the kind does not allow.
+    pub const fn from_bits(bits: u8) -> Flags {
+        Flags(bits)
+    }
+
+    /// The wire byte.
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Whether every bit of `other` is set here.
+    pub const fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+/// The fixed part of a frame, without the two lengths (the codec derives those from the sections).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Header {
+    /// What the frame is for.
+    pub kind: Kind,
+    /// Flag bits; see [`Flags`].
+    pub flags: Flags,
+    /// Why a call failed (`Error`) or why the peer drains (`GoAway`); [`Status::Ok`] on every other kind.
+    pub status: Status,
+    /// Matches a `Response`, `Error` or `Cancel` to its `Request`; the nonce of a `Ping`/`Pong`; the last
+    /// processed request of a `GoAway`.
+    pub request_id: u64,
+    /// The method a `Request` or `OneWay` calls (see [`crate::method_id`]); zero on every other kind.
+    pub method_id: u32,
+    /// Remaining time budget of a `Request` or `OneWay` in microseconds when it was sent; 0 means none.
+    pub deadline_us: u32,
+}
+
+impl Header {
+    const fn with(kind: Kind, request_id: u64) -> Header {
+        Header {
+            kind,
+            flags: Flags::EMPTY,
+            status: Status::Ok,
+            request_id,
+            method_id: 0,
+            deadline_us: 0,
+        }
+    }
+
+    /// A `Request` header without a deadline. `request_id` must not be zero.
+    pub const fn request(request_id: u64, method_id: u32) -> Header {
+        Header {
+            method_id,
+            ..Header::with(Kind::Request, request_id)
+        }
+    }
+
+    /// A `OneWay` header without a deadline.
+    pub const fn one_way(request_id: u64, method_id: u32) -> Header {
+        Header {
+            method_id,
+            ..Header::with(Kind::OneWay, request_id)
+        }
+    }
+
+    /// A `Response` header carrying the method's success value.
+    pub const fn response(request_id: u64) -> Header {
+        Header::with(Kind::Response, request_id)
+    }
+
+    /// A `Response` header carrying the application's error value ([`Flags::APP_ERROR`]).
+    pub const fn app_error(request_id: u64) -> Header {
+        Header {
+            flags: Flags::APP_ERROR,
+            ..Header::with(Kind::Response, request_id)
+        }
+    }
+
+    /// An `Error` header; `status` must not be [`Status::Ok`]. Request id 0 addresses the whole connection.
+    pub const fn error(request_id: u64, status: Status) -> Header {
+        Header {
+            status,
+            ..Header::with(Kind::Error, request_id)
+        }
+    }
+
+    /// A `Cancel` header for the call `request_id`.
+    pub const fn cancel(request_id: u64) -> Header {
+        Header::with(Kind::Cancel, request_id)
+    }
+
+    /// A `Ping` header with an opaque nonce.
+    pub const fn ping(nonce: u64) -> Header {
+        Header::with(Kind::Ping, nonce)
+    }
+
+    /// The `Pong` answering a `Ping` with this nonce.
+    pub const fn pong(nonce: u64) -> Header {
+        Header::with(Kind::Pong, nonce)
+    }
+
+    /// A `GoAway` header: requests with ids above `last_request_id` were not processed and will not be.
+    pub const fn go_away(last_request_id: u64, status: Status) -> Header {
+        Header {
+            status,
+            ..Header::with(Kind::GoAway, last_request_id)
+        }
+    }
+
+    /// This header with a deadline budget of `remaining` (see [`budget_us`]).
+    pub const fn with_deadline(self, remaining: Duration) -> Header {
+        Header {
+            deadline_us: budget_us(remaining),
+            ..self
+        }
+    }
+
+    /// The deadline budget, or `None` when the frame carries none.
+    pub const fn deadline(&self) -> Option<Duration> {
+        match self.deadline_us {
+            0 => None,
+            us => Some(Duration::from_micros(us as u64)),
+        }
+    }
+
+    /// Checks the header against the rules of its kind, given the lengths of its two sections.
+    ///
+    /// Both the encoder and the decoder call this, so a frame that leaves this crate is one it would accept.
+    #[inline(always)]
+    pub fn check(&self, metadata_len: usize, payload_len: usize) -> Result<(), HeaderError> {
+        // One arm per kind, as in `RULES`; a test checks both against the table of `docs/PROTOCOL.md`.
+        let (flags, status, id) = (self.flags.0, self.status.code(), self.request_id);
+        let call_fields = u64::from(self.method_id) | u64::from(self.deadline_us);
+        let sections = metadata_len | payload_len;
+        let ok = match self.kind {
+            Kind::Request => flags | status == 0 && id != 0,
+            Kind::OneWay => flags | status == 0,
+            Kind::Response => {
+                flags & !Flags::APP_ERROR.0 | status == 0 && id != 0 && call_fields == 0
+            }
+            Kind::Error => flags == 0 && status != 0 && call_fields == 0,
+            Kind::Cancel => flags | status == 0 && id != 0 && call_fields == 0 && sections == 0,
+            Kind::Ping | Kind::Pong => flags | status == 0 && call_fields == 0 && sections == 0,
+            Kind::GoAway => flags == 0 && call_fields == 0 && metadata_len == 0,
+        };
+        if ok {
+            return Ok(());
+        }
+        match self.diagnose(metadata_len, payload_len) {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Names the first rule the header breaks, field by field (the slow path of [`Header::check`]). It takes the
+    /// header by value: were its address to escape into this out-of-line function, the compiler could no longer
+    /// fold a caller's constant header fields.
+    #[cold]
+    #[inline(never)]
+    fn diagnose(self, metadata_len: usize, payload_len: usize) -> Option<HeaderError> {
+        let kind = self.kind;
+        let rules = kind.rules();
+        if self.flags.0 & !rules.flags != 0 {
+            return Some(HeaderError::UnknownFlags {
+                kind,
+                got: self.flags.0,
+                allowed: rules.flags,
+            });
+        }
+        let fields = [
+            (STATUS, "status", u64::from(self.status.code())),
+            (REQUEST_ID, "request_id", self.request_id),
+            (METHOD_ID, "method_id", u64::from(self.method_id)),
+            (DEADLINE, "deadline_us", u64::from(self.deadline_us)),
+            (METADATA, "metadata_len", metadata_len as u64),
+            (PAYLOAD, "payload_len", payload_len as u64),
+        ];
+        for (bit, field, got) in fields {
+            if got != 0 && rules.may & bit == 0 {
+                return Some(HeaderError::MustBeZero { kind, field, got });
+            }
+            if got == 0 && rules.must & bit != 0 {
+                return Some(HeaderError::MustBeNonZero { kind, field });
+            }
+        }
+        None
+    }
+
+    /// Writes the 28 header bytes for sections of the given lengths (unchecked; see [`Header::check`]).
+    #[inline(always)]
+    pub fn to_bytes(&self, metadata_len: u16, payload_len: u32) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..2].copy_from_slice(&MAGIC);
+        b[2] = VERSION;
+        b[3] = self.kind as u8;
+        b[4] = self.flags.0;
+        b[5] = self.status.code();
+        b[6..8].copy_from_slice(&metadata_len.to_le_bytes());
+        b[8..16].copy_from_slice(&self.request_id.to_le_bytes());
+        b[16..20].copy_from_slice(&self.method_id.to_le_bytes());
+        b[20..24].copy_from_slice(&self.deadline_us.to_le_bytes());
+        b[24..28].copy_from_slice(&payload_len.to_le_bytes());
+        b
+    }
+}
+
+/// The wire budget for `remaining` time: whole microseconds rounded up, at least 1 (0 would mean "none"),
+/// at most `u32::MAX` (about 71.6 minutes; longer budgets are clamped).
+///
+/// ```
+/// use core::time::Duration;
+/// assert_eq!(rpc_codec::budget_us(Duration::from_nanos(1)), 1);
+/// assert_eq!(rpc_codec::budget_us(Duration::from_millis(250)), 250_000);
+/// assert_eq!(rpc_codec::budget_us(Duration::from_secs(10_000)), u32::MAX);
+/// ```
+pub const fn budget_us(remaining: Duration) -> u32 {
+    let nanos = remaining.as_nanos();
+    let us = nanos.div_ceil(1_000);
+    if us == 0 {
+        1
+    } else if us > u32::MAX as u128 {
+        u32::MAX
+    } else {
+        us as u32
+    }
+}
+
+/// A whole frame: header, metadata section and payload, the sections sharing the receive buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// The fixed header.
+    pub header: Header,
+    /// Key-value metadata (trace id, auth token, ...).
+    pub metadata: Metadata,
+    /// The payload: encoded arguments or result, an error message, or empty.
+    pub payload: Bytes,
+}
+
+impl Frame {
+    /// A frame with no metadata.
+    pub fn new(header: Header, payload: Bytes) -> Frame {
+        Frame {
+            header,
+            metadata: Metadata::new(),
+            payload,
+        }
+    }
+
+    /// The payload of an `Error` or `GoAway` frame as text; invalid UTF-8 is replaced, never refused.
+    pub fn message(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table of `docs/PROTOCOL.md` section 5, written out independently of `RULES`:
+    /// (kind, allowed flags, status, request_id, method_id, deadline, metadata, payload),
+    /// where 0 = must be zero, 1 = must be non-zero, 2 = any.
+    const TABLE: [(Kind, u8, [u8; 6]); 8] = [
+        (Kind::Request, 0, [0, 1, 2, 2, 2, 2]),
+        (Kind::Response, 1, [0, 1, 0, 0, 2, 2]),
+        (Kind::Error, 0, [1, 2, 0, 0, 2, 2]),
+        (Kind::Cancel, 0, [0, 1, 0, 0, 0, 0]),
+        (Kind::OneWay, 0, [0, 2, 2, 2, 2, 2]),
+        (Kind::Ping, 0, [0, 2, 0, 0, 0, 0]),
+        (Kind::Pong, 0, [0, 2, 0, 0, 0, 0]),
+        (Kind::GoAway, 0, [2, 2, 0, 0, 0, 2]),
+    ];
+
+    #[test]
+    fn check_agrees_with_the_protocol_table_for_every_combination() {
+        for (kind, allowed_flags, rules) in TABLE {
+            for set in 0u8..64 {
+                for flags in [0u8, 1, 2, 0x80] {
+                    let on = |i: u8| set & (1 << i) != 0;
+                    let header = Header {
+                        kind,
+                        flags: Flags::from_bits(flags),
+                        status: if on(0) { Status::Internal } else { Status::Ok },
+                        request_id: u64::from(on(1)) << 40,
+                        method_id: u32::from(on(2)),
+                        deadline_us: u32::from(on(3)) * 9,
+                    };
+                    let (mlen, plen) = (usize::from(on(4)) * 3, usize::from(on(5)) * 70_000);
+                    let fields_ok = (0..6u8).all(|i| match rules[usize::from(i)] {
+                        0 => !on(i),
+                        1 => on(i),
+                        _ => true,
+                    });
+                    let want = fields_ok && flags & !allowed_flags == 0;
+                    let got = header.check(mlen, plen);
+                    assert_eq!(
+                        got.is_ok(),
+                        want,
+                        "{kind} fields {set:06b} flags {flags:#x}: {got:?}"
+                    );
+                }
+            }
+            assert_eq!(kind.allows_payload(), rules[5] != 0, "{kind}");
+        }
+    }
+
+    #[test]
+    fn budgets_round_up_and_clamp() {
+        assert_eq!(budget_us(Duration::ZERO), 1);
+        assert_eq!(budget_us(Duration::from_nanos(1_001)), 2);
+        assert_eq!(
+            budget_us(Duration::from_micros(u64::from(u32::MAX))),
+            u32::MAX
+        );
+        assert_eq!(budget_us(Duration::MAX), u32::MAX);
+        let h = Header::request(1, 1).with_deadline(Duration::from_secs(3));
+        assert_eq!(h.deadline(), Some(Duration::from_secs(3)));
+        assert_eq!(Header::request(1, 1).deadline(), None);
+    }
+}

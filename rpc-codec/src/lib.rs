@@ -1,0 +1,53 @@
+//! Wire protocol v1 of the rpc framework: the frame format, its limits, and the payload codec.
+//!
+//! A frame is a fixed 28-byte header (magic `RP`, version, kind, flags, status, lengths, request id, method id,
+//! deadline budget), then a metadata section, then the payload. `docs/PROTOCOL.md` specifies every byte.
+//! [`FrameCodec`] is a tokio-util `Decoder` and `Encoder` for frames: it never panics on any input, checks
+//! every declared length against [`Config`] before it reserves memory, and hands sections out as `Bytes`
+//! split from the read buffer, or reads them in place with no copy and no reference counting
+//! ([`FrameCodec::parse`]). [`Bincode`] turns argument and result values into payloads, serializing
+//! straight into the output buffer ([`WriteBuf`]) and bounding every length inside a payload by the payload's
+//! size.
+//!
+//! This crate has no runtime and no sockets; `rpc-core` drives it over TCP.
+//!
+//! # Layout
+//! - [`frame`]: [`Header`], [`Kind`], [`Flags`], [`Frame`], the byte layout and the rules of each kind.
+//! - [`status`]: the status-code table.
+//! - [`metadata`]: key-value call metadata in wire form.
+//! - [`codec`]: [`FrameCodec`], the codec and its limits.
+//! - [`decode`]: [`FrameCodec::parse`] (frames read in place), `decode_with`, and the tokio-util `Decoder`.
+//! - `encode`: frames serialized into a [`WriteBuf`], and the tokio-util `Encoder`.
+//! - [`buffer`]: [`WriteBuf`], the output buffer frames are serialized into.
+//! - [`payload`]: [`PayloadCodec`] and the default [`Bincode`].
+//! - `guard`: the serde adapter that bounds allocations by the payload's length.
+//! - [`method`]: method ids from `"Service.method"`.
+//! - [`config`]: [`Config`], the limits.
+//! - [`error`]: the error types.
+
+pub mod buffer;
+pub mod codec;
+pub mod config;
+pub mod decode;
+mod encode;
+pub mod error;
+pub mod frame;
+mod guard;
+pub mod metadata;
+pub mod method;
+pub mod payload;
+pub mod status;
+
+pub use buffer::WriteBuf;
+pub use codec::FrameCodec;
+pub use config::Config;
+pub use decode::{FrameRef, Received, ReceivedRef, Refused};
+pub use error::{EncodeError, FrameError, HeaderError, LimitExceeded, MetadataError, PayloadError};
+pub use frame::{Flags, Frame, HEADER_LEN, Header, Kind, MAGIC, VERSION, budget_us};
+pub use metadata::{Metadata, MetadataBuilder, MetadataRef};
+pub use method::{method_id, method_id_of};
+pub use payload::{Bincode, PayloadCodec};
+pub use status::Status;
+
+// Re-exported so that users of the codec name the same versions.
+pub use bytes;

@@ -1,0 +1,277 @@
+//! The payload codec: how argument and result values become payload bytes. [`Bincode`] (bincode 2, standard
+//! configuration, through serde) is the default; [`PayloadCodec`] lets a service plug in another.
+//!
+//! Encoding serializes straight into the spare room of the connection's output buffer (a [`crate::WriteBuf`]);
+//! a value that does not fit is measured, the buffer grows once (within the frame limit) and it is encoded
+//! again. Decoding borrows from the received payload and bounds every length inside it by the payload's size
+//! (see `guard.rs`), and refuses bytes left over after the value.
+//!
+//! # Byte payloads
+//! Through serde, a plain `Vec<u8>` or `[u8]` is a sequence and goes element by element. Mark byte fields
+//! `#[serde(with = "serde_bytes")]` (or use `serde_bytes::ByteBuf` or `bytes::Bytes`) to encode them as one
+//! length and one copy; the wire bytes are the same, the speed is not.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::PayloadError;
+use crate::guard;
+
+/// Turns values into payload bytes and back.
+pub trait PayloadCodec: Clone + Send + Sync + 'static {
+    /// Encodes `value` at the start of `out` and returns how many bytes it wrote, or `Ok(None)` if `out` is too
+    /// small; the frame encoder then asks [`PayloadCodec::encoded_len`], makes room and calls this again.
+    fn encode_into<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        out: &mut [u8],
+    ) -> Result<Option<usize>, PayloadError>;
+
+    /// The exact length of the encoding of `value`.
+    fn encoded_len<T: Serialize + ?Sized>(&self, value: &T) -> Result<usize, PayloadError>;
+
+    /// Decodes a `T` that spans exactly `payload`; `T` may borrow from it.
+    fn decode<'de, T: Deserialize<'de>>(&self, payload: &'de [u8]) -> Result<T, PayloadError>;
+}
+
+/// The default payload codec: bincode 2 with `bincode::config::standard()` (little-endian, variable-length
+/// integers), as `docs/PROTOCOL.md` specifies byte by byte.
+///
+/// ```
+/// use rpc_codec::{Bincode, PayloadCodec};
+/// let bytes = Bincode.to_vec(&(7u32, "hi"))?;
+/// assert_eq!(bytes, [7, 2, b'h', b'i']);
+/// let (n, s): (u32, &str) = Bincode.decode(&bytes)?;
+/// assert_eq!((n, s), (7, "hi"));
+/// # Ok::<(), rpc_codec::PayloadError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bincode;
+
+/// The bincode configuration of wire protocol v1.
+const CONFIG: bincode::config::Configuration = bincode::config::standard();
+
+impl Bincode {
+    /// Encodes `value` into a new vector.
+    pub fn to_vec<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, PayloadError> {
+        let mut out = vec![0; self.encoded_len(value)?];
+        match self.encode_into(value, &mut out)? {
+            Some(n) if n == out.len() => Ok(out),
+            _ => Err(PayloadError::Unencodable(
+                "the value encoded to a different length the second time".to_owned(),
+            )),
+        }
+    }
+}
+
+impl PayloadCodec for Bincode {
+    #[inline(always)]
+    fn encode_into<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        out: &mut [u8],
+    ) -> Result<Option<usize>, PayloadError> {
+        // `bincode::serde::encode_into_slice`, spelled out so that it inlines into the frame encoder.
+        let writer = bincode::enc::write::SliceWriter::new(out);
+        let mut encoder = bincode::enc::EncoderImpl::new(writer, CONFIG);
+        match bincode::Encode::encode(&bincode::serde::Compat(value), &mut encoder) {
+            Ok(()) => Ok(Some(encoder.into_writer().bytes_written())),
+            Err(bincode::error::EncodeError::UnexpectedEnd) => Ok(None),
+            Err(e) => Err(encode_error(e)),
+        }
+    }
+
+    fn encoded_len<T: Serialize + ?Sized>(&self, value: &T) -> Result<usize, PayloadError> {
+        let mut size = bincode::enc::write::SizeWriter::default();
+        bincode::serde::encode_into_writer(value, &mut size, CONFIG).map_err(encode_error)?;
+        Ok(size.bytes_written)
+    }
+
+    #[inline]
+    fn decode<'de, T: Deserialize<'de>>(&self, payload: &'de [u8]) -> Result<T, PayloadError> {
+        let seed = guard::Seed::<T>::new(payload.len());
+        match bincode::serde::seed_decode_from_slice(seed, payload, CONFIG) {
+            Ok((value, read)) if read == payload.len() => Ok(value),
+            Ok((_, read)) => Err(PayloadError::TrailingBytes {
+                extra: payload.len() - read,
+            }),
+            Err(e) => Err(decode_error(e)),
+        }
+    }
+}
+
+#[cold]
+fn encode_error(e: bincode::error::EncodeError) -> PayloadError {
+    match e {
+        bincode::error::EncodeError::Serde(bincode::serde::EncodeError::SequenceMustHaveLength) => {
+            PayloadError::Unencodable(
+                "bincode needs a sequence's length up front; serialize a collection, not an iterator".to_owned(),
+            )
+        }
+        other => PayloadError::Unencodable(other.to_string()),
+    }
+}
+
+/// Rewrites bincode's errors (whose `Display` is their `Debug`) as sentences.
+#[cold]
+fn decode_error(e: bincode::error::DecodeError) -> PayloadError {
+    use bincode::error::DecodeError as E;
+    let text = match e {
+        E::UnexpectedEnd { additional } => {
+            return PayloadError::UnexpectedEnd { needed: additional };
+        }
+        E::InvalidIntegerType { expected, found } => {
+            format!(
+                "expected an integer of type {expected:?}, found the varint marker of {found:?}"
+            )
+        }
+        E::NonZeroTypeIsZero { non_zero_type } => {
+            format!("expected a non-zero {non_zero_type:?}, found 0")
+        }
+        E::UnexpectedVariant {
+            type_name,
+            allowed,
+            found,
+        } => format!("expected a variant index of {type_name} in {allowed:?}, found {found}"),
+        E::Utf8 { inner } => format!("expected a UTF-8 string: {inner}"),
+        E::InvalidCharEncoding(b) => format!("expected a UTF-8 encoded char, found bytes {b:02x?}"),
+        E::InvalidBooleanValue(b) => format!("expected a bool (0 or 1), found {b}"),
+        E::ArrayLengthMismatch { required, found } => {
+            format!("expected an array of {required} elements, found {found}")
+        }
+        E::OutsideUsizeRange(n) => format!("expected a length that fits in usize, found {n}"),
+        E::OtherString(s) => s,
+        E::Other(s) => s.to_owned(),
+        E::Serde(bincode::serde::DecodeError::AnyNotSupported) => {
+            "the type asks for a self-describing format (deserialize_any), which bincode is not; \
+             untagged or internally tagged enums and flattened structs cannot be used"
+                .to_owned()
+        }
+        other => format!("{other:?}"),
+    };
+    PayloadError::Invalid(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Owned {
+        name: String,
+        #[serde(with = "serde_bytes")]
+        blob: Vec<u8>,
+        list: Vec<u64>,
+        map: BTreeMap<String, i32>,
+        opt: Option<Box<Owned>>,
+    }
+
+    fn sample() -> Owned {
+        Owned {
+            name: "outer".into(),
+            blob: vec![1, 2, 3],
+            list: vec![0, 300, u64::MAX],
+            map: [("a".to_owned(), -1), ("b".to_owned(), 70_000)].into(),
+            opt: Some(Box::new(Owned {
+                name: "inner".into(),
+                blob: vec![],
+                list: vec![],
+                map: BTreeMap::new(),
+                opt: None,
+            })),
+        }
+    }
+
+    #[test]
+    fn matches_bincode_byte_for_byte_and_round_trips() {
+        let v = sample();
+        let ours = Bincode.to_vec(&v).unwrap();
+        let theirs = bincode::serde::encode_to_vec(&v, CONFIG).unwrap();
+        assert_eq!(ours, theirs);
+        let back: Owned = Bincode.decode(&ours).unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn borrowed_fields_point_into_the_payload() {
+        let bytes = Bincode
+            .to_vec(&("hello", serde_bytes::Bytes::new(b"xyz")))
+            .unwrap();
+        let (s, b): (&str, &serde_bytes::Bytes) = Bincode.decode(&bytes).unwrap();
+        assert_eq!(s, "hello");
+        let range = bytes.as_ptr_range();
+        assert!(range.contains(&s.as_ptr()) && range.contains(&b.as_ptr()));
+    }
+
+    #[test]
+    fn a_forged_string_length_is_refused_without_allocating_it() {
+        // Varint 253 = u64 follows: a string claiming 2^62 bytes, then 3 bytes of data.
+        let mut p = vec![253];
+        p.extend_from_slice(&(1u64 << 62).to_le_bytes());
+        p.extend_from_slice(b"abc");
+        let err = Bincode.decode::<String>(&p).unwrap_err();
+        assert!(matches!(err, PayloadError::UnexpectedEnd { .. }), "{err}");
+        let err = Bincode.decode::<serde_bytes::ByteBuf>(&p).unwrap_err();
+        assert!(matches!(err, PayloadError::UnexpectedEnd { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_forged_sequence_length_is_refused_with_the_numbers() {
+        let mut p = vec![253];
+        p.extend_from_slice(&u64::MAX.to_le_bytes());
+        let err = Bincode.decode::<Vec<u32>>(&p).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "payload does not decode: sequence declares 18446744073709551615 elements \
+             but the payload holds only 9 bytes"
+        );
+        // Zero-sized elements would otherwise loop 2^64 times without reading a byte.
+        assert!(Bincode.decode::<Vec<()>>(&p).is_err());
+        let err = Bincode.decode::<BTreeMap<u8, u8>>(&p).unwrap_err();
+        assert!(err.to_string().contains("map declares"), "{err}");
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let err = Bincode.decode::<u8>(&[1, 2, 3]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "payload has 2 bytes after the end of the value (wrong type, or a newer peer?)"
+        );
+    }
+
+    #[test]
+    fn bad_bytes_say_what_was_expected() {
+        let err = Bincode.decode::<bool>(&[7]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "payload does not decode: expected a bool (0 or 1), found 7"
+        );
+        let err = Bincode.decode::<Option<u8>>(&[9, 0]).unwrap_err();
+        assert!(err.to_string().contains("found 9"), "{err}");
+        let err = Bincode.decode::<u32>(&[]).unwrap_err();
+        assert_eq!(err.to_string(), "payload ended early: 1 more bytes needed");
+    }
+
+    #[test]
+    fn encoding_into_a_slice_says_when_it_does_not_fit() {
+        let mut out = [0u8; 8];
+        assert_eq!(Bincode.encode_into(&"abc", &mut out).unwrap(), Some(4));
+        assert_eq!(&out[..4], b"\x03abc");
+        assert_eq!(Bincode.encode_into(&"too long", &mut out).unwrap(), None);
+        assert_eq!(Bincode.encoded_len(&"too long").unwrap(), 9);
+    }
+
+    #[test]
+    fn iterators_without_a_length_are_refused_clearly() {
+        struct Unsized;
+        impl Serialize for Unsized {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeSeq;
+                s.serialize_seq(None)?.end()
+            }
+        }
+        let err = Bincode.to_vec(&Unsized).unwrap_err();
+        assert!(err.to_string().contains("length up front"), "{err}");
+    }
+}

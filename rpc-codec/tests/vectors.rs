@@ -1,0 +1,296 @@
+//! Checks `docs/PROTOCOL.md` against the implementation byte for byte: every frame vector, every row of the
+//! value-encoding table and every refused input. If the document and the code disagree, this fails.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rpc_codec::{
+    Bincode, FrameCodec, FrameError, Header, LimitExceeded, Metadata, PayloadCodec, Received,
+    Status, WriteBuf, method_id,
+};
+use serde::{Deserialize, Serialize};
+use tokio_util::codec::Decoder;
+
+const DOC: &str = include_str!("../../docs/PROTOCOL.md");
+
+/// The bytes of the fenced block after `<!-- vector: NAME -->`: the part of each line before `|`.
+fn doc_vector(name: &str) -> Vec<u8> {
+    let marker = format!("<!-- vector: {name} -->");
+    let start = DOC
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no vector {name} in PROTOCOL.md"));
+    let block = &DOC[start + marker.len()..];
+    let block = block
+        .split_once("```text\n")
+        .expect("fenced block after the marker")
+        .1;
+    let block = block.split_once("```").expect("closed fenced block").0;
+    block
+        .lines()
+        .flat_map(|line| line.split('|').next().unwrap_or("").split_whitespace())
+        .map(|h| u8::from_str_radix(h, 16).unwrap_or_else(|_| panic!("{name}: bad hex {h:?}")))
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn encode<T: Serialize + ?Sized>(header: Header, metadata: &Metadata, value: &T) -> Vec<u8> {
+    let mut buf = WriteBuf::new();
+    FrameCodec::default()
+        .encode_value(&header, metadata, value, &Bincode, &mut buf)
+        .unwrap();
+    buf.as_slice().to_vec()
+}
+
+fn encode_raw(header: Header, payload: &[u8]) -> Vec<u8> {
+    let mut buf = WriteBuf::new();
+    FrameCodec::default()
+        .encode_bytes(&header, &Metadata::new(), payload, &mut buf)
+        .unwrap();
+    buf.as_slice().to_vec()
+}
+
+fn decode_one(bytes: &[u8]) -> rpc_codec::Frame {
+    let mut buf = BytesMut::from(bytes);
+    match FrameCodec::default().decode(&mut buf) {
+        Ok(Some(Received::Frame(frame))) if buf.is_empty() => frame,
+        other => panic!("{} did not decode to one frame: {other:?}", hex(bytes)),
+    }
+}
+
+/// Asserts that the document's vector equals what the encoder writes, and that it decodes back to `header`.
+fn check(name: &str, encoded: Vec<u8>, header: Header) -> rpc_codec::Frame {
+    let doc = doc_vector(name);
+    assert_eq!(
+        hex(&doc),
+        hex(&encoded),
+        "vector {name}: document vs encoder"
+    );
+    let frame = decode_one(&doc);
+    assert_eq!(frame.header, header, "vector {name}");
+    frame
+}
+
+#[test]
+fn request_vector() {
+    let header =
+        Header::request(1, method_id("Calc", "add")).with_deadline(Duration::from_millis(250));
+    let md = Metadata::from_pairs([("trace-id", "abc123")]).unwrap();
+    let frame = check("request", encode(header, &md, &(2i32, 3i32)), header);
+    assert_eq!(frame.metadata.get_str("trace-id"), Some("abc123"));
+    let args: (i32, i32) = Bincode.decode(&frame.payload).unwrap();
+    assert_eq!(args, (2, 3));
+    assert_eq!(frame.header.deadline(), Some(Duration::from_millis(250)));
+}
+
+#[test]
+fn response_vectors() {
+    let frame = check(
+        "response",
+        encode(Header::response(1), &Metadata::new(), &5i32),
+        Header::response(1),
+    );
+    assert_eq!(Bincode.decode::<i32>(&frame.payload).unwrap(), 5);
+
+    let header = Header::app_error(2);
+    let frame = check(
+        "response-app-error",
+        encode(header, &Metadata::new(), "division by zero"),
+        header,
+    );
+    assert!(frame.header.flags.contains(rpc_codec::Flags::APP_ERROR));
+    assert_eq!(
+        Bincode.decode::<String>(&frame.payload).unwrap(),
+        "division by zero"
+    );
+}
+
+#[test]
+fn error_vector() {
+    let header = Header::error(3, Status::Unimplemented);
+    let frame = check(
+        "error",
+        encode_raw(header, b"unknown method 0x12345678"),
+        header,
+    );
+    assert_eq!(frame.message(), "unknown method 0x12345678");
+}
+
+#[test]
+fn cancel_one_way_ping_pong_go_away_vectors() {
+    check(
+        "cancel",
+        encode_raw(Header::cancel(4), b""),
+        Header::cancel(4),
+    );
+
+    let header = Header::one_way(5, method_id("Log", "write"));
+    let frame = check("one-way", encode(header, &Metadata::new(), "hello"), header);
+    assert_eq!(Bincode.decode::<&str>(&frame.payload).unwrap(), "hello");
+
+    let nonce = 0x0102_0304_0506_0708;
+    check(
+        "ping",
+        encode_raw(Header::ping(nonce), b""),
+        Header::ping(nonce),
+    );
+    check(
+        "pong",
+        encode_raw(Header::pong(nonce), b""),
+        Header::pong(nonce),
+    );
+
+    let header = Header::go_away(5, Status::Ok);
+    let frame = check("go-away", encode_raw(header, b"draining"), header);
+    assert_eq!(frame.message(), "draining");
+}
+
+#[derive(Serialize, Deserialize)]
+struct Point {
+    x: i32,
+    y: i32,
+}
+
+#[derive(Serialize, Deserialize)]
+#[allow(dead_code)]
+enum Shape {
+    Empty,
+    Circle(u32),
+    Rect { w: u32, h: u32 },
+}
+
+fn enc<T: Serialize>(v: T) -> Vec<u8> {
+    Bincode.to_vec(&v).unwrap()
+}
+
+#[test]
+fn value_encoding_table() {
+    let expected: Vec<(&str, Vec<u8>)> = vec![
+        ("`true`", enc(true)),
+        ("`200u8`", enc(200u8)),
+        ("`-2i8`", enc(-2i8)),
+        ("`250u32`", enc(250u32)),
+        ("`251u32`", enc(251u32)),
+        ("`65536u32`", enc(65536u32)),
+        ("`4294967296u64`", enc(4_294_967_296u64)),
+        ("`0i32`", enc(0i32)),
+        ("`-1i32`", enc(-1i32)),
+        ("`1i32`", enc(1i32)),
+        ("`-200i64`", enc(-200i64)),
+        ("`1.5f32`", enc(1.5f32)),
+        ("`-0.25f64`", enc(-0.25f64)),
+        ("`'é'`", enc('é')),
+        ("`\"hi\"`", enc("hi")),
+        ("`None::<u8>`", enc(None::<u8>)),
+        ("`Some(7u8)`", enc(Some(7u8))),
+        ("`vec![1u16, 300]`", enc(vec![1u16, 300])),
+        ("`(1u8, \"x\")`", enc((1u8, "x"))),
+        ("`[3u32, 4]`", enc([3u32, 4])),
+        ("`Point { x: -1i32, y: 2i32 }`", enc(Point { x: -1, y: 2 })),
+        ("`Shape::Circle(5u32)` (variant 1)", enc(Shape::Circle(5))),
+        (
+            "`Shape::Rect { w: 2u32, h: 3u32 }` (variant 2)",
+            enc(Shape::Rect { w: 2, h: 3 }),
+        ),
+        ("`Ok::<u8, String>(9)`", enc(Ok::<u8, String>(9))),
+        ("`BTreeMap {1u8: \"a\"}`", enc(BTreeMap::from([(1u8, "a")]))),
+    ];
+    let table = DOC
+        .split_once("<!-- payload-table -->")
+        .and_then(|(_, rest)| rest.split_once("<!-- end payload-table -->"))
+        .expect("payload table markers")
+        .0;
+    let rows: Vec<(String, String)> = table
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split(" | ").map(str::trim).collect();
+            (cells[0].to_owned(), cells[1].trim_matches('`').to_owned())
+        })
+        .collect();
+    let want: Vec<(String, String)> = expected
+        .iter()
+        .map(|(v, b)| (v.to_string(), hex(b)))
+        .collect();
+    assert_eq!(rows, want);
+}
+
+#[test]
+fn the_python_example_builds_the_same_request() {
+    // Section 11 builds this header by hand; it must be what the encoder writes.
+    let header = Header::request(1, method_id("Calc", "add")).with_deadline(Duration::from_secs(1));
+    let mut expect = b"RP\x01\x01\x00\x00\x00\x00".to_vec();
+    expect.extend_from_slice(&1u64.to_le_bytes());
+    expect.extend_from_slice(&method_id("Calc", "add").to_le_bytes());
+    expect.extend_from_slice(&1_000_000u32.to_le_bytes());
+    expect.extend_from_slice(&2u32.to_le_bytes());
+    expect.extend_from_slice(&[0x04, 0x06]);
+    assert_eq!(
+        hex(&encode(header, &Metadata::new(), &(2i32, 3i32))),
+        hex(&expect)
+    );
+    assert!(DOC.contains("print(kind, rid, body)                             # 2 1 b'\\n'"));
+}
+
+#[test]
+fn refused_inputs_of_the_table() {
+    let decode = |bytes: &[u8]| FrameCodec::default().decode(&mut BytesMut::from(bytes));
+
+    let err = decode(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap_err();
+    assert!(matches!(err, FrameError::BadMagic { got: [0x47, 0x45] }));
+    assert!(err.to_string().contains("looks like HTTP/1"), "{err}");
+
+    let mut v2 = doc_vector("cancel");
+    v2[2] = 2;
+    assert!(matches!(
+        decode(&v2),
+        Err(FrameError::UnsupportedVersion { got: 2 })
+    ));
+
+    let mut k9 = doc_vector("cancel");
+    k9[3] = 9;
+    assert!(matches!(
+        decode(&k9),
+        Err(FrameError::UnknownKind { got: 9 })
+    ));
+
+    let mut zero_id = doc_vector("cancel");
+    zero_id[8] = 0;
+    let err = decode(&zero_id).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid header: request_id must not be 0 on a frame of kind cancel"
+    );
+
+    let mut huge = doc_vector("response")[..28].to_vec();
+    huge[3] = 1; // Request
+    huge[24..28].copy_from_slice(&[0xff; 4]);
+    match decode(&huge) {
+        Ok(Some(Received::Refused(r))) => {
+            assert_eq!(
+                r.reason,
+                LimitExceeded::FrameTooLarge {
+                    len: 4_294_967_323,
+                    limit: 16_777_216
+                }
+            );
+            assert_eq!(
+                r.reason.to_string(),
+                "frame length 4294967323 exceeds limit 16777216"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    for name in ["request", "response", "cancel", "go-away"] {
+        let v = doc_vector(name);
+        assert!(matches!(decode(&v[..27]), Ok(None)), "{name}");
+    }
+}
