@@ -1,7 +1,75 @@
-//! The rpc framework's runtime: client stubs, server skeletons and the TCP transport, driving the wire
-//! protocol of [`rpc_codec`].
+//! The rpc framework's runtime. Annotate a trait with [`service`], implement it, serve it with a [`Server`],
+//! and call it through the generated client:
+//!
+//! ```
+//! use rpc_core::{service, Server};
+//!
+//! #[service]
+//! trait Calc {
+//!     async fn add(&self, a: i32, b: i32) -> i32;
+//!     /// The application's own error comes back as the inner `Err`.
+//!     async fn div(&self, a: i32, b: i32) -> Result<i32, String>;
+//! }
+//!
+//! struct Calculator;
+//!
+//! impl Calc for Calculator {
+//!     async fn add(&self, a: i32, b: i32) -> i32 {
+//!         a + b
+//!     }
+//!     async fn div(&self, a: i32, b: i32) -> Result<i32, String> {
+//!         a.checked_div(b).ok_or_else(|| format!("{a} / {b}: division by zero"))
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! tokio::spawn(Server::builder().add_service(CalcServer::new(Calculator)).build()?.serve(listener));
+//!
+//! let calc = CalcClient::connect(addr).await?;
+//! assert_eq!(calc.add(2, 3).await?, 5);
+//! assert_eq!(calc.div(7, 0).await?, Err("7 / 0: division by zero".to_owned()));
+//! # Ok(()) }
+//! ```
+//!
+//! One TCP connection per client multiplexes every call; calls carry a deadline (10 s unless set) that
+//! travels as a budget, and dropping a call cancels it on the server. The wire format is `docs/PROTOCOL.md`.
 //!
 //! # Layout
-//! This crate is filled by the `#[service]`/runtime issue; for now it re-exports the codec it builds on.
+//! - [`macro@service`]: re-exported from `rpc-macros`; generates `<Trait>Client` and `<Trait>Server`.
+//! - [`client`]: [`Client`], its connection, reconnection with backoff, the call path.
+//! - [`server`]: [`Server`], the accept loop, connections, handlers, [`Service`].
+//! - `context`: [`Context`], the call a handler serves.
+//! - `error`: [`RpcError`].
+//! - `options`: [`CallOptions`], per-call deadline and metadata.
+//! - `method`: [`MethodInfo`].
+//! - `outbox`: a connection's outgoing frames and its writer task.
 
+pub mod client;
+mod context;
+mod error;
+mod method;
+mod options;
+mod outbox;
+pub mod server;
+
+pub use client::{Client, ClientConfig};
+pub use context::Context;
+pub use error::RpcError;
+pub use method::MethodInfo;
+pub use options::CallOptions;
+pub use rpc_codec::{Metadata, Status};
+pub use rpc_macros::service;
+pub use server::{BuildError, Server, ServerBuilder, ServerConfig, Service};
+/// The addresses [`Client::connect`] accepts (`"host:port"`, a `SocketAddr`, ...).
+pub use tokio::net::ToSocketAddrs;
+
+/// The wire codec this runtime speaks.
 pub use rpc_codec as codec;
+
+/// The README's code, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,98 @@
+//! `ClientConfig`: every limit and timing of a client, each with its default.
+
+use core::time::Duration;
+use std::hash::{BuildHasher, RandomState};
+
+/// Default of [`ClientConfig::default_deadline`]: 10 s.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+/// Default of [`ClientConfig::connect_timeout`]: 3 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default of [`ClientConfig::backoff_min`]: 50 ms.
+pub const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// Default of [`ClientConfig::backoff_max`]: 5 s.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Default of [`ClientConfig::max_pending_output`]: 4 MiB.
+pub const DEFAULT_MAX_PENDING_OUTPUT: usize = 4 * 1024 * 1024;
+
+/// A client's limits and timings.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = rpc_core::ClientConfig {
+///     default_deadline: Duration::from_secs(2),
+///     ..Default::default()
+/// };
+/// assert_eq!(config.connect_timeout, Duration::from_secs(3));
+/// ```
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Deadline of a call that sets none. Default 10 s ([`DEFAULT_DEADLINE`]).
+    pub default_deadline: Duration,
+    /// Longest wait for a connection to be made. Default 3 s ([`DEFAULT_CONNECT_TIMEOUT`]).
+    pub connect_timeout: Duration,
+    /// Wait after the first failed connection attempt; it doubles with each further failure. Default 50 ms
+    /// ([`DEFAULT_BACKOFF_MIN`]).
+    pub backoff_min: Duration,
+    /// Longest wait between connection attempts. Default 5 s ([`DEFAULT_BACKOFF_MAX`]).
+    pub backoff_max: Duration,
+    /// Bytes of requests queued for a connection beyond which a new call waits for the writer. Default 4 MiB
+    /// ([`DEFAULT_MAX_PENDING_OUTPUT`]).
+    pub max_pending_output: usize,
+    /// Frame limits; see [`rpc_codec::Config`] (default 16 MiB frames).
+    pub codec: rpc_codec::Config,
+}
+
+impl Default for ClientConfig {
+    fn default() -> ClientConfig {
+        ClientConfig {
+            default_deadline: DEFAULT_DEADLINE,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            backoff_min: DEFAULT_BACKOFF_MIN,
+            backoff_max: DEFAULT_BACKOFF_MAX,
+            max_pending_output: DEFAULT_MAX_PENDING_OUTPUT,
+            codec: rpc_codec::Config::default(),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The wait after `failures` consecutive failed attempts: `backoff_min` doubled per failure, capped at
+    /// `backoff_max`, less up to a quarter at random so that many clients do not retry in step.
+    pub(crate) fn backoff(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(20);
+        let base = self
+            .backoff_min
+            .saturating_mul(1 << doublings)
+            .min(self.backoff_max);
+        let random = RandomState::new().hash_one(failures);
+        let jitter = base.mul_f64((random % 1000) as f64 / 4000.0);
+        base - jitter
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_at_most_a_quarter_off() {
+        let c = ClientConfig::default();
+        for (failures, base_ms) in [
+            (1u32, 50u64),
+            (2, 100),
+            (3, 200),
+            (7, 3200),
+            (8, 5000),
+            (30, 5000),
+        ] {
+            let base = Duration::from_millis(base_ms);
+            for _ in 0..20 {
+                let b = c.backoff(failures);
+                assert!(
+                    b <= base && b >= base.mul_f64(0.75),
+                    "{failures} failures: {b:?} vs {base:?}"
+                );
+            }
+        }
+    }
+}

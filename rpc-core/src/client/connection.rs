@@ -1,0 +1,282 @@
+//! One client connection: requests go out through the outbox, a reader task matches responses to the calls
+//! waiting for them by request id, and when the connection ends every call still waiting fails at once with
+//! `Unavailable`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+use rpc_codec::{Bincode, FrameCodec, Header, Kind, Metadata, Received, Status};
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+
+use crate::error::RpcError;
+use crate::outbox::Outbox;
+
+/// How a call ended, as the reader saw it.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// The method's value (a `Response` without flags).
+    Value(Bytes),
+    /// The application's error value (a `Response` with `APP_ERROR`).
+    AppError(Bytes),
+    /// An `Error` frame, or the connection ending.
+    Failed(RpcError),
+}
+
+/// Bytes the reader asks for at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What the connection's tasks and its callers share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) outbox: Outbox,
+    codec: FrameCodec,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    /// Set once the connection is closed or draining: no new calls go on it.
+    retired: AtomicBool,
+}
+
+impl Shared {
+    fn pending(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<Reply>>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Fails every call still waiting, and accepts no new ones.
+    fn close(&self, reason: &str) {
+        self.retired.store(true, Ordering::Release);
+        self.outbox.close();
+        let waiting: Vec<_> = self.pending().drain().collect();
+        for (_, tx) in waiting {
+            let _ = tx.send(Reply::Failed(RpcError::unavailable(format!(
+                "connection closed: {reason}"
+            ))));
+        }
+    }
+
+    fn complete(&self, id: u64, reply: Reply) {
+        if let Some(tx) = self.pending().remove(&id) {
+            let _ = tx.send(reply);
+        }
+    }
+}
+
+/// A live connection; dropping the last handle stops its tasks.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) shared: Arc<Shared>,
+    tasks: [AbortHandle; 2],
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.shared.close("client dropped");
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Connection {
+    /// Starts the reader and writer tasks over the two halves of a transport.
+    pub(crate) fn start<R, W>(
+        reader: R,
+        writer: W,
+        codec: FrameCodec,
+        max_pending_output: usize,
+    ) -> Connection
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let shared = Arc::new(Shared {
+            outbox: Outbox::new(max_pending_output),
+            codec: codec.clone(),
+            pending: Mutex::new(HashMap::new()),
+            retired: AtomicBool::new(false),
+        });
+        let read = tokio::spawn(read_loop(Arc::clone(&shared), reader, codec));
+        let write = {
+            let shared = Arc::clone(&shared);
+            let mut writer = writer;
+            tokio::spawn(async move {
+                if let Err(e) = shared.outbox.run_writer(&mut writer).await {
+                    shared.close(&format!("write failed: {e}"));
+                }
+            })
+        };
+        Connection {
+            shared,
+            tasks: [read.abort_handle(), write.abort_handle()],
+        }
+    }
+
+    /// Whether new calls may go on this connection.
+    pub(crate) fn is_usable(&self) -> bool {
+        !self.shared.retired.load(Ordering::Acquire)
+    }
+
+    /// Encodes a request for `method_id` and registers the call; returns its id and where its reply will come.
+    pub(crate) async fn send<A: Serialize + ?Sized>(
+        &self,
+        method_id: u32,
+        args: &A,
+        metadata: &Metadata,
+        deadline: Instant,
+    ) -> Result<(u64, oneshot::Receiver<Reply>), RpcError> {
+        let (tx, rx) = oneshot::channel();
+        let shared = &*self.shared;
+        let encoded = shared
+            .outbox
+            .push_when_room(|state| {
+                let id = state.last_request_id + 1;
+                let budget = deadline.saturating_duration_since(Instant::now());
+                let header = Header::request(id, method_id).with_deadline(budget);
+                shared
+                    .codec
+                    .encode_value(&header, metadata, args, &Bincode, &mut state.buf)
+                    .map(|()| {
+                        state.last_request_id = id;
+                        // Registered before the frame can leave, so the reply always finds its caller.
+                        shared.pending().insert(id, tx);
+                        id
+                    })
+            })
+            .await?;
+        match encoded {
+            Ok(id) => Ok((id, rx)),
+            Err(e) => Err(encode_error(e)),
+        }
+    }
+
+    /// The caller stopped waiting for call `id`: forget it and tell the server to stop its handler.
+    pub(crate) fn cancel(&self, id: u64) {
+        let shared = &*self.shared;
+        if shared.pending().remove(&id).is_some() {
+            let _ = shared.outbox.push(|state| {
+                shared.codec.encode_bytes(
+                    &Header::cancel(id),
+                    &Metadata::new(),
+                    &[],
+                    &mut state.buf,
+                )
+            });
+        }
+    }
+}
+
+fn encode_error(e: rpc_codec::EncodeError) -> RpcError {
+    match e {
+        rpc_codec::EncodeError::Limit(l) => {
+            RpcError::new(Status::ResourceExhausted, format!("request not sent: {l}"))
+        }
+        rpc_codec::EncodeError::Payload(p @ rpc_codec::PayloadError::TooLarge { .. }) => {
+            RpcError::new(Status::ResourceExhausted, format!("request not sent: {p}"))
+        }
+        other => RpcError::new(
+            Status::InvalidArgument,
+            format!("request not sent: {other}"),
+        ),
+    }
+}
+
+/// Reads frames until the connection ends, then fails whatever is still waiting.
+async fn read_loop<R: AsyncRead + Unpin>(
+    shared: Arc<Shared>,
+    mut reader: R,
+    mut codec: FrameCodec,
+) {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let reason = loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        match reader.read_buf(&mut buf).await {
+            Ok(0) => {
+                break match codec.decode_eof(&mut buf) {
+                    Ok(_) => String::from("closed by the server"),
+                    Err(e) => e.to_string(),
+                };
+            }
+            Ok(_) => {}
+            Err(e) => break format!("read failed: {e}"),
+        }
+        let stop = loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(Received::Frame(frame))) => handle(&shared, frame),
+                Ok(Some(Received::Refused(r))) => shared.complete(
+                    r.header.request_id,
+                    Reply::Failed(RpcError::new(
+                        Status::ResourceExhausted,
+                        format!("response refused: {}", r.reason),
+                    )),
+                ),
+                Ok(None) => break None,
+                Err(e) => break Some(format!("protocol error from the server: {e}")),
+            }
+        };
+        if let Some(reason) = stop {
+            break reason;
+        }
+    };
+    shared.close(&reason);
+}
+
+fn handle(shared: &Shared, frame: rpc_codec::Frame) {
+    let h = frame.header;
+    match h.kind {
+        Kind::Response if h.flags.contains(rpc_codec::Flags::APP_ERROR) => {
+            shared.complete(h.request_id, Reply::AppError(frame.payload));
+        }
+        Kind::Response => shared.complete(h.request_id, Reply::Value(frame.payload)),
+        Kind::Error if h.request_id == 0 => {
+            shared.close(&format!(
+                "the server reported {}: {}",
+                h.status,
+                frame.message()
+            ));
+        }
+        Kind::Error => shared.complete(
+            h.request_id,
+            Reply::Failed(RpcError::new(h.status, frame.message().into_owned())),
+        ),
+        Kind::Ping => {
+            let _ = shared.outbox.push(|state| {
+                shared.codec.encode_bytes(
+                    &Header::pong(h.request_id),
+                    &Metadata::new(),
+                    &[],
+                    &mut state.buf,
+                )
+            });
+        }
+        Kind::GoAway => go_away(shared, h.request_id, &frame.message()),
+        // A client serves nothing; a request or cancel from the server is ignored, as is a stray pong.
+        Kind::Request | Kind::OneWay | Kind::Cancel | Kind::Pong => {}
+    }
+}
+
+/// The server drains: calls above `last` were not processed (they fail as retryable), the rest still complete,
+/// and new calls go to a new connection.
+fn go_away(shared: &Shared, last: u64, reason: &str) {
+    shared.retired.store(true, Ordering::Release);
+    let not_processed: Vec<_> = {
+        let mut pending = shared.pending();
+        let ids: Vec<u64> = pending.keys().copied().filter(|&id| id > last).collect();
+        ids.into_iter()
+            .filter_map(|id| pending.remove(&id))
+            .collect()
+    };
+    for tx in not_processed {
+        let _ = tx.send(Reply::Failed(RpcError::unavailable(format!(
+            "the server is draining ({reason}) and did not process this call"
+        ))));
+    }
+}

@@ -1,0 +1,73 @@
+//! The call context: what a handler may know of the call it serves (metadata, deadline, request id, peer),
+//! available through `Context::current()` anywhere in the handler's task.
+
+use std::net::SocketAddr;
+
+use rpc_codec::Metadata;
+use tokio::time::Instant;
+
+use crate::method::MethodInfo;
+
+tokio::task_local! {
+    static CONTEXT: Context;
+}
+
+/// The call a handler is serving.
+///
+/// ```no_run
+/// # #[rpc_core::service] trait Echo { async fn echo(&self, s: String) -> String; }
+/// struct Impl;
+/// impl Echo for Impl {
+///     async fn echo(&self, s: String) -> String {
+///         let ctx = rpc_core::Context::current().expect("inside a handler");
+///         let trace = ctx.metadata().get_str("trace-id").unwrap_or("none").to_owned();
+///         format!("{s} (trace {trace})")
+///     }
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub(crate) request_id: u64,
+    pub(crate) method: &'static MethodInfo,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) metadata: Metadata,
+    pub(crate) peer: Option<SocketAddr>,
+}
+
+impl Context {
+    /// The context of the call served by the current task, or `None` outside a handler. (Tasks a handler
+    /// spawns do not inherit it; pass it on explicitly.)
+    pub fn current() -> Option<Context> {
+        CONTEXT.try_with(Context::clone).ok()
+    }
+
+    /// The request id, unique among the calls of one connection.
+    pub fn request_id(&self) -> u64 {
+        self.request_id
+    }
+
+    /// The method called.
+    pub fn method(&self) -> &'static MethodInfo {
+        self.method
+    }
+
+    /// When the caller stops waiting (the budget it sent, counted from the request's arrival), if it set one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The metadata the caller sent.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The caller's address, when the transport has one.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// Runs `fut` with this context as the current one.
+    pub(crate) async fn scope<F: core::future::Future>(self, fut: F) -> F::Output {
+        CONTEXT.scope(self, fut).await
+    }
+}

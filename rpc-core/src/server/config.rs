@@ -1,0 +1,49 @@
+//! `ServerConfig`: every limit and timing of a server, each with its default.
+
+use core::time::Duration;
+
+/// Default of [`ServerConfig::max_connections`]: 1024.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default of [`ServerConfig::max_in_flight_per_connection`]: 1024.
+pub const DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION: usize = 1024;
+/// Default of [`ServerConfig::drain_timeout`]: 10 s.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`ServerConfig::max_pending_output`]: 4 MiB.
+pub const DEFAULT_MAX_PENDING_OUTPUT: usize = 4 * 1024 * 1024;
+
+/// A server's limits and timings.
+///
+/// ```
+/// let config = rpc_core::ServerConfig { max_connections: 64, ..Default::default() };
+/// assert_eq!(config.max_in_flight_per_connection, 1024);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Connections served at once; the next one waits in the listen backlog until one closes. Default 1024
+    /// ([`DEFAULT_MAX_CONNECTIONS`]).
+    pub max_connections: usize,
+    /// Calls in flight on one connection; one more is answered `ResourceExhausted`. Default 1024
+    /// ([`DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION`]).
+    pub max_in_flight_per_connection: usize,
+    /// On shutdown, how long calls in flight may take to finish before their connections close. Default 10 s
+    /// ([`DEFAULT_DRAIN_TIMEOUT`]).
+    pub drain_timeout: Duration,
+    /// Bytes of answers queued for one connection beyond which handlers wait for the peer to read. Default
+    /// 4 MiB ([`DEFAULT_MAX_PENDING_OUTPUT`]).
+    pub max_pending_output: usize,
+    /// Frame limits; see [`rpc_codec::Config`] (default 16 MiB frames). A frame over them is answered
+    /// `ResourceExhausted` and skipped; the connection carries on.
+    pub codec: rpc_codec::Config,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_in_flight_per_connection: DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            max_pending_output: DEFAULT_MAX_PENDING_OUTPUT,
+            codec: rpc_codec::Config::default(),
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! One server connection: the read loop parses requests in place and dispatches them (decoding arguments
+//! straight from the read buffer), answers what it must refuse, and on shutdown drains: go-away, the calls in
+//! flight finish up to the drain timeout, then the connection closes. Handlers answer through the outbox.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Buf, BytesMut};
+use rpc_codec::{Bincode, EncodeError, FrameCodec, Header, Kind, Metadata, ReceivedRef, Status};
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::{Notify, oneshot, watch};
+use tokio::time::Instant;
+
+use super::ServerConfig;
+use super::registry::Registry;
+use super::service::Call;
+use crate::outbox::Outbox;
+
+/// Bytes the reader asks for at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What a connection's read loop and its handlers share.
+#[derive(Debug)]
+pub(crate) struct ConnShared {
+    pub(crate) outbox: Outbox,
+    codec: FrameCodec,
+    pub(crate) peer: Option<SocketAddr>,
+    /// Calls in flight, by request id: dropping the sender cancels the handler.
+    calls: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    in_flight: AtomicUsize,
+    /// Notified when the last call in flight finishes.
+    idle: Notify,
+}
+
+impl ConnShared {
+    fn calls(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<()>>> {
+        self.calls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records a call about to start; its handler stops when the returned receiver fires.
+    pub(crate) fn register(&self, id: u64) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.calls().insert(id, tx);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        rx
+    }
+
+    /// A handler ended.
+    pub(crate) fn finish(&self, id: u64) {
+        self.calls().remove(&id);
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_one();
+        }
+    }
+
+    fn cancel(&self, id: u64) {
+        if let Some(tx) = self.calls().remove(&id) {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Stops every handler still running.
+    fn cancel_all(&self) {
+        let all: Vec<_> = self.calls().drain().collect();
+        for (_, tx) in all {
+            let _ = tx.send(());
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Sends the method's value for call `id`.
+    pub(crate) async fn reply_value<T: Serialize + Send>(&self, id: u64, value: T) {
+        self.reply_payload(id, Header::response(id), value).await;
+    }
+
+    /// Sends the application's error for call `id`.
+    pub(crate) async fn reply_app_error<E: Serialize + Send>(&self, id: u64, error: E) {
+        self.reply_payload(id, Header::app_error(id), error).await;
+    }
+
+    /// The value is owned (moved into the encoding closure), so the answer needs only `T: Send`.
+    async fn reply_payload<T: Serialize + Send>(&self, id: u64, header: Header, value: T) {
+        let codec = &self.codec;
+        let sent = self
+            .outbox
+            .push_when_room(move |state| {
+                codec.encode_value(&header, &Metadata::new(), &value, &Bincode, &mut state.buf)
+            })
+            .await;
+        if let Ok(Err(e)) = sent {
+            let (status, message) = match e {
+                EncodeError::Limit(l) => (
+                    Status::ResourceExhausted,
+                    format!("the response is too large: {l}"),
+                ),
+                EncodeError::Payload(p @ rpc_codec::PayloadError::TooLarge { .. }) => (
+                    Status::ResourceExhausted,
+                    format!("the response is too large: {p}"),
+                ),
+                other => (
+                    Status::Internal,
+                    format!("the response does not encode: {other}"),
+                ),
+            };
+            self.reply_error(id, status, &message).await;
+        }
+    }
+
+    /// Sends an `Error` frame for call `id`.
+    pub(crate) async fn reply_error(&self, id: u64, status: Status, message: &str) {
+        let _ = self
+            .outbox
+            .push_when_room(|state| self.encode_error(state, id, status, message))
+            .await;
+    }
+
+    /// Sends an `Error` frame without waiting for room (the read loop answering a refusal; it waits for room
+    /// before reading more).
+    pub(crate) fn refuse(&self, id: u64, status: Status, message: &str) {
+        let _ = self
+            .outbox
+            .push(|state| self.encode_error(state, id, status, message));
+    }
+
+    fn encode_error(
+        &self,
+        state: &mut crate::outbox::OutState,
+        id: u64,
+        status: Status,
+        message: &str,
+    ) {
+        // The message is ours and short; cut it anyway rather than lose the frame.
+        let text = &message.as_bytes()[..message.len().min(4096)];
+        let _ = self.codec.encode_bytes(
+            &Header::error(id, status),
+            &Metadata::new(),
+            text,
+            &mut state.buf,
+        );
+    }
+
+    fn send(&self, header: Header, payload: &[u8]) {
+        let _ = self.outbox.push(|state| {
+            self.codec
+                .encode_bytes(&header, &Metadata::new(), payload, &mut state.buf)
+        });
+    }
+}
+
+/// Cancels every handler and stops the writer when the connection's task ends, also when it is aborted.
+struct Teardown {
+    conn: Arc<ConnShared>,
+    writer: tokio::task::AbortHandle,
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        self.conn.cancel_all();
+        self.conn.outbox.close();
+        // After a normal end the writer has already flushed and returned; this only stops one still blocked.
+        self.writer.abort();
+    }
+}
+
+/// What the read loop knows of the requests it has seen.
+struct ReadState {
+    /// The highest request id accepted (for go-away).
+    last_id: u64,
+    draining: bool,
+}
+
+/// Serves one connection until the peer leaves, a protocol error, or the end of a drain.
+pub(crate) async fn run<R, W>(
+    mut reader: R,
+    writer: W,
+    peer: Option<SocketAddr>,
+    registry: Arc<Registry>,
+    config: Arc<ServerConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = Arc::new(ConnShared {
+        outbox: Outbox::new(config.max_pending_output),
+        codec: FrameCodec::new(config.codec),
+        peer,
+        calls: Mutex::new(HashMap::new()),
+        in_flight: AtomicUsize::new(0),
+        idle: Notify::new(),
+    });
+    let writer = {
+        let conn = Arc::clone(&conn);
+        let mut writer = writer;
+        tokio::spawn(async move { conn.outbox.run_writer(&mut writer).await })
+    };
+    // However this task ends (returning, or aborted with the server), handlers stop and the socket closes.
+    let _teardown = Teardown {
+        conn: Arc::clone(&conn),
+        writer: writer.abort_handle(),
+    };
+    let mut codec = FrameCodec::new(config.codec);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut state = ReadState {
+        last_id: 0,
+        draining: false,
+    };
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        if state.draining && conn.in_flight() == 0 {
+            break;
+        }
+        let idle = conn.idle.notified();
+        tokio::select! {
+            read = reader.read_buf(&mut buf) => {
+                match read {
+                    Ok(0) | Err(_) => {
+                        // The peer left: nobody can take answers any more.
+                        break;
+                    }
+                    Ok(_) => {
+                        if !process(&conn, &registry, &config, &mut codec, &mut buf, &mut state).await {
+                            break;
+                        }
+                    }
+                }
+                if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                    buf.reserve(READ_CHUNK);
+                }
+            }
+            changed = shutdown.changed(), if !state.draining => {
+                if changed.is_err() || *shutdown.borrow() {
+                    state.draining = true;
+                    drain_until = Some(Instant::now() + config.drain_timeout);
+                    let reason = b"server shutting down";
+                    conn.send(Header::go_away(state.last_id, Status::Ok), reason);
+                }
+            }
+            () = idle, if state.draining => {}
+            () = sleep_until(drain_until), if drain_until.is_some() => break,
+        }
+    }
+    conn.cancel_all();
+    conn.outbox.close();
+    let _ = writer.await;
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Handles every whole frame in `buf`; returns `false` if the connection must close (a protocol error).
+async fn process(
+    conn: &Arc<ConnShared>,
+    registry: &Registry,
+    config: &ServerConfig,
+    codec: &mut FrameCodec,
+    buf: &mut BytesMut,
+    state: &mut ReadState,
+) -> bool {
+    let mut at = 0;
+    let keep = loop {
+        let (used, item) = match codec.parse(&buf[at..]) {
+            Ok(step) => step,
+            Err(e) => {
+                // The stream is not protocol v1: say why, then close (docs/PROTOCOL.md section 8).
+                let status = match e {
+                    rpc_codec::FrameError::UnsupportedVersion { .. }
+                    | rpc_codec::FrameError::UnknownKind { .. } => Status::Unimplemented,
+                    _ => Status::InvalidArgument,
+                };
+                conn.refuse(0, status, &e.to_string());
+                break false;
+            }
+        };
+        match item {
+            None if used == 0 => break true,
+            None => {}
+            Some(ReceivedRef::Refused(r)) if r.header.kind == Kind::Request => {
+                state.last_id = state.last_id.max(r.header.request_id);
+                let message = format!("request refused: {}", r.reason);
+                conn.refuse(r.header.request_id, Status::ResourceExhausted, &message);
+            }
+            // Only a request expects an answer; any other refused frame is dropped.
+            Some(ReceivedRef::Refused(_)) => {}
+            Some(ReceivedRef::Frame(frame)) => {
+                if let Err(message) = handle(conn, registry, config, frame, state) {
+                    conn.refuse(0, Status::InvalidArgument, &message);
+                    break false;
+                }
+            }
+        }
+        at += used;
+    };
+    buf.advance(at);
+    // Refusals are written without waiting; wait here for room before reading more.
+    let _ = conn.outbox.push_when_room(|_| ()).await;
+    keep
+}
+
+/// Handles one frame; an `Err` is a protocol violation that closes the connection.
+fn handle(
+    conn: &Arc<ConnShared>,
+    registry: &Registry,
+    config: &ServerConfig,
+    frame: rpc_codec::FrameRef<'_>,
+    state: &mut ReadState,
+) -> Result<(), String> {
+    let h = frame.header();
+    match h.kind {
+        Kind::Request | Kind::OneWay => {
+            let one_way = h.kind == Kind::OneWay;
+            if !one_way {
+                if h.request_id <= state.last_id {
+                    return Err(format!(
+                        "request id {} does not follow {} (ids must increase)",
+                        h.request_id, state.last_id
+                    ));
+                }
+                state.last_id = h.request_id;
+            }
+            let refuse = |status, message: &str| {
+                if !one_way {
+                    conn.refuse(h.request_id, status, message);
+                }
+            };
+            if state.draining {
+                refuse(
+                    Status::Unavailable,
+                    "the server is draining; this call was not processed",
+                );
+                return Ok(());
+            }
+            if conn.in_flight() >= config.max_in_flight_per_connection {
+                let message = format!(
+                    "{} calls in flight on this connection, the limit",
+                    config.max_in_flight_per_connection
+                );
+                refuse(Status::ResourceExhausted, &message);
+                return Ok(());
+            }
+            let Some(service) = registry.service(h.method_id) else {
+                refuse(
+                    Status::Unimplemented,
+                    &format!("no method with id {:#010x} on this server", h.method_id),
+                );
+                return Ok(());
+            };
+            let deadline = h.deadline().map(|budget| Instant::now() + budget);
+            let _dispatched = service.dispatch(Call {
+                conn,
+                request_id: h.request_id,
+                method_id: h.method_id,
+                metadata: frame.metadata,
+                payload: frame.payload,
+                deadline,
+                one_way,
+            });
+        }
+        Kind::Cancel => conn.cancel(h.request_id),
+        Kind::Ping => conn.send(Header::pong(h.request_id), &[]),
+        // The client leaves; its calls in flight still get their answers.
+        Kind::GoAway => {}
+        // A server calls nobody: stray answers and pongs are ignored.
+        Kind::Response | Kind::Error | Kind::Pong => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! The server: an accept loop that takes a connection permit before it accepts, one task per connection, and a
+//! graceful shutdown that stops accepting, sends go-away on every connection and waits for calls in flight (up
+//! to the drain timeout) before it returns.
+//!
+//! # Layout
+//! - `config`: [`ServerConfig`], the server's limits and timings.
+//! - `registry`: services by method id.
+//! - `service`: [`Service`] (implemented by generated skeletons) and [`Call`].
+//! - `connection`: one connection's read loop, refusals and drain.
+//! - `handler`: one call's task: context, deadline, cancel, panic isolation, answer.
+//! - this file: [`Server`], [`ServerBuilder`] and the accept loop.
+
+pub mod config;
+mod connection;
+mod handler;
+mod registry;
+mod service;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+pub use config::ServerConfig;
+use registry::Registry;
+pub use service::{Call, Dispatched, Service};
+
+/// Why a server could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Two services have the same name.
+    #[error("two services are named `{name}`")]
+    DuplicateService {
+        /// The name.
+        name: &'static str,
+    },
+    /// Two methods of the services added hash to the same id.
+    #[error("method id collision: {first} and {second} both hash to {id:#010x}; rename one")]
+    MethodIdCollision {
+        /// The id.
+        id: u32,
+        /// The method added first.
+        first: String,
+        /// The method added second.
+        second: String,
+    },
+}
+
+/// Builds a [`Server`] from services and a configuration.
+#[derive(Default)]
+pub struct ServerBuilder {
+    services: Vec<Arc<dyn Service>>,
+    config: ServerConfig,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.services.iter().map(|s| s.name()).collect();
+        f.debug_struct("ServerBuilder")
+            .field("services", &names)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl ServerBuilder {
+    /// Serves `service` too (a generated `<Trait>Server`); several services share one listener.
+    pub fn add_service(mut self, service: impl Service) -> ServerBuilder {
+        self.services.push(Arc::new(service));
+        self
+    }
+
+    /// Uses `config` instead of the defaults.
+    pub fn config(mut self, config: ServerConfig) -> ServerBuilder {
+        self.config = config;
+        self
+    }
+
+    /// The server, or why its services cannot be served together.
+    pub fn build(self) -> Result<Server, BuildError> {
+        Ok(Server {
+            registry: Arc::new(Registry::new(self.services)?),
+            config: Arc::new(self.config),
+        })
+    }
+}
+
+/// An RPC server: the services it dispatches to and its configuration.
+///
+/// ```no_run
+/// # #[rpc_core::service] trait Greeter { async fn hello(&self, name: String) -> String; }
+/// # struct Hi;
+/// # impl Greeter for Hi { async fn hello(&self, name: String) -> String { name } }
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:7000").await?;
+/// let server = rpc_core::Server::builder().add_service(GreeterServer::new(Hi)).build()?;
+/// server.serve_with_shutdown(listener, async { tokio::signal::ctrl_c().await.ok(); }).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Server {
+    registry: Arc<Registry>,
+    config: Arc<ServerConfig>,
+}
+
+impl Server {
+    /// A builder.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Serves connections from `listener` until the task is dropped.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        self.serve_with_shutdown(listener, std::future::pending())
+            .await
+    }
+
+    /// Serves connections from `listener` until `shutdown` completes; then stops accepting, sends go-away on
+    /// every connection, lets calls in flight finish (up to [`ServerConfig::drain_timeout`]) and returns once
+    /// every connection has closed.
+    pub async fn serve_with_shutdown(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let permits = Arc::new(Semaphore::new(self.config.max_connections));
+        let (drain, draining) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        let mut accept_errors = 0u32;
+        tokio::pin!(shutdown);
+        loop {
+            // Capacity first: at the limit, the next connection waits in the listen backlog.
+            let permit = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                permit = Arc::clone(&permits).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let (stream, peer) = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => {
+                        accept_errors = 0;
+                        accepted
+                    }
+                    Err(_) => {
+                        // Out of descriptors, or a connection reset before it was accepted: wait a little
+                        // (longer each time, up to a second) rather than spin, and carry on.
+                        accept_errors = accept_errors.saturating_add(1);
+                        tokio::time::sleep(Duration::from_millis(10 << accept_errors.min(7))).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let (reader, writer) = stream.into_split();
+            let registry = Arc::clone(&self.registry);
+            let config = Arc::clone(&self.config);
+            let draining = draining.clone();
+            connections.spawn(async move {
+                connection::run(reader, writer, Some(peer), registry, config, draining).await;
+                drop(permit);
+            });
+            while connections.try_join_next().is_some() {}
+        }
+        drop(listener);
+        let _ = drain.send(true);
+        while connections.join_next().await.is_some() {}
+        Ok(())
+    }
+}

@@ -1,0 +1,104 @@
+//! The server side of a generated service: the [`Service`] trait that `#[service]` implements for
+//! `<Trait>Server`, and [`Call`], one request as a service sees it: its arguments to decode, and the ways to
+//! answer it (spawn the handler, or refuse).
+
+use std::sync::Arc;
+
+use rpc_codec::{Bincode, MetadataRef, PayloadCodec, PayloadError, Status};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use super::connection::ConnShared;
+use super::handler;
+use crate::method::MethodInfo;
+
+/// A service the server can dispatch to; implemented by the `<Trait>Server` that `#[service]` generates.
+pub trait Service: Send + Sync + 'static {
+    /// The service's name on the wire.
+    fn name(&self) -> &'static str;
+
+    /// Its methods, with their ids.
+    fn methods(&self) -> &'static [MethodInfo];
+
+    /// Answers one call: decodes its arguments and spawns the handler, or refuses it.
+    fn dispatch(&self, call: Call<'_>) -> Dispatched;
+}
+
+/// Proof that a call was answered or handed to a handler; only [`Call`] makes one.
+#[derive(Debug)]
+#[must_use = "return it from `Service::dispatch`"]
+pub struct Dispatched(());
+
+/// One request, borrowed from the connection's read buffer while it is dispatched.
+#[derive(Debug)]
+pub struct Call<'a> {
+    pub(crate) conn: &'a Arc<ConnShared>,
+    pub(crate) request_id: u64,
+    pub(crate) method_id: u32,
+    pub(crate) metadata: MetadataRef<'a>,
+    pub(crate) payload: &'a [u8],
+    pub(crate) deadline: Option<Instant>,
+    /// A one-way call: the handler runs, nothing is sent back.
+    pub(crate) one_way: bool,
+}
+
+impl Call<'_> {
+    /// The method id the caller named.
+    pub fn method_id(&self) -> u32 {
+        self.method_id
+    }
+
+    /// Decodes the arguments (the tuple of the method's arguments).
+    pub fn decode<A: DeserializeOwned>(&self) -> Result<A, PayloadError> {
+        Bincode.decode(self.payload)
+    }
+
+    /// Answers `InvalidArgument`: the payload did not decode as the method's arguments.
+    pub fn invalid_argument(self, method: &'static MethodInfo, error: PayloadError) -> Dispatched {
+        let message = format!("the arguments of {method} do not decode: {error}");
+        self.refuse(Status::InvalidArgument, message)
+    }
+
+    /// Answers `Unimplemented`: the service has no method with this id.
+    pub fn unimplemented(self) -> Dispatched {
+        let message = format!("no method with id {:#010x} on this server", self.method_id);
+        self.refuse(Status::Unimplemented, message)
+    }
+
+    fn refuse(self, status: Status, message: String) -> Dispatched {
+        if !self.one_way {
+            self.conn.refuse(self.request_id, status, &message);
+        }
+        Dispatched(())
+    }
+
+    /// Runs `handler` on its own task and sends its value back.
+    pub fn spawn<F, T>(self, method: &'static MethodInfo, handler: F) -> Dispatched
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Serialize + Send + 'static,
+    {
+        handler::spawn(self, method, handler, |conn, id, value| async move {
+            conn.reply_value(id, value).await;
+        });
+        Dispatched(())
+    }
+
+    /// Runs `handler`, a method returning `Result<U, E>`, on its own task: `Ok` goes back as the value, `Err` as
+    /// the application's error (flag `APP_ERROR`).
+    pub fn spawn_fallible<F, U, E>(self, method: &'static MethodInfo, handler: F) -> Dispatched
+    where
+        F: Future<Output = Result<U, E>> + Send + 'static,
+        U: Serialize + Send + 'static,
+        E: Serialize + Send + 'static,
+    {
+        handler::spawn(self, method, handler, |conn, id, result| async move {
+            match result {
+                Ok(value) => conn.reply_value(id, value).await,
+                Err(error) => conn.reply_app_error(id, error).await,
+            }
+        });
+        Dispatched(())
+    }
+}
