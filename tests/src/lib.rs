@@ -1,5 +1,10 @@
 //! End-to-end tests of the rpc framework across its crates, over real sockets on 127.0.0.1 with ports the OS
-//! assigns. The tests live in `tests/tests/`; this library holds what they share.
+//! assigns. The tests live in `tests/tests/`; this library holds what they share: a `Lab` service whose methods
+//! exercise each behaviour under test, and helpers to serve it.
 //!
 //! # Layout
-//! Filled as the runtime and the registry land.
+//! - [`lab`]: the `Lab` service, its implementation and its observable state.
+//! - [`serve`]: starting and stopping servers on 127.0.0.1.
+
+pub mod lab;
+pub mod serve;

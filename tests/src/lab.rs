@@ -1,0 +1,123 @@
+//! The `Lab` service: one method per behaviour the end-to-end tests observe (echo, delayed answers, a call
+//! that never ends, a panic, a large argument, metadata, an application error), and counters that let a test
+//! see from the server's side what happened.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rpc_core::{Context, service};
+use serde::{Deserialize, Serialize};
+
+/// The application error of [`Lab::div`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MathError {
+    /// The divisor was zero.
+    DivisionByZero {
+        /// The dividend.
+        dividend: i32,
+    },
+}
+
+/// The service under test.
+#[service]
+pub trait Lab {
+    /// Returns `n`.
+    async fn echo(&self, n: u64) -> u64;
+    /// Returns `n` after `ms` milliseconds.
+    async fn delayed(&self, n: u64, ms: u64) -> u64;
+    /// Never returns; the server-side state counts how many started and how many were dropped.
+    async fn hang(&self);
+    /// Panics.
+    async fn boom(&self) -> u32;
+    /// Returns the argument's length.
+    async fn blob(&self, data: serde_bytes::ByteBuf) -> u64;
+    /// Returns the `trace-id` metadata of the call.
+    async fn trace_id(&self) -> Option<String>;
+    /// `a / b`, or the application's error.
+    async fn div(&self, a: i32, b: i32) -> Result<i32, MathError>;
+}
+
+/// What the server side observed.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// `hang` calls that started.
+    pub hangs_started: AtomicUsize,
+    /// `hang` calls whose future was dropped (cancelled, timed out, or the connection closed).
+    pub hangs_dropped: AtomicUsize,
+    /// `delayed` calls that started.
+    pub delayed_started: AtomicUsize,
+    /// The peer addresses calls came from.
+    pub peers: Mutex<HashSet<SocketAddr>>,
+}
+
+impl Observed {
+    /// How many distinct connections made calls.
+    pub fn connections(&self) -> usize {
+        self.peers.lock().map(|p| p.len()).unwrap_or(0)
+    }
+}
+
+/// The implementation; clones share their [`Observed`].
+#[derive(Clone, Debug, Default)]
+pub struct LabImpl {
+    /// Shared with the test.
+    pub observed: Arc<Observed>,
+}
+
+struct DropCounter(Arc<Observed>);
+
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        self.0.hangs_dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl LabImpl {
+    fn note_peer(&self) {
+        if let Some(peer) = Context::current().and_then(|c| c.peer())
+            && let Ok(mut peers) = self.observed.peers.lock()
+        {
+            peers.insert(peer);
+        }
+    }
+}
+
+impl Lab for LabImpl {
+    async fn echo(&self, n: u64) -> u64 {
+        self.note_peer();
+        n
+    }
+
+    async fn delayed(&self, n: u64, ms: u64) -> u64 {
+        self.note_peer();
+        self.observed.delayed_started.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        n
+    }
+
+    async fn hang(&self) {
+        self.observed.hangs_started.fetch_add(1, Ordering::SeqCst);
+        let _counter = DropCounter(Arc::clone(&self.observed));
+        std::future::pending::<()>().await;
+    }
+
+    async fn boom(&self) -> u32 {
+        panic!("the lab exploded")
+    }
+
+    async fn blob(&self, data: serde_bytes::ByteBuf) -> u64 {
+        data.len() as u64
+    }
+
+    async fn trace_id(&self) -> Option<String> {
+        Context::current().and_then(|c| c.metadata().get_str("trace-id").map(str::to_owned))
+    }
+
+    async fn div(&self, a: i32, b: i32) -> Result<i32, MathError> {
+        a.checked_div(b)
+            .ok_or(MathError::DivisionByZero { dividend: a })
+    }
+}

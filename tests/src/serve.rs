@@ -1,0 +1,87 @@
+//! Starting servers for tests: on 127.0.0.1, on a port the OS assigns (or one a test reuses), with a handle to
+//! shut them down gracefully.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rpc_core::{Server, ServerConfig};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::lab::{LabImpl, LabServer};
+
+/// A running server.
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Starts a graceful shutdown and waits (at most `limit`) until the server has returned.
+    pub async fn shut_down(mut self, limit: Duration) -> Result<(), &'static str> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match tokio::time::timeout(limit, &mut self.task).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(_) => Err("the server failed"),
+            Err(_) => Err("the server did not finish draining in time"),
+        }
+    }
+
+    /// Stops the server at once, closing every connection without a drain (as a crash would).
+    pub fn kill(self) {
+        self.task.abort();
+    }
+
+    /// Starts a graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits (at most `limit`) for a shutdown begun with [`Running::begin_shutdown`] to finish.
+    pub async fn finished(self, limit: Duration) -> Result<(), &'static str> {
+        match tokio::time::timeout(limit, self.task).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(_) => Err("the server failed"),
+            Err(_) => Err("the server did not finish draining in time"),
+        }
+    }
+}
+
+/// Serves `lab` on 127.0.0.1 at `port` (0: one the OS assigns) with `config`.
+pub async fn serve_lab(lab: LabImpl, config: ServerConfig, port: u16) -> std::io::Result<Running> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    let server = Server::builder()
+        .add_service(LabServer::new(lab))
+        .config(config)
+        .build()
+        .map_err(std::io::Error::other)?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve_with_shutdown(listener, async move {
+        let _ = rx.await;
+    }));
+    Ok(Running {
+        addr,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+/// Waits until `condition` holds, checking every millisecond of (possibly paused) time, at most 10,000 times.
+pub async fn until(mut condition: impl FnMut() -> bool) -> bool {
+    for _ in 0..10_000 {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    condition()
+}

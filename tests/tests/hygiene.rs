@@ -1,0 +1,54 @@
+//! Generated code names everything by absolute path: a service declared in a `#![no_implicit_prelude]` module,
+//! where `Result`, `Vec`, `String`, `Option` and `Box` are not in scope, compiles, serves and answers.
+
+mod quiet {
+    #![no_implicit_prelude]
+
+    #[::rpc_core::service]
+    pub trait Quiet {
+        async fn hush(&self, level: u8) -> ::std::string::String;
+        async fn sum(
+            &self,
+            values: ::std::vec::Vec<u64>,
+        ) -> ::core::result::Result<u64, ::std::string::String>;
+        async fn nothing(&self);
+    }
+}
+
+use quiet::{Quiet, QuietClient, QuietServer};
+
+struct Library;
+
+impl Quiet for Library {
+    async fn hush(&self, level: u8) -> String {
+        "s".repeat(usize::from(level))
+    }
+
+    async fn sum(&self, values: Vec<u64>) -> Result<u64, String> {
+        values
+            .iter()
+            .try_fold(0u64, |acc, v| acc.checked_add(*v))
+            .ok_or_else(|| String::from("overflow"))
+    }
+
+    async fn nothing(&self) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_declared_without_the_prelude_works() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = rpc_core::Server::builder()
+        .add_service(QuietServer::new(Library))
+        .build()
+        .unwrap();
+    tokio::spawn(server.serve(listener));
+    let client = QuietClient::connect(addr).await.unwrap();
+    assert_eq!(client.hush(3).await, Ok(String::from("sss")));
+    assert_eq!(client.sum(vec![1, 2, 3]).await, Ok(Ok(6)));
+    assert_eq!(
+        client.sum(vec![u64::MAX, 1]).await,
+        Ok(Err(String::from("overflow")))
+    );
+    assert_eq!(client.nothing().await, Ok(()));
+}

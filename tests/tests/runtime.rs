@@ -1,0 +1,422 @@
+//! The runtime end to end, over real sockets on 127.0.0.1: multiplexing, deadlines, cancellation, panic
+//! isolation, refusals, limits, graceful drain and reconnection. Timing runs on paused tokio time, so the tests
+//! wait no wall-clock time for their timers; every wait is bounded.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rpc_core::{ClientConfig, Metadata, RpcError, Server, ServerConfig, Status, service};
+use tests::lab::{LabClient, LabImpl, MathError};
+use tests::serve::{serve_lab, until};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn code(r: Result<impl std::fmt::Debug, RpcError>) -> Status {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e.code(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_concurrent_calls_on_one_connection_each_get_their_own_answer() {
+    let lab = LabImpl::default();
+    let server = serve_lab(lab.clone(), ServerConfig::default(), 0)
+        .await
+        .unwrap();
+    let client = LabClient::connect(server.addr).await.unwrap();
+    let mut calls = JoinSet::new();
+    for i in 0..1000u64 {
+        let client = client.clone();
+        // Different delays, so answers come back in a different order than the requests went out.
+        calls.spawn(async move { (i, client.delayed(i, (i * 37) % 100).await) });
+    }
+    let mut answered = 0;
+    while let Some(joined) = calls.join_next().await {
+        let (i, answer) = joined.unwrap();
+        assert_eq!(answer, Ok(i), "call {i}");
+        answered += 1;
+    }
+    assert_eq!(answered, 1000);
+    assert_eq!(lab.observed.delayed_started.load(Ordering::SeqCst), 1000);
+    assert_eq!(
+        lab.observed.connections(),
+        1,
+        "all calls shared one connection"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_past_its_deadline_fails_on_time_and_its_handler_stops() {
+    let lab = LabImpl::default();
+    let server = serve_lab(lab.clone(), ServerConfig::default(), 0)
+        .await
+        .unwrap();
+    let client = LabClient::connect(server.addr).await.unwrap();
+    let start = Instant::now();
+    let err = client
+        .with_deadline(Duration::from_millis(250))
+        .hang()
+        .await
+        .unwrap_err();
+    let took = start.elapsed();
+    assert_eq!(err.code(), Status::DeadlineExceeded, "{err}");
+    assert!(err.message().contains("Lab.hang"), "{err}");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(300),
+        "{took:?}"
+    );
+    let observed = &lab.observed;
+    assert!(until(|| observed.hangs_dropped.load(Ordering::SeqCst) == 1).await);
+    assert_eq!(observed.hangs_started.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_default_deadline_is_ten_seconds_and_configurable() {
+    let server = serve_lab(LabImpl::default(), ServerConfig::default(), 0)
+        .await
+        .unwrap();
+    let client = LabClient::connect(server.addr).await.unwrap();
+    let start = Instant::now();
+    assert_eq!(code(client.hang().await), Status::DeadlineExceeded);
+    assert_eq!(start.elapsed().as_secs(), 10);
+
+    let config = ClientConfig {
+        default_deadline: Duration::from_secs(2),
+        ..ClientConfig::default()
+    };
+    let client = LabClient::new(
+        rpc_core::Client::connect_with(server.addr, config)
+            .await
+            .unwrap(),
+    );
+    let start = Instant::now();
+    assert_eq!(code(client.hang().await), Status::DeadlineExceeded);
+    assert_eq!(start.elapsed().as_secs(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_call_cancels_its_handler_on_the_server() {
+    let lab = LabImpl::default();
+    let server = serve_lab(lab.clone(), ServerConfig::default(), 0)
+        .await
+        .unwrap();
+    let client = LabClient::connect(server.addr).await.unwrap();
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.hang().await }
+    });
+    let observed = &lab.observed;
+    assert!(until(|| observed.hangs_started.load(Ordering::SeqCst) == 1).await);
+    assert_eq!(observed.hangs_dropped.load(Ordering::SeqCst), 0);
+    call.abort();
+    assert!(
+        until(|| observed.hangs_dropped.load(Ordering::SeqCst) == 1).await,
+        "the handler kept running"
+    );
+    // The connection is fine afterwards.
+    assert_eq!(client.echo(7).await, Ok(7));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_handler_fails_only_its_own_call() {
+    let lab = LabImpl::default();
+    let server = serve_lab(lab.clone(), ServerConfig::default(), 0)
+        .await
+        .unwrap();
+    let client = LabClient::connect(server.addr).await.unwrap();
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move { client.delayed(42, 50).await }
+    });
+    let err = client.boom().await.unwrap_err();
+    assert_eq!(err.code(), Status::Internal);
+    assert_eq!(err.message(), "Lab.boom panicked: the lab exploded");
+    assert_eq!(
+        slow.await.unwrap(),
+        Ok(42),
+        "a call in flight beside the panic"
+    );
+    assert_eq!(client.echo(9).await, Ok(9), "the connection lives on");
+    assert_eq!(lab.observed.connections(), 1);
+}
+
+/// A newer version of `Lab`, as an updated client would have it.
+#[service(name = "Lab")]
+trait LabNext {
+    async fn echo(&self, n: u64) -> u64;
+    async fn brand_new(&self) -> u32;
+}
+
+/// A client whose idea of `Lab.echo`'s arguments is wrong.
+#[service(name = "Lab")]
+trait LabConfused {
+    async fn echo(&self, n: String) -> u64;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_method_is_unimplemented_and_a_bad_payload_is_invalid_argument() {
+    let server = serve_lab(LabImpl::default(), ServerConfig::default(), 0)
+        .await
+        .unwrap();
+    let next = LabNextClient::connect(server.addr).await.unwrap();
+    assert_eq!(next.echo(3).await, Ok(3), "method ids depend on names only");
+    let err = next.brand_new().await.unwrap_err();
+    assert_eq!(err.code(), Status::Unimplemented);
+    let id = rpc_codec::method_id("Lab", "brand_new");
+    assert_eq!(
+        err.message(),
+        format!("no method with id {id:#010x} on this server")
+    );
+
+    let confused = LabConfusedClient::connect(server.addr).await.unwrap();
+    let err = confused.echo("seven".to_owned()).await.unwrap_err();
+    assert_eq!(err.code(), Status::InvalidArgument);
+    assert!(
+        err.message()
+            .starts_with("the arguments of Lab.echo do not decode"),
+        "{err}"
+    );
+    assert_eq!(next.echo(4).await, Ok(4), "the connection lives on");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_oversize_frame_is_refused_while_other_clients_carry_on() {
+    let config = ServerConfig {
+        codec: rpc_codec::Config {
+            max_frame_len: 64 * 1024,
+            ..rpc_codec::Config::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = serve_lab(LabImpl::default(), config, 0).await.unwrap();
+    let big_sender = LabClient::connect(server.addr).await.unwrap();
+    let other = LabClient::connect(server.addr).await.unwrap();
+    let others = tokio::spawn(async move {
+        let mut ok = 0;
+        for i in 0..200 {
+            if other.echo(i).await == Ok(i) {
+                ok += 1;
+            }
+        }
+        ok
+    });
+    let blob = serde_bytes::ByteBuf::from(vec![7u8; 1024 * 1024]);
+    let err = big_sender.blob(blob).await.unwrap_err();
+    assert_eq!(err.code(), Status::ResourceExhausted);
+    assert!(err.message().contains("exceeds limit 65536"), "{err}");
+    assert_eq!(others.await.unwrap(), 200, "the other client's calls");
+    // The refused frame was skipped, not the connection.
+    assert_eq!(big_sender.echo(1).await, Ok(1));
+    let small = serde_bytes::ByteBuf::from(vec![1u8; 1000]);
+    assert_eq!(big_sender.blob(small).await, Ok(1000));
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_over_the_in_flight_limit_are_resource_exhausted() {
+    let config = ServerConfig {
+        max_in_flight_per_connection: 4,
+        ..ServerConfig::default()
+    };
+    let lab = LabImpl::default();
+    let server = serve_lab(lab.clone(), config, 0).await.unwrap();
+    let client = LabClient::connect(server.addr).await.unwrap();
+    let mut slow = JoinSet::new();
+    for i in 0..4 {
+        let client = client.clone();
+        slow.spawn(async move { client.delayed(i, 1000).await });
+    }
+    let observed = &lab.observed;
+    assert!(until(|| observed.delayed_started.load(Ordering::SeqCst) == 4).await);
+    let err = client.echo(5).await.unwrap_err();
+    assert_eq!(err.code(), Status::ResourceExhausted);
+    assert_eq!(
+        err.message(),
+        "4 calls in flight on this connection, the limit"
+    );
+    let mut done = 0;
+    while let Some(r) = slow.join_next().await {
+        assert!(r.unwrap().is_ok());
+        done += 1;
+    }
+    assert_eq!(done, 4);
+    assert_eq!(client.echo(6).await, Ok(6), "room again once they finished");
+}
+
+#[tokio::test(start_paused = true)]
+async fn metadata_reaches_the_handler_and_application_errors_come_back_typed() {
+    let server = serve_lab(LabImpl::default(), ServerConfig::default(), 0)
+        .await
+        .unwrap();
+    let client = LabClient::connect(server.addr).await.unwrap();
+    assert_eq!(client.trace_id().await, Ok(None));
+    let traced = client.with_metadata(Metadata::from_pairs([("trace-id", "4bf92f35")]).unwrap());
+    assert_eq!(traced.trace_id().await, Ok(Some("4bf92f35".to_owned())));
+    assert_eq!(client.div(7, 2).await, Ok(Ok(3)));
+    assert_eq!(
+        client.div(7, 0).await,
+        Ok(Err(MathError::DivisionByZero { dividend: 7 }))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn graceful_shutdown_lets_calls_in_flight_finish_and_refuses_new_ones() {
+    let lab = LabImpl::default();
+    let mut server = serve_lab(lab.clone(), ServerConfig::default(), 0)
+        .await
+        .unwrap();
+    let client = LabClient::connect(server.addr).await.unwrap();
+    let mut in_flight = JoinSet::new();
+    for i in 0..10 {
+        let client = client.clone();
+        in_flight.spawn(async move { client.delayed(i, 500).await });
+    }
+    let observed = &lab.observed;
+    assert!(until(|| observed.delayed_started.load(Ordering::SeqCst) == 10).await);
+    server.begin_shutdown();
+    // The go-away retires the connection; the listener is closed: a new call cannot be served.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(code(client.echo(1).await), Status::Unavailable);
+    let mut finished = 0;
+    while let Some(r) = in_flight.join_next().await {
+        assert!(matches!(r.unwrap(), Ok(i) if i < 10));
+        finished += 1;
+    }
+    assert_eq!(finished, 10, "every call in flight finished");
+    server.finished(LONG).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_drain_timeout_closes_connections_whose_calls_never_finish() {
+    let config = ServerConfig {
+        drain_timeout: Duration::from_secs(2),
+        ..ServerConfig::default()
+    };
+    let lab = LabImpl::default();
+    let mut server = serve_lab(lab.clone(), config, 0).await.unwrap();
+    let client = LabClient::connect(server.addr).await.unwrap();
+    let stuck = tokio::spawn({
+        let client = client.with_deadline(Duration::from_secs(60));
+        async move { client.hang().await }
+    });
+    let observed = &lab.observed;
+    assert!(until(|| observed.hangs_started.load(Ordering::SeqCst) == 1).await);
+    let start = Instant::now();
+    server.begin_shutdown();
+    server.finished(LONG).await.unwrap();
+    assert_eq!(
+        start.elapsed().as_secs(),
+        2,
+        "returned at the drain timeout"
+    );
+    assert_eq!(code(stuck.await.unwrap()), Status::Unavailable);
+    assert_eq!(observed.hangs_dropped.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_connection_fails_every_call_at_once_and_the_next_call_reconnects() {
+    let lab = LabImpl::default();
+    let server = serve_lab(lab.clone(), ServerConfig::default(), 0)
+        .await
+        .unwrap();
+    let addr = server.addr;
+    let client = LabClient::connect(addr).await.unwrap();
+    assert_eq!(client.echo(1).await, Ok(1));
+
+    let mut waiting = JoinSet::new();
+    for _ in 0..5 {
+        let client = client.clone();
+        waiting.spawn(async move { client.hang().await });
+    }
+    let observed = &lab.observed;
+    assert!(until(|| observed.hangs_started.load(Ordering::SeqCst) == 5).await);
+    let start = Instant::now();
+    server.kill();
+    let mut failed = 0;
+    while let Some(r) = waiting.join_next().await {
+        assert_eq!(code(r.unwrap()), Status::Unavailable);
+        failed += 1;
+    }
+    assert_eq!(failed, 5);
+    assert!(
+        start.elapsed() < Duration::from_millis(100),
+        "failed at once, not at the deadline"
+    );
+
+    // Nobody listens: the call fails at once, and the next attempt waits for the backoff.
+    let err = client.echo(2).await.unwrap_err();
+    assert_eq!(err.code(), Status::Unavailable);
+    assert!(err.message().contains("cannot connect"), "{err}");
+    let err = client.echo(3).await.unwrap_err();
+    assert!(err.message().contains("next attempt in"), "{err}");
+
+    // The server comes back on the same port.
+    let again = serve_lab(lab.clone(), ServerConfig::default(), addr.port())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(client.echo(4).await, Ok(4));
+    again.shut_down(LONG).await.unwrap();
+}
+
+/// A second service, to serve beside `Lab`.
+#[service]
+trait Clock {
+    async fn ticks(&self) -> u64;
+}
+
+struct FixedClock;
+
+impl Clock for FixedClock {
+    async fn ticks(&self) -> u64 {
+        1234
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn several_services_share_one_listener() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::builder()
+        .add_service(tests::lab::LabServer::new(LabImpl::default()))
+        .add_service(ClockServer::new(FixedClock))
+        .build()
+        .unwrap();
+    tokio::spawn(server.serve(listener));
+    let lab = LabClient::connect(addr).await.unwrap();
+    let clock = ClockClient::new(lab.client().clone());
+    assert_eq!(lab.echo(5).await, Ok(5));
+    assert_eq!(clock.ticks().await, Ok(1234));
+
+    let twice = Server::builder()
+        .add_service(ClockServer::new(FixedClock))
+        .add_service(ClockServer::new(FixedClock))
+        .build()
+        .unwrap_err();
+    assert_eq!(twice.to_string(), "two services are named `Clock`");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_from_several_threads_on_a_multi_threaded_runtime() {
+    let lab = LabImpl::default();
+    let server = serve_lab(lab.clone(), ServerConfig::default(), 0)
+        .await
+        .unwrap();
+    let client = LabClient::connect(server.addr).await.unwrap();
+    let mut calls = JoinSet::new();
+    for i in 0..500u64 {
+        let client = client.clone();
+        calls.spawn(async move { (i, client.delayed(i, i % 3).await) });
+    }
+    let mut answered = 0;
+    while let Some(joined) = tokio::time::timeout(LONG, calls.join_next()).await.unwrap() {
+        let (i, answer) = joined.unwrap();
+        assert_eq!(answer, Ok(i));
+        answered += 1;
+    }
+    assert_eq!(answered, 500);
+    assert_eq!(lab.observed.connections(), 1);
+    server.shut_down(LONG).await.unwrap();
+}

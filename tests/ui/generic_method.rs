@@ -1,0 +1,6 @@
+#[rpc_core::service]
+trait Store {
+    async fn get<T>(&self, key: String) -> T;
+}
+
+fn main() {}
