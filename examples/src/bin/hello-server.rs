@@ -1,0 +1,44 @@
+//! Serves the `Greeter` service until Ctrl-C, then drains gracefully.
+//!
+//! Run with `cargo run -p examples --bin hello-server -- --listen 127.0.0.1:7000`; the first line it prints is
+//! the address it serves on.
+
+use clap::Parser;
+use examples::hello::{GreeterServer, Greetings};
+use rpc_core::Server;
+
+/// Serves the Greeter service.
+#[derive(Parser)]
+struct Args {
+    /// Address to listen on (port 0: one the OS picks).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    listen: String,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hello-server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+    println!("{}", listener.local_addr()?);
+    let server = Server::builder()
+        .add_service(GreeterServer::new(Greetings))
+        .build()?;
+    server
+        .serve_with_shutdown(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("shutting down: finishing calls in flight");
+        })
+        .await?;
+    eprintln!("stopped");
+    Ok(())
+}
