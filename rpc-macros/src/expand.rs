@@ -2,7 +2,7 @@
 //! `<Trait>Client` and the server skeleton `<Trait>Server`. Generated code names everything by absolute path
 //! (`::rpc_core::...`, `::core::...`, `::std::...`), so it compiles under `#![no_implicit_prelude]`.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
@@ -169,6 +169,12 @@ fn expand_server(service: &Service<'_>) -> TokenStream {
         "Server skeleton of the `{}` service: serves any `impl {ident}`; add it to an `rpc_core::Server`.",
         service.name
     );
+    // The skeleton's own locals get mixed-site hygiene, so that no argument name can shadow them (a method
+    // argument called `call` or `service`, say).
+    let call = Ident::new("call", Span::mixed_site());
+    let service_local = Ident::new("service", Span::mixed_site());
+    let args = Ident::new("args", Span::mixed_site());
+    let error = Ident::new("error", Span::mixed_site());
     let arms = service.methods.iter().enumerate().map(|(index, m)| {
         let id = m.id;
         let name = m.ident();
@@ -180,12 +186,14 @@ fn expand_server(service: &Service<'_>) -> TokenStream {
         };
         quote! {
             #id => {
-                let (#(#arg_names,)*) = match call.decode::<(#(#arg_types,)*)>() {
-                    ::core::result::Result::Ok(args) => args,
-                    ::core::result::Result::Err(e) => return call.invalid_argument(&#client::METHODS[#index], e),
+                let (#(#arg_names,)*) = match #call.decode::<(#(#arg_types,)*)>() {
+                    ::core::result::Result::Ok(#args) => #args,
+                    ::core::result::Result::Err(#error) => {
+                        return #call.invalid_argument(&#client::METHODS[#index], #error)
+                    }
                 };
-                let service = <::std::sync::Arc<S> as ::core::clone::Clone>::clone(&self.service);
-                call.#spawn(&#client::METHODS[#index], async move { service.#name(#(#arg_names),*).await })
+                let #service_local = <::std::sync::Arc<S> as ::core::clone::Clone>::clone(&self.service);
+                #call.#spawn(&#client::METHODS[#index], async move { #service_local.#name(#(#arg_names),*).await })
             }
         }
     });
@@ -222,10 +230,10 @@ fn expand_server(service: &Service<'_>) -> TokenStream {
                 #client::METHODS
             }
 
-            fn dispatch(&self, call: ::rpc_core::server::Call<'_>) -> ::rpc_core::server::Dispatched {
-                match call.method_id() {
+            fn dispatch(&self, #call: ::rpc_core::server::Call<'_>) -> ::rpc_core::server::Dispatched {
+                match #call.method_id() {
                     #(#arms)*
-                    _ => call.unimplemented(),
+                    _ => #call.unimplemented(),
                 }
             }
         }

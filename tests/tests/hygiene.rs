@@ -1,5 +1,6 @@
 //! Generated code names everything by absolute path: a service declared in a `#![no_implicit_prelude]` module,
-//! where `Result`, `Vec`, `String`, `Option` and `Box` are not in scope, compiles, serves and answers.
+//! where `Result`, `Vec`, `String`, `Option` and `Box` are not in scope, compiles, serves and answers; and argument
+//! names that the generated code also uses for its own locals shadow nothing.
 
 mod quiet {
     #![no_implicit_prelude]
@@ -12,6 +13,16 @@ mod quiet {
             values: ::std::vec::Vec<u64>,
         ) -> ::core::result::Result<u64, ::std::string::String>;
         async fn nothing(&self);
+        /// Arguments named like the skeleton's own locals must not shadow them.
+        async fn shadows(
+            &self,
+            call: u8,
+            service: u8,
+            args: u8,
+            error: u8,
+            client: u8,
+            options: u8,
+        ) -> u8;
     }
 }
 
@@ -32,6 +43,18 @@ impl Quiet for Library {
     }
 
     async fn nothing(&self) {}
+
+    async fn shadows(
+        &self,
+        call: u8,
+        service: u8,
+        args: u8,
+        error: u8,
+        client: u8,
+        options: u8,
+    ) -> u8 {
+        call + service + args + error + client + options
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -51,4 +74,5 @@ async fn a_service_declared_without_the_prelude_works() {
         Ok(Err(String::from("overflow")))
     );
     assert_eq!(client.nothing().await, Ok(()));
+    assert_eq!(client.shadows(1, 2, 3, 4, 5, 6).await, Ok(21));
 }
