@@ -14,13 +14,15 @@ use rpc_codec::Status;
 /// use rpc_core::{RpcError, Status};
 /// let e = RpcError::new(Status::Unavailable, "connection closed");
 /// assert_eq!(e.to_string(), "unavailable: connection closed");
-/// assert!(e.is_retryable());
+/// assert!(!e.is_not_processed(), "a connection that closed mid-call leaves the call's fate unknown");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct RpcError {
     code: Status,
     message: Cow<'static, str>,
+    /// The call certainly did not run on the server.
+    not_processed: bool,
 }
 
 impl RpcError {
@@ -29,6 +31,16 @@ impl RpcError {
         RpcError {
             code,
             message: message.into(),
+            not_processed: false,
+        }
+    }
+
+    /// An error for a call that certainly did not run: it never left this client (no connection could be
+    /// made, or the connection closed before the request was written), or the server refused it unprocessed.
+    pub fn not_processed(code: Status, message: impl Into<Cow<'static, str>>) -> RpcError {
+        RpcError {
+            not_processed: true,
+            ..RpcError::new(code, message)
         }
     }
 
@@ -42,10 +54,19 @@ impl RpcError {
         &self.message
     }
 
-    /// Whether the call was certainly not processed, so that sending it again cannot do it twice
-    /// ([`Status::Unavailable`]).
-    pub fn is_retryable(&self) -> bool {
-        self.code == Status::Unavailable
+    /// Whether the call certainly did not run on the server, so that sending it again, to this server or
+    /// another, cannot run it twice. A balanced client retries such calls for any method; after other
+    /// `Unavailable` errors (a connection lost mid-call) it retries only `#[idempotent]` methods.
+    pub fn is_not_processed(&self) -> bool {
+        self.not_processed
+    }
+
+    /// This error, marked as certainly not processed.
+    pub(crate) fn unprocessed(self) -> RpcError {
+        RpcError {
+            not_processed: true,
+            ..self
+        }
     }
 
     pub(crate) fn unavailable(message: impl Into<Cow<'static, str>>) -> RpcError {

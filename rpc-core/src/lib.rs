@@ -39,7 +39,8 @@
 //!
 //! # Layout
 //! - [`macro@service`]: re-exported from `rpc-macros`; generates `<Trait>Client` and `<Trait>Server`.
-//! - [`client`]: [`Client`], its connection, reconnection with backoff, the call path.
+//! - [`client`]: [`Client`], its connection, reconnection with backoff, the call path, balancing and retries.
+//! - [`balance`]: [`balance::Balance`] and [`balance::Discover`], which a balanced client uses.
 //! - [`server`]: [`Server`], the accept loop, connections, handlers, [`Service`].
 //! - `context`: [`Context`], the call a handler serves.
 //! - `error`: [`RpcError`].
@@ -47,6 +48,7 @@
 //! - `method`: [`MethodInfo`].
 //! - `outbox`: a connection's outgoing frames and its writer task.
 
+pub mod balance;
 pub mod client;
 mod context;
 mod error;

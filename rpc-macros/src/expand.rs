@@ -133,6 +133,16 @@ fn expand_client(service: &Service<'_>) -> TokenStream {
                 ::core::result::Result::Ok(Self::new(::rpc_core::Client::connect(addr).await?))
             }
 
+            /// A stub whose calls are spread over the instances of `service` that `discovery` knows (with
+            /// `rpc-registry`: smooth weighted round-robin over the registered instances, kept up to date), with
+            /// the default client configuration. Calls that could not run are retried on other instances.
+            pub fn discover(discovery: impl ::rpc_core::balance::Discover, service: &str) -> Self {
+                Self::new(::rpc_core::Client::balanced(
+                    discovery.balancer(service),
+                    <::rpc_core::ClientConfig as ::core::default::Default>::default(),
+                ))
+            }
+
             /// This stub with a deadline for each call: the time allowed from the call's start, sent to the
             /// server as its budget.
             pub fn with_deadline(&self, deadline: ::core::time::Duration) -> Self {

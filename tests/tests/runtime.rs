@@ -420,3 +420,127 @@ async fn concurrent_calls_from_several_threads_on_a_multi_threaded_runtime() {
     assert_eq!(lab.observed.connections(), 1);
     server.shut_down(LONG).await.unwrap();
 }
+
+/// A balancer over a fixed list, taking the instances in turn and logging what it hears.
+struct Fixed {
+    state: std::sync::Mutex<FixedState>,
+}
+
+struct FixedState {
+    list: Vec<std::sync::Arc<str>>,
+    next: usize,
+    reports: Vec<(String, rpc_core::balance::Outcome)>,
+}
+
+impl Fixed {
+    fn new(addresses: &[String]) -> std::sync::Arc<Fixed> {
+        let list = addresses
+            .iter()
+            .map(|a| std::sync::Arc::from(a.as_str()))
+            .collect();
+        std::sync::Arc::new(Fixed {
+            state: std::sync::Mutex::new(FixedState {
+                list,
+                next: 0,
+                reports: Vec::new(),
+            }),
+        })
+    }
+
+    fn reports(&self) -> Vec<(String, rpc_core::balance::Outcome)> {
+        self.state.lock().unwrap().reports.clone()
+    }
+
+    fn first(&self) -> String {
+        self.state.lock().unwrap().list[0].to_string()
+    }
+}
+
+impl rpc_core::balance::Balance for Fixed {
+    fn pick(&self, skip: &[std::sync::Arc<str>]) -> Option<std::sync::Arc<str>> {
+        let mut s = self.state.lock().unwrap();
+        for _ in 0..s.list.len() {
+            let candidate = std::sync::Arc::clone(&s.list[s.next % s.list.len()]);
+            s.next += 1;
+            if !skip.contains(&candidate) {
+                return Some(candidate);
+            }
+        }
+        None
+    }
+
+    fn report(&self, address: &str, outcome: rpc_core::balance::Outcome) {
+        self.state
+            .lock()
+            .unwrap()
+            .reports
+            .push((address.to_owned(), outcome));
+    }
+}
+
+/// An address where nothing listens: a port the OS assigned, then released.
+async fn dead_address() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_balanced_client_retries_only_what_is_safe_to_retry() {
+    use rpc_core::balance::Outcome;
+
+    let lab = LabImpl::default();
+    let alive = serve_lab(lab.clone(), ServerConfig::default(), 0)
+        .await
+        .unwrap();
+    let dead = dead_address().await;
+
+    // A call that could not be sent is retried on another instance, even for a method that is not idempotent.
+    let fixed = Fixed::new(&[dead.clone(), alive.addr.to_string()]);
+    let client = LabClient::new(rpc_core::Client::balanced(
+        fixed.clone(),
+        ClientConfig::default(),
+    ));
+    assert_eq!(client.echo(5).await, Ok(5));
+    assert_eq!(
+        fixed.reports(),
+        vec![
+            (dead.clone(), Outcome::Unreachable),
+            (alive.addr.to_string(), Outcome::Success)
+        ]
+    );
+
+    // A call that may have run (its connection died mid-call) is not retried unless its method is idempotent.
+    let victim = serve_lab(lab.clone(), ServerConfig::default(), 0)
+        .await
+        .unwrap();
+    let fixed = Fixed::new(&[victim.addr.to_string(), alive.addr.to_string()]);
+    let client = LabClient::new(rpc_core::Client::balanced(
+        fixed.clone(),
+        ClientConfig::default(),
+    ));
+    let call = tokio::spawn(async move { client.hang().await });
+    let observed = &lab.observed;
+    assert!(until(|| observed.hangs_started.load(Ordering::SeqCst) == 1).await);
+    victim.kill();
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Status::Unavailable);
+    assert!(!err.is_not_processed());
+    assert_eq!(fixed.reports(), vec![(fixed.first(), Outcome::Unreachable)]);
+
+    // Retries are bounded: two, so three attempts in all.
+    let deads = [
+        dead_address().await,
+        dead_address().await,
+        dead_address().await,
+        dead_address().await,
+    ];
+    let fixed = Fixed::new(&deads);
+    let client = LabClient::new(rpc_core::Client::balanced(
+        fixed.clone(),
+        ClientConfig::default(),
+    ));
+    let err = client.echo(1).await.unwrap_err();
+    assert_eq!(err.code(), Status::Unavailable);
+    assert!(err.is_not_processed());
+    assert_eq!(fixed.reports().len(), 3);
+}

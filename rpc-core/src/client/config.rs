@@ -13,6 +13,10 @@ pub const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(50);
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Default of [`ClientConfig::max_pending_output`]: 4 MiB.
 pub const DEFAULT_MAX_PENDING_OUTPUT: usize = 4 * 1024 * 1024;
+/// Default of [`ClientConfig::max_retries`]: 2.
+pub const DEFAULT_MAX_RETRIES: u32 = 2;
+/// Default of [`ClientConfig::retry_backoff`]: 10 ms.
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(10);
 
 /// A client's limits and timings.
 ///
@@ -40,6 +44,12 @@ pub struct ClientConfig {
     pub max_pending_output: usize,
     /// Frame limits; see [`rpc_codec::Config`] (default 16 MiB frames).
     pub codec: rpc_codec::Config,
+    /// A balanced client's retries of one call on other instances. Default 2 ([`DEFAULT_MAX_RETRIES`]), so
+    /// at most 3 attempts.
+    pub max_retries: u32,
+    /// Wait before a balanced client's first retry; it doubles for each further one, less up to half at
+    /// random. Default 10 ms ([`DEFAULT_RETRY_BACKOFF`]).
+    pub retry_backoff: Duration,
 }
 
 impl Default for ClientConfig {
@@ -51,6 +61,8 @@ impl Default for ClientConfig {
             backoff_max: DEFAULT_BACKOFF_MAX,
             max_pending_output: DEFAULT_MAX_PENDING_OUTPUT,
             codec: rpc_codec::Config::default(),
+            max_retries: DEFAULT_MAX_RETRIES,
+            retry_backoff: DEFAULT_RETRY_BACKOFF,
         }
     }
 }
@@ -64,10 +76,22 @@ impl ClientConfig {
             .backoff_min
             .saturating_mul(1 << doublings)
             .min(self.backoff_max);
-        let random = RandomState::new().hash_one(failures);
-        let jitter = base.mul_f64((random % 1000) as f64 / 4000.0);
-        base - jitter
+        base - base.mul_f64(jitter_fraction(u64::from(failures)) / 4.0)
     }
+
+    /// The wait before retry number `retry` (1, 2, ...): `retry_backoff` doubled per retry, less up to half at
+    /// random.
+    pub(crate) fn retry_pause(&self, retry: u32) -> Duration {
+        let base = self
+            .retry_backoff
+            .saturating_mul(1 << retry.saturating_sub(1).min(16));
+        base - base.mul_f64(jitter_fraction(u64::from(retry)) / 2.0)
+    }
+}
+
+/// A random fraction in `[0, 1)`, for jitter.
+fn jitter_fraction(seed: u64) -> f64 {
+    (RandomState::new().hash_one(seed) % 10_000) as f64 / 10_000.0
 }
 
 #[cfg(test)]

@@ -29,6 +29,16 @@ pub(crate) enum Reply {
     Failed(RpcError),
 }
 
+impl Reply {
+    /// The payload of a response, or the error.
+    pub(crate) fn into_result(self) -> Result<Reply, RpcError> {
+        match self {
+            Reply::Failed(e) => Err(e),
+            ok => Ok(ok),
+        }
+    }
+}
+
 /// Bytes the reader asks for at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -149,10 +159,12 @@ impl Connection {
                         id
                     })
             })
-            .await?;
+            .await
+            // The connection closed before the request was queued: it was never sent.
+            .map_err(RpcError::unprocessed)?;
         match encoded {
             Ok(id) => Ok((id, rx)),
-            Err(e) => Err(encode_error(e)),
+            Err(e) => Err(encode_error(e).unprocessed()),
         }
     }
 
@@ -243,10 +255,16 @@ fn handle(shared: &Shared, frame: rpc_codec::Frame) {
                 frame.message()
             ));
         }
-        Kind::Error => shared.complete(
-            h.request_id,
-            Reply::Failed(RpcError::new(h.status, frame.message().into_owned())),
-        ),
+        Kind::Error => {
+            let error = RpcError::new(h.status, frame.message().into_owned());
+            // A server answers `Unavailable` only for calls it did not process (docs/PROTOCOL.md section 6).
+            let error = if h.status == Status::Unavailable {
+                error.unprocessed()
+            } else {
+                error
+            };
+            shared.complete(h.request_id, Reply::Failed(error));
+        }
         Kind::Ping => {
             let _ = shared.outbox.push(|state| {
                 shared.codec.encode_bytes(
@@ -275,8 +293,9 @@ fn go_away(shared: &Shared, last: u64, reason: &str) {
             .collect()
     };
     for tx in not_processed {
-        let _ = tx.send(Reply::Failed(RpcError::unavailable(format!(
+        let error = RpcError::unavailable(format!(
             "the server is draining ({reason}) and did not process this call"
-        ))));
+        ));
+        let _ = tx.send(Reply::Failed(error.unprocessed()));
     }
 }

@@ -1,0 +1,117 @@
+//! A client spread over the instances of a service: a [`Balance`] picks the instance of each call, each
+//! instance has its own direct client, and a call that could not be served is retried on another instance:
+//! always if it certainly did not run, and after any `Unavailable` if its method is `#[idempotent]`. Retries
+//! are bounded ([`ClientConfig::max_retries`]), spaced by a backoff with jitter, and within the call's deadline.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rpc_codec::{Metadata, Status};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::ClientConfig;
+use super::connection::Reply;
+use super::direct::{Direct, Target};
+use crate::balance::{Balance, Outcome};
+use crate::error::RpcError;
+use crate::method::MethodInfo;
+
+/// The instances' clients and the balancer that chooses among them.
+pub(crate) struct Balanced {
+    balance: Arc<dyn Balance>,
+    pub(crate) config: ClientConfig,
+    /// One direct client per instance address, made on first use.
+    pool: Mutex<HashMap<Arc<str>, Arc<Direct>>>,
+}
+
+impl std::fmt::Debug for Balanced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let instances = self.pool.lock().map(|p| p.len()).unwrap_or(0);
+        f.debug_struct("Balanced")
+            .field("instances_contacted", &instances)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Balanced {
+    pub(crate) fn new(balance: Arc<dyn Balance>, config: ClientConfig) -> Balanced {
+        Balanced {
+            balance,
+            config,
+            pool: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client_for(&self, address: &Arc<str>) -> Arc<Direct> {
+        let mut pool = self
+            .pool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let direct = pool.entry(Arc::clone(address)).or_insert_with(|| {
+            let target = match address.parse() {
+                Ok(addr) => Target::Resolved(vec![addr]),
+                Err(_) => Target::Name(address.to_string()),
+            };
+            Arc::new(Direct::new(target, self.config.clone()))
+        });
+        Arc::clone(direct)
+    }
+
+    pub(crate) async fn round_trip<A: Serialize + ?Sized>(
+        &self,
+        method: &'static MethodInfo,
+        args: &A,
+        metadata: &Metadata,
+        deadline: Instant,
+    ) -> Result<Reply, RpcError> {
+        let mut tried: Vec<Arc<str>> = Vec::new();
+        let mut last_error = None;
+        for attempt in 0..=self.config.max_retries {
+            let Some(address) = self.balance.pick(&tried) else {
+                break;
+            };
+            let result = self
+                .client_for(&address)
+                .round_trip(method, args, metadata, deadline)
+                .await;
+            let error = match result {
+                Ok(reply) => {
+                    self.balance.report(&address, Outcome::Success);
+                    return Ok(reply);
+                }
+                Err(e) => e,
+            };
+            self.balance.report(&address, outcome_of(&error));
+            let retry = error.code() == Status::Unavailable
+                && (error.is_not_processed() || method.idempotent);
+            if !retry || attempt == self.config.max_retries {
+                return Err(error);
+            }
+            tried.push(address);
+            last_error = Some(error);
+            let pause = self.config.retry_pause(attempt + 1);
+            if Instant::now() + pause >= deadline {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+        }
+        Err(last_error.unwrap_or_else(|| {
+            let message = format!("no instance of {} is available", method.service);
+            RpcError::not_processed(Status::Unavailable, message)
+        }))
+    }
+}
+
+/// What an error says about the instance that returned it.
+fn outcome_of(error: &RpcError) -> Outcome {
+    match error.code() {
+        Status::Unavailable => Outcome::Unreachable,
+        Status::DeadlineExceeded
+        | Status::Internal
+        | Status::ResourceExhausted
+        | Status::Unknown => Outcome::Failure,
+        // The instance answered; the call itself was wrong.
+        _ => Outcome::Success,
+    }
+}

@@ -1,0 +1,184 @@
+//! A client of one server address: its connection, made on demand and remade with backoff after it drops, and
+//! one call's round trip over it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rpc_codec::{FrameCodec, Metadata, Status};
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::ClientConfig;
+use super::connection::{Connection, Reply};
+use crate::error::RpcError;
+use crate::method::MethodInfo;
+
+/// Where a direct client connects.
+#[derive(Debug)]
+pub(crate) enum Target {
+    /// Addresses resolved when the client was made.
+    Resolved(Vec<SocketAddr>),
+    /// A `host:port` resolved at each connection attempt.
+    Name(String),
+}
+
+/// One server address and its connection.
+#[derive(Debug)]
+pub(crate) struct Direct {
+    target: Target,
+    pub(crate) config: ClientConfig,
+    codec: FrameCodec,
+    /// The live connection, if any; callers take a handle under this short lock.
+    current: Mutex<Option<Arc<Connection>>>,
+    /// Held while connecting, so that one attempt runs at a time; it keeps the backoff state.
+    connecting: tokio::sync::Mutex<Backoff>,
+}
+
+#[derive(Debug, Default)]
+struct Backoff {
+    /// Consecutive failed attempts.
+    failures: u32,
+    /// No attempt before this instant.
+    retry_at: Option<Instant>,
+    /// Why the last attempt failed.
+    last_error: String,
+}
+
+impl Direct {
+    pub(crate) fn new(target: Target, config: ClientConfig) -> Direct {
+        Direct {
+            target,
+            codec: FrameCodec::new(config.codec),
+            config,
+            current: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(Backoff::default()),
+        }
+    }
+
+    /// Sends the call and waits for its reply until `deadline`; a drop before the reply sends a cancel.
+    pub(crate) async fn round_trip<A: Serialize + ?Sized>(
+        &self,
+        method: &'static MethodInfo,
+        args: &A,
+        metadata: &Metadata,
+        deadline: Instant,
+    ) -> Result<Reply, RpcError> {
+        let conn = tokio::time::timeout_at(deadline, self.connection())
+            .await
+            .map_err(|_| deadline_exceeded(method).unprocessed())??;
+        let (id, rx) = conn.send(method.id, args, metadata, deadline).await?;
+        let mut guard = CancelOnDrop {
+            conn: &conn,
+            id,
+            armed: true,
+        };
+        let reply = tokio::time::timeout_at(deadline, rx).await;
+        guard.armed = reply.is_err();
+        match reply {
+            Ok(Ok(reply)) => reply.into_result(),
+            Ok(Err(_)) => Err(RpcError::unavailable("connection closed")),
+            Err(_) => Err(deadline_exceeded(method)),
+        }
+    }
+
+    /// The live connection, connecting if there is none (one attempt at a time, with backoff).
+    pub(crate) async fn connection(&self) -> Result<Arc<Connection>, RpcError> {
+        if let Some(conn) = self.usable() {
+            return Ok(conn);
+        }
+        let mut backoff = self.connecting.lock().await;
+        if let Some(conn) = self.usable() {
+            return Ok(conn);
+        }
+        let now = Instant::now();
+        if let Some(at) = backoff.retry_at
+            && now < at
+        {
+            let message = format!(
+                "{}; next attempt in {} ms",
+                backoff.last_error,
+                (at - now).as_millis()
+            );
+            return Err(RpcError::not_processed(Status::Unavailable, message));
+        }
+        match self.dial().await {
+            Ok(conn) => {
+                *backoff = Backoff::default();
+                *self.current() = Some(Arc::clone(&conn));
+                Ok(conn)
+            }
+            Err(e) => {
+                backoff.failures += 1;
+                backoff.retry_at = Some(Instant::now() + self.config.backoff(backoff.failures));
+                backoff.last_error = e.message().to_owned();
+                Err(e)
+            }
+        }
+    }
+
+    fn current(&self) -> MutexGuard<'_, Option<Arc<Connection>>> {
+        self.current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn usable(&self) -> Option<Arc<Connection>> {
+        self.current().as_ref().filter(|c| c.is_usable()).cloned()
+    }
+
+    /// Makes a new connection to the first address that answers.
+    async fn dial(&self) -> Result<Arc<Connection>, RpcError> {
+        let addrs = match &self.target {
+            Target::Resolved(addrs) => addrs.clone(),
+            Target::Name(name) => tokio::net::lookup_host(name.as_str())
+                .await
+                .map_err(|e| {
+                    let message = format!("cannot resolve {name}: {e}");
+                    RpcError::not_processed(Status::Unavailable, message)
+                })?
+                .collect(),
+        };
+        let mut last = String::from("the address resolved to nothing");
+        for addr in addrs {
+            let timeout = self.config.connect_timeout;
+            match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        last = format!("cannot set TCP_NODELAY on {addr}: {e}");
+                        continue;
+                    }
+                    let (r, w) = stream.into_split();
+                    let conn =
+                        Connection::start(r, w, self.codec.clone(), self.config.max_pending_output);
+                    return Ok(Arc::new(conn));
+                }
+                Ok(Err(e)) => last = format!("cannot connect to {addr}: {e}"),
+                Err(_) => last = format!("cannot connect to {addr}: no answer in {timeout:?}"),
+            }
+        }
+        Err(RpcError::not_processed(Status::Unavailable, last))
+    }
+}
+
+/// Sends a cancel for a call that is dropped, or times out, before its reply.
+struct CancelOnDrop<'a> {
+    conn: &'a Connection,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.conn.cancel(self.id);
+        }
+    }
+}
+
+pub(crate) fn deadline_exceeded(method: &MethodInfo) -> RpcError {
+    RpcError::new(
+        Status::DeadlineExceeded,
+        format!("{method} did not complete within its deadline"),
+    )
+}
