@@ -1,4 +1,71 @@
-//! The service registry: leases, heartbeats, eviction, watch, and smooth weighted round-robin selection.
+//! The service registry: instances register with a lease and heartbeat to keep it; a lease not renewed within
+//! the TTL is evicted (in expiry order, by a timer wheel); clients watch a service and hear of each change as
+//! it happens; a balancer spreads calls over the instances by smooth weighted round-robin.
+//!
+//! The registry's own API is a `#[service]` trait ([`api::Registry`]) served by rpc-core. Writes need the
+//! registry's token when it has one.
+//!
+//! ```no_run
+//! use rpc_registry::{Discovery, DiscoveryConfig, NewInstance, Registration, RegistrationConfig};
+//! # #[rpc_core::service] trait Calc { async fn add(&self, a: i64, b: i64) -> i64; }
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // A server registers itself, and heartbeats until it deregisters.
+//! let instance = NewInstance {
+//!     service: "Calc".into(),
+//!     address: "127.0.0.1:7001".into(),
+//!     weight: 5,
+//!     metadata: Default::default(),
+//! };
+//! let registration = Registration::register("127.0.0.1:7070", instance, RegistrationConfig::default()).await?;
+//!
+//! // A client spreads its calls over the instances the registry knows.
+//! let discovery = Discovery::new("127.0.0.1:7070", DiscoveryConfig::default()).await?;
+//! let calc = CalcClient::discover(&discovery, "Calc");
+//! let sum = calc.add(2, 3).await?;
+//! # let _ = sum;
+//! registration.deregister().await?;
+//! # Ok(()) }
+//! ```
 //!
 //! # Layout
-//! This crate is filled by the registry issue.
+//! - [`api`]: the registry's API and its types.
+//! - [`registration`]: [`Registration`], an instance's registration and heartbeats.
+//! - [`discovery`]: [`Discovery`], watched instance lists and the balancers made from them.
+//! - [`swrr`]: [`Swrr`], smooth weighted round-robin with failure feedback.
+//! - With the `server` feature (default): `state` (leases, revisions, the expiry wheel), [`service`] (the API
+//!   implementation, the token check, evictions), `http` (the JSON view), [`serve`](fn@serve) (running it all),
+//!   [`config`] ([`RegistryConfig`]), and the `rpc-registry` binary.
+
+pub mod api;
+pub mod discovery;
+pub mod registration;
+pub mod swrr;
+
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+mod http;
+#[cfg(feature = "server")]
+mod serve;
+#[cfg(feature = "server")]
+pub mod service;
+#[cfg(feature = "server")]
+mod state;
+
+pub use api::{Instance, Lease, LeaseRef, NewInstance, RegistryClient, RegistryError, Snapshot};
+pub use discovery::{Discovery, DiscoveryConfig};
+pub use registration::{Registration, RegistrationConfig, RegistrationError};
+pub use swrr::Swrr;
+
+#[cfg(feature = "server")]
+pub use config::RegistryConfig;
+#[cfg(feature = "server")]
+pub use serve::serve;
+#[cfg(feature = "server")]
+pub use service::RegistryService;
+
+/// The metadata key that carries the registry's token: `authorization: Bearer <token>`.
+pub const AUTHORIZATION: &str = "authorization";
+
+/// Environment variable the `rpc-registry` binary reads its token from when `--token` is not given.
+pub const TOKEN_ENV: &str = "RPC_REGISTRY_TOKEN";

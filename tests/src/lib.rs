@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`lab`]: the `Lab` service, its implementation and its observable state.
 //! - [`serve`]: starting and stopping servers on 127.0.0.1.
+//! - [`cluster`]: registries and registered instances of the `Where` service.
 
+pub mod cluster;
 pub mod lab;
 pub mod serve;

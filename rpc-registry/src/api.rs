@@ -1,0 +1,148 @@
+//! The registry's own API, a `#[service]` trait served over rpc-core like any other: register, heartbeat,
+//! deregister (writes, which need the registry's token when it has one), and instances, watch, services (reads).
+
+use std::collections::BTreeMap;
+
+use rpc_core::service;
+use serde::{Deserialize, Serialize};
+
+/// An instance of a service, as registered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// The service it serves.
+    pub service: String,
+    /// Where it serves: `host:port`.
+    pub address: String,
+    /// Its share of the calls, relative to the other instances' weights.
+    pub weight: u32,
+    /// Free-form labels (zone, version, ...).
+    pub metadata: BTreeMap<String, String>,
+    /// The lease that keeps it registered.
+    pub lease: u64,
+    /// How many times this address registered for this service (on this registry); the highest wins.
+    pub incarnation: u64,
+}
+
+/// A request to register an instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewInstance {
+    /// The service it serves.
+    pub service: String,
+    /// Where it serves: `host:port`.
+    pub address: String,
+    /// Its share of the calls; 0 registers it without sending it calls.
+    pub weight: u32,
+    /// Free-form labels.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What keeps an instance registered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The lease id.
+    pub id: u64,
+    /// The instance's incarnation.
+    pub incarnation: u64,
+    /// Time after the last heartbeat at which the registry evicts the instance, in milliseconds.
+    pub ttl_ms: u64,
+    /// How often the registry expects heartbeats, in milliseconds (a third of the TTL).
+    pub heartbeat_ms: u64,
+}
+
+/// Identifies a lease in a heartbeat or a deregistration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRef {
+    /// The lease id.
+    pub lease: u64,
+    /// The incarnation it was granted to.
+    pub incarnation: u64,
+    /// The service it registered.
+    pub service: String,
+    /// The address it registered.
+    pub address: String,
+}
+
+/// The instances of a service at a revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The service.
+    pub service: String,
+    /// The registry process's identity: a restarted registry has a new one, and its revisions start again.
+    pub epoch: u64,
+    /// The registry's revision when the service last changed.
+    pub revision: u64,
+    /// Its instances, by address.
+    pub instances: Vec<Instance>,
+}
+
+/// A service and how many instances it has.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSummary {
+    /// The service's name.
+    pub name: String,
+    /// Its registered instances.
+    pub instances: usize,
+    /// The revision of its last change.
+    pub revision: u64,
+}
+
+/// Why the registry refused a write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry needs a token and none, or a wrong one, came.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The lease is not known: it expired, or the registry restarted. Register again.
+    #[error(
+        "lease {lease} is unknown to the registry (it expired, or the registry restarted): register again"
+    )]
+    UnknownLease {
+        /// The lease id.
+        lease: u64,
+    },
+    /// A newer registration of the same address replaced this lease; its holder must stop.
+    #[error(
+        "lease {lease} (incarnation {incarnation}) was superseded by incarnation {current} of the same \
+         address: a newer instance took over"
+    )]
+    Superseded {
+        /// The lease id.
+        lease: u64,
+        /// Its incarnation.
+        incarnation: u64,
+        /// The current incarnation of the address.
+        current: u64,
+    },
+    /// The registration itself is not valid.
+    #[error("invalid registration: {0}")]
+    Invalid(String),
+}
+
+/// The registry's API.
+#[service(name = "Registry")]
+pub trait Registry {
+    /// Registers an instance; a registration of an address already registered for the service supersedes
+    /// the earlier one. Needs the token.
+    async fn register(&self, instance: NewInstance) -> Result<Lease, RegistryError>;
+
+    /// Renews a lease. Needs the token.
+    #[idempotent]
+    async fn heartbeat(&self, lease: LeaseRef) -> Result<(), RegistryError>;
+
+    /// Removes an instance at once (graceful shutdown). Needs the token.
+    #[idempotent]
+    async fn deregister(&self, lease: LeaseRef) -> Result<(), RegistryError>;
+
+    /// The instances of `service` now.
+    #[idempotent]
+    async fn instances(&self, service: String) -> Snapshot;
+
+    /// The instances of `service` once they differ from revision `since` of registry `epoch`: at once if they
+    /// already do, else as soon as they change, or after `wait_ms` (capped by the registry) with no change.
+    #[idempotent]
+    async fn watch(&self, service: String, epoch: u64, since: u64, wait_ms: u64) -> Snapshot;
+
+    /// Every service with instances.
+    #[idempotent]
+    async fn services(&self) -> Vec<ServiceSummary>;
+}

@@ -1,0 +1,274 @@
+//! Discovery: the instances of each service a client asked about, kept current by a watch on the registry (a
+//! long poll, answered as soon as the service changes), and served from cache while the registry is down. A
+//! [`Discovery`] makes balancers for rpc-core: smooth weighted round-robin over a service's instances.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rpc_core::balance::{Balance, Discover, Outcome};
+use rpc_core::{Client, ClientConfig, Metadata, RpcError, ToSocketAddrs};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::api::{Instance, RegistryClient, Snapshot};
+use crate::swrr::{DEFAULT_DOWN_FOR, Swrr};
+
+/// Default of [`DiscoveryConfig::watch_wait`]: 20 s.
+pub const DEFAULT_WATCH_WAIT: Duration = Duration::from_secs(20);
+/// Default of [`DiscoveryConfig::warm_up`]: 3 s.
+pub const DEFAULT_WARM_UP: Duration = Duration::from_secs(3);
+
+/// How a discovery watches the registry.
+#[derive(Clone, Debug)]
+pub struct DiscoveryConfig {
+    /// How long one watch waits for a change before the registry answers unchanged. Default 20 s
+    /// ([`DEFAULT_WATCH_WAIT`]).
+    pub watch_wait: Duration,
+    /// After the registry restarts (its epoch changes), how long instances it does not know yet are kept,
+    /// while they register again. Default 3 s ([`DEFAULT_WARM_UP`]), the registry's default TTL.
+    pub warm_up: Duration,
+    /// How long a balancer skips an instance it could not reach. Default 1 s ([`DEFAULT_DOWN_FOR`]).
+    pub down_for: Duration,
+    /// The token sent to the registry, if it wants one for reads.
+    pub token: Option<String>,
+    /// The connection to the registry. Its backoff is how soon a watch retries after the registry goes away
+    /// (default here: at most 1 s).
+    pub client: ClientConfig,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> DiscoveryConfig {
+        DiscoveryConfig {
+            watch_wait: DEFAULT_WATCH_WAIT,
+            warm_up: DEFAULT_WARM_UP,
+            down_for: DEFAULT_DOWN_FOR,
+            token: None,
+            client: ClientConfig {
+                backoff_max: Duration::from_secs(1),
+                ..ClientConfig::default()
+            },
+        }
+    }
+}
+
+/// The instances of the services asked about, kept current. Cheap to clone; the watches stop when the last
+/// clone is dropped.
+#[derive(Clone, Debug)]
+pub struct Discovery {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: RegistryClient,
+    config: DiscoveryConfig,
+    watches: Mutex<HashMap<String, watch::Receiver<Arc<Snapshot>>>>,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in self.tasks.get_mut().map(std::mem::take).unwrap_or_default() {
+            task.abort();
+        }
+    }
+}
+
+impl Discovery {
+    /// A discovery using the registry at `registry`; it connects when a service is first watched, and works
+    /// from its cache whenever the registry cannot be reached.
+    pub async fn new(
+        registry: impl ToSocketAddrs,
+        config: DiscoveryConfig,
+    ) -> Result<Discovery, RpcError> {
+        let client = RegistryClient::new(Client::lazy_with(registry, config.client.clone()).await?);
+        let client = match &config.token {
+            Some(token) => client.with_metadata(bearer(token)?),
+            None => client,
+        };
+        Ok(Discovery {
+            inner: Arc::new(Inner {
+                registry: client,
+                config,
+                watches: Mutex::new(HashMap::new()),
+                tasks: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    fn watches(&self) -> MutexGuard<'_, HashMap<String, watch::Receiver<Arc<Snapshot>>>> {
+        self.inner
+            .watches
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The instances of `service`, as a value that changes when they do. The first call for a service starts
+    /// its watch; until the registry answers it holds no instance.
+    pub fn watch(&self, service: &str) -> watch::Receiver<Arc<Snapshot>> {
+        let mut watches = self.watches();
+        if let Some(rx) = watches.get(service) {
+            return rx.clone();
+        }
+        let empty = Snapshot {
+            service: service.to_owned(),
+            epoch: 0,
+            revision: 0,
+            instances: Vec::new(),
+        };
+        let (tx, rx) = watch::channel(Arc::new(empty));
+        watches.insert(service.to_owned(), rx.clone());
+        drop(watches);
+        let task = tokio::spawn(watch_loop(
+            self.inner.registry.clone(),
+            service.to_owned(),
+            self.inner.config.clone(),
+            tx,
+        ));
+        self.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(task.abort_handle());
+        rx
+    }
+
+    /// The instances of `service` now known (none until its watch has been answered once).
+    pub fn instances(&self, service: &str) -> Vec<Instance> {
+        self.watch(service).borrow().instances.clone()
+    }
+
+    /// Waits until at least `count` instances of `service` are known, or `limit` passes; returns those known.
+    pub async fn wait_for(&self, service: &str, count: usize, limit: Duration) -> Vec<Instance> {
+        let mut rx = self.watch(service);
+        let _ = tokio::time::timeout(limit, rx.wait_for(|s| s.instances.len() >= count)).await;
+        rx.borrow().instances.clone()
+    }
+}
+
+impl Discover for Discovery {
+    fn balancer(&self, service: &str) -> Arc<dyn Balance> {
+        let mut rx = self.watch(service);
+        let mut swrr = Swrr::default();
+        swrr.down_for = self.inner.config.down_for;
+        let current = rx.borrow_and_update().clone();
+        swrr.update(
+            current
+                .instances
+                .iter()
+                .map(|i| (i.address.as_str(), i.weight)),
+        );
+        Arc::new(SwrrBalancer {
+            state: Mutex::new((rx, swrr)),
+        })
+    }
+}
+
+/// Smooth weighted round-robin over a watched service.
+struct SwrrBalancer {
+    state: Mutex<(watch::Receiver<Arc<Snapshot>>, Swrr)>,
+}
+
+impl SwrrBalancer {
+    fn state(&self) -> MutexGuard<'_, (watch::Receiver<Arc<Snapshot>>, Swrr)> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Balance for SwrrBalancer {
+    fn pick(&self, skip: &[Arc<str>]) -> Option<Arc<str>> {
+        let mut state = self.state();
+        let (rx, swrr) = &mut *state;
+        if rx.has_changed().unwrap_or(false) {
+            let snapshot = Arc::clone(&rx.borrow_and_update());
+            swrr.update(
+                snapshot
+                    .instances
+                    .iter()
+                    .map(|i| (i.address.as_str(), i.weight)),
+            );
+        }
+        swrr.pick(skip, Instant::now())
+    }
+
+    fn report(&self, address: &str, outcome: Outcome) {
+        self.state().1.report(address, outcome, Instant::now());
+    }
+}
+
+/// The metadata carrying a token.
+pub(crate) fn bearer(token: &str) -> Result<Metadata, RpcError> {
+    Metadata::from_pairs([(crate::AUTHORIZATION, format!("Bearer {token}"))]).map_err(|e| {
+        RpcError::new(
+            rpc_core::Status::InvalidArgument,
+            format!("unusable token: {e}"),
+        )
+    })
+}
+
+/// Keeps `tx` current with the instances of `service`: long polls, answered as soon as the service changes;
+/// on errors it keeps the last instances and retries (the client's backoff spaces the attempts).
+async fn watch_loop(
+    registry: RegistryClient,
+    service: String,
+    config: DiscoveryConfig,
+    tx: watch::Sender<Arc<Snapshot>>,
+) {
+    let (mut epoch, mut since) = (0u64, 0u64);
+    // After a registry restart: the instances known before, kept until this instant.
+    let mut warming: Option<(Instant, Vec<Instance>)> = None;
+    let mut failures = 0u32;
+    loop {
+        let mut wait = config.watch_wait;
+        if let Some((until, _)) = &warming {
+            wait = wait.min(until.saturating_duration_since(Instant::now()));
+        }
+        let call = registry.with_deadline(wait + Duration::from_secs(5));
+        let wait_ms = wait.as_millis() as u64;
+        match call.watch(service.clone(), epoch, since, wait_ms).await {
+            Ok(snapshot) => {
+                failures = 0;
+                if epoch != 0 && snapshot.epoch != epoch {
+                    warming = Some((
+                        Instant::now() + config.warm_up,
+                        tx.borrow().instances.clone(),
+                    ));
+                }
+                let warm_over = warming
+                    .as_ref()
+                    .is_some_and(|(until, _)| Instant::now() >= *until);
+                if warm_over {
+                    warming = None;
+                }
+                let changed = snapshot.epoch != epoch || snapshot.revision != since || warm_over;
+                epoch = snapshot.epoch;
+                since = snapshot.revision;
+                if changed {
+                    tx.send_replace(Arc::new(with_warming(snapshot, warming.as_ref())));
+                }
+            }
+            Err(_) => {
+                failures = failures.saturating_add(1);
+                let pause =
+                    Duration::from_millis(50u64 << failures.min(5)).min(Duration::from_secs(1));
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}
+
+/// `snapshot`, plus the instances known before a registry restart that have not registered again yet.
+fn with_warming(mut snapshot: Snapshot, warming: Option<&(Instant, Vec<Instance>)>) -> Snapshot {
+    if let Some((_, before)) = warming {
+        for old in before {
+            if !snapshot.instances.iter().any(|i| i.address == old.address) {
+                snapshot.instances.push(old.clone());
+            }
+        }
+    }
+    snapshot
+}

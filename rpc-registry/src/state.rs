@@ -1,0 +1,373 @@
+//! The registry's state: leases, the instances of each service, incarnations, revisions, and the leases' expiry
+//! times in a timer wheel (tokio-util's `DelayQueue`), so that eviction follows expiry order and never scans.
+//! Plain synchronous logic; `service.rs` puts it behind a lock and drives the timer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::time::DelayQueue;
+use tokio_util::time::delay_queue::Key;
+
+use crate::api::{Instance, Lease, LeaseRef, NewInstance, RegistryError, ServiceSummary, Snapshot};
+
+/// One lease.
+#[derive(Debug)]
+pub(crate) struct LeaseEntry {
+    pub(crate) instance: Instance,
+    pub(crate) renewed: Instant,
+    expiry: Key,
+}
+
+/// One service.
+#[derive(Debug)]
+pub(crate) struct ServiceEntry {
+    /// Lease ids by address.
+    instances: BTreeMap<String, u64>,
+    revision: u64,
+    /// The service's revision, for watchers.
+    changed: watch::Sender<u64>,
+}
+
+impl ServiceEntry {
+    fn new() -> ServiceEntry {
+        ServiceEntry {
+            instances: BTreeMap::new(),
+            revision: 0,
+            changed: watch::Sender::new(0),
+        }
+    }
+}
+
+/// Everything the registry knows.
+#[derive(Debug)]
+pub(crate) struct State {
+    epoch: u64,
+    ttl: Duration,
+    revision: u64,
+    next_lease: u64,
+    pub(crate) leases: HashMap<u64, LeaseEntry>,
+    services: BTreeMap<String, ServiceEntry>,
+    /// The last incarnation of each (service, address).
+    incarnations: HashMap<(String, String), u64>,
+    /// Lease expiries, soonest first.
+    pub(crate) expiries: DelayQueue<u64>,
+}
+
+impl State {
+    pub(crate) fn new(epoch: u64, ttl: Duration) -> State {
+        State {
+            epoch,
+            ttl,
+            revision: 0,
+            next_lease: 1,
+            leases: HashMap::new(),
+            services: BTreeMap::new(),
+            incarnations: HashMap::new(),
+            expiries: DelayQueue::new(),
+        }
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// A change to `service`: a new revision, and its watchers told.
+    fn touch(&mut self, service: &str) {
+        self.revision += 1;
+        let revision = self.revision;
+        let entry = self
+            .services
+            .entry(service.to_owned())
+            .or_insert_with(ServiceEntry::new);
+        entry.revision = revision;
+        entry.changed.send_replace(revision);
+    }
+
+    pub(crate) fn register(
+        &mut self,
+        new: NewInstance,
+        now: Instant,
+    ) -> Result<Lease, RegistryError> {
+        if new.service.is_empty() || new.address.is_empty() {
+            return Err(RegistryError::Invalid(String::from(
+                "a registration names a service and an address",
+            )));
+        }
+        let key = (new.service.clone(), new.address.clone());
+        let incarnation = *self
+            .incarnations
+            .entry(key)
+            .and_modify(|i| *i += 1)
+            .or_insert(1);
+        // A new registration of the same address supersedes the old one.
+        let old = self
+            .services
+            .get(&new.service)
+            .and_then(|s| s.instances.get(&new.address))
+            .copied();
+        if let Some(old) = old
+            && let Some(entry) = self.leases.remove(&old)
+        {
+            self.expiries.remove(&entry.expiry);
+        }
+        let id = self.next_lease;
+        self.next_lease += 1;
+        let expiry = self.expiries.insert(id, self.ttl);
+        let instance = Instance {
+            service: new.service.clone(),
+            address: new.address.clone(),
+            weight: new.weight,
+            metadata: new.metadata,
+            lease: id,
+            incarnation,
+        };
+        self.leases.insert(
+            id,
+            LeaseEntry {
+                instance,
+                renewed: now,
+                expiry,
+            },
+        );
+        self.services
+            .entry(new.service.clone())
+            .or_insert_with(ServiceEntry::new)
+            .instances
+            .insert(new.address, id);
+        self.touch(&new.service);
+        let ttl_ms = self.ttl.as_millis() as u64;
+        Ok(Lease {
+            id,
+            incarnation,
+            ttl_ms,
+            heartbeat_ms: (ttl_ms / 3).max(1),
+        })
+    }
+
+    /// Checks that `lease` is current; otherwise says whether it expired or was superseded.
+    fn current(&self, lease: &LeaseRef) -> Result<(), RegistryError> {
+        if let Some(entry) = self.leases.get(&lease.lease)
+            && entry.instance.incarnation == lease.incarnation
+        {
+            return Ok(());
+        }
+        let key = (lease.service.clone(), lease.address.clone());
+        match self.incarnations.get(&key) {
+            Some(&current) if current > lease.incarnation => Err(RegistryError::Superseded {
+                lease: lease.lease,
+                incarnation: lease.incarnation,
+                current,
+            }),
+            _ => Err(RegistryError::UnknownLease { lease: lease.lease }),
+        }
+    }
+
+    pub(crate) fn heartbeat(
+        &mut self,
+        lease: &LeaseRef,
+        now: Instant,
+    ) -> Result<(), RegistryError> {
+        self.current(lease)?;
+        if let Some(entry) = self.leases.get_mut(&lease.lease) {
+            entry.renewed = now;
+            self.expiries.reset(&entry.expiry, self.ttl);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn deregister(&mut self, lease: &LeaseRef) -> Result<(), RegistryError> {
+        match self.current(lease) {
+            Ok(()) => {}
+            // Already gone: deregistration is idempotent.
+            Err(RegistryError::UnknownLease { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        if let Some(entry) = self.leases.remove(&lease.lease) {
+            self.expiries.remove(&entry.expiry);
+            self.drop_instance(&entry.instance);
+        }
+        Ok(())
+    }
+
+    /// The timer fired for `lease`: evict it (it was not renewed within the TTL).
+    pub(crate) fn expire(&mut self, lease: u64) -> Option<Instance> {
+        let entry = self.leases.remove(&lease)?;
+        self.drop_instance(&entry.instance);
+        Some(entry.instance)
+    }
+
+    fn drop_instance(&mut self, instance: &Instance) {
+        if let Some(service) = self.services.get_mut(&instance.service)
+            && service.instances.get(&instance.address) == Some(&instance.lease)
+        {
+            service.instances.remove(&instance.address);
+            self.touch(&instance.service);
+        }
+    }
+
+    pub(crate) fn snapshot(&self, service: &str) -> Snapshot {
+        let (revision, instances) = match self.services.get(service) {
+            Some(entry) => (
+                entry.revision,
+                entry
+                    .instances
+                    .values()
+                    .filter_map(|id| self.leases.get(id))
+                    .map(|l| l.instance.clone())
+                    .collect(),
+            ),
+            None => (0, Vec::new()),
+        };
+        Snapshot {
+            service: service.to_owned(),
+            epoch: self.epoch,
+            revision,
+            instances,
+        }
+    }
+
+    /// The revision of `service` to watch, creating the service's entry so that a watcher can wait for its
+    /// first instance.
+    pub(crate) fn subscribe(&mut self, service: &str) -> watch::Receiver<u64> {
+        self.services
+            .entry(service.to_owned())
+            .or_insert_with(ServiceEntry::new)
+            .changed
+            .subscribe()
+    }
+
+    pub(crate) fn services(&self) -> Vec<ServiceSummary> {
+        self.services
+            .iter()
+            .filter(|(_, s)| !s.instances.is_empty())
+            .map(|(name, s)| ServiceSummary {
+                name: name.clone(),
+                instances: s.instances.len(),
+                revision: s.revision,
+            })
+            .collect()
+    }
+
+    /// Each instance of `service` with the time since its last heartbeat.
+    pub(crate) fn instances_with_age(
+        &self,
+        service: &str,
+        now: Instant,
+    ) -> Option<Vec<(Instance, Duration)>> {
+        let entry = self.services.get(service)?;
+        Some(
+            entry
+                .instances
+                .values()
+                .filter_map(|id| self.leases.get(id))
+                .map(|l| (l.instance.clone(), now.saturating_duration_since(l.renewed)))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(service: &str, address: &str) -> NewInstance {
+        NewInstance {
+            service: service.to_owned(),
+            address: address.to_owned(),
+            weight: 1,
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    fn lease_ref(lease: &Lease, service: &str, address: &str) -> LeaseRef {
+        LeaseRef {
+            lease: lease.id,
+            incarnation: lease.incarnation,
+            service: service.to_owned(),
+            address: address.to_owned(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn revisions_grow_with_every_change() {
+        let mut s = State::new(7, Duration::from_secs(3));
+        let now = Instant::now();
+        let a = s.register(new("Calc", "10.0.0.1:1"), now).unwrap();
+        assert_eq!(s.snapshot("Calc").revision, 1);
+        s.register(new("Calc", "10.0.0.2:1"), now).unwrap();
+        assert_eq!(s.snapshot("Calc").revision, 2);
+        s.register(new("Other", "10.0.0.3:1"), now).unwrap();
+        assert_eq!(
+            s.snapshot("Calc").revision,
+            2,
+            "a change elsewhere leaves Calc's revision"
+        );
+        s.deregister(&lease_ref(&a, "Calc", "10.0.0.1:1")).unwrap();
+        let snap = s.snapshot("Calc");
+        assert_eq!((snap.revision, snap.instances.len(), snap.epoch), (4, 1, 7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_registration_of_an_address_supersedes_the_old_one() {
+        let mut s = State::new(1, Duration::from_secs(3));
+        let now = Instant::now();
+        let first = s.register(new("Calc", "10.0.0.1:1"), now).unwrap();
+        let second = s.register(new("Calc", "10.0.0.1:1"), now).unwrap();
+        assert_eq!((first.incarnation, second.incarnation), (1, 2));
+        let snap = s.snapshot("Calc");
+        assert_eq!(snap.instances.len(), 1);
+        assert_eq!(snap.instances[0].incarnation, 2);
+        let stale = s
+            .heartbeat(&lease_ref(&first, "Calc", "10.0.0.1:1"), now)
+            .unwrap_err();
+        assert_eq!(
+            stale,
+            RegistryError::Superseded {
+                lease: first.id,
+                incarnation: 1,
+                current: 2
+            }
+        );
+        assert!(
+            s.heartbeat(&lease_ref(&second, "Calc", "10.0.0.1:1"), now)
+                .is_ok()
+        );
+        // A stale deregistration does not remove the newer instance.
+        assert!(
+            s.deregister(&lease_ref(&first, "Calc", "10.0.0.1:1"))
+                .is_err()
+        );
+        assert_eq!(s.snapshot("Calc").instances.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unknown_lease_is_reported_as_such() {
+        let mut s = State::new(1, Duration::from_secs(3));
+        let ghost = LeaseRef {
+            lease: 99,
+            incarnation: 4,
+            service: "Calc".into(),
+            address: "10.0.0.1:1".into(),
+        };
+        assert_eq!(
+            s.heartbeat(&ghost, Instant::now()).unwrap_err(),
+            RegistryError::UnknownLease { lease: 99 }
+        );
+        assert_eq!(s.deregister(&ghost), Ok(()), "deregistering twice is fine");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expiry_removes_the_instance_once() {
+        let mut s = State::new(1, Duration::from_secs(3));
+        let lease = s
+            .register(new("Calc", "10.0.0.1:1"), Instant::now())
+            .unwrap();
+        let gone = s.expire(lease.id).unwrap();
+        assert_eq!(gone.address, "10.0.0.1:1");
+        assert!(s.expire(lease.id).is_none());
+        assert!(s.snapshot("Calc").instances.is_empty());
+        assert!(s.services().is_empty());
+    }
+}

@@ -1,0 +1,254 @@
+//! Smooth weighted round-robin, nginx's algorithm: each pick adds every eligible instance's effective weight to
+//! its current weight, picks the highest current weight, and takes the total off the one picked. For weights
+//! {a:5, b:1, c:1} one cycle picks `a a b a c a a`: in proportion, and spread out.
+//!
+//! Feedback: a failed call lowers its instance's effective weight (by a quarter of its weight, never below 1,
+//! so it still gets the occasional call that can restore it), a success restores it by one step; an
+//! unreachable instance is skipped at once for [`Swrr::down_for`]. A change of membership or weight keeps the
+//! other instances' state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rpc_core::balance::Outcome;
+use tokio::time::Instant;
+
+/// Default of [`Swrr::down_for`]: 1 s.
+pub const DEFAULT_DOWN_FOR: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+struct Peer {
+    address: Arc<str>,
+    weight: i64,
+    effective: i64,
+    current: i64,
+    down_until: Option<Instant>,
+}
+
+/// The selection state over a set of instances.
+#[derive(Debug, Clone)]
+pub struct Swrr {
+    peers: Vec<Peer>,
+    /// How long an unreachable instance is skipped before it is tried again.
+    pub down_for: Duration,
+}
+
+impl Default for Swrr {
+    fn default() -> Swrr {
+        Swrr {
+            peers: Vec::new(),
+            down_for: DEFAULT_DOWN_FOR,
+        }
+    }
+}
+
+impl Swrr {
+    /// Selection over `instances` (address, weight).
+    pub fn new<'a>(instances: impl IntoIterator<Item = (&'a str, u32)>) -> Swrr {
+        let mut s = Swrr::default();
+        s.update(instances);
+        s
+    }
+
+    /// Takes a new set of instances: instances already known keep their state (a weight change resets only
+    /// that instance's effective weight), new ones start fresh, gone ones are dropped.
+    pub fn update<'a>(&mut self, instances: impl IntoIterator<Item = (&'a str, u32)>) {
+        let mut next = Vec::new();
+        for (address, weight) in instances {
+            let weight = i64::from(weight);
+            match self.peers.iter().position(|p| &*p.address == address) {
+                Some(i) => {
+                    let mut peer = self.peers.swap_remove(i);
+                    if peer.weight != weight {
+                        peer.weight = weight;
+                        peer.effective = weight;
+                    }
+                    next.push(peer);
+                }
+                None => next.push(Peer {
+                    address: Arc::from(address),
+                    weight,
+                    effective: weight,
+                    current: 0,
+                    down_until: None,
+                }),
+            }
+        }
+        self.peers = next;
+    }
+
+    /// The number of instances.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether there is no instance.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// The next instance, not one in `skip`. Instances marked down are left out while others are eligible;
+    /// instances of weight 0 never.
+    pub fn pick(&mut self, skip: &[Arc<str>], now: Instant) -> Option<Arc<str>> {
+        let eligible = |p: &Peer, allow_down: bool| {
+            p.weight > 0
+                && !skip.iter().any(|s| **s == *p.address)
+                && (allow_down || p.down_until.is_none_or(|until| until <= now))
+        };
+        let allow_down = !self.peers.iter().any(|p| eligible(p, false));
+        let mut total = 0;
+        let mut best: Option<(usize, i64)> = None;
+        for (i, p) in self.peers.iter_mut().enumerate() {
+            if !eligible(p, allow_down) {
+                continue;
+            }
+            p.current += p.effective;
+            total += p.effective;
+            if best.is_none_or(|(_, current)| p.current > current) {
+                best = Some((i, p.current));
+            }
+        }
+        let (best, _) = best?;
+        self.peers[best].current -= total;
+        Some(Arc::clone(&self.peers[best].address))
+    }
+
+    /// How a call to `address` went.
+    pub fn report(&mut self, address: &str, outcome: Outcome, now: Instant) {
+        let down_for = self.down_for;
+        let Some(p) = self.peers.iter_mut().find(|p| &*p.address == address) else {
+            return;
+        };
+        match outcome {
+            Outcome::Success => {
+                p.down_until = None;
+                if p.effective < p.weight {
+                    p.effective += 1;
+                }
+            }
+            Outcome::Failure | Outcome::Unreachable => {
+                p.effective = (p.effective - (p.weight / 4).max(1))
+                    .max(1)
+                    .min(p.weight.max(1));
+                if outcome == Outcome::Unreachable {
+                    p.down_until = Some(now + down_for);
+                }
+            }
+        }
+    }
+
+    /// The effective weight of `address`, if it is known.
+    pub fn effective_weight(&self, address: &str) -> Option<i64> {
+        self.peers
+            .iter()
+            .find(|p| &*p.address == address)
+            .map(|p| p.effective)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn picks(s: &mut Swrr, n: usize) -> String {
+        let now = Instant::now();
+        (0..n)
+            .map(|_| s.pick(&[], now).map(|a| a.to_string()).unwrap_or_default())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn weights_5_1_1_give_the_nginx_sequence() {
+        let mut s = Swrr::new([("a", 5), ("b", 1), ("c", 1)]);
+        assert_eq!(picks(&mut s, 7), "aabacaa");
+        assert_eq!(picks(&mut s, 14), "aabacaaaabacaa", "and the cycle repeats");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn picks_are_proportional_to_weights() {
+        let mut s = Swrr::new([("a", 3), ("b", 2), ("c", 0), ("d", 1)]);
+        let seq = picks(&mut s, 600);
+        let count = |c| seq.chars().filter(|&x| x == c).count();
+        assert_eq!(
+            (count('a'), count('b'), count('c'), count('d')),
+            (300, 200, 0, 100)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_membership_change_leaves_the_others_state_alone() {
+        let mut s = Swrr::new([("a", 5), ("b", 1), ("c", 1)]);
+        picks(&mut s, 3);
+        let before: Vec<(String, i64)> = s
+            .peers
+            .iter()
+            .map(|p| (p.address.to_string(), p.current))
+            .collect();
+        s.update([("a", 5), ("b", 1), ("c", 1), ("d", 2)]);
+        let after: Vec<(String, i64)> = s
+            .peers
+            .iter()
+            .map(|p| (p.address.to_string(), p.current))
+            .collect();
+        assert_eq!(&after[..3], &before[..]);
+        assert_eq!(after[3], ("d".to_owned(), 0));
+        s.update([("a", 5), ("c", 4)]);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.effective_weight("a"), Some(5));
+        assert_eq!(
+            s.effective_weight("c"),
+            Some(4),
+            "a weight change resets that instance alone"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_lower_the_effective_weight_and_successes_restore_it_step_by_step() {
+        let now = Instant::now();
+        let mut s = Swrr::new([("a", 8), ("b", 8)]);
+        s.report("a", Outcome::Failure, now);
+        assert_eq!(s.effective_weight("a"), Some(6));
+        for _ in 0..10 {
+            s.report("a", Outcome::Failure, now);
+        }
+        assert_eq!(s.effective_weight("a"), Some(1), "never below 1");
+        let seq = picks(&mut s, 90);
+        assert_eq!(
+            seq.chars().filter(|&c| c == 'a').count(),
+            10,
+            "1 in 9 while b is at 8"
+        );
+        for step in 2..=8 {
+            s.report("a", Outcome::Success, now);
+            assert_eq!(s.effective_weight("a"), Some(step));
+        }
+        s.report("a", Outcome::Success, now);
+        assert_eq!(
+            s.effective_weight("a"),
+            Some(8),
+            "no higher than the weight"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_instance_is_skipped_at_once_then_tried_again() {
+        let mut s = Swrr::new([("a", 5), ("b", 1)]);
+        s.report("a", Outcome::Unreachable, Instant::now());
+        assert_eq!(picks(&mut s, 5), "bbbbb");
+        tokio::time::advance(DEFAULT_DOWN_FOR).await;
+        assert!(picks(&mut s, 6).contains('a'));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn skipped_instances_are_not_picked_and_down_ones_are_a_last_resort() {
+        let now = Instant::now();
+        let mut s = Swrr::new([("a", 5), ("b", 1)]);
+        let a: Arc<str> = Arc::from("a");
+        assert_eq!(s.pick(std::slice::from_ref(&a), now).as_deref(), Some("b"));
+        let b: Arc<str> = Arc::from("b");
+        assert_eq!(s.pick(&[a, b], now), None);
+        s.report("a", Outcome::Unreachable, now);
+        s.report("b", Outcome::Unreachable, now);
+        assert!(s.pick(&[], now).is_some(), "all down: try one anyway");
+    }
+}
