@@ -3,8 +3,12 @@
 //!
 //! # Layout
 //! - [`hello`]: the `Greeter` service of `hello-server` and `hello-client`.
+//! - [`calc`]: the `Calc` service of `calc-server`, `calc-client` and `cluster-demo`.
 //! - `wire-tour`: encodes a frame of every kind, prints it byte by byte, decodes it back, and shows the
 //!   codec refusing hostile input.
 //! - `hello-server`, `hello-client`: the smallest real service, served and called over TCP.
+//! - `calc-server`, `calc-client`: a service registered with `rpc-registry` and called through discovery.
+//! - `cluster-demo`: a registry, three weighted servers and a client in one process, one server killed mid-run.
 
+pub mod calc;
 pub mod hello;

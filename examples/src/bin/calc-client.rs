@@ -1,0 +1,119 @@
+//! Calls `Calc` through the registry: discovers its instances and spreads calls over them by weight.
+//!
+//! `calc-client --registry ADDR --calls N [--concurrency C] [--token T]`: the last line it prints is JSON,
+//! `{"ok":N,"failed":M,"by_instance":{"ADDR":count,...}}`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use examples::calc::CalcClient;
+use rpc_registry::{Discovery, DiscoveryConfig, TOKEN_ENV};
+
+/// Calls Calc through the registry.
+#[derive(Parser)]
+struct Args {
+    /// Address of the registry's API.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    registry: String,
+    /// Calls to make.
+    #[arg(long, default_value_t = 1000)]
+    calls: u64,
+    /// Calls in flight at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: u64,
+    /// The registry's token, if it wants one for reads.
+    #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("calc-client: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    failed: u64,
+    by_instance: BTreeMap<String, u64>,
+    first_error: Option<String>,
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let config = DiscoveryConfig {
+        token: args.token,
+        ..DiscoveryConfig::default()
+    };
+    let discovery = Discovery::new(&args.registry, config).await?;
+    let instances = discovery.wait_for("Calc", 1, Duration::from_secs(5)).await;
+    if instances.is_empty() {
+        return Err(format!("no instance of Calc is registered with {}", args.registry).into());
+    }
+    eprintln!(
+        "calc-client: {} instances of Calc: {}",
+        instances.len(),
+        instances
+            .iter()
+            .map(|i| format!("{} (weight {})", i.address, i.weight))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let calc = CalcClient::discover(&discovery, "Calc");
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..args.concurrency.clamp(1, args.calls.max(1)) {
+        let (calc, tally, next) = (calc.clone(), Arc::clone(&tally), Arc::clone(&next));
+        let calls = args.calls;
+        workers.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= calls {
+                    return;
+                }
+                let result = calc.add(i as i64, 1).await;
+                let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                match result {
+                    Ok(answer) if answer.value == i as i64 + 1 => {
+                        t.ok += 1;
+                        *t.by_instance.entry(answer.instance).or_default() += 1;
+                    }
+                    Ok(answer) => {
+                        t.failed += 1;
+                        t.first_error
+                            .get_or_insert(format!("wrong answer {answer:?}"));
+                    }
+                    Err(e) => {
+                        t.failed += 1;
+                        t.first_error.get_or_insert(e.to_string());
+                    }
+                }
+            }
+        });
+    }
+    while workers.join_next().await.is_some() {}
+    let elapsed = start.elapsed();
+    let t = tally.lock().unwrap_or_else(|p| p.into_inner());
+    eprintln!(
+        "calc-client: {} calls in {:.2} s ({:.0} calls/s)",
+        args.calls,
+        elapsed.as_secs_f64(),
+        args.calls as f64 / elapsed.as_secs_f64()
+    );
+    if let Some(e) = &t.first_error {
+        eprintln!("calc-client: first failure: {e}");
+    }
+    let summary =
+        serde_json::json!({ "ok": t.ok, "failed": t.failed, "by_instance": t.by_instance });
+    println!("{summary}");
+    Ok(())
+}
