@@ -3,8 +3,15 @@
 //! # Layout
 //! - [`messages`]: the benchmark payloads (a small struct, a mixed ~1 KiB message, a 64 KiB byte payload).
 //! - [`codec_work`]: the measured operations (bare bincode, frame encode, frame decode) for one message.
+//! - [`echo`]: the `Echo` service of the round-trip benchmarks.
+//! - [`server_thread`]: [`server_thread::ServerThread`], a server on its own thread and current-thread runtime.
 //! - `benches/serialization.rs`: criterion, bare bincode beside full frame encode/decode, with throughput.
 //! - `benches/framing_overhead.rs`: the same operations interleaved round by round, reported as ratios.
+//! - `benches/rpc.rs`: criterion, round trips over loopback TCP (one call at a time, and 128 in flight).
+//! - `src/bin/compare/`: the side-by-side comparison with the floor (raw tokio echo) and the peers (tarpc,
+//!   tonic); built only with the `peers` feature.
 
 pub mod codec_work;
+pub mod echo;
 pub mod messages;
+pub mod server_thread;

@@ -1,0 +1,48 @@
+//! This framework: the `Echo` service of `benches::echo`, served by `rpc_core::Server` with its default
+//! configuration and called through the generated `EchoClient` (one multiplexed connection per client).
+
+use std::net::SocketAddr;
+
+use benches::echo::{EchoClient, EchoServer, Echoer};
+use benches::server_thread::ServerThread;
+use bytes::Bytes;
+use rpc_core::Server;
+use serde_bytes::ByteBuf;
+
+use crate::driver::EchoCall;
+
+/// Starts the echo server on its own thread.
+pub(crate) fn start_server() -> std::io::Result<ServerThread> {
+    let server = Server::builder()
+        .add_service(EchoServer::new(Echoer))
+        .build()
+        .map_err(std::io::Error::other)?;
+    ServerThread::spawn("rpc-server", move |listener| async move {
+        if let Err(e) = server.serve(listener).await {
+            eprintln!("rpc server: {e}");
+        }
+    })
+}
+
+/// A generated client over one connection.
+#[derive(Clone)]
+pub(crate) struct Client(EchoClient);
+
+impl Client {
+    /// Connects to `addr`.
+    pub(crate) async fn connect(addr: SocketAddr) -> Result<Client, String> {
+        EchoClient::connect(addr)
+            .await
+            .map(Client)
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))
+    }
+}
+
+impl EchoCall for Client {
+    async fn echo(&self, payload: &Bytes) -> Result<usize, String> {
+        match self.0.echo(ByteBuf::from(payload.to_vec())).await {
+            Ok(back) => Ok(back.len()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The tarpc peer: an `Echo` service declared with `#[tarpc::service]`, served over TCP with tarpc's serde
+//! transport (length-delimited frames, bincode), and its client over one multiplexed connection. Owns the
+//! server's accept loop and the client's connection set-up; the payload travels as `serde_bytes::ByteBuf`, so
+//! bincode writes it as one length and one copy of the bytes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use benches::server_thread::ServerThread;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_bytes::ByteBuf;
+use tarpc::client;
+use tarpc::context;
+use tarpc::serde_transport;
+use tarpc::server::{BaseChannel, Channel};
+use tarpc::tokio_serde::formats::Bincode;
+use tarpc::tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The echo service: answers with the payload it was sent.
+#[tarpc::service]
+pub(crate) trait Echo {
+    /// Returns `payload` unchanged.
+    async fn echo(payload: ByteBuf) -> ByteBuf;
+}
+
+/// The server side of [`Echo`]; stateless.
+#[derive(Clone, Copy)]
+struct EchoServer;
+
+impl Echo for EchoServer {
+    async fn echo(self, _: context::Context, payload: ByteBuf) -> ByteBuf {
+        payload
+    }
+}
+
+/// How long the accept loop waits after a failed accept before trying again (so that, say, running out of file
+/// descriptors does not turn it into a busy loop).
+const ACCEPT_RETRY: Duration = Duration::from_millis(10);
+
+/// Starts the tarpc echo server on its own thread (current-thread runtime), 127.0.0.1, OS-assigned port.
+pub(crate) fn start_server() -> std::io::Result<ServerThread> {
+    ServerThread::spawn("tarpc-server", serve)
+}
+
+/// Accepts connections on `listener` forever, serving each on a task of its own; each request runs on a task of
+/// its own too, as tarpc's examples do.
+async fn serve(listener: TcpListener) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                eprintln!("tarpc server: accept failed: {e}");
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            eprintln!("tarpc server: cannot set TCP_NODELAY: {e}");
+        }
+        let transport = serde_transport::new(
+            Framed::new(stream, LengthDelimitedCodec::new()),
+            Bincode::default(),
+        );
+        let requests = BaseChannel::with_defaults(transport).execute(EchoServer.serve());
+        tokio::spawn(requests.for_each(|handler| async move {
+            tokio::spawn(handler);
+        }));
+    }
+}
+
+/// A tarpc client over ONE TCP connection; clones share it (tarpc multiplexes calls by request id).
+#[derive(Clone)]
+pub(crate) struct Client {
+    /// The generated client; its dispatch task owns the connection.
+    inner: EchoClient,
+}
+
+impl Client {
+    /// Opens one connection to `addr` (TCP_NODELAY set) and starts the client's dispatch task on the current
+    /// runtime. tarpc has no handshake.
+    pub(crate) async fn connect(addr: SocketAddr) -> Result<Client, String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("tarpc client: cannot connect to {addr}: {e}"))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| format!("tarpc client: cannot set TCP_NODELAY: {e}"))?;
+        let transport = serde_transport::new(
+            Framed::new(stream, LengthDelimitedCodec::new()),
+            Bincode::default(),
+        );
+        let mut config = client::Config::default();
+        // The default queue to the dispatch task (100 requests) is below the harness's 128 concurrent callers.
+        config.pending_request_buffer = 1024;
+        Ok(Client {
+            inner: EchoClient::new(config, transport).spawn(),
+        })
+    }
+}
+
+impl crate::driver::EchoCall for Client {
+    async fn echo(&self, payload: &Bytes) -> Result<usize, String> {
+        let answer = self
+            .inner
+            .echo(context::current(), ByteBuf::from(payload.to_vec()))
+            .await
+            .map_err(|e| format!("tarpc echo failed: {e}"))?;
+        Ok(answer.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::{Client, start_server};
+    use crate::driver::EchoCall;
+
+    /// 200 concurrent echoes of 32 and of 1024 bytes over one connection all come back whole.
+    #[test]
+    fn concurrent_echoes_on_one_connection() {
+        let server = start_server().expect("server starts");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime builds");
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let client = Client::connect(server.addr())
+                .await
+                .expect("client connects");
+            for size in [32, 1024] {
+                let payload = Bytes::from(vec![7u8; size]);
+                let calls = (0..200).map(|_| {
+                    let client = client.clone();
+                    let payload = payload.clone();
+                    tokio::task::spawn_local(async move { client.echo(&payload).await })
+                });
+                let results =
+                    tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(calls))
+                        .await
+                        .expect("all echoes finish within 10 s");
+                for result in results {
+                    assert_eq!(result.expect("task ran"), Ok(size));
+                }
+            }
+        });
+    }
+}
