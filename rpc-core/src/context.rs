@@ -66,6 +66,11 @@ impl Context {
         self.peer
     }
 
+    /// Runs `f` with (a copy of) this context as the current one: one poll of a handler.
+    pub(crate) fn sync_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        CONTEXT.sync_scope(self.clone(), f)
+    }
+
     /// Runs `fut` with this context as the current one.
     pub(crate) async fn scope<F: core::future::Future>(self, fut: F) -> F::Output {
         CONTEXT.scope(self, fut).await

@@ -47,11 +47,13 @@
 //! - `options`: [`CallOptions`], per-call deadline and metadata.
 //! - `method`: [`MethodInfo`].
 //! - `outbox`: a connection's outgoing frames and its writer task.
+//! - `ids`: maps keyed by request and method ids, with a hash that costs one multiply.
 
 pub mod balance;
 pub mod client;
 mod context;
 mod error;
+mod ids;
 mod method;
 mod options;
 mod outbox;

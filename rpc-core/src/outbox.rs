@@ -1,51 +1,88 @@
-//! A connection's outgoing side: the frames that callers and handlers encode wait in one output buffer, and one
-//! writer task drains the whole buffer with one write each time it wakes. Frames are serialized straight into
-//! that buffer under a lock that only this connection's tasks share, and held only while encoding.
+//! A connection's outgoing side: callers and handlers serialize frames straight into one queue buffer, and
+//! whoever writes takes the whole queue and sends it with as few syscalls as the socket allows.
 //!
-//! The buffer has a soft limit: a producer that finds it over the limit waits until the writer drains it, so a
-//! peer that stops reading costs bounded memory.
+//! Two parties write. The writer task wakes when the queue stops being empty and drains it; under load it is the
+//! one that coalesces the frames of many callers into one write. A task that knows that no one else is about to
+//! queue a frame (the server's read loop at the end of a batch, a client call when no other call is in flight)
+//! may instead flush at once from where it stands ([`Outbox::flush_now`]): the bytes leave without a hand-off to
+//! the writer task, and whatever the socket does not take at once is left to that task. The socket's write half
+//! sits behind a lock that is held only while polling it, never across an await.
+//!
+//! The queue has a soft limit: a producer that finds it over the limit waits until it drains, so a peer that
+//! stops reading costs bounded memory.
 
+use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
 use rpc_codec::WriteBuf;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
 
 use crate::error::RpcError;
 
-/// Capacity of the writer's own buffer, which it keeps between writes.
+/// Capacity of each of the two buffers (the queue, and the bytes being written), kept between writes.
 const WRITE_BUF: usize = 64 * 1024;
+
+/// The write half of a connection's transport.
+pub(crate) type WriteHalf = Pin<Box<dyn AsyncWrite + Send>>;
 
 /// What producers share under the lock.
 #[derive(Debug)]
 pub(crate) struct OutState {
-    /// Frames waiting for the writer.
+    /// Frames waiting to be written.
     pub(crate) buf: WriteBuf,
     /// Set when the connection is closing: nothing more is accepted.
     pub(crate) closed: bool,
     /// The last request id handed out (clients only); ids are taken under this lock, in wire order.
     pub(crate) last_request_id: u64,
+    /// Set while a task that will call [`Outbox::flush_now`] is queueing a batch: frames queued meanwhile (by
+    /// anyone) do not wake the writer task, since that flush takes them.
+    defer_wakes: bool,
 }
 
-/// The queue of encoded frames of one connection.
-#[derive(Debug)]
+/// The socket and the bytes taken from the queue that it has not accepted yet.
+struct Writing {
+    io: WriteHalf,
+    /// Bytes taken from the queue, written up to `sent`.
+    taken: WriteBuf,
+    sent: usize,
+}
+
+/// The queue of encoded frames of one connection, and its socket.
 pub(crate) struct Outbox {
     state: Mutex<OutState>,
-    /// Wakes the writer when the buffer stops being empty, or on close.
+    writing: Mutex<Writing>,
+    /// Wakes the writer task when the queue stops being empty, when a flush left bytes behind, or on close.
     wake_writer: Notify,
     /// Wakes producers waiting for room.
     room: Notify,
-    /// The buffer's soft limit in bytes.
+    /// The queue's soft limit in bytes.
     limit: usize,
 }
 
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("queued", &self.lock().buf.len())
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Outbox {
-    pub(crate) fn new(limit: usize) -> Outbox {
+    pub(crate) fn new(limit: usize, io: WriteHalf) -> Outbox {
         Outbox {
             state: Mutex::new(OutState {
                 buf: WriteBuf::with_capacity(WRITE_BUF),
                 closed: false,
                 last_request_id: 0,
+                defer_wakes: false,
+            }),
+            writing: Mutex::new(Writing {
+                io,
+                taken: WriteBuf::with_capacity(WRITE_BUF),
+                sent: 0,
             }),
             wake_writer: Notify::new(),
             room: Notify::new(),
@@ -60,86 +97,154 @@ impl Outbox {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs `encode` on the buffer under the lock, then wakes the writer. Fails if the connection is closing.
+    /// Runs `encode` on the queue under the lock, then wakes the writer task if the queue was empty. Fails if
+    /// the connection is closing.
     pub(crate) fn push<R>(&self, encode: impl FnOnce(&mut OutState) -> R) -> Result<R, RpcError> {
+        let (r, first) = self.push_quiet(encode)?;
+        if first {
+            self.wake_writer();
+        }
+        Ok(r)
+    }
+
+    /// Runs `encode` on the queue under the lock without waking anyone; also says whether the queue went from
+    /// empty to not, in which case the caller must either [`Outbox::wake_writer`] or [`Outbox::flush_now`].
+    pub(crate) fn push_quiet<R>(
+        &self,
+        encode: impl FnOnce(&mut OutState) -> R,
+    ) -> Result<(R, bool), RpcError> {
         let mut state = self.lock();
         if state.closed {
             return Err(RpcError::unavailable("connection closed"));
         }
         let was_empty = state.buf.is_empty();
         let r = encode(&mut state);
-        let wake = was_empty && !state.buf.is_empty();
-        drop(state);
-        if wake {
-            self.wake_writer.notify_one();
-        }
-        Ok(r)
+        let first = was_empty && !state.buf.is_empty() && !state.defer_wakes;
+        Ok((r, first))
     }
 
-    /// Like [`Outbox::push`], but first waits while the buffer is over its limit.
-    pub(crate) async fn push_when_room<R>(
-        &self,
-        encode: impl FnOnce(&mut OutState) -> R,
-    ) -> Result<R, RpcError> {
+    /// Wakes the writer task to drain the queue.
+    pub(crate) fn wake_writer(&self) {
+        self.wake_writer.notify_one();
+    }
+
+    /// Starts a batch: until [`Outbox::end_batch`], frames queued by anyone leave the writer task asleep.
+    pub(crate) fn begin_batch(&self) {
+        self.lock().defer_wakes = true;
+    }
+
+    /// Ends a batch and writes what is queued from the calling task ([`Outbox::flush_now`]).
+    pub(crate) fn end_batch(&self) {
+        // Cleared before the flush: a frame queued before this line is taken by the flush, and one queued after
+        // it wakes the writer task itself.
+        self.lock().defer_wakes = false;
+        self.flush_now();
+    }
+
+    /// Whether a frame may be queued without waiting: the queue is under its limit (or closing, in which case
+    /// a push fails at once rather than wait).
+    pub(crate) fn has_room(&self) -> bool {
+        let state = self.lock();
+        state.closed || state.buf.len() < self.limit
+    }
+
+    /// Waits while the queue is over its limit. With room, it returns at once without registering a waiter.
+    pub(crate) async fn wait_for_room(&self) {
+        if self.has_room() {
+            return;
+        }
         loop {
             let room = self.room.notified();
             tokio::pin!(room);
+            // Registered before the check, so that a drain between the check and the wait is not missed.
             room.as_mut().enable();
-            {
-                let state = self.lock();
-                if state.closed || state.buf.len() < self.limit {
-                    break;
-                }
+            if self.has_room() {
+                return;
             }
             room.await;
         }
-        self.push(encode)
     }
 
-    /// Accepts no more frames; the writer sends what is queued and stops.
+    /// Accepts no more frames; the writer task sends what is queued and stops.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
         self.wake_writer.notify_one();
         self.room.notify_waiters();
     }
 
-    /// Writes queued frames to `io` until the outbox is closed and drained, or a write fails. Each wake-up takes
-    /// the whole buffer (swapping in the writer's empty one) and writes it with one `write_all`.
-    pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
-        &self,
-        io: &mut W,
-    ) -> std::io::Result<()> {
-        let mut local = WriteBuf::with_capacity(WRITE_BUF);
+    /// Writes what is queued now, from the calling task, as far as the socket takes it without waiting; the rest
+    /// (and any error) is left to the writer task, which is woken for it.
+    pub(crate) fn flush_now(&self) {
+        let Ok(mut writing) = self.writing.try_lock() else {
+            // The writer task is writing: it takes the queue when it is done.
+            self.wake_writer.notify_one();
+            return;
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if !matches!(self.poll_drain(&mut writing, &mut cx), Poll::Ready(Ok(()))) {
+            drop(writing);
+            // The writer task polls again with its own waker, and sees the error, if it was one.
+            self.wake_writer.notify_one();
+        }
+    }
+
+    /// Writes the bytes taken and then the queue, until both are empty or the socket would block.
+    fn poll_drain(&self, w: &mut Writing, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         loop {
-            // Decided under the lock, acted on after it: the guard is never held across an await.
-            let has_frames = {
-                let mut state = self.lock();
-                if !state.buf.is_empty() {
-                    std::mem::swap(&mut state.buf, &mut local);
-                    Some(true)
-                } else if state.closed {
-                    None
-                } else {
-                    Some(false)
+            if w.sent == w.taken.len() {
+                w.taken.clear();
+                w.sent = 0;
+                if w.taken.capacity() > 16 * WRITE_BUF {
+                    w.taken.shrink_to(WRITE_BUF);
                 }
-            };
-            match has_frames {
-                None => return io.shutdown().await,
-                Some(false) => {
-                    self.wake_writer.notified().await;
-                    continue;
+                {
+                    let mut state = self.lock();
+                    if state.buf.is_empty() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    std::mem::swap(&mut state.buf, &mut w.taken);
                 }
-                Some(true) => {}
+                self.room.notify_waiters();
             }
-            self.room.notify_waiters();
-            let written = io.write_all(local.as_slice()).await;
-            local.clear();
-            if local.capacity() > 16 * WRITE_BUF {
-                local.shrink_to(WRITE_BUF);
+            let Writing { io, taken, sent } = w;
+            match io.as_mut().poll_write(cx, &taken.as_slice()[*sent..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *sent += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
             }
-            if let Err(e) = written {
+        }
+    }
+
+    fn writing(&self) -> MutexGuard<'_, Writing> {
+        self.writing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The writer task: writes whatever is queued whenever it is woken, until the outbox is closed and drained
+    /// (then shuts the socket's write side down) or a write fails (then closes the outbox).
+    pub(crate) async fn run_writer(&self) -> std::io::Result<()> {
+        loop {
+            let drained = std::future::poll_fn(|cx| self.poll_drain(&mut self.writing(), cx)).await;
+            if let Err(e) = drained {
                 self.close();
                 return Err(e);
+            }
+            // Decided under the lock, acted on after it: no guard is held across an await.
+            let (empty, closed) = {
+                let state = self.lock();
+                (state.buf.is_empty(), state.closed)
+            };
+            if closed && empty {
+                return std::future::poll_fn(|cx| self.writing().io.as_mut().poll_shutdown(cx))
+                    .await;
+            }
+            if empty {
+                // `notify_one` keeps a permit when no one waits, so a frame queued since the check is not missed.
+                self.wake_writer.notified().await;
             }
         }
     }

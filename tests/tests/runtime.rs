@@ -74,6 +74,37 @@ async fn a_call_past_its_deadline_fails_on_time_and_its_handler_stops() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_short_deadline_behind_a_long_one_still_fires_on_time() {
+    let server = serve_lab(LabImpl::default(), ServerConfig::default(), 0)
+        .await
+        .unwrap();
+    let client = LabClient::connect(server.addr).await.unwrap();
+    let start = Instant::now();
+    // The connection's deadline task first sleeps until the long call's deadline...
+    let long = tokio::spawn({
+        let client = client.with_deadline(Duration::from_secs(30));
+        async move { client.hang().await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // ...and a call with a sooner deadline must wake it earlier.
+    let short_start = Instant::now();
+    let err = client
+        .with_deadline(Duration::from_millis(100))
+        .hang()
+        .await
+        .unwrap_err();
+    let took = short_start.elapsed();
+    assert_eq!(err.code(), Status::DeadlineExceeded, "{err}");
+    assert!(
+        took >= Duration::from_millis(100) && took < Duration::from_millis(110),
+        "{took:?}"
+    );
+    let err = long.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Status::DeadlineExceeded, "{err}");
+    assert_eq!(start.elapsed().as_secs(), 30);
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_default_deadline_is_ten_seconds_and_configurable() {
     let server = serve_lab(LabImpl::default(), ServerConfig::default(), 0)
         .await

@@ -64,7 +64,9 @@ impl Balanced {
         args: &A,
         metadata: &Metadata,
         deadline: Instant,
+        now: Instant,
     ) -> Result<Reply, RpcError> {
+        let mut now = now;
         let mut tried: Vec<Arc<str>> = Vec::new();
         let mut last_error = None;
         for attempt in 0..=self.config.max_retries {
@@ -73,7 +75,7 @@ impl Balanced {
             };
             let result = self
                 .client_for(&address)
-                .round_trip(method, args, metadata, deadline)
+                .round_trip(method, args, metadata, deadline, now)
                 .await;
             let error = match result {
                 Ok(reply) => {
@@ -95,6 +97,7 @@ impl Balanced {
                 break;
             }
             tokio::time::sleep(pause).await;
+            now = Instant::now();
         }
         Err(last_error.unwrap_or_else(|| {
             let message = format!("no instance of {} is available", method.service);

@@ -1,20 +1,21 @@
 //! One client connection: requests go out through the outbox, a reader task matches responses to the calls
-//! waiting for them by request id, and when the connection ends every call still waiting fails at once with
-//! `Unavailable`.
+//! waiting for them by request id, a deadline task fails the calls whose time is up (see `calls.rs`), and when
+//! the connection ends every call still waiting fails at once with `Unavailable`.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rpc_codec::{Bincode, FrameCodec, Header, Kind, Metadata, Received, Status};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
+use super::calls::Calls;
 use crate::error::RpcError;
 use crate::outbox::Outbox;
 
@@ -27,6 +28,8 @@ pub(crate) enum Reply {
     AppError(Bytes),
     /// An `Error` frame, or the connection ending.
     Failed(RpcError),
+    /// The call's deadline passed (the caller turns this into its error, naming the method).
+    DeadlineExceeded,
 }
 
 impl Reply {
@@ -47,14 +50,16 @@ const READ_CHUNK: usize = 64 * 1024;
 pub(crate) struct Shared {
     pub(crate) outbox: Outbox,
     codec: FrameCodec,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    calls: Mutex<Calls>,
+    /// Wakes the deadline task when a call's deadline comes before the one it sleeps until.
+    rearm: Notify,
     /// Set once the connection is closed or draining: no new calls go on it.
     retired: AtomicBool,
 }
 
 impl Shared {
-    fn pending(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<Reply>>> {
-        self.pending
+    fn calls(&self) -> MutexGuard<'_, Calls> {
+        self.calls
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -63,18 +68,27 @@ impl Shared {
     fn close(&self, reason: &str) {
         self.retired.store(true, Ordering::Release);
         self.outbox.close();
-        let waiting: Vec<_> = self.pending().drain().collect();
-        for (_, tx) in waiting {
+        let waiting = self.calls().drain();
+        for tx in waiting {
             let _ = tx.send(Reply::Failed(RpcError::unavailable(format!(
                 "connection closed: {reason}"
             ))));
         }
     }
 
-    fn complete(&self, id: u64, reply: Reply) {
-        if let Some(tx) = self.pending().remove(&id) {
-            let _ = tx.send(reply);
+    fn complete(&self, id: u64, reply: Reply) -> bool {
+        match self.calls().take(id) {
+            Some(tx) => tx.send(reply).is_ok(),
+            None => false,
         }
+    }
+
+    /// Tells the server to stop call `id`.
+    fn send_cancel(&self, id: u64) {
+        let _ = self.outbox.push(|state| {
+            self.codec
+                .encode_bytes(&Header::cancel(id), &Metadata::new(), &[], &mut state.buf)
+        });
     }
 }
 
@@ -82,7 +96,7 @@ impl Shared {
 #[derive(Debug)]
 pub(crate) struct Connection {
     pub(crate) shared: Arc<Shared>,
-    tasks: [AbortHandle; 2],
+    tasks: [AbortHandle; 3],
 }
 
 impl Drop for Connection {
@@ -107,24 +121,29 @@ impl Connection {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let shared = Arc::new(Shared {
-            outbox: Outbox::new(max_pending_output),
+            outbox: Outbox::new(max_pending_output, Box::pin(writer)),
             codec: codec.clone(),
-            pending: Mutex::new(HashMap::new()),
+            calls: Mutex::new(Calls::default()),
+            rearm: Notify::new(),
             retired: AtomicBool::new(false),
         });
         let read = tokio::spawn(read_loop(Arc::clone(&shared), reader, codec));
         let write = {
             let shared = Arc::clone(&shared);
-            let mut writer = writer;
             tokio::spawn(async move {
-                if let Err(e) = shared.outbox.run_writer(&mut writer).await {
+                if let Err(e) = shared.outbox.run_writer().await {
                     shared.close(&format!("write failed: {e}"));
                 }
             })
         };
+        let deadlines = tokio::spawn(deadline_loop(Arc::clone(&shared)));
         Connection {
             shared,
-            tasks: [read.abort_handle(), write.abort_handle()],
+            tasks: [
+                read.abort_handle(),
+                write.abort_handle(),
+                deadlines.abort_handle(),
+            ],
         }
     }
 
@@ -133,21 +152,23 @@ impl Connection {
         !self.shared.retired.load(Ordering::Acquire)
     }
 
-    /// Encodes a request for `method_id` and registers the call; returns its id and where its reply will come.
+    /// Encodes a request for `method_id` that fails at `deadline`, `budget` from now, and registers the call;
+    /// returns its id and where its reply will come.
     pub(crate) async fn send<A: Serialize + ?Sized>(
         &self,
         method_id: u32,
         args: &A,
         metadata: &Metadata,
         deadline: Instant,
+        budget: Duration,
     ) -> Result<(u64, oneshot::Receiver<Reply>), RpcError> {
         let (tx, rx) = oneshot::channel();
         let shared = &*self.shared;
-        let encoded = shared
+        shared.outbox.wait_for_room().await;
+        let (encoded, first) = shared
             .outbox
-            .push_when_room(|state| {
+            .push_quiet(|state| {
                 let id = state.last_request_id + 1;
-                let budget = deadline.saturating_duration_since(Instant::now());
                 let header = Header::request(id, method_id).with_deadline(budget);
                 shared
                     .codec
@@ -155,31 +176,60 @@ impl Connection {
                     .map(|()| {
                         state.last_request_id = id;
                         // Registered before the frame can leave, so the reply always finds its caller.
-                        shared.pending().insert(id, tx);
-                        id
+                        (id, shared.calls().register(id, tx, deadline))
                     })
             })
-            .await
             // The connection closed before the request was queued: it was never sent.
             .map_err(RpcError::unprocessed)?;
         match encoded {
-            Ok(id) => Ok((id, rx)),
-            Err(e) => Err(encode_error(e).unprocessed()),
+            Ok((id, registered)) => {
+                if registered.rearm {
+                    shared.rearm.notify_one();
+                }
+                if registered.alone {
+                    // No other call is in flight, so no reply is about to wake another caller with a request to
+                    // add: send now, without the hand-off to the writer task.
+                    shared.outbox.flush_now();
+                } else if first {
+                    // Other callers may be queueing too; the writer task sends them all with one write.
+                    shared.outbox.wake_writer();
+                }
+                Ok((id, rx))
+            }
+            Err(e) => {
+                if first {
+                    shared.outbox.wake_writer();
+                }
+                Err(encode_error(e).unprocessed())
+            }
         }
     }
 
     /// The caller stopped waiting for call `id`: forget it and tell the server to stop its handler.
     pub(crate) fn cancel(&self, id: u64) {
         let shared = &*self.shared;
-        if shared.pending().remove(&id).is_some() {
-            let _ = shared.outbox.push(|state| {
-                shared.codec.encode_bytes(
-                    &Header::cancel(id),
-                    &Metadata::new(),
-                    &[],
-                    &mut state.buf,
-                )
-            });
+        if shared.calls().take(id).is_some() {
+            shared.send_cancel(id);
+        }
+    }
+}
+
+/// Fails calls as their deadlines pass, sleeping until the soonest one (or until told of a sooner one).
+async fn deadline_loop(shared: Arc<Shared>) {
+    loop {
+        let (expired, next) = shared.calls().expire(Instant::now());
+        for (id, tx) in expired {
+            let _ = tx.send(Reply::DeadlineExceeded);
+            shared.send_cancel(id);
+        }
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = shared.rearm.notified() => {}
+                }
+            }
+            None => shared.rearm.notified().await,
         }
     }
 }
@@ -220,20 +270,26 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(_) => {}
             Err(e) => break format!("read failed: {e}"),
         }
+        let mut delivered = 0;
         let stop = loop {
             match codec.decode(&mut buf) {
-                Ok(Some(Received::Frame(frame))) => handle(&shared, frame),
-                Ok(Some(Received::Refused(r))) => shared.complete(
-                    r.header.request_id,
-                    Reply::Failed(RpcError::new(
+                Ok(Some(Received::Frame(frame))) => {
+                    delivered += usize::from(handle(&shared, frame))
+                }
+                Ok(Some(Received::Refused(r))) => {
+                    let error = RpcError::new(
                         Status::ResourceExhausted,
                         format!("response refused: {}", r.reason),
-                    )),
-                ),
+                    );
+                    delivered +=
+                        usize::from(shared.complete(r.header.request_id, Reply::Failed(error)));
+                }
                 Ok(None) => break None,
                 Err(e) => break Some(format!("protocol error from the server: {e}")),
             }
         };
+        // Those callers are about to make their next calls: see `Calls::register`.
+        shared.calls().woke(delivered);
         if let Some(reason) = stop {
             break reason;
         }
@@ -241,11 +297,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
     shared.close(&reason);
 }
 
-fn handle(shared: &Shared, frame: rpc_codec::Frame) {
+/// Handles one frame; says whether it woke a caller with its reply.
+fn handle(shared: &Shared, frame: rpc_codec::Frame) -> bool {
     let h = frame.header;
     match h.kind {
         Kind::Response if h.flags.contains(rpc_codec::Flags::APP_ERROR) => {
-            shared.complete(h.request_id, Reply::AppError(frame.payload));
+            shared.complete(h.request_id, Reply::AppError(frame.payload))
         }
         Kind::Response => shared.complete(h.request_id, Reply::Value(frame.payload)),
         Kind::Error if h.request_id == 0 => {
@@ -254,6 +311,7 @@ fn handle(shared: &Shared, frame: rpc_codec::Frame) {
                 h.status,
                 frame.message()
             ));
+            false
         }
         Kind::Error => {
             let error = RpcError::new(h.status, frame.message().into_owned());
@@ -263,7 +321,7 @@ fn handle(shared: &Shared, frame: rpc_codec::Frame) {
             } else {
                 error
             };
-            shared.complete(h.request_id, Reply::Failed(error));
+            shared.complete(h.request_id, Reply::Failed(error))
         }
         Kind::Ping => {
             let _ = shared.outbox.push(|state| {
@@ -274,10 +332,14 @@ fn handle(shared: &Shared, frame: rpc_codec::Frame) {
                     &mut state.buf,
                 )
             });
+            false
         }
-        Kind::GoAway => go_away(shared, h.request_id, &frame.message()),
+        Kind::GoAway => {
+            go_away(shared, h.request_id, &frame.message());
+            false
+        }
         // A client serves nothing; a request or cancel from the server is ignored, as is a stray pong.
-        Kind::Request | Kind::OneWay | Kind::Cancel | Kind::Pong => {}
+        Kind::Request | Kind::OneWay | Kind::Cancel | Kind::Pong => false,
     }
 }
 
@@ -285,13 +347,7 @@ fn handle(shared: &Shared, frame: rpc_codec::Frame) {
 /// and new calls go to a new connection.
 fn go_away(shared: &Shared, last: u64, reason: &str) {
     shared.retired.store(true, Ordering::Release);
-    let not_processed: Vec<_> = {
-        let mut pending = shared.pending();
-        let ids: Vec<u64> = pending.keys().copied().filter(|&id| id > last).collect();
-        ids.into_iter()
-            .filter_map(|id| pending.remove(&id))
-            .collect()
-    };
+    let not_processed = shared.calls().take_above(last);
     for tx in not_processed {
         let error = RpcError::unavailable(format!(
             "the server is draining ({reason}) and did not process this call"

@@ -56,29 +56,39 @@ impl Direct {
         }
     }
 
-    /// Sends the call and waits for its reply until `deadline`; a drop before the reply sends a cancel.
+    /// Sends the call and waits for its reply until `deadline`; a drop before the reply sends a cancel. `now` is
+    /// the current time, read once by the caller: the budget sent is `deadline - now`.
     pub(crate) async fn round_trip<A: Serialize + ?Sized>(
         &self,
         method: &'static MethodInfo,
         args: &A,
         metadata: &Metadata,
         deadline: Instant,
+        now: Instant,
     ) -> Result<Reply, RpcError> {
-        let conn = tokio::time::timeout_at(deadline, self.connection())
-            .await
-            .map_err(|_| deadline_exceeded(method).unprocessed())??;
-        let (id, rx) = conn.send(method.id, args, metadata, deadline).await?;
+        let conn = match self.usable() {
+            Some(conn) => conn,
+            None => tokio::time::timeout_at(deadline, self.connection())
+                .await
+                .map_err(|_| deadline_exceeded(method).unprocessed())??,
+        };
+        let budget = deadline.saturating_duration_since(now);
+        let (id, rx) = conn
+            .send(method.id, args, metadata, deadline, budget)
+            .await?;
+        // The connection's deadline task answers the call at its deadline; until an answer comes, dropping this
+        // future cancels the call.
         let mut guard = CancelOnDrop {
             conn: &conn,
             id,
             armed: true,
         };
-        let reply = tokio::time::timeout_at(deadline, rx).await;
-        guard.armed = reply.is_err();
+        let reply = rx.await;
+        guard.armed = false;
         match reply {
-            Ok(Ok(reply)) => reply.into_result(),
-            Ok(Err(_)) => Err(RpcError::unavailable("connection closed")),
-            Err(_) => Err(deadline_exceeded(method)),
+            Ok(Reply::DeadlineExceeded) => Err(deadline_exceeded(method)),
+            Ok(reply) => reply.into_result(),
+            Err(_) => Err(RpcError::unavailable("connection closed")),
         }
     }
 

@@ -3,13 +3,15 @@
 //! with bounded retries on other instances.
 //!
 //! # Layout
-//! - `connection`: one connection's reader, writer and table of calls in flight.
+//! - `connection`: one connection's reader, writer and deadline tasks.
+//! - `calls`: a connection's calls in flight and their deadlines.
 //! - `direct`: one address: its connection, reconnection with backoff, a call's round trip.
 //! - `balanced`: many instances: picking, per-instance clients, retries.
 //! - `config`: [`ClientConfig`], the client's limits and timings.
 //! - this file: [`Client`] and the typed call path.
 
 mod balanced;
+mod calls;
 pub mod config;
 mod connection;
 mod direct;
@@ -128,6 +130,7 @@ impl Client {
                 "the server sent an application error for {method}, which has none"
             ))),
             Reply::Failed(e) => Err(e),
+            Reply::DeadlineExceeded => Err(direct::deadline_exceeded(method)),
         }
     }
 
@@ -148,6 +151,7 @@ impl Client {
             Reply::Value(bytes) => decode(method, &bytes).map(Ok),
             Reply::AppError(bytes) => decode(method, &bytes).map(Err),
             Reply::Failed(e) => Err(e),
+            Reply::DeadlineExceeded => Err(direct::deadline_exceeded(method)),
         }
     }
 
@@ -157,11 +161,12 @@ impl Client {
         args: &A,
         options: &CallOptions,
     ) -> Result<Reply, RpcError> {
-        let deadline = Instant::now() + options.deadline_or(self.config().default_deadline);
+        let now = Instant::now();
+        let deadline = now + options.deadline_or(self.config().default_deadline);
         let metadata = options.metadata_ref();
         match &self.target {
-            Kind::Direct(d) => d.round_trip(method, args, metadata, deadline).await,
-            Kind::Balanced(b) => b.round_trip(method, args, metadata, deadline).await,
+            Kind::Direct(d) => d.round_trip(method, args, metadata, deadline, now).await,
+            Kind::Balanced(b) => b.round_trip(method, args, metadata, deadline, now).await,
         }
     }
 }

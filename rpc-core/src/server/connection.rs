@@ -2,7 +2,6 @@
 //! straight from the read buffer), answers what it must refuse, and on shutdown drains: go-away, the calls in
 //! flight finish up to the drain timeout, then the connection closes. Handlers answer through the outbox.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,6 +16,7 @@ use tokio::time::Instant;
 use super::ServerConfig;
 use super::registry::Registry;
 use super::service::Call;
+use crate::ids::IdMap;
 use crate::outbox::Outbox;
 
 /// Bytes the reader asks for at a time.
@@ -29,14 +29,14 @@ pub(crate) struct ConnShared {
     codec: FrameCodec,
     pub(crate) peer: Option<SocketAddr>,
     /// Calls in flight, by request id: dropping the sender cancels the handler.
-    calls: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    calls: Mutex<IdMap<u64, oneshot::Sender<()>>>,
     in_flight: AtomicUsize,
     /// Notified when the last call in flight finishes.
     idle: Notify,
 }
 
 impl ConnShared {
-    fn calls(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<()>>> {
+    fn calls(&self) -> MutexGuard<'_, IdMap<u64, oneshot::Sender<()>>> {
         self.calls
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -76,25 +76,21 @@ impl ConnShared {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// Sends the method's value for call `id`.
-    pub(crate) async fn reply_value<T: Serialize + Send>(&self, id: u64, value: T) {
-        self.reply_payload(id, Header::response(id), value).await;
+    /// Queues the method's value as the answer to call `id` (the caller has waited for room).
+    pub(crate) fn send_value<T: Serialize>(&self, id: u64, value: &T) {
+        self.send_payload(id, Header::response(id), value);
     }
 
-    /// Sends the application's error for call `id`.
-    pub(crate) async fn reply_app_error<E: Serialize + Send>(&self, id: u64, error: E) {
-        self.reply_payload(id, Header::app_error(id), error).await;
+    /// Queues the application's error as the answer to call `id` (the caller has waited for room).
+    pub(crate) fn send_app_error<E: Serialize>(&self, id: u64, error: &E) {
+        self.send_payload(id, Header::app_error(id), error);
     }
 
-    /// The value is owned (moved into the encoding closure), so the answer needs only `T: Send`.
-    async fn reply_payload<T: Serialize + Send>(&self, id: u64, header: Header, value: T) {
+    fn send_payload<T: Serialize>(&self, id: u64, header: Header, value: &T) {
         let codec = &self.codec;
-        let sent = self
-            .outbox
-            .push_when_room(move |state| {
-                codec.encode_value(&header, &Metadata::new(), &value, &Bincode, &mut state.buf)
-            })
-            .await;
+        let sent = self.outbox.push(|state| {
+            codec.encode_value(&header, &Metadata::new(), value, &Bincode, &mut state.buf)
+        });
         if let Ok(Err(e)) = sent {
             let (status, message) = match e {
                 EncodeError::Limit(l) => (
@@ -110,16 +106,15 @@ impl ConnShared {
                     format!("the response does not encode: {other}"),
                 ),
             };
-            self.reply_error(id, status, &message).await;
+            self.send_error(id, status, &message);
         }
     }
 
-    /// Sends an `Error` frame for call `id`.
-    pub(crate) async fn reply_error(&self, id: u64, status: Status, message: &str) {
+    /// Queues an `Error` frame as the answer to call `id` (the caller has waited for room).
+    pub(crate) fn send_error(&self, id: u64, status: Status, message: &str) {
         let _ = self
             .outbox
-            .push_when_room(|state| self.encode_error(state, id, status, message))
-            .await;
+            .push(|state| self.encode_error(state, id, status, message));
     }
 
     /// Sends an `Error` frame without waiting for room (the read loop answering a refusal; it waits for room
@@ -175,6 +170,8 @@ struct ReadState {
     /// The highest request id accepted (for go-away).
     last_id: u64,
     draining: bool,
+    /// When the bytes being processed arrived: deadlines count from it. Read once per batch, when first needed.
+    arrived: Option<Instant>,
 }
 
 /// Serves one connection until the peer leaves, a protocol error, or the end of a drain.
@@ -190,17 +187,16 @@ pub(crate) async fn run<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let conn = Arc::new(ConnShared {
-        outbox: Outbox::new(config.max_pending_output),
+        outbox: Outbox::new(config.max_pending_output, Box::pin(writer)),
         codec: FrameCodec::new(config.codec),
         peer,
-        calls: Mutex::new(HashMap::new()),
+        calls: Mutex::new(IdMap::default()),
         in_flight: AtomicUsize::new(0),
         idle: Notify::new(),
     });
     let writer = {
         let conn = Arc::clone(&conn);
-        let mut writer = writer;
-        tokio::spawn(async move { conn.outbox.run_writer(&mut writer).await })
+        tokio::spawn(async move { conn.outbox.run_writer().await })
     };
     // However this task ends (returning, or aborted with the server), handlers stop and the socket closes.
     let _teardown = Teardown {
@@ -212,6 +208,7 @@ pub(crate) async fn run<R, W>(
     let mut state = ReadState {
         last_id: 0,
         draining: false,
+        arrived: None,
     };
     let mut drain_until: Option<Instant> = None;
     loop {
@@ -269,6 +266,9 @@ async fn process(
     buf: &mut BytesMut,
     state: &mut ReadState,
 ) -> bool {
+    state.arrived = None;
+    // Answers and refusals queued while the batch is processed leave with one write at its end.
+    conn.outbox.begin_batch();
     let mut at = 0;
     let keep = loop {
         let (used, item) = match codec.parse(&buf[at..]) {
@@ -304,8 +304,10 @@ async fn process(
         at += used;
     };
     buf.advance(at);
-    // Refusals are written without waiting; wait here for room before reading more.
-    let _ = conn.outbox.push_when_room(|_| ()).await;
+    conn.outbox.end_batch();
+    // Refusals and answers of handlers that finished at once are written without waiting; wait here for room
+    // before reading more.
+    conn.outbox.wait_for_room().await;
     keep
 }
 
@@ -357,7 +359,9 @@ fn handle(
                 );
                 return Ok(());
             };
-            let deadline = h.deadline().map(|budget| Instant::now() + budget);
+            let deadline = h
+                .deadline()
+                .map(|budget| *state.arrived.get_or_insert_with(Instant::now) + budget);
             let _dispatched = service.dispatch(Call {
                 conn,
                 request_id: h.request_id,

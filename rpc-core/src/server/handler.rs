@@ -1,8 +1,14 @@
-//! A handler's task: runs the method's future with the call's context, stops it when the deadline passes or a
-//! cancel arrives, turns a panic into `Internal` for that call alone, and sends the one answer.
+//! A call's handler: polled once at once, in the connection's read loop, with the call's context; a handler
+//! that finishes there (most do: they compute and return) is answered without a task of its own. One that is
+//! still pending moves to its own task, which stops it when the deadline passes or a cancel arrives. Either
+//! way a panic yields `Internal` for that call alone, and exactly one answer is sent.
+//!
+//! The first poll uses a no-op waker: a handler left pending is polled again by its task straight away, which
+//! registers the task's waker (a future need only wake the waker of its latest poll).
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -23,15 +29,15 @@ enum Outcome<T> {
     Cancelled,
 }
 
-/// Registers the call and spawns its handler; `reply` sends the handler's value back.
-pub(crate) fn spawn<F, T, R, RF>(call: Call<'_>, method: &'static MethodInfo, handler: F, reply: R)
+/// Runs the handler of `call`: polls it once here, and if it is not done, spawns the rest. `reply` queues the
+/// handler's value as the answer (the caller of `reply` has waited for room in the outbox).
+pub(crate) fn spawn<F, T, R>(call: Call<'_>, method: &'static MethodInfo, handler: F, reply: R)
 where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
-    R: FnOnce(Arc<ConnShared>, u64, T) -> RF + Send + 'static,
-    RF: Future<Output = ()> + Send,
+    R: FnOnce(&ConnShared, u64, T) + Send + 'static,
 {
-    let conn = Arc::clone(call.conn);
+    let conn = call.conn;
     let id = call.request_id;
     let one_way = call.one_way;
     let deadline = call.deadline;
@@ -42,27 +48,89 @@ where
         metadata: call.metadata.to_metadata(),
         peer: conn.peer,
     };
+    let mut handler = Box::pin(handler);
+    let outcome = match poll_once(&context, handler.as_mut()) {
+        Poll::Ready(Ok(value)) => Outcome::Done(value),
+        Poll::Ready(Err(why)) => Outcome::Panicked(why),
+        Poll::Pending => {
+            spawn_pending(conn, context, one_way, handler, reply);
+            return;
+        }
+    };
+    if one_way {
+        return;
+    }
+    if conn.outbox.has_room() {
+        answer(conn, id, method, outcome, reply);
+    } else {
+        // The peer is not reading: the answer waits for room on a task of its own, and the read loop waits for
+        // room before it reads more.
+        let conn = Arc::clone(conn);
+        tokio::spawn(async move {
+            conn.outbox.wait_for_room().await;
+            answer(&conn, id, method, outcome, reply);
+        });
+    }
+}
+
+/// Polls `handler` once with `context` as the current call, catching a panic.
+fn poll_once<F: Future>(
+    context: &Context,
+    handler: Pin<&mut F>,
+) -> Poll<Result<F::Output, String>> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    context.sync_scope(|| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| handler.poll(&mut cx))) {
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(panic_message(&*payload))),
+        }
+    })
+}
+
+/// Moves a pending handler to its own task, registered so that a cancel or the connection's end stops it.
+fn spawn_pending<F, T, R>(
+    conn: &Arc<ConnShared>,
+    context: Context,
+    one_way: bool,
+    handler: Pin<Box<F>>,
+    reply: R,
+) where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+    R: FnOnce(&ConnShared, u64, T) + Send + 'static,
+{
+    let conn = Arc::clone(conn);
+    let (id, method, deadline) = (context.request_id, context.method, context.deadline);
     // Registered before the task starts, so that a cancel arriving at once still finds it.
     let cancelled = conn.register(id);
     tokio::spawn(async move {
         let outcome = run(context.scope(handler), deadline, cancelled).await;
-        if !one_way {
-            match outcome {
-                Outcome::Done(value) => reply(Arc::clone(&conn), id, value).await,
-                Outcome::Panicked(why) => {
-                    let message = format!("{method} panicked: {why}");
-                    conn.reply_error(id, Status::Internal, &message).await;
-                }
-                Outcome::DeadlineExceeded => {
-                    let message = format!("{method} did not finish within the caller's deadline");
-                    conn.reply_error(id, Status::DeadlineExceeded, &message)
-                        .await;
-                }
-                Outcome::Cancelled => {}
-            }
+        if !one_way && !matches!(outcome, Outcome::Cancelled) {
+            conn.outbox.wait_for_room().await;
+            answer(&conn, id, method, outcome, reply);
         }
         conn.finish(id);
     });
+}
+
+/// Queues the one answer of call `id`.
+fn answer<T, R>(conn: &ConnShared, id: u64, method: &MethodInfo, outcome: Outcome<T>, reply: R)
+where
+    R: FnOnce(&ConnShared, u64, T),
+{
+    match outcome {
+        Outcome::Done(value) => reply(conn, id, value),
+        Outcome::Panicked(why) => {
+            let message = format!("{method} panicked: {why}");
+            conn.send_error(id, Status::Internal, &message);
+        }
+        Outcome::DeadlineExceeded => {
+            let message = format!("{method} did not finish within the caller's deadline");
+            conn.send_error(id, Status::DeadlineExceeded, &message);
+        }
+        Outcome::Cancelled => {}
+    }
 }
 
 /// Drives the handler until it ends, panics, runs out of time or is cancelled.

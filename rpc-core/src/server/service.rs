@@ -73,31 +73,29 @@ impl Call<'_> {
         Dispatched(())
     }
 
-    /// Runs `handler` on its own task and sends its value back.
+    /// Runs `handler` and sends its value back: polled once at once, and on a task of its own if it has to wait.
     pub fn spawn<F, T>(self, method: &'static MethodInfo, handler: F) -> Dispatched
     where
         F: Future<Output = T> + Send + 'static,
         T: Serialize + Send + 'static,
     {
-        handler::spawn(self, method, handler, |conn, id, value| async move {
-            conn.reply_value(id, value).await;
+        handler::spawn(self, method, handler, |conn, id, value| {
+            conn.send_value(id, &value);
         });
         Dispatched(())
     }
 
-    /// Runs `handler`, a method returning `Result<U, E>`, on its own task: `Ok` goes back as the value, `Err` as
-    /// the application's error (flag `APP_ERROR`).
+    /// Runs `handler`, a method returning `Result<U, E>`, as [`Call::spawn`] does: `Ok` goes back as the value,
+    /// `Err` as the application's error (flag `APP_ERROR`).
     pub fn spawn_fallible<F, U, E>(self, method: &'static MethodInfo, handler: F) -> Dispatched
     where
         F: Future<Output = Result<U, E>> + Send + 'static,
         U: Serialize + Send + 'static,
         E: Serialize + Send + 'static,
     {
-        handler::spawn(self, method, handler, |conn, id, result| async move {
-            match result {
-                Ok(value) => conn.reply_value(id, value).await,
-                Err(error) => conn.reply_app_error(id, error).await,
-            }
+        handler::spawn(self, method, handler, |conn, id, result| match result {
+            Ok(value) => conn.send_value(id, &value),
+            Err(error) => conn.send_app_error(id, &error),
         });
         Dispatched(())
     }
