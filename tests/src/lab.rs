@@ -38,6 +38,9 @@ pub trait Lab {
     async fn trace_id(&self) -> Option<String>;
     /// `a / b`, or the application's error.
     async fn div(&self, a: i32, b: i32) -> Result<i32, MathError>;
+    /// Blocks its thread (it never awaits) until a second `rendezvous` call is running too, at most 5 s; says
+    /// whether one came. Two calls meet only if their handlers run at the same time.
+    async fn rendezvous(&self) -> bool;
 }
 
 /// What the server side observed.
@@ -51,6 +54,8 @@ pub struct Observed {
     pub delayed_started: AtomicUsize,
     /// The peer addresses calls came from.
     pub peers: Mutex<HashSet<SocketAddr>>,
+    /// `rendezvous` calls that arrived.
+    pub rendezvous: AtomicUsize,
 }
 
 impl Observed {
@@ -119,5 +124,16 @@ impl Lab for LabImpl {
     async fn div(&self, a: i32, b: i32) -> Result<i32, MathError> {
         a.checked_div(b)
             .ok_or(MathError::DivisionByZero { dividend: a })
+    }
+
+    async fn rendezvous(&self) -> bool {
+        self.observed.rendezvous.fetch_add(1, Ordering::SeqCst);
+        for _ in 0..5000 {
+            if self.observed.rendezvous.load(Ordering::SeqCst) >= 2 {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
     }
 }

@@ -452,6 +452,21 @@ async fn concurrent_calls_from_several_threads_on_a_multi_threaded_runtime() {
     server.shut_down(LONG).await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn with_inline_handlers_off_the_calls_of_one_connection_run_in_parallel() {
+    let lab = LabImpl::default();
+    let config = ServerConfig {
+        inline_handlers: false,
+        ..ServerConfig::default()
+    };
+    let server = serve_lab(lab.clone(), config, 0).await.unwrap();
+    let client = LabClient::connect(server.addr).await.unwrap();
+    // Each handler blocks its thread until the other runs: they meet only if each has a task of its own.
+    let (a, b) = tokio::join!(client.rendezvous(), client.rendezvous());
+    assert_eq!((a, b), (Ok(true), Ok(true)));
+    server.shut_down(LONG).await.unwrap();
+}
+
 /// A balancer over a fixed list, taking the instances in turn and logging what it hears.
 struct Fixed {
     state: std::sync::Mutex<FixedState>,

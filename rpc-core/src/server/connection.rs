@@ -370,6 +370,7 @@ fn handle(
                 payload: frame.payload,
                 deadline,
                 one_way,
+                inline: config.inline_handlers,
             });
         }
         Kind::Cancel => conn.cancel(h.request_id),

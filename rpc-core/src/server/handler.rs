@@ -1,7 +1,8 @@
 //! A call's handler: polled once at once, in the connection's read loop, with the call's context; a handler
 //! that finishes there (most do: they compute and return) is answered without a task of its own. One that is
-//! still pending moves to its own task, which stops it when the deadline passes or a cancel arrives. Either
-//! way a panic yields `Internal` for that call alone, and exactly one answer is sent.
+//! still pending (or every one, with `ServerConfig::inline_handlers` off) moves to its own task, which stops it
+//! when the deadline passes or a cancel arrives. Either way a panic yields `Internal` for that call alone, and
+//! exactly one answer is sent.
 //!
 //! The first poll uses a no-op waker: a handler left pending is polled again by its task straight away, which
 //! registers the task's waker (a future need only wake the waker of its latest poll).
@@ -49,6 +50,10 @@ where
         peer: conn.peer,
     };
     let mut handler = Box::pin(handler);
+    if !call.inline {
+        spawn_pending(conn, context, one_way, handler, reply);
+        return;
+    }
     let outcome = match poll_once(&context, handler.as_mut()) {
         Poll::Ready(Ok(value)) => Outcome::Done(value),
         Poll::Ready(Err(why)) => Outcome::Panicked(why),

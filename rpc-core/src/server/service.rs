@@ -41,6 +41,8 @@ pub struct Call<'a> {
     pub(crate) deadline: Option<Instant>,
     /// A one-way call: the handler runs, nothing is sent back.
     pub(crate) one_way: bool,
+    /// Poll the handler once before giving it a task ([`crate::ServerConfig::inline_handlers`]).
+    pub(crate) inline: bool,
 }
 
 impl Call<'_> {
