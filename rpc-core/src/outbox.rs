@@ -123,6 +123,25 @@ impl Outbox {
         Ok((r, first))
     }
 
+    /// Like [`Outbox::push_quiet`] if the queue is under its limit (one lock for the check and the push);
+    /// otherwise gives `encode` back, to try again after [`Outbox::wait_for_room`].
+    pub(crate) fn try_push_quiet<R, F>(&self, encode: F) -> Result<Result<(R, bool), F>, RpcError>
+    where
+        F: FnOnce(&mut OutState) -> R,
+    {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(RpcError::unavailable("connection closed"));
+        }
+        if state.buf.len() >= self.limit {
+            return Ok(Err(encode));
+        }
+        let was_empty = state.buf.is_empty();
+        let r = encode(&mut state);
+        let first = was_empty && !state.buf.is_empty() && !state.defer_wakes;
+        Ok(Ok((r, first)))
+    }
+
     /// Wakes the writer task to drain the queue.
     pub(crate) fn wake_writer(&self) {
         self.wake_writer.notify_one();

@@ -164,23 +164,33 @@ impl Connection {
     ) -> Result<(u64, oneshot::Receiver<Reply>), RpcError> {
         let (tx, rx) = oneshot::channel();
         let shared = &*self.shared;
-        shared.outbox.wait_for_room().await;
-        let (encoded, first) = shared
-            .outbox
-            .push_quiet(|state| {
-                let id = state.last_request_id + 1;
-                let header = Header::request(id, method_id).with_deadline(budget);
-                shared
-                    .codec
-                    .encode_value(&header, metadata, args, &Bincode, &mut state.buf)
-                    .map(|()| {
-                        state.last_request_id = id;
-                        // Registered before the frame can leave, so the reply always finds its caller.
-                        (id, shared.calls().register(id, tx, deadline))
-                    })
-            })
+        let mut encode = |state: &mut crate::outbox::OutState| {
+            let id = state.last_request_id + 1;
+            let header = Header::request(id, method_id).with_deadline(budget);
+            shared
+                .codec
+                .encode_value(&header, metadata, args, &Bincode, &mut state.buf)
+                .map(|()| {
+                    state.last_request_id = id;
+                    // Registered before the frame can leave, so the reply always finds its caller.
+                    (id, shared.calls().register(id, tx, deadline))
+                })
+        };
+        let (encoded, first) = loop {
             // The connection closed before the request was queued: it was never sent.
-            .map_err(RpcError::unprocessed)?;
+            match shared
+                .outbox
+                .try_push_quiet(encode)
+                .map_err(RpcError::unprocessed)?
+            {
+                Ok(pushed) => break pushed,
+                Err(back) => {
+                    // Over the queue's limit: wait for the writer to drain it.
+                    encode = back;
+                    shared.outbox.wait_for_room().await;
+                }
+            }
+        };
         match encoded {
             Ok((id, registered)) => {
                 if registered.rearm {
