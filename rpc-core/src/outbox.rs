@@ -152,12 +152,10 @@ impl Outbox {
         self.lock().defer_wakes = true;
     }
 
-    /// Ends a batch and writes what is queued from the calling task ([`Outbox::flush_now`]).
-    pub(crate) fn end_batch(&self) {
-        // Cleared before the flush: a frame queued before this line is taken by the flush, and one queued after
-        // it wakes the writer task itself.
-        self.lock().defer_wakes = false;
-        self.flush_now();
+    /// Ends a batch and writes what is queued from the calling task, as [`Outbox::flush_now`] does; returns
+    /// whether the queue has room for more.
+    pub(crate) fn end_batch(&self) -> bool {
+        self.flush(true)
     }
 
     /// Whether a frame may be queued without waiting: the queue is under its limit (or closing, in which case
@@ -194,17 +192,66 @@ impl Outbox {
     /// Writes what is queued now, from the calling task, as far as the socket takes it without waiting; the rest
     /// (and any error) is left to the writer task, which is woken for it.
     pub(crate) fn flush_now(&self) {
-        let Ok(mut writing) = self.writing.try_lock() else {
+        self.flush(false);
+    }
+
+    /// Takes the queue and writes it once, from the calling task (ending a batch first if `end_batch`); returns
+    /// whether the queue has room.
+    ///
+    /// The queue is not looked at again after the write: a frame queued after the queue was taken found it empty
+    /// and woke the writer task itself (the batch's deferral is cleared in the same lock as the take).
+    fn flush(&self, end_batch: bool) -> bool {
+        let writing = self.writing.try_lock();
+        let mut state = self.lock();
+        if end_batch {
+            state.defer_wakes = false;
+        }
+        let mut writing = match writing {
+            // Nothing to do, or bytes of an earlier write still wait: the writer task, woken for those, sends
+            // them first and takes the queue after them.
+            Ok(w) if state.buf.is_empty() || w.sent != w.taken.len() => {
+                return state.closed || state.buf.len() < self.limit;
+            }
+            Ok(w) => w,
             // The writer task is writing: it takes the queue when it is done.
-            self.wake_writer.notify_one();
-            return;
+            Err(_) => {
+                let room = state.closed || state.buf.len() < self.limit;
+                let queued = !state.buf.is_empty();
+                drop(state);
+                if queued {
+                    self.wake_writer.notify_one();
+                }
+                return room;
+            }
         };
+        let was_full = state.buf.len() >= self.limit;
+        writing.taken.clear();
+        writing.sent = 0;
+        std::mem::swap(&mut state.buf, &mut writing.taken);
+        drop(state);
+        if was_full {
+            self.room.notify_waiters();
+        }
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        if !matches!(self.poll_drain(&mut writing, &mut cx), Poll::Ready(Ok(()))) {
-            drop(writing);
-            // The writer task polls again with its own waker, and sees the error, if it was one.
+        let done = loop {
+            let Writing { io, taken, sent } = &mut *writing;
+            match io.as_mut().poll_write(&mut cx, &taken.as_slice()[*sent..]) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    *sent += n;
+                    if *sent == taken.len() {
+                        break true;
+                    }
+                }
+                // Would block, failed or wrote nothing: the writer task polls again with its own waker, and sees
+                // the error, if it was one.
+                _ => break false,
+            }
+        };
+        drop(writing);
+        if !done {
             self.wake_writer.notify_one();
         }
+        true
     }
 
     /// Writes the bytes taken and then the queue, until both are empty or the socket would block.
@@ -216,14 +263,19 @@ impl Outbox {
                 if w.taken.capacity() > 16 * WRITE_BUF {
                     w.taken.shrink_to(WRITE_BUF);
                 }
-                {
+                let was_full = {
                     let mut state = self.lock();
                     if state.buf.is_empty() {
                         return Poll::Ready(Ok(()));
                     }
+                    let was_full = state.buf.len() >= self.limit;
                     std::mem::swap(&mut state.buf, &mut w.taken);
+                    was_full
+                };
+                // Producers wait only when they found the queue full, checked under the lock.
+                if was_full {
+                    self.room.notify_waiters();
                 }
-                self.room.notify_waiters();
             }
             let Writing { io, taken, sent } = w;
             match io.as_mut().poll_write(cx, &taken.as_slice()[*sent..]) {

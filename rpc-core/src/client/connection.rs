@@ -76,11 +76,19 @@ impl Shared {
         }
     }
 
-    fn complete(&self, id: u64, reply: Reply) -> bool {
-        match self.calls().take(id) {
-            Some(tx) => tx.send(reply).is_ok(),
-            None => false,
+    /// Hands each reply of a read batch to its caller, under one lock, and notes how many callers it woke.
+    fn deliver(&self, replies: &mut Vec<(u64, Reply)>) {
+        let mut calls = self.calls();
+        let mut woke = 0;
+        for (id, reply) in replies.drain(..) {
+            if let Some(tx) = calls.take(id)
+                && tx.send(reply).is_ok()
+            {
+                woke += 1;
+            }
         }
+        // Those callers are about to make their next calls: see `Calls::register`.
+        calls.woke(woke);
     }
 
     /// Tells the server to stop call `id`.
@@ -266,6 +274,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     mut codec: FrameCodec,
 ) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // The replies of one read, delivered together.
+    let mut replies = Vec::new();
     let reason = loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
@@ -280,26 +290,21 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(_) => {}
             Err(e) => break format!("read failed: {e}"),
         }
-        let mut delivered = 0;
         let stop = loop {
             match codec.decode(&mut buf) {
-                Ok(Some(Received::Frame(frame))) => {
-                    delivered += usize::from(handle(&shared, frame))
-                }
+                Ok(Some(Received::Frame(frame))) => handle(&shared, frame, &mut replies),
                 Ok(Some(Received::Refused(r))) => {
                     let error = RpcError::new(
                         Status::ResourceExhausted,
                         format!("response refused: {}", r.reason),
                     );
-                    delivered +=
-                        usize::from(shared.complete(r.header.request_id, Reply::Failed(error)));
+                    replies.push((r.header.request_id, Reply::Failed(error)));
                 }
                 Ok(None) => break None,
                 Err(e) => break Some(format!("protocol error from the server: {e}")),
             }
         };
-        // Those callers are about to make their next calls: see `Calls::register`.
-        shared.calls().woke(delivered);
+        shared.deliver(&mut replies);
         if let Some(reason) = stop {
             break reason;
         }
@@ -307,21 +312,22 @@ async fn read_loop<R: AsyncRead + Unpin>(
     shared.close(&reason);
 }
 
-/// Handles one frame; says whether it woke a caller with its reply.
-fn handle(shared: &Shared, frame: rpc_codec::Frame) -> bool {
+/// Handles one frame. Replies to calls join `replies`, delivered together at the end of the read; a frame that
+/// ends calls wholesale (a connection error, a go-away) first delivers the replies that came before it.
+fn handle(shared: &Shared, frame: rpc_codec::Frame, replies: &mut Vec<(u64, Reply)>) {
     let h = frame.header;
     match h.kind {
         Kind::Response if h.flags.contains(rpc_codec::Flags::APP_ERROR) => {
-            shared.complete(h.request_id, Reply::AppError(frame.payload))
+            replies.push((h.request_id, Reply::AppError(frame.payload)));
         }
-        Kind::Response => shared.complete(h.request_id, Reply::Value(frame.payload)),
+        Kind::Response => replies.push((h.request_id, Reply::Value(frame.payload))),
         Kind::Error if h.request_id == 0 => {
+            shared.deliver(replies);
             shared.close(&format!(
                 "the server reported {}: {}",
                 h.status,
                 frame.message()
             ));
-            false
         }
         Kind::Error => {
             let error = RpcError::new(h.status, frame.message().into_owned());
@@ -331,7 +337,7 @@ fn handle(shared: &Shared, frame: rpc_codec::Frame) -> bool {
             } else {
                 error
             };
-            shared.complete(h.request_id, Reply::Failed(error))
+            replies.push((h.request_id, Reply::Failed(error)));
         }
         Kind::Ping => {
             let _ = shared.outbox.push(|state| {
@@ -342,14 +348,13 @@ fn handle(shared: &Shared, frame: rpc_codec::Frame) -> bool {
                     &mut state.buf,
                 )
             });
-            false
         }
         Kind::GoAway => {
+            shared.deliver(replies);
             go_away(shared, h.request_id, &frame.message());
-            false
         }
         // A client serves nothing; a request or cancel from the server is ignored, as is a stray pong.
-        Kind::Request | Kind::OneWay | Kind::Cancel | Kind::Pong => false,
+        Kind::Request | Kind::OneWay | Kind::Cancel | Kind::Pong => {}
     }
 }
 
