@@ -39,14 +39,15 @@ use report::{Results, System, Workload};
 #[derive(Parser)]
 #[command(about)]
 struct Args {
-    /// Rounds; each runs every workload on every system, and the table reports medians over them.
-    #[arg(long, default_value_t = 3)]
+    /// Rounds; each runs every workload on every system, and the table reports medians over them. Five short
+    /// rounds give steadier medians than three long ones on a machine whose speed moves from run to run.
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Milliseconds of each run before measuring starts.
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = 200)]
     warm_up_ms: u64,
     /// Milliseconds measured in each run.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 700)]
     measure_ms: u64,
     /// Systems to run, comma-separated: raw, rpc, tarpc, tonic.
     #[arg(long, value_delimiter = ',', default_value = "raw,rpc,tarpc,tonic")]
