@@ -7,7 +7,8 @@
 //! - both see the same frames, refusals and errors, in the same order;
 //! - a frame re-encodes to exactly the bytes it came from (unknown status codes aside);
 //! - the receive buffer never grows past what the limit allows;
-//! - every accepted payload can be handed to the payload codec as several types without panicking.
+//! - every accepted payload can be handed to the payload codec as several types without panicking, with and
+//!   without a limit on the decoded value's memory.
 
 use std::collections::BTreeMap;
 
@@ -42,6 +43,7 @@ pub(crate) fn run(data: &[u8]) {
         max_frame_len: 28 + u32::from(*limit) * 8,
         max_metadata_len: 64,
         max_metadata_entries: 4,
+        max_decoded_len: 4096,
     };
     let owned = with_decoder(stream, read, config);
     let borrowed = with_parse(stream, read, config);
@@ -64,6 +66,9 @@ pub(crate) fn run(data: &[u8]) {
             );
         }
         let _ = Bincode.decode::<Probe<'_>>(&frame.payload);
+        // The same under the decoded-memory limit: refused or decoded, never a panic.
+        let _ = Bincode.decode_within::<Probe<'_>>(&frame.payload, config.max_decoded_len);
+        let _ = Bincode.decode_within::<Vec<Vec<String>>>(&frame.payload, config.max_decoded_len);
         let _ = Bincode.decode::<(String, Vec<u64>)>(&frame.payload);
         let _ = Bincode.decode::<BTreeMap<String, Vec<u8>>>(&frame.payload);
     }

@@ -6,6 +6,8 @@ pub const DEFAULT_MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_METADATA_LEN: u16 = 8 * 1024;
 /// Default of [`Config::max_metadata_entries`]: 64.
 pub const DEFAULT_MAX_METADATA_ENTRIES: u16 = 64;
+/// Default of [`Config::max_decoded_len`]: 64 MiB, four times the default frame limit.
+pub const DEFAULT_MAX_DECODED_LEN: usize = 64 * 1024 * 1024;
 
 /// Limits the codec enforces on every frame, sent or received.
 ///
@@ -27,6 +29,11 @@ pub struct Config {
     pub max_metadata_len: u16,
     /// Most metadata entries in one frame. Default 64 ([`DEFAULT_MAX_METADATA_ENTRIES`]).
     pub max_metadata_entries: u16,
+    /// Most memory, in bytes, that one decoded payload may take: every element of a collection counts the size
+    /// of its type and every owned string or byte buffer its length, so that a small payload cannot unfold into
+    /// a huge value (a payload of `n` bytes can declare `n` empty vectors of 24 bytes each). Default 64 MiB
+    /// ([`DEFAULT_MAX_DECODED_LEN`]). Used by [`crate::PayloadCodec::decode_within`].
+    pub max_decoded_len: usize,
 }
 
 impl Default for Config {
@@ -35,6 +42,7 @@ impl Default for Config {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             max_metadata_len: DEFAULT_MAX_METADATA_LEN,
             max_metadata_entries: DEFAULT_MAX_METADATA_ENTRIES,
+            max_decoded_len: DEFAULT_MAX_DECODED_LEN,
         }
     }
 }

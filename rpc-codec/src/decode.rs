@@ -280,6 +280,20 @@ impl FrameCodec {
 }
 
 impl FrameCodec {
+    /// Whether a frame has begun and not ended, given `rest`, what the read buffer still holds after the last
+    /// whole frame: some of its bytes are buffered, or a refused frame is still being skipped. A server times
+    /// such a frame (see `rpc_core::ServerConfig::frame_timeout`), so that a peer cannot hold a connection by
+    /// trickling bytes.
+    ///
+    /// ```
+    /// let codec = rpc_codec::FrameCodec::default();
+    /// assert!(!codec.mid_frame(b""));
+    /// assert!(codec.mid_frame(b"RP\x01"));
+    /// ```
+    pub fn mid_frame(&self, rest: &[u8]) -> bool {
+        self.skip > 0 || !rest.is_empty()
+    }
+
     /// Says whether the stream may end here, given `rest`, what the read buffer still holds after the last
     /// whole frame: an error names the frame that was cut short (one being skipped included).
     ///

@@ -221,6 +221,12 @@ pub enum PayloadError {
         /// Bytes left over.
         extra: usize,
     },
+    /// The decoded value would take more memory than the limit ([`crate::Config::max_decoded_len`]).
+    #[error("the decoded value would take more than {limit} bytes of memory, the limit")]
+    DecodedTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The bytes do not form a value of the expected type.
     #[error("payload does not decode: {0}")]
     Invalid(String),

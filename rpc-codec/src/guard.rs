@@ -1,5 +1,5 @@
 //! A serde `Deserializer` adapter that keeps a forged length inside a payload from allocating more than the
-//! payload holds.
+//! payload holds, and a decoded value from taking more memory than a limit.
 //!
 //! bincode 2's serde path allocates `vec![0; len]` for an owned string or byte buffer before it reads a byte,
 //! and hands a sequence's declared length to serde as a preallocation hint; its own byte limit is a
@@ -9,8 +9,15 @@
 //!   the bytes left before anything is allocated (the visitor then copies exactly what is there);
 //! - refuses a sequence or map that declares more elements than the payload has bytes (every element of a
 //!   type that is not zero-sized takes at least one byte), so a preallocation hint never exceeds the payload's
-//!   length and a run of zero-sized elements cannot spin for 2^64 iterations.
+//!   length and a run of zero-sized elements cannot spin for 2^64 iterations;
+//! - charges what the decoded value takes in memory to one account per decode, and stops the decode when the
+//!   account runs dry: every element of a collection (a sequence or map, not a tuple or struct, whose fields
+//!   live inline in their parent) costs the size of its type, and every owned string or byte buffer its length.
+//!   This is what keeps a payload of `n` bytes from becoming `24 * n` bytes of empty vectors, or `n` copies of
+//!   an enum whose largest variant is a megabyte. Heap memory behind a `Box` is not seen by serde and is not
+//!   counted.
 
+use core::cell::Cell;
 use core::fmt;
 use core::marker::PhantomData;
 
@@ -18,65 +25,136 @@ use serde::de::{
     self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
 };
 
-/// Deserializes a `T` through the guard; `budget` is the payload's length in bytes.
-pub(crate) struct Seed<T> {
+/// The memory one decode may still take, and whether it ran out.
+pub(crate) struct Account {
+    /// The payload's length in bytes: no collection may declare more elements.
     budget: usize,
+    limit: usize,
+    left: Cell<usize>,
+    exceeded: Cell<bool>,
+}
+
+impl Account {
+    /// An account for a payload of `budget` bytes whose decoded value may take `limit` bytes.
+    pub(crate) fn new(budget: usize, limit: usize) -> Account {
+        Account {
+            budget,
+            limit,
+            left: Cell::new(limit),
+            exceeded: Cell::new(false),
+        }
+    }
+
+    /// Whether the decode stopped because the value would have taken more than the limit.
+    pub(crate) fn exceeded(&self) -> bool {
+        self.exceeded.get()
+    }
+
+    #[inline(always)]
+    fn charge<E: de::Error>(&self, bytes: usize) -> Result<(), E> {
+        match self.left.get().checked_sub(bytes) {
+            Some(left) => {
+                self.left.set(left);
+                Ok(())
+            }
+            None => Err(self.refuse()),
+        }
+    }
+
+    #[cold]
+    fn refuse<E: de::Error>(&self) -> E {
+        self.exceeded.set(true);
+        E::custom(format_args!(
+            "the decoded value would take more than {} bytes of memory, the limit",
+            self.limit
+        ))
+    }
+}
+
+/// Deserializes a `T` through the guard, charging `account`.
+pub(crate) struct Seed<'a, T> {
+    account: &'a Account,
     marker: PhantomData<fn() -> T>,
 }
 
-impl<T> Seed<T> {
-    pub(crate) fn new(budget: usize) -> Seed<T> {
+impl<'a, T> Seed<'a, T> {
+    pub(crate) fn new(account: &'a Account) -> Seed<'a, T> {
         Seed {
-            budget,
+            account,
             marker: PhantomData,
         }
     }
 }
 
-impl<'de, T: de::Deserialize<'de>> DeserializeSeed<'de> for Seed<T> {
+impl<'de, T: de::Deserialize<'de>> DeserializeSeed<'de> for Seed<'_, T> {
     type Value = T;
     #[inline(always)]
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
         T::deserialize(Guard {
             inner: d,
-            budget: self.budget,
+            account: self.account,
         })
     }
 }
 
-/// The wrapped deserializer.
-struct Guard<D> {
-    inner: D,
-    budget: usize,
+/// What a wrapped visitor or access charges for what passes through it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Charge {
+    /// Nothing: a scalar, or the fields of a tuple or struct, which live inline in their parent.
+    Nothing,
+    /// Each element (or key and value) of a collection: the size of its type.
+    Elements,
+    /// An owned string or byte buffer: its length.
+    Bytes,
 }
 
-/// A wrapped visitor.
-struct Wrap<V> {
+/// The wrapped deserializer.
+struct Guard<'a, D> {
+    inner: D,
+    account: &'a Account,
+}
+
+/// A wrapped visitor, or a wrapped access object.
+struct Wrap<'a, V> {
     inner: V,
-    budget: usize,
+    account: &'a Account,
+    charge: Charge,
 }
 
 /// A wrapped seed, for elements, keys, values and variants.
-struct WrapSeed<S> {
+struct WrapSeed<'a, S> {
     inner: S,
-    budget: usize,
+    account: &'a Account,
 }
 
-impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for WrapSeed<S> {
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for WrapSeed<'_, S> {
     type Value = S::Value;
     #[inline(always)]
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
         self.inner.deserialize(Guard {
             inner: d,
-            budget: self.budget,
+            account: self.account,
         })
     }
 }
 
-impl<V> Wrap<V> {
+impl<'a, V> Wrap<'a, V> {
     #[inline(always)]
-    fn new(inner: V, budget: usize) -> Wrap<V> {
-        Wrap { inner, budget }
+    fn new(inner: V, account: &'a Account) -> Wrap<'a, V> {
+        Wrap {
+            inner,
+            account,
+            charge: Charge::Nothing,
+        }
+    }
+
+    #[inline(always)]
+    fn charging(inner: V, account: &'a Account, charge: Charge) -> Wrap<'a, V> {
+        Wrap {
+            inner,
+            account,
+            charge,
+        }
     }
 }
 
@@ -84,12 +162,12 @@ macro_rules! forward_deserialize {
     ($($method:ident),* $(,)?) => {$(
         #[inline(always)]
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-            self.inner.$method(Wrap::new(visitor, self.budget))
+            self.inner.$method(Wrap::new(visitor, self.account))
         }
     )*};
 }
 
-impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<D> {
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
     type Error = D::Error;
 
     forward_deserialize!(
@@ -112,22 +190,33 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<D> {
         deserialize_bytes,
         deserialize_option,
         deserialize_unit,
-        deserialize_seq,
-        deserialize_map,
         deserialize_identifier,
         deserialize_ignored_any,
     );
 
     #[inline(always)]
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.inner
+            .deserialize_seq(Wrap::charging(visitor, self.account, Charge::Elements))
+    }
+
+    #[inline(always)]
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.inner
+            .deserialize_map(Wrap::charging(visitor, self.account, Charge::Elements))
+    }
+
+    #[inline(always)]
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
         // Borrowing checks the length against the bytes left before the visitor copies them.
-        self.inner.deserialize_str(Wrap::new(visitor, self.budget))
+        self.inner
+            .deserialize_str(Wrap::charging(visitor, self.account, Charge::Bytes))
     }
 
     #[inline(always)]
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
         self.inner
-            .deserialize_bytes(Wrap::new(visitor, self.budget))
+            .deserialize_bytes(Wrap::charging(visitor, self.account, Charge::Bytes))
     }
 
     #[inline(always)]
@@ -137,7 +226,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<D> {
         visitor: V,
     ) -> Result<V::Value, D::Error> {
         self.inner
-            .deserialize_unit_struct(name, Wrap::new(visitor, self.budget))
+            .deserialize_unit_struct(name, Wrap::new(visitor, self.account))
     }
 
     #[inline(always)]
@@ -147,7 +236,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<D> {
         visitor: V,
     ) -> Result<V::Value, D::Error> {
         self.inner
-            .deserialize_newtype_struct(name, Wrap::new(visitor, self.budget))
+            .deserialize_newtype_struct(name, Wrap::new(visitor, self.account))
     }
 
     #[inline(always)]
@@ -157,7 +246,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<D> {
         visitor: V,
     ) -> Result<V::Value, D::Error> {
         self.inner
-            .deserialize_tuple(len, Wrap::new(visitor, self.budget))
+            .deserialize_tuple(len, Wrap::new(visitor, self.account))
     }
 
     #[inline(always)]
@@ -168,7 +257,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<D> {
         visitor: V,
     ) -> Result<V::Value, D::Error> {
         self.inner
-            .deserialize_tuple_struct(name, len, Wrap::new(visitor, self.budget))
+            .deserialize_tuple_struct(name, len, Wrap::new(visitor, self.account))
     }
 
     #[inline(always)]
@@ -179,7 +268,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<D> {
         visitor: V,
     ) -> Result<V::Value, D::Error> {
         self.inner
-            .deserialize_struct(name, fields, Wrap::new(visitor, self.budget))
+            .deserialize_struct(name, fields, Wrap::new(visitor, self.account))
     }
 
     #[inline(always)]
@@ -190,7 +279,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<D> {
         visitor: V,
     ) -> Result<V::Value, D::Error> {
         self.inner
-            .deserialize_enum(name, variants, Wrap::new(visitor, self.budget))
+            .deserialize_enum(name, variants, Wrap::new(visitor, self.account))
     }
 
     fn is_human_readable(&self) -> bool {
@@ -217,7 +306,29 @@ fn check_len<E: de::Error>(what: &str, declared: Option<usize>, budget: usize) -
     }
 }
 
-impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
+impl<V> Wrap<'_, V> {
+    /// Charges an owned string's or byte buffer's length (a borrowed one takes no memory).
+    #[inline(always)]
+    fn charge_bytes<E: de::Error>(&self, len: usize) -> Result<(), E> {
+        if self.charge == Charge::Bytes {
+            self.account.charge(len)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Charges one element of a collection, of type `T`.
+    #[inline(always)]
+    fn charge_element<T, E: de::Error>(&self) -> Result<(), E> {
+        if self.charge == Charge::Elements {
+            self.account.charge(core::mem::size_of::<T>())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
     type Value = V::Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -239,13 +350,33 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
         visit_f32(f32),
         visit_f64(f64),
         visit_char(char),
-        visit_str(&str),
-        visit_borrowed_str(&'de str),
         visit_string(String),
-        visit_bytes(&[u8]),
-        visit_borrowed_bytes(&'de [u8]),
         visit_byte_buf(Vec<u8>),
     );
+
+    #[inline(always)]
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.charge_bytes(v.len())?;
+        self.inner.visit_str(v)
+    }
+
+    #[inline(always)]
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        self.charge_bytes(v.len())?;
+        self.inner.visit_borrowed_str(v)
+    }
+
+    #[inline(always)]
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+        self.charge_bytes(v.len())?;
+        self.inner.visit_bytes(v)
+    }
+
+    #[inline(always)]
+    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+        self.charge_bytes(v.len())?;
+        self.inner.visit_borrowed_bytes(v)
+    }
 
     #[inline(always)]
     fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
@@ -261,7 +392,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         self.inner.visit_some(Guard {
             inner: d,
-            budget: self.budget,
+            account: self.account,
         })
     }
 
@@ -269,29 +400,33 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
     fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         self.inner.visit_newtype_struct(Guard {
             inner: d,
-            budget: self.budget,
+            account: self.account,
         })
     }
 
     #[inline(always)]
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        check_len("sequence", seq.size_hint(), self.budget)?;
-        self.inner.visit_seq(Wrap::new(seq, self.budget))
+        check_len("sequence", seq.size_hint(), self.account.budget)?;
+        let charge = self.charge;
+        self.inner
+            .visit_seq(Wrap::charging(seq, self.account, charge))
     }
 
     #[inline(always)]
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        check_len("map", map.size_hint(), self.budget)?;
-        self.inner.visit_map(Wrap::new(map, self.budget))
+        check_len("map", map.size_hint(), self.account.budget)?;
+        let charge = self.charge;
+        self.inner
+            .visit_map(Wrap::charging(map, self.account, charge))
     }
 
     #[inline(always)]
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
-        self.inner.visit_enum(Wrap::new(data, self.budget))
+        self.inner.visit_enum(Wrap::new(data, self.account))
     }
 }
 
-impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Wrap<A> {
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Wrap<'_, A> {
     type Error = A::Error;
 
     #[inline(always)]
@@ -299,10 +434,15 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Wrap<A> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, A::Error> {
-        self.inner.next_element_seed(WrapSeed {
+        let element = self.inner.next_element_seed(WrapSeed {
             inner: seed,
-            budget: self.budget,
-        })
+            account: self.account,
+        })?;
+        // Charged once the element is decoded, before the collection stores it (and grows for it).
+        if element.is_some() {
+            self.charge_element::<T::Value, A::Error>()?;
+        }
+        Ok(element)
     }
 
     #[inline(always)]
@@ -311,7 +451,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Wrap<A> {
     }
 }
 
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for Wrap<A> {
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Wrap<'_, A> {
     type Error = A::Error;
 
     #[inline(always)]
@@ -319,18 +459,24 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Wrap<A> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
-        self.inner.next_key_seed(WrapSeed {
+        let key = self.inner.next_key_seed(WrapSeed {
             inner: seed,
-            budget: self.budget,
-        })
+            account: self.account,
+        })?;
+        if key.is_some() {
+            self.charge_element::<K::Value, A::Error>()?;
+        }
+        Ok(key)
     }
 
     #[inline(always)]
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
-        self.inner.next_value_seed(WrapSeed {
+        let value = self.inner.next_value_seed(WrapSeed {
             inner: seed,
-            budget: self.budget,
-        })
+            account: self.account,
+        })?;
+        self.charge_element::<S::Value, A::Error>()?;
+        Ok(value)
     }
 
     #[inline(always)]
@@ -339,25 +485,25 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Wrap<A> {
     }
 }
 
-impl<'de, A: EnumAccess<'de>> EnumAccess<'de> for Wrap<A> {
+impl<'a, 'de, A: EnumAccess<'de>> EnumAccess<'de> for Wrap<'a, A> {
     type Error = A::Error;
-    type Variant = Wrap<A::Variant>;
+    type Variant = Wrap<'a, A::Variant>;
 
     #[inline(always)]
     fn variant_seed<S: DeserializeSeed<'de>>(
         self,
         seed: S,
     ) -> Result<(S::Value, Self::Variant), A::Error> {
-        let budget = self.budget;
+        let account = self.account;
         let (value, variant) = self.inner.variant_seed(WrapSeed {
             inner: seed,
-            budget,
+            account,
         })?;
-        Ok((value, Wrap::new(variant, budget)))
+        Ok((value, Wrap::new(variant, account)))
     }
 }
 
-impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Wrap<A> {
+impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Wrap<'_, A> {
     type Error = A::Error;
 
     #[inline(always)]
@@ -369,14 +515,14 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Wrap<A> {
     fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, A::Error> {
         self.inner.newtype_variant_seed(WrapSeed {
             inner: seed,
-            budget: self.budget,
+            account: self.account,
         })
     }
 
     #[inline(always)]
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
         self.inner
-            .tuple_variant(len, Wrap::new(visitor, self.budget))
+            .tuple_variant(len, Wrap::new(visitor, self.account))
     }
 
     #[inline(always)]
@@ -386,6 +532,6 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Wrap<A> {
         visitor: V,
     ) -> Result<V::Value, A::Error> {
         self.inner
-            .struct_variant(fields, Wrap::new(visitor, self.budget))
+            .struct_variant(fields, Wrap::new(visitor, self.account))
     }
 }

@@ -31,6 +31,17 @@ pub trait PayloadCodec: Clone + Send + Sync + 'static {
 
     /// Decodes a `T` that spans exactly `payload`; `T` may borrow from it.
     fn decode<'de, T: Deserialize<'de>>(&self, payload: &'de [u8]) -> Result<T, PayloadError>;
+
+    /// Like [`PayloadCodec::decode`], refusing a value that would take more than `max_decoded_len` bytes of
+    /// memory ([`PayloadError::DecodedTooLarge`]). The default ignores the limit; [`Bincode`] keeps it.
+    fn decode_within<'de, T: Deserialize<'de>>(
+        &self,
+        payload: &'de [u8],
+        max_decoded_len: usize,
+    ) -> Result<T, PayloadError> {
+        let _ = max_decoded_len;
+        self.decode(payload)
+    }
 }
 
 /// The default payload codec: bincode 2 with `bincode::config::standard()` (little-endian, variable-length
@@ -86,13 +97,28 @@ impl PayloadCodec for Bincode {
         Ok(size.bytes_written)
     }
 
+    /// Decodes with no limit on the decoded value's memory beyond what the payload's length implies; servers
+    /// and clients of `rpc-core` use [`PayloadCodec::decode_within`] with their configured limit.
     #[inline]
     fn decode<'de, T: Deserialize<'de>>(&self, payload: &'de [u8]) -> Result<T, PayloadError> {
-        let seed = guard::Seed::<T>::new(payload.len());
+        self.decode_within(payload, usize::MAX)
+    }
+
+    #[inline]
+    fn decode_within<'de, T: Deserialize<'de>>(
+        &self,
+        payload: &'de [u8],
+        max_decoded_len: usize,
+    ) -> Result<T, PayloadError> {
+        let account = guard::Account::new(payload.len(), max_decoded_len);
+        let seed = guard::Seed::<T>::new(&account);
         match bincode::serde::seed_decode_from_slice(seed, payload, CONFIG) {
             Ok((value, read)) if read == payload.len() => Ok(value),
             Ok((_, read)) => Err(PayloadError::TrailingBytes {
                 extra: payload.len() - read,
+            }),
+            Err(_) if account.exceeded() => Err(PayloadError::DecodedTooLarge {
+                limit: max_decoded_len,
             }),
             Err(e) => Err(decode_error(e)),
         }
@@ -273,5 +299,82 @@ mod tests {
         }
         let err = Bincode.to_vec(&Unsized).unwrap_err();
         assert!(err.to_string().contains("length up front"), "{err}");
+    }
+
+    #[test]
+    fn empty_vectors_are_charged_their_size_not_their_bytes() {
+        // 10,000 empty vectors: 10,002 bytes on the wire, 240,000 bytes of vector headers in memory.
+        let value: Vec<Vec<u8>> = vec![Vec::new(); 10_000];
+        let bytes = Bincode.to_vec(&value).unwrap();
+        assert!(bytes.len() < 10_010);
+        let need = 10_000 * core::mem::size_of::<Vec<u8>>();
+        let err = Bincode
+            .decode_within::<Vec<Vec<u8>>>(&bytes, need - 1)
+            .unwrap_err();
+        assert!(
+            matches!(err, PayloadError::DecodedTooLarge { limit } if limit == need - 1),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the decoded value would take more than {} bytes of memory, the limit",
+                need - 1
+            )
+        );
+        let back: Vec<Vec<u8>> = Bincode.decode_within(&bytes, need).unwrap();
+        assert_eq!(back.len(), 10_000);
+    }
+
+    #[test]
+    fn a_small_variant_costs_the_size_of_the_largest() {
+        // The size difference between variants is the point of the test.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Debug, Serialize, Deserialize)]
+        enum Shape {
+            Dot,
+            #[allow(dead_code)]
+            Bitmap(#[serde(with = "serde_bytes")] [u8; 4096]),
+        }
+        // 1,000 one-byte tags would take 4 MB as a vector of `Shape`.
+        let dots: Vec<Shape> = (0..1000).map(|_| Shape::Dot).collect();
+        let bytes = Bincode.to_vec(&dots).unwrap();
+        assert!(bytes.len() < 1010);
+        let err = Bincode
+            .decode_within::<Vec<Shape>>(&bytes, 1 << 20)
+            .unwrap_err();
+        assert!(matches!(err, PayloadError::DecodedTooLarge { .. }), "{err}");
+        assert_eq!(
+            Bincode
+                .decode_within::<Vec<Shape>>(&bytes, 8 << 20)
+                .map(|v| v.len())
+                .ok(),
+            Some(1000)
+        );
+    }
+
+    #[test]
+    fn owned_strings_count_their_length_and_borrowed_ones_nothing() {
+        let words = vec!["x".repeat(1000); 10];
+        let bytes = Bincode.to_vec(&words).unwrap();
+        let headers = 10 * core::mem::size_of::<String>();
+        assert!(matches!(
+            Bincode.decode_within::<Vec<String>>(&bytes, headers + 9_999),
+            Err(PayloadError::DecodedTooLarge { .. })
+        ));
+        assert!(
+            Bincode
+                .decode_within::<Vec<String>>(&bytes, headers + 10_000)
+                .is_ok()
+        );
+        // Borrowed strings point into the payload: only the vector of references is charged.
+        let refs = 10 * core::mem::size_of::<&str>();
+        assert!(Bincode.decode_within::<Vec<&str>>(&bytes, refs).is_ok());
+        // The fields of a struct or tuple live inline in their parent and cost nothing more.
+        let pair = Bincode.to_vec(&(7u64, 9u64)).unwrap();
+        assert_eq!(
+            Bincode.decode_within::<(u64, u64)>(&pair, 0).unwrap(),
+            (7, 9)
+        );
     }
 }

@@ -41,6 +41,8 @@ pub trait Lab {
     /// Blocks its thread (it never awaits) until a second `rendezvous` call is running too, at most 5 s; says
     /// whether one came. Two calls meet only if their handlers run at the same time.
     async fn rendezvous(&self) -> bool;
+    /// How many byte strings came: an argument whose decoded size is many times its wire size.
+    async fn tally(&self, items: Vec<Vec<u8>>) -> u64;
 }
 
 /// What the server side observed.
@@ -124,6 +126,10 @@ impl Lab for LabImpl {
     async fn div(&self, a: i32, b: i32) -> Result<i32, MathError> {
         a.checked_div(b)
             .ok_or(MathError::DivisionByZero { dividend: a })
+    }
+
+    async fn tally(&self, items: Vec<Vec<u8>>) -> u64 {
+        items.len() as u64
     }
 
     async fn rendezvous(&self) -> bool {

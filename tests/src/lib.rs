@@ -6,7 +6,9 @@
 //! - [`lab`]: the `Lab` service, its implementation and its observable state.
 //! - [`serve`]: starting and stopping servers on 127.0.0.1.
 //! - [`cluster`]: registries and registered instances of the `Where` service.
+//! - [`peer`]: a raw connection that sends hand-made frames or garbage and reads the server's frames back.
 
 pub mod cluster;
 pub mod lab;
+pub mod peer;
 pub mod serve;

@@ -124,8 +124,9 @@ impl Client {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
+        let limit = self.config().codec.max_decoded_len;
         match self.round_trip(method, args, options).await? {
-            Reply::Value(bytes) => decode(method, &bytes),
+            Reply::Value(bytes) => decode(method, &bytes, limit),
             Reply::AppError(_) => Err(RpcError::internal(format!(
                 "the server sent an application error for {method}, which has none"
             ))),
@@ -147,9 +148,10 @@ impl Client {
         U: DeserializeOwned,
         E: DeserializeOwned,
     {
+        let limit = self.config().codec.max_decoded_len;
         match self.round_trip(method, args, options).await? {
-            Reply::Value(bytes) => decode(method, &bytes).map(Ok),
-            Reply::AppError(bytes) => decode(method, &bytes).map(Err),
+            Reply::Value(bytes) => decode(method, &bytes, limit).map(Ok),
+            Reply::AppError(bytes) => decode(method, &bytes, limit).map(Err),
             Reply::Failed(e) => Err(e),
             Reply::DeadlineExceeded => Err(direct::deadline_exceeded(method)),
         }
@@ -171,11 +173,22 @@ impl Client {
     }
 }
 
-fn decode<T: DeserializeOwned>(method: &MethodInfo, bytes: &[u8]) -> Result<T, RpcError> {
-    Bincode.decode(bytes).map_err(|e| {
-        RpcError::internal(format!(
-            "the response of {method} does not decode as {}: {e}",
-            core::any::type_name::<T>()
-        ))
+fn decode<T: DeserializeOwned>(
+    method: &MethodInfo,
+    bytes: &[u8],
+    limit: usize,
+) -> Result<T, RpcError> {
+    Bincode.decode_within(bytes, limit).map_err(|e| {
+        let status = match e {
+            rpc_codec::PayloadError::DecodedTooLarge { .. } => rpc_codec::Status::ResourceExhausted,
+            _ => rpc_codec::Status::Internal,
+        };
+        RpcError::new(
+            status,
+            format!(
+                "the response of {method} does not decode as {}: {e}",
+                core::any::type_name::<T>()
+            ),
+        )
     })
 }

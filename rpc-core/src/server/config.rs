@@ -10,6 +10,12 @@ pub const DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION: usize = 1024;
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default of [`ServerConfig::max_pending_output`]: 4 MiB.
 pub const DEFAULT_MAX_PENDING_OUTPUT: usize = 4 * 1024 * 1024;
+/// Default of [`ServerConfig::idle_timeout`]: 60 s.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default of [`ServerConfig::frame_timeout`]: 20 s.
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default of [`ServerConfig::handshake_timeout`]: 10 s.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A server's limits and timings.
 ///
@@ -31,9 +37,22 @@ pub struct ServerConfig {
     /// Bytes of answers queued for one connection beyond which handlers wait for the peer to read. Default
     /// 4 MiB ([`DEFAULT_MAX_PENDING_OUTPUT`]).
     pub max_pending_output: usize,
-    /// Frame limits; see [`rpc_codec::Config`] (default 16 MiB frames). A frame over them is answered
-    /// `ResourceExhausted` and skipped; the connection carries on.
+    /// Frame limits; see [`rpc_codec::Config`] (default 16 MiB frames, 8 KiB and 64 entries of metadata, 64 MiB
+    /// of decoded arguments). A frame over them is answered `ResourceExhausted` and skipped; the connection
+    /// carries on. Arguments that would decode to more memory than `codec.max_decoded_len` are answered
+    /// `ResourceExhausted` too.
     pub codec: rpc_codec::Config,
+    /// A connection with no call in flight that sends nothing for this long is told go-away and closed (a
+    /// client reconnects at its next call). Default 60 s ([`DEFAULT_IDLE_TIMEOUT`]). Checked every quarter of
+    /// the smaller of this and `frame_timeout`, so a connection closes within that much after the timeout.
+    pub idle_timeout: Duration,
+    /// Once a frame's first byte has arrived, the rest must arrive within this; otherwise the connection is told
+    /// `ResourceExhausted` and closed, so that a peer trickling bytes (slowloris) cannot hold a connection and
+    /// its buffer. Also bounds the skipping of a refused frame. Default 20 s ([`DEFAULT_FRAME_TIMEOUT`]).
+    pub frame_timeout: Duration,
+    /// With TLS, the handshake of a new connection must finish within this, or the connection is closed.
+    /// Default 10 s ([`DEFAULT_HANDSHAKE_TIMEOUT`]).
+    pub handshake_timeout: Duration,
     /// Poll each handler once in the connection's read loop before giving it a task of its own. Default `true`:
     /// a handler that finishes without waiting (most compute and return) then costs no task, which more than
     /// doubles throughput on small calls. A handler that computes for long before its first `.await` holds up
@@ -50,6 +69,9 @@ impl Default for ServerConfig {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             max_pending_output: DEFAULT_MAX_PENDING_OUTPUT,
             codec: rpc_codec::Config::default(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            frame_timeout: DEFAULT_FRAME_TIMEOUT,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             inline_handlers: true,
         }
     }

@@ -11,7 +11,7 @@ use rpc_codec::{Bincode, EncodeError, FrameCodec, Header, Kind, Metadata, Receiv
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{Notify, oneshot, watch};
-use tokio::time::Instant;
+use tokio::time::{Duration, Instant};
 
 use super::ServerConfig;
 use super::registry::Registry;
@@ -170,8 +170,10 @@ struct ReadState {
     /// The highest request id accepted (for go-away).
     last_id: u64,
     draining: bool,
-    /// When the bytes being processed arrived: deadlines count from it. Read once per batch, when first needed.
+    /// When the bytes being processed arrived: deadlines count from it. Read once per batch.
     arrived: Option<Instant>,
+    /// Frames (and refusals) that began in the batch being processed.
+    frames: usize,
 }
 
 /// Serves one connection until the peer leaves, a protocol error, or the end of a drain.
@@ -209,6 +211,7 @@ pub(crate) async fn run<R, W>(
         last_id: 0,
         draining: false,
         arrived: None,
+        frames: 0,
     };
     let mut drain_until: Option<Instant> = None;
     // Resolves once the server starts to shut down. Made once, so that each pass of the loop polls a waiter that
@@ -221,13 +224,23 @@ pub(crate) async fn run<R, W>(
         }
     };
     tokio::pin!(shutting_down);
+    // Idle and slow-frame checks: one timer per connection, not one per read.
+    let check_every = config
+        .idle_timeout
+        .min(config.frame_timeout)
+        .div_f64(4.0)
+        .max(Duration::from_millis(1));
+    let mut last_read = Instant::now();
+    let mut frame_since: Option<Instant> = None;
+    let check = tokio::time::sleep(check_every);
+    tokio::pin!(check);
     loop {
         if state.draining && conn.in_flight() == 0 {
             break;
         }
         let idle = conn.idle.notified();
         tokio::select! {
-            // Reads first; the other branches fire once per connection at most.
+            // Reads first; the other branches fire once per connection at most, or once per check period.
             biased;
             read = reader.read_buf(&mut buf) => {
                 match read {
@@ -236,9 +249,18 @@ pub(crate) async fn run<R, W>(
                         break;
                     }
                     Ok(_) => {
+                        let now = Instant::now();
+                        last_read = now;
+                        state.arrived = Some(now);
                         if !process(&conn, &registry, &config, &mut codec, &mut buf, &mut state).await {
                             break;
                         }
+                        // A frame is timed from the read that brought its first bytes.
+                        frame_since = match (codec.mid_frame(&buf), state.frames > 0) {
+                            (false, _) => None,
+                            (true, true) => Some(now),
+                            (true, false) => frame_since.or(Some(now)),
+                        };
                     }
                 }
                 if buf.capacity() - buf.len() < READ_CHUNK / 4 {
@@ -253,6 +275,28 @@ pub(crate) async fn run<R, W>(
             }
             () = idle, if state.draining => {}
             () = sleep_until(drain_until), if drain_until.is_some() => break,
+            () = &mut check, if !state.draining => {
+                let now = Instant::now();
+                if let Some(since) = frame_since
+                    && now.duration_since(since) >= config.frame_timeout
+                {
+                    let message = format!(
+                        "a frame took longer than {:?} to arrive (frame_timeout); closing",
+                        config.frame_timeout
+                    );
+                    conn.refuse(0, Status::ResourceExhausted, &message);
+                    break;
+                }
+                if conn.in_flight() == 0 && now.duration_since(last_read) >= config.idle_timeout {
+                    let reason = format!(
+                        "connection idle for {:?} (idle_timeout); reconnect to call again",
+                        config.idle_timeout
+                    );
+                    conn.send(Header::go_away(state.last_id, Status::Ok), reason.as_bytes());
+                    break;
+                }
+                check.as_mut().reset(now + check_every);
+            }
         }
     }
     conn.cancel_all();
@@ -276,7 +320,7 @@ async fn process(
     buf: &mut BytesMut,
     state: &mut ReadState,
 ) -> bool {
-    state.arrived = None;
+    state.frames = 0;
     // Answers and refusals queued while the batch is processed leave with one write at its end.
     conn.outbox.begin_batch();
     let mut at = 0;
@@ -298,13 +342,15 @@ async fn process(
             None if used == 0 => break true,
             None => {}
             Some(ReceivedRef::Refused(r)) if r.header.kind == Kind::Request => {
+                state.frames += 1;
                 state.last_id = state.last_id.max(r.header.request_id);
                 let message = format!("request refused: {}", r.reason);
                 conn.refuse(r.header.request_id, Status::ResourceExhausted, &message);
             }
             // Only a request expects an answer; any other refused frame is dropped.
-            Some(ReceivedRef::Refused(_)) => {}
+            Some(ReceivedRef::Refused(_)) => state.frames += 1,
             Some(ReceivedRef::Frame(frame)) => {
+                state.frames += 1;
                 if let Err(message) = handle(conn, registry, config, frame, state) {
                     conn.refuse(0, Status::InvalidArgument, &message);
                     break false;
@@ -382,6 +428,7 @@ fn handle(
                 deadline,
                 one_way,
                 inline: config.inline_handlers,
+                max_decoded_len: config.codec.max_decoded_len,
             });
         }
         Kind::Cancel => conn.cancel(h.request_id),

@@ -43,6 +43,8 @@ pub struct Call<'a> {
     pub(crate) one_way: bool,
     /// Poll the handler once before giving it a task ([`crate::ServerConfig::inline_handlers`]).
     pub(crate) inline: bool,
+    /// Most memory the decoded arguments may take ([`rpc_codec::Config::max_decoded_len`]).
+    pub(crate) max_decoded_len: usize,
 }
 
 impl Call<'_> {
@@ -51,15 +53,21 @@ impl Call<'_> {
         self.method_id
     }
 
-    /// Decodes the arguments (the tuple of the method's arguments).
+    /// Decodes the arguments (the tuple of the method's arguments), within the server's limit on the memory
+    /// they may take.
     pub fn decode<A: DeserializeOwned>(&self) -> Result<A, PayloadError> {
-        Bincode.decode(self.payload)
+        Bincode.decode_within(self.payload, self.max_decoded_len)
     }
 
-    /// Answers `InvalidArgument`: the payload did not decode as the method's arguments.
+    /// Answers a payload that did not decode as the method's arguments: `InvalidArgument`, or
+    /// `ResourceExhausted` if the arguments would take more memory than the server's limit.
     pub fn invalid_argument(self, method: &'static MethodInfo, error: PayloadError) -> Dispatched {
+        let status = match error {
+            PayloadError::DecodedTooLarge { .. } => Status::ResourceExhausted,
+            _ => Status::InvalidArgument,
+        };
         let message = format!("the arguments of {method} do not decode: {error}");
-        self.refuse(Status::InvalidArgument, message)
+        self.refuse(status, message)
     }
 
     /// Answers `Unimplemented`: the service has no method with this id.
