@@ -2,6 +2,7 @@
 //! available through `Context::current()` anywhere in the handler's task.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use rpc_codec::Metadata;
 use tokio::time::Instant;
@@ -32,6 +33,8 @@ pub struct Context {
     pub(crate) deadline: Option<Instant>,
     pub(crate) metadata: Metadata,
     pub(crate) peer: Option<SocketAddr>,
+    /// The DNS names of the client's verified certificate (mutual TLS), if it presented one.
+    pub(crate) client_names: Option<Arc<[String]>>,
 }
 
 impl Context {
@@ -64,6 +67,13 @@ impl Context {
     /// The caller's address, when the transport has one.
     pub fn peer(&self) -> Option<SocketAddr> {
         self.peer
+    }
+
+    /// The DNS names (subject alternative names) of the certificate the client presented over mutual TLS,
+    /// which the server verified against its client CA; empty without TLS or without a client certificate.
+    /// They identify the client: a server can authorize calls by them.
+    pub fn client_names(&self) -> &[String] {
+        self.client_names.as_deref().unwrap_or(&[])
     }
 
     /// Runs `f` with (a copy of) this context as the current one: one poll of a handler.

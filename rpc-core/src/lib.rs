@@ -48,6 +48,7 @@
 //! - `method`: [`MethodInfo`].
 //! - `outbox`: a connection's outgoing frames and its writer task.
 //! - `ids`: maps keyed by request and method ids, with a hash that costs one multiply.
+//! - `tls` (feature `tls`): TLS and mutual TLS settings for clients and servers, from PEM.
 
 pub mod balance;
 pub mod client;
@@ -58,6 +59,8 @@ mod method;
 mod options;
 mod outbox;
 pub mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use client::{Client, ClientConfig};
 pub use context::Context;

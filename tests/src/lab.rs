@@ -43,6 +43,8 @@ pub trait Lab {
     async fn rendezvous(&self) -> bool;
     /// How many byte strings came: an argument whose decoded size is many times its wire size.
     async fn tally(&self, items: Vec<Vec<u8>>) -> u64;
+    /// The names of the caller's verified client certificate (mutual TLS), if any.
+    async fn whoami(&self) -> Vec<String>;
 }
 
 /// What the server side observed.
@@ -130,6 +132,12 @@ impl Lab for LabImpl {
 
     async fn tally(&self, items: Vec<Vec<u8>>) -> u64 {
         items.len() as u64
+    }
+
+    async fn whoami(&self) -> Vec<String> {
+        Context::current()
+            .map(|c| c.client_names().to_vec())
+            .unwrap_or_default()
     }
 
     async fn rendezvous(&self) -> bool {

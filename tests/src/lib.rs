@@ -7,7 +7,9 @@
 //! - [`serve`]: starting and stopping servers on 127.0.0.1.
 //! - [`cluster`]: registries and registered instances of the `Where` service.
 //! - [`peer`]: a raw connection that sends hand-made frames or garbage and reads the server's frames back.
+//! - [`certs`]: a CA, server and client certificates made at test time (rcgen).
 
+pub mod certs;
 pub mod cluster;
 pub mod lab;
 pub mod peer;

@@ -57,13 +57,26 @@ impl Running {
 
 /// Serves `lab` on 127.0.0.1 at `port` (0: one the OS assigns) with `config`.
 pub async fn serve_lab(lab: LabImpl, config: ServerConfig, port: u16) -> std::io::Result<Running> {
+    serve_lab_with(lab, config, port, None).await
+}
+
+/// Serves `lab` like [`serve_lab`], over TLS if `tls` is given.
+pub async fn serve_lab_with(
+    lab: LabImpl,
+    config: ServerConfig,
+    port: u16,
+    tls: Option<rpc_core::tls::ServerTls>,
+) -> std::io::Result<Running> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
-    let server = Server::builder()
+    let builder = Server::builder()
         .add_service(LabServer::new(lab))
-        .config(config)
-        .build()
-        .map_err(std::io::Error::other)?;
+        .config(config);
+    let builder = match tls {
+        Some(tls) => builder.tls(tls),
+        None => builder,
+    };
+    let server = builder.build().map_err(std::io::Error::other)?;
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(server.serve_with_shutdown(listener, async move {
         let _ = rx.await;

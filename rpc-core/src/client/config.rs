@@ -50,6 +50,10 @@ pub struct ClientConfig {
     /// Wait before a balanced client's first retry; it doubles for each further one, less up to half at
     /// random. Default 10 ms ([`DEFAULT_RETRY_BACKOFF`]).
     pub retry_backoff: Duration,
+    /// TLS for every connection (feature `tls`); `None` (the default) connects in the clear. The handshake
+    /// counts against `connect_timeout`.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -63,6 +67,8 @@ impl Default for ClientConfig {
             codec: rpc_codec::Config::default(),
             max_retries: DEFAULT_MAX_RETRIES,
             retry_backoff: DEFAULT_RETRY_BACKOFF,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }

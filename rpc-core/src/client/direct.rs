@@ -152,22 +152,35 @@ impl Direct {
         let mut last = String::from("the address resolved to nothing");
         for addr in addrs {
             let timeout = self.config.connect_timeout;
-            match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(stream)) => {
-                    if let Err(e) = stream.set_nodelay(true) {
-                        last = format!("cannot set TCP_NODELAY on {addr}: {e}");
-                        continue;
-                    }
-                    let (r, w) = stream.into_split();
-                    let conn =
-                        Connection::start(r, w, self.codec.clone(), self.config.max_pending_output);
-                    return Ok(Arc::new(conn));
-                }
-                Ok(Err(e)) => last = format!("cannot connect to {addr}: {e}"),
+            match tokio::time::timeout(timeout, self.dial_one(addr)).await {
+                Ok(Ok(conn)) => return Ok(Arc::new(conn)),
+                Ok(Err(e)) => last = e,
                 Err(_) => last = format!("cannot connect to {addr}: no answer in {timeout:?}"),
             }
         }
         Err(RpcError::not_processed(Status::Unavailable, last))
+    }
+
+    /// Connects to `addr`, with the TLS handshake if the client has TLS settings.
+    async fn dial_one(&self, addr: SocketAddr) -> Result<Connection, String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| format!("cannot set TCP_NODELAY on {addr}: {e}"))?;
+        let (codec, limit) = (self.codec.clone(), self.config.max_pending_output);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.config.tls {
+            let stream = tls
+                .connect(addr.ip(), stream)
+                .await
+                .map_err(|e| format!("TLS handshake with {addr} failed: {e}"))?;
+            let (r, w) = tokio::io::split(stream);
+            return Ok(Connection::start(r, w, codec, limit));
+        }
+        let (r, w) = stream.into_split();
+        Ok(Connection::start(r, w, codec, limit))
     }
 }
 

@@ -28,6 +28,8 @@ pub(crate) struct ConnShared {
     pub(crate) outbox: Outbox,
     codec: FrameCodec,
     pub(crate) peer: Option<SocketAddr>,
+    /// The DNS names of the client's verified certificate (mutual TLS).
+    pub(crate) client_names: Option<Arc<[String]>>,
     /// Calls in flight, by request id: dropping the sender cancels the handler.
     calls: Mutex<IdMap<u64, oneshot::Sender<()>>>,
     in_flight: AtomicUsize,
@@ -181,6 +183,7 @@ pub(crate) async fn run<R, W>(
     mut reader: R,
     writer: W,
     peer: Option<SocketAddr>,
+    client_names: Option<Arc<[String]>>,
     registry: Arc<Registry>,
     config: Arc<ServerConfig>,
     mut shutdown: watch::Receiver<bool>,
@@ -192,6 +195,7 @@ pub(crate) async fn run<R, W>(
         outbox: Outbox::new(config.max_pending_output, Box::pin(writer)),
         codec: FrameCodec::new(config.codec),
         peer,
+        client_names,
         calls: Mutex::new(IdMap::default()),
         in_flight: AtomicUsize::new(0),
         idle: Notify::new(),

@@ -48,6 +48,7 @@ where
         deadline,
         metadata: call.metadata.to_metadata(),
         peer: conn.peer,
+        client_names: conn.client_names.clone(),
     };
     let mut handler = Box::pin(handler);
     if !call.inline {

@@ -53,6 +53,8 @@ pub enum BuildError {
 pub struct ServerBuilder {
     services: Vec<Arc<dyn Service>>,
     config: ServerConfig,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::ServerTls>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -78,11 +80,22 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves over TLS (feature `tls`): each connection's handshake must finish within
+    /// [`ServerConfig::handshake_timeout`]; with mutual TLS, handlers see the client's verified names through
+    /// [`crate::Context::client_names`].
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::ServerTls) -> ServerBuilder {
+        self.tls = Some(tls);
+        self
+    }
+
     /// The server, or why its services cannot be served together.
     pub fn build(self) -> Result<Server, BuildError> {
         Ok(Server {
             registry: Arc::new(Registry::new(self.services)?),
             config: Arc::new(self.config),
+            #[cfg(feature = "tls")]
+            tls: self.tls.map(Arc::new),
         })
     }
 }
@@ -103,6 +116,8 @@ impl ServerBuilder {
 pub struct Server {
     registry: Arc<Registry>,
     config: Arc<ServerConfig>,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 impl Server {
@@ -163,12 +178,43 @@ impl Server {
                 },
             };
             let _ = stream.set_nodelay(true);
-            let (reader, writer) = stream.into_split();
             let registry = Arc::clone(&self.registry);
             let config = Arc::clone(&self.config);
             let draining = draining.clone();
+            #[cfg(feature = "tls")]
+            if let Some(tls) = &self.tls {
+                let tls = Arc::clone(tls);
+                connections.spawn(async move {
+                    // The handshake runs on the connection's task, after its permit was taken, bounded by the
+                    // handshake timeout, and given up when the server starts to shut down.
+                    let mut stopping = draining.clone();
+                    let handshake = tls.accept(stream, config.handshake_timeout);
+                    let accepted = tokio::select! {
+                        accepted = handshake => accepted,
+                        _ = stopping.wait_for(|&stop| stop) => None,
+                    };
+                    if let Some((stream, names)) = accepted {
+                        let names = (!names.is_empty()).then(|| Arc::from(names));
+                        let (reader, writer) = tokio::io::split(stream);
+                        connection::run(
+                            reader,
+                            writer,
+                            Some(peer),
+                            names,
+                            registry,
+                            config,
+                            draining,
+                        )
+                        .await;
+                    }
+                    drop(permit);
+                });
+                while connections.try_join_next().is_some() {}
+                continue;
+            }
+            let (reader, writer) = stream.into_split();
             connections.spawn(async move {
-                connection::run(reader, writer, Some(peer), registry, config, draining).await;
+                connection::run(reader, writer, Some(peer), None, registry, config, draining).await;
                 drop(permit);
             });
             while connections.try_join_next().is_some() {}

@@ -1,0 +1,207 @@
+//! TLS and mutual TLS end to end, with certificates made at test time (rcgen): calls over TLS, a client that
+//! does not trust the server, a plain-TCP client at a TLS server, required and optional client certificates
+//! (and the names a handler sees), the server name check, and the handshake timeout. Real clock: every step is a
+//! handshake over a socket (see `limits.rs` for why the paused clock does not suit that).
+
+use std::time::{Duration, Instant};
+
+use rpc_core::tls::{ClientCa, ClientTls, ServerTls};
+use rpc_core::{Client, ClientConfig, RpcError, ServerConfig, Status};
+use tests::certs::{Ca, Identity};
+use tests::lab::{LabClient, LabImpl};
+use tests::peer::{Next, RawPeer};
+use tests::serve::{Running, serve_lab_with};
+
+fn server_tls(ca: &Ca, client_ca: Option<(&Ca, bool)>) -> ServerTls {
+    let id = ca.server(&["127.0.0.1", "localhost"]);
+    let client_ca = client_ca.map(|(ca, required)| ClientCa {
+        pem: ca.pem.as_bytes(),
+        required,
+    });
+    ServerTls::from_pem(id.cert.as_bytes(), id.key.as_bytes(), client_ca).unwrap()
+}
+
+fn client_tls(trusts: &Ca, identity: Option<&Identity>) -> ClientTls {
+    let identity = identity.map(|i| (i.cert.as_bytes(), i.key.as_bytes()));
+    ClientTls::from_pem(trusts.pem.as_bytes(), identity).unwrap()
+}
+
+async fn serve(tls: ServerTls, config: ServerConfig) -> Running {
+    serve_lab_with(LabImpl::default(), config, 0, Some(tls))
+        .await
+        .unwrap()
+}
+
+/// Connects with `tls` and makes one call; the first error, from connecting or from the call.
+async fn whoami(server: &Running, tls: Option<ClientTls>) -> Result<Vec<String>, RpcError> {
+    let config = ClientConfig {
+        tls,
+        connect_timeout: Duration::from_secs(5),
+        default_deadline: Duration::from_secs(5),
+        ..ClientConfig::default()
+    };
+    let client = LabClient::new(Client::connect_with(server.addr, config).await?);
+    client.whoami().await
+}
+
+#[tokio::test]
+async fn calls_go_over_tls_and_a_client_that_does_not_trust_the_server_is_refused() {
+    let ca = Ca::new("test CA");
+    let server = serve(server_tls(&ca, None), ServerConfig::default()).await;
+    assert_eq!(
+        whoami(&server, Some(client_tls(&ca, None))).await,
+        Ok(Vec::new()),
+        "no client certificate, no names"
+    );
+    let stranger = Ca::new("another CA");
+    let err = whoami(&server, Some(client_tls(&stranger, None)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Status::Unavailable, "{err}");
+    assert!(
+        err.message().contains("TLS handshake")
+            && err.message().contains("invalid peer certificate"),
+        "{err}"
+    );
+    // The server carries on for clients that trust it.
+    assert_eq!(
+        whoami(&server, Some(client_tls(&ca, None))).await,
+        Ok(Vec::new())
+    );
+}
+
+#[tokio::test]
+async fn a_plain_client_cannot_call_a_tls_server_and_tls_clients_carry_on() {
+    let ca = Ca::new("test CA");
+    let server = serve(server_tls(&ca, None), ServerConfig::default()).await;
+    let err = whoami(&server, None).await.unwrap_err();
+    assert_eq!(err.code(), Status::Unavailable, "{err}");
+    assert_eq!(
+        whoami(&server, Some(client_tls(&ca, None))).await,
+        Ok(Vec::new())
+    );
+}
+
+#[tokio::test]
+async fn mutual_tls_requires_a_certificate_from_the_client_ca_and_handlers_see_its_names() {
+    let ca = Ca::new("test CA");
+    let clients = Ca::new("client CA");
+    let server = serve(
+        server_tls(&ca, Some((&clients, true))),
+        ServerConfig::default(),
+    )
+    .await;
+    let member = clients.client(&["calc.client.test", "calc-2.client.test"]);
+    assert_eq!(
+        whoami(&server, Some(client_tls(&ca, Some(&member)))).await,
+        Ok(vec![
+            "calc.client.test".to_owned(),
+            "calc-2.client.test".to_owned()
+        ])
+    );
+    let err = whoami(&server, Some(client_tls(&ca, None)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Status::Unavailable, "no certificate: {err}");
+    let outsider = Ca::new("rogue CA").client(&["calc.client.test"]);
+    let err = whoami(&server, Some(client_tls(&ca, Some(&outsider))))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Status::Unavailable,
+        "a certificate from another CA: {err}"
+    );
+    // Refusing those cost the others nothing.
+    assert!(
+        whoami(&server, Some(client_tls(&ca, Some(&member))))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn with_optional_client_certificates_clients_connect_with_or_without_one() {
+    let ca = Ca::new("test CA");
+    let server = serve(server_tls(&ca, Some((&ca, false))), ServerConfig::default()).await;
+    assert_eq!(
+        whoami(&server, Some(client_tls(&ca, None))).await,
+        Ok(Vec::new())
+    );
+    let member = ca.client(&["registrar.test"]);
+    assert_eq!(
+        whoami(&server, Some(client_tls(&ca, Some(&member)))).await,
+        Ok(vec!["registrar.test".to_owned()])
+    );
+    // A certificate that does not verify is refused even where none is required.
+    let outsider = Ca::new("rogue CA").client(&["registrar.test"]);
+    assert!(
+        whoami(&server, Some(client_tls(&ca, Some(&outsider))))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn the_server_name_the_client_asks_for_is_verified() {
+    let ca = Ca::new("test CA");
+    let server = serve(server_tls(&ca, None), ServerConfig::default()).await;
+    let named = client_tls(&ca, None).with_server_name("localhost").unwrap();
+    assert_eq!(whoami(&server, Some(named)).await, Ok(Vec::new()));
+    let wrong = client_tls(&ca, None)
+        .with_server_name("calc.example")
+        .unwrap();
+    let err = whoami(&server, Some(wrong)).await.unwrap_err();
+    assert!(err.message().contains("invalid peer certificate"), "{err}");
+}
+
+#[tokio::test]
+async fn a_handshake_that_never_comes_is_cut_off_at_the_handshake_timeout() {
+    let ca = Ca::new("test CA");
+    let handshake_timeout = Duration::from_millis(300);
+    let config = ServerConfig {
+        handshake_timeout,
+        ..ServerConfig::default()
+    };
+    let server = serve(server_tls(&ca, None), config).await;
+    let mut silent = RawPeer::connect(server.addr).await.unwrap();
+    let started = Instant::now();
+    assert!(matches!(
+        silent.next(Duration::from_secs(5)).await,
+        Next::Closed
+    ));
+    let took = started.elapsed();
+    assert!(
+        took >= handshake_timeout && took < handshake_timeout + Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert!(whoami(&server, Some(client_tls(&ca, None))).await.is_ok());
+}
+
+#[test]
+fn pem_that_is_not_a_certificate_or_a_key_gets_a_clear_error() {
+    let err = ClientTls::from_pem(b"not a certificate", None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the CA: expected at least one PEM certificate (-----BEGIN CERTIFICATE-----), found none"
+    );
+    let ca = Ca::new("test CA");
+    let id = ca.server(&["localhost"]);
+    let err = ServerTls::from_pem(id.cert.as_bytes(), b"no key here", None).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("the server key: expected a PEM private key"),
+        "{err}"
+    );
+    let err = ServerTls::from_pem_files(
+        "/nonexistent/server.pem",
+        "/nonexistent/server.key",
+        rpc_core::tls::ClientAuth::None,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("cannot read /nonexistent/server.pem"),
+        "{err}"
+    );
+}
