@@ -176,7 +176,8 @@ pub enum FrameError {
 /// Says what a wrong peer probably is, from the two bytes it sent first.
 fn magic_hint(got: [u8; 2]) -> &'static str {
     match &got {
-        [0x16, 0x03] => " (this looks like a TLS handshake: is only one side configured for TLS?)",
+        // TLS records: change-cipher-spec, alert (a TLS server refusing plaintext), handshake, application data.
+        [0x14..=0x17, 0x03] => " (this looks like TLS: is only one side configured for TLS?)",
         b"GE" | b"PO" | b"PU" | b"HE" | b"DE" | b"OP" => " (this looks like HTTP/1: wrong port?)",
         b"PR" => " (this looks like an HTTP/2 preface: is this a gRPC client?)",
         _ => "",

@@ -258,7 +258,13 @@ fn wrong_peers_are_refused_on_their_first_bytes() {
         "bad magic: expected 52 50 (\"RP\"), got 47 45 (this looks like HTTP/1: wrong port?)"
     );
     let err = first(&[0x16, 0x03, 0x01, 0x02, 0x00]).unwrap_err();
-    assert!(err.to_string().contains("TLS handshake"), "{err}");
+    assert!(err.to_string().contains("this looks like TLS"), "{err}");
+    // What a TLS server sends back to a plaintext client: an alert record.
+    let err = first(&[0x15, 0x03, 0x03, 0x00, 0x02]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "bad magic: expected 52 50 (\"RP\"), got 15 03 (this looks like TLS: is only one side configured for TLS?)"
+    );
     let err = first(b"PRI * HTTP/2.0").unwrap_err();
     assert!(err.to_string().contains("HTTP/2"), "{err}");
     let err = first(b"xy").unwrap_err();

@@ -137,10 +137,20 @@ fn expand_client(service: &Service<'_>) -> TokenStream {
             /// `rpc-registry`: smooth weighted round-robin over the registered instances, kept up to date), with
             /// the default client configuration. Calls that could not run are retried on other instances.
             pub fn discover(discovery: impl ::rpc_core::balance::Discover, service: &str) -> Self {
-                Self::new(::rpc_core::Client::balanced(
-                    discovery.balancer(service),
+                Self::discover_with(
+                    discovery,
+                    service,
                     <::rpc_core::ClientConfig as ::core::default::Default>::default(),
-                ))
+                )
+            }
+
+            /// Like `discover`, with `config` for the connections to the instances (TLS, deadlines, retries).
+            pub fn discover_with(
+                discovery: impl ::rpc_core::balance::Discover,
+                service: &str,
+                config: ::rpc_core::ClientConfig,
+            ) -> Self {
+                Self::new(::rpc_core::Client::balanced(discovery.balancer(service), config))
             }
 
             /// This stub with a deadline for each call: the time allowed from the call's start, sent to the

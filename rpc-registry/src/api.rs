@@ -116,6 +116,12 @@ pub enum RegistryError {
     /// The registration itself is not valid.
     #[error("invalid registration: {0}")]
     Invalid(String),
+    /// The registration would cross one of the registry's limits.
+    #[error("registration refused: {0}")]
+    LimitExceeded(String),
+    /// The registered address failed the registry's address check.
+    #[error("registration refused: {0}")]
+    AddressRefused(String),
 }
 
 /// The registry's API.

@@ -65,7 +65,16 @@ struct Inner {
     registry: RegistryClient,
     config: DiscoveryConfig,
     watches: Mutex<HashMap<String, watch::Receiver<Arc<Snapshot>>>>,
+    /// Why the last watch of each service failed, until one succeeds again.
+    errors: Errors,
     tasks: Mutex<Vec<AbortHandle>>,
+}
+
+/// The last watch error of each service, shared with the watch tasks.
+type Errors = Arc<Mutex<HashMap<String, String>>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Drop for Inner {
@@ -93,6 +102,7 @@ impl Discovery {
                 registry: client,
                 config,
                 watches: Mutex::new(HashMap::new()),
+                errors: Arc::default(),
                 tasks: Mutex::new(Vec::new()),
             }),
         })
@@ -126,6 +136,7 @@ impl Discovery {
             service.to_owned(),
             self.inner.config.clone(),
             tx,
+            Arc::clone(&self.inner.errors),
         ));
         self.inner
             .tasks
@@ -138,6 +149,12 @@ impl Discovery {
     /// The instances of `service` now known (none until its watch has been answered once).
     pub fn instances(&self, service: &str) -> Vec<Instance> {
         self.watch(service).borrow().instances.clone()
+    }
+
+    /// Why the last watch of `service` failed (the registry unreachable, a TLS or protocol error), if it did;
+    /// `None` once a watch succeeds. Tells "no instance is registered" apart from "the registry did not answer".
+    pub fn last_error(&self, service: &str) -> Option<String> {
+        lock(&self.inner.errors).get(service).cloned()
     }
 
     /// Waits until at least `count` instances of `service` are known, or `limit` passes; returns those known.
@@ -217,6 +234,7 @@ async fn watch_loop(
     service: String,
     config: DiscoveryConfig,
     tx: watch::Sender<Arc<Snapshot>>,
+    errors: Errors,
 ) {
     let (mut epoch, mut since) = (0u64, 0u64);
     // After a registry restart: the instances known before, kept until this instant.
@@ -231,6 +249,9 @@ async fn watch_loop(
         let wait_ms = wait.as_millis() as u64;
         match call.watch(service.clone(), epoch, since, wait_ms).await {
             Ok(snapshot) => {
+                if failures > 0 {
+                    lock(&errors).remove(&service);
+                }
                 failures = 0;
                 if epoch != 0 && snapshot.epoch != epoch {
                     warming = Some((
@@ -251,7 +272,8 @@ async fn watch_loop(
                     tx.send_replace(Arc::new(with_warming(snapshot, warming.as_ref())));
                 }
             }
-            Err(_) => {
+            Err(e) => {
+                lock(&errors).insert(service.clone(), e.to_string());
                 failures = failures.saturating_add(1);
                 let pause =
                     Duration::from_millis(50u64 << failures.min(5)).min(Duration::from_secs(1));

@@ -33,8 +33,10 @@
 //! - [`discovery`]: [`Discovery`], watched instance lists and the balancers made from them.
 //! - [`swrr`]: [`Swrr`], smooth weighted round-robin with failure feedback.
 //! - With the `server` feature (default): `state` (leases, revisions, the expiry wheel), [`service`] (the API
-//!   implementation, the token check, evictions), `http` (the JSON view), [`serve`](fn@serve) (running it all),
-//!   [`config`] ([`RegistryConfig`]), and the `rpc-registry` binary.
+//!   implementation, the credential and address checks, evictions), `http` (the JSON view),
+//!   [`serve`](fn@serve) (running it all), [`config`] ([`RegistryConfig`]: timings, checks, limits),
+//!   [`credentials`] ([`Credentials`]: per-service tokens and client-certificate names), and the
+//!   `rpc-registry` binary.
 
 pub mod api;
 pub mod discovery;
@@ -43,6 +45,8 @@ pub mod swrr;
 
 #[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
+pub mod credentials;
 #[cfg(feature = "server")]
 mod http;
 #[cfg(feature = "server")]
@@ -58,7 +62,9 @@ pub use registration::{Registration, RegistrationConfig, RegistrationError};
 pub use swrr::Swrr;
 
 #[cfg(feature = "server")]
-pub use config::RegistryConfig;
+pub use config::{AddressCheck, RegistryConfig};
+#[cfg(feature = "server")]
+pub use credentials::Credentials;
 #[cfg(feature = "server")]
 pub use serve::serve;
 #[cfg(feature = "server")]

@@ -17,6 +17,8 @@ pub async fn serve(
     http: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    #[cfg(feature = "tls")]
+    let tls = config.tls.clone();
     let (service, evictions) = RegistryService::new(config);
     // Stopped when `serve` returns, and also when it is dropped (aborted) before.
     let evictions = AbortOnDrop(tokio::spawn(evictions).abort_handle());
@@ -32,10 +34,13 @@ pub async fn serve(
         })
     });
     let _http_guard = http_task.as_ref().map(|t| AbortOnDrop(t.abort_handle()));
-    let server = Server::builder()
-        .add_service(RegistryServer::new(service))
-        .build()
-        .map_err(std::io::Error::other)?;
+    let builder = Server::builder().add_service(RegistryServer::new(service));
+    #[cfg(feature = "tls")]
+    let builder = match tls {
+        Some(tls) => builder.tls(tls),
+        None => builder,
+    };
+    let server = builder.build().map_err(std::io::Error::other)?;
     let served = server.serve_with_shutdown(rpc, shutdown).await;
     let _ = stop_http.send(());
     if let Some(task) = http_task {

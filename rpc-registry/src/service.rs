@@ -1,5 +1,6 @@
-//! The registry's service: the [`Registry`] API over the shared state, with the token checked on every write,
-//! watches as long polls woken by the service's revision, and the task that evicts leases as their timers fire.
+//! The registry's service: the [`Registry`] API over the shared state, with credentials checked on every write
+//! (and the registered address, if configured), watches as long polls woken by the service's revision, and the
+//! task that evicts leases as their timers fire.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,8 +13,8 @@ use tokio::time::Instant;
 
 use crate::AUTHORIZATION;
 use crate::api::{Lease, LeaseRef, NewInstance, Registry, RegistryError, ServiceSummary, Snapshot};
-use crate::config::RegistryConfig;
-use crate::state::State;
+use crate::config::{AddressCheck, RegistryConfig};
+use crate::state::{Limits, State};
 
 /// What the service, its eviction task and the HTTP view share.
 #[derive(Debug)]
@@ -28,7 +29,7 @@ impl Shared {
     pub(crate) fn new(config: RegistryConfig) -> Arc<Shared> {
         let epoch = RandomState::new().hash_one(std::process::id()) | 1;
         Arc::new(Shared {
-            state: Mutex::new(State::new(epoch, config.ttl)),
+            state: Mutex::new(State::new(epoch, config.ttl, Limits::of(&config))),
             added: Notify::new(),
             config,
         })
@@ -62,29 +63,72 @@ impl Shared {
         }
     }
 
-    /// Refuses a write without the registry's token.
-    fn authorize(&self, what: &str) -> Result<(), RegistryError> {
-        let Some(token) = &self.config.token else {
+    /// Refuses a write (`what`) of `service` that carries no credential covering it.
+    fn authorize(&self, what: &str, service: &str) -> Result<(), RegistryError> {
+        if self.config.is_open() {
             return Ok(());
+        }
+        let context = Context::current();
+        let token = context
+            .as_ref()
+            .and_then(|c| c.metadata().get(AUTHORIZATION))
+            .map(|value| value.strip_prefix(b"Bearer ").unwrap_or(value));
+        let names = context.as_ref().map_or(&[][..], |c| c.client_names());
+        self.config
+            .credentials
+            .authorize(self.config.token.as_deref(), what, service, token, names)
+            .map_err(RegistryError::Unauthenticated)
+    }
+
+    /// Checks the address an instance registers, as configured.
+    async fn check_address(&self, new: &NewInstance) -> Result<(), RegistryError> {
+        let refused = |why: String| {
+            Err(RegistryError::AddressRefused(format!(
+                "{} at {}: {why}",
+                new.service, new.address
+            )))
         };
-        let sent =
-            Context::current().and_then(|c| c.metadata().get(AUTHORIZATION).map(<[u8]>::to_vec));
-        match sent {
-            None => Err(RegistryError::Unauthenticated(format!(
-                "{what} refused: this registry needs a token (metadata `{AUTHORIZATION}: Bearer <token>`), \
-                 and the call carried none"
-            ))),
-            Some(value) if constant_time_eq(&value, format!("Bearer {token}").as_bytes()) => Ok(()),
-            Some(_) => Err(RegistryError::Unauthenticated(format!(
-                "{what} refused: the token the call carried is not this registry's"
-            ))),
+        match self.config.address_check {
+            AddressCheck::Off => Ok(()),
+            AddressCheck::Peer => {
+                let Ok(addr) = new.address.parse::<std::net::SocketAddr>() else {
+                    return refused(String::from(
+                        "the peer check needs the address as IP:port (address_check: peer)",
+                    ));
+                };
+                let peer = Context::current().and_then(|c| c.peer());
+                let Some(peer) = peer else {
+                    return refused(String::from(
+                        "the caller's address is unknown (address_check: peer)",
+                    ));
+                };
+                let canonical = |ip: std::net::IpAddr| ip.to_canonical();
+                if canonical(addr.ip()) == canonical(peer.ip()) {
+                    Ok(())
+                } else {
+                    refused(format!(
+                        "the address's IP {} is not the caller's {} (address_check: peer)",
+                        addr.ip(),
+                        peer.ip()
+                    ))
+                }
+            }
+            AddressCheck::Reachable => {
+                let timeout = self.config.address_check_timeout;
+                match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&new.address))
+                    .await
+                {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => refused(format!(
+                        "it does not accept connections: {e} (address_check: reachable)"
+                    )),
+                    Err(_) => refused(format!(
+                        "it did not accept a connection within {timeout:?} (address_check: reachable)"
+                    )),
+                }
+            }
         }
     }
-}
-
-/// Compares without stopping at the first difference, so that response times do not leak the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The [`Registry`] API, served by the registry.
@@ -110,19 +154,20 @@ impl RegistryService {
 
 impl Registry for RegistryService {
     async fn register(&self, instance: NewInstance) -> Result<Lease, RegistryError> {
-        self.shared.authorize("registration")?;
+        self.shared.authorize("registration", &instance.service)?;
+        self.shared.check_address(&instance).await?;
         let lease = self.shared.state().register(instance, Instant::now())?;
         self.shared.added.notify_one();
         Ok(lease)
     }
 
     async fn heartbeat(&self, lease: LeaseRef) -> Result<(), RegistryError> {
-        self.shared.authorize("heartbeat")?;
+        self.shared.authorize("heartbeat", &lease.service)?;
         self.shared.state().heartbeat(&lease, Instant::now())
     }
 
     async fn deregister(&self, lease: LeaseRef) -> Result<(), RegistryError> {
-        self.shared.authorize("deregistration")?;
+        self.shared.authorize("deregistration", &lease.service)?;
         self.shared.state().deregister(&lease)
     }
 
@@ -138,11 +183,19 @@ impl Registry for RegistryService {
             if epoch != state.epoch() || snapshot.revision != since {
                 return snapshot;
             }
-            state.subscribe(&service)
+            match state.subscribe(&service) {
+                Some(changed) => changed,
+                // Tracking one more service would cross max_services: answer at once instead of waiting.
+                None => return snapshot,
+            }
         };
         let wait = Duration::from_millis(wait_ms).min(self.shared.config.max_watch_wait);
         let _ = tokio::time::timeout(wait, changed.wait_for(|&revision| revision != since)).await;
-        self.shared.state().snapshot(&service)
+        drop(changed);
+        let mut state = self.shared.state();
+        let snapshot = state.snapshot(&service);
+        state.forget_if_unused(&service);
+        snapshot
     }
 
     async fn services(&self) -> Vec<ServiceSummary> {

@@ -1,6 +1,10 @@
 //! The registry's state: leases, the instances of each service, incarnations, revisions, and the leases' expiry
 //! times in a timer wheel (tokio-util's `DelayQueue`), so that eviction follows expiry order and never scans.
 //! Plain synchronous logic; `service.rs` puts it behind a lock and drives the timer.
+//!
+//! Every map is bounded: instances by [`Limits`], incarnations by the instances (an address's incarnation is
+//! forgotten with its last instance), and services by `max_services` (an entry with no instance is dropped when
+//! its last watcher leaves).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -11,6 +15,31 @@ use tokio_util::time::DelayQueue;
 use tokio_util::time::delay_queue::Key;
 
 use crate::api::{Instance, Lease, LeaseRef, NewInstance, RegistryError, ServiceSummary, Snapshot};
+use crate::config::RegistryConfig;
+
+/// The bounds of the registry's state, from its configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) max_instances: usize,
+    pub(crate) max_instances_per_service: usize,
+    pub(crate) max_services: usize,
+    pub(crate) max_metadata_entries: usize,
+    pub(crate) max_metadata_bytes: usize,
+    pub(crate) max_name_len: usize,
+}
+
+impl Limits {
+    pub(crate) fn of(config: &RegistryConfig) -> Limits {
+        Limits {
+            max_instances: config.max_instances,
+            max_instances_per_service: config.max_instances_per_service,
+            max_services: config.max_services,
+            max_metadata_entries: config.max_metadata_entries,
+            max_metadata_bytes: config.max_metadata_bytes,
+            max_name_len: config.max_name_len,
+        }
+    }
+}
 
 /// One lease.
 #[derive(Debug)]
@@ -45,6 +74,7 @@ impl ServiceEntry {
 pub(crate) struct State {
     epoch: u64,
     ttl: Duration,
+    limits: Limits,
     revision: u64,
     next_lease: u64,
     pub(crate) leases: HashMap<u64, LeaseEntry>,
@@ -56,10 +86,11 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn new(epoch: u64, ttl: Duration) -> State {
+    pub(crate) fn new(epoch: u64, ttl: Duration, limits: Limits) -> State {
         State {
             epoch,
             ttl,
+            limits,
             revision: 0,
             next_lease: 1,
             leases: HashMap::new(),
@@ -90,11 +121,11 @@ impl State {
         new: NewInstance,
         now: Instant,
     ) -> Result<Lease, RegistryError> {
-        if new.service.is_empty() || new.address.is_empty() {
-            return Err(RegistryError::Invalid(String::from(
-                "a registration names a service and an address",
-            )));
+        if !self.services.contains_key(&new.service) {
+            // At the limit of services, make room from entries nobody uses any more.
+            let _ = self.room_for_a_service();
         }
+        self.check(&new)?;
         let key = (new.service.clone(), new.address.clone());
         let incarnation = *self
             .incarnations
@@ -144,6 +175,64 @@ impl State {
             ttl_ms,
             heartbeat_ms: (ttl_ms / 3).max(1),
         })
+    }
+
+    /// Refuses a registration that is malformed or would cross a limit.
+    fn check(&self, new: &NewInstance) -> Result<(), RegistryError> {
+        let l = &self.limits;
+        if new.service.is_empty() || new.address.is_empty() {
+            return Err(RegistryError::Invalid(String::from(
+                "a registration names a service and an address",
+            )));
+        }
+        for (what, value) in [("service name", &new.service), ("address", &new.address)] {
+            if value.len() > l.max_name_len {
+                return Err(RegistryError::Invalid(format!(
+                    "the {what} is {} bytes long, over the limit of {} (max_name_len)",
+                    value.len(),
+                    l.max_name_len
+                )));
+            }
+        }
+        if new.metadata.len() > l.max_metadata_entries {
+            return Err(RegistryError::LimitExceeded(format!(
+                "the registration carries {} metadata entries, over the limit of {} (max_metadata_entries)",
+                new.metadata.len(),
+                l.max_metadata_entries
+            )));
+        }
+        let bytes: usize = new.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if bytes > l.max_metadata_bytes {
+            return Err(RegistryError::LimitExceeded(format!(
+                "the registration carries {bytes} bytes of metadata, over the limit of {} (max_metadata_bytes)",
+                l.max_metadata_bytes
+            )));
+        }
+        let service = self.services.get(&new.service);
+        // A new registration of an address already registered supersedes it: it adds nothing.
+        if service.is_some_and(|s| s.instances.contains_key(&new.address)) {
+            return Ok(());
+        }
+        let of_service = service.map_or(0, |s| s.instances.len());
+        if of_service >= l.max_instances_per_service {
+            return Err(RegistryError::LimitExceeded(format!(
+                "{} already has {of_service} instances, the limit (max_instances_per_service)",
+                new.service
+            )));
+        }
+        if self.leases.len() >= l.max_instances {
+            return Err(RegistryError::LimitExceeded(format!(
+                "the registry already holds {} instances, the limit (max_instances)",
+                self.leases.len()
+            )));
+        }
+        if service.is_none() && self.services.len() >= l.max_services {
+            return Err(RegistryError::LimitExceeded(format!(
+                "the registry already tracks {} services, the limit (max_services)",
+                self.services.len()
+            )));
+        }
+        Ok(())
     }
 
     /// Checks that `lease` is current; otherwise says whether it expired or was superseded.
@@ -203,7 +292,33 @@ impl State {
             && service.instances.get(&instance.address) == Some(&instance.lease)
         {
             service.instances.remove(&instance.address);
+            // The address has no instance left: its incarnations end with it (a later registration starts
+            // again at 1, and a leftover heartbeat of the old one learns its lease is unknown).
+            self.incarnations
+                .remove(&(instance.service.clone(), instance.address.clone()));
             self.touch(&instance.service);
+            self.forget_if_unused(&instance.service);
+        }
+    }
+
+    /// Whether one more service may be tracked; at the limit, first drops the entries that have no instance
+    /// and no watcher left (a watch cancelled by its caller leaves one behind). The scan runs only at the limit.
+    fn room_for_a_service(&mut self) -> bool {
+        if self.services.len() >= self.limits.max_services {
+            self.services
+                .retain(|_, s| !s.instances.is_empty() || s.changed.receiver_count() > 0);
+        }
+        self.services.len() < self.limits.max_services
+    }
+
+    /// Drops the entry of `service` if it has no instance and nobody watches it.
+    pub(crate) fn forget_if_unused(&mut self, service: &str) {
+        if self
+            .services
+            .get(service)
+            .is_some_and(|s| s.instances.is_empty() && s.changed.receiver_count() == 0)
+        {
+            self.services.remove(service);
         }
     }
 
@@ -229,13 +344,24 @@ impl State {
     }
 
     /// The revision of `service` to watch, creating the service's entry so that a watcher can wait for its
-    /// first instance.
-    pub(crate) fn subscribe(&mut self, service: &str) -> watch::Receiver<u64> {
-        self.services
-            .entry(service.to_owned())
-            .or_insert_with(ServiceEntry::new)
-            .changed
-            .subscribe()
+    /// first instance; `None` if that would track more services than the limit (the watcher is answered at once).
+    pub(crate) fn subscribe(&mut self, service: &str) -> Option<watch::Receiver<u64>> {
+        if !self.services.contains_key(service) && !self.room_for_a_service() {
+            return None;
+        }
+        Some(
+            self.services
+                .entry(service.to_owned())
+                .or_insert_with(ServiceEntry::new)
+                .changed
+                .subscribe(),
+        )
+    }
+
+    /// Services tracked (with instances, or watched).
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> usize {
+        self.services.len()
     }
 
     pub(crate) fn services(&self) -> Vec<ServiceSummary> {
@@ -272,6 +398,10 @@ impl State {
 mod tests {
     use super::*;
 
+    fn limits() -> Limits {
+        Limits::of(&RegistryConfig::default())
+    }
+
     fn new(service: &str, address: &str) -> NewInstance {
         NewInstance {
             service: service.to_owned(),
@@ -292,7 +422,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn revisions_grow_with_every_change() {
-        let mut s = State::new(7, Duration::from_secs(3));
+        let mut s = State::new(7, Duration::from_secs(3), limits());
         let now = Instant::now();
         let a = s.register(new("Calc", "10.0.0.1:1"), now).unwrap();
         assert_eq!(s.snapshot("Calc").revision, 1);
@@ -311,7 +441,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_new_registration_of_an_address_supersedes_the_old_one() {
-        let mut s = State::new(1, Duration::from_secs(3));
+        let mut s = State::new(1, Duration::from_secs(3), limits());
         let now = Instant::now();
         let first = s.register(new("Calc", "10.0.0.1:1"), now).unwrap();
         let second = s.register(new("Calc", "10.0.0.1:1"), now).unwrap();
@@ -344,7 +474,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_unknown_lease_is_reported_as_such() {
-        let mut s = State::new(1, Duration::from_secs(3));
+        let mut s = State::new(1, Duration::from_secs(3), limits());
         let ghost = LeaseRef {
             lease: 99,
             incarnation: 4,
@@ -360,7 +490,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn expiry_removes_the_instance_once() {
-        let mut s = State::new(1, Duration::from_secs(3));
+        let mut s = State::new(1, Duration::from_secs(3), limits());
         let lease = s
             .register(new("Calc", "10.0.0.1:1"), Instant::now())
             .unwrap();
@@ -369,5 +499,47 @@ mod tests {
         assert!(s.expire(lease.id).is_none());
         assert!(s.snapshot("Calc").instances.is_empty());
         assert!(s.services().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn incarnations_and_services_are_forgotten_with_their_last_instance() {
+        let mut s = State::new(1, Duration::from_secs(3), limits());
+        let now = Instant::now();
+        for i in 0..100 {
+            let address = format!("10.0.0.1:{i}");
+            let lease = s.register(new(&format!("S{i}"), &address), now).unwrap();
+            s.deregister(&lease_ref(&lease, &format!("S{i}"), &address))
+                .unwrap();
+        }
+        assert_eq!(s.incarnations.len(), 0);
+        assert_eq!(s.tracked(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn watched_services_are_bounded_and_unused_ones_make_room() {
+        let bounded = Limits {
+            max_services: 3,
+            ..limits()
+        };
+        let mut s = State::new(1, Duration::from_secs(3), bounded);
+        let watchers: Vec<_> = (0..3).map(|i| s.subscribe(&format!("W{i}"))).collect();
+        assert!(watchers.iter().all(Option::is_some));
+        assert!(
+            s.subscribe("W3").is_none(),
+            "a fourth service is not tracked"
+        );
+        let err = s
+            .register(new("W3", "10.0.0.1:1"), Instant::now())
+            .unwrap_err();
+        assert_eq!(
+            err,
+            RegistryError::LimitExceeded(
+                "the registry already tracks 3 services, the limit (max_services)".into()
+            )
+        );
+        // A watcher that goes away (its call cancelled) leaves its entry behind; at the limit it makes room.
+        drop(watchers);
+        assert!(s.subscribe("W3").is_some());
+        assert!(s.tracked() <= 3);
     }
 }

@@ -299,8 +299,8 @@ async fn writes_without_the_token_are_refused_with_a_clear_error() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the registry refused: registration refused: this registry needs a token \
-         (metadata `authorization: Bearer <token>`), and the call carried none"
+        "the registry refused: registration of Where refused: this registry needs a token \
+         (metadata `authorization: Bearer <token>`) or a client certificate, and the call carried neither"
     );
     let wrong = RegistrationConfig {
         token: Some("guess".into()),
@@ -309,7 +309,8 @@ async fn writes_without_the_token_are_refused_with_a_clear_error() {
     let err = start_instance(registry.addr, 1, wrong).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the registry refused: registration refused: the token the call carried is not this registry's"
+        "the registry refused: registration of Where refused: the token the call carried is not one of this \
+         registry's"
     );
     let right = RegistrationConfig {
         token: Some("s3cret".into()),
@@ -339,7 +340,7 @@ async fn writes_without_the_token_are_refused_with_a_clear_error() {
         .await
         .unwrap();
     assert!(
-        matches!(err, Err(RegistryError::Unauthenticated(m)) if m.starts_with("heartbeat refused"))
+        matches!(err, Err(RegistryError::Unauthenticated(m)) if m.starts_with("heartbeat of Where refused"))
     );
 }
 

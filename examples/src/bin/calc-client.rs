@@ -1,7 +1,8 @@
 //! Calls `Calc` through the registry: discovers its instances and spreads calls over them by weight.
 //!
-//! `calc-client --registry ADDR --calls N [--concurrency C] [--token T]`: the last line it prints is JSON,
-//! `{"ok":N,"failed":M,"by_instance":{"ADDR":count,...}}`.
+//! `calc-client --registry ADDR --calls N [--concurrency C] [--token T] [--tls-ca F [--tls-cert F --tls-key F]]`:
+//! the last line it prints is JSON, `{"ok":N,"failed":M,"by_instance":{"ADDR":count,...}}`. With `--tls-ca` it
+//! talks to the registry and to the instances over TLS (presenting `--tls-cert` if given).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use examples::calc::CalcClient;
+use examples::tls::TlsArgs;
+use rpc_core::ClientConfig;
 use rpc_registry::{Discovery, DiscoveryConfig, TOKEN_ENV};
 
 /// Calls Calc through the registry.
@@ -26,6 +29,8 @@ struct Args {
     /// The registry's token, if it wants one for reads.
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
     token: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[tokio::main]
@@ -48,14 +53,24 @@ struct Tally {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let tls = args.tls.client()?;
+    let defaults = DiscoveryConfig::default();
     let config = DiscoveryConfig {
         token: args.token,
-        ..DiscoveryConfig::default()
+        client: ClientConfig {
+            tls: tls.clone(),
+            ..defaults.client.clone()
+        },
+        ..defaults
     };
     let discovery = Discovery::new(&args.registry, config).await?;
     let instances = discovery.wait_for("Calc", 1, Duration::from_secs(5)).await;
     if instances.is_empty() {
-        return Err(format!("no instance of Calc is registered with {}", args.registry).into());
+        return Err(match discovery.last_error("Calc") {
+            Some(e) => format!("cannot watch Calc at the registry {}: {e}", args.registry),
+            None => format!("no instance of Calc is registered with {}", args.registry),
+        }
+        .into());
     }
     eprintln!(
         "calc-client: {} instances of Calc: {}",
@@ -66,7 +81,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let calc = CalcClient::discover(&discovery, "Calc");
+    let calc = CalcClient::discover_with(
+        &discovery,
+        "Calc",
+        ClientConfig {
+            tls,
+            ..ClientConfig::default()
+        },
+    );
     let tally = Arc::new(Mutex::new(Tally::default()));
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let start = Instant::now();

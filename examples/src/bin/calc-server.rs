@@ -1,13 +1,16 @@
 //! Serves `Calc` and registers it with a registry; on Ctrl-C deregisters, then drains.
 //!
-//! `calc-server --listen ADDR --registry ADDR --weight W [--token T]`: the first line it prints is the address
-//! it serves on.
+//! `calc-server --listen ADDR --registry ADDR --weight W [--token T] [--tls-cert F --tls-key F] [--tls-ca F]`:
+//! the first line it prints is the address it serves on. With `--tls-cert`/`--tls-key` it serves over TLS;
+//! with `--tls-ca` it talks to the registry over TLS (presenting its certificate, for mutual TLS) and verifies
+//! the certificates its clients present.
 
 use std::collections::BTreeMap;
 
 use clap::Parser;
 use examples::calc::{CalcServer, Calculator};
-use rpc_core::Server;
+use examples::tls::TlsArgs;
+use rpc_core::{ClientConfig, Server};
 use rpc_registry::{NewInstance, Registration, RegistrationConfig, TOKEN_ENV};
 
 /// Serves Calc and registers it with a registry.
@@ -25,6 +28,11 @@ struct Args {
     /// The registry's token, if it has one.
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
     token: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// With --tls-ca: refuse clients that present no certificate.
+    #[arg(long, requires = "tls_ca")]
+    require_client_cert: bool,
 }
 
 #[tokio::main]
@@ -42,11 +50,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let address = listener.local_addr()?.to_string();
     println!("{address}");
-    let server = Server::builder()
-        .add_service(CalcServer::new(Calculator {
-            instance: address.clone(),
-        }))
-        .build()?;
+    let builder = Server::builder().add_service(CalcServer::new(Calculator {
+        instance: address.clone(),
+    }));
+    let builder = match args.tls.server(args.require_client_cert)? {
+        Some(tls) => builder.tls(tls),
+        None => builder,
+    };
+    let server = builder.build()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.serve_with_shutdown(listener, async {
         let _ = stopped.await;
@@ -57,9 +68,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         weight: args.weight,
         metadata: BTreeMap::from([(String::from("pid"), std::process::id().to_string())]),
     };
+    let defaults = RegistrationConfig::default();
     let config = RegistrationConfig {
         token: args.token,
-        ..RegistrationConfig::default()
+        client: ClientConfig {
+            tls: args.tls.client()?,
+            ..defaults.client.clone()
+        },
+        ..defaults
     };
     let registration = Registration::register(&args.registry, instance, config).await?;
     let lease = registration.lease();
