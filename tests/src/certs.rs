@@ -1,5 +1,6 @@
 //! Certificates made at test time with rcgen: a CA, and server and client certificates it signs, all as PEM
-//! texts (and files, for programs that take paths).
+//! texts (and files, for programs that take paths). Also compiled into the binary tests of `rpc-registry` and
+//! `examples` (by `#[path]`), which cannot depend on this package.
 
 use std::path::{Path, PathBuf};
 
@@ -47,14 +48,14 @@ impl Ca {
         Ca { params, key, pem }
     }
 
-    fn issue(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Identity {
+    fn issue(&self, names: &[&str], usages: Vec<ExtendedKeyUsagePurpose>) -> Identity {
         let key = KeyPair::generate().expect("a key pair");
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let mut params = CertificateParams::new(names.clone()).expect("valid names");
         params
             .distinguished_name
             .push(DnType::CommonName, names[0].as_str());
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usages;
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params
             .signed_by(&key, &issuer)
@@ -67,13 +68,32 @@ impl Ca {
 
     /// A server certificate for `names` (DNS names or IP addresses, like `127.0.0.1`).
     pub fn server(&self, names: &[&str]) -> Identity {
-        self.issue(names, ExtendedKeyUsagePurpose::ServerAuth)
+        self.issue(names, vec![ExtendedKeyUsagePurpose::ServerAuth])
     }
 
     /// A client certificate naming the client `names` (DNS names).
     pub fn client(&self, names: &[&str]) -> Identity {
-        self.issue(names, ExtendedKeyUsagePurpose::ClientAuth)
+        self.issue(names, vec![ExtendedKeyUsagePurpose::ClientAuth])
     }
+
+    /// A certificate for a program that serves and is a client too (a calc server that registers itself).
+    pub fn peer(&self, names: &[&str]) -> Identity {
+        self.issue(
+            names,
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        )
+    }
+}
+
+/// A new empty directory for one test's files, named after `test` and this process.
+pub fn scratch_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rpc-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a writable temporary directory");
+    dir
 }
 
 /// Writes `text` to `dir/name` and returns the path.
