@@ -1,12 +1,15 @@
 //! End-to-end tests of the rpc framework across its crates, over real sockets on 127.0.0.1 with ports the OS
 //! assigns. The tests live in `tests/tests/`; this library holds what they share: a `Lab` service whose methods
-//! exercise each behaviour under test, and helpers to serve it.
+//! exercise each behaviour under test, helpers to serve it (in this process or, as the `lab-server` binary,
+//! in a child process a test can kill or stop), and registries with registered instances.
 //!
 //! # Layout
 //! - [`lab`]: the `Lab` service, its implementation and its observable state.
 //! - [`serve`]: starting and stopping servers on 127.0.0.1.
 //! - [`cluster`]: registries and registered instances of the `Where` service.
+//! - [`process`]: the `lab-server` binary (`src/bin/lab-server.rs`) as a child process, killed on drop.
 
 pub mod cluster;
 pub mod lab;
+pub mod process;
 pub mod serve;
