@@ -7,9 +7,11 @@
 //! - [`lab`]: the `Lab` service, its implementation and its observable state.
 //! - [`serve`]: starting and stopping servers on 127.0.0.1.
 //! - [`cluster`]: registries and registered instances of the `Where` service.
+//! - [`garbage`]: hostile raw connections (bytes no client should send) and what the server must answer.
 //! - [`process`]: the `lab-server` binary (`src/bin/lab-server.rs`) as a child process, killed on drop.
 
 pub mod cluster;
+pub mod garbage;
 pub mod lab;
 pub mod process;
 pub mod serve;
