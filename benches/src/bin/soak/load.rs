@@ -1,11 +1,11 @@
-//! The load of a soak run: callers on long-lived connections, each cycling through the kinds of call (echo,
-//! application error, dropped before its answer, past its deadline while the handler still runs), and a
-//! churner that every few seconds opens fresh connections, calls through them and drops them. Every outcome is
+//! The load of a soak run: on long-lived connections, fast callers (echoes and application errors, each with
+//! its next call made as soon as the last is answered) beside slow callers (calls dropped before their answer,
+//! and calls past their deadline while the handler still runs); and a churner that every few seconds opens fresh connections, calls through them and drops them. Every outcome is
 //! counted; one that its kind of call should never have is kept for the report.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rpc_core::Status;
@@ -15,8 +15,8 @@ use tokio::time::Instant;
 
 use crate::service::{Refusal, SoakClient};
 
-/// Calls in one cycle of a caller: 16 echoes, 2 application errors, 1 dropped call and 1 late call.
-const CYCLE: usize = 20;
+/// One call in this many of a fast caller is answered with the application's error (10 %).
+const REFUSE_EVERY: usize = 10;
 /// How long a dropped call waits for its answer before it is dropped; its handler sleeps [`DROPPED_SLEEP_MS`].
 const DROP_AFTER: Duration = Duration::from_millis(1);
 /// How long the handler of a dropped call sleeps.
@@ -86,43 +86,57 @@ impl Counts {
     }
 }
 
-/// Calls through `client` until `end`, cycling through the kinds of call from position `start`.
-pub(crate) async fn caller(
+/// Calls through `client` until `end` as fast as answers come: echoes of every payload size, and one call in
+/// [`REFUSE_EVERY`] answered with the application's error. `start` staggers the callers of a connection.
+pub(crate) async fn caller(client: SoakClient, end: Instant, counts: Arc<Counts>, start: usize) {
+    let payloads = PAYLOADS.map(|len| ByteBuf::from(vec![0x5a; len]));
+    let mut i = start;
+    while Instant::now() < end {
+        if i % REFUSE_EVERY == 0 {
+            match client.refuse(i as u64).await {
+                Ok(Err(Refusal::No(n))) if n == i as u64 => Counts::add(&counts.refused),
+                other => counts.unexpected(format!("refuse({i}): {other:?}")),
+            }
+        } else {
+            let payload = &payloads[i % PAYLOADS.len()];
+            match client.echo(payload.clone()).await {
+                Ok(back) if back.len() == payload.len() => Counts::add(&counts.echo),
+                other => counts.unexpected(format!(
+                    "echo of {} bytes: {:?}",
+                    payload.len(),
+                    other.map(|b| b.len())
+                )),
+            }
+        }
+        i += 1;
+    }
+}
+
+/// Until `end`, alternately through `client`: a call dropped [`DROP_AFTER`] after it was made (its handler
+/// sleeps [`DROPPED_SLEEP_MS`], so the drop always comes first and cancels it), and a call whose
+/// [`LATE_DEADLINE`] passes while its handler sleeps [`LATE_SLEEP_MS`]. These callers wait most of their time;
+/// they keep such calls in flight beside the fast ones at every moment.
+pub(crate) async fn slow_caller(
     client: SoakClient,
     end: Instant,
-    counts: std::sync::Arc<Counts>,
+    counts: Arc<Counts>,
     start: usize,
 ) {
-    let payloads = PAYLOADS.map(|len| ByteBuf::from(vec![0x5a; len]));
     let late = client.with_deadline(LATE_DEADLINE);
     let mut i = start;
     while Instant::now() < end {
-        match i % CYCLE {
-            16 | 17 => match client.refuse(i as u64).await {
-                Ok(Err(Refusal::No(n))) if n == i as u64 => Counts::add(&counts.refused),
-                other => counts.unexpected(format!("refuse({i}): {other:?}")),
-            },
-            18 => match tokio::time::timeout(DROP_AFTER, client.sleep(DROPPED_SLEEP_MS)).await {
+        if i % 2 == 0 {
+            match tokio::time::timeout(DROP_AFTER, client.sleep(DROPPED_SLEEP_MS)).await {
                 Err(_) => Counts::add(&counts.dropped),
                 Ok(Ok(_)) => Counts::add(&counts.answered_before_drop),
                 Ok(Err(e)) => counts.unexpected(format!("sleep({DROPPED_SLEEP_MS}) to drop: {e}")),
-            },
-            19 => match late.sleep(LATE_SLEEP_MS).await {
+            }
+        } else {
+            match late.sleep(LATE_SLEEP_MS).await {
                 Err(e) if e.code() == Status::DeadlineExceeded => Counts::add(&counts.late),
                 other => counts.unexpected(format!(
                     "sleep({LATE_SLEEP_MS}) past its deadline: {other:?}"
                 )),
-            },
-            _ => {
-                let payload = &payloads[i % PAYLOADS.len()];
-                match client.echo(payload.clone()).await {
-                    Ok(back) if back.len() == payload.len() => Counts::add(&counts.echo),
-                    other => counts.unexpected(format!(
-                        "echo of {} bytes: {:?}",
-                        payload.len(),
-                        other.map(|b| b.len())
-                    )),
-                }
             }
         }
         i += 1;
@@ -136,7 +150,7 @@ pub(crate) async fn churn(
     end: Instant,
     every: Duration,
     clients: usize,
-    counts: std::sync::Arc<Counts>,
+    counts: Arc<Counts>,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -147,7 +161,7 @@ pub(crate) async fn churn(
         }
         let mut round = JoinSet::new();
         for _ in 0..clients {
-            let counts = std::sync::Arc::clone(&counts);
+            let counts = Arc::clone(&counts);
             round.spawn(async move {
                 let client = match SoakClient::connect(addr).await {
                     Ok(client) => client,

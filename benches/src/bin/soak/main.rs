@@ -7,9 +7,10 @@
 //! ```
 //!
 //! The `Soak` service is served on a thread of its own (a current-thread runtime, as in the benchmarks); the
-//! clients run on the main thread. `--connections` long-lived connections each carry `--concurrency` callers
-//! that cycle through echoes (16 to 8192 bytes), calls answered with the application's error, calls dropped
-//! (a 1 ms timeout) before their answer, and calls whose 10 ms deadline passes while the handler sleeps
+//! clients run on the main thread. `--connections` long-lived connections each carry `--concurrency` fast
+//! callers, each making its next call as soon as the last is answered (echoes of 16 to 8192 bytes, and one
+//! call in ten answered with the application's error), and `--slow-callers` that alternate calls dropped
+//! (a 1 ms timeout) before their answer and calls whose 10 ms deadline passes while the handler sleeps
 //! 200 ms; every `--churn-every-secs` seconds `--churn-clients` fresh connections are opened, used for 50
 //! echoes and dropped. Every few seconds it prints elapsed time, resident memory (`/proc/self/statm`), open
 //! file descriptors, calls so far and calls per second; at the end, a summary.
@@ -55,9 +56,12 @@ struct Args {
     /// Long-lived connections.
     #[arg(long, default_value_t = 4)]
     connections: usize,
-    /// Callers on each long-lived connection, each with one call in flight at a time.
+    /// Fast callers on each long-lived connection, each with one call in flight at a time.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Slow callers (dropped calls, calls past their deadline) on each long-lived connection.
+    #[arg(long, default_value_t = 2)]
+    slow_callers: usize,
     /// Fresh connections opened, used and dropped in each churn round.
     #[arg(long, default_value_t = 8)]
     churn_clients: usize,
@@ -125,11 +129,12 @@ fn run(args: Args) -> Result<bool, String> {
         .build()
         .map_err(|e| format!("cannot build the client runtime: {e}"))?;
     println!(
-        "soak: {:.1} min against {}; {} connections x {} callers, {} churned connections every {:.1} s",
+        "soak: {:.1} min against {}; {} connections x ({} fast + {} slow callers), {} churned connections every {:.1} s",
         args.minutes,
         server.addr(),
         args.connections,
         args.concurrency,
+        args.slow_callers,
         args.churn_clients,
         churn_every.as_secs_f64()
     );
@@ -160,9 +165,17 @@ async fn drive(
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         for k in 0..args.concurrency {
-            // Callers start at different points of the cycle, so that the kinds of call mix at every moment.
-            let from = (c * args.concurrency + k) * 7;
+            // Callers start at different points, so that sizes and kinds of call mix at every moment.
+            let from = c * args.concurrency + k;
             load.spawn(load::caller(client.clone(), end, Arc::clone(counts), from));
+        }
+        for k in 0..args.slow_callers {
+            load.spawn(load::slow_caller(
+                client.clone(),
+                end,
+                Arc::clone(counts),
+                k,
+            ));
         }
     }
     load.spawn(load::churn(
