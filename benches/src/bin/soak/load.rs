@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use rpc_core::Status;
 use serde_bytes::ByteBuf;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 
 use crate::service::{Refusal, SoakClient};
 
@@ -31,6 +31,9 @@ const PAYLOADS: [usize; 4] = [16, 128, 1024, 8192];
 const CHURN_CALLS: u64 = 50;
 /// Unexpected outcomes kept for the report (all are counted).
 const KEPT: usize = 10;
+
+/// Turns `true` when the load must stop.
+pub(crate) type Stop = watch::Receiver<bool>;
 
 /// What happened, by kind of call.
 #[derive(Debug, Default)]
@@ -86,12 +89,12 @@ impl Counts {
     }
 }
 
-/// Calls through `client` until `end` as fast as answers come: echoes of every payload size, and one call in
+/// Calls through `client` until told to stop, as fast as answers come: echoes of every payload size, and one call in
 /// [`REFUSE_EVERY`] answered with the application's error. `start` staggers the callers of a connection.
-pub(crate) async fn caller(client: SoakClient, end: Instant, counts: Arc<Counts>, start: usize) {
+pub(crate) async fn caller(client: SoakClient, stop: Stop, counts: Arc<Counts>, start: usize) {
     let payloads = PAYLOADS.map(|len| ByteBuf::from(vec![0x5a; len]));
     let mut i = start;
-    while Instant::now() < end {
+    while !*stop.borrow() {
         if i % REFUSE_EVERY == 0 {
             match client.refuse(i as u64).await {
                 Ok(Err(Refusal::No(n))) if n == i as u64 => Counts::add(&counts.refused),
@@ -112,19 +115,14 @@ pub(crate) async fn caller(client: SoakClient, end: Instant, counts: Arc<Counts>
     }
 }
 
-/// Until `end`, alternately through `client`: a call dropped [`DROP_AFTER`] after it was made (its handler
+/// Until told to stop, alternately through `client`: a call dropped [`DROP_AFTER`] after it was made (its handler
 /// sleeps [`DROPPED_SLEEP_MS`], so the drop always comes first and cancels it), and a call whose
 /// [`LATE_DEADLINE`] passes while its handler sleeps [`LATE_SLEEP_MS`]. These callers wait most of their time;
 /// they keep such calls in flight beside the fast ones at every moment.
-pub(crate) async fn slow_caller(
-    client: SoakClient,
-    end: Instant,
-    counts: Arc<Counts>,
-    start: usize,
-) {
+pub(crate) async fn slow_caller(client: SoakClient, stop: Stop, counts: Arc<Counts>, start: usize) {
     let late = client.with_deadline(LATE_DEADLINE);
     let mut i = start;
-    while Instant::now() < end {
+    while !*stop.borrow() {
         if i % 2 == 0 {
             match tokio::time::timeout(DROP_AFTER, client.sleep(DROPPED_SLEEP_MS)).await {
                 Err(_) => Counts::add(&counts.dropped),
@@ -143,11 +141,11 @@ pub(crate) async fn slow_caller(
     }
 }
 
-/// Until `end`, every `every`: opens `clients` connections to `addr` at once, makes [`CHURN_CALLS`] echoes
+/// Until told to stop, every `every`: opens `clients` connections to `addr` at once, makes [`CHURN_CALLS`] echoes
 /// through each, and drops them.
 pub(crate) async fn churn(
     addr: SocketAddr,
-    end: Instant,
+    mut stop: Stop,
     every: Duration,
     clients: usize,
     counts: Arc<Counts>,
@@ -157,7 +155,7 @@ pub(crate) async fn churn(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            () = tokio::time::sleep_until(end) => return,
+            _ = stop.wait_for(|&stop| stop) => return,
         }
         let mut round = JoinSet::new();
         for _ in 0..clients {

@@ -39,6 +39,7 @@ use std::time::Duration;
 use benches::server_thread::ServerThread;
 use clap::Parser;
 use rpc_core::Server;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -139,14 +140,16 @@ fn run(args: Args) -> Result<bool, String> {
         churn_every.as_secs_f64()
     );
     let counts = Arc::new(Counts::default());
-    let samples = runtime.block_on(drive(&args, &server, length, churn_every, every, &counts))?;
+    let (samples, after) =
+        runtime.block_on(drive(&args, &server, length, churn_every, every, &counts))?;
     drop(runtime);
     drop(server);
     let warm_up_secs = length.as_secs_f64() * args.warm_up_percent / 100.0;
-    Ok(report::summary(&samples, warm_up_secs, &counts))
+    Ok(report::summary(&samples, &after, warm_up_secs, &counts))
 }
 
-/// Runs the load for `length`, sampling memory every `every`; returns the samples.
+/// Runs the load for `length`, sampling memory every `every`; returns the samples, and one more taken once the
+/// load has stopped and its connections have closed.
 async fn drive(
     args: &Args,
     server: &ServerThread,
@@ -154,11 +157,13 @@ async fn drive(
     churn_every: Duration,
     every: Duration,
     counts: &Arc<Counts>,
-) -> Result<Vec<Sample>, String> {
+) -> Result<(Vec<Sample>, Sample), String> {
     let addr = server.addr();
     let page_size = memory::page_size();
     let start = Instant::now();
     let end = start + length;
+    // The load stops once the last sample is taken, so that every sample, the last too, sees it at full strength.
+    let (stop, stopped) = watch::channel(false);
     let mut load = JoinSet::new();
     for c in 0..args.connections {
         let client = SoakClient::connect(addr)
@@ -167,12 +172,17 @@ async fn drive(
         for k in 0..args.concurrency {
             // Callers start at different points, so that sizes and kinds of call mix at every moment.
             let from = c * args.concurrency + k;
-            load.spawn(load::caller(client.clone(), end, Arc::clone(counts), from));
+            load.spawn(load::caller(
+                client.clone(),
+                stopped.clone(),
+                Arc::clone(counts),
+                from,
+            ));
         }
         for k in 0..args.slow_callers {
             load.spawn(load::slow_caller(
                 client.clone(),
-                end,
+                stopped.clone(),
                 Arc::clone(counts),
                 k,
             ));
@@ -180,7 +190,7 @@ async fn drive(
     }
     load.spawn(load::churn(
         addr,
-        end,
+        stopped,
         churn_every,
         args.churn_clients,
         Arc::clone(counts),
@@ -205,15 +215,25 @@ async fn drive(
         }
         next += every;
     }
-    // The callers stop at `end`; the slowest call left is a late one (10 ms) or a churned connection's echoes.
-    let stopped = tokio::time::timeout(Duration::from_secs(30), async {
+    let _ = stop.send(true);
+    // The slowest call left is a late one (10 ms) or a churned connection's echoes.
+    let finished = tokio::time::timeout(Duration::from_secs(30), async {
         while load.join_next().await.is_some() {}
     })
     .await;
-    if stopped.is_err() {
+    if finished.is_err() {
         return Err("the load did not stop within 30 s of the end".to_owned());
     }
-    Ok(samples)
+    // Every client is gone; give the server a moment to close its side of their connections.
+    drop(load);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = Sample {
+        secs: start.elapsed().as_secs_f64(),
+        rss_mib: memory::rss_mib(page_size)?,
+        fds: open_fds(),
+        calls: counts.calls(),
+    };
+    Ok((samples, after))
 }
 
 /// Open file descriptors of this process, from `/proc/self/fd` (0 if it cannot be read).

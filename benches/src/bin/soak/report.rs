@@ -38,7 +38,13 @@ pub(crate) fn line(sample: &Sample, previous: Option<&Sample>) {
 }
 
 /// Prints the summary; returns whether the run passed: memory within bounds and no unexpected outcome.
-pub(crate) fn summary(samples: &[Sample], warm_up_secs: f64, counts: &Counts) -> bool {
+/// `after` was taken once the load stopped and its connections closed; it is shown, not judged.
+pub(crate) fn summary(
+    samples: &[Sample],
+    after: &Sample,
+    warm_up_secs: f64,
+    counts: &Counts,
+) -> bool {
     let points: Vec<(f64, f64)> = samples.iter().map(|s| (s.secs, s.rss_mib)).collect();
     let secs = samples.last().map_or(0.0, |s| s.secs);
     println!();
@@ -64,9 +70,13 @@ pub(crate) fn summary(samples: &[Sample], warm_up_secs: f64, counts: &Counts) ->
     } else {
         println!("  no memory sample after warm-up: the run was too short to judge");
     }
+    println!(
+        "  after the load stopped:      {:8.1} MiB, {} open fds",
+        after.rss_mib, after.fds
+    );
     if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
         println!(
-            "  open fds: {} at the first sample, {} at the end",
+            "  open fds under load: {} at the first sample, {} at the end",
             first.fds, last.fds
         );
     }
