@@ -1,6 +1,7 @@
 //! End-to-end tests of the rpc framework across its crates, over real sockets on 127.0.0.1 with ports the OS
 //! assigns. The tests live in `tests/tests/`; this library holds what they share: a `Lab` service whose methods
-//! exercise each behaviour under test, and helpers to serve it.
+//! exercise each behaviour under test, helpers to serve it (in this process or, as the `lab-server` binary,
+//! in a child process a test can kill or stop), and registries with registered instances.
 //!
 //! # Layout
 //! - [`lab`]: the `Lab` service, its implementation and its observable state.
@@ -8,9 +9,13 @@
 //! - [`cluster`]: registries and registered instances of the `Where` service.
 //! - [`peer`]: a raw connection that sends hand-made frames or garbage and reads the server's frames back.
 //! - [`certs`]: a CA, server and client certificates made at test time (rcgen).
+//! - [`garbage`]: hostile raw connections (bytes no client should send) and what the server must answer.
+//! - [`process`]: the `lab-server` binary (`src/bin/lab-server.rs`) as a child process, killed on drop.
 
 pub mod certs;
 pub mod cluster;
+pub mod garbage;
 pub mod lab;
 pub mod peer;
+pub mod process;
 pub mod serve;
