@@ -12,6 +12,7 @@
 //! stops reading costs bounded memory.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -59,6 +60,9 @@ pub(crate) struct Outbox {
     room: Notify,
     /// The queue's soft limit in bytes.
     limit: usize,
+    /// Whether the queue is at or over its limit: set by pushes and cleared by takes, under the lock; read
+    /// without it, to stop taking work cheaply.
+    full: AtomicBool,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -87,6 +91,7 @@ impl Outbox {
             wake_writer: Notify::new(),
             room: Notify::new(),
             limit,
+            full: AtomicBool::new(false),
         }
     }
 
@@ -120,7 +125,19 @@ impl Outbox {
         let was_empty = state.buf.is_empty();
         let r = encode(&mut state);
         let first = was_empty && !state.buf.is_empty() && !state.defer_wakes;
+        self.note_fill(&state);
         Ok((r, first))
+    }
+
+    fn note_fill(&self, state: &OutState) {
+        self.full
+            .store(state.buf.len() >= self.limit, Ordering::Relaxed);
+    }
+
+    /// Whether the queue is at or over its limit (without taking the lock): a producer that takes work (the
+    /// server's read loop) stops and waits for room.
+    pub(crate) fn is_full(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
     }
 
     /// Like [`Outbox::push_quiet`] if the queue is under its limit (one lock for the check and the push);
@@ -139,6 +156,7 @@ impl Outbox {
         let was_empty = state.buf.is_empty();
         let r = encode(&mut state);
         let first = was_empty && !state.buf.is_empty() && !state.defer_wakes;
+        self.note_fill(&state);
         Ok(Ok((r, first)))
     }
 
@@ -228,6 +246,7 @@ impl Outbox {
         writing.taken.clear();
         writing.sent = 0;
         std::mem::swap(&mut state.buf, &mut writing.taken);
+        self.full.store(false, Ordering::Relaxed);
         drop(state);
         if was_full {
             self.room.notify_waiters();
@@ -270,6 +289,7 @@ impl Outbox {
                     }
                     let was_full = state.buf.len() >= self.limit;
                     std::mem::swap(&mut state.buf, &mut w.taken);
+                    self.full.store(false, Ordering::Relaxed);
                     was_full
                 };
                 // Producers wait only when they found the queue full, checked under the lock.

@@ -45,6 +45,8 @@ pub trait Lab {
     async fn tally(&self, items: Vec<Vec<u8>>) -> u64;
     /// The names of the caller's verified client certificate (mutual TLS), if any.
     async fn whoami(&self) -> Vec<String>;
+    /// `len` bytes: a large answer for a small request.
+    async fn fill(&self, len: u64) -> serde_bytes::ByteBuf;
 }
 
 /// What the server side observed.
@@ -132,6 +134,10 @@ impl Lab for LabImpl {
 
     async fn tally(&self, items: Vec<Vec<u8>>) -> u64 {
         items.len() as u64
+    }
+
+    async fn fill(&self, len: u64) -> serde_bytes::ByteBuf {
+        serde_bytes::ByteBuf::from(vec![0x5a; len.min(1 << 24) as usize])
     }
 
     async fn whoami(&self) -> Vec<String> {

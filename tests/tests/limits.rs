@@ -338,3 +338,31 @@ async fn a_steady_stream_whose_reads_end_mid_frame_is_not_a_slow_frame() {
     }
     assert_eq!(answered, (1..=12).collect::<Vec<u64>>());
 }
+
+#[tokio::test]
+async fn a_peer_that_does_not_read_its_answers_is_cut_off_at_the_write_timeout() {
+    let write_timeout = Duration::from_millis(500);
+    let config = ServerConfig {
+        max_pending_output: 64 << 10,
+        write_timeout,
+        ..ServerConfig::default()
+    };
+    let server = serve_lab(LabImpl::default(), config, 0).await.unwrap();
+    let client = LabClient::connect(server.addr).await.unwrap();
+    let mut peer = RawPeer::connect(server.addr).await.unwrap();
+    // 1,000 requests for 64 KiB answers each, none of them read for a while.
+    let requests: Vec<u8> = (1..=1000u64)
+        .flat_map(|id| request_bytes(id, lab("fill"), &Metadata::new(), &(64u64 << 10,)))
+        .collect();
+    peer.send_bytes(&requests).await.unwrap();
+    tokio::time::sleep(write_timeout + SLACK).await;
+    others_carry_on(&client, 1).await;
+    // What the server wrote before it gave up is still there to read; then the connection is closed.
+    let answered = peer.until_closed(WAIT).await;
+    assert!(
+        !answered.is_empty() && answered.len() < 1000,
+        "{} answers before the close",
+        answered.len()
+    );
+    others_carry_on(&client, 2).await;
+}

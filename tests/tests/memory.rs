@@ -1,5 +1,6 @@
-//! Memory stays bounded when a peer pushes more than the limits allow: alone in its test binary, so that no
-//! other test's allocations move the process's resident memory while it is measured.
+//! Memory stays bounded when a peer pushes more than the limits allow: in a test binary of its own, and one
+//! test at a time (they take turns through `MEASURING`), so that no other test's allocations move the process's
+//! resident memory while it is measured.
 
 use std::time::Duration;
 
@@ -9,8 +10,12 @@ use tests::lab::{LabClient, LabImpl};
 use tests::peer::{RawPeer, resident_bytes};
 use tests::serve::serve_lab;
 
+/// Held while a test measures resident memory.
+static MEASURING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn a_frame_over_the_limit_is_skipped_without_buffering_it() {
+    let _turn = MEASURING.lock().await;
     let config = ServerConfig {
         codec: rpc_codec::Config {
             max_frame_len: 1 << 20,
@@ -50,4 +55,51 @@ async fn a_frame_over_the_limit_is_skipped_without_buffering_it() {
         grown < 32 << 20,
         "256 MiB went through the skipped frame; resident memory grew by {grown} bytes"
     );
+}
+
+#[tokio::test]
+async fn answers_to_a_peer_that_does_not_read_are_bounded_by_max_pending_output() {
+    let _turn = MEASURING.lock().await;
+    let config = ServerConfig {
+        max_pending_output: 64 << 10,
+        ..ServerConfig::default()
+    };
+    let server = serve_lab(LabImpl::default(), config, 0).await.unwrap();
+    let client = LabClient::connect(server.addr).await.unwrap();
+    assert_eq!(client.echo(1).await, Ok(1));
+    let mut peer = RawPeer::connect(server.addr).await.unwrap();
+    let before = resident_bytes();
+    // 1,000 requests, each for a 64 KiB answer: 64 MiB of answers, which this peer does not read for now. The
+    // server takes no new request while 64 KiB of answers wait, so it holds one answer past that at most.
+    let requests: Vec<u8> = (1..=1000u64)
+        .flat_map(|id| {
+            tests::peer::request_bytes(
+                id,
+                method_id("Lab", "fill"),
+                &Metadata::new(),
+                &(64u64 << 10,),
+            )
+        })
+        .collect();
+    peer.send_bytes(&requests).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Others carry on meanwhile.
+    for n in 0..100 {
+        assert_eq!(client.echo(n).await, Ok(n));
+    }
+    let grown = resident_bytes().saturating_sub(before);
+    assert!(
+        grown < 24 << 20,
+        "64 MiB of answers were asked for and not read; resident memory grew by {grown} bytes"
+    );
+    // Once the peer reads, every answer comes, in order: holding back lost nothing.
+    for id in 1..=1000u64 {
+        let answer = peer.frame(Duration::from_secs(10)).await;
+        assert_eq!(
+            (answer.header.kind, answer.header.request_id),
+            (Kind::Response, id)
+        );
+        // 64 KiB of bytes after their length, a 5-byte varint (0xfc then a u32).
+        assert_eq!(answer.payload.len(), (64 << 10) + 5);
+    }
 }

@@ -14,6 +14,8 @@ pub const DEFAULT_MAX_PENDING_OUTPUT: usize = 4 * 1024 * 1024;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default of [`ServerConfig::frame_timeout`]: 20 s.
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default of [`ServerConfig::write_timeout`]: 30 s.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default of [`ServerConfig::handshake_timeout`]: 10 s.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -34,9 +36,13 @@ pub struct ServerConfig {
     /// On shutdown, how long calls in flight may take to finish before their connections close. Default 10 s
     /// ([`DEFAULT_DRAIN_TIMEOUT`]).
     pub drain_timeout: Duration,
-    /// Bytes of answers queued for one connection beyond which handlers wait for the peer to read. Default
-    /// 4 MiB ([`DEFAULT_MAX_PENDING_OUTPUT`]).
+    /// Bytes of answers queued for one connection beyond which the connection takes no new request (and
+    /// handlers wait to answer) until the peer reads. Default 4 MiB ([`DEFAULT_MAX_PENDING_OUTPUT`]). A
+    /// connection holds at most this plus one answer, plus the answers of handlers that were already running.
     pub max_pending_output: usize,
+    /// A connection whose queued answers cannot leave for this long (the peer does not read) is closed.
+    /// Default 30 s ([`DEFAULT_WRITE_TIMEOUT`]).
+    pub write_timeout: Duration,
     /// Frame limits; see [`rpc_codec::Config`] (default 16 MiB frames, 8 KiB and 64 entries of metadata, 64 MiB
     /// of decoded arguments). A frame over them is answered `ResourceExhausted` and skipped; the connection
     /// carries on. Arguments that would decode to more memory than `codec.max_decoded_len` are answered
@@ -68,6 +74,7 @@ impl Default for ServerConfig {
             max_in_flight_per_connection: DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             max_pending_output: DEFAULT_MAX_PENDING_OUTPUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             codec: rpc_codec::Config::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             frame_timeout: DEFAULT_FRAME_TIMEOUT,

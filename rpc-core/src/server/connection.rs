@@ -354,6 +354,19 @@ async fn process(
             // Only a request expects an answer; any other refused frame is dropped.
             Some(ReceivedRef::Refused(_)) => state.frames += 1,
             Some(ReceivedRef::Frame(frame)) => {
+                if matches!(frame.header().kind, Kind::Request | Kind::OneWay)
+                    && conn.outbox.is_full()
+                {
+                    // Answers wait for the peer to read: take no new request until there is room, so that a
+                    // batch of requests cannot queue more than one answer past the limit.
+                    conn.outbox.end_batch();
+                    if !wait_for_room(conn, config).await {
+                        break false;
+                    }
+                    conn.outbox.begin_batch();
+                    // The frame is parsed again from the same place.
+                    continue;
+                }
                 state.frames += 1;
                 if let Err(message) = handle(conn, registry, config, frame, state) {
                     conn.refuse(0, Status::InvalidArgument, &message);
@@ -366,10 +379,18 @@ async fn process(
     buf.advance(at);
     // Refusals and answers of handlers that finished at once were queued without waiting for room; before
     // reading more, wait for it.
-    if !conn.outbox.end_batch() {
-        conn.outbox.wait_for_room().await;
+    if !conn.outbox.end_batch() && !wait_for_room(conn, config).await {
+        return false;
     }
     keep
+}
+
+/// Waits for room in the outbox, at most `write_timeout`; `false` if the peer did not read in that time (the
+/// connection is then closed).
+async fn wait_for_room(conn: &ConnShared, config: &ServerConfig) -> bool {
+    tokio::time::timeout(config.write_timeout, conn.outbox.wait_for_room())
+        .await
+        .is_ok()
 }
 
 /// Handles one frame; an `Err` is a protocol violation that closes the connection.

@@ -66,7 +66,7 @@ where
     if one_way {
         return;
     }
-    if conn.outbox.has_room() {
+    if !conn.outbox.is_full() {
         answer(conn, id, method, outcome, reply);
     } else {
         // The peer is not reading: the answer waits for room on a task of its own, and the read loop waits for
