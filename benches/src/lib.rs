@@ -10,6 +10,8 @@
 //! - `benches/rpc.rs`: criterion, round trips over loopback TCP (one call at a time, and 128 in flight).
 //! - `src/bin/compare/`: the side-by-side comparison with the floor (raw tokio echo) and the peers (tarpc,
 //!   tonic); built only with the `peers` feature.
+//! - `src/bin/soak/`: minutes of high, mixed load in one process, failing if resident memory grows after
+//!   warm-up (`cargo run --release -p benches --bin soak -- --minutes 5`).
 
 pub mod codec_work;
 pub mod echo;
