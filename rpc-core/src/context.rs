@@ -8,6 +8,7 @@ use rpc_codec::Metadata;
 use tokio::time::Instant;
 
 use crate::method::MethodInfo;
+use crate::trace::TraceContext;
 
 tokio::task_local! {
     static CONTEXT: Context;
@@ -35,6 +36,8 @@ pub struct Context {
     pub(crate) peer: Option<SocketAddr>,
     /// The DNS names of the client's verified certificate (mutual TLS), if it presented one.
     pub(crate) client_names: Option<Arc<[String]>>,
+    /// The trace this call belongs to (its `rpc.serve` span's context), when tracing is on.
+    pub(crate) trace: Option<TraceContext>,
 }
 
 impl Context {
@@ -74,6 +77,12 @@ impl Context {
     /// They identify the client: a server can authorize calls by them.
     pub fn client_names(&self) -> &[String] {
         self.client_names.as_deref().unwrap_or(&[])
+    }
+
+    /// The trace context of the call's `rpc.serve` span (when a tracing subscriber records it): calls the
+    /// handler makes through a client continue this trace.
+    pub fn trace(&self) -> Option<TraceContext> {
+        self.trace
     }
 
     /// Runs `f` with (a copy of) this context as the current one: one poll of a handler.

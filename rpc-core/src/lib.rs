@@ -45,6 +45,7 @@
 //! - `context`: [`Context`], the call a handler serves.
 //! - `error`: [`RpcError`].
 //! - `options`: [`CallOptions`], per-call deadline and metadata.
+//! - `trace`: [`TraceContext`], the W3C `traceparent` that joins the spans of a call across client and server.
 //! - `method`: [`MethodInfo`].
 //! - `outbox`: a connection's outgoing frames and its writer task.
 //! - `ids`: maps keyed by request and method ids, with a hash that costs one multiply.
@@ -61,6 +62,7 @@ mod outbox;
 pub mod server;
 #[cfg(feature = "tls")]
 pub mod tls;
+mod trace;
 
 pub use client::{Client, ClientConfig};
 pub use context::Context;
@@ -72,6 +74,7 @@ pub use rpc_macros::service;
 pub use server::{BuildError, Server, ServerBuilder, ServerConfig, Service};
 /// The addresses [`Client::connect`] accepts (`"host:port"`, a `SocketAddr`, ...).
 pub use tokio::net::ToSocketAddrs;
+pub use trace::{TRACEPARENT, TraceContext};
 
 /// The wire codec this runtime speaks.
 pub use rpc_codec as codec;

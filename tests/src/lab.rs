@@ -47,6 +47,10 @@ pub trait Lab {
     async fn whoami(&self) -> Vec<String>;
     /// `len` bytes: a large answer for a small request.
     async fn fill(&self, len: u64) -> serde_bytes::ByteBuf;
+    /// Calls `echo(n)` on the Lab server at `addr` and returns its answer: a handler that is a client too.
+    async fn relay(&self, addr: String, n: u64) -> Result<u64, String>;
+    /// The value of the call's metadata entry `key`, if it came.
+    async fn header(&self, key: String) -> Option<String>;
 }
 
 /// What the server side observed.
@@ -134,6 +138,17 @@ impl Lab for LabImpl {
 
     async fn tally(&self, items: Vec<Vec<u8>>) -> u64 {
         items.len() as u64
+    }
+
+    async fn relay(&self, addr: String, n: u64) -> Result<u64, String> {
+        let next = LabClient::connect(addr.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        next.echo(n).await.map_err(|e| e.to_string())
+    }
+
+    async fn header(&self, key: String) -> Option<String> {
+        Context::current().and_then(|c| c.metadata().get_str(&key).map(str::to_owned))
     }
 
     async fn fill(&self, len: u64) -> serde_bytes::ByteBuf {

@@ -9,6 +9,7 @@
 //! - [`cluster`]: registries and registered instances of the `Where` service.
 //! - [`peer`]: a raw connection that sends hand-made frames or garbage and reads the server's frames back.
 //! - [`certs`]: a CA, server and client certificates made at test time (rcgen).
+//! - [`spans`]: a tracing layer that keeps every closed span, for tests of the spans of calls.
 //! - [`garbage`]: hostile raw connections (bytes no client should send) and what the server must answer.
 //! - [`process`]: the `lab-server` binary (`src/bin/lab-server.rs`) as a child process, killed on drop.
 
@@ -19,3 +20,4 @@ pub mod lab;
 pub mod peer;
 pub mod process;
 pub mod serve;
+pub mod spans;

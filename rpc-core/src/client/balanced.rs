@@ -65,6 +65,7 @@ impl Balanced {
         metadata: &Metadata,
         deadline: Instant,
         now: Instant,
+        span: Option<&tracing::Span>,
     ) -> Result<Reply, RpcError> {
         let mut now = now;
         let mut tried: Vec<Arc<str>> = Vec::new();
@@ -75,7 +76,7 @@ impl Balanced {
             };
             let result = self
                 .client_for(&address)
-                .round_trip(method, args, metadata, deadline, now)
+                .round_trip(method, args, metadata, deadline, now, span)
                 .await;
             let error = match result {
                 Ok(reply) => {

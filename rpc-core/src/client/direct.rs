@@ -65,6 +65,7 @@ impl Direct {
         metadata: &Metadata,
         deadline: Instant,
         now: Instant,
+        span: Option<&tracing::Span>,
     ) -> Result<Reply, RpcError> {
         let conn = match self.usable() {
             Some(conn) => conn,
@@ -76,6 +77,9 @@ impl Direct {
         let (id, rx) = conn
             .send(method.id, args, metadata, deadline, budget)
             .await?;
+        if let Some(span) = span {
+            span.record("request_id", id);
+        }
         // The connection's deadline task answers the call at its deadline; until an answer comes, dropping this
         // future cancels the call.
         let mut guard = CancelOnDrop {

@@ -19,11 +19,12 @@ mod direct;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rpc_codec::{Bincode, PayloadCodec};
+use rpc_codec::{Bincode, Metadata, PayloadCodec, Status};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::ToSocketAddrs;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use balanced::Balanced;
 pub use config::ClientConfig;
@@ -31,9 +32,11 @@ use connection::Reply;
 use direct::{Direct, Target};
 
 use crate::balance::Balance;
+use crate::context::Context;
 use crate::error::RpcError;
 use crate::method::MethodInfo;
 use crate::options::CallOptions;
+use crate::trace::{TRACEPARENT, TraceContext};
 
 /// A client of one server address, or of the instances of a service. Cheap to clone: clones share their
 /// connections.
@@ -165,12 +168,78 @@ impl Client {
     ) -> Result<Reply, RpcError> {
         let now = Instant::now();
         let deadline = now + options.deadline_or(self.config().default_deadline);
-        let metadata = options.metadata_ref();
+        let span = tracing::info_span!(
+            "rpc.call",
+            service = method.service,
+            method = method.name,
+            request_id = tracing::field::Empty,
+            status = tracing::field::Empty,
+            duration_us = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+            parent_id = tracing::field::Empty,
+        );
+        if span.is_disabled() {
+            return self
+                .send(method, args, options.metadata_ref(), deadline, now, None)
+                .await;
+        }
+        // A call made while serving one continues its trace; any other starts a trace.
+        let trace = match Context::current().and_then(|c| c.trace()) {
+            Some(parent) => {
+                span.record("parent_id", format_args!("{:016x}", parent.span_id));
+                parent.child()
+            }
+            None => TraceContext::new_root(),
+        };
+        span.record("trace_id", format_args!("{:032x}", trace.trace_id));
+        span.record("span_id", format_args!("{:016x}", trace.span_id));
+        let metadata = with_traceparent(options.metadata_ref(), &trace);
+        let result = self
+            .send(method, args, &metadata, deadline, now, Some(&span))
+            .instrument(span.clone())
+            .await;
+        let status = match &result {
+            Ok(Reply::Failed(e)) | Err(e) => e.code(),
+            Ok(Reply::DeadlineExceeded) => Status::DeadlineExceeded,
+            Ok(_) => Status::Ok,
+        };
+        span.record("status", format_args!("{status:?}"));
+        span.record("duration_us", now.elapsed().as_micros() as u64);
+        result
+    }
+
+    async fn send<A: Serialize + ?Sized>(
+        &self,
+        method: &'static MethodInfo,
+        args: &A,
+        metadata: &Metadata,
+        deadline: Instant,
+        now: Instant,
+        span: Option<&tracing::Span>,
+    ) -> Result<Reply, RpcError> {
         match &self.target {
-            Kind::Direct(d) => d.round_trip(method, args, metadata, deadline, now).await,
-            Kind::Balanced(b) => b.round_trip(method, args, metadata, deadline, now).await,
+            Kind::Direct(d) => {
+                d.round_trip(method, args, metadata, deadline, now, span)
+                    .await
+            }
+            Kind::Balanced(b) => {
+                b.round_trip(method, args, metadata, deadline, now, span)
+                    .await
+            }
         }
     }
+}
+
+/// `metadata` with the `traceparent` of `trace` (in place of one already there).
+fn with_traceparent(metadata: &Metadata, trace: &TraceContext) -> Metadata {
+    let mut builder = Metadata::builder();
+    for (key, value) in metadata.iter().filter(|(k, _)| *k != TRACEPARENT) {
+        // The entries came from a valid section, so they are valid again.
+        let _ = builder.insert(key, value);
+    }
+    let _ = builder.insert(TRACEPARENT, trace.to_traceparent());
+    builder.build()
 }
 
 fn decode<T: DeserializeOwned>(

@@ -16,10 +16,14 @@ use std::task::Poll;
 use rpc_codec::Status;
 use tokio::sync::oneshot;
 
+use tokio::time::Instant;
+use tracing::Instrument;
+
 use super::connection::ConnShared;
 use super::service::Call;
 use crate::context::Context;
 use crate::method::MethodInfo;
+use crate::trace::{TRACEPARENT, TraceContext};
 
 /// How a handler ended.
 enum Outcome<T> {
@@ -28,6 +32,66 @@ enum Outcome<T> {
     DeadlineExceeded,
     /// The caller cancelled, or the connection closed: nobody waits for an answer.
     Cancelled,
+}
+
+impl<T> Outcome<T> {
+    /// The status the span of the call records.
+    fn status(&self) -> &'static str {
+        match self {
+            Outcome::Done(_) => "Ok",
+            Outcome::Panicked(_) => "Internal",
+            Outcome::DeadlineExceeded => "DeadlineExceeded",
+            Outcome::Cancelled => "Cancelled",
+        }
+    }
+}
+
+/// The `rpc.serve` span of a call being served, and when it started; made only when a subscriber records it.
+struct Traced {
+    span: tracing::Span,
+    started: Instant,
+}
+
+impl Traced {
+    /// The span of `call`, and the trace context the handler runs in (continuing the caller's `traceparent`),
+    /// or `None` and no clock read when nobody records the span.
+    fn begin(call: &Call<'_>, method: &MethodInfo) -> Option<(Traced, TraceContext)> {
+        let span = tracing::info_span!(
+            "rpc.serve",
+            service = method.service,
+            method = method.name,
+            request_id = call.request_id,
+            status = tracing::field::Empty,
+            duration_us = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+            parent_id = tracing::field::Empty,
+        );
+        if span.is_disabled() {
+            return None;
+        }
+        let incoming = call
+            .metadata
+            .get_str(TRACEPARENT)
+            .and_then(TraceContext::parse);
+        let trace = match incoming {
+            Some(parent) => {
+                span.record("parent_id", format_args!("{:016x}", parent.span_id));
+                parent.child()
+            }
+            None => TraceContext::new_root(),
+        };
+        span.record("trace_id", format_args!("{:032x}", trace.trace_id));
+        span.record("span_id", format_args!("{:016x}", trace.span_id));
+        let started = Instant::now();
+        Some((Traced { span, started }, trace))
+    }
+
+    fn finish(&self, status: &str) {
+        self.span.record("status", status);
+        self.span
+            .record("duration_us", self.started.elapsed().as_micros() as u64);
+    }
 }
 
 /// Runs the handler of `call`: polls it once here, and if it is not done, spawns the rest. `reply` queues the
@@ -42,6 +106,10 @@ where
     let id = call.request_id;
     let one_way = call.one_way;
     let deadline = call.deadline;
+    let (traced, trace) = match Traced::begin(&call, method) {
+        Some((traced, trace)) => (Some(traced), Some(trace)),
+        None => (None, None),
+    };
     let context = Context {
         request_id: id,
         method,
@@ -49,20 +117,28 @@ where
         metadata: call.metadata.to_metadata(),
         peer: conn.peer,
         client_names: conn.client_names.clone(),
+        trace,
     };
     let mut handler = Box::pin(handler);
     if !call.inline {
-        spawn_pending(conn, context, one_way, handler, reply);
+        spawn_pending(conn, context, one_way, handler, reply, traced);
         return;
     }
-    let outcome = match poll_once(&context, handler.as_mut()) {
+    let polled = {
+        let _entered = traced.as_ref().map(|t| t.span.enter());
+        poll_once(&context, handler.as_mut())
+    };
+    let outcome = match polled {
         Poll::Ready(Ok(value)) => Outcome::Done(value),
         Poll::Ready(Err(why)) => Outcome::Panicked(why),
         Poll::Pending => {
-            spawn_pending(conn, context, one_way, handler, reply);
+            spawn_pending(conn, context, one_way, handler, reply, traced);
             return;
         }
     };
+    if let Some(traced) = &traced {
+        traced.finish(outcome.status());
+    }
     if one_way {
         return;
     }
@@ -101,6 +177,7 @@ fn spawn_pending<F, T, R>(
     one_way: bool,
     handler: Pin<Box<F>>,
     reply: R,
+    traced: Option<Traced>,
 ) where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
@@ -110,14 +187,21 @@ fn spawn_pending<F, T, R>(
     let (id, method, deadline) = (context.request_id, context.method, context.deadline);
     // Registered before the task starts, so that a cancel arriving at once still finds it.
     let cancelled = conn.register(id);
-    tokio::spawn(async move {
+    let span = traced
+        .as_ref()
+        .map_or_else(tracing::Span::none, |t| t.span.clone());
+    let task = async move {
         let outcome = run(context.scope(handler), deadline, cancelled).await;
+        if let Some(traced) = &traced {
+            traced.finish(outcome.status());
+        }
         if !one_way && !matches!(outcome, Outcome::Cancelled) {
             conn.outbox.wait_for_room().await;
             answer(&conn, id, method, outcome, reply);
         }
         conn.finish(id);
-    });
+    };
+    tokio::spawn(task.instrument(span));
 }
 
 /// Queues the one answer of call `id`.
