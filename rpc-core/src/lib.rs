@@ -47,6 +47,7 @@
 //! - `options`: [`CallOptions`], per-call deadline and metadata.
 //! - `trace`: [`TraceContext`], the W3C `traceparent` that joins the spans of a call across client and server.
 //! - `method`: [`MethodInfo`].
+//! - [`metrics`]: [`Metrics`], counters and histograms of calls in the Prometheus text format.
 //! - `outbox`: a connection's outgoing frames and its writer task.
 //! - `ids`: maps keyed by request and method ids, with a hash that costs one multiply.
 //! - `tls` (feature `tls`): TLS and mutual TLS settings for clients and servers, from PEM.
@@ -57,6 +58,7 @@ mod context;
 mod error;
 mod ids;
 mod method;
+pub mod metrics;
 mod options;
 mod outbox;
 pub mod server;
@@ -68,6 +70,7 @@ pub use client::{Client, ClientConfig};
 pub use context::Context;
 pub use error::RpcError;
 pub use method::MethodInfo;
+pub use metrics::Metrics;
 pub use options::CallOptions;
 pub use rpc_codec::{Metadata, Status};
 pub use rpc_macros::service;

@@ -21,6 +21,7 @@ use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
 
 use crate::error::RpcError;
+use crate::metrics::Metrics;
 
 /// Capacity of each of the two buffers (the queue, and the bytes being written), kept between writes.
 const WRITE_BUF: usize = 64 * 1024;
@@ -63,6 +64,8 @@ pub(crate) struct Outbox {
     /// Whether the queue is at or over its limit: set by pushes and cleared by takes, under the lock; read
     /// without it, to stop taking work cheaply.
     full: AtomicBool,
+    /// Counts the bytes written, if the connection's server or client has metrics.
+    metrics: Option<Metrics>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -75,7 +78,7 @@ impl std::fmt::Debug for Outbox {
 }
 
 impl Outbox {
-    pub(crate) fn new(limit: usize, io: WriteHalf) -> Outbox {
+    pub(crate) fn new(limit: usize, io: WriteHalf, metrics: Option<Metrics>) -> Outbox {
         Outbox {
             state: Mutex::new(OutState {
                 buf: WriteBuf::with_capacity(WRITE_BUF),
@@ -92,6 +95,7 @@ impl Outbox {
             room: Notify::new(),
             limit,
             full: AtomicBool::new(false),
+            metrics,
         }
     }
 
@@ -257,6 +261,9 @@ impl Outbox {
             match io.as_mut().poll_write(&mut cx, &taken.as_slice()[*sent..]) {
                 Poll::Ready(Ok(n)) if n > 0 => {
                     *sent += n;
+                    if let Some(m) = &self.metrics {
+                        m.sent(n);
+                    }
                     if *sent == taken.len() {
                         break true;
                     }
@@ -302,7 +309,12 @@ impl Outbox {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
                 }
-                Poll::Ready(Ok(n)) => *sent += n,
+                Poll::Ready(Ok(n)) => {
+                    *sent += n;
+                    if let Some(m) = &self.metrics {
+                        m.sent(n);
+                    }
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }

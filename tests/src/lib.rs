@@ -12,6 +12,7 @@
 //! - [`spans`]: a tracing layer that keeps every closed span, for tests of the spans of calls.
 //! - [`garbage`]: hostile raw connections (bytes no client should send) and what the server must answer.
 //! - [`process`]: the `lab-server` binary (`src/bin/lab-server.rs`) as a child process, killed on drop.
+//! - [`prom`]: reading the Prometheus text format, a plain HTTP `GET`, and `promtool check metrics`.
 
 pub mod certs;
 pub mod cluster;
@@ -19,5 +20,6 @@ pub mod garbage;
 pub mod lab;
 pub mod peer;
 pub mod process;
+pub mod prom;
 pub mod serve;
 pub mod spans;

@@ -54,6 +54,9 @@ pub struct ClientConfig {
     /// counts against `connect_timeout`.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::tls::ClientTls>,
+    /// Where the client counts its calls, connections and bytes (see [`crate::Metrics`]); `None` (the
+    /// default) counts nothing.
+    pub metrics: Option<crate::Metrics>,
 }
 
 impl Default for ClientConfig {
@@ -69,6 +72,7 @@ impl Default for ClientConfig {
             retry_backoff: DEFAULT_RETRY_BACKOFF,
             #[cfg(feature = "tls")]
             tls: None,
+            metrics: None,
         }
     }
 }

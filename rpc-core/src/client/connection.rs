@@ -17,7 +17,24 @@ use tokio_util::codec::Decoder;
 
 use super::calls::Calls;
 use crate::error::RpcError;
+use crate::metrics::Metrics;
 use crate::outbox::Outbox;
+
+/// One open connection in a client's metrics, until dropped.
+struct Open(Metrics);
+
+impl Open {
+    fn new(metrics: Metrics) -> Open {
+        metrics.connection_opened();
+        Open(metrics)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.connection_closed();
+    }
+}
 
 /// How a call ended, as the reader saw it.
 #[derive(Debug)]
@@ -123,19 +140,20 @@ impl Connection {
         writer: W,
         codec: FrameCodec,
         max_pending_output: usize,
+        metrics: Option<Metrics>,
     ) -> Connection
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let shared = Arc::new(Shared {
-            outbox: Outbox::new(max_pending_output, Box::pin(writer)),
+            outbox: Outbox::new(max_pending_output, Box::pin(writer), metrics.clone()),
             codec: codec.clone(),
             calls: Mutex::new(Calls::default()),
             rearm: Notify::new(),
             retired: AtomicBool::new(false),
         });
-        let read = tokio::spawn(read_loop(Arc::clone(&shared), reader, codec));
+        let read = tokio::spawn(read_loop(Arc::clone(&shared), reader, codec, metrics));
         let write = {
             let shared = Arc::clone(&shared);
             tokio::spawn(async move {
@@ -272,7 +290,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
     shared: Arc<Shared>,
     mut reader: R,
     mut codec: FrameCodec,
+    metrics: Option<Metrics>,
 ) {
+    // Counts the connection as open while the reader runs (it ends, or is aborted, with the connection).
+    let open = metrics.map(Open::new);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     // The replies of one read, delivered together.
     let mut replies = Vec::new();
@@ -287,7 +308,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     Err(e) => e.to_string(),
                 };
             }
-            Ok(_) => {}
+            Ok(n) => {
+                if let Some(open) = &open {
+                    open.0.received(n);
+                }
+            }
             Err(e) => break format!("read failed: {e}"),
         }
         let stop = loop {

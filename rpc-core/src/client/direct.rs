@@ -181,10 +181,22 @@ impl Direct {
                 .await
                 .map_err(|e| format!("TLS handshake with {addr} failed: {e}"))?;
             let (r, w) = tokio::io::split(stream);
-            return Ok(Connection::start(r, w, codec, limit));
+            return Ok(Connection::start(
+                r,
+                w,
+                codec,
+                limit,
+                self.config.metrics.clone(),
+            ));
         }
         let (r, w) = stream.into_split();
-        Ok(Connection::start(r, w, codec, limit))
+        Ok(Connection::start(
+            r,
+            w,
+            codec,
+            limit,
+            self.config.metrics.clone(),
+        ))
     }
 }
 

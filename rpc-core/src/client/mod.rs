@@ -35,6 +35,7 @@ use crate::balance::Balance;
 use crate::context::Context;
 use crate::error::RpcError;
 use crate::method::MethodInfo;
+use crate::metrics::{MethodStats, Metrics};
 use crate::options::CallOptions;
 use crate::trace::{TRACEPARENT, TraceContext};
 
@@ -168,6 +169,25 @@ impl Client {
     ) -> Result<Reply, RpcError> {
         let now = Instant::now();
         let deadline = now + options.deadline_or(self.config().default_deadline);
+        let Some(metrics) = &self.config().metrics else {
+            return self.traced(method, args, options, deadline, now).await;
+        };
+        // Counted as cancelled unless it ends: a caller may drop the call's future.
+        let mut counted = Counted::start(metrics, method, now);
+        let result = self.traced(method, args, options, deadline, now).await;
+        counted.status = status_of(&result);
+        result
+    }
+
+    /// Makes the call within an `rpc.call` span, if one is enabled.
+    async fn traced<A: Serialize + ?Sized>(
+        &self,
+        method: &'static MethodInfo,
+        args: &A,
+        options: &CallOptions,
+        deadline: Instant,
+        now: Instant,
+    ) -> Result<Reply, RpcError> {
         let span = tracing::info_span!(
             "rpc.call",
             service = method.service,
@@ -199,12 +219,7 @@ impl Client {
             .send(method, args, &metadata, deadline, now, Some(&span))
             .instrument(span.clone())
             .await;
-        let status = match &result {
-            Ok(Reply::Failed(e)) | Err(e) => e.code(),
-            Ok(Reply::DeadlineExceeded) => Status::DeadlineExceeded,
-            Ok(_) => Status::Ok,
-        };
-        span.record("status", format_args!("{status:?}"));
+        span.record("status", format_args!("{:?}", status_of(&result)));
         span.record("duration_us", now.elapsed().as_micros() as u64);
         result
     }
@@ -228,6 +243,42 @@ impl Client {
                     .await
             }
         }
+    }
+}
+
+/// How a call ended, as its span and metrics name it.
+fn status_of(result: &Result<Reply, RpcError>) -> Status {
+    match result {
+        Ok(Reply::Failed(e)) | Err(e) => e.code(),
+        Ok(Reply::DeadlineExceeded) => Status::DeadlineExceeded,
+        Ok(_) => Status::Ok,
+    }
+}
+
+/// A call in a client's metrics: in flight until dropped, then counted with its status and time.
+struct Counted<'a> {
+    metrics: &'a Metrics,
+    stats: Arc<MethodStats>,
+    started: Instant,
+    status: Status,
+}
+
+impl<'a> Counted<'a> {
+    fn start(metrics: &'a Metrics, method: &MethodInfo, started: Instant) -> Counted<'a> {
+        metrics.call_started();
+        Counted {
+            metrics,
+            stats: metrics.method(method),
+            started,
+            status: Status::Cancelled,
+        }
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.stats.record(self.status, self.started.elapsed());
+        self.metrics.call_ended();
     }
 }
 

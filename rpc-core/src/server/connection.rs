@@ -156,10 +156,14 @@ impl ConnShared {
 struct Teardown {
     conn: Arc<ConnShared>,
     writer: tokio::task::AbortHandle,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Drop for Teardown {
     fn drop(&mut self) {
+        if let Some(m) = &self.metrics {
+            m.connection_closed();
+        }
         self.conn.cancel_all();
         self.conn.outbox.close();
         // After a normal end the writer has already flushed and returned; this only stops one still blocked.
@@ -192,7 +196,11 @@ pub(crate) async fn run<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let conn = Arc::new(ConnShared {
-        outbox: Outbox::new(config.max_pending_output, Box::pin(writer)),
+        outbox: Outbox::new(
+            config.max_pending_output,
+            Box::pin(writer),
+            registry.metrics.clone(),
+        ),
         codec: FrameCodec::new(config.codec),
         peer,
         client_names,
@@ -205,9 +213,13 @@ pub(crate) async fn run<R, W>(
         tokio::spawn(async move { conn.outbox.run_writer().await })
     };
     // However this task ends (returning, or aborted with the server), handlers stop and the socket closes.
+    if let Some(m) = &registry.metrics {
+        m.connection_opened();
+    }
     let _teardown = Teardown {
         conn: Arc::clone(&conn),
         writer: writer.abort_handle(),
+        metrics: registry.metrics.clone(),
     };
     let mut codec = FrameCodec::new(config.codec);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -252,7 +264,10 @@ pub(crate) async fn run<R, W>(
                         // The peer left: nobody can take answers any more.
                         break;
                     }
-                    Ok(_) => {
+                    Ok(n) => {
+                        if let Some(m) = &registry.metrics {
+                            m.received(n);
+                        }
                         let now = Instant::now();
                         last_read = now;
                         state.arrived = Some(now);
@@ -414,7 +429,13 @@ fn handle(
                 }
                 state.last_id = h.request_id;
             }
+            let arrived = *state.arrived.get_or_insert_with(Instant::now);
+            let entry = registry.method(h.method_id);
+            let stats = entry.and_then(|e| e.stats.as_ref());
             let refuse = |status, message: &str| {
+                if let Some(stats) = stats {
+                    stats.record(status, arrived.elapsed());
+                }
                 if !one_way {
                     conn.refuse(h.request_id, status, message);
                 }
@@ -434,17 +455,15 @@ fn handle(
                 refuse(Status::ResourceExhausted, &message);
                 return Ok(());
             }
-            let Some(service) = registry.service(h.method_id) else {
+            let Some(entry) = entry else {
                 refuse(
                     Status::Unimplemented,
                     &format!("no method with id {:#010x} on this server", h.method_id),
                 );
                 return Ok(());
             };
-            let deadline = h
-                .deadline()
-                .map(|budget| *state.arrived.get_or_insert_with(Instant::now) + budget);
-            let _dispatched = service.dispatch(Call {
+            let deadline = h.deadline().map(|budget| arrived + budget);
+            let _dispatched = entry.service.dispatch(Call {
                 conn,
                 request_id: h.request_id,
                 method_id: h.method_id,
@@ -454,6 +473,9 @@ fn handle(
                 one_way,
                 inline: config.inline_handlers,
                 max_decoded_len: config.codec.max_decoded_len,
+                stats,
+                metrics: registry.metrics.as_ref(),
+                arrived,
             });
         }
         Kind::Cancel => conn.cancel(h.request_id),

@@ -23,6 +23,7 @@ use super::connection::ConnShared;
 use super::service::Call;
 use crate::context::Context;
 use crate::method::MethodInfo;
+use crate::metrics::{MethodStats, Metrics};
 use crate::trace::{TRACEPARENT, TraceContext};
 
 /// How a handler ended.
@@ -35,14 +36,70 @@ enum Outcome<T> {
 }
 
 impl<T> Outcome<T> {
+    /// The call's status.
+    fn code(&self) -> Status {
+        match self {
+            Outcome::Done(_) => Status::Ok,
+            Outcome::Panicked(_) => Status::Internal,
+            Outcome::DeadlineExceeded => Status::DeadlineExceeded,
+            Outcome::Cancelled => Status::Cancelled,
+        }
+    }
+
     /// The status the span of the call records.
     fn status(&self) -> &'static str {
-        match self {
-            Outcome::Done(_) => "Ok",
-            Outcome::Panicked(_) => "Internal",
-            Outcome::DeadlineExceeded => "DeadlineExceeded",
-            Outcome::Cancelled => "Cancelled",
+        match self.code() {
+            Status::Ok => "Ok",
+            Status::Internal => "Internal",
+            Status::DeadlineExceeded => "DeadlineExceeded",
+            _ => "Cancelled",
         }
+    }
+}
+
+/// A call's counters, when the server has metrics: counted in flight from dispatch to its end. One dropped
+/// unfinished (its task stopped with the runtime) counts as cancelled.
+struct Counted {
+    stats: Arc<MethodStats>,
+    metrics: Metrics,
+    arrived: Instant,
+    done: std::cell::Cell<bool>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if !self.done.get() {
+            self.finish(Status::Cancelled);
+        }
+    }
+}
+
+impl Counted {
+    fn begin(call: &Call<'_>) -> Option<Counted> {
+        let (stats, metrics) = (call.stats?, call.metrics?);
+        metrics.call_started();
+        Some(Counted {
+            stats: Arc::clone(stats),
+            metrics: metrics.clone(),
+            arrived: call.arrived,
+            done: std::cell::Cell::new(false),
+        })
+    }
+
+    fn finish(&self, status: Status) {
+        self.done.set(true);
+        self.stats.record(status, self.arrived.elapsed());
+        self.metrics.call_ended();
+    }
+}
+
+/// Ends a call's span and counters with its outcome.
+fn finished<T>(traced: Option<&Traced>, counted: Option<&Counted>, outcome: &Outcome<T>) {
+    if let Some(traced) = traced {
+        traced.finish(outcome.status());
+    }
+    if let Some(counted) = counted {
+        counted.finish(outcome.code());
     }
 }
 
@@ -110,6 +167,7 @@ where
         Some((traced, trace)) => (Some(traced), Some(trace)),
         None => (None, None),
     };
+    let counted = Counted::begin(&call);
     let context = Context {
         request_id: id,
         method,
@@ -121,7 +179,7 @@ where
     };
     let mut handler = Box::pin(handler);
     if !call.inline {
-        spawn_pending(conn, context, one_way, handler, reply, traced);
+        spawn_pending(conn, context, one_way, handler, reply, traced, counted);
         return;
     }
     let polled = {
@@ -132,13 +190,11 @@ where
         Poll::Ready(Ok(value)) => Outcome::Done(value),
         Poll::Ready(Err(why)) => Outcome::Panicked(why),
         Poll::Pending => {
-            spawn_pending(conn, context, one_way, handler, reply, traced);
+            spawn_pending(conn, context, one_way, handler, reply, traced, counted);
             return;
         }
     };
-    if let Some(traced) = &traced {
-        traced.finish(outcome.status());
-    }
+    finished(traced.as_ref(), counted.as_ref(), &outcome);
     if one_way {
         return;
     }
@@ -178,6 +234,7 @@ fn spawn_pending<F, T, R>(
     handler: Pin<Box<F>>,
     reply: R,
     traced: Option<Traced>,
+    counted: Option<Counted>,
 ) where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
@@ -192,9 +249,7 @@ fn spawn_pending<F, T, R>(
         .map_or_else(tracing::Span::none, |t| t.span.clone());
     let task = async move {
         let outcome = run(context.scope(handler), deadline, cancelled).await;
-        if let Some(traced) = &traced {
-            traced.finish(outcome.status());
-        }
+        finished(traced.as_ref(), counted.as_ref(), &outcome);
         if !one_way && !matches!(outcome, Outcome::Cancelled) {
             conn.outbox.wait_for_room().await;
             answer(&conn, id, method, outcome, reply);

@@ -53,6 +53,7 @@ pub enum BuildError {
 pub struct ServerBuilder {
     services: Vec<Arc<dyn Service>>,
     config: ServerConfig,
+    metrics: Option<crate::metrics::Metrics>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::ServerTls>,
 }
@@ -80,6 +81,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Counts calls, connections and bytes into `metrics` (see [`crate::Metrics`]; expose them with
+    /// [`crate::Metrics::serve_http`]).
+    pub fn metrics(mut self, metrics: crate::metrics::Metrics) -> ServerBuilder {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// Serves over TLS (feature `tls`): each connection's handshake must finish within
     /// [`ServerConfig::handshake_timeout`]; with mutual TLS, handlers see the client's verified names through
     /// [`crate::Context::client_names`].
@@ -92,7 +100,7 @@ impl ServerBuilder {
     /// The server, or why its services cannot be served together.
     pub fn build(self) -> Result<Server, BuildError> {
         Ok(Server {
-            registry: Arc::new(Registry::new(self.services)?),
+            registry: Arc::new(Registry::new(self.services, self.metrics)?),
             config: Arc::new(self.config),
             #[cfg(feature = "tls")]
             tls: self.tls.map(Arc::new),

@@ -1,14 +1,23 @@
-//! The services a server serves, by method id: built once when the server starts, read by every request.
+//! The services a server serves, by method id, with each method's metrics counters if the server has metrics:
+//! built once when the server starts, read by every request.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::service::Service;
 use crate::ids::IdMap;
+use crate::metrics::{MethodStats, Metrics};
+
+/// A method: its service, and its counters.
+pub(crate) struct Entry {
+    pub(crate) service: Arc<dyn Service>,
+    pub(crate) stats: Option<Arc<MethodStats>>,
+}
 
 /// Services by the ids of their methods.
 pub(crate) struct Registry {
-    by_id: IdMap<u32, Arc<dyn Service>>,
+    by_id: IdMap<u32, Entry>,
+    pub(crate) metrics: Option<Metrics>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -21,8 +30,11 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     /// The registry of `services`, or the first two methods that share an id or two services that share a name.
-    pub(crate) fn new(services: Vec<Arc<dyn Service>>) -> Result<Registry, super::BuildError> {
-        let mut by_id: IdMap<u32, Arc<dyn Service>> = IdMap::default();
+    pub(crate) fn new(
+        services: Vec<Arc<dyn Service>>,
+        metrics: Option<Metrics>,
+    ) -> Result<Registry, super::BuildError> {
+        let mut by_id: IdMap<u32, Entry> = IdMap::default();
         let mut names: HashMap<&'static str, ()> = HashMap::new();
         for service in services {
             if names.insert(service.name(), ()).is_some() {
@@ -32,21 +44,25 @@ impl Registry {
             }
             for method in service.methods() {
                 if let Some(other) = by_id.get(&method.id) {
-                    let other = other.methods().iter().find(|m| m.id == method.id);
+                    let other = other.service.methods().iter().find(|m| m.id == method.id);
                     return Err(super::BuildError::MethodIdCollision {
                         id: method.id,
                         first: other.map_or_else(String::new, ToString::to_string),
                         second: method.to_string(),
                     });
                 }
-                by_id.insert(method.id, Arc::clone(&service));
+                let entry = Entry {
+                    service: Arc::clone(&service),
+                    stats: metrics.as_ref().map(|m| m.method(method)),
+                };
+                by_id.insert(method.id, entry);
             }
         }
-        Ok(Registry { by_id })
+        Ok(Registry { by_id, metrics })
     }
 
-    /// The service that has a method with this id.
-    pub(crate) fn service(&self, method_id: u32) -> Option<&dyn Service> {
-        self.by_id.get(&method_id).map(|s| &**s)
+    /// The method with this id: its service and its counters.
+    pub(crate) fn method(&self, method_id: u32) -> Option<&Entry> {
+        self.by_id.get(&method_id)
     }
 }

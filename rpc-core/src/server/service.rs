@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::connection::ConnShared;
 use super::handler;
 use crate::method::MethodInfo;
+use crate::metrics::{MethodStats, Metrics};
 
 /// A service the server can dispatch to; implemented by the `<Trait>Server` that `#[service]` generates.
 pub trait Service: Send + Sync + 'static {
@@ -45,6 +46,12 @@ pub struct Call<'a> {
     pub(crate) inline: bool,
     /// Most memory the decoded arguments may take ([`rpc_codec::Config::max_decoded_len`]).
     pub(crate) max_decoded_len: usize,
+    /// The method's counters, if the server has metrics.
+    pub(crate) stats: Option<&'a Arc<MethodStats>>,
+    /// The server's metrics, if any.
+    pub(crate) metrics: Option<&'a Metrics>,
+    /// When the request arrived (the read that brought it).
+    pub(crate) arrived: Instant,
 }
 
 impl Call<'_> {
@@ -77,6 +84,9 @@ impl Call<'_> {
     }
 
     fn refuse(self, status: Status, message: String) -> Dispatched {
+        if let Some(stats) = self.stats {
+            stats.record(status, self.arrived.elapsed());
+        }
         if !self.one_way {
             self.conn.refuse(self.request_id, status, &message);
         }
