@@ -24,9 +24,9 @@ use crate::ids::IdMap;
 use crate::method::MethodInfo;
 
 /// Upper bounds of the latency histogram's buckets, in microseconds (and `+Inf`).
-const BUCKETS_US: [u64; 16] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 2_500_000, 10_000_000,
+const BUCKETS_US: [u64; 18] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+    500_000, 1_000_000, 2_500_000, 10_000_000,
 ];
 
 /// Status codes 0 to 16 (docs/PROTOCOL.md section 6).

@@ -116,7 +116,7 @@ async fn both_sides_count_each_call_by_method_and_status() {
                 .filter(|x| x.name == format!("{hist}_bucket") && x.labels["method"] == method)
                 .map(|x| x.value)
                 .collect();
-            assert_eq!(buckets.len(), 17, "{side} {method}: 16 bounds and +Inf");
+            assert_eq!(buckets.len(), 19, "{side} {method}: 18 bounds and +Inf");
             assert!(
                 buckets.windows(2).all(|w| w[0] <= w[1]),
                 "{side} {method}: {buckets:?}"

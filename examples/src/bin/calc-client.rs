@@ -2,7 +2,8 @@
 //!
 //! `calc-client --registry ADDR --calls N [--concurrency C] [--token T] [--tls-ca F [--tls-cert F --tls-key F]]`:
 //! the last line it prints is JSON, `{"ok":N,"failed":M,"by_instance":{"ADDR":count,...}}`. With `--tls-ca` it
-//! talks to the registry and to the instances over TLS (presenting `--tls-cert` if given).
+//! talks to the registry and to the instances over TLS (presenting `--tls-cert` if given). On a terminal it
+//! shows its progress (calls done, rate, failures) on stderr; `--progress always|never` overrides that.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use examples::calc::CalcClient;
+use examples::ops::{Counts, Progress, ProgressMode};
 use examples::tls::TlsArgs;
 use rpc_core::ClientConfig;
 use rpc_registry::{Discovery, DiscoveryConfig, TOKEN_ENV};
@@ -31,6 +33,12 @@ struct Args {
     token: Option<String>,
     #[command(flatten)]
     tls: TlsArgs,
+    /// Show calls done, rate and failures on stderr: `auto` when it is a terminal.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    progress: ProgressMode,
+    /// Milliseconds between progress updates.
+    #[arg(long, default_value_t = 250)]
+    progress_ms: u64,
 }
 
 #[tokio::main]
@@ -91,10 +99,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     let tally = Arc::new(Mutex::new(Tally::default()));
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counts = Arc::new(Counts::default());
+    let progress = Progress::start(
+        args.progress,
+        args.calls,
+        Arc::clone(&counts),
+        Duration::from_millis(args.progress_ms.max(10)),
+    );
     let start = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..args.concurrency.clamp(1, args.calls.max(1)) {
         let (calc, tally, next) = (calc.clone(), Arc::clone(&tally), Arc::clone(&next));
+        let counts = Arc::clone(&counts);
         let calls = args.calls;
         workers.spawn(async move {
             loop {
@@ -103,6 +119,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     return;
                 }
                 let result = calc.add(i as i64, 1).await;
+                let counter = match &result {
+                    Ok(answer) if answer.value == i as i64 + 1 => &counts.ok,
+                    _ => &counts.failed,
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
                 match result {
                     Ok(answer) if answer.value == i as i64 + 1 => {
@@ -124,6 +145,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     while workers.join_next().await.is_some() {}
     let elapsed = start.elapsed();
+    progress.finish();
     let t = tally.lock().unwrap_or_else(|p| p.into_inner());
     eprintln!(
         "calc-client: {} calls in {:.2} s ({:.0} calls/s)",

@@ -3,12 +3,14 @@
 //! `calc-server --listen ADDR --registry ADDR --weight W [--token T] [--tls-cert F --tls-key F] [--tls-ca F]`:
 //! the first line it prints is the address it serves on. With `--tls-cert`/`--tls-key` it serves over TLS;
 //! with `--tls-ca` it talks to the registry over TLS (presenting its certificate, for mutual TLS) and verifies
-//! the certificates its clients present.
+//! the certificates its clients present. With `--metrics ADDR` it serves Prometheus metrics at
+//! `http://ADDR/metrics`.
 
 use std::collections::BTreeMap;
 
 use clap::Parser;
 use examples::calc::{CalcServer, Calculator};
+use examples::ops::MetricsArgs;
 use examples::tls::TlsArgs;
 use rpc_core::{ClientConfig, Server};
 use rpc_registry::{NewInstance, Registration, RegistrationConfig, TOKEN_ENV};
@@ -30,6 +32,8 @@ struct Args {
     token: Option<String>,
     #[command(flatten)]
     tls: TlsArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     /// With --tls-ca: refuse clients that present no certificate.
     #[arg(long, requires = "tls_ca")]
     require_client_cert: bool,
@@ -55,6 +59,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }));
     let builder = match args.tls.server(args.require_client_cert)? {
         Some(tls) => builder.tls(tls),
+        None => builder,
+    };
+    let builder = match args.metrics.start("calc-server").await? {
+        Some(metrics) => builder.metrics(metrics),
         None => builder,
     };
     let server = builder.build()?;

@@ -1,10 +1,11 @@
 //! Serves the `Greeter` service until Ctrl-C, then drains gracefully.
 //!
 //! Run with `cargo run -p examples --bin hello-server -- --listen 127.0.0.1:7000`; the first line it prints is
-//! the address it serves on.
+//! the address it serves on. With `--metrics ADDR` it serves Prometheus metrics at `http://ADDR/metrics`.
 
 use clap::Parser;
 use examples::hello::{GreeterServer, Greetings};
+use examples::ops::MetricsArgs;
 use rpc_core::Server;
 
 /// Serves the Greeter service.
@@ -13,6 +14,8 @@ struct Args {
     /// Address to listen on (port 0: one the OS picks).
     #[arg(long, default_value = "127.0.0.1:7000")]
     listen: String,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 #[tokio::main]
@@ -30,9 +33,12 @@ async fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     println!("{}", listener.local_addr()?);
-    let server = Server::builder()
-        .add_service(GreeterServer::new(Greetings))
-        .build()?;
+    let builder = Server::builder().add_service(GreeterServer::new(Greetings));
+    let builder = match args.metrics.start("hello-server").await? {
+        Some(metrics) => builder.metrics(metrics),
+        None => builder,
+    };
+    let server = builder.build()?;
     server
         .serve_with_shutdown(listener, async {
             let _ = tokio::signal::ctrl_c().await;
