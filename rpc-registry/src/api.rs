@@ -1,5 +1,6 @@
 //! The registry's own API, a `#[service]` trait served over rpc-core like any other: register, heartbeat,
-//! deregister (writes, which need the registry's token when it has one), and instances, watch, services (reads).
+//! deregister (writes, which need the registry's token when it has one), and instances, watch, services, status
+//! (reads).
 
 use std::collections::BTreeMap;
 
@@ -86,6 +87,38 @@ pub struct ServiceSummary {
     pub revision: u64,
 }
 
+/// How an instance's heartbeats stand, as the registry sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceState {
+    /// Its last heartbeat came within half the TTL.
+    Up,
+    /// No heartbeat for over half the TTL: it missed at least one, and is evicted at the TTL unless one comes.
+    Late,
+}
+
+/// An instance with how its heartbeats stand.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    /// The instance, as registered.
+    pub instance: Instance,
+    /// Up or late.
+    pub state: InstanceState,
+    /// Milliseconds since its last heartbeat (or its registration).
+    pub heartbeat_age_ms: u64,
+}
+
+/// A service with each instance's status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// The service's name.
+    pub name: String,
+    /// The registry's revision when the service last changed.
+    pub revision: u64,
+    /// Its instances, by address.
+    pub instances: Vec<InstanceStatus>,
+}
+
 /// Why the registry refused a write.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum RegistryError {
@@ -151,4 +184,9 @@ pub trait Registry {
     /// Every service with instances.
     #[idempotent]
     async fn services(&self) -> Vec<ServiceSummary>;
+
+    /// The instances of `service` (of every service, if `None`) with how their heartbeats stand; services
+    /// without instances are left out.
+    #[idempotent]
+    async fn status(&self, service: Option<String>) -> Vec<ServiceStatus>;
 }

@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_SERVICES: usize = 10_000;
 pub const DEFAULT_MAX_METADATA_ENTRIES: usize = 32;
 /// Default of [`RegistryConfig::max_metadata_bytes`]: 4 KiB.
 pub const DEFAULT_MAX_METADATA_BYTES: usize = 4 * 1024;
+/// Default of [`RegistryConfig::max_http_watchers`]: 256.
+pub const DEFAULT_MAX_HTTP_WATCHERS: usize = 256;
 /// Default of [`RegistryConfig::max_name_len`]: 255.
 pub const DEFAULT_MAX_NAME_LEN: usize = 255;
 
@@ -74,6 +76,9 @@ pub struct RegistryConfig {
     pub max_metadata_bytes: usize,
     /// Longest service name or address, in bytes. Default 255 ([`DEFAULT_MAX_NAME_LEN`]).
     pub max_name_len: usize,
+    /// Most HTTP long polls (`GET /v1/overview` with `since`, as dashboards make) waiting at once; one more is
+    /// answered `503` with `Retry-After`. Default 256 ([`DEFAULT_MAX_HTTP_WATCHERS`]).
+    pub max_http_watchers: usize,
     /// TLS for the registry's API (feature `tls`, on with `server`); with a client CA, the names of verified
     /// client certificates count as credentials. Default `None`.
     #[cfg(feature = "tls")]
@@ -95,6 +100,7 @@ impl Default for RegistryConfig {
             max_metadata_entries: DEFAULT_MAX_METADATA_ENTRIES,
             max_metadata_bytes: DEFAULT_MAX_METADATA_BYTES,
             max_name_len: DEFAULT_MAX_NAME_LEN,
+            max_http_watchers: DEFAULT_MAX_HTTP_WATCHERS,
             #[cfg(feature = "tls")]
             tls: None,
         }

@@ -55,8 +55,13 @@ mod serve;
 pub mod service;
 #[cfg(feature = "server")]
 mod state;
+#[cfg(feature = "server")]
+mod stats;
 
-pub use api::{Instance, Lease, LeaseRef, NewInstance, RegistryClient, RegistryError, Snapshot};
+pub use api::{
+    Instance, InstanceState, InstanceStatus, Lease, LeaseRef, NewInstance, RegistryClient,
+    RegistryError, ServiceStatus, Snapshot,
+};
 pub use discovery::{Discovery, DiscoveryConfig};
 pub use registration::{Registration, RegistrationConfig, RegistrationError};
 pub use swrr::Swrr;

@@ -1,4 +1,4 @@
-//! Running a registry: its RPC API on one listener, its HTTP view on another, the eviction task, and a graceful
+//! Running a registry: its RPC API on one listener, its HTTP port (dashboard, JSON API, metrics) on another, the eviction task, and a graceful
 //! shutdown of all three.
 
 use rpc_core::Server;
@@ -9,8 +9,9 @@ use crate::config::RegistryConfig;
 use crate::http;
 use crate::service::RegistryService;
 
-/// Serves a registry with `config`: the RPC API on `rpc`, the HTTP JSON view on `http` if given, until
-/// `shutdown` completes; then drains and returns.
+/// Serves a registry with `config`: the RPC API on `rpc`, and on `http` if given the dashboard, the JSON API
+/// and the metrics (of the registry and of its RPC server), until `shutdown` completes; then drains and
+/// returns.
 pub async fn serve(
     config: RegistryConfig,
     rpc: TcpListener,
@@ -23,8 +24,9 @@ pub async fn serve(
     // Stopped when `serve` returns, and also when it is dropped (aborted) before.
     let evictions = AbortOnDrop(tokio::spawn(evictions).abort_handle());
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let rpc_metrics = rpc_core::Metrics::server();
     let http_task = http.map(|listener| {
-        let app = http::router(std::sync::Arc::clone(service.shared()));
+        let app = http::router(std::sync::Arc::clone(service.shared()), rpc_metrics.clone());
         tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -34,7 +36,9 @@ pub async fn serve(
         })
     });
     let _http_guard = http_task.as_ref().map(|t| AbortOnDrop(t.abort_handle()));
-    let builder = Server::builder().add_service(RegistryServer::new(service));
+    let builder = Server::builder()
+        .add_service(RegistryServer::new(service))
+        .metrics(rpc_metrics);
     #[cfg(feature = "tls")]
     let builder = match tls {
         Some(tls) => builder.tls(tls),

@@ -12,9 +12,12 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::AUTHORIZATION;
-use crate::api::{Lease, LeaseRef, NewInstance, Registry, RegistryError, ServiceSummary, Snapshot};
+use crate::api::{
+    Lease, LeaseRef, NewInstance, Registry, RegistryError, ServiceStatus, ServiceSummary, Snapshot,
+};
 use crate::config::{AddressCheck, RegistryConfig};
 use crate::state::{Limits, State};
+use crate::stats::Stats;
 
 /// What the service, its eviction task and the HTTP view share.
 #[derive(Debug)]
@@ -23,6 +26,9 @@ pub(crate) struct Shared {
     /// Wakes the eviction task when a lease is added to an empty timer wheel.
     added: Notify,
     pub(crate) config: RegistryConfig,
+    pub(crate) stats: Stats,
+    /// When the registry started.
+    pub(crate) started: Instant,
 }
 
 impl Shared {
@@ -32,6 +38,8 @@ impl Shared {
             state: Mutex::new(State::new(epoch, config.ttl, Limits::of(&config))),
             added: Notify::new(),
             config,
+            stats: Stats::default(),
+            started: Instant::now(),
         })
     }
 
@@ -50,7 +58,12 @@ impl Shared {
             let evicted = std::future::poll_fn(|cx| {
                 let mut state = self.state();
                 match state.expiries.poll_expired(cx) {
-                    Poll::Ready(Some(fired)) => Poll::Ready(Some(state.expire(fired.into_inner()))),
+                    Poll::Ready(Some(fired)) => {
+                        if state.expire(fired.into_inner()).is_some() {
+                            self.stats.evicted();
+                        }
+                        Poll::Ready(Some(()))
+                    }
                     Poll::Ready(None) => Poll::Ready(None),
                     Poll::Pending => Poll::Pending,
                 }
@@ -154,21 +167,42 @@ impl RegistryService {
 
 impl Registry for RegistryService {
     async fn register(&self, instance: NewInstance) -> Result<Lease, RegistryError> {
-        self.shared.authorize("registration", &instance.service)?;
-        self.shared.check_address(&instance).await?;
-        let lease = self.shared.state().register(instance, Instant::now())?;
-        self.shared.added.notify_one();
+        let shared = &self.shared;
+        shared
+            .stats
+            .refused(shared.authorize("registration", &instance.service))?;
+        shared
+            .stats
+            .refused(shared.check_address(&instance).await)?;
+        let lease = shared
+            .stats
+            .refused(shared.state().register(instance, Instant::now()))?;
+        shared.stats.registered();
+        shared.added.notify_one();
         Ok(lease)
     }
 
     async fn heartbeat(&self, lease: LeaseRef) -> Result<(), RegistryError> {
-        self.shared.authorize("heartbeat", &lease.service)?;
-        self.shared.state().heartbeat(&lease, Instant::now())
+        let shared = &self.shared;
+        shared
+            .stats
+            .refused(shared.authorize("heartbeat", &lease.service))?;
+        shared
+            .stats
+            .refused(shared.state().heartbeat(&lease, Instant::now()))?;
+        shared.stats.heartbeat();
+        Ok(())
     }
 
     async fn deregister(&self, lease: LeaseRef) -> Result<(), RegistryError> {
-        self.shared.authorize("deregistration", &lease.service)?;
-        self.shared.state().deregister(&lease)
+        let shared = &self.shared;
+        shared
+            .stats
+            .refused(shared.authorize("deregistration", &lease.service))?;
+        if shared.stats.refused(shared.state().deregister(&lease))? {
+            shared.stats.deregistered();
+        }
+        Ok(())
     }
 
     async fn instances(&self, service: String) -> Snapshot {
@@ -190,6 +224,7 @@ impl Registry for RegistryService {
             }
         };
         let wait = Duration::from_millis(wait_ms).min(self.shared.config.max_watch_wait);
+        let _watching = self.shared.stats.rpc_watching();
         let _ = tokio::time::timeout(wait, changed.wait_for(|&revision| revision != since)).await;
         drop(changed);
         let mut state = self.shared.state();
@@ -200,5 +235,11 @@ impl Registry for RegistryService {
 
     async fn services(&self) -> Vec<ServiceSummary> {
         self.shared.state().services()
+    }
+
+    async fn status(&self, service: Option<String>) -> Vec<ServiceStatus> {
+        self.shared
+            .state()
+            .status(service.as_deref(), Instant::now())
     }
 }

@@ -14,7 +14,10 @@ use tokio::time::Instant;
 use tokio_util::time::DelayQueue;
 use tokio_util::time::delay_queue::Key;
 
-use crate::api::{Instance, Lease, LeaseRef, NewInstance, RegistryError, ServiceSummary, Snapshot};
+use crate::api::{
+    Instance, InstanceState, InstanceStatus, Lease, LeaseRef, NewInstance, RegistryError,
+    ServiceStatus, ServiceSummary, Snapshot,
+};
 use crate::config::RegistryConfig;
 
 /// The bounds of the registry's state, from its configuration.
@@ -83,6 +86,8 @@ pub(crate) struct State {
     incarnations: HashMap<(String, String), u64>,
     /// Lease expiries, soonest first.
     pub(crate) expiries: DelayQueue<u64>,
+    /// The registry's revision, for watchers of every service (the dashboard).
+    any_change: watch::Sender<u64>,
 }
 
 impl State {
@@ -97,6 +102,7 @@ impl State {
             services: BTreeMap::new(),
             incarnations: HashMap::new(),
             expiries: DelayQueue::new(),
+            any_change: watch::Sender::new(0),
         }
     }
 
@@ -114,6 +120,27 @@ impl State {
             .or_insert_with(ServiceEntry::new);
         entry.revision = revision;
         entry.changed.send_replace(revision);
+        self.any_change.send_replace(revision);
+    }
+
+    /// The registry's revision: that of its last change, to any service.
+    pub(crate) fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The registry's revision, to wait for a change to any service.
+    pub(crate) fn subscribe_all(&self) -> watch::Receiver<u64> {
+        self.any_change.subscribe()
+    }
+
+    /// Instances registered, all services together.
+    pub(crate) fn instance_count(&self) -> usize {
+        self.leases.len()
+    }
+
+    /// The TTL.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     pub(crate) fn register(
@@ -235,10 +262,14 @@ impl State {
         Ok(())
     }
 
-    /// Checks that `lease` is current; otherwise says whether it expired or was superseded.
+    /// Checks that `lease` is current and names its own instance; otherwise says whether it expired or was
+    /// superseded. (A lease id with another service's name is not that service's lease: credentials are
+    /// checked against the name, so the name must be the lease's.)
     fn current(&self, lease: &LeaseRef) -> Result<(), RegistryError> {
         if let Some(entry) = self.leases.get(&lease.lease)
             && entry.instance.incarnation == lease.incarnation
+            && entry.instance.service == lease.service
+            && entry.instance.address == lease.address
         {
             return Ok(());
         }
@@ -266,18 +297,21 @@ impl State {
         Ok(())
     }
 
-    pub(crate) fn deregister(&mut self, lease: &LeaseRef) -> Result<(), RegistryError> {
+    /// Removes the instance of `lease`; `Ok(false)` if it was already gone (deregistration is idempotent).
+    pub(crate) fn deregister(&mut self, lease: &LeaseRef) -> Result<bool, RegistryError> {
         match self.current(lease) {
             Ok(()) => {}
-            // Already gone: deregistration is idempotent.
-            Err(RegistryError::UnknownLease { .. }) => return Ok(()),
+            Err(RegistryError::UnknownLease { .. }) => return Ok(false),
             Err(e) => return Err(e),
         }
-        if let Some(entry) = self.leases.remove(&lease.lease) {
-            self.expiries.remove(&entry.expiry);
-            self.drop_instance(&entry.instance);
+        match self.leases.remove(&lease.lease) {
+            Some(entry) => {
+                self.expiries.remove(&entry.expiry);
+                self.drop_instance(&entry.instance);
+                Ok(true)
+            }
+            None => Ok(false),
         }
-        Ok(())
     }
 
     /// The timer fired for `lease`: evict it (it was not renewed within the TTL).
@@ -376,21 +410,46 @@ impl State {
             .collect()
     }
 
-    /// Each instance of `service` with the time since its last heartbeat.
-    pub(crate) fn instances_with_age(
-        &self,
-        service: &str,
-        now: Instant,
-    ) -> Option<Vec<(Instance, Duration)>> {
-        let entry = self.services.get(service)?;
-        Some(
-            entry
+    /// The services with instances (only `only`, if given), each instance with how its heartbeats stand.
+    pub(crate) fn status(&self, only: Option<&str>, now: Instant) -> Vec<ServiceStatus> {
+        let late_after = self.ttl / 2;
+        let status = |(name, entry): (&String, &ServiceEntry)| ServiceStatus {
+            name: name.clone(),
+            revision: entry.revision,
+            instances: entry
                 .instances
                 .values()
                 .filter_map(|id| self.leases.get(id))
-                .map(|l| (l.instance.clone(), now.saturating_duration_since(l.renewed)))
+                .map(|l| {
+                    let age = now.saturating_duration_since(l.renewed);
+                    InstanceStatus {
+                        instance: l.instance.clone(),
+                        state: if age > late_after {
+                            InstanceState::Late
+                        } else {
+                            InstanceState::Up
+                        },
+                        heartbeat_age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+                    }
+                })
                 .collect(),
-        )
+        };
+        let with_instances = |(_, entry): &(&String, &ServiceEntry)| !entry.instances.is_empty();
+        match only {
+            Some(name) => self
+                .services
+                .get_key_value(name)
+                .into_iter()
+                .filter(with_instances)
+                .map(status)
+                .collect(),
+            None => self
+                .services
+                .iter()
+                .filter(with_instances)
+                .map(status)
+                .collect(),
+        }
     }
 }
 
@@ -473,6 +532,19 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_lease_named_with_another_service_or_address_is_not_that_lease() {
+        let mut s = State::new(1, Duration::from_secs(3), limits());
+        let lease = s.register(new("Calc", "10.0.0.1:1"), Instant::now()).unwrap();
+        for (service, address) in [("Billing", "10.0.0.1:1"), ("Calc", "10.0.0.2:1")] {
+            let foreign = lease_ref(&lease, service, address);
+            let unknown = RegistryError::UnknownLease { lease: lease.id };
+            assert_eq!(s.heartbeat(&foreign, Instant::now()), Err(unknown));
+            assert_eq!(s.deregister(&foreign), Ok(false), "nothing of {service} at {address} to remove");
+        }
+        assert_eq!(s.snapshot("Calc").instances.len(), 1, "Calc's instance stays");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_unknown_lease_is_reported_as_such() {
         let mut s = State::new(1, Duration::from_secs(3), limits());
         let ghost = LeaseRef {
@@ -485,7 +557,41 @@ mod tests {
             s.heartbeat(&ghost, Instant::now()).unwrap_err(),
             RegistryError::UnknownLease { lease: 99 }
         );
-        assert_eq!(s.deregister(&ghost), Ok(()), "deregistering twice is fine");
+        assert_eq!(
+            s.deregister(&ghost),
+            Ok(false),
+            "deregistering twice is fine"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_instance_is_late_after_half_the_ttl_without_a_heartbeat() {
+        let mut s = State::new(1, Duration::from_secs(3), limits());
+        let start = Instant::now();
+        let lease = s.register(new("Calc", "10.0.0.1:1"), start).unwrap();
+        s.register(new("Other", "10.0.0.2:1"), start).unwrap();
+        let at = |ms| start + Duration::from_millis(ms);
+        let only = |s: &State, now| s.status(Some("Calc"), now).remove(0).instances.remove(0);
+        assert_eq!(
+            (
+                only(&s, at(1500)).state,
+                only(&s, at(1500)).heartbeat_age_ms
+            ),
+            (InstanceState::Up, 1500)
+        );
+        assert_eq!(only(&s, at(1501)).state, InstanceState::Late);
+        s.heartbeat(&lease_ref(&lease, "Calc", "10.0.0.1:1"), at(2000))
+            .unwrap();
+        assert_eq!(
+            (
+                only(&s, at(2100)).state,
+                only(&s, at(2100)).heartbeat_age_ms
+            ),
+            (InstanceState::Up, 100)
+        );
+        let all: Vec<String> = s.status(None, at(0)).into_iter().map(|x| x.name).collect();
+        assert_eq!(all, ["Calc", "Other"]);
+        assert!(s.status(Some("Nobody"), at(0)).is_empty());
     }
 
     #[tokio::test(start_paused = true)]

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use rpc_core::{Server, service};
 use rpc_registry::{NewInstance, Registration, RegistrationConfig, RegistryConfig};
@@ -132,22 +131,13 @@ pub fn new_instance(address: &str, weight: u32) -> NewInstance {
 
 /// The body of `GET path` on the HTTP server at `addr`, with its status code.
 pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response))
+    let (status, _, body) = crate::prom::http_get(addr, path)
         .await
-        .map_err(|_| std::io::Error::other("no answer"))??;
-    let status = response
+        .map_err(std::io::Error::other)?;
+    let code = status
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    Ok((code, body))
 }

@@ -458,12 +458,13 @@ async fn the_http_view_lists_services_and_instances() {
     assert_eq!(first["weight"], 3);
     assert_eq!(first["incarnation"], 1);
     assert_eq!(first["heartbeat_age_ms"], 400);
+    assert_eq!(first["state"], "up");
 
     let (status, body) = http_get(registry.http, "/v1/services/Nothing")
         .await
         .unwrap();
     assert_eq!(
         (status, body.as_str()),
-        (404, "no instances of service `Nothing`")
+        (404, "no instances of service `Nothing` are registered")
     );
 }

@@ -1,0 +1,306 @@
+//! What the registry shows its operators, over its HTTP port and its RPC API: `GET /healthz`, each instance's
+//! state (up, then late without heartbeats, then gone), Prometheus metrics that count registrations,
+//! heartbeats, evictions, refusals and watchers (and pass promtool), the overview long poll the dashboard
+//! makes, and its bound. Real time with a short TTL: these tests wait on sockets and the clock together.
+
+use std::time::Duration;
+
+use rpc_core::Client;
+use rpc_registry::{
+    InstanceState, RegistrationConfig, RegistryClient, RegistryConfig, RegistryError,
+};
+use tests::cluster::{new_instance, start_instance, start_registry};
+use tests::prom::{self, http_get, promtool_check};
+
+/// Short enough that a test sees an instance go late (after 300 ms) and be evicted (at 600 ms).
+const TTL: Duration = Duration::from_millis(600);
+
+fn config() -> RegistryConfig {
+    RegistryConfig {
+        ttl: TTL,
+        ..RegistryConfig::default()
+    }
+}
+
+async fn registry_client(addr: std::net::SocketAddr) -> RegistryClient {
+    RegistryClient::new(Client::lazy_with(addr, Default::default()).await.unwrap())
+}
+
+async fn json(http: std::net::SocketAddr, path: &str) -> (String, serde_json::Value) {
+    let (status, _, body) = http_get(http, path).await.unwrap();
+    let value = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+    (status, value)
+}
+
+async fn metric(http: std::net::SocketAddr, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let (_, _, body) = http_get(http, "/metrics").await.unwrap();
+    prom::value(&prom::parse(&body).unwrap(), name, labels)
+}
+
+/// Polls `condition` every 10 ms of real time, at most 300 times.
+async fn eventually<F: Future<Output = bool>>(mut condition: impl FnMut() -> F) -> bool {
+    for _ in 0..300 {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn health_and_instance_states_follow_heartbeats_until_eviction() {
+    let registry = start_registry(config(), 0).await.unwrap();
+    let http = registry.http;
+    let live = start_instance(registry.addr, 4, RegistrationConfig::default())
+        .await
+        .unwrap();
+    let (status, health) = json(http, "/healthz").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(
+        (health["status"].as_str(), health["instances"].as_u64()),
+        (Some("ok"), Some(1))
+    );
+
+    // An instance registered by hand never heartbeats: up, late after half the TTL, then evicted.
+    let client = registry_client(registry.addr).await;
+    let mut ghost = new_instance("10.0.0.9:9", 2);
+    ghost.service = String::from("Ghost");
+    client.register(ghost).await.unwrap().unwrap();
+    let (_, view) = json(http, "/v1/services/Ghost").await;
+    assert_eq!(view["instances"][0]["state"], "up", "{view}");
+    assert_eq!(view["instances"][0]["weight"], 2);
+    let went_late = eventually(|| async {
+        let (_, view) = json(http, "/v1/services/Ghost").await;
+        view["instances"][0]["state"] == "late"
+    })
+    .await;
+    assert!(went_late);
+    let status = client.status(Some(String::from("Ghost"))).await.unwrap();
+    assert_eq!(status[0].instances[0].state, InstanceState::Late);
+    assert!(status[0].instances[0].heartbeat_age_ms > 300);
+    let evicted = eventually(|| async {
+        json(http, "/v1/services/Ghost").await.0 == "HTTP/1.1 404 Not Found"
+    })
+    .await;
+    assert!(evicted);
+    assert_eq!(
+        metric(http, "rpc_registry_evictions_total", &[]).await,
+        Some(1.0)
+    );
+
+    // The heartbeating instance stays up through several TTLs.
+    tokio::time::sleep(TTL * 2).await;
+    let all = client.status(None).await.unwrap();
+    let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["Where"]);
+    assert_eq!(all[0].instances[0].instance.address, live.address);
+    assert_eq!(all[0].instances[0].state, InstanceState::Up);
+    let (_, health) = json(http, "/healthz").await;
+    assert_eq!(
+        (health["services"].as_u64(), health["instances"].as_u64()),
+        (Some(1), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_what_the_registry_did_and_pass_promtool() {
+    let registry = start_registry(config(), 0).await.unwrap();
+    let http = registry.http;
+    let _live = start_instance(registry.addr, 1, RegistrationConfig::default())
+        .await
+        .unwrap();
+    let client = registry_client(registry.addr).await;
+    let invalid = client.register(new_instance("", 1)).await.unwrap();
+    assert!(
+        matches!(invalid, Err(RegistryError::Invalid(_))),
+        "{invalid:?}"
+    );
+
+    // A watch waiting for a change counts as a watcher until its caller gives up.
+    let snapshot = client.instances(String::from("Where")).await.unwrap();
+    let watch = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .watch(
+                    String::from("Where"),
+                    snapshot.epoch,
+                    snapshot.revision,
+                    30_000,
+                )
+                .await
+        })
+    };
+    let rpc_watchers = [("api", "rpc")];
+    assert!(
+        eventually(|| async {
+            metric(http, "rpc_registry_watchers", &rpc_watchers).await == Some(1.0)
+        })
+        .await
+    );
+    watch.abort();
+    assert!(
+        eventually(|| async {
+            metric(http, "rpc_registry_watchers", &rpc_watchers).await == Some(0.0)
+        })
+        .await
+    );
+
+    // Heartbeats come every third of the TTL.
+    assert!(
+        eventually(|| async {
+            metric(http, "rpc_registry_heartbeats_total", &[]).await >= Some(2.0)
+        })
+        .await
+    );
+
+    let (status, headers, body) = http_get(http, "/metrics").await.unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let content_type = headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(
+        content_type,
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let s = prom::parse(&body).unwrap();
+    assert_eq!(
+        prom::value(&s, "rpc_registry_instances", &[("service", "Where")]),
+        Some(1.0)
+    );
+    assert_eq!(prom::value(&s, "rpc_registry_services", &[]), Some(1.0));
+    assert_eq!(
+        prom::value(&s, "rpc_registry_registrations_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        prom::value(&s, "rpc_registry_refused_total", &[("reason", "invalid")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        prom::value(
+            &s,
+            "rpc_registry_refused_total",
+            &[("reason", "unauthenticated")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(prom::value(&s, "rpc_registry_ttl_seconds", &[]), Some(0.6));
+    // The registry's RPC server counts its own calls too.
+    let registered = [
+        ("service", "Registry"),
+        ("method", "register"),
+        ("status", "Ok"),
+    ];
+    assert_eq!(
+        prom::value(&s, "rpc_server_calls_total", &registered),
+        Some(2.0),
+        "{body}"
+    );
+    match promtool_check(&body) {
+        Ok(true) => {}
+        Ok(false) => eprintln!(
+            "promtool is not installed: the format was checked by this test's parser only"
+        ),
+        Err(problems) => panic!("{problems}\n{body}"),
+    }
+}
+
+#[tokio::test]
+async fn the_overview_long_poll_answers_at_a_change_or_after_its_wait() {
+    let registry = start_registry(config(), 0).await.unwrap();
+    let http = registry.http;
+    let (_, first) = json(http, "/v1/overview").await;
+    let epoch = first["epoch"].as_str().unwrap().to_owned();
+    let revision = first["revision"].as_u64().unwrap();
+    assert_eq!(first["ttl_ms"], 600);
+    assert_eq!(first["services"].as_array().map(Vec::len), Some(0));
+
+    // Nothing changes: answered unchanged after the wait.
+    let (_, same) = json(
+        http,
+        &format!("/v1/overview?epoch={epoch}&since={revision}&wait_ms=50"),
+    )
+    .await;
+    assert_eq!(same["revision"].as_u64(), Some(revision));
+
+    // A poll waiting at the current revision is answered by the next registration, with it.
+    let waiting = tokio::spawn(async move {
+        json(
+            http,
+            &format!("/v1/overview?epoch={epoch}&since={revision}&wait_ms=30000"),
+        )
+        .await
+    });
+    let http_watchers = [("api", "http")];
+    assert!(eventually(|| async { prom_watchers(http, &http_watchers).await == Some(1.0) }).await);
+    let instance = start_instance(registry.addr, 5, RegistrationConfig::default())
+        .await
+        .unwrap();
+    let (_, changed) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("answered at the change, not after 30 s")
+        .unwrap();
+    assert!(changed["revision"].as_u64() > Some(revision));
+    let service = &changed["services"][0];
+    assert_eq!(service["name"], "Where");
+    assert_eq!(
+        service["instances"][0]["address"],
+        instance.address.as_str()
+    );
+    assert_eq!(service["instances"][0]["weight"], 5);
+    assert_eq!(changed["totals"]["instances"], 1);
+
+    // Another registry process's epoch is answered at once.
+    let (_, other) = json(
+        http,
+        &format!("/v1/overview?epoch=1&since={revision}&wait_ms=30000"),
+    )
+    .await;
+    assert_eq!(other["services"][0]["name"], "Where");
+}
+
+async fn prom_watchers(http: std::net::SocketAddr, labels: &[(&str, &str)]) -> Option<f64> {
+    metric(http, "rpc_registry_watchers", labels).await
+}
+
+#[tokio::test]
+async fn dashboards_waiting_at_once_are_bounded() {
+    let registry = start_registry(
+        RegistryConfig {
+            max_http_watchers: 1,
+            ..config()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let http = registry.http;
+    let (_, first) = json(http, "/v1/overview").await;
+    let path = format!(
+        "/v1/overview?epoch={}&since={}&wait_ms=30000",
+        first["epoch"].as_str().unwrap(),
+        first["revision"]
+    );
+    let waiting = {
+        let path = path.clone();
+        tokio::spawn(async move { http_get(http, &path).await })
+    };
+    assert!(
+        eventually(|| async { prom_watchers(http, &[("api", "http")]).await == Some(1.0) }).await
+    );
+    let (status, headers, body) = http_get(http, &path).await.unwrap();
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    assert!(body.contains("max_http_watchers"), "{body}");
+    assert!(
+        headers.iter().any(|(k, v)| k == "retry-after" && v == "5"),
+        "{headers:?}"
+    );
+    waiting.abort();
+    // The poll that went away no longer counts.
+    assert!(
+        eventually(|| async { prom_watchers(http, &[("api", "http")]).await == Some(0.0) }).await
+    );
+}
