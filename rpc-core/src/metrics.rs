@@ -70,6 +70,22 @@ impl MethodStats {
     }
 }
 
+/// Ids of [`Metrics`], for the per-thread caches.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Entries of a thread's cache of method counters.
+const CACHED: usize = 32;
+
+/// Counters by (metrics id, method id).
+type Cached = Vec<((u64, u32), Arc<MethodStats>)>;
+
+thread_local! {
+    /// The counters this thread looked up last.
+    static CACHE: std::cell::RefCell<Cached> = const {
+        std::cell::RefCell::new(Vec::new())
+    };
+}
+
 /// Which side of calls the metrics count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Side {
@@ -78,6 +94,9 @@ enum Side {
 }
 
 struct Inner {
+    /// Tells these metrics apart in the per-thread caches of [`Metrics::method`] (never reused, unlike an
+    /// address).
+    id: u64,
     side: Side,
     methods: RwLock<IdMap<u32, Arc<MethodStats>>>,
     in_flight: AtomicI64,
@@ -104,6 +123,7 @@ impl Metrics {
     fn new(side: Side) -> Metrics {
         Metrics {
             inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 side,
                 methods: RwLock::new(IdMap::default()),
                 in_flight: AtomicI64::new(0),
@@ -124,8 +144,30 @@ impl Metrics {
         Metrics::new(Side::Client)
     }
 
-    /// The counters of `method`, made on first use.
+    /// The counters of `method`, made on first use. A client looks them up on every call: a small per-thread
+    /// cache answers without touching the shared map's lock.
     pub(crate) fn method(&self, method: &MethodInfo) -> Arc<MethodStats> {
+        let key = (self.inner.id, method.id);
+        let cached = CACHE.with_borrow(|cache| {
+            cache
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, stats)| Arc::clone(stats))
+        });
+        if let Some(stats) = cached {
+            return stats;
+        }
+        let stats = self.shared_method(method);
+        CACHE.with_borrow_mut(|cache| {
+            if cache.len() == CACHED {
+                cache.remove(0);
+            }
+            cache.push((key, Arc::clone(&stats)));
+        });
+        stats
+    }
+
+    fn shared_method(&self, method: &MethodInfo) -> Arc<MethodStats> {
         let methods = self
             .inner
             .methods
@@ -388,5 +430,32 @@ mod tests {
             "rpc_server_call_duration_seconds_count{service=\"Lab\",method=\"echo\"} 3\n"
         ));
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn each_metrics_counts_its_own_calls_through_the_thread_cache() {
+        let (a, b) = (Metrics::client(), Metrics::client());
+        for _ in 0..3 {
+            a.method(&ECHO).record(Status::Ok, Duration::from_micros(5));
+        }
+        b.method(&ECHO).record(Status::Ok, Duration::from_micros(5));
+        // More methods than the cache holds push the first out; it is found again in the shared map.
+        for id in 0..(CACHED as u32 + 5) {
+            let other = MethodInfo {
+                id: 1000 + id,
+                ..ECHO
+            };
+            a.method(&other);
+        }
+        a.method(&ECHO).record(Status::Ok, Duration::from_micros(5));
+        let ok = |m: &Metrics| {
+            let calls = "rpc_client_calls_total{service=\"Lab\",method=\"echo\",status=\"Ok\"}";
+            m.render()
+                .lines()
+                .find(|l| l.starts_with(calls))
+                .map(str::to_owned)
+        };
+        assert!(ok(&a).is_some_and(|l| l.ends_with(" 4")), "{:?}", ok(&a));
+        assert!(ok(&b).is_some_and(|l| l.ends_with(" 1")), "{:?}", ok(&b));
     }
 }

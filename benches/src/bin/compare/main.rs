@@ -49,7 +49,8 @@ struct Args {
     /// Milliseconds measured in each run.
     #[arg(long, default_value_t = 700)]
     measure_ms: u64,
-    /// Systems to run, comma-separated: raw, rpc, tarpc, tonic.
+    /// Systems to run, comma-separated: raw, rpc, tarpc, tonic; also rpc-metrics (this framework with
+    /// metrics on, on both sides), to measure what metrics cost.
     #[arg(long, value_delimiter = ',', default_value = "raw,rpc,tarpc,tonic")]
     systems: Vec<String>,
     /// Payload sizes in bytes, comma-separated.
@@ -174,7 +175,8 @@ fn run_one(
 ) -> Result<Sample, String> {
     let server = match system {
         System::Raw => raw::start_server(),
-        System::Rpc => ours::start_server(),
+        System::Rpc => ours::start_server(false),
+        System::RpcMetrics => ours::start_server(true),
         System::Tarpc => tarpc_echo::start_server(),
         System::Tonic => tonic_echo::start_server(),
     }
@@ -204,6 +206,17 @@ fn run_one(
                     warm_up,
                     measure,
                     ours::Client::connect,
+                )
+                .await
+            }
+            System::RpcMetrics => {
+                drive(
+                    addr,
+                    workload,
+                    payload,
+                    warm_up,
+                    measure,
+                    ours::Client::connect_with_metrics,
                 )
                 .await
             }

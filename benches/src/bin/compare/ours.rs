@@ -1,22 +1,26 @@
 //! This framework: the `Echo` service of `benches::echo`, served by `rpc_core::Server` with its default
-//! configuration and called through the generated `EchoClient` (one multiplexed connection per client).
+//! configuration and called through the generated `EchoClient` (one multiplexed connection per client); with
+//! metrics on both sides, as the `rpc-metrics` system.
 
 use std::net::SocketAddr;
 
 use benches::echo::{EchoClient, EchoServer, Echoer};
 use benches::server_thread::ServerThread;
 use bytes::Bytes;
-use rpc_core::Server;
+use rpc_core::{ClientConfig, Metrics, Server};
 use serde_bytes::ByteBuf;
 
 use crate::driver::EchoCall;
 
-/// Starts the echo server on its own thread.
-pub(crate) fn start_server() -> std::io::Result<ServerThread> {
-    let server = Server::builder()
-        .add_service(EchoServer::new(Echoer))
-        .build()
-        .map_err(std::io::Error::other)?;
+/// Starts the echo server on its own thread, counting into metrics if `metrics`.
+pub(crate) fn start_server(metrics: bool) -> std::io::Result<ServerThread> {
+    let builder = Server::builder().add_service(EchoServer::new(Echoer));
+    let builder = if metrics {
+        builder.metrics(Metrics::server())
+    } else {
+        builder
+    };
+    let server = builder.build().map_err(std::io::Error::other)?;
     ServerThread::spawn("rpc-server", move |listener| async move {
         if let Err(e) = server.serve(listener).await {
             eprintln!("rpc server: {e}");
@@ -34,6 +38,18 @@ impl Client {
         EchoClient::connect(addr)
             .await
             .map(Client)
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))
+    }
+
+    /// Connects to `addr` with a client that counts its calls into metrics.
+    pub(crate) async fn connect_with_metrics(addr: SocketAddr) -> Result<Client, String> {
+        let config = ClientConfig {
+            metrics: Some(Metrics::client()),
+            ..ClientConfig::default()
+        };
+        rpc_core::Client::connect_with(addr, config)
+            .await
+            .map(|c| Client(EchoClient::new(c)))
             .map_err(|e| format!("cannot connect to {addr}: {e}"))
     }
 }

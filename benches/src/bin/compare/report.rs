@@ -14,6 +14,8 @@ pub(crate) enum System {
     Raw,
     /// This framework.
     Rpc,
+    /// This framework with metrics on, on both the server and the client (not in the default set).
+    RpcMetrics,
     /// tarpc with its bincode transport.
     Tarpc,
     /// tonic over one HTTP/2 connection.
@@ -21,12 +23,19 @@ pub(crate) enum System {
 }
 
 impl System {
-    pub(crate) const ALL: [System; 4] = [System::Raw, System::Rpc, System::Tarpc, System::Tonic];
+    pub(crate) const ALL: [System; 5] = [
+        System::Raw,
+        System::Rpc,
+        System::RpcMetrics,
+        System::Tarpc,
+        System::Tonic,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             System::Raw => "raw",
             System::Rpc => "rpc",
+            System::RpcMetrics => "rpc-metrics",
             System::Tarpc => "tarpc",
             System::Tonic => "tonic",
         }
@@ -37,7 +46,9 @@ impl System {
             .into_iter()
             .find(|s| s.name() == name)
             .ok_or_else(|| {
-                format!("unknown system `{name}`; expected one of raw, rpc, tarpc, tonic")
+                format!(
+                    "unknown system `{name}`; expected one of raw, rpc, rpc-metrics, tarpc, tonic"
+                )
             })
     }
 }
