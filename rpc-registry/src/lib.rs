@@ -33,16 +33,21 @@
 //! - [`discovery`]: [`Discovery`], watched instance lists and the balancers made from them.
 //! - [`swrr`]: [`Swrr`], smooth weighted round-robin with failure feedback.
 //! - With the `server` feature (default): `state` (leases, revisions, the expiry wheel), [`service`] (the API
-//!   implementation, the credential and address checks, evictions), `http` (the JSON view),
+//!   implementation, the credential and address checks, evictions), `http` (the dashboard, JSON API and
+//!   metrics), `stats` (the registry's counters),
 //!   [`serve`](fn@serve) (running it all), [`config`] ([`RegistryConfig`]: timings, checks, limits),
 //!   [`credentials`] ([`Credentials`]: per-service tokens and client-certificate names), and the
 //!   `rpc-registry` binary.
+//! - With the `server` feature: [`cli`], the binary's client subcommands `ls` (a table of the instances) and
+//!   `watch` (a line per change).
 
 pub mod api;
 pub mod discovery;
 pub mod registration;
 pub mod swrr;
 
+#[cfg(feature = "server")]
+pub mod cli;
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]

@@ -1,0 +1,159 @@
+//! The client subcommands of the `rpc-registry` binary, `ls` and `watch`: they read a running registry through
+//! its API ([`RegistryClient`]) and print what they find for a person, as a table or as one line per change.
+//! The runners take their writers (stdout, stderr) as arguments, so tests capture what they print.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), rpc_registry::cli::CliError> {
+//! let options = rpc_registry::cli::Options::new("127.0.0.1:7070");
+//! rpc_registry::cli::ls(&options, Some("Calc"), &mut std::io::stdout(), &mut std::io::stderr()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - `table`: [`render_table`], [`format_age`] and [`format_metadata`], the table `ls` prints.
+//! - `changes`: [`diff`], [`Change`] and [`Tracker`], the lines `watch` prints.
+//! - `watch`: the [`watch`](fn@watch) runner (the long poll, its retries, the time stamps) and [`WatchConfig`].
+//! - this file: [`Options`], [`CliError`], the connection to the registry, and the [`ls`] runner.
+
+mod changes;
+mod table;
+mod watch;
+
+use std::io::Write;
+use std::time::Duration;
+
+use rpc_core::tls::ClientTls;
+use rpc_core::{Client, ClientConfig, RpcError};
+
+use crate::api::RegistryClient;
+use crate::discovery::bearer;
+
+pub use changes::{Change, Tracker, diff};
+pub use table::{format_age, format_metadata, render_table};
+pub use watch::{
+    DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_WAIT, WatchConfig, format_timestamp, watch,
+};
+
+/// Default of [`Options::timeout`]: 5 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest the connection waits between two attempts to reconnect: 100 ms, so that the runners' own
+/// pauses (see [`WatchConfig::backoff_max`]) decide when the next attempt is made.
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(100);
+
+/// How the client subcommands reach the registry.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The address of the registry's API, `host:port`.
+    pub registry: String,
+    /// A token sent as `authorization: Bearer <token>` with every call (reads need none today). Default none.
+    pub token: Option<String>,
+    /// TLS to the registry; `None` (the default) connects in the clear.
+    pub tls: Option<ClientTls>,
+    /// The longest wait to connect, and for an answer beyond a watch's own wait. Default 5 s
+    /// ([`DEFAULT_TIMEOUT`]).
+    pub timeout: Duration,
+}
+
+impl Options {
+    /// Options for the registry at `registry`, with no token, no TLS and the default timeout.
+    pub fn new(registry: impl Into<String>) -> Options {
+        Options {
+            registry: registry.into(),
+            token: None,
+            tls: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// Why `ls` or `watch` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The registry could not be reached, or did not answer within the timeout.
+    #[error("cannot query the registry at {registry}: {source}")]
+    Registry {
+        /// The registry's address, as given.
+        registry: String,
+        /// What went wrong.
+        #[source]
+        source: RpcError,
+    },
+    /// The token cannot travel as metadata.
+    #[error("{0}")]
+    Token(#[source] RpcError),
+    /// The output could not be written (a closed pipe, say).
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    fn registry(options: &Options, source: RpcError) -> CliError {
+        CliError::Registry {
+            registry: options.registry.clone(),
+            source,
+        }
+    }
+}
+
+/// A stub of the registry at `options.registry`; it connects on its first call, within `options.timeout`.
+async fn connect(options: &Options) -> Result<RegistryClient, CliError> {
+    let config = ClientConfig {
+        connect_timeout: options.timeout,
+        default_deadline: options.timeout,
+        backoff_min: RECONNECT_BACKOFF_MAX / 2,
+        backoff_max: RECONNECT_BACKOFF_MAX,
+        tls: options.tls.clone(),
+        ..ClientConfig::default()
+    };
+    let client = Client::lazy_with(options.registry.as_str(), config)
+        .await
+        .map_err(|e| CliError::registry(options, e))?;
+    let registry = RegistryClient::new(client);
+    match &options.token {
+        Some(token) => Ok(registry.with_metadata(bearer(token).map_err(CliError::Token)?)),
+        None => Ok(registry),
+    }
+}
+
+/// `rpc-registry ls [SERVICE]`: prints to `out` the table of the instances of `service` (of every service if
+/// `None`), or says on `err` that there is none. Fails if the registry does not answer within
+/// `options.timeout`.
+pub async fn ls(
+    options: &Options,
+    service: Option<&str>,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<(), CliError> {
+    let registry = connect(options).await?;
+    let statuses = registry
+        .with_deadline(options.timeout)
+        .status(service.map(str::to_owned))
+        .await
+        .map_err(|e| CliError::registry(options, e))?;
+    if statuses.iter().all(|s| s.instances.is_empty()) {
+        match service {
+            Some(service) => writeln!(
+                err,
+                "no instance of {service} is registered with the registry at {}",
+                options.registry
+            )?,
+            None => writeln!(
+                err,
+                "no instance is registered with the registry at {}",
+                options.registry
+            )?,
+        }
+        return Ok(());
+    }
+    out.write_all(render_table(&statuses).as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The order of addresses in what the subcommands print: `IP:port` addresses by IP then port (so `:7002` comes
+/// before `:10000`), after any other form (host names), which go by their text.
+fn address_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let key = |s: &str| (s.parse::<std::net::SocketAddr>().ok(), s.to_owned());
+    key(a).cmp(&key(b))
+}

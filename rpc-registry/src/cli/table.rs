@@ -1,0 +1,252 @@
+//! The table `rpc-registry ls` prints: a header, then one row per instance sorted by service then address, the
+//! columns aligned; and the human forms of its cells, a heartbeat's age (`350ms`, `2.1s`) and metadata
+//! (`k=v,k=v`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::api::{InstanceState, ServiceStatus};
+
+/// The header row.
+const HEADER: [&str; 7] = [
+    "SERVICE",
+    "ADDRESS",
+    "WEIGHT",
+    "STATE",
+    "HEARTBEAT",
+    "INCARNATION",
+    "METADATA",
+];
+
+/// What separates two columns.
+const GAP: &str = "   ";
+
+/// The table of the instances in `statuses`: a header row, then one row per instance, sorted by service then
+/// address; every column as wide as its widest cell, no trailing spaces, each line ending in `\n`.
+///
+/// ```
+/// use rpc_registry::{Instance, InstanceState, InstanceStatus, ServiceStatus};
+/// let instance = Instance {
+///     service: "Calc".into(),
+///     address: "127.0.0.1:7001".into(),
+///     weight: 5,
+///     metadata: [("zone".to_owned(), "a".to_owned())].into(),
+///     lease: 1,
+///     incarnation: 1,
+/// };
+/// let status = ServiceStatus {
+///     name: "Calc".into(),
+///     revision: 1,
+///     instances: vec![InstanceStatus { instance, state: InstanceState::Up, heartbeat_age_ms: 350 }],
+/// };
+/// assert_eq!(
+///     rpc_registry::cli::render_table(&[status]),
+///     "SERVICE   ADDRESS          WEIGHT   STATE   HEARTBEAT   INCARNATION   METADATA\n\
+///      Calc      127.0.0.1:7001   5        up      350ms       1             zone=a\n"
+/// );
+/// ```
+pub fn render_table(statuses: &[ServiceStatus]) -> String {
+    let mut rows: Vec<[String; 7]> = statuses
+        .iter()
+        .flat_map(|service| {
+            service.instances.iter().map(|status| {
+                let i = &status.instance;
+                let metadata = match format_metadata(&i.metadata) {
+                    m if m.is_empty() => "-".to_owned(),
+                    m => m,
+                };
+                [
+                    service.name.clone(),
+                    i.address.clone(),
+                    i.weight.to_string(),
+                    state(status.state).to_owned(),
+                    format_age(Duration::from_millis(status.heartbeat_age_ms)),
+                    i.incarnation.to_string(),
+                    metadata,
+                ]
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        a[0].cmp(&b[0])
+            .then_with(|| super::address_order(&a[1], &b[1]))
+    });
+    let mut widths = HEADER.map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut table = String::new();
+    push_row(&mut table, &HEADER.map(str::to_owned), &widths);
+    for row in &rows {
+        push_row(&mut table, row, &widths);
+    }
+    table
+}
+
+/// Appends `row` to `table`, each cell padded to its column's width.
+fn push_row(table: &mut String, row: &[String; 7], widths: &[usize; 7]) {
+    let mut line = String::new();
+    for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+        if i > 0 {
+            line.push_str(GAP);
+        }
+        line.push_str(cell);
+        let pad = width.saturating_sub(cell.chars().count());
+        line.extend(std::iter::repeat_n(' ', pad));
+    }
+    table.push_str(line.trim_end());
+    table.push('\n');
+}
+
+fn state(state: InstanceState) -> &'static str {
+    match state {
+        InstanceState::Up => "up",
+        InstanceState::Late => "late",
+    }
+}
+
+/// `age` for a person, to two significant units at most: `350ms` below a second, `2.1s` below ten seconds
+/// (tenths cut, not rounded), `42s` below a minute, then `3m05s`, `2h03m`, `4d07h`.
+///
+/// ```
+/// use std::time::Duration;
+/// use rpc_registry::cli::format_age;
+/// assert_eq!(format_age(Duration::from_millis(350)), "350ms");
+/// assert_eq!(format_age(Duration::from_millis(2150)), "2.1s");
+/// assert_eq!(format_age(Duration::from_secs(185)), "3m05s");
+/// ```
+pub fn format_age(age: Duration) -> String {
+    let ms = age.as_millis();
+    let s = age.as_secs();
+    match () {
+        _ if ms < 1_000 => format!("{ms}ms"),
+        _ if s < 10 => format!("{s}.{}s", (ms % 1_000) / 100),
+        _ if s < 60 => format!("{s}s"),
+        _ if s < 3_600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ if s < 86_400 => format!("{}h{:02}m", s / 3_600, s % 3_600 / 60),
+        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3_600),
+    }
+}
+
+/// `metadata` as `k=v,k=v`, in key order; empty if there is none.
+pub fn format_metadata(metadata: &BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Instance, InstanceStatus};
+
+    fn status(address: &str, weight: u32, state: InstanceState, age_ms: u64) -> InstanceStatus {
+        InstanceStatus {
+            instance: Instance {
+                service: String::new(),
+                address: address.to_owned(),
+                weight,
+                metadata: BTreeMap::new(),
+                lease: 1,
+                incarnation: 1,
+            },
+            state,
+            heartbeat_age_ms: age_ms,
+        }
+    }
+
+    fn service(name: &str, instances: Vec<InstanceStatus>) -> ServiceStatus {
+        ServiceStatus {
+            name: name.to_owned(),
+            revision: 1,
+            instances,
+        }
+    }
+
+    #[test]
+    fn the_table_is_sorted_by_service_then_address_with_aligned_columns() {
+        let mut tagged = status("127.0.0.1:7002", 1, InstanceState::Late, 2_150);
+        tagged.instance.metadata = [("zone", "b"), ("ver", "2")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        tagged.instance.incarnation = 12;
+        let statuses = [
+            service(
+                "Calc",
+                vec![status("127.0.0.1:10000", 5, InstanceState::Up, 40), tagged],
+            ),
+            service(
+                "Billing",
+                vec![status(
+                    "billing.internal:80",
+                    100,
+                    InstanceState::Up,
+                    61_000,
+                )],
+            ),
+        ];
+        let expected = "\
+SERVICE   ADDRESS               WEIGHT   STATE   HEARTBEAT   INCARNATION   METADATA
+Billing   billing.internal:80   100      up      1m01s       1             -
+Calc      127.0.0.1:7002        1        late    2.1s        12            ver=2,zone=b
+Calc      127.0.0.1:10000       5        up      40ms        1             -
+";
+        assert_eq!(render_table(&statuses), expected);
+    }
+
+    #[test]
+    fn a_table_without_instances_is_its_header() {
+        assert_eq!(
+            render_table(&[service("Calc", vec![])]),
+            "SERVICE   ADDRESS   WEIGHT   STATE   HEARTBEAT   INCARNATION   METADATA\n"
+        );
+    }
+
+    #[test]
+    fn wide_cells_widen_their_column_counting_characters_not_bytes() {
+        let statuses = [service(
+            "Zählung",
+            vec![status("127.0.0.1:1", 1, InstanceState::Up, 0)],
+        )];
+        let table = render_table(&statuses);
+        let lines: Vec<&str> = table.lines().collect();
+        let column = |line: &str, at: &str| line.find(at).map(|b| line[..b].chars().count());
+        assert_eq!(column(lines[0], "ADDRESS"), column(lines[1], "127.0.0.1:1"));
+        assert_eq!(
+            column(lines[0], "ADDRESS"),
+            Some("SERVICE".len() + GAP.len())
+        );
+    }
+
+    #[test]
+    fn ages_read_as_milliseconds_tenths_of_seconds_then_larger_units() {
+        for (ms, text) in [
+            (0, "0ms"),
+            (350, "350ms"),
+            (999, "999ms"),
+            (1_000, "1.0s"),
+            (2_150, "2.1s"),
+            (9_999, "9.9s"),
+            (10_000, "10s"),
+            (59_999, "59s"),
+            (60_000, "1m00s"),
+            (185_000, "3m05s"),
+            (3_600_000, "1h00m"),
+            (7_380_000, "2h03m"),
+            (86_400_000, "1d00h"),
+            (370_800_000, "4d07h"),
+        ] {
+            assert_eq!(format_age(Duration::from_millis(ms)), text, "{ms} ms");
+        }
+    }
+
+    #[test]
+    fn metadata_reads_as_key_value_pairs_in_key_order() {
+        let metadata: BTreeMap<String, String> = [("zone", "a"), ("version", "1.2")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        assert_eq!(format_metadata(&metadata), "version=1.2,zone=a");
+        assert_eq!(format_metadata(&BTreeMap::new()), "");
+    }
+}
