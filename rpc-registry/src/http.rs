@@ -200,8 +200,10 @@ async fn overview(State(http): State<Http>, Query(since): Query<Since>) -> Respo
             Duration::from_millis(since.wait_ms.unwrap_or(0)).min(shared.config.max_watch_wait);
         // `wait_for` looks at the current revision first, so a change made since the check above is not missed.
         let from = since.since;
-        let _ =
-            tokio::time::timeout(wait, changed.wait_for(|&revision| Some(revision) != from)).await;
+        tokio::select! {
+            _ = tokio::time::timeout(wait, changed.wait_for(|&revision| Some(revision) != from)) => {}
+            () = shared.closed() => {}
+        }
     }
     let state = shared.state();
     let ttl = state.ttl();

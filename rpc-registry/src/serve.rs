@@ -1,5 +1,5 @@
-//! Running a registry: its RPC API on one listener, its HTTP port (dashboard, JSON API, metrics) on another, the eviction task, and a graceful
-//! shutdown of all three.
+//! Running a registry: its RPC API on one listener, its HTTP port (dashboard, JSON API, metrics) on another,
+//! the eviction task, and a graceful shutdown of all three (evictions stop first, waiting watches answer).
 
 use rpc_core::Server;
 use tokio::net::TcpListener;
@@ -21,17 +21,17 @@ pub async fn serve(
     #[cfg(feature = "tls")]
     let tls = config.tls.clone();
     let (service, evictions) = RegistryService::new(config);
-    // Stopped when `serve` returns, and also when it is dropped (aborted) before.
+    let shared = std::sync::Arc::clone(service.shared());
+    // Stopped when shutdown begins, and also when `serve` is dropped (aborted) before.
     let evictions = AbortOnDrop(tokio::spawn(evictions).abort_handle());
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let stop_evicting = evictions.0.clone();
     let rpc_metrics = rpc_core::Metrics::server();
     let http_task = http.map(|listener| {
-        let app = http::router(std::sync::Arc::clone(service.shared()), rpc_metrics.clone());
+        let app = http::router(std::sync::Arc::clone(&shared), rpc_metrics.clone());
+        let shared = std::sync::Arc::clone(&shared);
         tokio::spawn(async move {
             axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = http_stopped.await;
-                })
+                .with_graceful_shutdown(async move { shared.closed().await })
                 .await
         })
     });
@@ -45,8 +45,18 @@ pub async fn serve(
         None => builder,
     };
     let server = builder.build().map_err(std::io::Error::other)?;
+    let shutdown = {
+        let shared = std::sync::Arc::clone(&shared);
+        async move {
+            shutdown.await;
+            // While the server drains it refuses heartbeats: evicting now would remove live instances and tell
+            // every watcher so. Waiting watches answer at once, so that the drain does not wait for them.
+            stop_evicting.abort();
+            shared.close();
+        }
+    };
     let served = server.serve_with_shutdown(rpc, shutdown).await;
-    let _ = stop_http.send(());
+    shared.close();
     if let Some(task) = http_task {
         let _ = task.await;
     }

@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) stats: Stats,
     /// When the registry started.
     pub(crate) started: Instant,
+    /// Set when the registry begins to shut down: waiting watches answer at once.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -40,7 +42,19 @@ impl Shared {
             config,
             stats: Stats::default(),
             started: Instant::now(),
+            closing: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// The registry is shutting down: watches waiting for a change answer now, and new ones at once.
+    pub(crate) fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Completes once the registry is shutting down.
+    pub(crate) async fn closed(&self) {
+        let mut closing = self.closing.subscribe();
+        let _ = closing.wait_for(|&closing| closing).await;
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
@@ -225,7 +239,10 @@ impl Registry for RegistryService {
         };
         let wait = Duration::from_millis(wait_ms).min(self.shared.config.max_watch_wait);
         let _watching = self.shared.stats.rpc_watching();
-        let _ = tokio::time::timeout(wait, changed.wait_for(|&revision| revision != since)).await;
+        tokio::select! {
+            _ = tokio::time::timeout(wait, changed.wait_for(|&revision| revision != since)) => {}
+            () = self.shared.closed() => {}
+        }
         drop(changed);
         let mut state = self.shared.state();
         let snapshot = state.snapshot(&service);

@@ -534,14 +534,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_lease_named_with_another_service_or_address_is_not_that_lease() {
         let mut s = State::new(1, Duration::from_secs(3), limits());
-        let lease = s.register(new("Calc", "10.0.0.1:1"), Instant::now()).unwrap();
+        let lease = s
+            .register(new("Calc", "10.0.0.1:1"), Instant::now())
+            .unwrap();
         for (service, address) in [("Billing", "10.0.0.1:1"), ("Calc", "10.0.0.2:1")] {
             let foreign = lease_ref(&lease, service, address);
             let unknown = RegistryError::UnknownLease { lease: lease.id };
             assert_eq!(s.heartbeat(&foreign, Instant::now()), Err(unknown));
-            assert_eq!(s.deregister(&foreign), Ok(false), "nothing of {service} at {address} to remove");
+            assert_eq!(
+                s.deregister(&foreign),
+                Ok(false),
+                "nothing of {service} at {address} to remove"
+            );
         }
-        assert_eq!(s.snapshot("Calc").instances.len(), 1, "Calc's instance stays");
+        assert_eq!(
+            s.snapshot("Calc").instances.len(),
+            1,
+            "Calc's instance stays"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -304,3 +304,73 @@ async fn dashboards_waiting_at_once_are_bounded() {
         eventually(|| async { prom_watchers(http, &[("api", "http")]).await == Some(0.0) }).await
     );
 }
+
+#[tokio::test]
+async fn shutdown_answers_waiting_watches_with_every_instance_still_there() {
+    let rpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr, http) = (rpc.local_addr().unwrap(), {
+        let a = http.local_addr().unwrap();
+        (http, a)
+    });
+    let (listener, http) = http;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let registry = tokio::spawn(rpc_registry::serve(config(), rpc, Some(listener), async {
+        let _ = stopped.await;
+    }));
+    let live = start_instance(addr, 1, RegistrationConfig::default())
+        .await
+        .unwrap();
+    let client = registry_client(addr).await;
+    let snapshot = client.instances(String::from("Where")).await.unwrap();
+    let rpc_watch = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .watch(
+                    String::from("Where"),
+                    snapshot.epoch,
+                    snapshot.revision,
+                    60_000,
+                )
+                .await
+        })
+    };
+    let (_, first) = json(http, "/v1/overview").await;
+    let poll = format!(
+        "/v1/overview?epoch={}&since={}&wait_ms=60000",
+        first["epoch"].as_str().unwrap(),
+        first["revision"]
+    );
+    let http_watch = tokio::spawn(async move { json(http, &poll).await });
+    let both_wait = eventually(|| async {
+        prom_watchers(http, &[("api", "rpc")]).await == Some(1.0)
+            && prom_watchers(http, &[("api", "http")]).await == Some(1.0)
+    })
+    .await;
+    assert!(both_wait);
+
+    // Shutting down answers both watches now, not after their minute, with the live instance still listed:
+    // the registry evicts no one while it drains (and refuses heartbeats).
+    stop.send(()).unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(5), rpc_watch)
+        .await
+        .expect("the RPC watch is answered at shutdown")
+        .unwrap()
+        .unwrap();
+    assert_eq!(answered.instances.len(), 1);
+    assert_eq!(answered.instances[0].address, live.address);
+    let (_, overview) = tokio::time::timeout(Duration::from_secs(5), http_watch)
+        .await
+        .expect("the dashboard's poll is answered at shutdown")
+        .unwrap();
+    assert_eq!(
+        overview["services"][0]["instances"][0]["address"],
+        live.address.as_str()
+    );
+    let finished = tokio::time::timeout(Duration::from_secs(5), registry).await;
+    assert!(
+        matches!(finished, Ok(Ok(Ok(())))),
+        "the registry returns once drained: {finished:?}"
+    );
+}
