@@ -35,7 +35,9 @@ pub async fn serve(
                 .await
         })
     });
-    let _http_guard = http_task.as_ref().map(|t| AbortOnDrop(t.abort_handle()));
+    // If `serve` is dropped before it returns, the HTTP port shuts down too: its connections run in tasks of
+    // their own, which aborting the accept loop would leave answering.
+    let _close_http = CloseOnDrop(std::sync::Arc::clone(&shared));
     let builder = Server::builder()
         .add_service(RegistryServer::new(service))
         .metrics(rpc_metrics);
@@ -62,6 +64,15 @@ pub async fn serve(
     }
     drop(evictions);
     served
+}
+
+/// Starts the registry's shutdown (of its HTTP port and waiting watches) when dropped.
+struct CloseOnDrop(std::sync::Arc<crate::service::Shared>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// Aborts a task when dropped.

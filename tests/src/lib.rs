@@ -13,6 +13,7 @@
 //! - [`garbage`]: hostile raw connections (bytes no client should send) and what the server must answer.
 //! - [`process`]: the `lab-server` binary (`src/bin/lab-server.rs`) as a child process, killed on drop.
 //! - [`prom`]: reading the Prometheus text format, a plain HTTP `GET`, and `promtool check metrics`.
+//! - [`webdriver`]: a minimal W3C WebDriver client that drives a headless Chromium through chromedriver.
 
 pub mod certs;
 pub mod cluster;
@@ -23,3 +24,4 @@ pub mod process;
 pub mod prom;
 pub mod serve;
 pub mod spans;
+pub mod webdriver;

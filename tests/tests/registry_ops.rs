@@ -374,3 +374,51 @@ async fn shutdown_answers_waiting_watches_with_every_instance_still_there() {
         "the registry returns once drained: {finished:?}"
     );
 }
+
+/// Sends `GET /healthz` on a kept-alive connection and reads the answer; `None` once the server closed it.
+async fn healthz_on(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = "GET /healthz HTTP/1.1\r\nhost: registry\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    for _ in 0..100 {
+        let text = String::from_utf8_lossy(&response).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>())
+                })
+                .and_then(Result::ok)?;
+            if body.len() >= length {
+                return Some(text);
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return None,
+            Ok(Ok(n)) => response.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("neither an answer nor a close within 5 s"),
+        }
+    }
+    panic!("no whole answer in 100 reads")
+}
+
+#[tokio::test]
+async fn a_dropped_registry_stops_answering_on_its_open_http_connections() {
+    let registry = start_registry(config(), 0).await.unwrap();
+    let mut kept = tokio::net::TcpStream::connect(registry.http).await.unwrap();
+    let first = healthz_on(&mut kept).await.expect("the registry answers");
+    assert!(first.starts_with("HTTP/1.1 200 OK"), "{first}");
+    registry.kill();
+    // Let the aborted registry be dropped before the next request (one already read would still be answered).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let after = tokio::time::timeout(Duration::from_secs(5), healthz_on(&mut kept)).await;
+    assert_eq!(
+        after.ok(),
+        Some(None),
+        "the kept-alive connection is closed, not answered"
+    );
+}

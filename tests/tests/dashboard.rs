@@ -1,0 +1,504 @@
+//! The registry's dashboard (`GET /`): one page that loads nothing from elsewhere, and, driven in a headless
+//! Chromium through chromedriver, shows every instance with its weight and share, follows registrations,
+//! deregistrations, missed heartbeats and evictions live (no reload), keeps its totals right, shows the
+//! registry's strings as text, never as markup, and backs off, saying so, when the registry is busy. The
+//! browser tests skip when chromedriver or Chromium is missing, unless `RPC_REQUIRE_BROWSER=1`. Real time with
+//! the default TTL, on two worker threads so that heartbeats keep their pace while the test waits on the page.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rpc_core::Client;
+use rpc_registry::{NewInstance, Registration, RegistrationConfig, RegistryClient, RegistryConfig};
+use serde::Deserialize;
+use tests::cluster::{start_instance, start_registry};
+use tests::prom::http_get;
+use tests::webdriver::{Element, WebDriver, browser_required};
+
+/// The default: an instance without heartbeats goes late after 1.5 s and is evicted at 3 s, and one that
+/// heartbeats (every second) has 500 ms of slack before it would look late on a busy machine.
+const TTL: Duration = Duration::from_secs(3);
+
+/// How often [`until`] looks at the page.
+const POLL: Duration = Duration::from_millis(50);
+
+/// How long the page may take to show what the registry already knows (it hears of changes by long poll).
+const SHOWN: Duration = Duration::from_secs(5);
+
+fn config() -> RegistryConfig {
+    RegistryConfig {
+        ttl: TTL,
+        ..RegistryConfig::default()
+    }
+}
+
+/// One instance row of the page, as the browser renders it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+struct Row {
+    service: String,
+    address: String,
+    state: String,
+    weight: String,
+    share: String,
+    metadata: Vec<String>,
+}
+
+/// Reads every instance row of the page in one go (so no row changes under the reading).
+const ROWS: &str = "return Array.from(document.querySelectorAll('tr[data-address]'), r => ({
+    service: r.dataset.service, address: r.dataset.address, state: r.dataset.state || '',
+    weight: r.querySelector('[data-testid=weight]').textContent,
+    share: r.querySelector('[data-testid=share]').textContent,
+    metadata: Array.from(r.querySelectorAll('.chip'), c => c.textContent)}));";
+
+async fn rows(driver: &WebDriver) -> Vec<Row> {
+    serde_json::from_value(driver.execute(ROWS, Vec::new()).await.unwrap()).unwrap()
+}
+
+fn row<'a>(rows: &'a [Row], service: &str, address: &str) -> Option<&'a Row> {
+    rows.iter()
+        .find(|r| r.service == service && r.address == address)
+}
+
+/// The element with `data-testid` `id`.
+async fn testid(driver: &WebDriver, id: &str) -> Element {
+    let selector = format!("[data-testid={id}]");
+    let element = driver.find(&selector).await.unwrap();
+    element.unwrap_or_else(|| panic!("no {selector} on the page"))
+}
+
+/// The connection indicator's `data-status`: `live`, `reconnecting` (or `connecting` at first).
+async fn status(driver: &WebDriver, connection: &Element) -> Option<String> {
+    driver.attribute(connection, "data-status").await.unwrap()
+}
+
+/// The text of the element with `data-testid` `id`.
+async fn text(driver: &WebDriver, id: &str) -> String {
+    driver.text(&testid(driver, id).await).await.unwrap()
+}
+
+/// Polls `probe` every [`POLL`] until it returns `Ok`, for at most `limit` (so a bounded number of times);
+/// panics with what it last saw if it never does.
+async fn until<T>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    let most = limit.as_millis() / POLL.as_millis() + 1;
+    let mut seen = String::new();
+    for _ in 0..most {
+        match probe().await {
+            Ok(done) => return done,
+            Err(now) => seen = now,
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    panic!("{what}: not within {limit:?}; last seen: {seen}");
+}
+
+/// A headless browser showing the dashboard at `http`, or `None` (the test skips) when no browser is installed
+/// and none is required.
+async fn open(http: SocketAddr) -> Option<WebDriver> {
+    match WebDriver::start().await {
+        Ok(driver) => {
+            driver.goto(&format!("http://{http}/")).await.unwrap();
+            Some(driver)
+        }
+        Err(e) if e.is_not_installed() && !browser_required() => {
+            eprintln!(
+                "skipping the browser test: {e} (RPC_REQUIRE_BROWSER=1 makes this a failure)"
+            );
+            None
+        }
+        Err(e) => panic!("no headless browser: {e}"),
+    }
+}
+
+/// Saves a screenshot at `path` and checks that it is a PNG.
+async fn screenshot(driver: &WebDriver, path: PathBuf) {
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, driver.screenshot().await.unwrap()).unwrap();
+    let written = std::fs::read(&path).unwrap();
+    assert!(written.starts_with(PNG), "{} is a PNG", path.display());
+    eprintln!("screenshot: {} ({} bytes)", path.display(), written.len());
+}
+
+fn target_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target")
+}
+
+fn instance(service: &str, address: &str, weight: u32, metadata: &[(&str, &str)]) -> NewInstance {
+    NewInstance {
+        service: service.to_owned(),
+        address: address.to_owned(),
+        weight,
+        metadata: metadata
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+/// Registers `new` with heartbeats.
+async fn register(registry: SocketAddr, new: NewInstance) -> Registration {
+    Registration::register(registry, new, RegistrationConfig::default())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_dashboard_is_one_page_that_loads_nothing_from_elsewhere() {
+    let registry = start_registry(config(), 0).await.unwrap();
+    let (status, headers, body) = http_get(registry.http, "/").await.unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let content_type = headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(content_type, Some("text/html; charset=utf-8"));
+    assert!(
+        body.contains("/v1/overview"),
+        "the page follows the overview"
+    );
+    let lower = body.to_ascii_lowercase();
+    for outside in [
+        "src=\"http",
+        "href=\"http",
+        "src='http",
+        "href='http",
+        "url(http",
+        "url(\"http",
+        "url('http",
+        "@import",
+        "//cdn",
+        "<link",
+        " src=",
+    ] {
+        assert!(!lower.contains(outside), "the page loads {outside}…");
+    }
+    assert!(
+        lower.contains("<style>") && lower.contains("<script>"),
+        "its styles and script are inline"
+    );
+    for markup in [
+        "innerhtml",
+        "outerhtml",
+        "insertadjacenthtml",
+        "document.write",
+    ] {
+        assert!(
+            !lower.contains(markup),
+            "the page never parses strings as markup: {markup}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_follows_registrations_missed_heartbeats_and_evictions_live() {
+    let registry = start_registry(config(), 0).await.unwrap();
+    let rpc = registry.addr;
+    let calc = [
+        ("10.0.1.11:7001", 5, "eu-west-1a", "1.4.2"),
+        ("10.0.1.12:7001", 1, "eu-west-1b", "1.4.2"),
+        ("10.0.1.13:7001", 1, "eu-west-1c", "1.5.0-rc1"),
+    ];
+    let mut calc_registrations = Vec::new();
+    for (address, weight, zone, version) in calc {
+        let meta = [("version", version), ("zone", zone)];
+        calc_registrations.push(register(rpc, instance("Calc", address, weight, &meta)).await);
+    }
+    let mut billing = Vec::new();
+    for (address, weight, zone) in [
+        ("10.0.2.21:8080", 3, "eu-west-1a"),
+        ("10.0.2.22:8080", 2, "eu-west-1b"),
+    ] {
+        let meta = [("version", "2.0.1"), ("zone", zone)];
+        billing.push(register(rpc, instance("Billing", address, weight, &meta)).await);
+    }
+    let start_where = |weight| start_instance(rpc, weight, RegistrationConfig::default());
+    let where_1 = start_where(4).await.unwrap();
+    let where_2 = start_where(2).await.unwrap();
+
+    // Every registered instance appears, with its weight and its share of the service's calls.
+    let Some(driver) = open(registry.http).await else {
+        return;
+    };
+    let shown = until("the 7 registered instances", SHOWN, async || {
+        let rows = rows(&driver).await;
+        if rows.len() == 7 {
+            Ok(rows)
+        } else {
+            Err(format!("{rows:?}"))
+        }
+    })
+    .await;
+    let expected = [
+        ("Calc", "10.0.1.11:7001", "5", "71%"),
+        ("Calc", "10.0.1.12:7001", "1", "14%"),
+        ("Calc", "10.0.1.13:7001", "1", "14%"),
+        ("Billing", "10.0.2.21:8080", "3", "60%"),
+        ("Billing", "10.0.2.22:8080", "2", "40%"),
+        ("Where", where_1.address.as_str(), "4", "67%"),
+        ("Where", where_2.address.as_str(), "2", "33%"),
+    ];
+    for (service, address, weight, share) in expected {
+        let r = row(&shown, service, address)
+            .unwrap_or_else(|| panic!("{service} {address} in {shown:?}"));
+        assert_eq!(
+            (r.weight.as_str(), r.share.as_str(), r.state.as_str()),
+            (weight, share, "up"),
+            "{r:?}"
+        );
+    }
+    let canary = row(&shown, "Calc", "10.0.1.13:7001").unwrap();
+    assert_eq!(canary.metadata, ["version=1.5.0-rc1", "zone=eu-west-1c"]);
+    assert_eq!(text(&driver, "total-instances").await, "7");
+    assert_eq!(text(&driver, "total-services").await, "3");
+    let connection = testid(&driver, "connection").await;
+    assert_eq!(status(&driver, &connection).await.as_deref(), Some("live"));
+    driver
+        .execute("window.loadedOnce = true;", Vec::new())
+        .await
+        .unwrap();
+
+    // Registered while the page is open: a heartbeating instance, and one registered by hand that never
+    // heartbeats. Both appear without a reload.
+    let where_3 = start_where(2).await.unwrap();
+    let client = RegistryClient::new(Client::lazy_with(rpc, Default::default()).await.unwrap());
+    let ghost = instance(
+        "Ledger",
+        "10.0.3.31:9000",
+        1,
+        &[("heartbeats", "none"), ("zone", "eu-west-1c")],
+    );
+    client.register(ghost).await.unwrap().unwrap();
+    until("the new instances", SHOWN, async || {
+        let rows = rows(&driver).await;
+        match (
+            row(&rows, "Where", &where_3.address),
+            row(&rows, "Ledger", "10.0.3.31:9000"),
+        ) {
+            (Some(_), Some(_)) => Ok(()),
+            _ => Err(format!("{rows:?}")),
+        }
+    })
+    .await;
+
+    // Deregistered: gone at once. Killed (no deregistration): late, then evicted like the ghost.
+    calc_registrations
+        .pop()
+        .unwrap()
+        .deregister()
+        .await
+        .unwrap();
+    until("the deregistered instance gone", SHOWN, async || {
+        let rows = rows(&driver).await;
+        match row(&rows, "Calc", "10.0.1.13:7001") {
+            None => Ok(()),
+            Some(r) => Err(format!("{r:?}")),
+        }
+    })
+    .await;
+    let killed = where_1.address.clone();
+    where_1.kill();
+    // Meanwhile, every instance that heartbeats stays up on the page, at each look.
+    let rows_up = async || {
+        let rows = rows(&driver).await;
+        let late: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.state != "up" && r.service != "Ledger" && r.address != killed)
+            .collect();
+        assert!(
+            late.is_empty(),
+            "instances that heartbeat are shown late: {late:?}"
+        );
+        rows
+    };
+    until(
+        "the ghost and the killed instance late",
+        TTL * 2,
+        async || {
+            let rows = rows_up().await;
+            let states = (
+                row(&rows, "Ledger", "10.0.3.31:9000"),
+                row(&rows, "Where", &killed),
+            );
+            match states {
+                (Some(g), Some(k)) if g.state == "late" && k.state == "late" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let rows_now = rows(&driver).await;
+    let calc_now = row(&rows_now, "Calc", "10.0.1.11:7001").unwrap();
+    assert_eq!(
+        (calc_now.share.as_str(), calc_now.state.as_str()),
+        ("83%", "up")
+    );
+    let docs = std::env::var_os("RPC_DASHBOARD_SCREENSHOT").map(PathBuf::from);
+    screenshot(
+        &driver,
+        docs.unwrap_or_else(|| target_dir().join("dashboard.png")),
+    )
+    .await;
+
+    until(
+        "the ghost and the killed instance evicted",
+        TTL * 2,
+        async || {
+            let rows = rows_up().await;
+            match (
+                row(&rows, "Ledger", "10.0.3.31:9000"),
+                row(&rows, "Where", &killed),
+            ) {
+                (None, None) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let finally = until("the totals after the evictions", SHOWN, async || {
+        let totals = (
+            text(&driver, "total-instances").await,
+            text(&driver, "total-services").await,
+            text(&driver, "total-evictions").await,
+        );
+        match &totals {
+            (i, s, e) if i == "6" && s == "3" && e == "2" => Ok(rows(&driver).await),
+            _ => Err(format!("{totals:?}")),
+        }
+    })
+    .await;
+    assert_eq!(finally.len(), 6, "{finally:?}");
+    assert!(finally.iter().all(|r| r.state == "up"), "{finally:?}");
+    let instance_rows = driver.find_all("tr[data-address]").await.unwrap();
+    assert_eq!(instance_rows.len(), 6);
+
+    // The log says what happened to each instance, newest first.
+    let log = text(&driver, "changes").await;
+    for entry in [
+        format!("Where {}\nregistered · weight 2", where_3.address),
+        String::from("Ledger 10.0.3.31:9000\nregistered · weight 1"),
+        String::from("Calc 10.0.1.13:7001\nderegistered"),
+        String::from("Ledger 10.0.3.31:9000\nevicted"),
+        format!("Where {killed}\nevicted"),
+    ] {
+        assert!(log.contains(&entry), "the log shows {entry:?}: {log}");
+    }
+    let kept = driver
+        .execute("return window.loadedOnce === true;", Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        serde_json::Value::Bool(true),
+        "the page followed every change without a reload"
+    );
+    screenshot(&driver, target_dir().join("dashboard-end.png")).await;
+
+    driver.close().await.unwrap();
+    drop((calc_registrations, billing, where_2, where_3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_registry_says_so_and_registry_strings_stay_text() {
+    let registry = start_registry(config(), 0).await.unwrap();
+    let Some(driver) = open(registry.http).await else {
+        return;
+    };
+    until("the empty state", SHOWN, async || {
+        let shown = text(&driver, "empty").await;
+        if shown.contains("No services registered") {
+            Ok(())
+        } else {
+            Err(shown)
+        }
+    })
+    .await;
+    assert_eq!(text(&driver, "total-instances").await, "0");
+
+    let name = "<img src=x onerror=\"document.title='pwned'\">";
+    let address = "<b>10.0.0.1:1</b>";
+    let meta = [("<em>k</em>", "<script>document.title='pwned'</script>")];
+    let _hostile = register(registry.addr, instance(name, address, 3, &meta)).await;
+    let shown = until("the hostile instance", SHOWN, async || {
+        let rows = rows(&driver).await;
+        rows.first().cloned().ok_or_else(|| String::from("no rows"))
+    })
+    .await;
+    assert_eq!(
+        (shown.service.as_str(), shown.address.as_str()),
+        (name, address)
+    );
+    assert_eq!(shown.metadata, [format!("{}={}", meta[0].0, meta[0].1)]);
+    let heading = driver
+        .find("[data-service-card] h2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(driver.text(&heading).await.unwrap(), name);
+    let markup = driver
+        .execute(
+            "return [document.querySelectorAll('img, em').length, document.querySelectorAll('#services b').length,
+                     document.scripts.length, document.title];",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        markup[0], 0,
+        "no element was made from the registry's strings: {markup}"
+    );
+    assert_eq!(markup[1], 0, "{markup}");
+    assert_eq!(markup[2], 1, "only the page's own script: {markup}");
+    assert!(
+        !markup[3].as_str().unwrap_or_default().contains("pwned"),
+        "{markup}"
+    );
+    let empty = driver.find("[data-testid=empty]").await.unwrap().unwrap();
+    assert_eq!(
+        driver.attribute(&empty, "hidden").await.unwrap().as_deref(),
+        Some("true")
+    );
+    driver.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_registry_makes_the_page_back_off_and_say_so() {
+    // No long poll may wait: the first overview (which does not wait) is served, every later poll is refused.
+    let busy = RegistryConfig {
+        max_http_watchers: 0,
+        ..config()
+    };
+    let registry = start_registry(busy, 0).await.unwrap();
+    let _calc = register(registry.addr, instance("Calc", "10.0.1.11:7001", 5, &[])).await;
+    let Some(driver) = open(registry.http).await else {
+        return;
+    };
+    let connection = testid(&driver, "connection").await;
+    let said = until("the page backing off", SHOWN, async || {
+        match status(&driver, &connection).await.as_deref() {
+            Some("reconnecting") => Ok(driver.text(&connection).await.unwrap()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(
+        said.starts_with("registry busy, retry in "),
+        "it waits as Retry-After says: {said}"
+    );
+    let kept = rows(&driver).await;
+    assert_eq!(kept.len(), 1, "it keeps showing what it knew: {kept:?}");
+    assert_eq!(
+        (kept[0].service.as_str(), kept[0].weight.as_str()),
+        ("Calc", "5")
+    );
+    driver.close().await.unwrap();
+}
