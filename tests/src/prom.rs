@@ -138,6 +138,33 @@ pub async fn http_get(
     Ok((status, headers, body.to_owned()))
 }
 
+/// `GET /metrics` from `addr`, checked as an exposition: status 200, the text format's content type, samples
+/// that parse, and `promtool check metrics` when it is installed. Returns the body and its samples; panics
+/// with the reason otherwise.
+pub async fn scrape(addr: SocketAddr) -> (String, Vec<Sample>) {
+    let (status, headers, body) = http_get(addr, "/metrics")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    let content_type = headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(
+        content_type,
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let samples = parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    match promtool_check(&body) {
+        Ok(true) => {}
+        Ok(false) => {
+            eprintln!("promtool is not installed: the format was checked by this parser only")
+        }
+        Err(problems) => panic!("{problems}\n{body}"),
+    }
+    (body, samples)
+}
+
 /// What `promtool check metrics` says of `text`: `Ok(true)` if it passed, `Ok(false)` if promtool is not
 /// installed (and not required), `Err` with its output if it found problems.
 pub fn promtool_check(text: &str) -> Result<bool, String> {
