@@ -236,9 +236,9 @@ where
         "decoded under the limit {limit} a value that costs {cost:?}"
     );
     assert!(
-        cost.heap <= limit.saturating_mul(HEAP_FACTOR).saturating_add(HEAP_SLACK),
+        cost.heap + cost.boxed <= limit.saturating_mul(HEAP_FACTOR).saturating_add(HEAP_SLACK),
         "decoded under the limit {limit} a value whose heap is {} bytes ({cost:?})",
-        cost.heap
+        cost.heap + cost.boxed
     );
     assert!(
         cost.boxes <= payload.len(),

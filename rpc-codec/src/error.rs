@@ -228,6 +228,12 @@ pub enum PayloadError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The value is nested deeper than the limit ([`crate::MAX_DEPTH`]).
+    #[error("the value is nested more than {limit} levels deep, the limit")]
+    TooDeep {
+        /// The limit in levels.
+        limit: usize,
+    },
     /// The bytes do not form a value of the expected type.
     #[error("payload does not decode: {0}")]
     Invalid(String),

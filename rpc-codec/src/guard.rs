@@ -14,8 +14,13 @@
 //!   account runs dry: every element of a collection (a sequence or map, not a tuple or struct, whose fields
 //!   live inline in their parent) costs the size of its type, and every owned string or byte buffer its length.
 //!   This is what keeps a payload of `n` bytes from becoming `24 * n` bytes of empty vectors, or `n` copies of
-//!   an enum whose largest variant is a megabyte. Heap memory behind a `Box` is not seen by serde and is not
-//!   counted.
+//!   an enum whose largest variant is a megabyte;
+//! - charges a value that lives behind a pointer (a `Box`, `Rc` or `Arc`), which serde does not show: each
+//!   value is decoded into a slot whose size is known (the element, field or argument type it fills), and a
+//!   struct, enum, tuple, option or collection bigger than its slot must live elsewhere, so it is charged its
+//!   size. A vector of boxed megabyte-sized enums costs its megabytes, not 8 bytes an element;
+//! - refuses a value nested more than [`MAX_DEPTH`] levels deep (each struct, enum, tuple, option and
+//!   collection is a level), before decoding a recursive type could overflow the thread's stack.
 
 use core::cell::Cell;
 use core::fmt;
@@ -25,13 +30,23 @@ use serde::de::{
     self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
 };
 
-/// The memory one decode may still take, and whether it ran out.
+/// Deepest nesting of a decoded value: each struct, enum, tuple, option and collection inside another is a
+/// level. 128, as serde_json's recursion limit: a recursive type decoded to this depth stays well within a
+/// 2 MiB thread stack (tokio's default for its workers).
+pub const MAX_DEPTH: usize = 128;
+
+/// The memory one decode may still take, whether it ran out, and how deep the decode is.
 pub(crate) struct Account {
     /// The payload's length in bytes: no collection may declare more elements.
     budget: usize,
     limit: usize,
     left: Cell<usize>,
     exceeded: Cell<bool>,
+    /// Levels of compound values being decoded now.
+    depth: Cell<usize>,
+    too_deep: Cell<bool>,
+    /// The size of the place the next value is decoded into (the type of the element, field or argument).
+    slot: Cell<usize>,
 }
 
 impl Account {
@@ -42,7 +57,46 @@ impl Account {
             limit,
             left: Cell::new(limit),
             exceeded: Cell::new(false),
+            depth: Cell::new(0),
+            too_deep: Cell::new(false),
+            slot: Cell::new(0),
         }
+    }
+
+    /// Whether the decode stopped because the value was nested more than [`MAX_DEPTH`] levels deep.
+    pub(crate) fn too_deep(&self) -> bool {
+        self.too_deep.get()
+    }
+
+    /// The next value is decoded into a place of `size` bytes.
+    #[inline(always)]
+    fn slot(&self, size: usize) {
+        self.slot.set(size);
+    }
+
+    /// Enters a compound value of `size` bytes: one level deeper, and charged its size if it does not fit its
+    /// slot (it lives behind a pointer). Its parts are decoded into its own place, until their own slots are
+    /// set.
+    #[inline(always)]
+    fn enter<E: de::Error>(&self, size: usize) -> Result<Level<'_>, E> {
+        let depth = self.depth.get();
+        if depth >= MAX_DEPTH {
+            return Err(self.refuse_depth());
+        }
+        if size > self.slot.get() {
+            self.charge(size)?;
+        }
+        self.slot.set(size);
+        self.depth.set(depth + 1);
+        Ok(Level(&self.depth))
+    }
+
+    #[cold]
+    fn refuse_depth<E: de::Error>(&self) -> E {
+        self.too_deep.set(true);
+        E::custom(format_args!(
+            "the value is nested more than {MAX_DEPTH} levels deep, the limit"
+        ))
     }
 
     /// Whether the decode stopped because the value would have taken more than the limit.
@@ -71,6 +125,16 @@ impl Account {
     }
 }
 
+/// One level of nesting, left when dropped.
+struct Level<'a>(&'a Cell<usize>);
+
+impl Drop for Level<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
 /// Deserializes a `T` through the guard, charging `account`.
 pub(crate) struct Seed<'a, T> {
     account: &'a Account,
@@ -90,6 +154,7 @@ impl<'de, T: de::Deserialize<'de>> DeserializeSeed<'de> for Seed<'_, T> {
     type Value = T;
     #[inline(always)]
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        self.account.slot(core::mem::size_of::<T>());
         T::deserialize(Guard {
             inner: d,
             account: self.account,
@@ -131,6 +196,7 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for WrapSeed<'_, S> {
     type Value = S::Value;
     #[inline(always)]
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+        self.account.slot(core::mem::size_of::<S::Value>());
         self.inner.deserialize(Guard {
             inner: d,
             account: self.account,
@@ -188,20 +254,28 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
         deserialize_char,
         deserialize_str,
         deserialize_bytes,
-        deserialize_option,
         deserialize_unit,
         deserialize_identifier,
         deserialize_ignored_any,
     );
 
     #[inline(always)]
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let _level = self.account.enter(core::mem::size_of::<V::Value>())?;
+        self.inner
+            .deserialize_option(Wrap::new(visitor, self.account))
+    }
+
+    #[inline(always)]
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let _level = self.account.enter(core::mem::size_of::<V::Value>())?;
         self.inner
             .deserialize_seq(Wrap::charging(visitor, self.account, Charge::Elements))
     }
 
     #[inline(always)]
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let _level = self.account.enter(core::mem::size_of::<V::Value>())?;
         self.inner
             .deserialize_map(Wrap::charging(visitor, self.account, Charge::Elements))
     }
@@ -235,6 +309,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, D::Error> {
+        let _level = self.account.enter(core::mem::size_of::<V::Value>())?;
         self.inner
             .deserialize_newtype_struct(name, Wrap::new(visitor, self.account))
     }
@@ -245,6 +320,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, D::Error> {
+        let _level = self.account.enter(core::mem::size_of::<V::Value>())?;
         self.inner
             .deserialize_tuple(len, Wrap::new(visitor, self.account))
     }
@@ -256,6 +332,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, D::Error> {
+        let _level = self.account.enter(core::mem::size_of::<V::Value>())?;
         self.inner
             .deserialize_tuple_struct(name, len, Wrap::new(visitor, self.account))
     }
@@ -267,6 +344,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, D::Error> {
+        let _level = self.account.enter(core::mem::size_of::<V::Value>())?;
         self.inner
             .deserialize_struct(name, fields, Wrap::new(visitor, self.account))
     }
@@ -278,6 +356,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, D::Error> {
+        let _level = self.account.enter(core::mem::size_of::<V::Value>())?;
         self.inner
             .deserialize_enum(name, variants, Wrap::new(visitor, self.account))
     }

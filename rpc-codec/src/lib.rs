@@ -44,6 +44,7 @@ pub use config::Config;
 pub use decode::{FrameRef, Received, ReceivedRef, Refused};
 pub use error::{EncodeError, FrameError, HeaderError, LimitExceeded, MetadataError, PayloadError};
 pub use frame::{Flags, Frame, HEADER_LEN, Header, Kind, MAGIC, VERSION, budget_us};
+pub use guard::MAX_DEPTH;
 pub use metadata::{Metadata, MetadataBuilder, MetadataRef};
 pub use method::{method_id, method_id_of};
 pub use payload::{Bincode, PayloadCodec};

@@ -120,6 +120,9 @@ impl PayloadCodec for Bincode {
             Err(_) if account.exceeded() => Err(PayloadError::DecodedTooLarge {
                 limit: max_decoded_len,
             }),
+            Err(_) if account.too_deep() => Err(PayloadError::TooDeep {
+                limit: guard::MAX_DEPTH,
+            }),
             Err(e) => Err(decode_error(e)),
         }
     }
@@ -375,6 +378,93 @@ mod tests {
         assert_eq!(
             Bincode.decode_within::<(u64, u64)>(&pair, 0).unwrap(),
             (7, 9)
+        );
+    }
+
+    /// A vector of boxed values whose small variant encodes in one byte but whose type is 4 KiB.
+    #[allow(clippy::large_enum_variant)]
+    #[derive(Debug, Serialize, Deserialize)]
+    enum Page {
+        Blank,
+        #[allow(dead_code)]
+        Full(#[serde(with = "serde_bytes")] [u8; 4096]),
+    }
+
+    #[test]
+    fn a_boxed_value_costs_its_size_though_its_box_is_a_pointer() {
+        // 1,000 one-byte boxed pages: 8 KB of boxes as far as the vector shows, 4 MB behind them.
+        let pages: Vec<Box<Page>> = (0..1000).map(|_| Box::new(Page::Blank)).collect();
+        let bytes = Bincode.to_vec(&pages).unwrap();
+        assert!(bytes.len() < 1010);
+        let boxes = 1000 * core::mem::size_of::<Box<Page>>();
+        let behind = 1000 * core::mem::size_of::<Page>();
+        let err = Bincode
+            .decode_within::<Vec<Box<Page>>>(&bytes, boxes + behind - 1)
+            .unwrap_err();
+        assert!(matches!(err, PayloadError::DecodedTooLarge { .. }), "{err}");
+        let back = Bincode.decode_within::<Vec<Box<Page>>>(&bytes, boxes + behind);
+        assert_eq!(back.map(|v| v.len()).ok(), Some(1000));
+        // Unboxed, the same pages cost the same: each element is charged its size once.
+        let unboxed = Bincode.decode_within::<Vec<Page>>(&bytes, behind);
+        assert_eq!(unboxed.map(|v| v.len()).ok(), Some(1000));
+    }
+
+    /// A recursive list, as a hostile payload would nest it.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Link {
+        pad: [u64; 16],
+        next: Option<Box<Link>>,
+    }
+
+    fn chain(levels: usize) -> Vec<u8> {
+        // Each link encodes as its 16 pad integers (zeros: a byte each), then 1 for Some or 0 for None.
+        let mut bytes = Vec::new();
+        for i in 0..levels {
+            bytes.extend_from_slice(&[0; 16]);
+            bytes.push(u8::from(i + 1 < levels));
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_value_nested_past_the_limit_is_refused_before_the_stack_runs_out() {
+        // Each link is two levels (the struct, and the option holding the next one).
+        let within = chain(crate::MAX_DEPTH / 2);
+        let too_deep = chain(100_000);
+        // On a stack the size of a tokio worker's, in this build's frame sizes (debug ones are the largest).
+        let run = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let ok = Bincode
+                    .decode_within::<Link>(&within, usize::MAX)
+                    .map(|_| ());
+                let refused = Bincode
+                    .decode_within::<Link>(&too_deep, usize::MAX)
+                    .map(|_| ());
+                (ok, refused)
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert!(run.0.is_ok(), "{:?}", run.0);
+        let err = run.1.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PayloadError::TooDeep {
+                    limit: crate::MAX_DEPTH
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "the value is nested more than 128 levels deep, the limit"
+        );
+        let one_more = Bincode.decode_within::<Link>(&chain(crate::MAX_DEPTH / 2 + 1), usize::MAX);
+        assert!(
+            matches!(one_more, Err(PayloadError::TooDeep { .. })),
+            "{one_more:?}"
         );
     }
 }

@@ -1,6 +1,5 @@
 //! What a decoded value takes in memory, measured by walking it: what the payload guard charges for it, the
-//! heap it really holds (capacity and node overhead included), and the heap behind boxes, which the guard does
-//! not see. Implemented here for the standard types the harness decodes; the harness implements it for its own.
+//! heap it really holds (capacity and node overhead included), and the heap behind boxes. Implemented here for the standard types the harness decodes; the harness implements it for its own.
 
 use std::collections::{BTreeMap, HashMap};
 use std::mem::size_of;
@@ -11,11 +10,11 @@ use serde_bytes::ByteBuf;
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Cost {
     /// What the guard charges: each element (or key and value) of a sequence or map, the size of its type;
-    /// each owned string or byte buffer, its length.
+    /// each owned string or byte buffer, its length; each boxed compound value bigger than a pointer, its size.
     pub(crate) charged: usize,
     /// Heap memory outside boxes: vectors' and strings' capacity, B-tree nodes, hash tables.
     pub(crate) heap: usize,
-    /// Heap memory behind `Box`es, which the guard does not see.
+    /// Heap memory behind `Box`es (charged, for the harness's boxed types).
     pub(crate) boxed: usize,
     /// How many boxes.
     pub(crate) boxes: usize,
@@ -102,6 +101,11 @@ impl<T: Footprint> Footprint for Option<T> {
 
 impl<T: Footprint> Footprint for Box<T> {
     fn add(&self, cost: &mut Cost) {
+        // The guard charges a boxed struct, enum, tuple, option or collection that is bigger than the box's
+        // pointer (it cannot live in the box's slot); every boxed type of the harness is one.
+        if size_of::<T>() > size_of::<Box<T>>() {
+            cost.charged += size_of::<T>();
+        }
         cost.boxed += size_of::<T>();
         cost.boxes += 1;
         (**self).add(cost);

@@ -300,7 +300,8 @@ fn decode<T: DeserializeOwned>(
 ) -> Result<T, RpcError> {
     Bincode.decode_within(bytes, limit).map_err(|e| {
         let status = match e {
-            rpc_codec::PayloadError::DecodedTooLarge { .. } => rpc_codec::Status::ResourceExhausted,
+            rpc_codec::PayloadError::DecodedTooLarge { .. }
+            | rpc_codec::PayloadError::TooDeep { .. } => rpc_codec::Status::ResourceExhausted,
             _ => rpc_codec::Status::Internal,
         };
         RpcError::new(

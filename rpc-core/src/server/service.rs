@@ -67,10 +67,13 @@ impl Call<'_> {
     }
 
     /// Answers a payload that did not decode as the method's arguments: `InvalidArgument`, or
-    /// `ResourceExhausted` if the arguments would take more memory than the server's limit.
+    /// `ResourceExhausted` if the arguments would take more memory than the server's limit or nest deeper
+    /// than [`rpc_codec::MAX_DEPTH`].
     pub fn invalid_argument(self, method: &'static MethodInfo, error: PayloadError) -> Dispatched {
         let status = match error {
-            PayloadError::DecodedTooLarge { .. } => Status::ResourceExhausted,
+            PayloadError::DecodedTooLarge { .. } | PayloadError::TooDeep { .. } => {
+                Status::ResourceExhausted
+            }
             _ => Status::InvalidArgument,
         };
         let message = format!("the arguments of {method} do not decode: {error}");
