@@ -36,8 +36,9 @@ pub struct Context {
     pub(crate) peer: Option<SocketAddr>,
     /// The DNS names of the client's verified certificate (mutual TLS), if it presented one.
     pub(crate) client_names: Option<Arc<[String]>>,
-    /// The trace this call belongs to (its `rpc.serve` span's context), when tracing is on.
-    pub(crate) trace: Option<TraceContext>,
+    /// The trace this call belongs to (its `rpc.serve` span's context), when tracing is on. Boxed: a context
+    /// is moved with every call, and most calls are not traced.
+    pub(crate) trace: Option<Box<TraceContext>>,
 }
 
 impl Context {
@@ -82,7 +83,7 @@ impl Context {
     /// The trace context of the call's `rpc.serve` span (when a tracing subscriber records it): calls the
     /// handler makes through a client continue this trace.
     pub fn trace(&self) -> Option<TraceContext> {
-        self.trace
+        self.trace.as_deref().copied()
     }
 
     /// Runs `f` with (a copy of) this context as the current one: one poll of a handler.

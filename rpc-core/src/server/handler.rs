@@ -163,9 +163,13 @@ where
     let id = call.request_id;
     let one_way = call.one_way;
     let deadline = call.deadline;
-    let (traced, trace) = match Traced::begin(&call, method) {
-        Some((traced, trace)) => (Some(traced), Some(trace)),
-        None => (None, None),
+    // The level check is here, not in `Traced::begin`, so that an untraced call makes no call for it.
+    let (traced, trace) = match tracing::level_enabled!(tracing::Level::INFO) {
+        true => match Traced::begin(&call, method) {
+            Some((traced, trace)) => (Some(traced), Some(Box::new(trace))),
+            None => (None, None),
+        },
+        false => (None, None),
     };
     let counted = Counted::begin(&call);
     let context = Context {
