@@ -172,11 +172,11 @@ impl Client {
         // One load of tracing's global level: with no subscriber at INFO no span is built (building and
         // dropping a disabled span still costs a few hundred instructions when tracing's `log` feature is on).
         let traced = tracing::level_enabled!(tracing::Level::INFO);
-        let Some(metrics) = &self.config().metrics else {
-            if !traced {
-                // The common case goes straight to the connection, without the layers below.
+        // The untraced call goes straight to the connection, without the layers of `traced`.
+        macro_rules! straight {
+            () => {{
                 let metadata = options.metadata_ref();
-                return match &self.target {
+                match &self.target {
                     Kind::Direct(d) => {
                         d.round_trip(method, args, metadata, deadline, now, None)
                             .await
@@ -185,13 +185,22 @@ impl Client {
                         b.round_trip(method, args, metadata, deadline, now, None)
                             .await
                     }
-                };
+                }
+            }};
+        }
+        let Some(metrics) = &self.config().metrics else {
+            if traced {
+                return self.traced(method, args, options, deadline, now).await;
             }
-            return self.traced(method, args, options, deadline, now).await;
+            return straight!();
         };
         // Counted as cancelled unless it ends: a caller may drop the call's future.
         let mut counted = Counted::start(metrics, method, now);
-        let result = self.traced(method, args, options, deadline, now).await;
+        let result = if traced {
+            self.traced(method, args, options, deadline, now).await
+        } else {
+            straight!()
+        };
         counted.status = status_of(&result);
         result
     }
