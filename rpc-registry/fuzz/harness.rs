@@ -16,8 +16,8 @@
 //!   is new and its incarnation follows the address's last one;
 //! - a heartbeat or deregistration is accepted exactly for a current lease named by its own id, incarnation,
 //!   service and address (credentials are checked against the service a `LeaseRef` names, so one naming another
-//!   service or address must renew or remove nothing); a refusal says whether the lease was superseded or is
-//!   unknown;
+//!   service or address must renew or remove nothing); a refusal says the lease was superseded when a later
+//!   lease holds its address, and unknown otherwise;
 //! - within the registry's epoch a service's revision never goes back, except to 0 once it has no instance and
 //!   nobody watches it (the registry then forgets it; watchers treat any other revision as a change), and its
 //!   instances never change without a new revision;

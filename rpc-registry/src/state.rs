@@ -2,9 +2,9 @@
 //! times in a timer wheel (tokio-util's `DelayQueue`), so that eviction follows expiry order and never scans.
 //! Plain synchronous logic; `service.rs` puts it behind a lock and drives the timer.
 //!
-//! Every map is bounded: instances by [`Limits`], incarnations by the instances (an address's incarnation is
-//! forgotten with its last instance), and services by `max_services` (an entry with no instance is dropped when
-//! its last watcher leaves).
+//! Every map is bounded: instances by [`Limits`], and services by `max_services` (an entry with no instance is
+//! dropped when its last watcher leaves). An address's incarnation is its current instance's, so it needs no map
+//! of its own; lease ids only grow, so a lease older than the address's current one is superseded.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -82,8 +82,6 @@ pub(crate) struct State {
     next_lease: u64,
     pub(crate) leases: HashMap<u64, LeaseEntry>,
     services: BTreeMap<String, ServiceEntry>,
-    /// The last incarnation of each (service, address).
-    incarnations: HashMap<(String, String), u64>,
     /// Lease expiries, soonest first.
     pub(crate) expiries: DelayQueue<u64>,
     /// The registry's revision, for watchers of every service (the dashboard).
@@ -100,7 +98,6 @@ impl State {
             next_lease: 1,
             leases: HashMap::new(),
             services: BTreeMap::new(),
-            incarnations: HashMap::new(),
             expiries: DelayQueue::new(),
             any_change: watch::Sender::new(0),
         }
@@ -153,22 +150,14 @@ impl State {
             let _ = self.room_for_a_service();
         }
         self.check(&new)?;
-        let key = (new.service.clone(), new.address.clone());
-        let incarnation = *self
-            .incarnations
-            .entry(key)
-            .and_modify(|i| *i += 1)
-            .or_insert(1);
-        // A new registration of the same address supersedes the old one.
-        let old = self
-            .services
-            .get(&new.service)
-            .and_then(|s| s.instances.get(&new.address))
-            .copied();
+        // A new registration of the same address supersedes the old one, and follows its incarnation.
+        let mut incarnation = 1;
+        let old = self.holder(&new.service, &new.address).map(|i| i.lease);
         if let Some(old) = old
             && let Some(entry) = self.leases.remove(&old)
         {
             self.expiries.remove(&entry.expiry);
+            incarnation = entry.instance.incarnation + 1;
         }
         let id = self.next_lease;
         self.next_lease += 1;
@@ -273,15 +262,21 @@ impl State {
         {
             return Ok(());
         }
-        let key = (lease.service.clone(), lease.address.clone());
-        match self.incarnations.get(&key) {
-            Some(&current) if current > lease.incarnation => Err(RegistryError::Superseded {
+        match self.holder(&lease.service, &lease.address) {
+            // Lease ids only grow: the address's instance registered after this lease.
+            Some(current) if current.lease > lease.lease => Err(RegistryError::Superseded {
                 lease: lease.lease,
                 incarnation: lease.incarnation,
-                current,
+                current: current.incarnation,
             }),
             _ => Err(RegistryError::UnknownLease { lease: lease.lease }),
         }
+    }
+
+    /// The instance that holds `address` in `service` now.
+    fn holder(&self, service: &str, address: &str) -> Option<&Instance> {
+        let lease = self.services.get(service)?.instances.get(address)?;
+        self.leases.get(lease).map(|entry| &entry.instance)
     }
 
     pub(crate) fn heartbeat(
@@ -325,11 +320,9 @@ impl State {
         if let Some(service) = self.services.get_mut(&instance.service)
             && service.instances.get(&instance.address) == Some(&instance.lease)
         {
+            // The address has no instance left: a later registration starts again at incarnation 1, and a
+            // leftover heartbeat of this one learns its lease is unknown.
             service.instances.remove(&instance.address);
-            // The address has no instance left: its incarnations end with it (a later registration starts
-            // again at 1, and a leftover heartbeat of the old one learns its lease is unknown).
-            self.incarnations
-                .remove(&(instance.service.clone(), instance.address.clone()));
             self.touch(&instance.service);
             self.forget_if_unused(&instance.service);
         }
@@ -532,6 +525,31 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_evicted_instance_that_wakes_up_after_its_address_was_taken_is_superseded() {
+        let mut s = State::new(1, Duration::from_secs(3), limits());
+        let now = Instant::now();
+        let paused = s.register(new("Calc", "10.0.0.1:1"), now).unwrap();
+        s.expire(paused.id).unwrap();
+        let next = s.register(new("Calc", "10.0.0.1:1"), now).unwrap();
+        assert_eq!(next.incarnation, 1, "the address had no instance left");
+        // The evicted process's heartbeat must not make it re-register and push out its successor.
+        assert_eq!(
+            s.heartbeat(&lease_ref(&paused, "Calc", "10.0.0.1:1"), now),
+            Err(RegistryError::Superseded {
+                lease: paused.id,
+                incarnation: 1,
+                current: 1
+            })
+        );
+        // With the address empty again, the old lease is only unknown: re-registering is right.
+        s.expire(next.id).unwrap();
+        assert_eq!(
+            s.heartbeat(&lease_ref(&paused, "Calc", "10.0.0.1:1"), now),
+            Err(RegistryError::UnknownLease { lease: paused.id })
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_lease_named_with_another_service_or_address_is_not_that_lease() {
         let mut s = State::new(1, Duration::from_secs(3), limits());
         let lease = s
@@ -618,7 +636,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn incarnations_and_services_are_forgotten_with_their_last_instance() {
+    async fn services_are_forgotten_with_their_last_instance() {
         let mut s = State::new(1, Duration::from_secs(3), limits());
         let now = Instant::now();
         for i in 0..100 {
@@ -627,7 +645,6 @@ mod tests {
             s.deregister(&lease_ref(&lease, &format!("S{i}"), &address))
                 .unwrap();
         }
-        assert_eq!(s.incarnations.len(), 0);
         assert_eq!(s.tracked(), 0);
     }
 

@@ -208,13 +208,11 @@ impl Fuzz {
     fn stale(&self, lease: &LeaseRef) -> RegistryError {
         let key = (lease.service.clone(), lease.address.clone());
         match self.model.get(&key) {
-            Some(held) if held.instance.incarnation > lease.incarnation => {
-                RegistryError::Superseded {
-                    lease: lease.lease,
-                    incarnation: lease.incarnation,
-                    current: held.instance.incarnation,
-                }
-            }
+            Some(held) if held.instance.lease > lease.lease => RegistryError::Superseded {
+                lease: lease.lease,
+                incarnation: lease.incarnation,
+                current: held.instance.incarnation,
+            },
             _ => RegistryError::UnknownLease { lease: lease.lease },
         }
     }
