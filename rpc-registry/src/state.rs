@@ -371,9 +371,12 @@ impl State {
     }
 
     /// The revision of `service` to watch, creating the service's entry so that a watcher can wait for its
-    /// first instance; `None` if that would track more services than the limit (the watcher is answered at once).
+    /// first instance; `None` if that would track more services than the limit, or a name longer than any service
+    /// may have (the watcher is answered at once).
     pub(crate) fn subscribe(&mut self, service: &str) -> Option<watch::Receiver<u64>> {
-        if !self.services.contains_key(service) && !self.room_for_a_service() {
+        if service.len() > self.limits.max_name_len
+            || !self.services.contains_key(service) && !self.room_for_a_service()
+        {
             return None;
         }
         Some(
@@ -674,5 +677,14 @@ mod tests {
         drop(watchers);
         assert!(s.subscribe("W3").is_some());
         assert!(s.tracked() <= 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_of_a_name_longer_than_max_name_len_is_not_kept() {
+        let mut s = State::new(1, Duration::from_secs(3), limits());
+        let longest = "S".repeat(limits().max_name_len);
+        assert!(s.subscribe(&longest).is_some());
+        assert!(s.subscribe(&format!("{longest}S")).is_none());
+        assert_eq!(s.tracked(), 1);
     }
 }

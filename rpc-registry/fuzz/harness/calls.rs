@@ -41,8 +41,8 @@ pub(super) struct WatchCall {
     pub(super) wait: Duration,
     /// The service's revision at the call.
     pub(super) current: u64,
-    /// Whether the registry may answer at once instead of waiting: it tracks `max_services` services and
-    /// perhaps not this one.
+    /// Whether the registry may answer at once instead of waiting: the name is longer than `max_name_len`, or
+    /// the registry tracks `max_services` services and perhaps not this one.
     pub(super) no_room: bool,
     pub(super) started: Instant,
 }
@@ -80,7 +80,7 @@ impl Fuzz {
         let mut tracked: BTreeSet<&str> = self
             .watches
             .iter()
-            .filter(|w| !w.handle.is_finished())
+            .filter(|w| !w.handle.is_finished() && w.call.service.len() <= MAX_NAME_LEN)
             .map(|w| w.call.service.as_str())
             .collect();
         tracked.extend(self.model.keys().map(|(s, _)| s.as_str()));
@@ -302,7 +302,8 @@ impl Fuzz {
     ) {
         let current = self.registry.instances(service.clone()).await.revision;
         let tracked = self.tracked();
-        let no_room = !tracked.contains(service.as_str()) && tracked.len() >= MAX_SERVICES;
+        let no_room = service.len() > MAX_NAME_LEN
+            || !tracked.contains(service.as_str()) && tracked.len() >= MAX_SERVICES;
         self.watched.insert(service.clone());
         let registry = self.registry.clone();
         let (name, give_up) = (service.clone(), spawned.unwrap_or(INLINE_WATCH));
