@@ -265,7 +265,8 @@ impl Outbox {
                         m.sent(n);
                     }
                     if *sent == taken.len() {
-                        break true;
+                        // Accepted is not yet sent for a transport that buffers (TLS when the socket would block).
+                        break matches!(io.as_mut().poll_flush(&mut cx), Poll::Ready(Ok(())));
                     }
                 }
                 // Would block, failed or wrote nothing: the writer task polls again with its own waker, and sees
@@ -292,7 +293,10 @@ impl Outbox {
                 let was_full = {
                     let mut state = self.lock();
                     if state.buf.is_empty() {
-                        return Poll::Ready(Ok(()));
+                        drop(state);
+                        // A transport that buffers what it accepted (TLS, when the socket would block) sends it
+                        // now, or wakes this task when it can.
+                        return w.io.as_mut().poll_flush(cx);
                     }
                     let was_full = state.buf.len() >= self.limit;
                     std::mem::swap(&mut state.buf, &mut w.taken);
@@ -349,6 +353,106 @@ impl Outbox {
                 // `notify_one` keeps a permit when no one waits, so a frame queued since the check is not missed.
                 self.wake_writer.notified().await;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A transport that, like TLS when its socket would block, accepts bytes it has not sent: they reach
+    /// `sent` only on a flush, and the first `pending_flushes` flushes would block (waking their task at once,
+    /// as a socket that turns writable).
+    struct Buffering {
+        accepted: Vec<u8>,
+        sent: Arc<Mutex<Vec<u8>>>,
+        pending_flushes: usize,
+    }
+
+    impl AsyncWrite for Buffering {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.accepted.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            if self.pending_flushes > 0 {
+                self.pending_flushes -= 1;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let accepted = std::mem::take(&mut self.accepted);
+            self.sent.lock().unwrap().extend_from_slice(&accepted);
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            self.poll_flush(cx)
+        }
+    }
+
+    fn outbox(pending_flushes: usize) -> (Arc<Outbox>, Arc<Mutex<Vec<u8>>>) {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let io = Buffering {
+            accepted: Vec::new(),
+            sent: Arc::clone(&sent),
+            pending_flushes,
+        };
+        (Arc::new(Outbox::new(1 << 20, Box::pin(io), None)), sent)
+    }
+
+    /// Yields until `sent` holds `want`, at most 100 times.
+    async fn until_sent(sent: &Mutex<Vec<u8>>, want: &[u8]) -> Vec<u8> {
+        for _ in 0..100 {
+            if sent.lock().unwrap().as_slice() == want {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        sent.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn bytes_a_buffering_transport_accepted_are_flushed_by_the_writer_task() {
+        let (outbox, sent) = outbox(0);
+        let writer = tokio::spawn({
+            let outbox = Arc::clone(&outbox);
+            async move { outbox.run_writer().await }
+        });
+        outbox
+            .push(|state| state.buf.extend_from_slice(b"frame"))
+            .unwrap();
+        assert_eq!(until_sent(&sent, b"frame").await, b"frame");
+        outbox.close();
+        writer.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_flush_from_the_caller_that_would_block_is_finished_by_the_writer_task() {
+        for pending_flushes in [0, 1] {
+            let (outbox, sent) = outbox(pending_flushes);
+            let writer = tokio::spawn({
+                let outbox = Arc::clone(&outbox);
+                async move { outbox.run_writer().await }
+            });
+            outbox
+                .push_quiet(|state| state.buf.extend_from_slice(b"frame"))
+                .unwrap();
+            outbox.flush_now();
+            assert_eq!(
+                until_sent(&sent, b"frame").await,
+                b"frame",
+                "{pending_flushes} flushes would block"
+            );
+            outbox.close();
+            writer.await.unwrap().unwrap();
         }
     }
 }

@@ -142,6 +142,31 @@ async fn with_optional_client_certificates_clients_connect_with_or_without_one()
     );
 }
 
+/// Answers and requests of megabytes, several at once, over TLS: frames split across many TLS records and
+/// writes that find the socket full. (The outbox's own tests pin the flush a buffering transport needs.)
+#[tokio::test]
+async fn megabyte_answers_and_requests_over_tls_arrive_whole() {
+    let ca = Ca::new("test CA");
+    let server = serve(server_tls(&ca, None), ServerConfig::default()).await;
+    let config = ClientConfig {
+        tls: Some(client_tls(&ca, None)),
+        default_deadline: Duration::from_secs(5),
+        ..ClientConfig::default()
+    };
+    let client = LabClient::new(Client::connect_with(server.addr, config).await.unwrap());
+    for round in 0..2 {
+        let len = 4 << 20;
+        let (a, b, items) = tokio::join!(
+            client.fill(len),
+            client.fill(len + 1),
+            client.tally(vec![vec![7; 1 << 20]; 4]),
+        );
+        assert_eq!(a.map(|b| b.len()), Ok(len as usize), "round {round}");
+        assert_eq!(b.map(|b| b.len()), Ok(len as usize + 1), "round {round}");
+        assert_eq!(items, Ok(4), "round {round}");
+    }
+}
+
 #[tokio::test]
 async fn the_server_name_the_client_asks_for_is_verified() {
     let ca = Ca::new("test CA");
