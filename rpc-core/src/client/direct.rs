@@ -57,7 +57,8 @@ impl Direct {
     }
 
     /// Sends the call and waits for its reply until `deadline`; a drop before the reply sends a cancel. `now` is
-    /// the current time, read once by the caller: the budget sent is `deadline - now`.
+    /// the current time, read once by the caller: the budget sent is `deadline - now` (read again after
+    /// connecting, if the call had to wait for a connection).
     pub(crate) async fn round_trip<A: Serialize + ?Sized>(
         &self,
         method: &'static MethodInfo,
@@ -67,11 +68,15 @@ impl Direct {
         now: Instant,
         span: Option<&tracing::Span>,
     ) -> Result<Reply, RpcError> {
-        let conn = match self.usable() {
-            Some(conn) => conn,
-            None => tokio::time::timeout_at(deadline, self.connection())
-                .await
-                .map_err(|_| deadline_exceeded(method).unprocessed())??,
+        let (conn, now) = match self.usable() {
+            Some(conn) => (conn, now),
+            // Connecting took some of the budget: the server is told what is left.
+            None => (
+                tokio::time::timeout_at(deadline, self.connection())
+                    .await
+                    .map_err(|_| deadline_exceeded(method).unprocessed())??,
+                Instant::now(),
+            ),
         };
         let budget = deadline.saturating_duration_since(now);
         let (id, rx) = conn

@@ -199,19 +199,10 @@ where
         }
     };
     finished(traced.as_ref(), counted.as_ref(), &outcome);
-    if one_way {
-        return;
-    }
-    if !conn.outbox.is_full() {
+    // Queued even past the outbox's limit: the read loop takes no request while the queue is full, so an
+    // inline answer goes at most one over it.
+    if !one_way {
         answer(conn, id, method, outcome, reply);
-    } else {
-        // The peer is not reading: the answer waits for room on a task of its own, and the read loop waits for
-        // room before it reads more.
-        let conn = Arc::clone(conn);
-        tokio::spawn(async move {
-            conn.outbox.wait_for_room().await;
-            answer(&conn, id, method, outcome, reply);
-        });
     }
 }
 
