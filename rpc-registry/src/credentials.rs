@@ -311,9 +311,11 @@ mod tests {
         );
         let err = Credentials::from_json(r#"{"token": "x"}"#, "c.json").unwrap_err();
         assert!(err.to_string().contains("unknown field `token`"), "{err}");
+        let shown = format!("{:?}", sample());
+        assert!(shown.contains("<hidden>"), "{shown}");
         assert!(
-            format!("{:?}", sample()).contains("<hidden>"),
-            "tokens stay out of logs"
+            !shown.contains("calc-secret"),
+            "tokens stay out of logs: {shown}"
         );
     }
 }

@@ -1,6 +1,7 @@
 //! `rpc-registry ls` and `rpc-registry watch` as a user runs them, against a registry served in the test process
 //! on 127.0.0.1: `ls` prints a header and a row per instance (weight, state, metadata), filters by service, says
-//! when there is nothing and exits 0, and fails naming the address when nothing listens or nothing answers;
+//! when there is nothing and exits 0, fails naming the address when nothing listens or nothing answers, and
+//! presents a client certificate to a registry that requires one;
 //! `watch` prints the instances, then a line per change (`+` on a registration, `~` on a re-registration with
 //! another weight, `-` on a deregistration and on an eviction), and goes on across a registry restart, printing
 //! only the changes that are real.
@@ -300,7 +301,14 @@ async fn ls_against_a_server_that_never_answers_gives_up_at_its_timeout() {
     // Connections are accepted (by the kernel) but nothing ever answers.
     let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = silent.local_addr().unwrap().to_string();
+    let asked = std::time::Instant::now();
     let (status, _, stderr) = ls(&["--registry", &addr, "--timeout-ms", "300"]).await;
+    // Well before the default timeout (5 s): the flag is what ended it.
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
     assert!(!status.success());
     assert!(
         stderr.starts_with(&format!(

@@ -164,7 +164,11 @@ impl Hostile {
         }
         let mut received = Vec::new();
         let mut chunk = [0u8; 4096];
+        // Bounded in time and in bytes: a server that streamed without end would pass neither.
         loop {
+            if received.len() > 1 << 20 {
+                return Outcome::Unexpected(format!("{self:?}: the server sent over 1 MiB"));
+            }
             let read = match tokio::time::timeout_at(until, stream.read(&mut chunk)).await {
                 Err(_) => return Outcome::TimedOut,
                 Ok(read) => read,

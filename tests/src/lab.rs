@@ -1,6 +1,7 @@
 //! The `Lab` service: one method per behaviour the end-to-end tests observe (echo, delayed answers, a call
-//! that never ends, a panic, a large argument, metadata, an application error), and counters that let a test
-//! see from the server's side what happened.
+//! that never ends, a panic, a large argument or answer, metadata, an application error, a call relayed to
+//! another server, the client's certificate names, a rendezvous of concurrent calls), and counters that let a
+//! test see from the server's side what happened.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -1,5 +1,6 @@
 //! A raw peer for limit tests: a TCP connection that writes whatever bytes a test hands it (whole frames built
-//! with rpc-codec, or garbage) and reads the server's frames back one by one, with bounded waits.
+//! with rpc-codec, or garbage) and reads the server's frames back one by one, with bounded waits; and the
+//! process's resident memory, for tests that bound what a peer can make the server hold.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -130,11 +131,11 @@ pub fn request_bytes<A: Serialize>(
 
 /// The resident memory of this process in bytes (Linux), for tests that check that memory stays bounded.
 pub fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmRSS line in /proc/self/status");
+    kib * 1024
 }

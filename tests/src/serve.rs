@@ -1,5 +1,5 @@
 //! Starting servers for tests: on 127.0.0.1, on a port the OS assigns (or one a test reuses), with a handle to
-//! shut them down gracefully.
+//! shut them down gracefully; and a bounded wait for a condition.
 
 use std::net::SocketAddr;
 use std::time::Duration;

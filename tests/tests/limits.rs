@@ -25,7 +25,7 @@ fn lab(method: &str) -> u32 {
     method_id("Lab", method)
 }
 
-/// An error frame answering `id`, with its status and message.
+/// An error frame's request id, status and message.
 fn error_of(frame: &rpc_codec::Frame) -> (u64, Status, String) {
     assert_eq!(frame.header.kind, Kind::Error, "{frame:?}");
     (
@@ -233,6 +233,8 @@ async fn an_idle_connection_is_told_go_away_and_closed_and_a_busy_one_is_not() {
     let server = serve_lab(LabImpl::default(), config, 0).await.unwrap();
     let client = LabClient::connect(server.addr).await.unwrap();
     let mut idle = RawPeer::connect(server.addr).await.unwrap();
+    // The server's idle time runs from its last read, which comes after this.
+    let quiet_since = Instant::now();
     idle.send_request(1, lab("echo"), &Metadata::new(), &(1u64,))
         .await
         .unwrap();
@@ -242,7 +244,6 @@ async fn an_idle_connection_is_told_go_away_and_closed_and_a_busy_one_is_not() {
     busy.send_request(1, lab("hang"), &Metadata::new(), &())
         .await
         .unwrap();
-    let quiet_since = Instant::now();
     let frames = idle.until_closed(idle_timeout + SLACK).await;
     let closed_after = quiet_since.elapsed();
     assert_eq!(frames.len(), 1, "{frames:?}");

@@ -52,6 +52,20 @@ fn refusal(
     }
 }
 
+/// Waits (at most 100 scrapes, 20 ms apart) until the registry counts `n` watches over its RPC API waiting.
+async fn rpc_watchers_reach(registry: &RunningRegistry, n: f64) {
+    let mut seen = None;
+    for _ in 0..100 {
+        let (_, samples) = tests::prom::scrape(registry.http).await;
+        seen = tests::prom::value(&samples, "rpc_registry_watchers", &[("api", "rpc")]);
+        if seen == Some(n) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("rpc_registry_watchers never read {n}: last {seen:?}");
+}
+
 fn lease_ref(lease: &rpc_registry::Lease, service: &str, address: &str) -> LeaseRef {
     LeaseRef {
         lease: lease.id,
@@ -209,12 +223,11 @@ async fn a_verified_client_certificate_is_a_credential_for_the_services_it_is_gr
     )
     .unwrap();
     let outsider = client(&registry, None, Some(outsider)).await;
-    assert!(
-        outsider
-            .register(instance("Calc", "10.0.0.5:1"))
-            .await
-            .is_err()
-    );
+    let err = outsider
+        .register(instance("Calc", "10.0.0.5:1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), rpc_core::Status::Unavailable, "{err}");
 
     // A registration that heartbeats over mutual TLS, with no token, stays registered across many TTLs.
     let config = RegistrationConfig {
@@ -376,7 +389,7 @@ async fn every_registry_limit_refuses_with_the_limit_named_and_the_others_carry_
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    rpc_watchers_reach(&registry, 1.0).await;
     let started = Instant::now();
     let over = client
         .watch("W2".into(), snapshot.epoch, snapshot.revision, 10_000)
@@ -391,7 +404,7 @@ async fn every_registry_limit_refuses_with_the_limit_named_and_the_others_carry_
     // Once the first watcher gives up, its place is free again.
     holder.abort();
     let _ = holder.await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    rpc_watchers_reach(&registry, 0.0).await;
     let started = Instant::now();
     let waited = client
         .watch("W2".into(), snapshot.epoch, snapshot.revision, 300)

@@ -1,6 +1,7 @@
 //! The runtime end to end, over real sockets on 127.0.0.1: multiplexing, deadlines, cancellation, panic
 //! isolation, refusals, limits, graceful drain and reconnection. Timing runs on paused tokio time, so the tests
-//! wait no wall-clock time for their timers; every wait is bounded.
+//! wait no wall-clock time for their timers (except the check that handlers run inline on a multi-threaded
+//! runtime, which needs the real clock); every wait is bounded.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -135,11 +135,10 @@ async fn with_optional_client_certificates_clients_connect_with_or_without_one()
     );
     // A certificate that does not verify is refused even where none is required.
     let outsider = Ca::new("rogue CA").client(&["registrar.test"]);
-    assert!(
-        whoami(&server, Some(client_tls(&ca, Some(&outsider))))
-            .await
-            .is_err()
-    );
+    let err = whoami(&server, Some(client_tls(&ca, Some(&outsider))))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Status::Unavailable, "{err}");
 }
 
 /// Answers and requests of megabytes, several at once, over TLS: frames split across many TLS records and
@@ -189,8 +188,9 @@ async fn a_handshake_that_never_comes_is_cut_off_at_the_handshake_timeout() {
         ..ServerConfig::default()
     };
     let server = serve(server_tls(&ca, None), config).await;
-    let mut silent = RawPeer::connect(server.addr).await.unwrap();
+    // The server's timer starts once it accepts the connection, which is after this.
     let started = Instant::now();
+    let mut silent = RawPeer::connect(server.addr).await.unwrap();
     assert!(matches!(
         silent.next(Duration::from_secs(5)).await,
         Next::Closed

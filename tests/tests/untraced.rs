@@ -1,5 +1,5 @@
-//! With no tracing subscriber in the process, a call carries no trace context (no `traceparent` metadata, no
-//! span work); once one collects spans, calls carry it. Alone in its test binary: tracing caches a callsite's
+//! With no tracing subscriber in the process, a call carries no trace context (no `traceparent` metadata);
+//! once one collects spans, calls carry it. Alone in its test binary: tracing caches a callsite's
 //! interest for the whole process, so a subscriber in another test would change what this one sees.
 
 use rpc_core::{ServerConfig, TRACEPARENT, TraceContext};
