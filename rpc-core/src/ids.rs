@@ -1,6 +1,8 @@
-//! Maps keyed by ids the runtime itself hands out (request ids, method ids): such keys are already unique and
-//! evenly spread, so they need no keyed hash (SipHash costs more than the map operation here), only a multiply
-//! that spreads them over the high bits, which hashbrown uses for its control bytes.
+//! Maps keyed by ids (request ids, method ids): unique keys that need no keyed hash (SipHash costs more than the
+//! map operation here), only a multiply that spreads them over the high bits, which hashbrown uses for its
+//! control bytes, folded into the low bits, which pick the bucket. A server's map holds request ids its peer
+//! chose; the fold keeps ids that differ only in their high bits (multiples of 2^20, say) from sharing one
+//! bucket, and `max_in_flight_per_connection` bounds what any choice of ids can cost.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -26,11 +28,12 @@ impl Hasher for IdHasher {
     }
 
     fn write_u64(&mut self, id: u64) {
-        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let h = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = h ^ (h >> 32);
     }
 }
 
-/// A map keyed by runtime-issued ids.
+/// A map keyed by ids.
 pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 #[cfg(test)]
@@ -38,7 +41,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sequential_ids_spread_over_the_high_bits() {
+    fn ids_spread_over_the_high_bits_and_the_low_bits() {
         use std::hash::BuildHasher;
         let build = BuildHasherDefault::<IdHasher>::default();
         let tops: std::collections::HashSet<u64> =
@@ -47,6 +50,15 @@ mod tests {
             tops.len() > 64,
             "the top 7 bits take {} values of 128",
             tops.len()
+        );
+        // Ids that differ only in their high bits still pick different buckets (the low bits).
+        let lows: std::collections::HashSet<u64> = (1u64..=128)
+            .map(|i| build.hash_one(i << 20) & 127)
+            .collect();
+        assert!(
+            lows.len() > 64,
+            "the low 7 bits take {} values of 128",
+            lows.len()
         );
         let mut map: IdMap<u64, u64> = IdMap::default();
         for id in 0..10_000 {
