@@ -12,8 +12,9 @@
 //!   within exactly the memory the guard charged for it (and not one byte less);
 //! - what the decoded value takes in memory, measured by walking it ([`Footprint`]): the guard's own measure
 //!   never exceeds the limit, and the real heap (collection capacity and node overhead included) stays within
-//!   a small multiple of it. Memory behind a `Box` is measured apart: the guard does not see it (`guard.rs`
-//!   says so), so it is only held to what the payload's length allows, one box per byte at most.
+//!   a small multiple of it. Memory behind a `Box` is measured apart ([`Footprint`]'s `boxed`): the guard
+//!   charges a boxed value bigger than its slot (`guard.rs`), and the harness holds the real heap, boxes
+//!   included, to the same multiple of the limit.
 //!
 //! Byte-exact re-encoding does not hold for every input, and the harness does not claim it: bincode's varints
 //! decode from a longer form than the one they encode to (`[251, 5, 0]` is 5, which encodes as `[5]`), a map

@@ -20,7 +20,8 @@
 //! - `encode`: frames serialized into a [`WriteBuf`], and the tokio-util `Encoder`.
 //! - [`buffer`]: [`WriteBuf`], the output buffer frames are serialized into.
 //! - [`payload`]: [`PayloadCodec`] and the default [`Bincode`].
-//! - `guard`: the serde adapter that bounds allocations by the payload's length.
+//! - `guard`: the serde adapter that bounds allocations by the payload's length, the decoded value's memory by
+//!   a limit, and its nesting by [`MAX_DEPTH`].
 //! - [`method`]: method ids from `"Service.method"`.
 //! - [`config`]: [`Config`], the limits.
 //! - [`error`]: the error types.

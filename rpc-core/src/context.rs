@@ -1,5 +1,6 @@
-//! The call context: what a handler may know of the call it serves (metadata, deadline, request id, peer),
-//! available through `Context::current()` anywhere in the handler's task.
+//! The call context: what a handler may know of the call it serves (metadata, deadline, request id, peer, the
+//! verified names of the client's certificate, the trace), available through `Context::current()` anywhere in
+//! the handler's task.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,8 +23,8 @@ tokio::task_local! {
 /// impl Echo for Impl {
 ///     async fn echo(&self, s: String) -> String {
 ///         let ctx = rpc_core::Context::current().expect("inside a handler");
-///         let trace = ctx.metadata().get_str("trace-id").unwrap_or("none").to_owned();
-///         format!("{s} (trace {trace})")
+///         let tenant = ctx.metadata().get_str("tenant").unwrap_or("none").to_owned();
+///         format!("{s} (tenant {tenant})")
 ///     }
 /// }
 /// ```

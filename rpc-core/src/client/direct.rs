@@ -205,7 +205,8 @@ impl Direct {
     }
 }
 
-/// Sends a cancel for a call that is dropped, or times out, before its reply.
+/// Sends a cancel for a call whose future is dropped before its reply (the connection's deadline task answers a
+/// call that times out).
 struct CancelOnDrop<'a> {
     conn: &'a Connection,
     id: u64,

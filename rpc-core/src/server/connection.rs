@@ -112,16 +112,9 @@ impl ConnShared {
         }
     }
 
-    /// Queues an `Error` frame as the answer to call `id` (the caller has waited for room).
+    /// Queues an `Error` frame as the answer to call `id`, without waiting for room: a handler's answer or a
+    /// refusal of the read loop, which takes no new request while the queue is full.
     pub(crate) fn send_error(&self, id: u64, status: Status, message: &str) {
-        let _ = self
-            .outbox
-            .push(|state| self.encode_error(state, id, status, message));
-    }
-
-    /// Sends an `Error` frame without waiting for room (the read loop answering a refusal; it waits for room
-    /// before reading more).
-    pub(crate) fn refuse(&self, id: u64, status: Status, message: &str) {
         let _ = self
             .outbox
             .push(|state| self.encode_error(state, id, status, message));
@@ -303,7 +296,7 @@ pub(crate) async fn run<R, W>(
                         "a frame took longer than {:?} to arrive (frame_timeout); closing",
                         config.frame_timeout
                     );
-                    conn.refuse(0, Status::ResourceExhausted, &message);
+                    conn.send_error(0, Status::ResourceExhausted, &message);
                     break;
                 }
                 if conn.in_flight() == 0 && now.duration_since(last_read) >= config.idle_timeout {
@@ -353,7 +346,7 @@ async fn process(
                     | rpc_codec::FrameError::UnknownKind { .. } => Status::Unimplemented,
                     _ => Status::InvalidArgument,
                 };
-                conn.refuse(0, status, &e.to_string());
+                conn.send_error(0, status, &e.to_string());
                 break false;
             }
         };
@@ -364,7 +357,7 @@ async fn process(
                 state.frames += 1;
                 state.last_id = state.last_id.max(r.header.request_id);
                 let message = format!("request refused: {}", r.reason);
-                conn.refuse(r.header.request_id, Status::ResourceExhausted, &message);
+                conn.send_error(r.header.request_id, Status::ResourceExhausted, &message);
             }
             // Only a request expects an answer; any other refused frame is dropped.
             Some(ReceivedRef::Refused(_)) => state.frames += 1,
@@ -384,7 +377,7 @@ async fn process(
                 }
                 state.frames += 1;
                 if let Err(message) = handle(conn, registry, config, frame, state) {
-                    conn.refuse(0, Status::InvalidArgument, &message);
+                    conn.send_error(0, Status::InvalidArgument, &message);
                     break false;
                 }
             }
@@ -437,7 +430,7 @@ fn handle(
                     stats.record(status, arrived.elapsed());
                 }
                 if !one_way {
-                    conn.refuse(h.request_id, status, message);
+                    conn.send_error(h.request_id, status, message);
                 }
             };
             if state.draining {

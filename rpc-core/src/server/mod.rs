@@ -1,5 +1,5 @@
-//! The server: an accept loop that takes a connection permit before it accepts, one task per connection, and a
-//! graceful shutdown that stops accepting, sends go-away on every connection and waits for calls in flight (up
+//! The server: an accept loop that takes a connection permit before it accepts, one task per connection (after
+//! the TLS handshake, within its timeout, when the server has TLS), and a graceful shutdown that stops accepting, sends go-away on every connection and waits for calls in flight (up
 //! to the drain timeout) before it returns.
 //!
 //! # Layout
@@ -7,7 +7,8 @@
 //! - `registry`: services by method id.
 //! - `service`: [`Service`] (implemented by generated skeletons) and [`Call`].
 //! - `connection`: one connection's read loop, refusals and drain.
-//! - `handler`: one call's task: context, deadline, cancel, panic isolation, answer.
+//! - `handler`: one call: its context, span and counts; polled once inline, then on a task of its own if it
+//!   waits (deadline, cancel); panic isolation; the answer.
 //! - this file: [`Server`], [`ServerBuilder`] and the accept loop.
 
 pub mod config;

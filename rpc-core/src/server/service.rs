@@ -91,7 +91,7 @@ impl Call<'_> {
             stats.record(status, self.arrived.elapsed());
         }
         if !self.one_way {
-            self.conn.refuse(self.request_id, status, &message);
+            self.conn.send_error(self.request_id, status, &message);
         }
         Dispatched(())
     }
