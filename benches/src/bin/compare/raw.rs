@@ -138,7 +138,7 @@ async fn connection(
         let now = Instant::now();
         let whole = whole_frames(&input);
         let answers = whole / frame.len();
-        if whole % frame.len() != 0 {
+        if !whole.is_multiple_of(frame.len()) {
             return Err(format!(
                 "answers of {whole} bytes are not whole echoes of {} bytes",
                 frame.len()

@@ -95,7 +95,7 @@ pub(crate) async fn caller(client: SoakClient, stop: Stop, counts: Arc<Counts>, 
     let payloads = PAYLOADS.map(|len| ByteBuf::from(vec![0x5a; len]));
     let mut i = start;
     while !*stop.borrow() {
-        if i % REFUSE_EVERY == 0 {
+        if i.is_multiple_of(REFUSE_EVERY) {
             match client.refuse(i as u64).await {
                 Ok(Err(Refusal::No(n))) if n == i as u64 => Counts::add(&counts.refused),
                 other => counts.unexpected(format!("refuse({i}): {other:?}")),
@@ -123,7 +123,7 @@ pub(crate) async fn slow_caller(client: SoakClient, stop: Stop, counts: Arc<Coun
     let late = client.with_deadline(LATE_DEADLINE);
     let mut i = start;
     while !*stop.borrow() {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             match tokio::time::timeout(DROP_AFTER, client.sleep(DROPPED_SLEEP_MS)).await {
                 Err(_) => Counts::add(&counts.dropped),
                 Ok(Ok(_)) => Counts::add(&counts.answered_before_drop),
