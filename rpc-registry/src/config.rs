@@ -80,9 +80,8 @@ pub struct RegistryConfig {
     /// Most HTTP long polls (`GET /v1/overview` with `since`, as dashboards make) waiting at once; one more is
     /// answered `503` with `Retry-After`. Default 256 ([`DEFAULT_MAX_HTTP_WATCHERS`]).
     pub max_http_watchers: usize,
-    /// TLS for the registry's API (feature `tls`, on with `server`); with a client CA, the names of verified
+    /// TLS for the registry's API; with a client CA, the names of verified
     /// client certificates count as credentials. Default `None`.
-    #[cfg(feature = "tls")]
     pub tls: Option<rpc_core::tls::ServerTls>,
 }
 
@@ -102,7 +101,6 @@ impl Default for RegistryConfig {
             max_metadata_bytes: DEFAULT_MAX_METADATA_BYTES,
             max_name_len: DEFAULT_MAX_NAME_LEN,
             max_http_watchers: DEFAULT_MAX_HTTP_WATCHERS,
-            #[cfg(feature = "tls")]
             tls: None,
         }
     }

@@ -133,7 +133,7 @@ async fn health(State(http): State<Http>) -> Json<Health> {
         status: "ok",
         epoch: state.epoch().to_string(),
         uptime_ms: millis(http.shared.started.elapsed()),
-        services: state.services().len(),
+        services: state.service_count(),
         instances: state.instance_count(),
     })
 }

@@ -18,7 +18,6 @@ pub async fn serve(
     http: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    #[cfg(feature = "tls")]
     let tls = config.tls.clone();
     let (service, evictions) = RegistryService::new(config);
     let shared = std::sync::Arc::clone(service.shared());
@@ -41,7 +40,6 @@ pub async fn serve(
     let builder = Server::builder()
         .add_service(RegistryServer::new(service))
         .metrics(rpc_metrics);
-    #[cfg(feature = "tls")]
     let builder = match tls {
         Some(tls) => builder.tls(tls),
         None => builder,

@@ -394,6 +394,14 @@ impl State {
         self.services.len()
     }
 
+    /// Services with instances, without listing them.
+    pub(crate) fn service_count(&self) -> usize {
+        self.services
+            .values()
+            .filter(|s| !s.instances.is_empty())
+            .count()
+    }
+
     pub(crate) fn services(&self) -> Vec<ServiceSummary> {
         self.services
             .iter()

@@ -119,7 +119,7 @@ impl Stats {
     pub(crate) fn totals(&self, state: &State) -> Totals {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Totals {
-            services: state.services().len(),
+            services: state.service_count(),
             instances: state.instance_count(),
             registrations: load(&self.registrations),
             deregistrations: load(&self.deregistrations),
@@ -153,7 +153,7 @@ impl Stats {
             "gauge",
             "Services with at least one instance.",
         );
-        let _ = writeln!(o, "rpc_registry_services {}", state.services().len());
+        let _ = writeln!(o, "rpc_registry_services {}", state.service_count());
         let counters = [
             (
                 "registrations_total",

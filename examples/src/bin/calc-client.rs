@@ -54,8 +54,6 @@ async fn main() -> std::process::ExitCode {
 
 #[derive(Default)]
 struct Tally {
-    ok: u64,
-    failed: u64,
     by_instance: BTreeMap<String, u64>,
     first_error: Option<String>,
 }
@@ -119,27 +117,23 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     return;
                 }
                 let result = calc.add(i as i64, 1).await;
-                let counter = match &result {
-                    Ok(answer) if answer.value == i as i64 + 1 => &counts.ok,
-                    _ => &counts.failed,
-                };
-                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-                match result {
+                let counter = match result {
                     Ok(answer) if answer.value == i as i64 + 1 => {
-                        t.ok += 1;
                         *t.by_instance.entry(answer.instance).or_default() += 1;
+                        &counts.ok
                     }
                     Ok(answer) => {
-                        t.failed += 1;
                         t.first_error
                             .get_or_insert(format!("wrong answer {answer:?}"));
+                        &counts.failed
                     }
                     Err(e) => {
-                        t.failed += 1;
                         t.first_error.get_or_insert(e.to_string());
+                        &counts.failed
                     }
-                }
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         });
     }
@@ -156,8 +150,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(e) = &t.first_error {
         eprintln!("calc-client: first failure: {e}");
     }
-    let summary =
-        serde_json::json!({ "ok": t.ok, "failed": t.failed, "by_instance": t.by_instance });
+    let (ok, failed) = (
+        counts.ok.load(std::sync::atomic::Ordering::Relaxed),
+        counts.failed.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    let summary = serde_json::json!({ "ok": ok, "failed": failed, "by_instance": t.by_instance });
     println!("{summary}");
     Ok(())
 }
