@@ -8,8 +8,8 @@
 //! Workloads: 32 B and 1 KiB payloads, each in a closed loop with 1, 16 and 128 calls in flight on one
 //! connection and 128 over 4 connections. Each server runs on a thread of its own with a current-thread tokio
 //! runtime, pinned to CPU 1; the client runs on the main thread with a current-thread runtime, pinned to CPU 0
-//! (`--pin`); `TCP_NODELAY` is set on every socket. Rounds interleave the systems (their order rotates from round to round); the table gives the medians
-//! over the rounds of calls per second, latency quantiles (hdrhistogram) and CPU time per call (getrusage, the
+//! (`--pin`); `TCP_NODELAY` is set on every socket. Rounds interleave the systems (their order rotates from
+//! round to round); the table gives the medians over the rounds of calls per second, latency quantiles (hdrhistogram) and CPU time per call (getrusage, the
 //! whole process: client and server), and the ratios of calls per second against the floor and the peers.
 //!
 //! # Layout
@@ -268,4 +268,39 @@ where
         clients.push(connect(addr).await?);
     }
     Ok(driver::closed_loop(&clients, workload.concurrency, payload, warm_up, measure).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{System, Workload, run_one};
+
+    /// Every system answers the workload `compare` measures, through the same path a run takes: 16 echoes in
+    /// flight on one connection, each checked for its length (a wrong one counts as failed).
+    #[test]
+    fn every_system_echoes_through_the_measured_path() {
+        for payload in [32, 1024] {
+            let workload = Workload {
+                payload,
+                concurrency: 16,
+                connections: 1,
+            };
+            for system in System::ALL {
+                let sample = run_one(
+                    system,
+                    workload,
+                    Duration::from_millis(10),
+                    Duration::from_millis(100),
+                )
+                .unwrap_or_else(|e| panic!("{system:?}: {e}"));
+                assert!(sample.calls > 0, "{system:?} {workload}: no call finished");
+                assert_eq!(
+                    sample.failed, 0,
+                    "{system:?} {workload}: {:?}",
+                    sample.first_error
+                );
+            }
+        }
+    }
 }

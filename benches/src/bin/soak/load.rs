@@ -116,9 +116,10 @@ pub(crate) async fn caller(client: SoakClient, stop: Stop, counts: Arc<Counts>, 
 }
 
 /// Until told to stop, alternately through `client`: a call dropped [`DROP_AFTER`] after it was made (its handler
-/// sleeps [`DROPPED_SLEEP_MS`], so the drop always comes first and cancels it), and a call whose
-/// [`LATE_DEADLINE`] passes while its handler sleeps [`LATE_SLEEP_MS`]. These callers wait most of their time;
-/// they keep such calls in flight beside the fast ones at every moment.
+/// sleeps [`DROPPED_SLEEP_MS`], so the drop nearly always comes first and cancels it; an answer that wins the
+/// race is counted apart), and a call whose [`LATE_DEADLINE`] passes while its handler sleeps
+/// [`LATE_SLEEP_MS`]. These callers wait most of their time; they keep such calls in flight beside the fast
+/// ones at every moment.
 pub(crate) async fn slow_caller(client: SoakClient, stop: Stop, counts: Arc<Counts>, start: usize) {
     let late = client.with_deadline(LATE_DEADLINE);
     let mut i = start;
