@@ -13,7 +13,7 @@
 //! - what the decoded value takes in memory, measured by walking it ([`Footprint`]): the guard's own measure
 //!   never exceeds the limit, and the real heap (collection capacity and node overhead included) stays within
 //!   a small multiple of it. Memory behind a `Box` is measured apart ([`Footprint`]'s `boxed`): the guard
-//!   charges a boxed value bigger than its slot (`guard.rs`), and the harness holds the real heap, boxes
+//!   charges a boxed value bigger than its slot (the `guard` module), and the harness holds the real heap, boxes
 //!   included, to the same multiple of the limit.
 //!
 //! Byte-exact re-encoding does not hold for every input, and the harness does not claim it: bincode's varints

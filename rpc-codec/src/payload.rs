@@ -4,8 +4,8 @@
 //! Encoding serializes straight into the spare room of the connection's output buffer (a [`crate::WriteBuf`]);
 //! a value that does not fit is measured, the buffer grows once (within the frame limit) and it is encoded
 //! again. Decoding borrows from the received payload, bounds every length inside it by the payload's size, the
-//! memory of the decoded value by a limit and its nesting by [`crate::MAX_DEPTH`] (see `guard.rs`), and refuses
-//! bytes left over after the value.
+//! memory of the decoded value by a limit and its nesting by [`crate::MAX_DEPTH`] (see the `guard` module), and
+//! refuses bytes left over after the value.
 //!
 //! # Byte payloads
 //! Through serde, a plain `Vec<u8>` or `[u8]` is a sequence and goes element by element. Mark byte fields
