@@ -5,12 +5,12 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rpc_core::{Client, ClientConfig, RpcError, ToSocketAddrs};
+use rpc_core::{ClientConfig, RpcError, ToSocketAddrs};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{Lease, LeaseRef, NewInstance, RegistryClient, RegistryError};
-use crate::discovery::bearer;
+use crate::handle::RegistryHandle;
 
 /// Why a registration failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -30,8 +30,11 @@ pub struct RegistrationConfig {
     pub token: Option<String>,
     /// Heartbeat interval; `None` (the default) uses the registry's: a third of its TTL.
     pub heartbeat: Option<Duration>,
-    /// The connection to the registry. Its backoff bounds how soon heartbeats resume after the registry comes
-    /// back (default here: at most 250 ms, well under a heartbeat interval).
+    /// The connection to the registry that [`Registration::register`] asks for; it shares one with every
+    /// registration and discovery of this process that asks for the same registry with an equal config (see
+    /// [`RegistryHandle::shared`]). Its backoff bounds how soon heartbeats resume after the registry comes
+    /// back. Default [`RegistryHandle::default_config`] (attempts at most 250 ms apart, well under a heartbeat
+    /// interval). [`Registration::register_with`] uses its handle's connection instead.
     pub client: ClientConfig,
 }
 
@@ -40,10 +43,7 @@ impl Default for RegistrationConfig {
         RegistrationConfig {
             token: None,
             heartbeat: None,
-            client: ClientConfig {
-                backoff_max: Duration::from_millis(250),
-                ..ClientConfig::default()
-            },
+            client: RegistryHandle::default_config(),
         }
     }
 }
@@ -68,6 +68,8 @@ pub struct Registration {
 
 #[derive(Debug)]
 struct Shared {
+    /// Keeps the connection shared while the registration lives.
+    _handle: RegistryHandle,
     registry: RegistryClient,
     instance: NewInstance,
     lease: Mutex<Lease>,
@@ -92,19 +94,28 @@ impl Shared {
 }
 
 impl Registration {
-    /// Registers `instance` with the registry at `registry` and starts heartbeating.
+    /// Registers `instance` with the registry at `registry` and starts heartbeating, over the connection this
+    /// process shares for that registry and `config.client` ([`RegistryHandle::shared`]).
     pub async fn register(
         registry: impl ToSocketAddrs,
         instance: NewInstance,
         config: RegistrationConfig,
     ) -> Result<Registration, RegistrationError> {
-        let client = RegistryClient::new(Client::lazy_with(registry, config.client.clone()).await?);
-        let client = match &config.token {
-            Some(token) => client.with_metadata(bearer(token)?),
-            None => client,
-        };
+        let handle = RegistryHandle::shared(registry, &config.client).await?;
+        Registration::register_with(&handle, instance, config).await
+    }
+
+    /// Registers `instance` with the registry of `registry` and starts heartbeating over its connection
+    /// (`config.client` is not used).
+    pub async fn register_with(
+        registry: &RegistryHandle,
+        instance: NewInstance,
+        config: RegistrationConfig,
+    ) -> Result<Registration, RegistrationError> {
+        let client = registry.stub(config.token.as_deref())?;
         let lease = client.register(instance.clone()).await??;
         let shared = Arc::new(Shared {
+            _handle: registry.clone(),
             registry: client,
             instance,
             lease: Mutex::new(lease),
