@@ -10,9 +10,10 @@ mod proxy;
 use std::time::Duration;
 
 use rpc_core::Client;
+use rpc_registry::registration::Status;
 use rpc_registry::{
-    Discovery, DiscoveryConfig, Registration, RegistrationConfig, RegistryClient, RegistryConfig,
-    RegistryHandle,
+    Discovery, DiscoveryConfig, LeaseRef, Registration, RegistrationConfig, RegistryClient,
+    RegistryConfig, RegistryHandle,
 };
 use tests::cluster::{new_instance, start_registry};
 
@@ -42,6 +43,16 @@ async fn direct(addr: std::net::SocketAddr) -> RegistryClient {
     let client = RegistryClient::new(Client::lazy_with(addr, Default::default()).await.unwrap());
     let token = rpc_core::Metadata::from_pairs([("authorization", format!("Bearer {TOKEN}"))]);
     client.with_metadata(token.unwrap())
+}
+
+/// The lease the registry holds for `address` of `Where`, if any.
+async fn holder(registry: &RegistryClient, address: &str) -> Option<u64> {
+    let snapshot = registry.instances("Where".into()).await.unwrap();
+    snapshot
+        .instances
+        .iter()
+        .find(|i| i.address == address)
+        .map(|i| i.lease)
 }
 
 #[tokio::test(start_paused = true)]
@@ -109,4 +120,103 @@ async fn an_explicit_handle_carries_registrations_and_discoveries_over_one_conne
     assert!(!shared.same_connection(&handle));
     a.deregister().await.unwrap();
     b.deregister().await.unwrap();
+}
+
+/// Registers an instance through the proxy, makes the registry forget its lease (as an expiry would), and holds
+/// back the answer to the registration the instance then makes again, for `delay`; returns the registration.
+async fn registration_made_again_answered_after(
+    proxy: &Proxy,
+    registry: &RegistryClient,
+    address: &str,
+    delay: Duration,
+) -> Registration {
+    let registration = Registration::register(proxy.addr, new_instance(address, 1), with_token())
+        .await
+        .unwrap();
+    let lease = registration.lease();
+    assert_eq!(lease.heartbeat_ms, 1000);
+    proxy.hold_next_answer(rpc_codec::method_id("Registry", "register"), delay);
+    let forgotten = LeaseRef {
+        lease: lease.id,
+        incarnation: lease.incarnation,
+        service: "Where".into(),
+        address: address.into(),
+    };
+    registry.deregister(forgotten).await.unwrap().unwrap();
+    assert!(
+        proxy.answer_held(TTL * 2).await,
+        "the instance registered again at its next heartbeat"
+    );
+    registration
+}
+
+/// Checks over several TTLs that `registration` stays registered under the lease it knows, and active.
+async fn stays_registered(registration: &Registration, registry: &RegistryClient, address: &str) {
+    for _ in 0..4 {
+        tokio::time::sleep(TTL).await;
+        assert_eq!(
+            holder(registry, address).await,
+            Some(registration.lease().id),
+            "the instance is registered under the lease it heartbeats"
+        );
+        assert_eq!(
+            *registration.status().borrow(),
+            Status::Active(registration.lease())
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_whose_registration_made_again_is_answered_late_stays_registered() {
+    let registry = start_registry(config(), 0).await.unwrap();
+    let proxy = Proxy::start(registry.addr).await;
+    let client = direct(registry.addr).await;
+    let address = "127.0.0.1:9";
+    // Later than a heartbeat interval (1 s), within the TTL.
+    let late = Duration::from_millis(1500);
+    let registration = registration_made_again_answered_after(&proxy, &client, address, late).await;
+    let first = registration.lease();
+    stays_registered(&registration, &client, address).await;
+    assert_ne!(registration.lease().id, first.id, "it took the new lease");
+    assert_eq!(proxy.held(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_whose_registration_made_again_is_never_answered_stays_registered() {
+    let registry = start_registry(config(), 0).await.unwrap();
+    let proxy = Proxy::start(registry.addr).await;
+    let client = direct(registry.addr).await;
+    let address = "127.0.0.1:9";
+    // The answer comes long after the new lease would have expired: the instance never learns it from there.
+    let never = TTL * 100;
+    let registration =
+        registration_made_again_answered_after(&proxy, &client, address, never).await;
+    stays_registered(&registration, &client, address).await;
+    assert_eq!(proxy.held(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_superseded_by_another_while_its_answer_is_held_stops_and_says_so() {
+    let registry = start_registry(config(), 0).await.unwrap();
+    let proxy = Proxy::start(registry.addr).await;
+    let client = direct(registry.addr).await;
+    let address = "127.0.0.1:9";
+    let registration =
+        registration_made_again_answered_after(&proxy, &client, address, TTL * 100).await;
+    // Another instance (another weight) registers the same address while the answer is held.
+    let other = client
+        .register(new_instance(address, 7))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut status = registration.status();
+    let stopped = tokio::time::timeout(
+        TTL * 2,
+        status.wait_for(|s| matches!(s, Status::Superseded(_))),
+    )
+    .await;
+    assert!(stopped.is_ok(), "the instance reports it was superseded");
+    // It did not take the other instance's lease.
+    assert_ne!(registration.lease().id, other.id);
+    assert_eq!(holder(&client, address).await, Some(other.id));
 }
