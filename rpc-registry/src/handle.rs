@@ -140,7 +140,8 @@ impl RegistryHandle {
     /// [`crate::Registration::register`] and [`crate::Discovery::new`] use it. A config with TLS settings or
     /// metrics cannot be compared, so it gets a connection of its own: to share one then, make a handle with
     /// [`RegistryHandle::new`] and pass it to [`crate::Registration::register_with`] and
-    /// [`crate::Discovery::with_handle`].
+    /// [`crate::Discovery::with_handle`]. A connection's tasks run on the tokio runtime that made it: a process
+    /// that runs several runtimes, each talking to the same registry, should give each one a handle of its own.
     pub async fn shared(
         registry: impl ToSocketAddrs,
         config: &ClientConfig,
