@@ -5,7 +5,8 @@
 //! - [`hello`]: the `Greeter` service of `hello-server` and `hello-client`.
 //! - [`calc`]: the `Calc` service of `calc-server`, `calc-client` and `cluster-demo`.
 //! - [`tls`]: the `--tls-cert`, `--tls-key` and `--tls-ca` flags and the settings they make.
-//! - [`ops`]: the `--metrics ADDR` flag of servers and the progress line of clients.
+//! - [`ops`]: the `--metrics ADDR` flag of servers (metrics and `/healthz`), the registration's changes
+//!   logged and counted ([`ops::Health`]), and the progress line of clients.
 //! - `wire-tour`: encodes a frame of every kind, prints it byte by byte, decodes it back, and shows the
 //!   codec refusing hostile input.
 //! - `hello-server`, `hello-client`: the smallest real service, served and called over TCP.

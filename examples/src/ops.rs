@@ -1,27 +1,46 @@
 //! What the example programs show their operators: a `--metrics ADDR` flag that serves a server's metrics at
-//! `http://ADDR/metrics`, and a progress line (calls done, rate, failures) for programs that make many calls.
+//! `http://ADDR/metrics` and its health at `http://ADDR/healthz`; the registration's changes, logged and
+//! counted ([`Health::follow`]): registered again, or superseded by another instance, which makes the health
+//! `503`; and a progress line (calls done, rate, failures) for programs that make many calls.
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use rpc_core::Metrics;
+use rpc_registry::registration::Status;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The longest an HTTP request to the `--metrics` port may be: 8 KiB.
+const MAX_REQUEST: usize = 8 * 1024;
+/// The longest an HTTP request to the `--metrics` port may take to arrive: 5 s.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `--metrics` flag.
 #[derive(Args, Debug, Clone)]
 pub struct MetricsArgs {
-    /// Serve Prometheus metrics (calls, latency, bytes) at http://ADDR/metrics.
+    /// Serve Prometheus metrics (calls, latency, bytes) at http://ADDR/metrics, and the health at
+    /// http://ADDR/healthz (`ok`, or 503 with the reason).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
 }
 
 impl MetricsArgs {
-    /// With `--metrics`: binds its address, serves the metrics there from now on, tells stderr where, and
-    /// returns the metrics to attach to the server.
+    /// With `--metrics`: binds its address, serves the metrics and an always-healthy `/healthz` there from now
+    /// on, tells stderr where, and returns the metrics to attach to the server.
     pub async fn start(&self, program: &str) -> std::io::Result<Option<Metrics>> {
+        self.start_with(program, Health::default()).await
+    }
+
+    /// Like [`MetricsArgs::start`], with `health` on `/healthz` and its metrics after the server's.
+    pub async fn start_with(
+        &self,
+        program: &str,
+        health: Health,
+    ) -> std::io::Result<Option<Metrics>> {
         let Some(addr) = self.metrics else {
             return Ok(None);
         };
@@ -31,8 +50,147 @@ impl MetricsArgs {
             listener.local_addr()?
         );
         let metrics = Metrics::server();
-        tokio::spawn(metrics.clone().serve_http(listener, |_: &mut String| {}));
+        tokio::spawn(serve_http(listener, metrics.clone(), health));
         Ok(Some(metrics))
+    }
+}
+
+/// A server's health as `/healthz` reports it, and its registration's counts. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Health {
+    state: Arc<Mutex<HealthState>>,
+}
+
+#[derive(Debug, Default)]
+struct HealthState {
+    /// Why the server is unhealthy, if it is.
+    problem: Option<String>,
+    /// Registrations with the registry: the first, and each made again.
+    registered: u64,
+}
+
+impl Health {
+    fn state(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why the server is unhealthy, if it is.
+    pub fn problem(&self) -> Option<String> {
+        self.state().problem.clone()
+    }
+
+    /// Follows a registration of `address` with the registry at `registry` from its first lease on: says on
+    /// stderr, after `program: `, when it registered again (the registry had lost its lease) and, loudly, when
+    /// another instance superseded it; counts both in the metrics, and makes `/healthz` answer `503` once
+    /// superseded. Runs until the registration is dropped.
+    pub fn follow(
+        &self,
+        program: &'static str,
+        registry: &str,
+        address: &str,
+        mut status: tokio::sync::watch::Receiver<Status>,
+    ) -> tokio::task::JoinHandle<()> {
+        let (health, registry, address) = (self.clone(), registry.to_owned(), address.to_owned());
+        let mut last = *status.borrow_and_update();
+        health.state().registered = 1;
+        tokio::spawn(async move {
+            while status.changed().await.is_ok() {
+                let now = *status.borrow_and_update();
+                match (last, now) {
+                    (Status::Active(old), Status::Active(new)) if old.id != new.id => {
+                        health.state().registered += 1;
+                        eprintln!(
+                            "{program}: registered {address} again with {registry}: lease {} (incarnation {}); \
+                             the registry had lost lease {} (it expired, or the registry restarted)",
+                            new.id, new.incarnation, old.id
+                        );
+                    }
+                    (_, Status::Superseded(lease)) => {
+                        let problem = format!(
+                            "superseded: a newer registration of {address} with {registry} took over lease {} \
+                             (incarnation {}); this instance gets no calls through the registry and no longer \
+                             heartbeats: restart it to register again",
+                            lease.id, lease.incarnation
+                        );
+                        eprintln!("{program}: WARNING: {problem}");
+                        health.state().problem = Some(problem);
+                    }
+                    _ => {}
+                }
+                last = now;
+            }
+        })
+    }
+
+    /// The registration's metrics, in the Prometheus text format.
+    fn render(&self, out: &mut String) {
+        let state = self.state();
+        let superseded = u8::from(state.problem.is_some());
+        out.push_str(
+            "# HELP rpc_registration_superseded 1 once another instance's registration of this address took \
+             over: this instance gets no calls through the registry.\n\
+             # TYPE rpc_registration_superseded gauge\n",
+        );
+        out.push_str(&format!("rpc_registration_superseded {superseded}\n"));
+        out.push_str(
+            "# HELP rpc_registration_registered_total Registrations with the registry: the first, and each \
+             made again after the registry lost the lease.\n\
+             # TYPE rpc_registration_registered_total counter\n",
+        );
+        out.push_str(&format!(
+            "rpc_registration_registered_total {}\n",
+            state.registered
+        ));
+    }
+}
+
+/// Serves `GET /metrics` (the server's metrics, then the registration's) and `GET /healthz` (`ok`, or `503`
+/// with the problem) on `listener`, one request per connection, until the task is dropped. Anything else gets
+/// 404; a request over [`MAX_REQUEST`] or slower than [`REQUEST_TIMEOUT`] is dropped.
+async fn serve_http(listener: tokio::net::TcpListener, metrics: Metrics, health: Health) {
+    while let Ok((mut stream, _)) = listener.accept().await {
+        let (metrics, health) = (metrics.clone(), health.clone());
+        tokio::spawn(async move {
+            let mut request = Vec::with_capacity(1024);
+            let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < MAX_REQUEST {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                true
+            })
+            .await;
+            if !matches!(read, Ok(true)) {
+                return;
+            }
+            let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
+            let (status, body) = if line.starts_with(b"GET /metrics ") {
+                let mut body = metrics.render();
+                health.render(&mut body);
+                ("200 OK", body)
+            } else if line.starts_with(b"GET /healthz ") {
+                match health.problem() {
+                    None => ("200 OK", String::from("ok\n")),
+                    Some(problem) => ("503 Service Unavailable", format!("{problem}\n")),
+                }
+            } else {
+                (
+                    "404 Not Found",
+                    String::from("only GET /metrics and GET /healthz are served here\n"),
+                )
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
     }
 }
 

@@ -173,9 +173,15 @@ pub enum FrameError {
     Io(#[from] io::Error),
 }
 
+/// What a bad-magic error adds when the first two bytes are `HT`: the start of an HTTP/1 response
+/// (`HTTP/1.1 400 Bad Request`), which an HTTP server sends to a client of the wrong protocol.
+pub const HTTP_RESPONSE_HINT: &str =
+    " (this looks like an HTTP response: is this the address of an HTTP port?)";
+
 /// Says what a wrong peer probably is, from the two bytes it sent first.
 fn magic_hint(got: [u8; 2]) -> &'static str {
     match &got {
+        b"HT" => HTTP_RESPONSE_HINT,
         // TLS records: change-cipher-spec, alert (a TLS server refusing plaintext), handshake, application data.
         [0x14..=0x17, 0x03] => " (this looks like TLS: is only one side configured for TLS?)",
         b"GE" | b"PO" | b"PU" | b"HE" | b"DE" | b"OP" => " (this looks like HTTP/1: wrong port?)",
@@ -240,4 +246,19 @@ pub enum PayloadError {
     /// The value could not be serialized.
     #[error("payload does not encode: {0}")]
     Unencodable(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_http_response_in_place_of_a_frame_is_named_as_one() {
+        let e = FrameError::BadMagic { got: *b"HT" };
+        assert_eq!(
+            e.to_string(),
+            "bad magic: expected 52 50 (\"RP\"), got 48 54 (this looks like an HTTP response: is this the \
+             address of an HTTP port?)"
+        );
+    }
 }

@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rpc_core::balance::{Balance, Discover, Outcome};
-use rpc_core::{Client, ClientConfig, Metadata, RpcError, ToSocketAddrs};
+use rpc_core::{ClientConfig, Metadata, RpcError, ToSocketAddrs};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::api::{Instance, RegistryClient, Snapshot};
+use crate::handle::RegistryHandle;
 use crate::swrr::{DEFAULT_DOWN_FOR, Swrr};
 
 /// Default of [`DiscoveryConfig::watch_wait`]: 20 s.
@@ -31,10 +32,14 @@ pub struct DiscoveryConfig {
     pub warm_up: Duration,
     /// How long a balancer skips an instance it could not reach. Default 1 s ([`DEFAULT_DOWN_FOR`]).
     pub down_for: Duration,
-    /// The token sent to the registry, if it wants one for reads.
+    /// The token sent to the registry, if it wants one for reads. Tokens travel with each call, so discoveries
+    /// and registrations with different tokens can share a connection.
     pub token: Option<String>,
-    /// The connection to the registry. Its backoff is how soon a watch retries after the registry goes away
-    /// (default here: at most 1 s).
+    /// The connection to the registry that [`Discovery::new`] asks for; it shares one with every registration
+    /// and discovery of this process that asks for the same registry with an equal config (see
+    /// [`RegistryHandle::shared`]). Default [`RegistryHandle::default_config`]. [`Discovery::with_handle`] uses
+    /// its handle's connection instead. A watch that failed is retried after a pause of its own, doubling from
+    /// 100 ms to at most 1 s.
     pub client: ClientConfig,
 }
 
@@ -45,10 +50,7 @@ impl Default for DiscoveryConfig {
             warm_up: DEFAULT_WARM_UP,
             down_for: DEFAULT_DOWN_FOR,
             token: None,
-            client: ClientConfig {
-                backoff_max: Duration::from_secs(1),
-                ..ClientConfig::default()
-            },
+            client: RegistryHandle::default_config(),
         }
     }
 }
@@ -62,6 +64,8 @@ pub struct Discovery {
 
 #[derive(Debug)]
 struct Inner {
+    /// Keeps the connection shared while the discovery lives.
+    _handle: RegistryHandle,
     registry: RegistryClient,
     config: DiscoveryConfig,
     watches: Mutex<HashMap<String, watch::Receiver<Arc<Snapshot>>>>,
@@ -86,19 +90,27 @@ impl Drop for Inner {
 }
 
 impl Discovery {
-    /// A discovery using the registry at `registry`; it connects when a service is first watched, and works
+    /// A discovery using the registry at `registry`, over the connection this process shares for that registry
+    /// and `config.client` ([`RegistryHandle::shared`]); it connects when a service is first watched, and works
     /// from its cache whenever the registry cannot be reached.
     pub async fn new(
         registry: impl ToSocketAddrs,
         config: DiscoveryConfig,
     ) -> Result<Discovery, RpcError> {
-        let client = RegistryClient::new(Client::lazy_with(registry, config.client.clone()).await?);
-        let client = match &config.token {
-            Some(token) => client.with_metadata(bearer(token)?),
-            None => client,
-        };
+        let handle = RegistryHandle::shared(registry, &config.client).await?;
+        Discovery::with_handle(&handle, config)
+    }
+
+    /// A discovery using the registry of `registry`, over its connection (`config.client` is not used). Fails
+    /// only if the token cannot travel as metadata.
+    pub fn with_handle(
+        registry: &RegistryHandle,
+        config: DiscoveryConfig,
+    ) -> Result<Discovery, RpcError> {
+        let client = registry.stub(config.token.as_deref())?;
         Ok(Discovery {
             inner: Arc::new(Inner {
+                _handle: registry.clone(),
                 registry: client,
                 config,
                 watches: Mutex::new(HashMap::new()),
@@ -155,6 +167,12 @@ impl Discovery {
     /// `None` once a watch succeeds. Tells "no instance is registered" apart from "the registry did not answer".
     pub fn last_error(&self, service: &str) -> Option<String> {
         lock(&self.inner.errors).get(service).cloned()
+    }
+
+    /// Whether the registry has answered a watch of `service` yet: tells "no instance is registered" (answered,
+    /// with none) apart from "the registry did not answer" (yet).
+    pub fn answered(&self, service: &str) -> bool {
+        self.watch(service).borrow().epoch != 0
     }
 
     /// Waits until at least `count` instances of `service` are known, or `limit` passes; returns those known.

@@ -29,6 +29,8 @@
 //!
 //! # Layout
 //! - [`api`]: the registry's API and its types.
+//! - [`handle`]: [`RegistryHandle`], one connection to a registry shared by the registrations and discoveries
+//!   of a process.
 //! - [`registration`]: [`Registration`], an instance's registration and heartbeats.
 //! - [`discovery`]: [`Discovery`], watched instance lists and the balancers made from them.
 //! - [`swrr`]: [`Swrr`], smooth weighted round-robin with failure feedback.
@@ -43,6 +45,7 @@
 
 pub mod api;
 pub mod discovery;
+pub mod handle;
 pub mod registration;
 pub mod swrr;
 
@@ -68,6 +71,7 @@ pub use api::{
     RegistryError, ServiceStatus, Snapshot,
 };
 pub use discovery::{Discovery, DiscoveryConfig};
+pub use handle::RegistryHandle;
 pub use registration::{Registration, RegistrationConfig, RegistrationError};
 pub use swrr::Swrr;
 

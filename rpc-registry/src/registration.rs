@@ -1,16 +1,19 @@
 //! Registration: an instance registers, then heartbeats in the background (every third of the registry's TTL);
 //! when the registry no longer knows the lease (it expired, or the registry restarted) it registers again at
-//! once; when a newer incarnation of the same address superseded it, it stops; on shutdown it deregisters.
+//! once; when a newer incarnation of the same address superseded it, it stops and says so in its [`Status`];
+//! on shutdown it deregisters. A registration whose answer never came may still have taken effect: the
+//! instance then recognises that registration as its own instead of stopping (see [`Status::Superseded`]).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rpc_core::{Client, ClientConfig, RpcError, ToSocketAddrs};
+use rpc_core::{ClientConfig, RpcError, ToSocketAddrs};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::api::{Lease, LeaseRef, NewInstance, RegistryClient, RegistryError};
-use crate::discovery::bearer;
+use crate::handle::RegistryHandle;
 
 /// Why a registration failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -30,8 +33,11 @@ pub struct RegistrationConfig {
     pub token: Option<String>,
     /// Heartbeat interval; `None` (the default) uses the registry's: a third of its TTL.
     pub heartbeat: Option<Duration>,
-    /// The connection to the registry. Its backoff bounds how soon heartbeats resume after the registry comes
-    /// back (default here: at most 250 ms, well under a heartbeat interval).
+    /// The connection to the registry that [`Registration::register`] asks for; it shares one with every
+    /// registration and discovery of this process that asks for the same registry with an equal config (see
+    /// [`RegistryHandle::shared`]). Its backoff bounds how soon heartbeats resume after the registry comes
+    /// back. Default [`RegistryHandle::default_config`] (attempts at most 250 ms apart, well under a heartbeat
+    /// interval). [`Registration::register_with`] uses its handle's connection instead.
     pub client: ClientConfig,
 }
 
@@ -40,10 +46,7 @@ impl Default for RegistrationConfig {
         RegistrationConfig {
             token: None,
             heartbeat: None,
-            client: ClientConfig {
-                backoff_max: Duration::from_millis(250),
-                ..ClientConfig::default()
-            },
+            client: RegistryHandle::default_config(),
         }
     }
 }
@@ -53,7 +56,9 @@ impl Default for RegistrationConfig {
 pub enum Status {
     /// Registered under this lease, heartbeating.
     Active(Lease),
-    /// A newer incarnation of the same address took over; heartbeats stopped.
+    /// A newer registration of the same address, not this one's, took over: heartbeats stopped, and the
+    /// registry sends this instance's calls to the newer one. (A registration of this one whose answer was
+    /// late or lost is recognised as its own, by its weight and metadata, and taken over instead.)
     Superseded(Lease),
 }
 
@@ -68,6 +73,8 @@ pub struct Registration {
 
 #[derive(Debug)]
 struct Shared {
+    /// Keeps the connection shared while the registration lives.
+    _handle: RegistryHandle,
     registry: RegistryClient,
     instance: NewInstance,
     lease: Mutex<Lease>,
@@ -92,19 +99,28 @@ impl Shared {
 }
 
 impl Registration {
-    /// Registers `instance` with the registry at `registry` and starts heartbeating.
+    /// Registers `instance` with the registry at `registry` and starts heartbeating, over the connection this
+    /// process shares for that registry and `config.client` ([`RegistryHandle::shared`]).
     pub async fn register(
         registry: impl ToSocketAddrs,
         instance: NewInstance,
         config: RegistrationConfig,
     ) -> Result<Registration, RegistrationError> {
-        let client = RegistryClient::new(Client::lazy_with(registry, config.client.clone()).await?);
-        let client = match &config.token {
-            Some(token) => client.with_metadata(bearer(token)?),
-            None => client,
-        };
+        let handle = RegistryHandle::shared(registry, &config.client).await?;
+        Registration::register_with(&handle, instance, config).await
+    }
+
+    /// Registers `instance` with the registry of `registry` and starts heartbeating over its connection
+    /// (`config.client` is not used).
+    pub async fn register_with(
+        registry: &RegistryHandle,
+        instance: NewInstance,
+        config: RegistrationConfig,
+    ) -> Result<Registration, RegistrationError> {
+        let client = registry.stub(config.token.as_deref())?;
         let lease = client.register(instance.clone()).await??;
         let shared = Arc::new(Shared {
+            _handle: registry.clone(),
             registry: client,
             instance,
             lease: Mutex::new(lease),
@@ -147,15 +163,84 @@ impl Drop for Registration {
     }
 }
 
+/// What the registry holds at the instance's address, after a heartbeat was refused as superseded.
+enum Holder {
+    /// A registration of this instance whose answer never came: the lease to go on with.
+    Own(Lease),
+    /// Another instance's registration.
+    Other,
+    /// The registry could not be asked, or holds nothing there any more: look again at the next heartbeat.
+    Unknown,
+}
+
+impl Shared {
+    /// The time between two heartbeats.
+    fn interval(&self, fixed: Option<Duration>) -> Duration {
+        fixed.unwrap_or_else(|| Duration::from_millis(self.lease().heartbeat_ms.max(1)))
+    }
+
+    /// How long a registration made again may wait for its answer: what the TTL leaves after one heartbeat
+    /// interval (so that its lease is renewed in time), and at least one interval.
+    fn register_deadline(&self, interval: Duration) -> Duration {
+        Duration::from_millis(self.lease().ttl_ms)
+            .saturating_sub(interval)
+            .max(interval)
+    }
+
+    /// Takes `lease` as the instance's lease.
+    fn adopt(&self, lease: Lease, status: &watch::Sender<Status>) {
+        *self.lease() = lease;
+        status.send_replace(Status::Active(lease));
+    }
+
+    /// Who holds the instance's address: a newer lease with the instance's own weight and metadata is taken
+    /// for a registration of its own whose answer was lost.
+    async fn holder(&self, deadline: Duration) -> Holder {
+        let known = *self.lease();
+        let asked = self
+            .registry
+            .with_deadline(deadline)
+            .instances(self.instance.service.clone())
+            .await;
+        let Ok(snapshot) = asked else {
+            return Holder::Unknown;
+        };
+        match snapshot
+            .instances
+            .into_iter()
+            .find(|i| i.address == self.instance.address)
+        {
+            Some(i)
+                if i.lease > known.id
+                    && i.weight == self.instance.weight
+                    && i.metadata == self.instance.metadata =>
+            {
+                Holder::Own(Lease {
+                    id: i.lease,
+                    incarnation: i.incarnation,
+                    ..known
+                })
+            }
+            Some(_) => Holder::Other,
+            None => Holder::Unknown,
+        }
+    }
+}
+
 async fn heartbeat_loop(
     shared: Arc<Shared>,
     fixed: Option<Duration>,
     status: watch::Sender<Status>,
 ) {
+    // Set when a registration made again ended without an answer that may have reached the registry (its
+    // deadline passed, or the connection dropped after it was sent): the registry may hold a lease of this
+    // instance that it never heard of, which supersedes the one it knows.
+    let mut unsure = false;
+    let mut next = Instant::now() + shared.interval(fixed);
     loop {
-        let interval =
-            fixed.unwrap_or_else(|| Duration::from_millis(shared.lease().heartbeat_ms.max(1)));
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep_until(next).await;
+        let interval = shared.interval(fixed);
+        next = Instant::now() + interval;
         let lease = shared.lease_ref();
         match shared
             .registry
@@ -166,13 +251,36 @@ async fn heartbeat_loop(
             Ok(Ok(())) => {}
             Ok(Err(RegistryError::UnknownLease { .. })) => {
                 // Expired, or the registry restarted: register again at once.
-                let registry = shared.registry.with_deadline(interval);
-                if let Ok(Ok(lease)) = registry.register(shared.instance.clone()).await {
-                    *shared.lease() = lease;
-                    status.send_replace(Status::Active(lease));
+                let sent = Instant::now();
+                let registry = shared
+                    .registry
+                    .with_deadline(shared.register_deadline(interval));
+                match registry.register(shared.instance.clone()).await {
+                    Ok(Ok(lease)) => {
+                        shared.adopt(lease, &status);
+                        unsure = false;
+                        // The lease's TTL runs from when the registry took it, after `sent`.
+                        next = sent + interval;
+                    }
+                    // Refused: try again next time.
+                    Ok(Err(_)) => {}
+                    Err(e) => unsure |= !e.is_not_processed(),
                 }
             }
             Ok(Err(RegistryError::Superseded { .. })) => {
+                if unsure {
+                    match shared.holder(interval).await {
+                        Holder::Own(lease) => {
+                            shared.adopt(lease, &status);
+                            unsure = false;
+                            // Renew the lease taken over at once: its TTL has been running.
+                            next = Instant::now();
+                            continue;
+                        }
+                        Holder::Unknown => continue,
+                        Holder::Other => {}
+                    }
+                }
                 status.send_replace(Status::Superseded(*shared.lease()));
                 return;
             }

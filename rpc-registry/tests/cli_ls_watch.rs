@@ -1,7 +1,8 @@
 //! `rpc-registry ls` and `rpc-registry watch` as a user runs them, against a registry served in the test process
 //! on 127.0.0.1: `ls` prints a header and a row per instance (weight, state, metadata), filters by service, says
-//! when there is nothing and exits 0, fails naming the address when nothing listens or nothing answers, and
-//! presents a client certificate to a registry that requires one;
+//! when there is nothing and exits 0, fails for a service that has no instance, fails naming the address when
+//! nothing listens or nothing answers, says which port is which when pointed at the HTTP port, and presents a
+//! client certificate to a registry that requires one; both escape hostile metadata;
 //! `watch` prints the instances, then a line per change (`+` on a registration, `~` on a re-registration with
 //! another weight, `-` on a deregistration and on an eviction), and goes on across a registry restart, printing
 //! only the changes that are real.
@@ -13,7 +14,8 @@ use std::time::Duration;
 use rpc_core::tls::{ClientCa, ClientTls, ServerTls};
 use rpc_core::{Client, ClientConfig};
 use rpc_registry::{
-    Lease, NewInstance, Registration, RegistrationConfig, RegistryClient, RegistryConfig,
+    InstanceState, Lease, LeaseRef, NewInstance, Registration, RegistrationConfig, RegistryClient,
+    RegistryConfig,
 };
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::net::TcpListener;
@@ -50,12 +52,17 @@ async fn start_registry(ttl: Duration, port: u16) -> Registry {
 
 /// Serves a registry with `config` on 127.0.0.1:`port` (0: any free port).
 async fn serve(config: RegistryConfig, port: u16) -> Registry {
+    serve_with_http(config, port, None).await
+}
+
+/// Serves a registry with `config` on 127.0.0.1:`port`, and its HTTP port on `http` if given.
+async fn serve_with_http(config: RegistryConfig, port: u16, http: Option<TcpListener>) -> Registry {
     let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(rpc_registry::serve(
         config,
         listener,
-        None,
+        http,
         std::future::pending(),
     ));
     Registry { addr, task }
@@ -161,20 +168,59 @@ async fn next<R: tokio::io::AsyncBufRead + Unpin>(lines: &mut Lines<R>, what: &s
         .unwrap_or_else(|| panic!("the output ended before {what:?}"))
 }
 
+/// Whether the registry at `client` shows `address` of `service` as late (its heartbeats missed for half the TTL);
+/// `None` once the instance is gone.
+async fn is_late(client: &RegistryClient, service: &str, address: &str) -> Option<bool> {
+    let statuses = client.status(Some(service.to_owned())).await.unwrap();
+    statuses
+        .iter()
+        .flat_map(|s| &s.instances)
+        .find(|i| i.instance.address == address)
+        .map(|i| i.state == InstanceState::Late)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ls_prints_a_header_and_one_aligned_row_per_instance() {
-    // Late after 1.5 s without a heartbeat, evicted after 3 s.
-    let registry = start_registry(Duration::from_secs(3), 0).await;
+    // Late after 3 s without a heartbeat, evicted after 6 s.
+    let ttl = Duration::from_secs(6);
+    let registry = start_registry(ttl, 0).await;
     let client = client(registry.addr).await;
-    let quiet = instance("Calc", 7002, 1, &[]);
-    register(&client, &quiet).await;
-    tokio::time::sleep(Duration::from_millis(1800)).await;
     let a = instance("Calc", 7001, 5, &[("zone", "a"), ("ver", "2")]);
     let b = instance("Billing", 7101, 2, &[]);
-    register(&client, &a).await;
-    register(&client, &b).await;
-
-    let (status, stdout, stderr) = ls(&["--registry", &registry.addr.to_string()]).await;
+    let quiet = instance("Calc", 7002, 1, &[]);
+    // The quiet instance never heartbeats: wait for the registry to call it late (polled every 50 ms, for at
+    // most twice the TTL), register the others, then list. Should `ls` come after the quiet one's eviction (a
+    // stalled machine), it all starts again, from nothing registered.
+    let mut listed = None;
+    for _ in 0..3 {
+        register(&client, &quiet).await;
+        let mut late = false;
+        for _ in 0..(2 * ttl.as_millis() / 50) {
+            if is_late(&client, "Calc", &quiet.address).await == Some(true) {
+                late = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(late, "the quiet instance was not late within twice the TTL");
+        let leases = [register(&client, &a).await, register(&client, &b).await];
+        let (status, stdout, stderr) = ls(&["--registry", &registry.addr.to_string()]).await;
+        if stdout.contains(&quiet.address) {
+            listed = Some((status, stdout, stderr));
+            break;
+        }
+        for (lease, new) in leases.iter().zip([&a, &b]) {
+            let lease = LeaseRef {
+                lease: lease.id,
+                incarnation: lease.incarnation,
+                service: new.service.clone(),
+                address: new.address.clone(),
+            };
+            client.deregister(lease).await.unwrap().unwrap();
+        }
+    }
+    let (status, stdout, stderr) =
+        listed.expect("ls listed the quiet instance before its eviction");
     assert!(status.success(), "{status}: {stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{stdout}");
@@ -250,7 +296,7 @@ async fn ls_of_a_service_lists_only_its_instances() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ls_with_nothing_to_list_says_so_and_succeeds() {
+async fn ls_with_nothing_registered_says_so_and_succeeds() {
     let registry = start_registry(Duration::from_secs(3), 0).await;
     let addr = registry.addr.to_string();
 
@@ -261,18 +307,93 @@ async fn ls_with_nothing_to_list_says_so_and_succeeds() {
         stderr,
         format!("no instance is registered with the registry at {addr}\n")
     );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ls_of_a_service_without_instances_fails_naming_it() {
+    let registry = start_registry(Duration::from_secs(3), 0).await;
+    let addr = registry.addr.to_string();
     register(
         &client(registry.addr).await,
         &instance("Calc", 7001, 5, &[]),
     )
     .await;
     let (status, stdout, stderr) = ls(&["Nope", "--registry", &addr]).await;
-    assert!(status.success(), "{status}: {stderr}");
+    assert!(!status.success(), "{status}: {stderr}");
     assert_eq!(stdout, "");
     assert_eq!(
         stderr,
-        format!("no instance of Nope is registered with the registry at {addr}\n")
+        format!(
+            "rpc-registry: no service named Nope at the registry at {addr} (`rpc-registry ls` lists every \
+             service)\n"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ls_pointed_at_the_http_port_says_which_port_is_which() {
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_addr = http.local_addr().unwrap().to_string();
+    let _registry = serve_with_http(RegistryConfig::default(), 0, Some(http)).await;
+    let (status, stdout, stderr) = ls(&["--registry", &http_addr]).await;
+    assert!(!status.success());
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.starts_with(&format!(
+            "rpc-registry: cannot query the registry at {http_addr}: "
+        )),
+        "{stderr}"
+    );
+    for expected in [
+        "got 48 54 (this looks like an HTTP response: is this the address of an HTTP port?)",
+        "--registry wants the registry's API port (`rpc-registry serve --listen`, default 127.0.0.1:7070), \
+         not its HTTP port (`--http`, default 127.0.0.1:7071",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} not in {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ls_and_watch_escape_hostile_metadata() {
+    let registry = start_registry(Duration::from_secs(3), 0).await;
+    // A value that would clear the screen, then forge a row of its own on a line of its own.
+    let forged = "a\x1b[2J\x1b[H\nCalc   127.0.0.1:6666   100   up   1ms   1   -";
+    let long = "x".repeat(3_000);
+    let hostile = instance("Calc", 7001, 5, &[("zone", forged), ("note", &long)]);
+    // Heartbeating, so that it stays however slow the commands are.
+    let _registration =
+        Registration::register(registry.addr, hostile, RegistrationConfig::default())
+            .await
+            .unwrap();
+
+    let (status, stdout, stderr) = ls(&["--registry", &registry.addr.to_string()]).await;
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(!stdout.contains('\x1b'), "{stdout:?}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "one header and one row: {stdout}");
+    assert!(
+        lines[1].contains("zone=a\\x1b[2J\\x1b[H\\nCalc   127.0.0.1:6666"),
+        "{stdout}"
+    );
+    // The long value is cut at its bound.
+    assert!(
+        lines[1].contains(&format!(
+            "note={}…,",
+            "x".repeat(rpc_registry::cli::MAX_FIELD_CHARS)
+        )),
+        "{stdout}"
+    );
+
+    let mut watch = Watch::start("Calc", registry.addr);
+    let line = watch.change().await;
+    assert!(!line.contains('\x1b'), "{line:?}");
+    assert!(
+        line.starts_with("+ 127.0.0.1:7001 weight 5 incarnation 1 note=xxx"),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("zone=a\\x1b[2J\\x1b[H\\nCalc   127.0.0.1:6666   100   up   1ms   1   -"),
+        "{line}"
     );
 }
 

@@ -1,9 +1,11 @@
 //! Calls `Calc` through the registry: discovers its instances and spreads calls over them by weight.
 //!
 //! `calc-client --registry ADDR --calls N [--concurrency C] [--token T] [--tls-ca F [--tls-cert F --tls-key F]]`:
-//! the last line it prints is JSON, `{"ok":N,"failed":M,"by_instance":{"ADDR":count,...}}`. With `--tls-ca` it
-//! talks to the registry and to the instances over TLS (presenting `--tls-cert` if given). On a terminal it
-//! shows its progress (calls done, rate, failures) on stderr; `--progress always|never` overrides that.
+//! the last line it prints is JSON, `{"ok":N,"failed":M,"by_instance":{"ADDR":count,...}}`; it exits non-zero
+//! when any call failed, and when no instance can be found within `--wait-ms` (saying whether the registry has
+//! none or did not answer). With `--tls-ca` it talks to the registry and to the instances over TLS (presenting
+//! `--tls-cert` if given). On a terminal it shows its progress (calls done, rate, failures) on stderr;
+//! `--progress always|never` overrides that.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +16,7 @@ use examples::calc::CalcClient;
 use examples::ops::{Counts, Progress, ProgressMode};
 use examples::tls::TlsArgs;
 use rpc_core::ClientConfig;
+use rpc_registry::cli::{MAX_FIELD_CHARS, MAX_LINE_CHARS, escape};
 use rpc_registry::{Discovery, DiscoveryConfig, TOKEN_ENV};
 
 /// Calls Calc through the registry.
@@ -39,6 +42,9 @@ struct Args {
     /// Milliseconds between progress updates.
     #[arg(long, default_value_t = 250)]
     progress_ms: u64,
+    /// Milliseconds to wait for the registry to name a first instance of Calc.
+    #[arg(long, default_value_t = 5000)]
+    wait_ms: u64,
 }
 
 #[tokio::main]
@@ -70,11 +76,25 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ..defaults
     };
     let discovery = Discovery::new(&args.registry, config).await?;
-    let instances = discovery.wait_for("Calc", 1, Duration::from_secs(5)).await;
+    let wait = Duration::from_millis(args.wait_ms);
+    let instances = discovery.wait_for("Calc", 1, wait).await;
     if instances.is_empty() {
         return Err(match discovery.last_error("Calc") {
-            Some(e) => format!("cannot watch Calc at the registry {}: {e}", args.registry),
-            None => format!("no instance of Calc is registered with {}", args.registry),
+            Some(e) => format!(
+                "cannot watch Calc at the registry {}: {}",
+                args.registry,
+                escape(&e, MAX_LINE_CHARS)
+            ),
+            None if !discovery.answered("Calc") => format!(
+                "the registry at {} did not answer within {:.1} s (is it running, or stopped?)",
+                args.registry,
+                wait.as_secs_f64()
+            ),
+            None => format!(
+                "no instance of Calc is registered with the registry at {} (waited {:.1} s)",
+                args.registry,
+                wait.as_secs_f64()
+            ),
         }
         .into());
     }
@@ -83,7 +103,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         instances.len(),
         instances
             .iter()
-            .map(|i| format!("{} (weight {})", i.address, i.weight))
+            .map(|i| format!(
+                "{} (weight {})",
+                escape(&i.address, MAX_FIELD_CHARS),
+                i.weight
+            ))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -148,7 +172,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         args.calls as f64 / elapsed.as_secs_f64()
     );
     if let Some(e) = &t.first_error {
-        eprintln!("calc-client: first failure: {e}");
+        eprintln!("calc-client: first failure: {}", escape(e, MAX_LINE_CHARS));
     }
     let (ok, failed) = (
         counts.ok.load(std::sync::atomic::Ordering::Relaxed),
@@ -156,5 +180,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     let summary = serde_json::json!({ "ok": ok, "failed": failed, "by_instance": t.by_instance });
     println!("{summary}");
+    if failed > 0 {
+        return Err(format!("{failed} of {} calls failed", args.calls).into());
+    }
     Ok(())
 }

@@ -4,13 +4,14 @@
 //! the first line it prints is the address it serves on. With `--tls-cert`/`--tls-key` it serves over TLS;
 //! with `--tls-ca` it talks to the registry over TLS (presenting its certificate, for mutual TLS) and verifies
 //! the certificates its clients present. With `--metrics ADDR` it serves Prometheus metrics at
-//! `http://ADDR/metrics`.
+//! `http://ADDR/metrics` and its health at `http://ADDR/healthz`. It says on stderr when it registers again
+//! (the registry lost its lease) and when another instance supersedes it (`/healthz` then answers 503).
 
 use std::collections::BTreeMap;
 
 use clap::Parser;
 use examples::calc::{CalcServer, Calculator};
-use examples::ops::MetricsArgs;
+use examples::ops::{Health, MetricsArgs};
 use examples::tls::TlsArgs;
 use rpc_core::{ClientConfig, Server};
 use rpc_registry::{NewInstance, Registration, RegistrationConfig, TOKEN_ENV};
@@ -61,7 +62,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(tls) => builder.tls(tls),
         None => builder,
     };
-    let builder = match args.metrics.start("calc-server").await? {
+    let health = Health::default();
+    let builder = match args
+        .metrics
+        .start_with("calc-server", health.clone())
+        .await?
+    {
         Some(metrics) => builder.metrics(metrics),
         None => builder,
     };
@@ -90,6 +96,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     eprintln!(
         "calc-server: registered {address} (weight {}) with {}: lease {}, heartbeat every {} ms",
         args.weight, args.registry, lease.id, lease.heartbeat_ms
+    );
+    health.follow(
+        "calc-server",
+        &args.registry,
+        &address,
+        registration.status(),
     );
     tokio::signal::ctrl_c().await?;
     eprintln!("calc-server: deregistering, then finishing calls in flight");

@@ -1,11 +1,13 @@
 //! What `rpc-registry watch` prints: the changes between two instance lists of a service, matched by address
 //! (`+` added, `-` removed, `~` weight, incarnation or metadata changed), and [`Tracker`], which follows a
-//! service's snapshots, across registry restarts too, so that only real changes show.
+//! service's snapshots, across registry restarts too, so that only real changes show. Addresses and metadata
+//! are escaped and cut (see [`super::escape()`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use super::escape::field;
 use super::format_metadata;
 use crate::api::{Instance, Snapshot};
 
@@ -43,7 +45,9 @@ impl fmt::Display for Change {
                 write!(
                     f,
                     "+ {} weight {} incarnation {}",
-                    i.address, i.weight, i.incarnation
+                    field(&i.address),
+                    i.weight,
+                    i.incarnation
                 )?;
                 match format_metadata(&i.metadata) {
                     m if m.is_empty() => Ok(()),
@@ -73,7 +77,7 @@ impl fmt::Display for Change {
                         text(&new.metadata)
                     ));
                 }
-                write!(f, "~ {} {}", new.address, parts.join(", "))
+                write!(f, "~ {} {}", field(&new.address), parts.join(", "))
             }
         }
     }
@@ -298,6 +302,23 @@ mod tests {
         assert_eq!(diff(&old, &old), []);
         assert_eq!(diff(&old, &relet), []);
         assert_eq!(diff(&[], &[]), []);
+    }
+
+    #[test]
+    fn hostile_addresses_and_metadata_are_escaped_on_one_line() {
+        let mut old = instance(7001, 1, 1, "a\nb");
+        old.address.push_str("\x1b[2J");
+        let mut new = old.clone();
+        new.weight = 2;
+        new.metadata.insert("\u{202e}k".into(), "v\r".into());
+        let changes = [Change::Added(old.clone()), Change::Updated { old, new }];
+        assert_eq!(
+            lines(&changes),
+            [
+                "+ 127.0.0.1:7001\\x1b[2J weight 1 incarnation 1 zone=a\\nb",
+                "~ 127.0.0.1:7001\\x1b[2J weight 1 -> 2, metadata zone=a\\nb -> zone=a\\nb,\\u{202e}k=v\\r",
+            ]
+        );
     }
 
     #[test]

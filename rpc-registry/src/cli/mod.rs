@@ -10,12 +10,14 @@
 //! ```
 //!
 //! # Layout
+//! - `escape`: [`escape()`], text from the registry made safe for a terminal, and its bounds.
 //! - `table`: [`render_table`], [`format_age`] and [`format_metadata`], the table `ls` prints.
 //! - `changes`: [`diff`], [`Change`] and [`Tracker`], the lines `watch` prints.
 //! - `watch`: the [`watch`](fn@watch) runner (the long poll, its retries, the time stamps) and [`WatchConfig`].
 //! - this file: [`Options`], [`CliError`], the connection to the registry, and the [`ls`] runner.
 
 mod changes;
+mod escape;
 mod table;
 mod watch;
 
@@ -27,8 +29,10 @@ use rpc_core::{Client, ClientConfig, RpcError};
 
 use crate::api::RegistryClient;
 use crate::discovery::bearer;
+use escape::{field, line};
 
 pub use changes::{Change, Tracker, diff};
+pub use escape::{MAX_FIELD_CHARS, MAX_LINE_CHARS, escape};
 pub use table::{format_age, format_metadata, render_table};
 pub use watch::{
     DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_WAIT, WatchConfig, format_timestamp, watch,
@@ -67,17 +71,34 @@ impl Options {
     }
 }
 
-/// Why `ls` or `watch` failed.
+/// Why `ls` or `watch` failed. The messages escape and bound what they quote ([`escape()`]).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// The registry could not be reached, or did not answer within the timeout.
-    #[error("cannot query the registry at {registry}: {source}")]
+    #[error(
+        "cannot query the registry at {}: {}{}",
+        field(.registry),
+        line(&.source.to_string()),
+        wrong_port_hint(.source)
+    )]
     Registry {
         /// The registry's address, as given.
         registry: String,
         /// What went wrong.
         #[source]
         source: RpcError,
+    },
+    /// `ls SERVICE` of a service the registry has no instance of.
+    #[error(
+        "no service named {} at the registry at {} (`rpc-registry ls` lists every service)",
+        field(.service),
+        field(.registry)
+    )]
+    NoService {
+        /// The service asked for.
+        service: String,
+        /// The registry's address, as given.
+        registry: String,
     },
     /// The token cannot travel as metadata.
     #[error("{0}")]
@@ -93,6 +114,19 @@ impl CliError {
             registry: options.registry.clone(),
             source,
         }
+    }
+}
+
+/// When the registry's address answered like an HTTP server, which port is which.
+fn wrong_port_hint(source: &RpcError) -> &'static str {
+    if source
+        .message()
+        .contains(rpc_core::codec::error::HTTP_RESPONSE_HINT)
+    {
+        "; --registry wants the registry's API port (`rpc-registry serve --listen`, default 127.0.0.1:7070), \
+         not its HTTP port (`--http`, default 127.0.0.1:7071: the dashboard, JSON API and metrics)"
+    } else {
+        ""
     }
 }
 
@@ -117,8 +151,8 @@ async fn connect(options: &Options) -> Result<RegistryClient, CliError> {
 }
 
 /// `rpc-registry ls [SERVICE]`: prints to `out` the table of the instances of `service` (of every service if
-/// `None`), or says on `err` that there is none. Fails if the registry does not answer within
-/// `options.timeout`.
+/// `None`), or says on `err` that the registry has none. Fails if the registry does not answer within
+/// `options.timeout`, and with [`CliError::NoService`] if `service` has no instance.
 pub async fn ls(
     options: &Options,
     service: Option<&str>,
@@ -132,18 +166,17 @@ pub async fn ls(
         .await
         .map_err(|e| CliError::registry(options, e))?;
     if statuses.iter().all(|s| s.instances.is_empty()) {
-        match service {
-            Some(service) => writeln!(
-                err,
-                "no instance of {service} is registered with the registry at {}",
-                options.registry
-            )?,
-            None => writeln!(
-                err,
-                "no instance is registered with the registry at {}",
-                options.registry
-            )?,
+        if let Some(service) = service {
+            return Err(CliError::NoService {
+                service: service.to_owned(),
+                registry: options.registry.clone(),
+            });
         }
+        writeln!(
+            err,
+            "no instance is registered with the registry at {}",
+            field(&options.registry)
+        )?;
         return Ok(());
     }
     out.write_all(render_table(&statuses).as_bytes())?;

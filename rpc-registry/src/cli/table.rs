@@ -1,10 +1,11 @@
 //! The table `rpc-registry ls` prints: a header, then one row per instance sorted by service then address, the
 //! columns aligned; and the human forms of its cells, a heartbeat's age (`350ms`, `2.1s`) and metadata
-//! (`k=v,k=v`).
+//! (`k=v,k=v`). Every cell of text from the registry is escaped and cut (see [`super::escape`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::escape::{MAX_LINE_CHARS, escape, field};
 use crate::api::{InstanceState, ServiceStatus};
 
 /// The header row.
@@ -22,7 +23,8 @@ const HEADER: [&str; 7] = [
 const GAP: &str = "   ";
 
 /// The table of the instances in `statuses`: a header row, then one row per instance, sorted by service then
-/// address; every column as wide as its widest cell, no trailing spaces, each line ending in `\n`.
+/// address; every column as wide as its widest cell, no trailing spaces, each line ending in `\n`. Names,
+/// addresses and metadata are escaped and cut ([`super::escape()`]): one instance is always one line.
 ///
 /// ```
 /// use rpc_registry::{Instance, InstanceState, InstanceStatus, ServiceStatus};
@@ -56,8 +58,8 @@ pub fn render_table(statuses: &[ServiceStatus]) -> String {
                     m => m,
                 };
                 [
-                    service.name.clone(),
-                    i.address.clone(),
+                    field(&service.name).into_owned(),
+                    field(&i.address).into_owned(),
                     i.weight.to_string(),
                     state(status.state).to_owned(),
                     format_age(Duration::from_millis(status.heartbeat_age_ms)),
@@ -130,10 +132,19 @@ pub fn format_age(age: Duration) -> String {
     }
 }
 
-/// `metadata` as `k=v,k=v`, in key order; empty if there is none.
+/// `metadata` as `k=v,k=v`, in key order; empty if there is none. Keys and values are escaped and cut to
+/// [`super::MAX_FIELD_CHARS`], the whole to [`super::MAX_LINE_CHARS`].
+///
+/// ```
+/// let metadata = [("zone".to_owned(), "a\nCalc  127.0.0.1:1".to_owned())].into();
+/// assert_eq!(rpc_registry::cli::format_metadata(&metadata), "zone=a\\nCalc  127.0.0.1:1");
+/// ```
 pub fn format_metadata(metadata: &BTreeMap<String, String>) -> String {
-    let pairs: Vec<String> = metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    pairs.join(",")
+    let pairs: Vec<String> = metadata
+        .iter()
+        .map(|(k, v)| format!("{}={}", field(k), field(v)))
+        .collect();
+    escape(&pairs.join(","), MAX_LINE_CHARS).into_owned()
 }
 
 #[cfg(test)]
@@ -216,6 +227,39 @@ Calc      127.0.0.1:10000       5        up      40ms        1             -
         assert_eq!(
             column(lines[0], "ADDRESS"),
             Some("SERVICE".len() + GAP.len())
+        );
+    }
+
+    #[test]
+    fn hostile_names_and_metadata_stay_on_their_row_and_clear_nothing() {
+        let mut hostile = status("127.0.0.1:7001\x1b]0;owned\x07", 1, InstanceState::Up, 0);
+        hostile.instance.metadata = [
+            (
+                "zone".to_owned(),
+                "a\nCalc   127.0.0.1:9   9   up".to_owned(),
+            ),
+            ("\u{202e}key".to_owned(), "x".repeat(10_000)),
+        ]
+        .into();
+        let table = render_table(&[service("Calc\x1b[2J\x1b[H", vec![hostile])]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 2, "{table}");
+        assert!(
+            !table.chars().any(|c| c.is_control() && c != '\n'),
+            "{table:?}"
+        );
+        assert!(!table.contains('\u{202e}'), "{table:?}");
+        assert!(
+            lines[1].starts_with("Calc\\x1b[2J\\x1b[H   127.0.0.1:7001\\x1b]0;owned\\x07   1"),
+            "{table}"
+        );
+        assert!(lines[1].contains("zone=a\\nCalc   127.0.0.1:9"), "{table}");
+        assert!(lines[1].contains("\\u{202e}key="), "{table}");
+        // The 10,000-character value is cut at its bound.
+        let value = lines[1].split("key=").nth(1).unwrap();
+        assert_eq!(
+            value,
+            format!("{}…", "x".repeat(super::super::MAX_FIELD_CHARS))
         );
     }
 

@@ -1,11 +1,13 @@
 //! The `rpc-registry watch SERVICE` runner: prints the instances of a service, then each change as it happens,
 //! one time-stamped line each, flushed at once. It long-polls the registry's `watch` method; when the registry
-//! goes away it says so, retries with a doubling pause, and resumes when the registry is back.
+//! goes away it says so, retries with a doubling pause, and resumes when the registry is back. Every line is
+//! escaped and cut (see [`super::escape()`]).
 
 use std::io::Write;
 use std::pin::pin;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::escape::{field, line};
 use super::{CliError, Options, Tracker, connect};
 use crate::discovery::DEFAULT_WARM_UP;
 
@@ -95,9 +97,10 @@ pub async fn watch(
                 if failures == 1 {
                     writeln!(
                         err,
-                        "{} lost the registry at {}: {e}; retrying, with pauses doubling up to {}",
+                        "{} lost the registry at {}: {}; retrying, with pauses doubling up to {}",
                         format_timestamp(SystemTime::now()),
-                        options.registry,
+                        field(&options.registry),
+                        line(&e.to_string()),
                         super::format_age(config.backoff_max),
                     )?;
                 }
@@ -109,7 +112,11 @@ pub async fn watch(
         };
         let now = format_timestamp(SystemTime::now());
         if failures > 0 {
-            writeln!(err, "{now} the registry at {} is back", options.registry)?;
+            writeln!(
+                err,
+                "{now} the registry at {} is back",
+                field(&options.registry)
+            )?;
             failures = 0;
         }
         if tracker.is_restart(&snapshot) {
@@ -121,14 +128,15 @@ pub async fn watch(
         }
         let first = !tracker.started();
         for change in tracker.update(snapshot, Instant::now()) {
-            writeln!(out, "{now} {change}")?;
+            writeln!(out, "{now} {}", line(&change.to_string()))?;
             out.flush()?;
         }
         if first && tracker.instances().is_empty() {
             writeln!(
                 err,
-                "{now} no instance of {service} is registered with the registry at {} yet; waiting",
-                options.registry
+                "{now} no instance of {} is registered with the registry at {} yet; waiting",
+                field(service),
+                field(&options.registry)
             )?;
         }
     }

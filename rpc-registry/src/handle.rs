@@ -1,0 +1,203 @@
+//! [`RegistryHandle`]: one connection to a registry, shared by every [`crate::Registration`] and
+//! [`crate::Discovery`] that uses it, and the process-wide table that hands the same connection to every caller
+//! of [`RegistryHandle::shared`] with the same registry address and client configuration. Tokens travel as
+//! per-call metadata, so callers with different tokens share a connection too.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use rpc_core::{Client, ClientConfig, RpcError, Status, ToSocketAddrs};
+
+use crate::api::RegistryClient;
+use crate::discovery::bearer;
+
+/// Default of [`ClientConfig::backoff_max`] in [`RegistryHandle::default_config`]: 250 ms, well under a
+/// heartbeat interval, so that heartbeats and watches resume soon after the registry comes back.
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_millis(250);
+
+/// A connection to a registry, made on the first call and remade (with backoff) after it drops. Cheap to clone:
+/// clones share the connection, which closes when the last clone (and every registration and discovery made
+/// with it) is dropped.
+///
+/// ```no_run
+/// use rpc_registry::{Discovery, DiscoveryConfig, NewInstance, Registration, RegistrationConfig, RegistryHandle};
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let registry = RegistryHandle::new("127.0.0.1:7070", RegistryHandle::default_config()).await?;
+/// let instance = |port: u16| NewInstance {
+///     service: "Calc".into(),
+///     address: format!("127.0.0.1:{port}"),
+///     weight: 1,
+///     metadata: Default::default(),
+/// };
+/// // Two registrations and a discovery over one connection.
+/// let a = Registration::register_with(&registry, instance(7001), RegistrationConfig::default()).await?;
+/// let b = Registration::register_with(&registry, instance(7002), RegistrationConfig::default()).await?;
+/// let discovery = Discovery::with_handle(&registry, DiscoveryConfig::default())?;
+/// # let _ = (a, b, discovery);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct RegistryHandle {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: RegistryClient,
+}
+
+/// What makes two [`RegistryHandle::shared`] calls share a connection: the registry's addresses and every
+/// setting of the connection.
+#[derive(Debug, PartialEq, Eq)]
+struct Key {
+    addrs: Vec<SocketAddr>,
+    default_deadline: Duration,
+    connect_timeout: Duration,
+    backoff_min: Duration,
+    backoff_max: Duration,
+    max_pending_output: usize,
+    codec: rpc_core::codec::Config,
+    max_retries: u32,
+    retry_backoff: Duration,
+}
+
+impl Key {
+    /// The key of `config` for `addrs`; `None` if the config cannot be compared (TLS settings and metrics have
+    /// no equality).
+    fn of(mut addrs: Vec<SocketAddr>, config: &ClientConfig) -> Option<Key> {
+        #[cfg(feature = "tls")]
+        if config.tls.is_some() {
+            return None;
+        }
+        if config.metrics.is_some() {
+            return None;
+        }
+        addrs.sort_unstable();
+        addrs.dedup();
+        Some(Key {
+            addrs,
+            default_deadline: config.default_deadline,
+            connect_timeout: config.connect_timeout,
+            backoff_min: config.backoff_min,
+            backoff_max: config.backoff_max,
+            max_pending_output: config.max_pending_output,
+            codec: config.codec,
+            max_retries: config.max_retries,
+            retry_backoff: config.retry_backoff,
+        })
+    }
+}
+
+/// The handle in the table for `key`, if one is still in use.
+fn find(key: &Key) -> Option<Arc<Inner>> {
+    let table = table().lock().unwrap_or_else(|p| p.into_inner());
+    table
+        .iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, handle)| handle.upgrade())
+}
+
+/// The handles [`RegistryHandle::shared`] gave out, each with its key; dead ones are dropped at the next insert.
+type Table = Vec<(Key, Weak<Inner>)>;
+
+/// The process's table of shared handles.
+fn table() -> &'static Mutex<Table> {
+    static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
+    TABLE.get_or_init(Mutex::default)
+}
+
+impl RegistryHandle {
+    /// The client settings that [`crate::RegistrationConfig`] and [`crate::DiscoveryConfig`] default to:
+    /// rpc-core's, with reconnection attempts at most [`DEFAULT_BACKOFF_MAX`] apart.
+    pub fn default_config() -> ClientConfig {
+        ClientConfig {
+            backoff_max: DEFAULT_BACKOFF_MAX,
+            ..ClientConfig::default()
+        }
+    }
+
+    /// A handle with a connection of its own to the registry at `registry`, made on its first call.
+    pub async fn new(
+        registry: impl ToSocketAddrs,
+        config: ClientConfig,
+    ) -> Result<RegistryHandle, RpcError> {
+        let client = Client::lazy_with(registry, config).await?;
+        Ok(RegistryHandle::from_client(client))
+    }
+
+    /// A handle over `client`, a client of one registry address.
+    pub fn from_client(client: Client) -> RegistryHandle {
+        RegistryHandle {
+            inner: Arc::new(Inner {
+                registry: RegistryClient::new(client),
+            }),
+        }
+    }
+
+    /// The handle this process shares for the registry at `registry` with `config`: every call with the same
+    /// (resolved) address and an equal config gets the same connection while one of its handles is in use.
+    /// [`crate::Registration::register`] and [`crate::Discovery::new`] use it. A config with TLS settings or
+    /// metrics cannot be compared, so it gets a connection of its own: to share one then, make a handle with
+    /// [`RegistryHandle::new`] and pass it to [`crate::Registration::register_with`] and
+    /// [`crate::Discovery::with_handle`]. A connection's tasks run on the tokio runtime that made it: a process
+    /// that runs several runtimes, each talking to the same registry, should give each one a handle of its own.
+    pub async fn shared(
+        registry: impl ToSocketAddrs,
+        config: &ClientConfig,
+    ) -> Result<RegistryHandle, RpcError> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(registry)
+            .await
+            .map_err(|e| {
+                RpcError::not_processed(
+                    Status::Unavailable,
+                    format!("cannot resolve the registry's address: {e}"),
+                )
+            })?
+            .collect();
+        if addrs.is_empty() {
+            return Err(RpcError::not_processed(
+                Status::Unavailable,
+                "the registry's address resolved to nothing",
+            ));
+        }
+        let Some(key) = Key::of(addrs.clone(), config) else {
+            return RegistryHandle::new(addrs.as_slice(), config.clone()).await;
+        };
+        if let Some(inner) = find(&key) {
+            return Ok(RegistryHandle { inner });
+        }
+        // Made outside the table's lock (it connects on its first call, so nothing is lost if another caller
+        // made one meanwhile and this one is dropped).
+        let made = RegistryHandle::new(addrs.as_slice(), config.clone()).await?;
+        let mut table = table().lock().unwrap_or_else(|p| p.into_inner());
+        table.retain(|(_, handle)| handle.strong_count() > 0);
+        if let Some(inner) = table
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, h)| h.upgrade())
+        {
+            return Ok(RegistryHandle { inner });
+        }
+        table.push((key, Arc::downgrade(&made.inner)));
+        Ok(made)
+    }
+
+    /// A stub of the registry's API over this connection, without metadata.
+    pub fn client(&self) -> RegistryClient {
+        self.inner.registry.clone()
+    }
+
+    /// A stub that sends `token` (if any) with every call.
+    pub(crate) fn stub(&self, token: Option<&str>) -> Result<RegistryClient, RpcError> {
+        match token {
+            Some(token) => Ok(self.client().with_metadata(bearer(token)?)),
+            None => Ok(self.client()),
+        }
+    }
+
+    /// Whether `self` and `other` use the same connection.
+    pub fn same_connection(&self, other: &RegistryHandle) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
