@@ -93,9 +93,32 @@ impl Server {
 /// Calls counted by outcome.
 #[derive(Default)]
 struct Tally {
-    ok: AtomicU64,
+    /// Calls answered, watched so that a test waits for a count instead of polling.
+    ok: watch::Sender<u64>,
     /// Calls whose fate is unknown or that failed after the server took them: lost.
     lost: std::sync::Mutex<Vec<String>>,
+}
+
+impl Tally {
+    fn answered(&self) {
+        self.ok.send_modify(|n| *n += 1);
+    }
+
+    fn answers(&self) -> u64 {
+        *self.ok.borrow()
+    }
+
+    /// Waits (at most 20 s) until `n` calls were answered.
+    async fn reach(&self, n: u64) {
+        let mut ok = self.ok.subscribe();
+        let reached =
+            tokio::time::timeout(Duration::from_secs(20), ok.wait_for(|&ok| ok >= n)).await;
+        assert!(
+            matches!(reached, Ok(Ok(_))),
+            "{} of {n} calls answered in 20 s",
+            self.answers()
+        );
+    }
 }
 
 #[tokio::test]
@@ -113,9 +136,7 @@ async fn sigterm_drains_hello_server_with_no_call_lost() {
         workers.spawn(async move {
             for i in 0..1_000_000u64 {
                 match greeter.hello(format!("worker {w} call {i}")).await {
-                    Ok(_) => {
-                        tally.ok.fetch_add(1, Ordering::Relaxed);
-                    }
+                    Ok(_) => tally.answered(),
                     // Refused unprocessed (go-away, then the server gone): the run is over for this worker.
                     Err(e) if e.is_not_processed() => return,
                     Err(e) => tally.lost.lock().unwrap().push(e.to_string()),
@@ -123,14 +144,7 @@ async fn sigterm_drains_hello_server_with_no_call_lost() {
             }
         });
     }
-    let started = async {
-        while tally.ok.load(Ordering::Relaxed) < 200 {
-            tokio::task::yield_now().await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), started)
-        .await
-        .expect("calls are answered");
+    tally.reach(200).await;
     let code = server.sigterm().await;
     tokio::time::timeout(Duration::from_secs(30), async {
         while workers.join_next().await.is_some() {}
@@ -185,7 +199,7 @@ async fn sigterm_deregisters_calc_server_then_drains_with_no_call_failed() {
                 // Every failure counts here: the balancer sends a call the leaving server refused elsewhere.
                 match calc.add(i, 1).await {
                     Ok(answer) if answer.value == i + 1 => {
-                        tally.ok.fetch_add(1, Ordering::Relaxed);
+                        tally.answered();
                         if answer.instance == leaving_addr {
                             by_leaving.fetch_add(1, Ordering::Relaxed);
                         }
@@ -196,14 +210,13 @@ async fn sigterm_deregisters_calc_server_then_drains_with_no_call_failed() {
             }
         });
     }
-    let both_served = async {
-        while by_leaving.load(Ordering::Relaxed) < 100 || tally.ok.load(Ordering::Relaxed) < 300 {
-            tokio::task::yield_now().await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), both_served)
-        .await
-        .expect("both instances answer calls");
+    // Weights are equal and round-robin alternates: of 1,000 answers, the leaving instance gave about half.
+    tally.reach(1000).await;
+    let before = by_leaving.load(Ordering::Relaxed);
+    assert!(
+        before >= 100,
+        "the leaving instance answered {before} of 1,000 calls"
+    );
 
     let code = leaving.sigterm().await;
     // It deregistered before it drained: the registry no longer lists it, well before its TTL.
@@ -221,15 +234,7 @@ async fn sigterm_deregisters_calc_server_then_drains_with_no_call_failed() {
         "deregistered at SIGTERM"
     );
     // The run goes on with the other instance.
-    let after = tally.ok.load(Ordering::Relaxed);
-    let more = async {
-        while tally.ok.load(Ordering::Relaxed) < after + 300 {
-            tokio::task::yield_now().await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), more)
-        .await
-        .expect("calls go on after the instance left");
+    tally.reach(tally.answers() + 300).await;
     stop.store(true, Ordering::Relaxed);
     tokio::time::timeout(Duration::from_secs(30), async {
         while workers.join_next().await.is_some() {}
