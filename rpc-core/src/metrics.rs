@@ -197,6 +197,12 @@ impl Metrics {
         self.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Connections open now (the `*_connections` gauge): what a server compares with
+    /// [`ServerConfig::max_connections`](crate::ServerConfig::max_connections), say for a health check.
+    pub fn connections(&self) -> u64 {
+        u64::try_from(self.inner.connections.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
     pub(crate) fn connection_opened(&self) {
         self.inner.connections.fetch_add(1, Ordering::Relaxed);
     }

@@ -135,8 +135,8 @@ pub enum RegistryError {
     },
     /// A newer registration of the same address replaced this lease; its holder must stop.
     #[error(
-        "lease {lease} (incarnation {incarnation}) was superseded by incarnation {current} of the same \
-         address: a newer instance took over"
+        "lease {lease} (incarnation {incarnation}) was superseded by {}: a newer instance took over",
+        successor(.incarnation, .current)
     )]
     Superseded {
         /// The lease id.
@@ -155,6 +155,19 @@ pub enum RegistryError {
     /// The registered address failed the registry's address check.
     #[error("registration refused: {0}")]
     AddressRefused(String),
+}
+
+/// What superseded a lease of `incarnation`, the address being at incarnation `current` now: a later
+/// incarnation, or, when the lease expired first and the count started again, a later registration.
+fn successor(incarnation: &u64, current: &u64) -> String {
+    if current > incarnation {
+        format!("incarnation {current} of the same address")
+    } else {
+        format!(
+            "a later registration of the same address, made after this lease expired (now at incarnation \
+             {current})"
+        )
+    }
 }
 
 /// The registry's API.

@@ -1,8 +1,12 @@
-//! `RegistryConfig`: the registry's timings, credentials, checks and limits, each with its default.
+//! `RegistryConfig`: the registry's timings, credentials, checks and limits, each with its default, its RPC
+//! server's limits sized for its instances, and the checks a configuration passes before a registry starts.
 
 use std::time::Duration;
 
-use crate::credentials::Credentials;
+use rpc_core::ServerConfig;
+
+use crate::credentials::{Credentials, InvalidGrant};
+use crate::token::{TokenError, check_token};
 
 /// Default of [`RegistryConfig::ttl`]: 3 s.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3);
@@ -24,6 +28,10 @@ pub const DEFAULT_MAX_METADATA_BYTES: usize = 4 * 1024;
 pub const DEFAULT_MAX_HTTP_WATCHERS: usize = 256;
 /// Default of [`RegistryConfig::max_name_len`]: 255.
 pub const DEFAULT_MAX_NAME_LEN: usize = 255;
+/// Connections the registry's RPC server keeps beyond one per instance, for readers (`ls`, `watch`,
+/// [`Discovery`](crate::Discovery)) and for instances that re-register: 1,024. See
+/// [`RegistryConfig::connections_for`].
+pub const READER_CONNECTIONS: usize = 1024;
 
 /// What the registry checks of the address an instance registers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,17 +49,24 @@ pub enum AddressCheck {
 /// How a registry behaves.
 ///
 /// ```
-/// let config = rpc_registry::RegistryConfig { token: Some("s3cret".into()), ..Default::default() };
+/// use rpc_registry::RegistryConfig;
+/// let config = RegistryConfig { token: Some("s3cret-token".into()), ..RegistryConfig::default() };
 /// assert_eq!(config.ttl.as_millis(), 3000);
 /// assert_eq!(config.max_instances_per_service, 1000);
+/// assert_eq!(config.server.max_connections, 10_000 + 1024);
+/// // A registry for 100,000 instances, its RPC server sized to match.
+/// let big = RegistryConfig::sized_for(100_000);
+/// assert_eq!(big.server.max_connections, 100_000 + 1024);
+/// assert!(config.validate().is_ok());
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RegistryConfig {
     /// Time after its last heartbeat at which an instance is evicted. Default 3 s ([`DEFAULT_TTL`]);
     /// instances heartbeat every third of it.
     pub ttl: Duration,
-    /// The registry's own token (`authorization: Bearer <token>`), which may write any service. With neither a
-    /// token nor [`RegistryConfig::credentials`], writes are open. Default `None`.
+    /// The registry's own token (`authorization: Bearer <token>`), which may write any service, and renew,
+    /// remove or supersede any instance (an admin's). With neither a token nor [`RegistryConfig::credentials`],
+    /// writes are open. It meets [`check_token`]. Default `None`.
     pub token: Option<String>,
     /// Per-service tokens and client-certificate names (see [`Credentials`]). Default: none.
     pub credentials: Credentials,
@@ -83,6 +98,72 @@ pub struct RegistryConfig {
     /// TLS for the registry's API; with a client CA, the names of verified
     /// client certificates count as credentials. Default `None`.
     pub tls: Option<rpc_core::tls::ServerTls>,
+    /// The registry's RPC server: its limits and timings. Default: rpc-core's
+    /// ([`rpc_core::ServerConfig::default`]), except `max_connections`:
+    /// [`RegistryConfig::connections_for`]`(`[`DEFAULT_MAX_INSTANCES`]`)`, 11,024. When changing
+    /// `max_instances`, change this with it ([`RegistryConfig::sized_for`] does both).
+    pub server: ServerConfig,
+}
+
+impl std::fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field, the token hidden: a configuration may be logged.
+        let RegistryConfig {
+            ttl,
+            token,
+            credentials,
+            address_check,
+            address_check_timeout,
+            max_watch_wait,
+            max_instances,
+            max_instances_per_service,
+            max_services,
+            max_metadata_entries,
+            max_metadata_bytes,
+            max_name_len,
+            max_http_watchers,
+            tls,
+            server,
+        } = self;
+        f.debug_struct("RegistryConfig")
+            .field("ttl", ttl)
+            .field("token", &token.as_ref().map(|_| "<hidden>"))
+            .field("credentials", credentials)
+            .field("address_check", address_check)
+            .field("address_check_timeout", address_check_timeout)
+            .field("max_watch_wait", max_watch_wait)
+            .field("max_instances", max_instances)
+            .field("max_instances_per_service", max_instances_per_service)
+            .field("max_services", max_services)
+            .field("max_metadata_entries", max_metadata_entries)
+            .field("max_metadata_bytes", max_metadata_bytes)
+            .field("max_name_len", max_name_len)
+            .field("max_http_watchers", max_http_watchers)
+            .field("tls", tls)
+            .field("server", server)
+            .finish()
+    }
+}
+
+/// Why a registry cannot start with a configuration. Never shows a token.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The registry's own token breaks the rule of [`check_token`].
+    #[error("the registry's token is not usable: {0}")]
+    Token(#[source] TokenError),
+    /// A grant of the credentials is unusable.
+    #[error("the credentials are not usable: {0}")]
+    Credentials(#[source] InvalidGrant),
+    /// A limit or timing that cannot work.
+    #[error("{field} is {value}: {why}")]
+    Out {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What it must be.
+        why: &'static str,
+    },
 }
 
 impl Default for RegistryConfig {
@@ -102,11 +183,59 @@ impl Default for RegistryConfig {
             max_name_len: DEFAULT_MAX_NAME_LEN,
             max_http_watchers: DEFAULT_MAX_HTTP_WATCHERS,
             tls: None,
+            server: ServerConfig {
+                max_connections: RegistryConfig::connections_for(DEFAULT_MAX_INSTANCES),
+                ..ServerConfig::default()
+            },
         }
     }
 }
 
 impl RegistryConfig {
+    /// Connections to serve for `max_instances` instances: one each (the registrations of a process share one
+    /// connection) plus [`READER_CONNECTIONS`], so that writers at the instance cap never leave readers without
+    /// a connection.
+    pub const fn connections_for(max_instances: usize) -> usize {
+        max_instances.saturating_add(READER_CONNECTIONS)
+    }
+
+    /// The defaults, for `max_instances` instances: `server.max_connections` is
+    /// [`RegistryConfig::connections_for`]`(max_instances)`.
+    pub fn sized_for(max_instances: usize) -> RegistryConfig {
+        let mut config = RegistryConfig {
+            max_instances,
+            ..RegistryConfig::default()
+        };
+        config.server.max_connections = RegistryConfig::connections_for(max_instances);
+        config
+    }
+
+    /// Checks what a registry cannot start with: a token that breaks [`check_token`] (an empty one would let
+    /// anyone who sends an empty token write), an unusable grant, a zero TTL or connection limit.
+    /// [`serve`](crate::serve) refuses such a configuration.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(token) = &self.token {
+            check_token(token).map_err(ConfigError::Token)?;
+        }
+        self.credentials.check().map_err(ConfigError::Credentials)?;
+        let out = |field, value: String, why| Err(ConfigError::Out { field, value, why });
+        if self.ttl.is_zero() {
+            return out(
+                "ttl",
+                format!("{:?}", self.ttl),
+                "an instance needs time to heartbeat",
+            );
+        }
+        if self.server.max_connections == 0 {
+            return out(
+                "server.max_connections",
+                String::from("0"),
+                "nobody could connect",
+            );
+        }
+        Ok(())
+    }
+
     /// Whether anyone may write: no token and no credentials.
     pub fn is_open(&self) -> bool {
         self.token.is_none() && self.credentials.is_empty()

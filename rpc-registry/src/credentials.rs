@@ -1,6 +1,8 @@
 //! Who may write to the registry: the registry's own token (any service), per-service tokens, and the names of
 //! verified client certificates (mutual TLS), each granted a list of services. A write is allowed if any
-//! credential the call carries covers its service; a refusal says which credential came and what it may do.
+//! credential the call carries covers its service; a refusal says which credential came and what it may do, and
+//! never shows a token. The credential that allowed a registration owns the instance (`Identity`): only it or
+//! the registry's own token may renew, remove or supersede it. Every token meets [`check_token`].
 //!
 //! The credentials file (`rpc-registry serve --credentials FILE`) is JSON:
 //!
@@ -19,6 +21,9 @@
 use std::path::Path;
 
 use serde::Deserialize;
+
+use crate::service::shown;
+use crate::token::{TokenError, check_token};
 
 /// Tokens and certificate names, each with the services it may register. `Default` grants nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -61,7 +66,8 @@ pub struct IdentityGrant {
     pub services: Vec<String>,
 }
 
-/// Why a credentials file could not be used.
+/// Why a credentials file could not be used. No message shows a token, nor any other text of the file: a
+/// malformed file may hold a secret in the place where the parser stumbled.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
     /// The file could not be read.
@@ -73,17 +79,21 @@ pub enum CredentialsError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not the expected JSON.
+    /// The file is not JSON, or not of the expected shape.
     #[error(
-        "the credentials file {path} is not valid: {source} (expected {{\"tokens\": [{{\"token\": ..., \
-         \"services\": [...]}}], \"identities\": [{{\"name\": ..., \"services\": [...]}}]}})"
+        "the credentials file {path} is not valid at line {line} column {column}: {problem} (the file is \
+         {{\"tokens\": [{{\"token\": ..., \"services\": [...]}}], \"identities\": [{{\"name\": ..., \
+         \"services\": [...]}}]}})"
     )]
     Parse {
         /// The file.
         path: String,
-        /// The parser's complaint.
-        #[source]
-        source: serde_json::Error,
+        /// What is wrong there, quoting nothing of the file (the parser's own message may quote a token).
+        problem: String,
+        /// Where, counting from 1.
+        line: usize,
+        /// Where in the line, counting from 1.
+        column: usize,
     },
     /// A grant is unusable.
     #[error("the credentials file {path} is not valid: {reason}")]
@@ -91,8 +101,69 @@ pub enum CredentialsError {
         /// The file.
         path: String,
         /// What is wrong.
-        reason: String,
+        #[source]
+        reason: InvalidGrant,
     },
+}
+
+/// Why a grant cannot be used (see [`Credentials::check`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidGrant {
+    /// A token breaks the rule of [`check_token`].
+    #[error("token {index}: {source}")]
+    Token {
+        /// Which token, counting from 1.
+        index: usize,
+        /// Why.
+        #[source]
+        source: TokenError,
+    },
+    /// A token grants nothing.
+    #[error("token {index} grants no service")]
+    TokenGrantsNothing {
+        /// Which token, counting from 1.
+        index: usize,
+    },
+    /// An identity grants nothing.
+    #[error("identity {name} grants no service")]
+    IdentityGrantsNothing {
+        /// The certificate name (escaped and shortened).
+        name: String,
+    },
+}
+
+/// What a JSON error is about, in words that quote nothing of the file: syntax errors name only what the parser
+/// expected, and of a type error only what serde expected (the part after the last `, expected`) is kept, the
+/// key or value that came being left out.
+fn problem(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let full = e.to_string();
+    let message = full
+        .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
+        .unwrap_or(&full);
+    match e.classify() {
+        // Fixed texts (`expected value`, `trailing comma`, `EOF while parsing a string`...).
+        Category::Syntax | Category::Eof | Category::Io => message.to_owned(),
+        // Of our fields only: `missing field `services``, `duplicate field `tokens``.
+        Category::Data
+            if message.starts_with("missing field `")
+                || message.starts_with("duplicate field `") =>
+        {
+            message.to_owned()
+        }
+        Category::Data => {
+            let what =
+                if message.starts_with("unknown field") || message.starts_with("unknown variant") {
+                    "an unknown key"
+                } else {
+                    "a value of the wrong type or form"
+                };
+            match message.rfind(", expected ") {
+                Some(at) => format!("{what} (not shown: it may be a secret){}", &message[at..]),
+                None => format!("{what} (not shown: it may be a secret)"),
+            }
+        }
+    }
 }
 
 fn covers(services: &[String], service: &str) -> bool {
@@ -108,35 +179,39 @@ impl Credentials {
     /// Credentials from the JSON text of a credentials file; `path` names it in errors.
     pub fn from_json(text: &str, path: &str) -> Result<Credentials, CredentialsError> {
         let credentials: Credentials =
-            serde_json::from_str(text).map_err(|source| CredentialsError::Parse {
+            serde_json::from_str(text).map_err(|e| CredentialsError::Parse {
                 path: path.to_owned(),
-                source,
+                problem: problem(&e),
+                line: e.line(),
+                column: e.column(),
             })?;
-        let invalid = |reason: String| CredentialsError::Invalid {
-            path: path.to_owned(),
-            reason,
-        };
-        for (i, grant) in credentials.tokens.iter().enumerate() {
-            if grant.token.len() < 8 {
-                return Err(invalid(format!(
-                    "token {} is {} characters long; use at least 8",
-                    i + 1,
-                    grant.token.len()
-                )));
-            }
-            if grant.services.is_empty() {
-                return Err(invalid(format!("token {} grants no service", i + 1)));
-            }
-        }
-        for grant in &credentials.identities {
-            if grant.services.is_empty() {
-                return Err(invalid(format!(
-                    "identity {} grants no service",
-                    grant.name
-                )));
-            }
-        }
+        credentials
+            .check()
+            .map_err(|reason| CredentialsError::Invalid {
+                path: path.to_owned(),
+                reason,
+            })?;
         Ok(credentials)
+    }
+
+    /// Checks that every grant is usable: each token meets [`check_token`], and each grant names a service.
+    /// The registry checks its credentials with this when it starts, wherever they came from.
+    pub fn check(&self) -> Result<(), InvalidGrant> {
+        for (i, grant) in self.tokens.iter().enumerate() {
+            let index = i + 1;
+            check_token(&grant.token).map_err(|source| InvalidGrant::Token { index, source })?;
+            if grant.services.is_empty() {
+                return Err(InvalidGrant::TokenGrantsNothing { index });
+            }
+        }
+        for grant in &self.identities {
+            if grant.services.is_empty() {
+                return Err(InvalidGrant::IdentityGrantsNothing {
+                    name: shown(&grant.name).to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Credentials from a credentials file.
@@ -156,8 +231,8 @@ impl Credentials {
     }
 
     /// Allows a write (`what`: registration, heartbeat, deregistration) of `service` by a call that carried
-    /// `token` (the bearer token, if any) and a client certificate named `names`; `master` is the registry's own
-    /// token, which covers every service.
+    /// `token` (the bearer token, if any) and a client certificate named `names`, and names the credential that
+    /// allowed it; `master` is the registry's own token, which covers every service.
     pub(crate) fn authorize(
         &self,
         master: Option<&str>,
@@ -165,22 +240,23 @@ impl Credentials {
         service: &str,
         token: Option<&[u8]>,
         names: &[String],
-    ) -> Result<(), String> {
-        let refused = |why: String| Err(format!("{what} of {service} refused: {why}"));
+    ) -> Result<Identity, String> {
+        let quoted = shown(service);
+        let refused = |why: String| Err(format!("{what} of {quoted} refused: {why}"));
         let mut narrower = None;
         if let Some(token) = token {
             if master.is_some_and(|m| constant_time_eq(token, m.as_bytes())) {
-                return Ok(());
+                return Ok(Identity::Admin);
             }
             let mut known = false;
-            for grant in &self.tokens {
+            for (i, grant) in self.tokens.iter().enumerate() {
                 if constant_time_eq(token, grant.token.as_bytes()) {
                     known = true;
                     if covers(&grant.services, service) {
-                        return Ok(());
+                        return Ok(Identity::Token(i));
                     }
                     narrower = Some(format!(
-                        "the token the call carried may write {}, not {service}",
+                        "the token the call carried may write {}, not {quoted}",
                         grant.services.join(", ")
                     ));
                 }
@@ -197,15 +273,16 @@ impl Credentials {
             for grant in self.identities.iter().filter(|g| &g.name == name) {
                 granted = true;
                 if covers(&grant.services, service) {
-                    return Ok(());
+                    return Ok(Identity::Certificate(name.clone()));
                 }
                 narrower = Some(format!(
-                    "the client certificate {name} may write {}, not {service}",
+                    "the client certificate {} may write {}, not {quoted}",
+                    shown(name),
                     grant.services.join(", ")
                 ));
             }
             if !granted {
-                unknown_names.push(name.as_str());
+                unknown_names.push(shown(name).to_string());
             }
         }
         if let Some(why) = narrower {
@@ -226,6 +303,54 @@ impl Credentials {
             "this registry needs a token (metadata `authorization: Bearer <token>`) or a client certificate, \
              and the call carried neither",
         ))
+    }
+
+    /// Whether a call that carried `token` and a client certificate named `names` may renew, remove or supersede
+    /// an instance that `owner` registered: it carries `owner`'s credential, or `master` (the registry's own
+    /// token, an admin's).
+    pub(crate) fn may_act_for(
+        &self,
+        master: Option<&str>,
+        owner: &Identity,
+        token: Option<&[u8]>,
+        names: &[String],
+    ) -> bool {
+        let carries =
+            |expected: &str| token.is_some_and(|t| constant_time_eq(t, expected.as_bytes()));
+        if master.is_some_and(carries) {
+            return true;
+        }
+        match owner {
+            Identity::Anyone => true,
+            Identity::Admin => false,
+            Identity::Token(i) => self.tokens.get(*i).is_some_and(|g| carries(&g.token)),
+            Identity::Certificate(name) => names.contains(name),
+        }
+    }
+}
+
+/// The credential a write was allowed by; an instance belongs to the identity that registered it, and only that
+/// identity or an admin (the registry's own token) may renew, remove or supersede it. Shown without the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Identity {
+    /// Anyone: the registry is open.
+    Anyone,
+    /// The registry's own token.
+    Admin,
+    /// The token of this grant of [`Credentials::tokens`] (counting from 0).
+    Token(usize),
+    /// A verified client certificate with this name.
+    Certificate(String),
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identity::Anyone => f.write_str("anyone"),
+            Identity::Admin => f.write_str("the registry's own token"),
+            Identity::Token(i) => write!(f, "token {} of the credentials", i + 1),
+            Identity::Certificate(name) => write!(f, "the client certificate {}", shown(name)),
+        }
     }
 }
 
@@ -290,6 +415,33 @@ mod tests {
     }
 
     #[test]
+    fn no_error_of_a_credentials_file_shows_a_credential() {
+        let secret = "SECRET-b0d7c2e9";
+        for text in [
+            format!(r#"{{"tokens": ["{secret}"]}}"#),
+            format!(r#"{{"tokens": [{{"{secret}": ["Calc"]}}]}}"#),
+            format!(r#"{{"{secret}": []}}"#),
+            format!(r#"{{"tokens": [{{"token": "{secret}", "services": "Calc"}}]}}"#),
+            format!(r#"{{"tokens": [{{"token": "{secret}", "services": ["Calc"], "x": 1}}]}}"#),
+            format!(r#"{{"tokens": [{{"token": "{secret}\n", "services": ["Calc"]}}]}}"#),
+            format!(r#"{{"tokens": [{{"token": {secret}, "services": ["Calc"]}}]}}"#),
+            format!(r#"{{"identities": [{{"name": "calc", "services": ["{secret}"], "x": 1}}]}}"#),
+            format!(r#"{{"tokens": [{{"token": "{secret}", "services": []}}]}}"#),
+            format!(r#"{{"tokens": [{{"token": "{secret}", "services": ["Calc"]}}]"#),
+        ] {
+            let err = Credentials::from_json(&text, "c.json").unwrap_err();
+            let mut shown = err.to_string();
+            let mut source = std::error::Error::source(&err);
+            while let Some(e) = source {
+                shown.push_str(&format!(" / {e}"));
+                source = e.source();
+            }
+            shown.push_str(&format!(" / {err:?}"));
+            assert!(!shown.contains("SECRET"), "{text} gives {shown}");
+        }
+    }
+
+    #[test]
     fn a_bad_credentials_file_is_refused_with_the_reason() {
         let err = Credentials::from_json(
             r#"{"tokens": [{"token": "short", "services": ["Calc"]}]}"#,
@@ -298,7 +450,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "the credentials file c.json is not valid: token 1 is 5 characters long; use at least 8"
+            "the credentials file c.json is not valid: token 1: the token is too short: 5 of at least 8 bytes"
         );
         let err = Credentials::from_json(
             r#"{"tokens": [{"token": "long-enough", "services": []}]}"#,
@@ -310,7 +462,20 @@ mod tests {
             "{err}"
         );
         let err = Credentials::from_json(r#"{"token": "x"}"#, "c.json").unwrap_err();
-        assert!(err.to_string().contains("unknown field `token`"), "{err}");
+        assert!(
+            err.to_string().starts_with(
+                "the credentials file c.json is not valid at line 1 column 8: an unknown key (not shown: it \
+                 may be a secret), expected `tokens` or `identities`"
+            ),
+            "{err}"
+        );
+        let err = Credentials::from_json(r#"{"tokens": [{"token": "long-enough"}]}"#, "c.json")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("at line 1 column 36: missing field `services`"),
+            "{err}"
+        );
         let shown = format!("{:?}", sample());
         assert!(shown.contains("<hidden>"), "{shown}");
         assert!(

@@ -81,14 +81,21 @@ struct Overview {
     services: Vec<ServiceView>,
 }
 
-/// `GET /healthz`.
+/// `GET /healthz`: `ok`, or `degraded` while a cap is reached (the registry then refuses something it would
+/// otherwise take), each such cap named in `reasons`. Answered `200` either way: a full registry still serves.
 #[derive(Debug, Serialize)]
 struct Health {
+    /// `ok` or `degraded`.
     status: &'static str,
+    /// Each cap reached: which, how full, and what is refused meanwhile. Empty when `ok`.
+    reasons: Vec<String>,
     epoch: String,
     uptime_ms: u64,
+    /// Services with instances.
     services: usize,
     instances: usize,
+    /// Connections open to the RPC API.
+    connections: u64,
 }
 
 /// `?epoch=E&since=R&wait_ms=W` of `GET /v1/overview`.
@@ -128,13 +135,45 @@ fn millis(d: Duration) -> u64 {
 }
 
 async fn health(State(http): State<Http>) -> Json<Health> {
-    let state = http.shared.state();
+    let config = &http.shared.config;
+    let (epoch, services, tracked, instances) = {
+        let state = http.shared.state();
+        let counts = (
+            state.service_count(),
+            state.tracked(),
+            state.instance_count(),
+        );
+        (state.epoch(), counts.0, counts.1, counts.2)
+    };
+    let connections = http.rpc.connections();
+    let max_connections = config.server.max_connections as u64;
+    let mut reasons = Vec::new();
+    if instances >= config.max_instances {
+        reasons.push(format!(
+            "instances: {instances} of {} (max_instances): new instances are refused",
+            config.max_instances
+        ));
+    }
+    if tracked >= config.max_services {
+        reasons.push(format!(
+            "services: {tracked} of {} tracked (max_services): new services are refused, and watches of them \
+             answered at once",
+            config.max_services
+        ));
+    }
+    if connections >= max_connections {
+        reasons.push(format!(
+            "connections: {connections} of {max_connections} (max_connections): new connections are refused"
+        ));
+    }
     Json(Health {
-        status: "ok",
-        epoch: state.epoch().to_string(),
+        status: if reasons.is_empty() { "ok" } else { "degraded" },
+        reasons,
+        epoch: epoch.to_string(),
         uptime_ms: millis(http.shared.started.elapsed()),
-        services: state.service_count(),
-        instances: state.instance_count(),
+        services,
+        instances,
+        connections,
     })
 }
 

@@ -34,12 +34,14 @@
 //! - [`registration`]: [`Registration`], an instance's registration and heartbeats.
 //! - [`discovery`]: [`Discovery`], watched instance lists and the balancers made from them.
 //! - [`swrr`]: [`Swrr`], smooth weighted round-robin with failure feedback.
+//! - `token`: [`check_token`], the one rule every token meets (at least [`MIN_TOKEN_LEN`] visible characters).
 //! - With the `server` feature (default): `state` (leases, revisions, the expiry wheel), [`service`] (the API
 //!   implementation, the credential and address checks, evictions), `http` (the dashboard, JSON API and
 //!   metrics), `stats` (the registry's counters),
 //!   [`serve`](fn@serve) (running it all), [`config`] ([`RegistryConfig`]: timings, checks, limits),
-//!   [`credentials`] ([`Credentials`]: per-service tokens and client-certificate names), and the
-//!   `rpc-registry` binary.
+//!   [`credentials`] ([`Credentials`]: per-service tokens and client-certificate names, and who owns an
+//!   instance), [`flags`] (the flags of `rpc-registry serve`, one per configuration field),
+//!   [`open_files`] (the open-file limit, raised at start), and the `rpc-registry` binary.
 //! - With the `server` feature: [`cli`], the binary's client subcommands `ls` (a table of the instances) and
 //!   `watch` (a line per change).
 
@@ -48,6 +50,7 @@ pub mod discovery;
 pub mod handle;
 pub mod registration;
 pub mod swrr;
+mod token;
 
 #[cfg(feature = "server")]
 pub mod cli;
@@ -56,7 +59,11 @@ pub mod config;
 #[cfg(feature = "server")]
 pub mod credentials;
 #[cfg(feature = "server")]
+pub mod flags;
+#[cfg(feature = "server")]
 mod http;
+#[cfg(feature = "server")]
+pub mod open_files;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
@@ -74,6 +81,7 @@ pub use discovery::{Discovery, DiscoveryConfig};
 pub use handle::RegistryHandle;
 pub use registration::{Registration, RegistrationConfig, RegistrationError};
 pub use swrr::Swrr;
+pub use token::{MIN_TOKEN_LEN, TokenError, check_token};
 
 #[cfg(feature = "server")]
 pub use config::{AddressCheck, RegistryConfig};

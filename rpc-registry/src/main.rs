@@ -1,15 +1,17 @@
 //! The `rpc-registry` binary: parses its command line and calls into the library. `serve` runs a registry
-//! (`rpc_registry::serve`); `ls [SERVICE]` prints a table of the instances a running registry knows, and
-//! `watch SERVICE` prints a service's instances, then a line per change until Ctrl-C (`rpc_registry::cli`).
+//! (`rpc_registry::serve`, with the flags of `rpc_registry::flags`) until SIGINT or SIGTERM, then drains;
+//! `ls [SERVICE]` prints a table of the instances a running registry knows, and `watch SERVICE` prints a
+//! service's instances, then a line per change until SIGINT or SIGTERM (`rpc_registry::cli`).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use rpc_core::tls::{ClientAuth, ClientTls, ServerTls};
+use clap::{Args, Parser, Subcommand};
+use rpc_core::tls::ClientTls;
 use rpc_registry::cli::{Options, WatchConfig};
-use rpc_registry::{AddressCheck, Credentials, RegistryConfig, TOKEN_ENV};
+use rpc_registry::flags::ServeFlags;
+use rpc_registry::open_files::{connections_that_fit, raise_open_file_limit};
+use rpc_registry::{TOKEN_ENV, check_token};
 
 /// The service registry of the rpc framework: instances register and heartbeat, clients watch and balance.
 #[derive(Parser)]
@@ -21,46 +23,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs a registry until Ctrl-C.
-    Serve {
-        /// Address of the registry's RPC API (what instances and clients connect to).
-        #[arg(long, default_value = "127.0.0.1:7070")]
-        listen: SocketAddr,
-        /// Address of the HTTP port: the dashboard (`/`), the JSON API (`/v1/services`, `/v1/services/{name}`,
-        /// `/v1/overview`, `/healthz`) and Prometheus metrics (`/metrics`).
-        #[arg(long, default_value = "127.0.0.1:7071")]
-        http: SocketAddr,
-        /// Milliseconds after its last heartbeat at which an instance is evicted; instances heartbeat every
-        /// third of it.
-        #[arg(long, default_value_t = 3000)]
-        ttl_ms: u64,
-        /// Token that registrations, heartbeats and deregistrations must carry; it may write every service.
-        /// Without a token or a credentials file, anyone who can reach the registry can register.
-        #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
-        token: Option<String>,
-        /// JSON file of per-service tokens and client-certificate names:
-        /// {"tokens": [{"token": "...", "services": ["Calc"]}], "identities": [{"name": "calc.example", "services": ["*"]}]}.
-        #[arg(long)]
-        credentials: Option<PathBuf>,
-        /// What to check of the address an instance registers: `peer` (its IP is the caller's), `reachable`
-        /// (something accepts connections there), or `off`.
-        #[arg(long, value_enum, default_value_t = Check::Peer)]
-        address_check: Check,
-        /// Certificate chain (PEM) to serve the API over TLS with; needs --tls-key.
-        #[arg(long, requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// Private key (PEM) of --tls-cert.
-        #[arg(long, requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-        /// CA (PEM) that client certificates are verified against (mutual TLS); the DNS names of a verified
-        /// client certificate then count as credentials (see --credentials). Needs --tls-cert.
-        #[arg(long, requires = "tls_cert")]
-        tls_ca: Option<PathBuf>,
-        /// With --tls-ca: refuse clients without a certificate (otherwise they may prove themselves with a
-        /// token).
-        #[arg(long, requires = "tls_ca")]
-        require_client_cert: bool,
-    },
+    /// Runs a registry until Ctrl-C or SIGTERM, then drains.
+    ///
+    /// Every limit of the registry and of its RPC server is a flag; the open-file limit is raised to the hard
+    /// limit at start, and the connection cap lowered to fit it if it must (both said on stderr).
+    Serve(Box<ServeFlags>),
     /// Lists the instances a running registry knows, as a table.
     ///
     /// One row per instance of SERVICE (of every service without it): its weight, state (up, or late with its
@@ -71,7 +38,7 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Prints the instances of a service, then each change as it happens, until Ctrl-C.
+    /// Prints the instances of a service, then each change as it happens, until Ctrl-C or SIGTERM.
     ///
     /// One time-stamped line per change: `+` added, `-` removed, `~` weight, incarnation or metadata changed.
     /// When the registry goes away it says so on stderr, retries, and goes on when it is back.
@@ -118,6 +85,9 @@ impl ClientArgs {
         if self.timeout_ms == 0 {
             return Err("--timeout-ms must be at least 1".into());
         }
+        if let Some(token) = &self.token {
+            check_token(token).map_err(|e| format!("--token (or {TOKEN_ENV}): {e}"))?;
+        }
         Ok(Options {
             tls,
             token: self.token,
@@ -125,14 +95,6 @@ impl ClientArgs {
             ..Options::new(self.registry)
         })
     }
-}
-
-/// `--address-check`.
-#[derive(Clone, Copy, ValueEnum)]
-enum Check {
-    Off,
-    Peer,
-    Reachable,
 }
 
 #[tokio::main]
@@ -157,76 +119,63 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Watch { service, client } => {
             let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
             let options = client.options()?;
+            let stop = rpc_core::server::shutdown_signal();
             let ctrl_c = async {
-                let _ = tokio::signal::ctrl_c().await;
+                stop.await;
             };
             let config = WatchConfig::default();
             rpc_registry::cli::watch(&options, &service, &config, &mut out, &mut err, ctrl_c)
                 .await?;
             Ok(())
         }
-        Command::Serve {
-            listen,
-            http,
-            ttl_ms,
-            token,
-            credentials,
-            address_check,
-            tls_cert,
-            tls_key,
-            tls_ca,
-            require_client_cert,
-        } => {
-            if ttl_ms == 0 {
-                return Err("--ttl-ms must be at least 1".into());
-            }
-            let credentials = match credentials {
-                Some(path) => Credentials::from_file(path)?,
-                None => Credentials::default(),
-            };
-            let tls = match (tls_cert, tls_key) {
-                (Some(cert), Some(key)) => {
-                    let client_auth = match (&tls_ca, require_client_cert) {
-                        (Some(ca), true) => ClientAuth::Required(ca),
-                        (Some(ca), false) => ClientAuth::Optional(ca),
-                        (None, _) => ClientAuth::None,
-                    };
-                    Some(ServerTls::from_pem_files(cert, key, client_auth)?)
-                }
-                _ => None,
-            };
-            let rpc = tokio::net::TcpListener::bind(listen).await?;
-            let http = tokio::net::TcpListener::bind(http).await?;
-            println!(
-                "rpc-registry: API on {}{}, dashboard and metrics on http://{}/, TTL {ttl_ms} ms",
-                rpc.local_addr()?,
-                if tls.is_some() { " (TLS)" } else { "" },
-                http.local_addr()?
-            );
-            let config = RegistryConfig {
-                ttl: Duration::from_millis(ttl_ms),
-                token,
-                credentials,
-                address_check: match address_check {
-                    Check::Off => AddressCheck::Off,
-                    Check::Peer => AddressCheck::Peer,
-                    Check::Reachable => AddressCheck::Reachable,
-                },
-                tls,
-                ..RegistryConfig::default()
-            };
-            if config.is_open() {
-                eprintln!(
-                    "warning: no token (--token or {TOKEN_ENV}) and no --credentials: anyone who can reach this \
-                     registry can register instances and take their traffic"
-                );
-            }
-            rpc_registry::serve(config, rpc, Some(http), async {
-                let _ = tokio::signal::ctrl_c().await;
-                eprintln!("rpc-registry: shutting down");
-            })
-            .await?;
-            Ok(())
-        }
+        Command::Serve(flags) => serve(&flags).await,
     }
+}
+
+/// `rpc-registry serve`.
+async fn serve(flags: &ServeFlags) -> Result<(), Box<dyn std::error::Error>> {
+    // First of all, so that a signal during start-up drains too.
+    let stop = rpc_core::server::shutdown_signal();
+    let mut config = flags.config()?;
+    match raise_open_file_limit() {
+        Ok(files) => {
+            eprintln!("rpc-registry: {files}");
+            let fit = connections_that_fit(files.now);
+            if config.server.max_connections > fit {
+                eprintln!(
+                    "warning: the open-file limit {} leaves room for {fit} connections, not {} \
+                     (--max-connections): serving at most {fit}, and refusing more at once; raise the hard \
+                     limit (ulimit -Hn, systemd LimitNOFILE=) to serve more",
+                    files.now, config.server.max_connections
+                );
+                config.server.max_connections = fit;
+            }
+        }
+        Err(e) => eprintln!("warning: cannot raise the open-file limit: {e}"),
+    }
+    let rpc = tokio::net::TcpListener::bind(flags.listen).await?;
+    let http = tokio::net::TcpListener::bind(flags.http).await?;
+    println!(
+        "rpc-registry: API on {}{}, dashboard and metrics on http://{}/, TTL {} ms, up to {} instances and {} \
+         connections",
+        rpc.local_addr()?,
+        if config.tls.is_some() { " (TLS)" } else { "" },
+        http.local_addr()?,
+        config.ttl.as_millis(),
+        config.max_instances,
+        config.server.max_connections,
+    );
+    if config.is_open() {
+        eprintln!(
+            "warning: no token (--token or {TOKEN_ENV}) and no --credentials: anyone who can reach this \
+             registry can register instances and take their traffic"
+        );
+    }
+    rpc_registry::serve(config, rpc, Some(http), async {
+        let signal = stop.await;
+        eprintln!("rpc-registry: {signal}: shutting down");
+    })
+    .await?;
+    eprintln!("rpc-registry: stopped");
+    Ok(())
 }

@@ -9,16 +9,21 @@ use crate::config::RegistryConfig;
 use crate::http;
 use crate::service::RegistryService;
 
-/// Serves a registry with `config`: the RPC API on `rpc`, and on `http` if given the dashboard, the JSON API
-/// and the metrics (of the registry and of its RPC server), until `shutdown` completes; then drains and
-/// returns.
+/// Serves a registry with `config`: the RPC API on `rpc` (with the limits of `config.server`), and on `http` if
+/// given the dashboard, the JSON API and the metrics (of the registry and of its RPC server), until `shutdown`
+/// completes; then drains and returns. A configuration that fails [`RegistryConfig::validate`] is refused
+/// (`InvalidInput`) before anything is served.
 pub async fn serve(
     config: RegistryConfig,
     rpc: TcpListener,
     http: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    config
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let tls = config.tls.clone();
+    let server_config = config.server.clone();
     let (service, evictions) = RegistryService::new(config);
     let shared = std::sync::Arc::clone(service.shared());
     // Stopped when shutdown begins, and also when `serve` is dropped (aborted) before.
@@ -39,6 +44,7 @@ pub async fn serve(
     let _close_http = CloseOnDrop(std::sync::Arc::clone(&shared));
     let builder = Server::builder()
         .add_service(RegistryServer::new(service))
+        .config(server_config)
         .metrics(rpc_metrics);
     let builder = match tls {
         Some(tls) => builder.tls(tls),

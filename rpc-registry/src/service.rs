@@ -1,6 +1,8 @@
-//! The registry's service: the [`Registry`] API over the shared state, with credentials checked on every write
-//! (and the registered address, if configured), watches as long polls woken by the service's revision, and the
-//! task that evicts leases as their timers fire.
+//! The registry's service: the [`Registry`] API over the shared state, with every write checked in order (sizes
+//! first, then credentials, the registered address if configured, and the instance's owner: only the identity
+//! that registered an instance, or an admin, renews, removes or supersedes it), refusals that quote a peer's
+//! text short and escaped (`shown`), watches as long polls woken by the service's revision, and the task that
+//! evicts leases as their timers fire.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +18,7 @@ use crate::api::{
     Lease, LeaseRef, NewInstance, Registry, RegistryError, ServiceStatus, ServiceSummary, Snapshot,
 };
 use crate::config::{AddressCheck, RegistryConfig};
+use crate::credentials::Identity;
 use crate::state::{Limits, State};
 use crate::stats::Stats;
 
@@ -90,21 +93,54 @@ impl Shared {
         }
     }
 
-    /// Refuses a write (`what`) of `service` that carries no credential covering it.
-    fn authorize(&self, what: &str, service: &str) -> Result<(), RegistryError> {
+    /// Refuses a write (`what`) of `service` that carries no credential covering it; otherwise names the
+    /// credential that allowed it (which owns what it registers).
+    fn authorize(
+        &self,
+        what: &str,
+        service: &str,
+        carried: &Carried,
+    ) -> Result<Identity, RegistryError> {
         if self.config.is_open() {
-            return Ok(());
+            return Ok(Identity::Anyone);
         }
-        let context = Context::current();
-        let token = context
-            .as_ref()
-            .and_then(|c| c.metadata().get(AUTHORIZATION))
-            .map(|value| value.strip_prefix(b"Bearer ").unwrap_or(value));
-        let names = context.as_ref().map_or(&[][..], |c| c.client_names());
         self.config
             .credentials
-            .authorize(self.config.token.as_deref(), what, service, token, names)
+            .authorize(
+                self.config.token.as_deref(),
+                what,
+                service,
+                carried.token(),
+                carried.names(),
+            )
             .map_err(RegistryError::Unauthenticated)
+    }
+
+    /// Refuses a write (`what`, which would `verb` it) of the instance of `service` at `address` that `owner`
+    /// registered, unless the call carries `owner`'s credential or the registry's own token.
+    fn check_owner(
+        &self,
+        (what, verb): (&str, &str),
+        (service, address): (&str, &str),
+        owner: Option<&Identity>,
+        carried: &Carried,
+    ) -> Result<(), RegistryError> {
+        let Some(owner) = owner else { return Ok(()) };
+        let master = self.config.token.as_deref();
+        if self.config.is_open()
+            || self
+                .config
+                .credentials
+                .may_act_for(master, owner, carried.token(), carried.names())
+        {
+            return Ok(());
+        }
+        Err(RegistryError::Unauthenticated(format!(
+            "{what} of {} at {} refused: that instance was registered by {owner}, and only {owner} or the \
+             registry's own token may {verb} it",
+            shown(service),
+            shown(address),
+        )))
     }
 
     /// Checks the address an instance registers, as configured.
@@ -112,9 +148,25 @@ impl Shared {
         let refused = |why: String| {
             Err(RegistryError::AddressRefused(format!(
                 "{} at {}: {why}",
-                new.service, new.address
+                shown(&new.service),
+                shown(&new.address)
             )))
         };
+        let check = match self.config.address_check {
+            AddressCheck::Off => return Ok(()),
+            AddressCheck::Peer => "peer",
+            AddressCheck::Reachable => "reachable",
+        };
+        // Nothing can be served at port 0 (it asks the OS for any port): no client could call it.
+        if new
+            .address
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| port.parse::<u16>() == Ok(0))
+        {
+            return refused(format!(
+                "port 0 cannot be served; register the port the instance listens on (address_check: {check})"
+            ));
+        }
         match self.config.address_check {
             AddressCheck::Off => Ok(()),
             AddressCheck::Peer => {
@@ -158,6 +210,61 @@ impl Shared {
     }
 }
 
+/// The credentials a write carried: its bearer token and the names of its verified client certificate.
+struct Carried(Option<Context>);
+
+impl Carried {
+    /// Those of the call being served.
+    fn current() -> Carried {
+        Carried(Context::current())
+    }
+
+    /// The bearer token, if the call carried one.
+    fn token(&self) -> Option<&[u8]> {
+        let value = self.0.as_ref()?.metadata().get(AUTHORIZATION)?;
+        Some(value.strip_prefix(b"Bearer ").unwrap_or(value))
+    }
+
+    /// The names of the client certificate (none without mutual TLS).
+    fn names(&self) -> &[String] {
+        self.0.as_ref().map_or(&[][..], |c| c.client_names())
+    }
+}
+
+/// Most characters of a peer's text that a message quotes: 64. A refusal must not carry back (or print) all
+/// of a 15 MiB name.
+pub(crate) const MAX_SHOWN_CHARS: usize = 64;
+
+/// Text from a peer as a message quotes it: control and bidirectional-formatting characters escaped (so that it
+/// cannot drive a terminal or forge a line), at most [`MAX_SHOWN_CHARS`] characters, and when cut, `...` and
+/// the whole length in bytes.
+pub(crate) fn shown(text: &str) -> Shown<'_> {
+    Shown(text)
+}
+
+/// See [`shown`].
+pub(crate) struct Shown<'a>(&'a str);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        let mut chars = self.0.chars();
+        for c in chars.by_ref().take(MAX_SHOWN_CHARS) {
+            let invisible = c.is_control()
+                || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if invisible {
+                write!(f, "{}", c.escape_unicode())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        if chars.next().is_some() {
+            write!(f, "... ({} bytes)", self.0.len())?;
+        }
+        Ok(())
+    }
+}
+
 /// The [`Registry`] API, served by the registry.
 #[derive(Clone, Debug)]
 pub struct RegistryService {
@@ -166,9 +273,16 @@ pub struct RegistryService {
 
 impl RegistryService {
     /// A registry with `config`, and the task that evicts expired leases (spawn it beside the server).
+    ///
+    /// # Panics
+    /// If `config` fails [`RegistryConfig::validate`] (an empty token, say, would let anyone write);
+    /// [`serve`](crate::serve) checks it first and returns the error instead.
     pub fn new(
         config: RegistryConfig,
     ) -> (RegistryService, impl Future<Output = ()> + Send + 'static) {
+        if let Err(e) = config.validate() {
+            panic!("the registry cannot start with this configuration: {e}");
+        }
         let shared = Shared::new(config);
         let evictions = Arc::clone(&shared).run_evictions();
         (RegistryService { shared }, evictions)
@@ -182,15 +296,32 @@ impl RegistryService {
 impl Registry for RegistryService {
     async fn register(&self, instance: NewInstance) -> Result<Lease, RegistryError> {
         let shared = &self.shared;
+        let carried = Carried::current();
+        // Sizes first: what follows (credentials, the address check, a refusal's message) sees bounded input.
         shared
             .stats
-            .refused(shared.authorize("registration", &instance.service))?;
+            .refused(State::check_sizes(&Limits::of(&shared.config), &instance))?;
+        let owner =
+            shared
+                .stats
+                .refused(shared.authorize("registration", &instance.service, &carried))?;
         shared
             .stats
             .refused(shared.check_address(&instance).await)?;
-        let lease = shared
-            .stats
-            .refused(shared.state().register(instance, Instant::now()))?;
+        let lease = {
+            let mut state = shared.state();
+            // A registration of an address already registered supersedes that instance: only its owner may.
+            let held = state.owner(&instance.service, &instance.address);
+            shared.stats.refused(shared.check_owner(
+                ("registration", "supersede"),
+                (&instance.service, &instance.address),
+                held,
+                &carried,
+            ))?;
+            shared
+                .stats
+                .refused(state.register_as(instance, owner, Instant::now()))?
+        };
         shared.stats.registered();
         shared.added.notify_one();
         Ok(lease)
@@ -198,22 +329,45 @@ impl Registry for RegistryService {
 
     async fn heartbeat(&self, lease: LeaseRef) -> Result<(), RegistryError> {
         let shared = &self.shared;
+        let carried = Carried::current();
         shared
             .stats
-            .refused(shared.authorize("heartbeat", &lease.service))?;
-        shared
-            .stats
-            .refused(shared.state().heartbeat(&lease, Instant::now()))?;
+            .refused(shared.authorize("heartbeat", &lease.service, &carried))?;
+        {
+            let mut state = shared.state();
+            let owner = state.lease_owner(&lease);
+            shared.stats.refused(shared.check_owner(
+                ("heartbeat", "renew"),
+                (&lease.service, &lease.address),
+                owner,
+                &carried,
+            ))?;
+            shared
+                .stats
+                .refused(state.heartbeat(&lease, Instant::now()))?;
+        }
         shared.stats.heartbeat();
         Ok(())
     }
 
     async fn deregister(&self, lease: LeaseRef) -> Result<(), RegistryError> {
         let shared = &self.shared;
+        let carried = Carried::current();
         shared
             .stats
-            .refused(shared.authorize("deregistration", &lease.service))?;
-        if shared.stats.refused(shared.state().deregister(&lease))? {
+            .refused(shared.authorize("deregistration", &lease.service, &carried))?;
+        let removed = {
+            let mut state = shared.state();
+            let owner = state.lease_owner(&lease);
+            shared.stats.refused(shared.check_owner(
+                ("deregistration", "remove"),
+                (&lease.service, &lease.address),
+                owner,
+                &carried,
+            ))?;
+            shared.stats.refused(state.deregister(&lease))?
+        };
+        if removed {
             shared.stats.deregistered();
         }
         Ok(())

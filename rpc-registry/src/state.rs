@@ -19,6 +19,7 @@ use crate::api::{
     ServiceStatus, ServiceSummary, Snapshot,
 };
 use crate::config::RegistryConfig;
+use crate::credentials::Identity;
 
 /// The bounds of the registry's state, from its configuration.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +51,8 @@ pub(crate) struct LeaseEntry {
     pub(crate) instance: Instance,
     pub(crate) renewed: Instant,
     expiry: Key,
+    /// Who registered it: only they or an admin may renew, remove or supersede it.
+    pub(crate) owner: Identity,
 }
 
 /// One service.
@@ -140,9 +143,21 @@ impl State {
         self.ttl
     }
 
+    /// Registers `new` as anyone's (tests of the state alone).
+    #[cfg(test)]
     pub(crate) fn register(
         &mut self,
         new: NewInstance,
+        now: Instant,
+    ) -> Result<Lease, RegistryError> {
+        self.register_as(new, Identity::Anyone, now)
+    }
+
+    /// Registers `new`, owned by `owner` (the caller checked that it may supersede the address's instance).
+    pub(crate) fn register_as(
+        &mut self,
+        new: NewInstance,
+        owner: Identity,
         now: Instant,
     ) -> Result<Lease, RegistryError> {
         if !self.services.contains_key(&new.service) {
@@ -176,6 +191,7 @@ impl State {
                 instance,
                 renewed: now,
                 expiry,
+                owner,
             },
         );
         self.services
@@ -195,7 +211,13 @@ impl State {
 
     /// Refuses a registration that is malformed or would cross a limit.
     fn check(&self, new: &NewInstance) -> Result<(), RegistryError> {
-        let l = &self.limits;
+        State::check_sizes(&self.limits, new)?;
+        self.check_room(new)
+    }
+
+    /// Refuses a registration that is malformed or larger than `l` allows: checked before anything else looks at
+    /// it, without the state's lock.
+    pub(crate) fn check_sizes(l: &Limits, new: &NewInstance) -> Result<(), RegistryError> {
         if new.service.is_empty() || new.address.is_empty() {
             return Err(RegistryError::Invalid(String::from(
                 "a registration names a service and an address",
@@ -224,6 +246,12 @@ impl State {
                 l.max_metadata_bytes
             )));
         }
+        Ok(())
+    }
+
+    /// Refuses a registration that would cross a limit of instances or services.
+    fn check_room(&self, new: &NewInstance) -> Result<(), RegistryError> {
+        let l = &self.limits;
         let service = self.services.get(&new.service);
         // A new registration of an address already registered supersedes it: it adds nothing.
         if service.is_some_and(|s| s.instances.contains_key(&new.address)) {
@@ -233,7 +261,7 @@ impl State {
         if of_service >= l.max_instances_per_service {
             return Err(RegistryError::LimitExceeded(format!(
                 "{} already has {of_service} instances, the limit (max_instances_per_service)",
-                new.service
+                crate::service::shown(&new.service)
             )));
         }
         if self.leases.len() >= l.max_instances {
@@ -277,6 +305,18 @@ impl State {
     fn holder(&self, service: &str, address: &str) -> Option<&Instance> {
         let lease = self.services.get(service)?.instances.get(address)?;
         self.leases.get(lease).map(|entry| &entry.instance)
+    }
+
+    /// Who registered the instance that holds `address` in `service` now.
+    pub(crate) fn owner(&self, service: &str, address: &str) -> Option<&Identity> {
+        let lease = self.services.get(service)?.instances.get(address)?;
+        self.leases.get(lease).map(|entry| &entry.owner)
+    }
+
+    /// Who registered the instance of `lease`, if `lease` is current.
+    pub(crate) fn lease_owner(&self, lease: &LeaseRef) -> Option<&Identity> {
+        self.current(lease).ok()?;
+        self.leases.get(&lease.lease).map(|entry| &entry.owner)
     }
 
     pub(crate) fn heartbeat(
@@ -388,8 +428,7 @@ impl State {
         )
     }
 
-    /// Services tracked (with instances, or watched).
-    #[cfg(test)]
+    /// Services tracked (with instances, or watched), as `max_services` counts them.
     pub(crate) fn tracked(&self) -> usize {
         self.services.len()
     }

@@ -1,6 +1,8 @@
 //! The `rpc-registry` binary as a user runs it: `serve` over TLS with a credentials file, checked by clients
 //! over 127.0.0.1 (a granted client certificate registers, others are refused with the reason, a plain client is
-//! told the registry speaks TLS), the warning of an open registry, and `--help` naming every flag.
+//! told the registry speaks TLS), the warning of an open registry and the open-file limit it raised, tokens
+//! refused by the one rule without being shown, a drain on SIGTERM as on SIGINT, and `--help` naming every flag
+//! with its default.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -151,7 +153,16 @@ async fn an_open_registry_says_so_and_the_peer_check_is_on() {
             .read_to_string(&mut stderr),
     )
     .await;
-    assert!(stderr.starts_with("warning: no token"), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with("warning: no token")),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("rpc-registry: open-file limit")),
+        "the limit it raised, or found, is said: {stderr}"
+    );
 }
 
 #[test]
@@ -172,10 +183,196 @@ fn help_names_every_flag() {
         "--tls-key",
         "--tls-ca",
         "--require-client-cert",
+        "--max-instances",
+        "--max-connections",
+        "--drain-timeout-ms",
+        "--max-frame-len",
     ] {
         assert!(
             help.contains(flag),
             "`serve --help` does not mention {flag}:\n{help}"
         );
     }
+    // Each flag's default: `rpc_registry::flags` checks every one; here, that the binary's help is that.
+    for default in [
+        "[default: 10000]",
+        "[default: --max-instances + 1024]",
+        "[default: 16777216]",
+    ] {
+        assert!(help.contains(default), "{default} missing:\n{help}");
+    }
+}
+
+/// Runs `rpc-registry serve` with `args` and `env`, expecting it to refuse to start: its exit status and stderr.
+/// Panics if it is still running after 10 s (it started instead).
+async fn refused_to_serve(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rpc-registry"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("RPC_REGISTRY_TOKEN")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the rpc-registry binary starts");
+    let mut stderr = String::new();
+    let mut pipe = child.stderr.take().expect("piped stderr");
+    let status = tokio::time::timeout(Duration::from_secs(10), async {
+        let _ = pipe.read_to_string(&mut stderr).await;
+        child.wait().await
+    })
+    .await
+    .unwrap_or_else(|_| panic!("`serve {args:?}` with {env:?} started instead of refusing"))
+    .unwrap();
+    (status.code(), stderr)
+}
+
+#[tokio::test]
+async fn serve_refuses_empty_and_short_tokens_without_showing_them() {
+    let empty = "rpc-registry: --token (or RPC_REGISTRY_TOKEN): the token is empty; a token needs at least 8 bytes\n";
+    assert_eq!(
+        refused_to_serve(&["--token", ""], &[]).await,
+        (Some(1), empty.to_owned())
+    );
+    assert_eq!(
+        refused_to_serve(&[], &[("RPC_REGISTRY_TOKEN", "")]).await,
+        (Some(1), empty.to_owned())
+    );
+    let (code, stderr) = refused_to_serve(&["--token", "k3y"], &[]).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        stderr,
+        "rpc-registry: --token (or RPC_REGISTRY_TOKEN): the token is too short: 3 of at least 8 bytes\n"
+    );
+    // The same rule in a credentials file, and a malformed file shows no token either.
+    let dir = certs::scratch_dir("registry-cli-tokens");
+    for (text, expected) in [
+        (
+            r#"{"tokens": [{"token": "k3y", "services": ["Calc"]}]}"#,
+            "token 1: the token is too short: 3 of at least 8 bytes",
+        ),
+        (
+            r#"{"tokens": ["SECRET-2b9f41d7"]}"#,
+            "a value of the wrong type or form (not shown: it may be a secret), expected struct TokenGrant",
+        ),
+        (
+            r#"{"tokens": [{"SECRET-2b9f41d7": ["Calc"]}]}"#,
+            "an unknown key (not shown: it may be a secret)",
+        ),
+    ] {
+        let path = file(&dir, "credentials.json", text);
+        let (code, stderr) = refused_to_serve(&["--credentials", &path], &[]).await;
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains(expected), "{text}: {stderr}");
+        assert!(
+            !stderr.contains("SECRET") && !stderr.contains("k3y"),
+            "{text}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends SIGTERM to process `pid`.
+#[cfg(unix)]
+fn sigterm(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -TERM {pid}: {status}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_drains_the_registry_as_sigint_does() {
+    let (mut child, addr) = serve(&[]).await;
+    let pid = child.id().expect("the registry runs");
+    let config = ClientConfig {
+        default_deadline: Duration::from_secs(10),
+        ..ClientConfig::default()
+    };
+    let client = RegistryClient::new(Client::lazy_with(addr.as_str(), config).await.unwrap());
+    let instance = NewInstance {
+        service: "Calc".into(),
+        address: "127.0.0.1:7001".into(),
+        weight: 1,
+        metadata: Default::default(),
+    };
+    client.register(instance).await.unwrap().unwrap();
+    // A watch waits for a change, and a run of reads goes on, while the registry is told to stop.
+    let seen = client.instances("Calc".into()).await.unwrap();
+    let watch = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .watch("Calc".into(), seen.epoch, seen.revision, 60_000)
+                .await
+        }
+    });
+    let (started, mut running) = tokio::sync::watch::channel(0u64);
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (client, started) = (client.clone(), started.clone());
+        workers.spawn(async move {
+            let (mut ok, mut lost) = (0u64, Vec::new());
+            for _ in 0..1_000_000 {
+                match client.instances("Calc".into()).await {
+                    Ok(_) => {
+                        ok += 1;
+                        started.send_modify(|n| *n += 1);
+                    }
+                    // Refused before it was processed (go-away, or the registry gone): the run is over.
+                    Err(e) if e.is_not_processed() => break,
+                    Err(e) => lost.push(e.to_string()),
+                }
+            }
+            (ok, lost)
+        });
+    }
+    tokio::time::timeout(Duration::from_secs(10), running.wait_for(|&n| n >= 100))
+        .await
+        .expect("reads are answered")
+        .unwrap();
+    sigterm(pid);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the registry drains and exits within 30 s")
+        .unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(10), watch)
+        .await
+        .expect("the watch ended")
+        .unwrap();
+    assert!(
+        answered.is_ok(),
+        "the waiting watch was answered, not cut: {answered:?}"
+    );
+    let mut ok = 0;
+    while let Some(worker) = workers.join_next().await {
+        let (answered, lost) = worker.unwrap();
+        assert!(lost.is_empty(), "calls lost to SIGTERM: {lost:?}");
+        ok += answered;
+    }
+    assert!(ok >= 100);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status}"
+    );
+    let mut stderr = String::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        child
+            .stderr
+            .take()
+            .expect("piped stderr")
+            .read_to_string(&mut stderr),
+    )
+    .await;
+    assert!(
+        stderr.contains("rpc-registry: SIGTERM: shutting down\n")
+            && stderr.ends_with("rpc-registry: stopped\n"),
+        "{stderr}"
+    );
 }

@@ -289,7 +289,7 @@ async fn discovery_keeps_serving_from_its_cache_while_the_registry_is_down() {
 #[tokio::test(start_paused = true)]
 async fn writes_without_the_token_are_refused_with_a_clear_error() {
     let config = RegistryConfig {
-        token: Some("s3cret".into()),
+        token: Some("s3cret-token".into()),
         ..config()
     };
     let registry = start_registry(config, 0).await.unwrap();
@@ -313,7 +313,7 @@ async fn writes_without_the_token_are_refused_with_a_clear_error() {
          registry's"
     );
     let right = RegistrationConfig {
-        token: Some("s3cret".into()),
+        token: Some("s3cret-token".into()),
         ..RegistrationConfig::default()
     };
     let instance = start_instance(registry.addr, 1, right).await.unwrap();

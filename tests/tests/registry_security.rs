@@ -422,3 +422,443 @@ async fn every_registry_limit_refuses_with_the_limit_named_and_the_others_carry_
         3
     );
 }
+
+/// A registry with mutual TLS (client certificates optional), its own token, and the credentials of
+/// [`credentials`] plus the identity `calc.example` granted `Calc`; and a client TLS setting presenting `names`.
+async fn registry_with_identities() -> (RunningRegistry, impl Fn(&[&str]) -> ClientTls) {
+    let ca = Ca::new("test CA");
+    let server = ca.server(&["127.0.0.1"]);
+    let tls = ServerTls::from_pem(
+        server.cert.as_bytes(),
+        server.key.as_bytes(),
+        Some(ClientCa {
+            pem: ca.pem.as_bytes(),
+            required: false,
+        }),
+    )
+    .unwrap();
+    let mut credentials = credentials();
+    credentials.identities.push(IdentityGrant {
+        name: "calc.example".into(),
+        services: vec!["Calc".into()],
+    });
+    let config = RegistryConfig {
+        token: Some("master-secret".into()),
+        credentials,
+        tls: Some(tls),
+        ..RegistryConfig::default()
+    };
+    let registry = start_registry(config, 0).await.unwrap();
+    let with_cert = move |names: &[&str]| {
+        if names.is_empty() {
+            return ClientTls::from_pem(ca.pem.as_bytes(), None).unwrap();
+        }
+        let id = ca.client(names);
+        ClientTls::from_pem(
+            ca.pem.as_bytes(),
+            Some((id.cert.as_bytes(), id.key.as_bytes())),
+        )
+        .unwrap()
+    };
+    (registry, with_cert)
+}
+
+#[tokio::test]
+async fn an_instance_belongs_to_the_identity_that_registered_it() {
+    let (registry, tls) = registry_with_identities().await;
+    let owner = client(&registry, None, Some(tls(&["calc.example"]))).await;
+    // Another holder of a grant for Calc: a token, and another certificate.
+    let calc_token = client(&registry, Some("calc-secret"), Some(tls(&[]))).await;
+    let other_cert = client(&registry, None, Some(tls(&["calc.client.test"]))).await;
+    let admin = client(&registry, Some("master-secret"), Some(tls(&[]))).await;
+
+    let lease = owner
+        .register(instance("Calc", "10.0.0.1:1"))
+        .await
+        .unwrap()
+        .unwrap();
+    let held = lease_ref(&lease, "Calc", "10.0.0.1:1");
+    // The lease id is public (the HTTP port shows it); it is not a credential.
+    for other in [&calc_token, &other_cert] {
+        let err = other.heartbeat(held.clone()).await.unwrap().unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "heartbeat of Calc at 10.0.0.1:1 refused: that instance was registered by the client \
+                 certificate calc.example, and only the client certificate calc.example or the registry's own \
+                 token may renew it"
+            ),
+            "{err}"
+        );
+        assert!(matches!(err, RegistryError::Unauthenticated(_)), "{err:?}");
+        let err = other.deregister(held.clone()).await.unwrap().unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "deregistration of Calc at 10.0.0.1:1 refused: that instance was registered by"
+            ),
+            "{err}"
+        );
+        let message = refusal(other.register(instance("Calc", "10.0.0.1:1")).await);
+        assert!(
+            message.ends_with("may supersede it")
+                && message.starts_with("registration of Calc at 10.0.0.1:1 refused"),
+            "{message}"
+        );
+    }
+    // Nothing changed: the owner's instance is there, at its first incarnation, and its heartbeats work.
+    let snapshot = admin.instances("Calc".into()).await.unwrap();
+    assert_eq!(snapshot.instances.len(), 1);
+    assert_eq!(
+        (
+            snapshot.instances[0].lease,
+            snapshot.instances[0].incarnation
+        ),
+        (lease.id, 1)
+    );
+    assert_eq!(owner.heartbeat(held.clone()).await.unwrap(), Ok(()));
+    // The owner may supersede its own instance (a restart), and an admin may remove it.
+    let again = owner
+        .register(instance("Calc", "10.0.0.1:1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.incarnation, 2);
+    assert_eq!(
+        admin
+            .deregister(lease_ref(&again, "Calc", "10.0.0.1:1"))
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    assert!(
+        admin
+            .instances("Calc".into())
+            .await
+            .unwrap()
+            .instances
+            .is_empty()
+    );
+    // An instance the token registered is the token's: the certificate may not touch it, an admin may.
+    let by_token = calc_token
+        .register(instance("Calc", "10.0.0.2:1"))
+        .await
+        .unwrap()
+        .unwrap();
+    let err = owner
+        .heartbeat(lease_ref(&by_token, "Calc", "10.0.0.2:1"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("registered by token 1 of the credentials"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("calc-secret"), "{err}");
+    assert_eq!(
+        admin
+            .heartbeat(lease_ref(&by_token, "Calc", "10.0.0.2:1"))
+            .await
+            .unwrap(),
+        Ok(())
+    );
+}
+
+#[tokio::test]
+async fn refusals_quote_at_most_a_short_escaped_prefix_of_what_came() {
+    let config = RegistryConfig {
+        token: Some("master-secret".into()),
+        address_check: AddressCheck::Peer,
+        ..RegistryConfig::default()
+    };
+    let registry = start_registry(config, 0).await.unwrap();
+    let admin = client(&registry, Some("master-secret"), None).await;
+    let anonymous = client(&registry, None, None).await;
+    let huge = "S".repeat(15 << 20);
+    // A 15 MiB name with an address the peer check refuses: the size is checked first.
+    for (who, caller) in [("admin", &admin), ("anonymous", &anonymous)] {
+        let message = refusal(caller.register(instance(&huge, "10.0.0.9:9")).await);
+        assert!(
+            message.len() < 1024,
+            "{who}: a refusal of {} bytes",
+            message.len()
+        );
+        assert_eq!(
+            message,
+            "invalid registration: the service name is 15728640 bytes long, over the limit of 255 \
+             (max_name_len)",
+            "{who}"
+        );
+    }
+    // A heartbeat or deregistration names its lease's service: refused, quoting 64 characters of it.
+    let lease = LeaseRef {
+        lease: 1,
+        incarnation: 1,
+        service: huge.clone(),
+        address: "127.0.0.1:1".into(),
+    };
+    let err = anonymous
+        .heartbeat(lease.clone())
+        .await
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+    assert!(err.len() < 1024, "a refusal of {} bytes", err.len());
+    assert!(
+        err.starts_with(&format!(
+            "heartbeat of {}... (15728640 bytes) refused",
+            "S".repeat(64)
+        )),
+        "{err}"
+    );
+    let err = anonymous.deregister(lease).await.unwrap().unwrap_err();
+    assert!(err.to_string().len() < 1024);
+    // Within the limits, control characters come back escaped: nothing that drives a terminal or forges a line.
+    let message = refusal(
+        admin
+            .register(instance("Calc\u{1b}[2J\nforged", "10.0.0.9:9"))
+            .await,
+    );
+    assert_eq!(
+        message,
+        "registration refused: Calc\\u{1b}[2J\\u{a}forged at 10.0.0.9:9: the address's IP 10.0.0.9 is not the \
+         caller's 127.0.0.1 (address_check: peer)"
+    );
+    let message = refusal(
+        anonymous
+            .register(instance("Calc\u{202e}", "127.0.0.1:5"))
+            .await,
+    );
+    assert!(
+        message.starts_with("registration of Calc\\u{202e} refused"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn the_address_checks_refuse_port_0() {
+    for check in [AddressCheck::Peer, AddressCheck::Reachable] {
+        let config = RegistryConfig {
+            address_check: check,
+            ..RegistryConfig::default()
+        };
+        let registry = start_registry(config, 0).await.unwrap();
+        let client = client(&registry, None, None).await;
+        let message = refusal(client.register(instance("Calc", "127.0.0.1:0")).await);
+        assert!(
+            message.starts_with(
+                "registration refused: Calc at 127.0.0.1:0: port 0 cannot be served; register the port the \
+                 instance listens on"
+            ),
+            "{check:?}: {message}"
+        );
+        assert!(
+            client
+                .instances("Calc".into())
+                .await
+                .unwrap()
+                .instances
+                .is_empty()
+        );
+    }
+}
+
+#[test]
+fn a_superseded_lease_and_its_successor_are_told_apart() {
+    let later = RegistryError::Superseded {
+        lease: 3,
+        incarnation: 1,
+        current: 2,
+    };
+    assert_eq!(
+        later.to_string(),
+        "lease 3 (incarnation 1) was superseded by incarnation 2 of the same address: a newer instance took over"
+    );
+    // The lease expired, and the address registered anew: its incarnations counted from 1 again.
+    let after_expiry = RegistryError::Superseded {
+        lease: 3,
+        incarnation: 1,
+        current: 1,
+    };
+    let message = after_expiry.to_string();
+    assert_eq!(
+        message,
+        "lease 3 (incarnation 1) was superseded by a later registration of the same address, made after this \
+         lease expired (now at incarnation 1): a newer instance took over"
+    );
+}
+
+#[tokio::test]
+async fn empty_short_and_invisible_tokens_are_refused_everywhere_with_one_rule() {
+    let refused = |config: RegistryConfig| async move {
+        let rpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let served = tokio::time::timeout(
+            Duration::from_secs(10),
+            rpc_registry::serve(config, rpc, None, std::future::pending()),
+        )
+        .await
+        .expect("a bad configuration is refused at once");
+        let err = served.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        err.to_string()
+    };
+    let token = |token: &str| RegistryConfig {
+        token: Some(token.to_owned()),
+        ..RegistryConfig::default()
+    };
+    assert_eq!(
+        refused(token("")).await,
+        "the registry's token is not usable: the token is empty; a token needs at least 8 bytes"
+    );
+    assert_eq!(
+        refused(token("x")).await,
+        "the registry's token is not usable: the token is too short: 1 of at least 8 bytes"
+    );
+    assert_eq!(
+        refused(token("s3cret-token\n")).await,
+        "the registry's token is not usable: byte 13 of the token is not a visible ASCII character; a token is \
+         made of `!` to `~` only (no space, no newline)"
+    );
+    // The same rule for the tokens of credentials, however they were made.
+    let mut credentials = credentials();
+    credentials.tokens[1].token = String::from("ops");
+    let message = refused(RegistryConfig {
+        credentials,
+        ..RegistryConfig::default()
+    })
+    .await;
+    assert_eq!(
+        message,
+        "the credentials are not usable: token 2: the token is too short: 3 of at least 8 bytes"
+    );
+    assert!(!message.contains("ops\""), "{message}");
+    // And a client's empty token is not a credential: an empty bearer opens nothing.
+    let registry = start_registry(
+        RegistryConfig {
+            credentials: self::credentials(),
+            ..RegistryConfig::default()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let empty = client(&registry, Some(""), None).await;
+    let message = refusal(empty.register(instance("Calc", "10.0.0.1:1")).await);
+    assert!(
+        message.starts_with("registration of Calc refused"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn healthz_is_degraded_at_each_cap_and_says_which() {
+    let mut config = RegistryConfig {
+        max_instances: 2,
+        max_services: 3,
+        ..RegistryConfig::default()
+    };
+    config.server.max_connections = 4;
+    let registry = start_registry(config, 0).await.unwrap();
+    let health = || async {
+        let (status, _, body) = tests::prom::http_get(registry.http, "/healthz")
+            .await
+            .unwrap();
+        assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let first = client(&registry, None, None).await;
+    first
+        .register(instance("A", "10.0.0.1:1"))
+        .await
+        .unwrap()
+        .unwrap();
+    let ok = health().await;
+    assert_eq!(ok["status"], "ok", "{ok}");
+    assert_eq!(ok["reasons"], serde_json::json!([]));
+    first
+        .register(instance("B", "10.0.0.1:2"))
+        .await
+        .unwrap()
+        .unwrap();
+    let full = health().await;
+    assert_eq!(full["status"], "degraded", "{full}");
+    assert_eq!(
+        full["reasons"],
+        serde_json::json!(["instances: 2 of 2 (max_instances): new instances are refused"])
+    );
+    // At the cap, a registration is refused at once, naming the cap.
+    assert_eq!(
+        refusal(first.register(instance("C", "10.0.0.1:3")).await),
+        "registration refused: the registry already holds 2 instances, the limit (max_instances)"
+    );
+    // A third service, only watched, reaches max_services.
+    let watched = first.instances("W".into()).await.unwrap();
+    let watching = tokio::spawn({
+        let first = first.clone();
+        async move {
+            first
+                .watch("W".into(), watched.epoch, watched.revision, 10_000)
+                .await
+        }
+    });
+    rpc_watchers_reach(&registry, 1.0).await;
+    let reasons = health().await["reasons"].clone();
+    assert_eq!(
+        reasons[1],
+        "services: 3 of 3 tracked (max_services): new services are refused, and watches of them answered at once",
+        "{reasons}"
+    );
+    watching.abort();
+    // Connections: four clients of their own reach max_connections.
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        let other = client(&registry, None, None).await;
+        other.services().await.unwrap();
+        others.push(other);
+    }
+    let mut reasons = serde_json::Value::Null;
+    for _ in 0..100 {
+        reasons = health().await["reasons"].clone();
+        if reasons.as_array().is_some_and(|r| r.len() == 3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        reasons[2], "connections: 4 of 4 (max_connections): new connections are refused",
+        "{reasons}"
+    );
+}
+
+#[tokio::test]
+async fn the_registry_serves_more_than_1024_instances_each_on_its_own_connection_by_default() {
+    // Each instance a process of its own: a connection each. rpc-core's default cap is 1,024 connections.
+    let files = rpc_registry::open_files::raise_open_file_limit().unwrap();
+    let instances = 1100;
+    assert!(
+        files.now >= 3 * instances as u64,
+        "this test needs {} open files (both ends of {instances} connections), and the {files}",
+        3 * instances
+    );
+    let registry = start_registry(RegistryConfig::default(), 0).await.unwrap();
+    let mut clients = Vec::new();
+    for i in 0..instances {
+        let c = client(&registry, None, None).await;
+        let lease = c
+            .register(instance(
+                &format!("S{}", i % 4),
+                &format!("10.0.{}.{}:1", i / 250, i % 250),
+            ))
+            .await;
+        assert!(matches!(lease, Ok(Ok(_))), "instance {i}: {lease:?}");
+        clients.push(c);
+    }
+    // Reads still get through beside them.
+    let reader = client(&registry, None, None).await;
+    let config = RegistryConfig::default();
+    assert!(config.server.max_connections >= config.max_instances + 1024);
+    let services = reader.services().await.unwrap();
+    assert_eq!(
+        services.iter().map(|s| s.instances).sum::<usize>(),
+        instances
+    );
+}

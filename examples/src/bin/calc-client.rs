@@ -17,7 +17,7 @@ use examples::ops::{Counts, Progress, ProgressMode};
 use examples::tls::TlsArgs;
 use rpc_core::ClientConfig;
 use rpc_registry::cli::{MAX_FIELD_CHARS, MAX_LINE_CHARS, escape};
-use rpc_registry::{Discovery, DiscoveryConfig, TOKEN_ENV};
+use rpc_registry::{Discovery, DiscoveryConfig, TOKEN_ENV, check_token};
 
 /// Calls Calc through the registry.
 #[derive(Parser)]
@@ -31,7 +31,7 @@ struct Args {
     /// Calls in flight at once.
     #[arg(long, default_value_t = 16)]
     concurrency: u64,
-    /// The registry's token, if it wants one for reads.
+    /// The registry's token, if it wants one for reads (at least 8 visible ASCII characters).
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
     token: Option<String>,
     #[command(flatten)]
@@ -65,6 +65,9 @@ struct Tally {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(token) = &args.token {
+        check_token(token).map_err(|e| format!("--token (or {TOKEN_ENV}): {e}"))?;
+    }
     let tls = args.tls.client()?;
     let defaults = DiscoveryConfig::default();
     let config = DiscoveryConfig {

@@ -1,4 +1,5 @@
-//! Serves `Calc` and registers it with a registry; on Ctrl-C deregisters, then drains.
+//! Serves `Calc` and registers it with a registry; on Ctrl-C or SIGTERM deregisters, then drains (go-away,
+//! calls in flight finish) and exits 0.
 //!
 //! `calc-server --listen ADDR --registry ADDR --weight W [--token T] [--tls-cert F --tls-key F] [--tls-ca F]`:
 //! the first line it prints is the address it serves on. With `--tls-cert`/`--tls-key` it serves over TLS;
@@ -14,7 +15,7 @@ use examples::calc::{CalcServer, Calculator};
 use examples::ops::{Health, MetricsArgs};
 use examples::tls::TlsArgs;
 use rpc_core::{ClientConfig, Server};
-use rpc_registry::{NewInstance, Registration, RegistrationConfig, TOKEN_ENV};
+use rpc_registry::{NewInstance, Registration, RegistrationConfig, TOKEN_ENV, check_token};
 
 /// Serves Calc and registers it with a registry.
 #[derive(Parser)]
@@ -28,7 +29,7 @@ struct Args {
     /// This instance's share of the calls, relative to the others'.
     #[arg(long, default_value_t = 1)]
     weight: u32,
-    /// The registry's token, if it has one.
+    /// The registry's token, if it has one (at least 8 visible ASCII characters).
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
     token: Option<String>,
     #[command(flatten)]
@@ -52,6 +53,11 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // First of all, so that a signal during start-up drains too.
+    let stop = rpc_core::server::shutdown_signal();
+    if let Some(token) = &args.token {
+        check_token(token).map_err(|e| format!("--token (or {TOKEN_ENV}): {e}"))?;
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let address = listener.local_addr()?.to_string();
     println!("{address}");
@@ -72,7 +78,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         None => builder,
     };
     let server = builder.build()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (drain, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.serve_with_shutdown(listener, async {
         let _ = stopped.await;
     }));
@@ -103,10 +109,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         &address,
         registration.status(),
     );
-    tokio::signal::ctrl_c().await?;
-    eprintln!("calc-server: deregistering, then finishing calls in flight");
-    registration.deregister().await?;
-    let _ = stop.send(());
+    let signal = stop.await;
+    eprintln!("calc-server: {signal}: deregistering, then finishing calls in flight");
+    if let Err(e) = registration.deregister().await {
+        // The registry evicts it after the TTL instead; the calls in flight still finish.
+        eprintln!(
+            "calc-server: could not deregister ({e}): the registry drops this instance at its TTL"
+        );
+    }
+    let _ = drain.send(());
     serving.await??;
+    eprintln!("calc-server: stopped");
     Ok(())
 }

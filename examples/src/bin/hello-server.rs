@@ -1,4 +1,5 @@
-//! Serves the `Greeter` service until Ctrl-C, then drains gracefully.
+//! Serves the `Greeter` service until Ctrl-C or SIGTERM, then drains gracefully: tells its clients go-away,
+//! finishes the calls in flight and exits 0.
 //!
 //! Run with `cargo run -p examples --bin hello-server -- --listen 127.0.0.1:7000`; the first line it prints is
 //! the address it serves on. With `--metrics ADDR` it serves Prometheus metrics at `http://ADDR/metrics`.
@@ -39,10 +40,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         None => builder,
     };
     let server = builder.build()?;
+    let stop = rpc_core::server::shutdown_signal();
     server
         .serve_with_shutdown(listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-            eprintln!("shutting down: finishing calls in flight");
+            let signal = stop.await;
+            eprintln!("{signal}: shutting down, finishing calls in flight");
         })
         .await?;
     eprintln!("stopped");

@@ -7,6 +7,7 @@
 //! - `registry`: services by method id.
 //! - `service`: [`Service`] (implemented by generated skeletons) and [`Call`].
 //! - `connection`: one connection's read loop, refusals and drain.
+//! - `signal`: [`shutdown_signal`], SIGINT or SIGTERM, whichever comes first.
 //! - `handler`: one call: its context, span and counts; polled once inline, then on a task of its own if it
 //!   waits (deadline, cancel); panic isolation; the answer.
 //! - this file: [`Server`], [`ServerBuilder`] and the accept loop.
@@ -16,6 +17,7 @@ mod connection;
 mod handler;
 mod registry;
 mod service;
+mod signal;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +29,7 @@ use tokio::task::JoinSet;
 pub use config::ServerConfig;
 use registry::Registry;
 pub use service::{Call, Dispatched, Service};
+pub use signal::{ShutdownSignal, shutdown_signal};
 
 /// Why a server could not be built.
 #[derive(Debug, thiserror::Error)]

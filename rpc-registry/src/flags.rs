@@ -1,0 +1,401 @@
+//! The flags of `rpc-registry serve`: one for every field of [`RegistryConfig`] and of its RPC server's
+//! [`ServerConfig`](rpc_core::ServerConfig) (frame limits included), each with its default in `--help` (taken
+//! from the constant that defines it), and the addresses, token, credentials and TLS files also from the
+//! environment (`RPC_REGISTRY_*`), as deployments set them. [`ServeFlags::config`] turns them into a
+//! [`RegistryConfig`], refusing a bad token without showing it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use rpc_core::codec::config as codec;
+use rpc_core::server::config as server;
+use rpc_core::tls::{ClientAuth, ServerTls};
+
+use crate::config::{self as registry, AddressCheck, RegistryConfig};
+use crate::credentials::Credentials;
+use crate::token::check_token;
+
+const fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// The flags of `rpc-registry serve`.
+#[derive(Args, Debug)]
+pub struct ServeFlags {
+    /// Address of the registry's RPC API (what instances and clients connect to).
+    #[arg(long, env = "RPC_REGISTRY_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// Address of the HTTP port: the dashboard (`/`), the JSON API (`/v1/services`, `/v1/services/{name}`,
+    /// `/v1/overview`, `/healthz`) and Prometheus metrics (`/metrics`).
+    #[arg(long, env = "RPC_REGISTRY_HTTP", default_value = "127.0.0.1:7071")]
+    pub http: SocketAddr,
+    /// Milliseconds after its last heartbeat at which an instance is evicted; instances heartbeat every
+    /// third of it.
+    #[arg(long, env = "RPC_REGISTRY_TTL_MS", default_value_t = ms(registry::DEFAULT_TTL))]
+    pub ttl_ms: u64,
+    /// Token that registrations, heartbeats and deregistrations must carry; it may write every service and
+    /// renew, remove or supersede any instance. At least 8 visible ASCII characters. Without a token or a
+    /// credentials file, anyone who can reach the registry can register. [default: none]
+    #[arg(long, env = crate::TOKEN_ENV, hide_env_values = true)]
+    pub token: Option<String>,
+    /// JSON file of per-service tokens and client-certificate names:
+    /// {"tokens": [{"token": "...", "services": ["Calc"]}], "identities": [{"name": "calc.example", "services":
+    /// ["*"]}]}. [default: none]
+    #[arg(long, env = "RPC_REGISTRY_CREDENTIALS")]
+    pub credentials: Option<PathBuf>,
+    /// What to check of the address an instance registers: `peer` (its IP is the caller's), `reachable`
+    /// (something accepts connections there), or `off`. `peer` and `reachable` refuse port 0.
+    #[arg(long, value_enum, default_value_t = Check::Peer)]
+    pub address_check: Check,
+    /// Milliseconds `--address-check reachable` waits for the address to accept a connection.
+    #[arg(long, default_value_t = ms(registry::DEFAULT_ADDRESS_CHECK_TIMEOUT))]
+    pub address_check_timeout_ms: u64,
+    /// Longest a watch waits for a change before it answers unchanged, in milliseconds.
+    #[arg(long, default_value_t = ms(registry::DEFAULT_MAX_WATCH_WAIT))]
+    pub max_watch_wait_ms: u64,
+    /// Most instances registered at once, all services together.
+    #[arg(long, default_value_t = registry::DEFAULT_MAX_INSTANCES)]
+    pub max_instances: usize,
+    /// Most instances of one service.
+    #[arg(long, default_value_t = registry::DEFAULT_MAX_INSTANCES_PER_SERVICE)]
+    pub max_instances_per_service: usize,
+    /// Most services tracked, those only watched included.
+    #[arg(long, default_value_t = registry::DEFAULT_MAX_SERVICES)]
+    pub max_services: usize,
+    /// Most metadata entries of one instance.
+    #[arg(long, default_value_t = registry::DEFAULT_MAX_METADATA_ENTRIES)]
+    pub max_metadata_entries: usize,
+    /// Most bytes of metadata (keys and values) of one instance.
+    #[arg(long, default_value_t = registry::DEFAULT_MAX_METADATA_BYTES)]
+    pub max_metadata_bytes: usize,
+    /// Longest service name or address, in bytes.
+    #[arg(long, default_value_t = registry::DEFAULT_MAX_NAME_LEN)]
+    pub max_name_len: usize,
+    /// Most HTTP long polls (open dashboards) waiting at once.
+    #[arg(long, default_value_t = registry::DEFAULT_MAX_HTTP_WATCHERS)]
+    pub max_http_watchers: usize,
+    /// Certificate chain (PEM) to serve the API over TLS with; needs --tls-key. [default: none]
+    #[arg(long, env = "RPC_REGISTRY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert. [default: none]
+    #[arg(long, env = "RPC_REGISTRY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that client certificates are verified against (mutual TLS); the DNS names of a verified
+    /// client certificate then count as credentials (see --credentials). Needs --tls-cert. [default: none]
+    #[arg(long, env = "RPC_REGISTRY_TLS_CA", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --tls-ca: refuse clients without a certificate (otherwise they may prove themselves with a
+    /// token). [default: false]
+    #[arg(long, requires = "tls_ca")]
+    pub require_client_cert: bool,
+    /// Connections served at once: one per instance, plus room for readers (`ls`, `watch`, discovery). At
+    /// most what the open-file limit leaves room for. [default: --max-instances + 1024]
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Calls in flight on one connection.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION)]
+    pub max_in_flight_per_connection: usize,
+    /// On shutdown, milliseconds calls in flight may take to finish.
+    #[arg(long, default_value_t = ms(server::DEFAULT_DRAIN_TIMEOUT))]
+    pub drain_timeout_ms: u64,
+    /// Bytes of answers queued for one connection beyond which it takes no new request.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_PENDING_OUTPUT)]
+    pub max_pending_output: usize,
+    /// Milliseconds a connection's queued answers may wait for the peer to read before it is closed.
+    #[arg(long, default_value_t = ms(server::DEFAULT_WRITE_TIMEOUT))]
+    pub write_timeout_ms: u64,
+    /// Milliseconds a connection with no call in flight may stay silent before it is closed.
+    #[arg(long, default_value_t = ms(server::DEFAULT_IDLE_TIMEOUT))]
+    pub idle_timeout_ms: u64,
+    /// Milliseconds the rest of a frame may take to arrive once its first byte has.
+    #[arg(long, default_value_t = ms(server::DEFAULT_FRAME_TIMEOUT))]
+    pub frame_timeout_ms: u64,
+    /// Milliseconds the TLS handshake of a new connection may take.
+    #[arg(long, default_value_t = ms(server::DEFAULT_HANDSHAKE_TIMEOUT))]
+    pub handshake_timeout_ms: u64,
+    /// Poll each call once in its connection's read loop before giving it a task of its own.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub inline_handlers: bool,
+    /// Largest frame, in bytes, header and both sections included.
+    #[arg(long, default_value_t = codec::DEFAULT_MAX_FRAME_LEN)]
+    pub max_frame_len: u32,
+    /// Largest metadata section of a frame, in bytes.
+    #[arg(long, default_value_t = codec::DEFAULT_MAX_METADATA_LEN)]
+    pub max_frame_metadata_len: u16,
+    /// Most metadata entries of a frame.
+    #[arg(long, default_value_t = codec::DEFAULT_MAX_METADATA_ENTRIES)]
+    pub max_frame_metadata_entries: u16,
+    /// Most memory, in bytes, that a call's decoded arguments may take.
+    #[arg(long, default_value_t = codec::DEFAULT_MAX_DECODED_LEN)]
+    pub max_decoded_len: usize,
+}
+
+/// `--address-check`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Check {
+    /// Nothing is checked.
+    Off,
+    /// The address's IP is the caller's.
+    Peer,
+    /// Something accepts connections at the address.
+    Reachable,
+}
+
+impl ServeFlags {
+    /// The registry's configuration, with its files read (credentials, TLS). `max_connections` is the flag's,
+    /// or `--max-instances` + [`READER_CONNECTIONS`](registry::READER_CONNECTIONS); the caller may lower it to fit the open-file limit.
+    pub fn config(&self) -> Result<RegistryConfig, Box<dyn std::error::Error>> {
+        if let Some(token) = &self.token {
+            // The rule's message, never clap's, which would quote the value.
+            check_token(token).map_err(|e| format!("--token (or {}): {e}", crate::TOKEN_ENV))?;
+        }
+        let positive = |flag: &str, value: u64| match value {
+            0 => Err(format!("--{flag} must be at least 1")),
+            _ => Ok(Duration::from_millis(value)),
+        };
+        let credentials = match &self.credentials {
+            Some(path) => Credentials::from_file(path)?,
+            None => Credentials::default(),
+        };
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                let client_auth = match (&self.tls_ca, self.require_client_cert) {
+                    (Some(ca), true) => ClientAuth::Required(ca),
+                    (Some(ca), false) => ClientAuth::Optional(ca),
+                    (None, _) => ClientAuth::None,
+                };
+                Some(ServerTls::from_pem_files(cert, key, client_auth)?)
+            }
+            _ => None,
+        };
+        let config = RegistryConfig {
+            ttl: positive("ttl-ms", self.ttl_ms)?,
+            token: self.token.clone(),
+            credentials,
+            address_check: match self.address_check {
+                Check::Off => AddressCheck::Off,
+                Check::Peer => AddressCheck::Peer,
+                Check::Reachable => AddressCheck::Reachable,
+            },
+            address_check_timeout: positive(
+                "address-check-timeout-ms",
+                self.address_check_timeout_ms,
+            )?,
+            max_watch_wait: Duration::from_millis(self.max_watch_wait_ms),
+            max_instances: self.max_instances,
+            max_instances_per_service: self.max_instances_per_service,
+            max_services: self.max_services,
+            max_metadata_entries: self.max_metadata_entries,
+            max_metadata_bytes: self.max_metadata_bytes,
+            max_name_len: self.max_name_len,
+            max_http_watchers: self.max_http_watchers,
+            tls,
+            server: rpc_core::ServerConfig {
+                max_connections: self
+                    .max_connections
+                    .unwrap_or(RegistryConfig::connections_for(self.max_instances)),
+                max_in_flight_per_connection: self.max_in_flight_per_connection,
+                drain_timeout: Duration::from_millis(self.drain_timeout_ms),
+                max_pending_output: self.max_pending_output,
+                write_timeout: positive("write-timeout-ms", self.write_timeout_ms)?,
+                codec: rpc_core::codec::Config {
+                    max_frame_len: self.max_frame_len,
+                    max_metadata_len: self.max_frame_metadata_len,
+                    max_metadata_entries: self.max_frame_metadata_entries,
+                    max_decoded_len: self.max_decoded_len,
+                },
+                idle_timeout: positive("idle-timeout-ms", self.idle_timeout_ms)?,
+                frame_timeout: positive("frame-timeout-ms", self.frame_timeout_ms)?,
+                handshake_timeout: positive("handshake-timeout-ms", self.handshake_timeout_ms)?,
+                inline_handlers: self.inline_handlers,
+            },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+    use crate::config::READER_CONNECTIONS;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        flags: ServeFlags,
+    }
+
+    /// Every field of the configuration (`server.codec.max_frame_len` for nested ones) and its flags. A field
+    /// missing here fails `every_field_is_a_flag_that_sets_it`.
+    const FIELDS: &[(&str, &[&str])] = &[
+        ("ttl", &["ttl-ms"]),
+        ("token", &["token"]),
+        ("credentials", &["credentials"]),
+        ("address_check", &["address-check"]),
+        ("address_check_timeout", &["address-check-timeout-ms"]),
+        ("max_watch_wait", &["max-watch-wait-ms"]),
+        ("max_instances", &["max-instances"]),
+        ("max_instances_per_service", &["max-instances-per-service"]),
+        ("max_services", &["max-services"]),
+        ("max_metadata_entries", &["max-metadata-entries"]),
+        ("max_metadata_bytes", &["max-metadata-bytes"]),
+        ("max_name_len", &["max-name-len"]),
+        ("max_http_watchers", &["max-http-watchers"]),
+        (
+            "tls",
+            &["tls-cert", "tls-key", "tls-ca", "require-client-cert"],
+        ),
+        ("server.max_connections", &["max-connections"]),
+        (
+            "server.max_in_flight_per_connection",
+            &["max-in-flight-per-connection"],
+        ),
+        ("server.drain_timeout", &["drain-timeout-ms"]),
+        ("server.max_pending_output", &["max-pending-output"]),
+        ("server.write_timeout", &["write-timeout-ms"]),
+        ("server.codec.max_frame_len", &["max-frame-len"]),
+        ("server.codec.max_metadata_len", &["max-frame-metadata-len"]),
+        (
+            "server.codec.max_metadata_entries",
+            &["max-frame-metadata-entries"],
+        ),
+        ("server.codec.max_decoded_len", &["max-decoded-len"]),
+        ("server.idle_timeout", &["idle-timeout-ms"]),
+        ("server.frame_timeout", &["frame-timeout-ms"]),
+        ("server.handshake_timeout", &["handshake-timeout-ms"]),
+        ("server.inline_handlers", &["inline-handlers"]),
+    ];
+
+    /// The fields of a `{:#?}` rendering, as `path -> value`, descending into `server` and `server.codec`
+    /// only (credentials and TLS are one field each).
+    fn fields(config: &RegistryConfig) -> Vec<(String, String)> {
+        let text = format!("{config:#?}");
+        let mut out = Vec::new();
+        let mut path: Vec<String> = Vec::new();
+        for line in text.lines().skip(1) {
+            let indent = line.len() - line.trim_start().len();
+            let depth = indent / 4;
+            let Some((name, value)) = line.trim_start().split_once(": ") else {
+                continue;
+            };
+            if depth == 0 || !name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                continue;
+            }
+            path.truncate(depth - 1);
+            let parent = path.join(".");
+            if !(parent.is_empty() || parent == "server" || parent == "server.codec")
+                || path.len() != depth - 1
+            {
+                continue;
+            }
+            path.push(name.to_owned());
+            out.push((path.join("."), value.trim_end_matches(',').to_owned()));
+        }
+        out
+    }
+
+    #[test]
+    fn every_field_is_a_flag_that_sets_it() {
+        let defaults = RegistryConfig::default();
+        let listed: Vec<&str> = FIELDS.iter().map(|(field, _)| *field).collect();
+        let found: Vec<String> = fields(&defaults)
+            .into_iter()
+            .map(|(path, _)| path)
+            .filter(|path| path != "server" && path != "server.codec")
+            .collect();
+        assert_eq!(
+            found, listed,
+            "every field of RegistryConfig (and of its ServerConfig) needs a flag of `serve`, listed in FIELDS"
+        );
+
+        let dir = std::env::temp_dir().join(format!("rpc-registry-flags-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let credentials = dir.join("credentials.json");
+        std::fs::write(
+            &credentials,
+            r#"{"tokens": [{"token": "a-granted-token", "services": ["Calc"]}]}"#,
+        )
+        .unwrap();
+        let credentials = credentials.display().to_string();
+        let args = [
+            ("ttl-ms", "1234"),
+            ("token", "an-admin-token"),
+            ("credentials", &credentials),
+            ("address-check", "reachable"),
+            ("address-check-timeout-ms", "77"),
+            ("max-watch-wait-ms", "78"),
+            ("max-instances", "79"),
+            ("max-instances-per-service", "80"),
+            ("max-services", "81"),
+            ("max-metadata-entries", "82"),
+            ("max-metadata-bytes", "83"),
+            ("max-name-len", "84"),
+            ("max-http-watchers", "85"),
+            ("max-connections", "86"),
+            ("max-in-flight-per-connection", "87"),
+            ("drain-timeout-ms", "88"),
+            ("max-pending-output", "89"),
+            ("write-timeout-ms", "90"),
+            ("max-frame-len", "91"),
+            ("max-frame-metadata-len", "92"),
+            ("max-frame-metadata-entries", "93"),
+            ("max-decoded-len", "94"),
+            ("idle-timeout-ms", "95"),
+            ("frame-timeout-ms", "96"),
+            ("handshake-timeout-ms", "97"),
+            ("inline-handlers", "false"),
+        ];
+        let argv = std::iter::once(String::from("serve")).chain(
+            args.iter()
+                .flat_map(|(f, v)| [format!("--{f}"), (*v).to_owned()]),
+        );
+        let config = Cli::try_parse_from(argv).unwrap().flags.config().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(config.credentials.tokens.len(), 1, "--credentials was read");
+        let before = fields(&defaults);
+        let after = fields(&config);
+        for ((path, old), (_, new)) in before.iter().zip(&after) {
+            if path == "server" || path == "server.codec" || path == "tls" || path == "credentials"
+            {
+                // Nested structs differ through their fields (credentials: below); TLS needs certificates
+                // (tests/cli.rs serves with them).
+                continue;
+            }
+            assert_ne!(old, new, "no flag set {path}");
+        }
+    }
+
+    #[test]
+    fn help_gives_every_default() {
+        let mut command = Cli::command();
+        let help = command.render_long_help().to_string();
+        for (field, flags) in FIELDS {
+            for flag in *flags {
+                let at = help
+                    .find(&format!("\n      --{flag} "))
+                    .or_else(|| help.find(&format!("\n      --{flag}\n")))
+                    .unwrap_or_else(|| panic!("--help lacks --{flag} ({field}):\n{help}"));
+                // A flag's paragraph runs until the next flag.
+                let rest = &help[at + 1..];
+                let end = [rest.find("\n      --"), rest.find("\n  -")]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(rest.len());
+                let paragraph = &rest[..end];
+                assert!(
+                    paragraph.contains("[default: "),
+                    "--help gives no default for --{flag}:\n{paragraph}"
+                );
+            }
+        }
+        assert!(help.contains(&format!(
+            "[default: --max-instances + {READER_CONNECTIONS}]"
+        )));
+    }
+}
