@@ -42,7 +42,7 @@ struct Backoff {
     /// No attempt before this instant.
     retry_at: Option<Instant>,
     /// Why the last attempt failed.
-    last_error: String,
+    last_error: Option<RpcError>,
 }
 
 impl Direct {
@@ -97,7 +97,7 @@ impl Direct {
         match reply {
             Ok(Reply::DeadlineExceeded) => Err(deadline_exceeded(method)),
             Ok(reply) => reply.into_result(),
-            Err(_) => Err(RpcError::unavailable("connection closed")),
+            Err(_) => Err(conn.closed_error()),
         }
     }
 
@@ -110,16 +110,27 @@ impl Direct {
         if let Some(conn) = self.usable() {
             return Ok(conn);
         }
+        // A connection the server refused (at its connection limit, say) is a failed attempt, counted once: the
+        // next attempt waits for the backoff.
+        let refused = self
+            .current()
+            .take_if(|c| c.refusal().is_some())
+            .and_then(|c| c.refusal().cloned());
+        if let Some(refusal) = refused {
+            self.failed(&mut backoff, refusal);
+        }
         let now = Instant::now();
         if let Some(at) = backoff.retry_at
             && now < at
         {
-            let message = format!(
-                "{}; next attempt in {} ms",
-                backoff.last_error,
-                (at - now).as_millis()
-            );
-            return Err(RpcError::not_processed(Status::Unavailable, message));
+            let (code, why) = backoff
+                .last_error
+                .as_ref()
+                .map_or((Status::Unavailable, "the last attempt failed"), |e| {
+                    (e.code(), e.message())
+                });
+            let message = format!("{why}; next attempt in {} ms", (at - now).as_millis());
+            return Err(RpcError::not_processed(code, message));
         }
         match self.dial().await {
             Ok(conn) => {
@@ -127,13 +138,16 @@ impl Direct {
                 *self.current() = Some(Arc::clone(&conn));
                 Ok(conn)
             }
-            Err(e) => {
-                backoff.failures += 1;
-                backoff.retry_at = Some(Instant::now() + self.config.backoff(backoff.failures));
-                backoff.last_error = e.message().to_owned();
-                Err(e)
-            }
+            Err(e) => Err(self.failed(&mut backoff, e)),
         }
+    }
+
+    /// Notes a failed connection attempt: the next one waits for the backoff. Returns the error.
+    fn failed(&self, backoff: &mut Backoff, error: RpcError) -> RpcError {
+        backoff.failures += 1;
+        backoff.retry_at = Some(Instant::now() + self.config.backoff(backoff.failures));
+        backoff.last_error = Some(error.clone());
+        error
     }
 
     fn current(&self) -> MutexGuard<'_, Option<Arc<Connection>>> {

@@ -46,7 +46,13 @@ use crate::trace::{TRACEPARENT, TraceContext};
 /// every call in flight fails at once with `Unavailable`, and the next call connects again. After a failed
 /// attempt, the following ones wait for a backoff (doubling from [`ClientConfig::backoff_min`] to
 /// [`ClientConfig::backoff_max`], with jitter); calls made meanwhile fail at once with `Unavailable` rather than
-/// hang.
+/// hang. A server that refuses the connection (a `GoAway` with a status other than `Ok`, as a server at its
+/// connection limit sends) fails the calls on it at once with its status and reason (`ResourceExhausted`:
+/// `server at its connection limit of 1024`), certainly not processed, and counts as a failed attempt: calls
+/// during the backoff that follows fail with the same status and reason.
+///
+/// A client serves no methods: a `Request` the server sends is answered `Unimplemented` (`this peer serves
+/// no methods`), a `OneWay` is dropped, and a `Ping` is answered `Pong`.
 ///
 /// A balanced client ([`Client::balanced`]) asks its [`Balance`] for an instance per call and keeps such a
 /// connection to each instance it uses; a call that certainly did not run, or an `#[idempotent]` call that

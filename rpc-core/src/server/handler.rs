@@ -85,22 +85,27 @@ impl Counted {
     }
 }
 
-/// Ends a call's span and counters with its outcome.
-fn finished<T>(
-    traced: Option<&Traced>,
-    counted: Option<&Counted>,
-    outcome: &Outcome<T>,
+/// What records a call's end: its span and its counters, each if there is one, and how to tell the method's
+/// own error among its values.
+struct Recorders<T> {
+    traced: Option<Traced>,
+    counted: Option<Counted>,
     is_app_error: fn(&T) -> bool,
-) {
-    if traced.is_none() && counted.is_none() {
-        return;
-    }
-    let ended = outcome.ended(is_app_error);
-    if let Some(traced) = traced {
-        traced.finish(ended.label());
-    }
-    if let Some(counted) = counted {
-        counted.finish(ended);
+}
+
+impl<T> Recorders<T> {
+    /// Ends the call's span and counters with its outcome.
+    fn finish(&self, outcome: &Outcome<T>) {
+        if self.traced.is_none() && self.counted.is_none() {
+            return;
+        }
+        let ended = outcome.ended(self.is_app_error);
+        if let Some(traced) = &self.traced {
+            traced.finish(ended.label());
+        }
+        if let Some(counted) = &self.counted {
+            counted.finish(ended);
+        }
     }
 }
 
@@ -178,7 +183,11 @@ pub(crate) fn spawn<F, T, R>(
         },
         false => (None, None),
     };
-    let counted = Counted::begin(&call);
+    let recorders = Recorders {
+        traced,
+        counted: Counted::begin(&call),
+        is_app_error,
+    };
     let context = Context {
         request_id: id,
         method,
@@ -190,24 +199,22 @@ pub(crate) fn spawn<F, T, R>(
     };
     let mut handler = Box::pin(handler);
     if !call.inline {
-        let counters = (traced, counted, is_app_error);
-        spawn_pending(conn, context, one_way, handler, reply, counters);
+        spawn_pending(conn, context, one_way, handler, reply, recorders);
         return;
     }
     let polled = {
-        let _entered = traced.as_ref().map(|t| t.span.enter());
+        let _entered = recorders.traced.as_ref().map(|t| t.span.enter());
         poll_once(&context, handler.as_mut())
     };
     let outcome = match polled {
         Poll::Ready(Ok(value)) => Outcome::Done(value),
         Poll::Ready(Err(why)) => Outcome::Panicked(why),
         Poll::Pending => {
-            let counters = (traced, counted, is_app_error);
-            spawn_pending(conn, context, one_way, handler, reply, counters);
+            spawn_pending(conn, context, one_way, handler, reply, recorders);
             return;
         }
     };
-    finished(traced.as_ref(), counted.as_ref(), &outcome, is_app_error);
+    recorders.finish(&outcome);
     // Queued even past the outbox's limit: the read loop takes no request while the queue is full, so an
     // inline answer goes at most one over it.
     if !one_way {
@@ -237,7 +244,7 @@ fn spawn_pending<F, T, R>(
     one_way: bool,
     handler: Pin<Box<F>>,
     reply: R,
-    (traced, counted, is_app_error): (Option<Traced>, Option<Counted>, fn(&T) -> bool),
+    recorders: Recorders<T>,
 ) where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
@@ -247,12 +254,13 @@ fn spawn_pending<F, T, R>(
     let (id, method, deadline) = (context.request_id, context.method, context.deadline);
     // Registered before the task starts, so that a cancel arriving at once still finds it.
     let cancelled = conn.register(id);
-    let span = traced
+    let span = recorders
+        .traced
         .as_ref()
         .map_or_else(tracing::Span::none, |t| t.span.clone());
     let task = async move {
         let outcome = run(context.scope(handler), deadline, cancelled).await;
-        finished(traced.as_ref(), counted.as_ref(), &outcome, is_app_error);
+        recorders.finish(&outcome);
         if !one_way && !matches!(outcome, Outcome::Cancelled) {
             conn.outbox.wait_for_room().await;
             answer(&conn, id, method, outcome, reply);
