@@ -17,6 +17,7 @@ use tokio_util::codec::Decoder;
 
 use super::calls::Calls;
 use crate::error::{RpcError, peer_text};
+use crate::method::MethodInfo;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 
@@ -240,11 +241,12 @@ impl Connection {
         self.shared.closed_error()
     }
 
-    /// Encodes a request for `method_id` that fails at `deadline`, `budget` from now, and registers the call;
-    /// returns its id and where its reply will come.
+    /// Encodes a request for `method` that fails at `deadline`, `budget` from now, and registers the call;
+    /// returns its id and where its reply will come. A request that finds the queue over its limit waits for
+    /// room until `deadline`, and then fails unsent.
     pub(crate) async fn send<A: Serialize + ?Sized>(
         &self,
-        method_id: u32,
+        method: &MethodInfo,
         args: &A,
         metadata: &Metadata,
         deadline: Instant,
@@ -254,7 +256,7 @@ impl Connection {
         let shared = &*self.shared;
         let mut encode = |state: &mut crate::outbox::OutState| {
             let id = state.last_request_id + 1;
-            let header = Header::request(id, method_id).with_deadline(budget);
+            let header = Header::request(id, method.id).with_deadline(budget);
             shared
                 .codec
                 .encode_value(&header, metadata, args, &Bincode, &mut state.buf)
@@ -272,9 +274,16 @@ impl Connection {
             match pushed {
                 Ok(pushed) => break pushed,
                 Err(back) => {
-                    // Over the queue's limit: wait for the writer to drain it.
+                    // Over the queue's limit: wait for the writer to drain it, until the call's deadline.
                     encode = back;
-                    shared.outbox.wait_for_room().await;
+                    let room = shared.outbox.wait_for_room();
+                    if tokio::time::timeout_at(deadline, room).await.is_err() {
+                        let message = format!(
+                            "{method} did not complete within its deadline: its request waited for room \
+                             in the connection's queue (max_pending_output) and was not sent"
+                        );
+                        return Err(RpcError::not_processed(Status::DeadlineExceeded, message));
+                    }
                 }
             }
         };

@@ -80,7 +80,7 @@ impl Direct {
         };
         let budget = deadline.saturating_duration_since(now);
         let (id, rx) = conn
-            .send(method.id, args, metadata, deadline, budget)
+            .send(method, args, metadata, deadline, budget)
             .await?;
         if let Some(span) = span {
             span.record("request_id", id);
