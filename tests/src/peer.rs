@@ -46,7 +46,9 @@ impl RawPeer {
         // Each write leaves at once: with Nagle's algorithm a small frame written after another waits for the
         // peer's acknowledgement, which a peer that answers nothing delays by tens of milliseconds, an eternity
         // on a paused clock.
-        stream.set_nodelay(true).expect("TCP_NODELAY on a fresh socket");
+        stream
+            .set_nodelay(true)
+            .expect("TCP_NODELAY on a fresh socket");
         RawPeer {
             stream,
             codec: FrameCodec::default(),
@@ -67,7 +69,13 @@ impl RawPeer {
     pub async fn send_response<T: Serialize>(&mut self, id: u64, value: &T) -> std::io::Result<()> {
         let mut out = WriteBuf::new();
         self.codec
-            .encode_value(&Header::response(id), &Metadata::new(), value, &Bincode, &mut out)
+            .encode_value(
+                &Header::response(id),
+                &Metadata::new(),
+                value,
+                &Bincode,
+                &mut out,
+            )
             .expect("a test response encodes");
         self.send_bytes(out.as_slice()).await
     }

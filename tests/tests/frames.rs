@@ -132,7 +132,7 @@ async fn client_of_raw_server() -> (LabClient, RawPeer) {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_client_told_go_away_fails_the_calls_above_its_id_as_not_processed_and_finishes_the_rest() {
+async fn a_client_told_go_away_fails_the_calls_above_its_id_and_finishes_the_rest() {
     let (client, mut server) = client_of_raw_server().await;
     let first = tokio::spawn({
         let client = client.clone();
@@ -205,7 +205,7 @@ fn tree_bytes(id: u64, nodes: usize) -> Vec<u8> {
 }
 
 #[tokio::test(start_paused = true)]
-async fn arguments_nested_deeper_than_the_limit_are_resource_exhausted_and_the_connection_carries_on() {
+async fn arguments_nested_past_max_depth_are_resource_exhausted_over_the_wire() {
     let server = serve_lab(LabImpl::default(), ServerConfig::default(), 0)
         .await
         .unwrap();

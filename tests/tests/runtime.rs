@@ -622,7 +622,7 @@ async fn dropper(index: usize, arrivals: &Arrivals) -> String {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_idempotent_call_is_retried_after_a_mid_call_unavailable_max_retries_times_with_backoff() {
+async fn an_idempotent_call_is_retried_after_a_mid_call_unavailable_with_backoff() {
     let arrivals = Arrivals::default();
     let mut instances = Vec::new();
     for index in 0..6 {
@@ -642,7 +642,10 @@ async fn an_idempotent_call_is_retried_after_a_mid_call_unavailable_max_retries_
         .await
         .unwrap_err();
     assert_eq!(err.code(), Status::Unavailable, "{err}");
-    assert!(!err.is_not_processed(), "the last attempt may have run: {err}");
+    assert!(
+        !err.is_not_processed(),
+        "the last attempt may have run: {err}"
+    );
     let seen = std::mem::take(&mut *arrivals.lock().unwrap());
     let reached: Vec<usize> = seen.iter().map(|(i, _)| *i).collect();
     assert_eq!(reached, [0, 1, 2, 3], "max_retries 3: four attempts");
@@ -663,7 +666,7 @@ async fn an_idempotent_call_is_retried_after_a_mid_call_unavailable_max_retries_
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_connection_that_never_answers_fails_at_the_connect_timeout_and_the_next_waits_the_backoff() {
+async fn a_silent_server_fails_the_call_at_the_connect_timeout_then_the_backoff_holds() {
     // A listener that never accepts: the kernel completes the TCP handshake, and nobody answers the TLS one
     // (which counts against `connect_timeout`).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

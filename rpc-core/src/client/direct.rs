@@ -79,9 +79,7 @@ impl Direct {
             ),
         };
         let budget = deadline.saturating_duration_since(now);
-        let (id, rx) = conn
-            .send(method, args, metadata, deadline, budget)
-            .await?;
+        let (id, rx) = conn.send(method, args, metadata, deadline, budget).await?;
         if let Some(span) = span {
             span.record("request_id", id);
         }
