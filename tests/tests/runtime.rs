@@ -830,3 +830,50 @@ fn a_method_id_collision_across_two_services_is_refused_at_start() {
         "method id collision: Alpha.m179377 and Beta.n283640 both hash to 0x9677a890; rename one"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_client_refused_at_the_connection_limit_backs_off_longer_each_time() {
+    let config = ServerConfig {
+        max_connections: 1,
+        ..ServerConfig::default()
+    };
+    let server = serve_lab(LabImpl::default(), config, 0).await.unwrap();
+    let holder = LabClient::connect(server.addr).await.unwrap();
+    assert_eq!(holder.echo(1).await, Ok(1));
+    let client = LabClient::new(
+        rpc_core::Client::lazy_with(server.addr, ClientConfig::default())
+            .await
+            .unwrap(),
+    );
+    for (refusal, base) in (1..).zip([50u64, 100, 200, 400]) {
+        // An attempt: the connection is made, and refused.
+        let err = client.echo(refusal).await.unwrap_err();
+        assert_eq!(err.code(), Status::ResourceExhausted, "{err}");
+        assert!(err.is_not_processed(), "{err}");
+        assert!(
+            err.message()
+                .contains("server at its connection limit of 1 (max_connections)"),
+            "{err}"
+        );
+        // The next call waits for the backoff, which doubles while the server keeps refusing.
+        let err = client.echo(refusal).await.unwrap_err();
+        assert_eq!(err.code(), Status::ResourceExhausted, "{err}");
+        let wait = next_attempt_ms(&err);
+        assert!(
+            wait <= base && wait + 1 >= base * 3 / 4,
+            "after refusal {refusal}: {wait} ms, base {base} ms"
+        );
+        tokio::time::sleep(Duration::from_millis(wait + 1)).await;
+    }
+    // Once a place is free, the next attempt is served, and the backoff starts over.
+    drop(holder);
+    let mut served = false;
+    for n in 0..20 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if client.echo(n).await == Ok(n) {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "no place came free");
+}

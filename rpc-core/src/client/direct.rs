@@ -108,14 +108,16 @@ impl Direct {
         if let Some(conn) = self.usable() {
             return Ok(conn);
         }
-        // A connection the server refused (at its connection limit, say) is a failed attempt, counted once: the
-        // next attempt waits for the backoff.
-        let refused = self
-            .current()
-            .take_if(|c| c.refusal().is_some())
-            .and_then(|c| c.refusal().cloned());
-        if let Some(refusal) = refused {
-            self.failed(&mut backoff, refusal);
+        // The connection that ended, counted once: one the server refused (at its connection limit, say) is a
+        // failed attempt, so the next waits for the backoff, which grows while the refusals go on; one that was
+        // served ends the run of failures.
+        let ended = self.current().take_if(|c| !c.is_usable());
+        match ended.as_ref().map(|c| c.refusal()) {
+            Some(Some(refusal)) => {
+                self.failed(&mut backoff, refusal.clone());
+            }
+            Some(None) => backoff.failures = 0,
+            None => {}
         }
         let now = Instant::now();
         if let Some(at) = backoff.retry_at
@@ -132,7 +134,9 @@ impl Direct {
         }
         match self.dial().await {
             Ok(conn) => {
-                *backoff = Backoff::default();
+                // The run of failures ends once the connection is served, not refused (see above).
+                backoff.retry_at = None;
+                backoff.last_error = None;
                 *self.current() = Some(Arc::clone(&conn));
                 Ok(conn)
             }
