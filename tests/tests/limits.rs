@@ -311,14 +311,13 @@ async fn calls_over_the_in_flight_limit_on_a_raw_connection_are_resource_exhaust
 }
 
 #[tokio::test]
-async fn an_idle_connection_is_told_go_away_and_closed_and_a_busy_one_is_not() {
+async fn an_idle_connection_is_told_go_away_and_closed() {
     let idle_timeout = Duration::from_millis(600);
     let config = ServerConfig {
         idle_timeout,
         ..ServerConfig::default()
     };
     let server = serve_lab(LabImpl::default(), config, 0).await.unwrap();
-    let client = LabClient::connect(server.addr).await.unwrap();
     let mut idle = RawPeer::connect(server.addr).await.unwrap();
     // The server's idle time runs from its last read, which comes after this.
     let quiet_since = Instant::now();
@@ -326,11 +325,8 @@ async fn an_idle_connection_is_told_go_away_and_closed_and_a_busy_one_is_not() {
         .await
         .unwrap();
     assert_eq!(value_of::<u64>(&idle.frame(WAIT).await, 1), 1);
-    // A connection with a call in flight is not idle, however long the call takes.
-    let mut busy = RawPeer::connect(server.addr).await.unwrap();
-    busy.send_request(1, lab("hang"), &Metadata::new(), &())
-        .await
-        .unwrap();
+    // (That a connection with a call in flight is never idle is pinned on paused time, where silence proves it:
+    // rpc-core's `server::tests`.)
     let frames = idle.until_closed(idle_timeout + SLACK).await;
     let closed_after = quiet_since.elapsed();
     assert_eq!(frames.len(), 1, "{frames:?}");
@@ -345,10 +341,8 @@ async fn an_idle_connection_is_told_go_away_and_closed_and_a_busy_one_is_not() {
         closed_after >= idle_timeout && closed_after <= idle_timeout + SLACK,
         "{closed_after:?}"
     );
-    // Several idle timeouts later, the connection with a call in flight is still open.
-    assert!(matches!(busy.next(idle_timeout * 3).await, Next::Silent));
-    // The client was idle too; its next call reconnects.
-    others_carry_on(&client, 2).await;
+    // Others are served meanwhile.
+    others_carry_on(&LabClient::connect(server.addr).await.unwrap(), 2).await;
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! The timing of a connection's limits, pinned on paused time over an in-memory pipe (no socket, so the paused
-//! clock moves only when every task waits): a frame cut exactly at `frame_timeout` after its first byte, and a
-//! peer that does not read cut exactly at `write_timeout` after the server began to wait for it.
+//! clock moves only when every task waits, and silence proves absence): a frame cut exactly at `frame_timeout`
+//! after its first byte, a peer that does not read cut exactly at `write_timeout` after the server began to wait
+//! for it, and an idle connection told go-away within a quarter of `idle_timeout` after it while a connection
+//! with a call in flight never is.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,12 +14,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
-use super::ServerConfig;
 use super::admission::{Admission, Admitted};
 use super::connection::{self, Peer};
 use super::registry::Registry;
+use super::{Call, Dispatched, ServerConfig, Service};
+use crate::method::MethodInfo;
 
-/// A server connection (serving no methods) at the far end of an in-memory pipe of `pipe` bytes each way.
+/// A server connection (serving `Hang`) at the far end of an in-memory pipe of `pipe` bytes each way.
 struct Served {
     peer: DuplexStream,
     task: JoinHandle<()>,
@@ -25,9 +28,35 @@ struct Served {
     _shutdown: watch::Sender<bool>,
 }
 
+/// `Hang.hang`, a method that never returns.
+const HANG: MethodInfo = MethodInfo {
+    service: "Hang",
+    name: "hang",
+    id: 0x4a4e_4748,
+    idempotent: false,
+};
+
+/// A service whose one method never returns: a call to it stays in flight.
+struct Hang;
+
+impl Service for Hang {
+    fn name(&self) -> &'static str {
+        "Hang"
+    }
+
+    fn methods(&self) -> &'static [MethodInfo] {
+        std::slice::from_ref(&HANG)
+    }
+
+    fn dispatch(&self, call: Call<'_>) -> Dispatched {
+        call.spawn(&HANG, std::future::pending::<()>())
+    }
+}
+
 fn serve(config: ServerConfig, pipe: usize) -> Served {
     let (peer, server) = tokio::io::duplex(pipe);
-    let registry = Arc::new(Registry::new(Vec::new(), None).expect("no services, no collision"));
+    let services: Vec<Arc<dyn Service>> = vec![Arc::new(Hang)];
+    let registry = Arc::new(Registry::new(services, None).expect("one service, no collision"));
     let Admitted::Slot(slot) = Admission::new(&config).admit() else {
         panic!("the first connection is admitted");
     };
@@ -183,4 +212,58 @@ async fn a_peer_that_does_not_read_is_cut_at_the_write_timeout() {
             (Kind::Error, id)
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_is_told_go_away_and_one_with_a_call_in_flight_never_is() {
+    let idle_timeout = Duration::from_secs(60);
+    let config = ServerConfig {
+        idle_timeout,
+        ..ServerConfig::default()
+    };
+    let mut idle = serve(config.clone(), 64 * 1024);
+    let mut busy = serve(config, 64 * 1024);
+    // The idle connection's last read: a request to a method that does not exist (answered at once).
+    idle.peer.write_all(&request(1)).await.unwrap();
+    let quiet_since = Instant::now();
+    let hang = Header::request(1, HANG.id).to_bytes(0, 0);
+    busy.peer.write_all(&hang).await.unwrap();
+    tokio::time::sleep_until(quiet_since + idle_timeout - Duration::from_millis(1)).await;
+    assert!(!idle.task.is_finished(), "closed before the idle timeout");
+    ends_within(&mut idle.task, idle_timeout).await;
+    let closed_after = quiet_since.elapsed();
+    assert!(
+        closed_after >= idle_timeout && closed_after <= idle_timeout + idle_timeout / 4,
+        "closed {closed_after:?} after its last read"
+    );
+    let frames = frames_until_closed(&mut idle.peer).await;
+    let heads: Vec<(Kind, u64, Status)> = frames
+        .iter()
+        .map(|f| (f.header.kind, f.header.request_id, f.header.status))
+        .collect();
+    assert_eq!(
+        heads,
+        [
+            (Kind::Error, 1, Status::Unimplemented),
+            (Kind::GoAway, 1, Status::Ok)
+        ]
+    );
+    assert!(
+        frames[1].message().contains("idle_timeout"),
+        "{:?}",
+        frames[1].message()
+    );
+    // Ten idle timeouts later, the connection with a call in flight is still served.
+    tokio::time::sleep(idle_timeout * 10).await;
+    assert!(
+        !busy.task.is_finished(),
+        "a connection with a call in flight was closed as idle"
+    );
+    busy.peer
+        .write_all(&Header::ping(5).to_bytes(0, 0))
+        .await
+        .unwrap();
+    let mut pong = [0u8; rpc_codec::HEADER_LEN];
+    busy.peer.read_exact(&mut pong).await.unwrap();
+    assert_eq!(pong, Header::pong(5).to_bytes(0, 0));
 }
