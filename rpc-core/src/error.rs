@@ -2,8 +2,12 @@
 //! table and a message; an application's own error travels apart, as the method's `Err` value.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use rpc_codec::Status;
+
+/// Most bytes of a peer's text (the message of an `Error` or `GoAway` frame) that an error message carries.
+pub(crate) const MAX_PEER_TEXT: usize = 4096;
 
 /// A call failed in transport or in the runtime: the status code of `docs/PROTOCOL.md` section 6 and a message.
 ///
@@ -75,5 +79,39 @@ impl RpcError {
 
     pub(crate) fn internal(message: impl Into<Cow<'static, str>>) -> RpcError {
         RpcError::new(Status::Internal, message)
+    }
+}
+
+/// A peer's text as it may appear in an error message: invalid UTF-8 replaced, control characters escaped (no
+/// peer can clear a terminal or forge a log line), and cut after [`MAX_PEER_TEXT`] bytes, saying so.
+pub(crate) fn peer_text(bytes: &[u8]) -> String {
+    let cut = bytes.len() > MAX_PEER_TEXT;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_PEER_TEXT)]);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            let _ = write!(out, "{}", c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if cut {
+        let _ = write!(out, "... ({} bytes in all)", bytes.len());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peers_text_is_escaped_and_bounded() {
+        assert_eq!(peer_text(b"no such method"), "no such method");
+        assert_eq!(peer_text(b"\x1b[2J\nforged"), "\\u{1b}[2J\\nforged");
+        assert_eq!(peer_text(&[0x66, 0xff]), "f\u{fffd}");
+        let long = peer_text(&vec![b'a'; MAX_PEER_TEXT + 10]);
+        assert!(long.starts_with(&"a".repeat(MAX_PEER_TEXT)), "{long}");
+        assert!(long.ends_with(&format!("... ({} bytes in all)", MAX_PEER_TEXT + 10)));
     }
 }

@@ -1,6 +1,7 @@
-//! Metrics of calls, for a server or a client: calls by method and status, a latency histogram per method,
-//! calls in flight, open connections, bytes in and out; rendered in the Prometheus text format (version 0.0.4)
-//! and served over HTTP by [`Metrics::serve_http`].
+//! Metrics of calls, for a server or a client: calls by method and status (the names of `docs/PROTOCOL.md`
+//! section 6, and [`APP_ERROR`] for a method's own error), a latency histogram per method, calls in flight,
+//! open connections, bytes in and out; rendered in the Prometheus text format (version 0.0.4) and served over
+//! HTTP by [`Metrics::serve_http`].
 //!
 //! Metrics are opt-in: attach one with `ServerBuilder::metrics` or `ClientConfig::metrics`. A call then costs
 //! a few relaxed atomic additions and one clock read; without, nothing.
@@ -29,14 +30,68 @@ const BUCKETS_US: [u64; 18] = [
     500_000, 1_000_000, 2_500_000, 10_000_000,
 ];
 
-/// Status codes 0 to 16 (docs/PROTOCOL.md section 6).
-const STATUSES: usize = 17;
+/// The `status` label of a call that ended with the method's own error: a `Response` with `APP_ERROR`, which
+/// is an answered call but not a success.
+pub const APP_ERROR: &str = "AppError";
+
+/// The `status` labels of calls, by [`Ended::index`]: the names of `docs/PROTOCOL.md` section 6 (which are
+/// [`Status`]'s variants), then [`APP_ERROR`]. Spans record the same names.
+const LABELS: [&str; 18] = [
+    "Ok",
+    "Cancelled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+    APP_ERROR,
+];
+
+/// How a call ended, as its metrics and its span name it: a status code, or the method's own error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// The status of the call (`Ok` for a method's value).
+    Status(Status),
+    /// The method returned its own error.
+    AppError,
+}
+
+impl Ended {
+    fn index(self) -> usize {
+        match self {
+            Ended::Status(status) => status as usize,
+            Ended::AppError => LABELS.len() - 1,
+        }
+    }
+
+    /// The call's `status` label (and span field).
+    pub(crate) fn label(self) -> &'static str {
+        LABELS[self.index()]
+    }
+}
+
+impl From<Status> for Ended {
+    fn from(status: Status) -> Ended {
+        Ended::Status(status)
+    }
+}
 
 /// Counters of one method.
 pub(crate) struct MethodStats {
     service: &'static str,
     method: &'static str,
-    by_status: [AtomicU64; STATUSES],
+    /// Calls by how they ended, indexed as [`LABELS`].
+    by_status: [AtomicU64; LABELS.len()],
     /// One count per bucket (not cumulative), the last for `+Inf`.
     buckets: [AtomicU64; BUCKETS_US.len() + 1],
     sum_us: AtomicU64,
@@ -59,10 +114,9 @@ impl MethodStats {
         }
     }
 
-    /// A call that ended with `status` after `took`.
-    pub(crate) fn record(&self, status: Status, took: Duration) {
-        let code = (status as usize).min(STATUSES - 1);
-        self.by_status[code].fetch_add(1, Ordering::Relaxed);
+    /// A call that ended as `ended` (a [`Status`], or [`Ended::AppError`]) after `took`.
+    pub(crate) fn record(&self, ended: impl Into<Ended>, took: Duration) {
+        self.by_status[ended.into().index()].fetch_add(1, Ordering::Relaxed);
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         let bucket = BUCKETS_US.partition_point(|&bound| bound < us);
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
@@ -250,13 +304,12 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE {p}_calls_total counter");
         for m in &methods {
-            for (code, count) in m.by_status.iter().enumerate() {
+            for (status, count) in LABELS.iter().zip(&m.by_status) {
                 let count = count.load(Ordering::Relaxed);
                 if count > 0 {
-                    let status = Status::from_u8(code as u8);
                     let _ = writeln!(
                         out,
-                        "{p}_calls_total{{service=\"{}\",method=\"{}\",status=\"{status:?}\"}} {count}",
+                        "{p}_calls_total{{service=\"{}\",method=\"{}\",status=\"{status}\"}} {count}",
                         escape(m.service),
                         escape(m.method)
                     );
@@ -436,6 +489,27 @@ mod tests {
             "rpc_server_call_duration_seconds_count{service=\"Lab\",method=\"echo\"} 3\n"
         ));
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn status_labels_are_the_protocol_names_and_app_error_is_its_own() {
+        for status in Status::ALL {
+            assert_eq!(Ended::from(status).label(), format!("{status:?}"));
+        }
+        assert_eq!(Ended::AppError.label(), "AppError");
+        let metrics = Metrics::client();
+        let stats = metrics.method(&ECHO);
+        stats.record(Ended::AppError, Duration::from_micros(5));
+        stats.record(Status::Ok, Duration::from_micros(5));
+        let text = metrics.render();
+        assert!(
+            text.contains("method=\"echo\",status=\"AppError\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("method=\"echo\",status=\"Ok\"} 1\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! Spans are `INFO`. With no subscriber interested in them, a call costs one static level check and carries
 //! no trace context; with one, the client sends `traceparent` and both spans record `trace_id`, `span_id` and
-//! `parent_id` (the caller's span), and at their end `status` and `duration_us`.
+//! `parent_id` (the caller's span), and at their end `status` (named as the metrics name it: `Ok`, a status of
+//! `docs/PROTOCOL.md` section 6, or `AppError`) and `duration_us`.
 //!
 //! ```
 //! use rpc_core::TraceContext;

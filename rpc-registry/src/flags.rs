@@ -94,6 +94,10 @@ pub struct ServeFlags {
     /// most what the open-file limit leaves room for. [default: --max-instances + 1024]
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Connections still in their TLS handshake or before their first whole frame; past it, the oldest of
+    /// them is closed to make room for a newcomer.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_HANDSHAKING_CONNECTIONS)]
+    pub max_handshaking_connections: usize,
     /// Calls in flight on one connection.
     #[arg(long, default_value_t = server::DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION)]
     pub max_in_flight_per_connection: usize,
@@ -196,6 +200,7 @@ impl ServeFlags {
                 max_connections: self
                     .max_connections
                     .unwrap_or(RegistryConfig::connections_for(self.max_instances)),
+                max_handshaking_connections: self.max_handshaking_connections,
                 max_in_flight_per_connection: self.max_in_flight_per_connection,
                 drain_timeout: Duration::from_millis(self.drain_timeout_ms),
                 max_pending_output: self.max_pending_output,
@@ -251,6 +256,10 @@ mod tests {
             &["tls-cert", "tls-key", "tls-ca", "require-client-cert"],
         ),
         ("server.max_connections", &["max-connections"]),
+        (
+            "server.max_handshaking_connections",
+            &["max-handshaking-connections"],
+        ),
         (
             "server.max_in_flight_per_connection",
             &["max-in-flight-per-connection"],
@@ -349,6 +358,7 @@ mod tests {
             ("frame-timeout-ms", "96"),
             ("handshake-timeout-ms", "97"),
             ("inline-handlers", "false"),
+            ("max-handshaking-connections", "98"),
         ];
         let argv = std::iter::once(String::from("serve")).chain(
             args.iter()

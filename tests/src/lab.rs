@@ -1,7 +1,7 @@
 //! The `Lab` service: one method per behaviour the end-to-end tests observe (echo, delayed answers, a call
 //! that never ends, a panic, a large argument or answer, metadata, an application error, a call relayed to
-//! another server, the client's certificate names, a rendezvous of concurrent calls), and counters that let a
-//! test see from the server's side what happened.
+//! another server, the client's certificate names, a rendezvous of concurrent calls, an argument nested as
+//! deep as the caller likes), and counters that let a test see from the server's side what happened.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -20,6 +20,15 @@ pub enum MathError {
         /// The dividend.
         dividend: i32,
     },
+}
+
+/// A value as deep as a peer makes it: each `Node` is one level more.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Tree {
+    /// The bottom.
+    Leaf,
+    /// One level above the rest.
+    Node(Box<Tree>),
 }
 
 /// The service under test.
@@ -52,6 +61,8 @@ pub trait Lab {
     async fn relay(&self, addr: String, n: u64) -> Result<u64, String>;
     /// The value of the call's metadata entry `key`, if it came.
     async fn header(&self, key: String) -> Option<String>;
+    /// How many `Node`s deep `tree` is: an argument whose nesting a peer chooses.
+    async fn depth(&self, tree: Tree) -> u64;
 }
 
 /// What the server side observed.
@@ -154,6 +165,15 @@ impl Lab for LabImpl {
 
     async fn fill(&self, len: u64) -> serde_bytes::ByteBuf {
         serde_bytes::ByteBuf::from(vec![0x5a; len.min(1 << 24) as usize])
+    }
+
+    async fn depth(&self, tree: Tree) -> u64 {
+        let (mut depth, mut at) = (0, &tree);
+        while let Tree::Node(below) = at {
+            depth += 1;
+            at = below;
+        }
+        depth
     }
 
     async fn whoami(&self) -> Vec<String> {

@@ -7,7 +7,8 @@
 //! - [`lab`]: the `Lab` service, its implementation and its observable state.
 //! - [`serve`]: starting and stopping servers on 127.0.0.1.
 //! - [`cluster`]: registries and registered instances of the `Where` service.
-//! - [`peer`]: a raw connection that sends hand-made frames or garbage and reads the server's frames back.
+//! - [`peer`]: a raw connection (to a server, or accepted from a client) that sends hand-made frames or garbage
+//!   and reads the other side's frames back; the process's peak resident memory.
 //! - [`certs`]: a CA, server and client certificates made at test time (rcgen).
 //! - [`spans`]: a tracing layer that keeps every closed span, for tests of the spans of calls.
 //! - [`garbage`]: hostile raw connections (bytes no client should send) and what the server must answer.

@@ -67,6 +67,26 @@ pub async fn serve_lab_with(
     port: u16,
     tls: Option<rpc_core::tls::ServerTls>,
 ) -> std::io::Result<Running> {
+    serve(lab, config, port, tls, None).await
+}
+
+/// Serves `lab` on a port the OS assigns, over TLS if `tls` is given, counting into `metrics`.
+pub async fn serve_lab_metered(
+    lab: LabImpl,
+    config: ServerConfig,
+    tls: Option<rpc_core::tls::ServerTls>,
+    metrics: rpc_core::Metrics,
+) -> std::io::Result<Running> {
+    serve(lab, config, 0, tls, Some(metrics)).await
+}
+
+async fn serve(
+    lab: LabImpl,
+    config: ServerConfig,
+    port: u16,
+    tls: Option<rpc_core::tls::ServerTls>,
+    metrics: Option<rpc_core::Metrics>,
+) -> std::io::Result<Running> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
     let builder = Server::builder()
@@ -74,6 +94,10 @@ pub async fn serve_lab_with(
         .config(config);
     let builder = match tls {
         Some(tls) => builder.tls(tls),
+        None => builder,
+    };
+    let builder = match metrics {
+        Some(metrics) => builder.metrics(metrics),
         None => builder,
     };
     let server = builder.build().map_err(std::io::Error::other)?;

@@ -1,6 +1,7 @@
-//! Metrics of calls: a server and a client count the same calls by method and status, their latency
-//! histograms agree with their counts, the in-flight and connection gauges rise and fall, the bytes one side
-//! sends are the bytes the other receives, and `GET /metrics` serves it all in a form `promtool` accepts.
+//! Metrics of calls: a server and a client count the same calls by method and status (a method's own error as
+//! `AppError`, apart from its successes), their latency histograms agree with their counts, the in-flight and
+//! connection gauges rise and fall, the bytes one side sends are the bytes the other receives, and
+//! `GET /metrics` serves it all in a form `promtool` accepts.
 
 use std::time::Duration;
 
@@ -58,9 +59,10 @@ async fn both_sides_count_each_call_by_method_and_status() {
     for n in 0..5 {
         assert_eq!(lab.echo(n).await, Ok(n));
     }
+    assert_eq!(lab.div(6, 3).await, Ok(Ok(2)));
     assert!(
         lab.div(1, 0).await.unwrap().is_err(),
-        "an application error is still an answered call"
+        "an application error is an answered call, but not a success"
     );
     assert!(lab.boom().await.is_err());
     let late = lab
@@ -81,6 +83,11 @@ async fn both_sides_count_each_call_by_method_and_status() {
         let s = samples(metrics);
         assert_eq!(calls(&s, side, "echo", "Ok"), 5.0, "{side}");
         assert_eq!(calls(&s, side, "div", "Ok"), 1.0, "{side}");
+        assert_eq!(
+            calls(&s, side, "div", "AppError"),
+            1.0,
+            "{side}: the method's own error is counted as such"
+        );
         assert_eq!(calls(&s, side, "boom", "Internal"), 1.0, "{side}");
         assert_eq!(
             calls(&s, side, "delayed", "DeadlineExceeded"),
@@ -101,7 +108,7 @@ async fn both_sides_count_each_call_by_method_and_status() {
 
         // Each histogram counts its method's calls, its buckets never decrease, and its +Inf bucket is the count.
         let hist = format!("rpc_{side}_call_duration_seconds");
-        for (method, expected) in [("echo", 5.0), ("div", 1.0), ("boom", 1.0), ("delayed", 1.0)] {
+        for (method, expected) in [("echo", 5.0), ("div", 2.0), ("boom", 1.0), ("delayed", 1.0)] {
             let labels = [("service", "Lab"), ("method", method)];
             let count = value(&s, &format!("{hist}_count"), &labels);
             assert_eq!(count, Some(expected), "{side} {method}");

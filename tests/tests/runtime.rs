@@ -591,3 +591,289 @@ async fn a_balanced_client_retries_only_what_is_safe_to_retry() {
     assert!(err.is_not_processed());
     assert_eq!(fixed.reports().len(), 3);
 }
+
+/// `Lab.echo` as a client that knows it is safe to retry.
+#[service(name = "Lab")]
+trait LabIdempotent {
+    #[idempotent]
+    async fn echo(&self, n: u64) -> u64;
+}
+
+/// When each request reached which instance.
+type Arrivals = std::sync::Arc<std::sync::Mutex<Vec<(usize, Instant)>>>;
+
+/// Instance `index`: a server that takes each request and then drops its connection without an answer, as a
+/// server that dies mid-call; notes when each request came.
+async fn dropper(index: usize, arrivals: &Arrivals) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let arrivals = std::sync::Arc::clone(arrivals);
+    tokio::spawn(async move {
+        while let Ok(mut peer) = tests::peer::RawPeer::accept(&listener).await {
+            let arrivals = std::sync::Arc::clone(&arrivals);
+            tokio::spawn(async move {
+                if let tests::peer::Next::Frame(_) = peer.next(LONG).await {
+                    arrivals.lock().unwrap().push((index, Instant::now()));
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idempotent_call_is_retried_after_a_mid_call_unavailable_with_backoff() {
+    let arrivals = Arrivals::default();
+    let mut instances = Vec::new();
+    for index in 0..6 {
+        instances.push(dropper(index, &arrivals).await);
+    }
+    let config = ClientConfig {
+        max_retries: 3,
+        retry_backoff: Duration::from_millis(100),
+        default_deadline: LONG,
+        ..ClientConfig::default()
+    };
+    let balanced = rpc_core::Client::balanced(Fixed::new(&instances), config);
+
+    // Each attempt reaches its instance, which drops the connection mid-call: four attempts, one per instance.
+    let err = LabIdempotentClient::new(balanced.clone())
+        .echo(1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Status::Unavailable, "{err}");
+    assert!(
+        !err.is_not_processed(),
+        "the last attempt may have run: {err}"
+    );
+    let seen = std::mem::take(&mut *arrivals.lock().unwrap());
+    let reached: Vec<usize> = seen.iter().map(|(i, _)| *i).collect();
+    assert_eq!(reached, [0, 1, 2, 3], "max_retries 3: four attempts");
+    // Spaced by `retry_backoff` doubled per retry, less up to half at random.
+    for (retry, pair) in (1u32..).zip(seen.windows(2)) {
+        let base = Duration::from_millis(100) * 2u32.pow(retry - 1);
+        let gap = pair[1].1 - pair[0].1;
+        assert!(
+            gap >= base / 2 && gap <= base + Duration::from_millis(1),
+            "retry {retry}: {gap:?} after the attempt before, {base:?} at most"
+        );
+    }
+
+    // The same failure of a call that is not idempotent is not retried: it may have run.
+    let err = LabClient::new(balanced).echo(2).await.unwrap_err();
+    assert_eq!(err.code(), Status::Unavailable, "{err}");
+    assert_eq!(arrivals.lock().unwrap().len(), 1, "one attempt");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_server_fails_the_call_at_the_connect_timeout_then_the_backoff_holds() {
+    // A listener that never accepts: the kernel completes the TCP handshake, and nobody answers the TLS one
+    // (which counts against `connect_timeout`).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ca = tests::certs::Ca::new("test CA");
+    let connect_timeout = Duration::from_secs(2);
+    let config = ClientConfig {
+        connect_timeout,
+        tls: Some(rpc_core::tls::ClientTls::from_pem(ca.pem.as_bytes(), None).unwrap()),
+        ..ClientConfig::default()
+    };
+    let client = LabClient::new(rpc_core::Client::lazy_with(addr, config).await.unwrap());
+    let start = Instant::now();
+    let err = client.echo(1).await.unwrap_err();
+    let took = start.elapsed();
+    assert_eq!(err.code(), Status::Unavailable, "{err}");
+    assert!(err.is_not_processed(), "{err}");
+    assert!(err.message().ends_with("no answer in 2s"), "{err}");
+    assert!(
+        took >= connect_timeout && took <= connect_timeout + Duration::from_millis(1),
+        "{took:?}"
+    );
+    let err = client.echo(2).await.unwrap_err();
+    assert!(
+        err.message().contains("no answer in 2s; next attempt in"),
+        "{err}"
+    );
+    assert_eq!(start.elapsed(), took, "refused at once during the backoff");
+    drop(listener);
+}
+
+/// The milliseconds of "next attempt in N ms" in an error.
+fn next_attempt_ms(err: &RpcError) -> u64 {
+    let (_, after) = err
+        .message()
+        .split_once("next attempt in ")
+        .unwrap_or_else(|| panic!("no backoff in {err}"));
+    after.trim_end_matches(" ms").parse().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn reconnection_waits_double_from_backoff_min_up_to_backoff_max() {
+    let config = ClientConfig {
+        backoff_min: Duration::from_millis(100),
+        backoff_max: Duration::from_millis(400),
+        ..ClientConfig::default()
+    };
+    let client = LabClient::new(
+        rpc_core::Client::lazy_with(dead_address().await, config)
+            .await
+            .unwrap(),
+    );
+    for (attempt, base) in (1..).zip([100u64, 200, 400, 400]) {
+        let err = client.echo(attempt).await.unwrap_err();
+        assert!(
+            err.message().contains("cannot connect") && !err.message().contains("next attempt"),
+            "attempt {attempt} is made: {err}"
+        );
+        // A call during the backoff is refused at once, saying when the next attempt may come: the base wait,
+        // less up to a quarter at random.
+        let err = client.echo(attempt).await.unwrap_err();
+        assert_eq!(err.code(), Status::Unavailable, "{err}");
+        assert!(err.is_not_processed());
+        let wait = next_attempt_ms(&err);
+        assert!(
+            wait <= base && wait + 1 >= base * 3 / 4,
+            "after attempt {attempt}: {wait} ms, base {base} ms"
+        );
+        tokio::time::sleep(Duration::from_millis(wait + 1)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_beyond_max_pending_output_wait_and_still_fail_at_their_deadline_unsent() {
+    // A server that takes the connection and never reads: requests fill the sockets' buffers, then the queue.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut outcomes = Vec::new();
+    for max_pending_output in [1 << 20, 1 << 30] {
+        let config = ClientConfig {
+            max_pending_output,
+            default_deadline: Duration::from_secs(1),
+            ..ClientConfig::default()
+        };
+        let (client, _silent) = tokio::join!(
+            rpc_core::Client::connect_with(addr, config),
+            listener.accept()
+        );
+        let client = LabClient::new(client.unwrap());
+        let mut calls = JoinSet::new();
+        for _ in 0..64 {
+            let client = client.clone();
+            let mib = serde_bytes::ByteBuf::from(vec![7u8; 1 << 20]);
+            calls.spawn(async move { client.blob(mib).await });
+        }
+        let (mut unsent, mut timed_out) = (0, 0);
+        while let Some(joined) = tokio::time::timeout(LONG, calls.join_next()).await.unwrap() {
+            let err = joined.unwrap().unwrap_err();
+            assert_eq!(err.code(), Status::DeadlineExceeded, "{err}");
+            timed_out += 1;
+            if err.is_not_processed() {
+                assert!(err.message().contains("max_pending_output"), "{err}");
+                unsent += 1;
+            }
+        }
+        assert_eq!(timed_out, 64);
+        outcomes.push(unsent);
+    }
+    // With 1 MiB of queue, most of the 64 MiB of requests never left this client (the sockets hold a few MiB);
+    // with 1 GiB, every request was queued.
+    assert!(outcomes[0] >= 32, "{outcomes:?}");
+    assert_eq!(outcomes[1], 0, "{outcomes:?}");
+}
+
+/// Two services whose method ids collide: FNV-1a of "Alpha.m179377" and of "Beta.n283640" is 0x9677a890.
+#[service]
+trait Alpha {
+    async fn m179377(&self) -> u32;
+}
+
+#[service]
+trait Beta {
+    async fn n283640(&self) -> u32;
+}
+
+struct Both;
+
+impl Alpha for Both {
+    async fn m179377(&self) -> u32 {
+        1
+    }
+}
+
+impl Beta for Both {
+    async fn n283640(&self) -> u32 {
+        2
+    }
+}
+
+#[test]
+fn a_method_id_collision_across_two_services_is_refused_at_start() {
+    assert_eq!(
+        rpc_codec::method_id("Alpha", "m179377"),
+        rpc_codec::method_id("Beta", "n283640")
+    );
+    let err = Server::builder()
+        .add_service(AlphaServer::new(Both))
+        .add_service(BetaServer::new(Both))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            rpc_core::BuildError::MethodIdCollision { id: 0x9677_a890, first, second }
+                if first == "Alpha.m179377" && second == "Beta.n283640"
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "method id collision: Alpha.m179377 and Beta.n283640 both hash to 0x9677a890; rename one"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_refused_at_the_connection_limit_backs_off_longer_each_time() {
+    let config = ServerConfig {
+        max_connections: 1,
+        ..ServerConfig::default()
+    };
+    let server = serve_lab(LabImpl::default(), config, 0).await.unwrap();
+    let holder = LabClient::connect(server.addr).await.unwrap();
+    assert_eq!(holder.echo(1).await, Ok(1));
+    let client = LabClient::new(
+        rpc_core::Client::lazy_with(server.addr, ClientConfig::default())
+            .await
+            .unwrap(),
+    );
+    for (refusal, base) in (1..).zip([50u64, 100, 200, 400]) {
+        // An attempt: the connection is made, and refused.
+        let err = client.echo(refusal).await.unwrap_err();
+        assert_eq!(err.code(), Status::ResourceExhausted, "{err}");
+        assert!(err.is_not_processed(), "{err}");
+        assert!(
+            err.message()
+                .contains("server at its connection limit of 1 (max_connections)"),
+            "{err}"
+        );
+        // The next call waits for the backoff, which doubles while the server keeps refusing.
+        let err = client.echo(refusal).await.unwrap_err();
+        assert_eq!(err.code(), Status::ResourceExhausted, "{err}");
+        let wait = next_attempt_ms(&err);
+        assert!(
+            wait <= base && wait + 1 >= base * 3 / 4,
+            "after refusal {refusal}: {wait} ms, base {base} ms"
+        );
+        tokio::time::sleep(Duration::from_millis(wait + 1)).await;
+    }
+    // Once a place is free, the next attempt is served, and the backoff starts over.
+    drop(holder);
+    let mut served = false;
+    for n in 0..20 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if client.echo(n).await == Ok(n) {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "no place came free");
+}

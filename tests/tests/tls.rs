@@ -230,3 +230,113 @@ fn pem_that_is_not_a_certificate_or_a_key_gets_a_clear_error() {
         "{err}"
     );
 }
+
+/// On two threads, the client's reader (which reads the server's alert) and its caller or writer (which may find
+/// the connection gone first) race; whichever wins, every call says what the server said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_handshake_is_reported_with_the_servers_alert_every_time() {
+    let ca = Ca::new("test CA");
+    let clients = Ca::new("client CA");
+    let server = serve(
+        server_tls(&ca, Some((&clients, true))),
+        ServerConfig::default(),
+    )
+    .await;
+    let outsider = Ca::new("rogue CA").client(&["calc.client.test"]);
+    let cases = [
+        (client_tls(&ca, None), "CertificateRequired"),
+        (client_tls(&ca, Some(&outsider)), "UnknownCA"),
+    ];
+    for round in 0..100 {
+        for (tls, alert) in &cases {
+            let config = ClientConfig {
+                tls: Some(tls.clone()),
+                connect_timeout: Duration::from_secs(5),
+                default_deadline: Duration::from_secs(5),
+                ..ClientConfig::default()
+            };
+            // The client's side of the handshake succeeds; the server refuses once it has the certificate.
+            let client = LabClient::new(Client::connect_with(server.addr, config).await.unwrap());
+            if round % 2 == 1 {
+                // Later calls find the connection closed already.
+                tokio::task::yield_now().await;
+            }
+            for call in ["first", "second"] {
+                let err = client.whoami().await.unwrap_err();
+                assert_eq!(err.code(), Status::Unavailable, "round {round}: {err}");
+                assert!(
+                    err.message()
+                        .ends_with(&format!("received fatal alert: {alert}")),
+                    "round {round}, {call} call: {err}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_connection_over_the_limit_is_refused_after_its_handshake_naming_the_limit() {
+    let ca = Ca::new("test CA");
+    let config = ServerConfig {
+        max_connections: 1,
+        ..ServerConfig::default()
+    };
+    let server = serve(server_tls(&ca, None), config).await;
+    let connect = || async {
+        let config = ClientConfig {
+            tls: Some(client_tls(&ca, None)),
+            connect_timeout: Duration::from_secs(60),
+            default_deadline: Duration::from_secs(60),
+            ..ClientConfig::default()
+        };
+        LabClient::new(Client::connect_with(server.addr, config).await.unwrap())
+    };
+    let first = connect().await;
+    assert_eq!(first.whoami().await, Ok(Vec::new()));
+    // Over TLS the refusal comes after the handshake, so the client can read it; not a timeout.
+    let second = connect().await;
+    let err = second.whoami().await.unwrap_err();
+    assert_eq!(err.code(), Status::ResourceExhausted, "{err}");
+    assert!(
+        err.message()
+            .contains("server at its connection limit of 1 (max_connections)"),
+        "{err}"
+    );
+    assert_eq!(first.whoami().await, Ok(Vec::new()));
+}
+
+#[tokio::test]
+async fn stalled_handshakes_cannot_keep_out_clients_that_finish_theirs() {
+    let ca = Ca::new("test CA");
+    // The defaults: 1,024 connections, 256 of them handshaking, 10 s to finish a handshake.
+    let server = serve(server_tls(&ca, None), ServerConfig::default()).await;
+    let connect = || async {
+        let config = ClientConfig {
+            tls: Some(client_tls(&ca, None)),
+            default_deadline: Duration::from_secs(5),
+            ..ClientConfig::default()
+        };
+        LabClient::new(Client::connect_with(server.addr, config).await.unwrap())
+    };
+    let established = connect().await;
+    assert_eq!(established.whoami().await, Ok(Vec::new()));
+    // 1,100 connections that never start their handshake, more than the server holds.
+    let mut stalled = Vec::with_capacity(1100);
+    for i in 0..1100 {
+        stalled.push(RawPeer::connect(server.addr).await.unwrap());
+        if i % 100 == 0 {
+            assert_eq!(established.whoami().await, Ok(Vec::new()), "stall {i}");
+        }
+    }
+    // A new client finishes its handshake and is served while they are held (long before their timeout)...
+    let newcomer = connect().await;
+    for _ in 0..10 {
+        assert_eq!(newcomer.whoami().await, Ok(Vec::new()));
+        assert_eq!(established.whoami().await, Ok(Vec::new()));
+    }
+    // ...because the oldest of them made room: the first was closed without a word.
+    assert!(matches!(
+        stalled[0].next(Duration::from_secs(5)).await,
+        Next::Closed
+    ));
+}

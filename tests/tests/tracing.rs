@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rpc_core::ServerConfig;
 use tests::lab::{LabClient, LabImpl};
-use tests::serve::serve_lab;
+use tests::serve::{serve_lab, until};
 use tests::spans::Spans;
 
 #[tokio::test]
@@ -77,42 +77,60 @@ async fn a_handler_that_calls_another_server_continues_the_trace() {
 }
 
 #[tokio::test]
-async fn failed_calls_record_their_status() {
+async fn failed_calls_record_their_status_and_how_long_they_took() {
     let (spans, _guard) = Spans::collect();
     let server = serve_lab(LabImpl::default(), ServerConfig::default(), 0)
         .await
         .unwrap();
     let client = LabClient::connect(server.addr).await.unwrap();
-    let err = client
-        .with_deadline(Duration::from_millis(50))
-        .hang()
-        .await
-        .unwrap_err();
+    let deadline = Duration::from_millis(50);
+    let err = client.with_deadline(deadline).hang().await.unwrap_err();
     assert_eq!(err.code(), rpc_core::Status::DeadlineExceeded);
     assert!(client.boom().await.is_err());
-    // Let the server finish the hang's span (it is cancelled after the deadline).
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let calls = spans.named("rpc.call");
-    let status_of = |method: &str| {
-        calls
+    assert!(client.div(1, 0).await.unwrap().is_err());
+    // The server ends the hang's span when the call's deadline stops its handler, at about the time the client
+    // gave up: wait for that span to close.
+    let closed = until(|| {
+        let serves = spans.named("rpc.serve");
+        ["hang", "boom", "div"]
             .iter()
-            .find(|s| s.get("method") == method)
-            .map(|s| s.get("status").to_owned())
-    };
-    assert_eq!(status_of("hang").as_deref(), Some("DeadlineExceeded"));
-    assert_eq!(status_of("boom").as_deref(), Some("Internal"));
-    let serves = spans.named("rpc.serve");
-    let hang = serves
-        .iter()
-        .find(|s| s.get("method") == "hang")
-        .expect("the hang's serve span");
-    assert!(
-        ["DeadlineExceeded", "Cancelled"].contains(&hang.get("status")),
-        "{hang:?}"
-    );
-    let boom = serves
-        .iter()
-        .find(|s| s.get("method") == "boom")
-        .expect("the boom's serve span");
-    assert_eq!(boom.get("status"), "Internal");
+            .all(|m| serves.iter().any(|s| s.get("method") == *m))
+    })
+    .await;
+    assert!(closed, "{:?}", spans.named("rpc.serve"));
+    for kind in ["rpc.call", "rpc.serve"] {
+        let spans = spans.named(kind);
+        let span = |method: &str| {
+            spans
+                .iter()
+                .find(|s| s.get("method") == method)
+                .unwrap_or_else(|| panic!("no {kind} span of {method} in {spans:?}"))
+                .clone()
+        };
+        let hang = span("hang");
+        assert!(
+            ["DeadlineExceeded", "Cancelled"].contains(&hang.get("status")),
+            "{hang:?}"
+        );
+        let took = Duration::from_micros(hang.get("duration_us").parse().unwrap());
+        if kind == "rpc.call" {
+            assert_eq!(hang.get("status"), "DeadlineExceeded");
+            assert!(
+                took >= deadline,
+                "the call waited for its deadline: {took:?}"
+            );
+        } else {
+            // The server's deadline counts from the request's arrival, a moment after the client started it.
+            assert!(
+                took >= deadline / 2,
+                "the handler ran until stopped: {took:?}"
+            );
+        }
+        assert_eq!(span("boom").get("status"), "Internal", "{kind}");
+        assert_eq!(
+            span("div").get("status"),
+            "AppError",
+            "{kind}: the method's own error is not Ok"
+        );
+    }
 }

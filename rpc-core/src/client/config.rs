@@ -39,7 +39,8 @@ pub struct ClientConfig {
     pub backoff_min: Duration,
     /// Longest wait between connection attempts. Default 5 s ([`DEFAULT_BACKOFF_MAX`]).
     pub backoff_max: Duration,
-    /// Bytes of requests queued for a connection beyond which a new call waits for the writer. Default 4 MiB
+    /// Bytes of requests queued for a connection beyond which a new call waits for the writer, until its
+    /// deadline (then it fails `DeadlineExceeded`, certainly not sent). Default 4 MiB
     /// ([`DEFAULT_MAX_PENDING_OUTPUT`]).
     pub max_pending_output: usize,
     /// Frame limits; see [`rpc_codec::Config`] (default 16 MiB frames).

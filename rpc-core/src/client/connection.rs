@@ -3,7 +3,7 @@
 //! the connection ends every call still waiting fails at once with `Unavailable`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -16,7 +16,8 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::calls::Calls;
-use crate::error::RpcError;
+use crate::error::{RpcError, peer_text};
+use crate::method::MethodInfo;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 
@@ -59,6 +60,14 @@ impl Reply {
     }
 }
 
+/// The message of the `Unimplemented` answer to a request from the server: a client serves no methods.
+pub(crate) const SERVES_NOTHING: &str = "this peer serves no methods";
+
+/// How long a failed write, or a request that found the connection closing, waits for the reader to say why the
+/// connection ended: 1 s. A write fails when the server has gone, and what it said last (a TLS alert refusing the
+/// handshake, an `Error` frame) is still there for the reader to read, which tells more than `Broken pipe`.
+const CLOSE_REASON_WAIT: Duration = Duration::from_secs(1);
+
 /// Bytes the reader asks for at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -72,6 +81,13 @@ pub(crate) struct Shared {
     rearm: Notify,
     /// Set once the connection is closed or draining: no new calls go on it.
     retired: AtomicBool,
+    /// Why the connection closed, once it has (the first reason given wins).
+    closed: OnceLock<String>,
+    /// Notified when `closed` is set.
+    closed_signal: Notify,
+    /// Set when the server sent a `GoAway` with a status other than `Ok`: it refuses this connection (it is at
+    /// its connection limit, say). The next call counts it as a failed connection attempt.
+    refusal: OnceLock<RpcError>,
 }
 
 impl Shared {
@@ -84,13 +100,33 @@ impl Shared {
     /// Fails every call still waiting, and accepts no new ones.
     fn close(&self, reason: &str) {
         self.retired.store(true, Ordering::Release);
+        let _ = self.closed.set(reason.to_owned());
+        self.closed_signal.notify_waiters();
         self.outbox.close();
         let waiting = self.calls().drain();
         for tx in waiting {
-            let _ = tx.send(Reply::Failed(RpcError::unavailable(format!(
-                "connection closed: {reason}"
-            ))));
+            let _ = tx.send(Reply::Failed(self.closed_error()));
         }
+    }
+
+    /// The error of a call that the closing of this connection ended, with the reason if it is known.
+    fn closed_error(&self) -> RpcError {
+        match self.closed.get() {
+            Some(reason) => RpcError::unavailable(format!("connection closed: {reason}")),
+            None => RpcError::unavailable("connection closed"),
+        }
+    }
+
+    /// Waits (at most [`CLOSE_REASON_WAIT`]) until the connection has closed with a reason, and gives the error
+    /// that says it: a write that failed, or a request that found the queue closed, learns why from the reader.
+    async fn closing_error(&self) -> RpcError {
+        let closed = self.closed_signal.notified();
+        tokio::pin!(closed);
+        closed.as_mut().enable();
+        if self.closed.get().is_none() {
+            let _ = tokio::time::timeout(CLOSE_REASON_WAIT, closed).await;
+        }
+        self.closed_error()
     }
 
     /// Hands each reply of a read batch to its caller, under one lock, and notes how many callers it woke.
@@ -106,6 +142,18 @@ impl Shared {
         }
         // Those callers are about to make their next calls: see `Calls::register`.
         calls.woke(woke);
+    }
+
+    /// Queues an answer the server asked for (a pong, a refusal of its request), unless requests already fill
+    /// the queue: a server that sends pings or requests and does not read cannot make this client hold more.
+    fn answer(&self, header: Header, payload: &[u8]) {
+        if self.outbox.is_full() {
+            return;
+        }
+        let _ = self.outbox.push(|state| {
+            self.codec
+                .encode_bytes(&header, &Metadata::new(), payload, &mut state.buf)
+        });
     }
 
     /// Tells the server to stop call `id`.
@@ -152,12 +200,17 @@ impl Connection {
             calls: Mutex::new(Calls::default()),
             rearm: Notify::new(),
             retired: AtomicBool::new(false),
+            closed: OnceLock::new(),
+            closed_signal: Notify::new(),
+            refusal: OnceLock::new(),
         });
         let read = tokio::spawn(read_loop(Arc::clone(&shared), reader, codec, metrics));
         let write = {
             let shared = Arc::clone(&shared);
             tokio::spawn(async move {
                 if let Err(e) = shared.outbox.run_writer().await {
+                    // The reader closes the connection with a better reason, if it has one.
+                    let _ = shared.closing_error().await;
                     shared.close(&format!("write failed: {e}"));
                 }
             })
@@ -178,11 +231,22 @@ impl Connection {
         !self.shared.retired.load(Ordering::Acquire)
     }
 
-    /// Encodes a request for `method_id` that fails at `deadline`, `budget` from now, and registers the call;
-    /// returns its id and where its reply will come.
+    /// Why the server refused this connection (a `GoAway` with a status other than `Ok`), if it did.
+    pub(crate) fn refusal(&self) -> Option<&RpcError> {
+        self.shared.refusal.get()
+    }
+
+    /// The error of a call whose connection closed under it, saying why if the reader knows.
+    pub(crate) fn closed_error(&self) -> RpcError {
+        self.shared.closed_error()
+    }
+
+    /// Encodes a request for `method` that fails at `deadline`, `budget` from now, and registers the call;
+    /// returns its id and where its reply will come. A request that finds the queue over its limit waits for
+    /// room until `deadline`, and then fails unsent.
     pub(crate) async fn send<A: Serialize + ?Sized>(
         &self,
-        method_id: u32,
+        method: &MethodInfo,
         args: &A,
         metadata: &Metadata,
         deadline: Instant,
@@ -192,7 +256,7 @@ impl Connection {
         let shared = &*self.shared;
         let mut encode = |state: &mut crate::outbox::OutState| {
             let id = state.last_request_id + 1;
-            let header = Header::request(id, method_id).with_deadline(budget);
+            let header = Header::request(id, method.id).with_deadline(budget);
             shared
                 .codec
                 .encode_value(&header, metadata, args, &Bincode, &mut state.buf)
@@ -203,17 +267,23 @@ impl Connection {
                 })
         };
         let (encoded, first) = loop {
-            // The connection closed before the request was queued: it was never sent.
-            match shared
-                .outbox
-                .try_push_quiet(encode)
-                .map_err(RpcError::unprocessed)?
-            {
+            let Ok(pushed) = shared.outbox.try_push_quiet(encode) else {
+                // The connection closed before the request was queued: it was never sent.
+                return Err(shared.closing_error().await.unprocessed());
+            };
+            match pushed {
                 Ok(pushed) => break pushed,
                 Err(back) => {
-                    // Over the queue's limit: wait for the writer to drain it.
+                    // Over the queue's limit: wait for the writer to drain it, until the call's deadline.
                     encode = back;
-                    shared.outbox.wait_for_room().await;
+                    let room = shared.outbox.wait_for_room();
+                    if tokio::time::timeout_at(deadline, room).await.is_err() {
+                        let message = format!(
+                            "{method} did not complete within its deadline: its request waited for room \
+                             in the connection's queue (max_pending_output) and was not sent"
+                        );
+                        return Err(RpcError::not_processed(Status::DeadlineExceeded, message));
+                    }
                 }
             }
         };
@@ -351,11 +421,11 @@ fn handle(shared: &Shared, frame: rpc_codec::Frame, replies: &mut Vec<(u64, Repl
             shared.close(&format!(
                 "the server reported {}: {}",
                 h.status,
-                frame.message()
+                peer_text(&frame.payload)
             ));
         }
         Kind::Error => {
-            let error = RpcError::new(h.status, frame.message().into_owned());
+            let error = RpcError::new(h.status, peer_text(&frame.payload));
             // A server answers `Unavailable` only for calls it did not process (docs/PROTOCOL.md section 6).
             let error = if h.status == Status::Unavailable {
                 error.unprocessed()
@@ -364,34 +434,43 @@ fn handle(shared: &Shared, frame: rpc_codec::Frame, replies: &mut Vec<(u64, Repl
             };
             replies.push((h.request_id, Reply::Failed(error)));
         }
-        Kind::Ping => {
-            let _ = shared.outbox.push(|state| {
-                shared.codec.encode_bytes(
-                    &Header::pong(h.request_id),
-                    &Metadata::new(),
-                    &[],
-                    &mut state.buf,
-                )
-            });
-        }
         Kind::GoAway => {
             shared.deliver(replies);
-            go_away(shared, h.request_id, &frame.message());
+            go_away(shared, h.request_id, h.status, &peer_text(&frame.payload));
         }
-        // A client serves nothing; a request or cancel from the server is ignored, as is a stray pong.
-        Kind::Request | Kind::OneWay | Kind::Cancel | Kind::Pong => {}
+        Kind::Ping => shared.answer(Header::pong(h.request_id), b""),
+        // A client serves no methods: a request gets `Unimplemented` under its own id (docs/PROTOCOL.md section
+        // 6); a one-way call is dropped, as it expects no answer.
+        Kind::Request => shared.answer(
+            Header::error(h.request_id, Status::Unimplemented),
+            SERVES_NOTHING.as_bytes(),
+        ),
+        // A cancel (there is nothing to cancel) and a stray pong are ignored.
+        Kind::OneWay | Kind::Cancel | Kind::Pong => {}
     }
 }
 
-/// The server drains: calls above `last` were not processed (they fail as retryable), the rest still complete,
-/// and new calls go to a new connection.
-fn go_away(shared: &Shared, last: u64, reason: &str) {
+/// The server drains (status `Ok`): calls above `last` were not processed (they fail as retryable), the rest
+/// still complete, and new calls go to a new connection. With another status, the server refuses the connection
+/// (it is at its connection limit, say): calls above `last` fail with that status and the server's reason, and
+/// the next call counts the refusal as a failed connection attempt.
+fn go_away(shared: &Shared, last: u64, status: Status, reason: &str) {
     shared.retired.store(true, Ordering::Release);
+    let error = match status {
+        Status::Ok => RpcError::unavailable(format!(
+            "the server is draining ({reason}) and did not process this call"
+        )),
+        refused => {
+            let error = RpcError::not_processed(
+                refused,
+                format!("the server refused the connection: {reason}"),
+            );
+            let _ = shared.refusal.set(error.clone());
+            error
+        }
+    };
     let not_processed = shared.calls().take_above(last);
     for tx in not_processed {
-        let error = RpcError::unavailable(format!(
-            "the server is draining ({reason}) and did not process this call"
-        ));
-        let _ = tx.send(Reply::Failed(error.unprocessed()));
+        let _ = tx.send(Reply::Failed(error.clone().unprocessed()));
     }
 }

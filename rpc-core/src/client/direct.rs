@@ -42,7 +42,7 @@ struct Backoff {
     /// No attempt before this instant.
     retry_at: Option<Instant>,
     /// Why the last attempt failed.
-    last_error: String,
+    last_error: Option<RpcError>,
 }
 
 impl Direct {
@@ -79,9 +79,7 @@ impl Direct {
             ),
         };
         let budget = deadline.saturating_duration_since(now);
-        let (id, rx) = conn
-            .send(method.id, args, metadata, deadline, budget)
-            .await?;
+        let (id, rx) = conn.send(method, args, metadata, deadline, budget).await?;
         if let Some(span) = span {
             span.record("request_id", id);
         }
@@ -97,7 +95,7 @@ impl Direct {
         match reply {
             Ok(Reply::DeadlineExceeded) => Err(deadline_exceeded(method)),
             Ok(reply) => reply.into_result(),
-            Err(_) => Err(RpcError::unavailable("connection closed")),
+            Err(_) => Err(conn.closed_error()),
         }
     }
 
@@ -110,30 +108,48 @@ impl Direct {
         if let Some(conn) = self.usable() {
             return Ok(conn);
         }
+        // The connection that ended, counted once: one the server refused (at its connection limit, say) is a
+        // failed attempt, so the next waits for the backoff, which grows while the refusals go on; one that was
+        // served ends the run of failures.
+        let ended = self.current().take_if(|c| !c.is_usable());
+        match ended.as_ref().map(|c| c.refusal()) {
+            Some(Some(refusal)) => {
+                self.failed(&mut backoff, refusal.clone());
+            }
+            Some(None) => backoff.failures = 0,
+            None => {}
+        }
         let now = Instant::now();
         if let Some(at) = backoff.retry_at
             && now < at
         {
-            let message = format!(
-                "{}; next attempt in {} ms",
-                backoff.last_error,
-                (at - now).as_millis()
-            );
-            return Err(RpcError::not_processed(Status::Unavailable, message));
+            let (code, why) = backoff
+                .last_error
+                .as_ref()
+                .map_or((Status::Unavailable, "the last attempt failed"), |e| {
+                    (e.code(), e.message())
+                });
+            let message = format!("{why}; next attempt in {} ms", (at - now).as_millis());
+            return Err(RpcError::not_processed(code, message));
         }
         match self.dial().await {
             Ok(conn) => {
-                *backoff = Backoff::default();
+                // The run of failures ends once the connection is served, not refused (see above).
+                backoff.retry_at = None;
+                backoff.last_error = None;
                 *self.current() = Some(Arc::clone(&conn));
                 Ok(conn)
             }
-            Err(e) => {
-                backoff.failures += 1;
-                backoff.retry_at = Some(Instant::now() + self.config.backoff(backoff.failures));
-                backoff.last_error = e.message().to_owned();
-                Err(e)
-            }
+            Err(e) => Err(self.failed(&mut backoff, e)),
         }
+    }
+
+    /// Notes a failed connection attempt: the next one waits for the backoff. Returns the error.
+    fn failed(&self, backoff: &mut Backoff, error: RpcError) -> RpcError {
+        backoff.failures += 1;
+        backoff.retry_at = Some(Instant::now() + self.config.backoff(backoff.failures));
+        backoff.last_error = Some(error.clone());
+        error
     }
 
     fn current(&self) -> MutexGuard<'_, Option<Arc<Connection>>> {

@@ -35,7 +35,7 @@ use crate::balance::Balance;
 use crate::context::Context;
 use crate::error::RpcError;
 use crate::method::MethodInfo;
-use crate::metrics::{MethodStats, Metrics};
+use crate::metrics::{Ended, MethodStats, Metrics};
 use crate::options::CallOptions;
 use crate::trace::{TRACEPARENT, TraceContext};
 
@@ -46,7 +46,13 @@ use crate::trace::{TRACEPARENT, TraceContext};
 /// every call in flight fails at once with `Unavailable`, and the next call connects again. After a failed
 /// attempt, the following ones wait for a backoff (doubling from [`ClientConfig::backoff_min`] to
 /// [`ClientConfig::backoff_max`], with jitter); calls made meanwhile fail at once with `Unavailable` rather than
-/// hang.
+/// hang. A server that refuses the connection (a `GoAway` with a status other than `Ok`, as a server at its
+/// connection limit sends) fails the calls on it at once with its status and reason (`ResourceExhausted`:
+/// `server at its connection limit of 1024`), certainly not processed, and counts as a failed attempt: calls
+/// during the backoff that follows fail with the same status and reason.
+///
+/// A client serves no methods: a `Request` the server sends is answered `Unimplemented` (`this peer serves
+/// no methods`), a `OneWay` is dropped, and a `Ping` is answered `Pong`.
 ///
 /// A balanced client ([`Client::balanced`]) asks its [`Balance`] for an instance per call and keeps such a
 /// connection to each instance it uses; a call that certainly did not run, or an `#[idempotent]` call that
@@ -201,7 +207,7 @@ impl Client {
         } else {
             straight!()
         };
-        counted.status = status_of(&result);
+        counted.ended = ended(&result);
         result
     }
 
@@ -250,7 +256,7 @@ impl Client {
             .send(method, args, &metadata, deadline, now, Some(&span))
             .instrument(span.clone())
             .await;
-        span.record("status", format_args!("{:?}", status_of(&result)));
+        span.record("status", ended(&result).label());
         span.record("duration_us", now.elapsed().as_micros() as u64);
         result
     }
@@ -277,12 +283,13 @@ impl Client {
     }
 }
 
-/// How a call ended, as its span and metrics name it.
-fn status_of(result: &Result<Reply, RpcError>) -> Status {
+/// How a call ended, as its span and metrics name it: the method's own error is `AppError`, not `Ok`.
+fn ended(result: &Result<Reply, RpcError>) -> Ended {
     match result {
-        Ok(Reply::Failed(e)) | Err(e) => e.code(),
-        Ok(Reply::DeadlineExceeded) => Status::DeadlineExceeded,
-        Ok(_) => Status::Ok,
+        Ok(Reply::Failed(e)) | Err(e) => Ended::Status(e.code()),
+        Ok(Reply::DeadlineExceeded) => Ended::Status(Status::DeadlineExceeded),
+        Ok(Reply::AppError(_)) => Ended::AppError,
+        Ok(Reply::Value(_)) => Ended::Status(Status::Ok),
     }
 }
 
@@ -291,7 +298,7 @@ struct Counted<'a> {
     metrics: &'a Metrics,
     stats: Arc<MethodStats>,
     started: Instant,
-    status: Status,
+    ended: Ended,
 }
 
 impl<'a> Counted<'a> {
@@ -301,14 +308,14 @@ impl<'a> Counted<'a> {
             metrics,
             stats: metrics.method(method),
             started,
-            status: Status::Cancelled,
+            ended: Ended::Status(Status::Cancelled),
         }
     }
 }
 
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
-        self.stats.record(self.status, self.started.elapsed());
+        self.stats.record(self.ended, self.started.elapsed());
         self.metrics.call_ended();
     }
 }

@@ -4,6 +4,13 @@ use core::time::Duration;
 
 /// Default of [`ServerConfig::max_connections`]: 1024.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default of [`ServerConfig::max_handshaking_connections`]: 256.
+pub const DEFAULT_MAX_HANDSHAKING_CONNECTIONS: usize = 256;
+/// Refusals of connections over [`ServerConfig::max_connections`] under way at once: 64. A connection over the
+/// limit that finds this many is closed without a word.
+pub const REFUSALS_AT_ONCE: usize = 64;
+/// Longest a refusal of a connection over [`ServerConfig::max_connections`] takes, TLS handshake included: 2 s.
+pub const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default of [`ServerConfig::max_in_flight_per_connection`]: 1024.
 pub const DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION: usize = 1024;
 /// Default of [`ServerConfig::drain_timeout`]: 10 s.
@@ -27,9 +34,18 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// ```
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Connections served at once; the next one waits in the listen backlog until one closes. Default 1024
-    /// ([`DEFAULT_MAX_CONNECTIONS`]).
+    /// Connections held at once. Default 1024 ([`DEFAULT_MAX_CONNECTIONS`]). When every one of them is
+    /// established, a new connection is refused at once: it is sent a `GoAway` with status `ResourceExhausted`
+    /// and the reason `server at its connection limit of 1024 (max_connections)` (over TLS, after the
+    /// handshake), and closed. At most [`REFUSALS_AT_ONCE`] refusals run at a time, each for at most
+    /// [`REFUSAL_TIMEOUT`]; beyond that a connection over the limit is closed without a word.
     pub max_connections: usize,
+    /// Connections held at once that have not finished their handshake: the TLS handshake if the server has
+    /// TLS, then a first whole frame. Default 256 ([`DEFAULT_MAX_HANDSHAKING_CONNECTIONS`]); 0 counts as 1.
+    /// When this many are held, or `max_connections` are, a new connection makes the server drop the oldest
+    /// of them (it is closed without a word), so that peers that connect and stall cannot keep out the clients
+    /// that would be served; established connections are never dropped to make room.
+    pub max_handshaking_connections: usize,
     /// Calls in flight on one connection; one more is answered `ResourceExhausted`. Default 1024
     /// ([`DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION`]).
     pub max_in_flight_per_connection: usize,
@@ -40,8 +56,9 @@ pub struct ServerConfig {
     /// handlers wait to answer) until the peer reads. Default 4 MiB ([`DEFAULT_MAX_PENDING_OUTPUT`]). A
     /// connection holds at most this plus one answer, plus the answers of handlers that were already running.
     pub max_pending_output: usize,
-    /// A connection whose queued answers cannot leave for this long (the peer does not read) is closed.
-    /// Default 30 s ([`DEFAULT_WRITE_TIMEOUT`]).
+    /// A connection whose queued answers cannot leave for this long (the peer does not read) is closed at once,
+    /// with what is queued. Also bounds the sending of a closing connection's last frames (a go-away, the reason
+    /// of a close). Default 30 s ([`DEFAULT_WRITE_TIMEOUT`]).
     pub write_timeout: Duration,
     /// Frame limits; see [`rpc_codec::Config`] (default 16 MiB frames, 8 KiB and 64 entries of metadata, 64 MiB
     /// of decoded arguments). A frame over them is answered `ResourceExhausted` and skipped; the connection
@@ -50,11 +67,12 @@ pub struct ServerConfig {
     pub codec: rpc_codec::Config,
     /// A connection with no call in flight that sends nothing for this long is told go-away and closed (a
     /// client reconnects at its next call). Default 60 s ([`DEFAULT_IDLE_TIMEOUT`]). Checked every quarter of
-    /// the smaller of this and `frame_timeout`, so a connection closes within that much after the timeout.
+    /// it, so a connection closes within a quarter of it after the timeout.
     pub idle_timeout: Duration,
     /// Once a frame's first byte has arrived, the rest must arrive within this; otherwise the connection is told
     /// `ResourceExhausted` and closed, so that a peer trickling bytes (slowloris) cannot hold a connection and
-    /// its buffer. Also bounds the skipping of a refused frame. Default 20 s ([`DEFAULT_FRAME_TIMEOUT`]).
+    /// its buffer. Timed from the read that brought the frame's first byte, and enforced at that time plus this.
+    /// Also bounds the skipping of a refused frame. Default 20 s ([`DEFAULT_FRAME_TIMEOUT`]).
     pub frame_timeout: Duration,
     /// With TLS, the handshake of a new connection must finish within this, or the connection is closed.
     /// Default 10 s ([`DEFAULT_HANDSHAKE_TIMEOUT`]).
@@ -71,6 +89,7 @@ impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_handshaking_connections: DEFAULT_MAX_HANDSHAKING_CONNECTIONS,
             max_in_flight_per_connection: DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             max_pending_output: DEFAULT_MAX_PENDING_OUTPUT,

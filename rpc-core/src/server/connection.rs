@@ -14,6 +14,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::{Duration, Instant};
 
 use super::ServerConfig;
+use super::admission::Slot;
 use super::registry::Registry;
 use super::service::Call;
 use crate::ids::IdMap;
@@ -173,14 +174,26 @@ struct ReadState {
     arrived: Option<Instant>,
     /// Frames (and refusals) that began in the batch being processed.
     frames: usize,
+    /// The peer did not read its answers within the write timeout: the connection is cut at once.
+    stalled: bool,
+}
+
+/// Who is at the other end of a connection, and the connection's place among the server's.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    /// The peer's address.
+    pub(crate) addr: Option<SocketAddr>,
+    /// The DNS names of the client's verified certificate (mutual TLS).
+    pub(crate) names: Option<Arc<[String]>>,
+    /// Established at the first frame; given back when the connection ends.
+    pub(crate) slot: Slot,
 }
 
 /// Serves one connection until the peer leaves, a protocol error, or the end of a drain.
 pub(crate) async fn run<R, W>(
     mut reader: R,
     writer: W,
-    peer: Option<SocketAddr>,
-    client_names: Option<Arc<[String]>>,
+    peer: Peer,
     registry: Arc<Registry>,
     config: Arc<ServerConfig>,
     mut shutdown: watch::Receiver<bool>,
@@ -195,8 +208,8 @@ pub(crate) async fn run<R, W>(
             registry.metrics.clone(),
         ),
         codec: FrameCodec::new(config.codec),
-        peer,
-        client_names,
+        peer: peer.addr,
+        client_names: peer.names,
         calls: Mutex::new(IdMap::default()),
         in_flight: AtomicUsize::new(0),
         idle: Notify::new(),
@@ -221,7 +234,9 @@ pub(crate) async fn run<R, W>(
         draining: false,
         arrived: None,
         frames: 0,
+        stalled: false,
     };
+    let mut slot = peer.slot;
     let mut drain_until: Option<Instant> = None;
     // Resolves once the server starts to shut down. Made once, so that each pass of the loop polls a waiter that
     // is already registered instead of registering a new one (a measurable share of a small call).
@@ -233,13 +248,14 @@ pub(crate) async fn run<R, W>(
         }
     };
     tokio::pin!(shutting_down);
-    // Idle and slow-frame checks: one timer per connection, not one per read.
+    // Idle and slow-frame checks: one timer per connection, not one per read. It fires every quarter of the idle
+    // timeout, and at the frame timeout of a frame under way if that comes first.
     let check_every = config
         .idle_timeout
-        .min(config.frame_timeout)
         .div_f64(4.0)
         .max(Duration::from_millis(1));
     let mut last_read = Instant::now();
+    // When the first byte of the frame under way arrived (the read that brought it).
     let mut frame_since: Option<Instant> = None;
     let check = tokio::time::sleep(check_every);
     tokio::pin!(check);
@@ -267,12 +283,25 @@ pub(crate) async fn run<R, W>(
                         if !process(&conn, &registry, &config, &mut codec, &mut buf, &mut state).await {
                             break;
                         }
+                        // The first frame ends the handshake: the connection leaves the handshaking budget (or
+                        // ends here, if it was dropped to make room meanwhile).
+                        if !slot.is_established() && state.frames > 0 && !slot.establish() {
+                            break;
+                        }
                         // A frame is timed from the read that brought its first bytes.
-                        frame_since = match (codec.mid_frame(&buf), state.frames > 0) {
+                        let since = match (codec.mid_frame(&buf), state.frames > 0) {
                             (false, _) => None,
                             (true, true) => Some(now),
                             (true, false) => frame_since.or(Some(now)),
                         };
+                        if since != frame_since {
+                            frame_since = since;
+                            if let Some(since) = since
+                                && since + config.frame_timeout < check.deadline()
+                            {
+                                check.as_mut().reset(since + config.frame_timeout);
+                            }
+                        }
                     }
                 }
                 if buf.capacity() - buf.len() < READ_CHUNK / 4 {
@@ -307,13 +336,19 @@ pub(crate) async fn run<R, W>(
                     conn.send(Header::go_away(state.last_id, Status::Ok), reason.as_bytes());
                     break;
                 }
-                check.as_mut().reset(now + check_every);
+                let next = now + check_every;
+                let next = frame_since.map_or(next, |since| next.min(since + config.frame_timeout));
+                check.as_mut().reset(next);
             }
         }
     }
     conn.cancel_all();
     conn.outbox.close();
-    let _ = writer.await;
+    // What is queued (a go-away, the reason of a close) leaves if the peer reads it within the write timeout; a
+    // peer that stopped reading is cut at once, and the writer stopped with the connection (see `Teardown`).
+    if !state.stalled {
+        let _ = tokio::time::timeout(config.write_timeout, writer).await;
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -369,6 +404,7 @@ async fn process(
                     // batch of requests cannot queue more than one answer past the limit.
                     conn.outbox.end_batch();
                     if !wait_for_room(conn, config).await {
+                        state.stalled = true;
                         break false;
                     }
                     conn.outbox.begin_batch();
@@ -387,7 +423,9 @@ async fn process(
     buf.advance(at);
     // Refusals and answers of handlers that finished at once were queued without waiting for room; before
     // reading more, wait for it.
-    if !conn.outbox.end_batch() && !wait_for_room(conn, config).await {
+    let room = conn.outbox.end_batch();
+    if keep && !room && !wait_for_room(conn, config).await {
+        state.stalled = true;
         return false;
     }
     keep

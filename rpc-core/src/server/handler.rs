@@ -23,7 +23,7 @@ use super::connection::ConnShared;
 use super::service::Call;
 use crate::context::Context;
 use crate::method::MethodInfo;
-use crate::metrics::{MethodStats, Metrics};
+use crate::metrics::{Ended, MethodStats, Metrics};
 use crate::trace::{TRACEPARENT, TraceContext};
 
 /// How a handler ended.
@@ -36,23 +36,15 @@ enum Outcome<T> {
 }
 
 impl<T> Outcome<T> {
-    /// The call's status.
-    fn code(&self) -> Status {
+    /// How the call ended, for its counters and span: a value the method's `is_app_error` picks out is its own
+    /// error (`AppError`), any other value `Ok`.
+    fn ended(&self, is_app_error: fn(&T) -> bool) -> Ended {
         match self {
-            Outcome::Done(_) => Status::Ok,
-            Outcome::Panicked(_) => Status::Internal,
-            Outcome::DeadlineExceeded => Status::DeadlineExceeded,
-            Outcome::Cancelled => Status::Cancelled,
-        }
-    }
-
-    /// The status the span of the call records.
-    fn status(&self) -> &'static str {
-        match self.code() {
-            Status::Ok => "Ok",
-            Status::Internal => "Internal",
-            Status::DeadlineExceeded => "DeadlineExceeded",
-            _ => "Cancelled",
+            Outcome::Done(value) if is_app_error(value) => Ended::AppError,
+            Outcome::Done(_) => Ended::Status(Status::Ok),
+            Outcome::Panicked(_) => Ended::Status(Status::Internal),
+            Outcome::DeadlineExceeded => Ended::Status(Status::DeadlineExceeded),
+            Outcome::Cancelled => Ended::Status(Status::Cancelled),
         }
     }
 }
@@ -69,7 +61,7 @@ struct Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         if !self.done.get() {
-            self.finish(Status::Cancelled);
+            self.finish(Ended::Status(Status::Cancelled));
         }
     }
 }
@@ -86,20 +78,34 @@ impl Counted {
         })
     }
 
-    fn finish(&self, status: Status) {
+    fn finish(&self, ended: Ended) {
         self.done.set(true);
-        self.stats.record(status, self.arrived.elapsed());
+        self.stats.record(ended, self.arrived.elapsed());
         self.metrics.call_ended();
     }
 }
 
-/// Ends a call's span and counters with its outcome.
-fn finished<T>(traced: Option<&Traced>, counted: Option<&Counted>, outcome: &Outcome<T>) {
-    if let Some(traced) = traced {
-        traced.finish(outcome.status());
-    }
-    if let Some(counted) = counted {
-        counted.finish(outcome.code());
+/// What records a call's end: its span and its counters, each if there is one, and how to tell the method's
+/// own error among its values.
+struct Recorders<T> {
+    traced: Option<Traced>,
+    counted: Option<Counted>,
+    is_app_error: fn(&T) -> bool,
+}
+
+impl<T> Recorders<T> {
+    /// Ends the call's span and counters with its outcome.
+    fn finish(&self, outcome: &Outcome<T>) {
+        if self.traced.is_none() && self.counted.is_none() {
+            return;
+        }
+        let ended = outcome.ended(self.is_app_error);
+        if let Some(traced) = &self.traced {
+            traced.finish(ended.label());
+        }
+        if let Some(counted) = &self.counted {
+            counted.finish(ended);
+        }
     }
 }
 
@@ -152,9 +158,15 @@ impl Traced {
 }
 
 /// Runs the handler of `call`: polls it once here, and if it is not done, spawns the rest. `reply` queues the
-/// handler's value as the answer (the caller of `reply` has waited for room in the outbox).
-pub(crate) fn spawn<F, T, R>(call: Call<'_>, method: &'static MethodInfo, handler: F, reply: R)
-where
+/// handler's value as the answer (the caller of `reply` has waited for room in the outbox); `is_app_error`
+/// says whether a value is the method's own error, which the call's counters and span record as `AppError`.
+pub(crate) fn spawn<F, T, R>(
+    call: Call<'_>,
+    method: &'static MethodInfo,
+    handler: F,
+    reply: R,
+    is_app_error: fn(&T) -> bool,
+) where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
     R: FnOnce(&ConnShared, u64, T) + Send + 'static,
@@ -171,7 +183,11 @@ where
         },
         false => (None, None),
     };
-    let counted = Counted::begin(&call);
+    let recorders = Recorders {
+        traced,
+        counted: Counted::begin(&call),
+        is_app_error,
+    };
     let context = Context {
         request_id: id,
         method,
@@ -183,22 +199,22 @@ where
     };
     let mut handler = Box::pin(handler);
     if !call.inline {
-        spawn_pending(conn, context, one_way, handler, reply, traced, counted);
+        spawn_pending(conn, context, one_way, handler, reply, recorders);
         return;
     }
     let polled = {
-        let _entered = traced.as_ref().map(|t| t.span.enter());
+        let _entered = recorders.traced.as_ref().map(|t| t.span.enter());
         poll_once(&context, handler.as_mut())
     };
     let outcome = match polled {
         Poll::Ready(Ok(value)) => Outcome::Done(value),
         Poll::Ready(Err(why)) => Outcome::Panicked(why),
         Poll::Pending => {
-            spawn_pending(conn, context, one_way, handler, reply, traced, counted);
+            spawn_pending(conn, context, one_way, handler, reply, recorders);
             return;
         }
     };
-    finished(traced.as_ref(), counted.as_ref(), &outcome);
+    recorders.finish(&outcome);
     // Queued even past the outbox's limit: the read loop takes no request while the queue is full, so an
     // inline answer goes at most one over it.
     if !one_way {
@@ -228,8 +244,7 @@ fn spawn_pending<F, T, R>(
     one_way: bool,
     handler: Pin<Box<F>>,
     reply: R,
-    traced: Option<Traced>,
-    counted: Option<Counted>,
+    recorders: Recorders<T>,
 ) where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
@@ -239,12 +254,13 @@ fn spawn_pending<F, T, R>(
     let (id, method, deadline) = (context.request_id, context.method, context.deadline);
     // Registered before the task starts, so that a cancel arriving at once still finds it.
     let cancelled = conn.register(id);
-    let span = traced
+    let span = recorders
+        .traced
         .as_ref()
         .map_or_else(tracing::Span::none, |t| t.span.clone());
     let task = async move {
         let outcome = run(context.scope(handler), deadline, cancelled).await;
-        finished(traced.as_ref(), counted.as_ref(), &outcome);
+        recorders.finish(&outcome);
         if !one_way && !matches!(outcome, Outcome::Cancelled) {
             conn.outbox.wait_for_room().await;
             answer(&conn, id, method, outcome, reply);

@@ -1,9 +1,12 @@
-//! The server: an accept loop that takes a connection permit before it accepts, one task per connection (after
-//! the TLS handshake, within its timeout, when the server has TLS), and a graceful shutdown that stops accepting, sends go-away on every connection and waits for calls in flight (up
-//! to the drain timeout) before it returns.
+//! The server: an accept loop that takes every connection it can hold (refusing one over the limit at once,
+//! with a reason), one task per connection (after the TLS handshake, within its timeout, when the server has
+//! TLS), and a graceful shutdown that stops accepting, sends go-away on every connection and waits for calls in
+//! flight (up to the drain timeout) before it returns.
 //!
 //! # Layout
 //! - `config`: [`ServerConfig`], the server's limits and timings.
+//! - `admission`: the places of connections, and the budget of those still handshaking.
+//! - `refuse`: telling a connection over the limit why it is closed.
 //! - `registry`: services by method id.
 //! - `service`: [`Service`] (implemented by generated skeletons) and [`Call`].
 //! - `connection`: one connection's read loop, refusals and drain.
@@ -12,20 +15,26 @@
 //!   waits (deadline, cancel); panic isolation; the answer.
 //! - this file: [`Server`], [`ServerBuilder`] and the accept loop.
 
+mod admission;
 pub mod config;
 mod connection;
 mod handler;
+mod refuse;
 mod registry;
 mod service;
 mod signal;
+#[cfg(test)]
+mod tests;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use admission::{Admission, Admitted, Slot};
 pub use config::ServerConfig;
 use registry::Registry;
 pub use service::{Call, Dispatched, Service};
@@ -157,21 +166,14 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let permits = Arc::new(Semaphore::new(self.config.max_connections));
+        let admission = Admission::new(&self.config);
+        let refusals = Arc::new(Semaphore::new(config::REFUSALS_AT_ONCE));
         let (drain, draining) = watch::channel(false);
         let mut connections = JoinSet::new();
+        let mut refusing = JoinSet::new();
         let mut accept_errors = 0u32;
         tokio::pin!(shutdown);
         loop {
-            // Capacity first: at the limit, the next connection waits in the listen backlog.
-            let permit = tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                permit = Arc::clone(&permits).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
             let (stream, peer) = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -190,50 +192,76 @@ impl Server {
                 },
             };
             let _ = stream.set_nodelay(true);
-            let registry = Arc::clone(&self.registry);
-            let config = Arc::clone(&self.config);
-            let draining = draining.clone();
-            #[cfg(feature = "tls")]
-            if let Some(tls) = &self.tls {
-                let tls = Arc::clone(tls);
-                connections.spawn(async move {
-                    // The handshake runs on the connection's task, after its permit was taken, bounded by the
-                    // handshake timeout, and given up when the server starts to shut down.
-                    let mut stopping = draining.clone();
-                    let handshake = tls.accept(stream, config.handshake_timeout);
-                    let accepted = tokio::select! {
-                        accepted = handshake => accepted,
-                        _ = stopping.wait_for(|&stop| stop) => None,
-                    };
-                    if let Some((stream, names)) = accepted {
-                        let names = (!names.is_empty()).then(|| Arc::from(names));
-                        let (reader, writer) = tokio::io::split(stream);
-                        connection::run(
-                            reader,
-                            writer,
-                            Some(peer),
-                            names,
-                            registry,
-                            config,
-                            draining,
-                        )
-                        .await;
-                    }
-                    drop(permit);
-                });
-                while connections.try_join_next().is_some() {}
-                continue;
-            }
-            let (reader, writer) = stream.into_split();
-            connections.spawn(async move {
-                connection::run(reader, writer, Some(peer), None, registry, config, draining).await;
-                drop(permit);
-            });
             while connections.try_join_next().is_some() {}
+            while refusing.try_join_next().is_some() {}
+            let slot = match admission.admit() {
+                Admitted::Slot(slot) => slot,
+                Admitted::Full => {
+                    // Said at once, on a bounded budget; past it, the connection just closes.
+                    if let Ok(permit) = Arc::clone(&refusals).try_acquire_owned() {
+                        refusing.spawn(refuse::refuse(
+                            stream,
+                            refuse::reason(&self.config),
+                            #[cfg(feature = "tls")]
+                            self.tls.clone(),
+                            permit,
+                        ));
+                    }
+                    continue;
+                }
+            };
+            let id = slot.id();
+            let task = self.connection(stream, peer, slot, draining.clone());
+            admission.started(id, connections.spawn(task));
         }
         drop(listener);
+        refusing.abort_all();
         let _ = drain.send(true);
         while connections.join_next().await.is_some() {}
         Ok(())
+    }
+
+    /// Serves one accepted connection in its `slot`: the TLS handshake first if the server has TLS (within the
+    /// handshake timeout, and given up if the server starts to shut down), then its calls.
+    fn connection(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        slot: Slot,
+        draining: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let registry = Arc::clone(&self.registry);
+        let config = Arc::clone(&self.config);
+        #[cfg(feature = "tls")]
+        let tls = self.tls.clone();
+        async move {
+            #[cfg(feature = "tls")]
+            if let Some(tls) = tls {
+                let mut stopping = draining.clone();
+                let handshake = tls.accept(stream, config.handshake_timeout);
+                let accepted = tokio::select! {
+                    accepted = handshake => accepted,
+                    _ = stopping.wait_for(|&stop| stop) => None,
+                };
+                if let Some((stream, names)) = accepted {
+                    let names = (!names.is_empty()).then(|| Arc::from(names));
+                    let (reader, writer) = tokio::io::split(stream);
+                    let peer = connection::Peer {
+                        addr: Some(peer),
+                        names,
+                        slot,
+                    };
+                    connection::run(reader, writer, peer, registry, config, draining).await;
+                }
+                return;
+            }
+            let (reader, writer) = stream.into_split();
+            let peer = connection::Peer {
+                addr: Some(peer),
+                names: None,
+                slot,
+            };
+            connection::run(reader, writer, peer, registry, config, draining).await;
+        }
     }
 }

@@ -102,9 +102,8 @@ impl Call<'_> {
         F: Future<Output = T> + Send + 'static,
         T: Serialize + Send + 'static,
     {
-        handler::spawn(self, method, handler, |conn, id, value| {
-            conn.send_value(id, &value);
-        });
+        let reply = |conn: &ConnShared, id, value: T| conn.send_value(id, &value);
+        handler::spawn(self, method, handler, reply, |_| false);
         Dispatched(())
     }
 
@@ -116,10 +115,12 @@ impl Call<'_> {
         U: Serialize + Send + 'static,
         E: Serialize + Send + 'static,
     {
-        handler::spawn(self, method, handler, |conn, id, result| match result {
+        let reply = |conn: &ConnShared, id, result: Result<U, E>| match result {
             Ok(value) => conn.send_value(id, &value),
             Err(error) => conn.send_app_error(id, &error),
-        });
+        };
+        // An `Err` is counted apart from the calls that succeeded.
+        handler::spawn(self, method, handler, reply, Result::is_err);
         Dispatched(())
     }
 }
