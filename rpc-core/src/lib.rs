@@ -72,7 +72,7 @@ pub use error::RpcError;
 pub use method::MethodInfo;
 pub use metrics::Metrics;
 pub use options::CallOptions;
-pub use rpc_codec::{Metadata, Status};
+pub use rpc_codec::{Metadata, MetadataBuilder, MetadataError, Status};
 pub use rpc_macros::service;
 pub use server::{BuildError, Server, ServerBuilder, ServerConfig, Service};
 /// The addresses [`Client::connect`] accepts (`"host:port"`, a `SocketAddr`, ...).
