@@ -8,9 +8,10 @@
 //! refuses bytes left over after the value.
 //!
 //! # Byte payloads
-//! Through serde, a plain `Vec<u8>` or `[u8]` is a sequence and goes element by element. Mark byte fields
-//! `#[serde(with = "serde_bytes")]` (or use `serde_bytes::ByteBuf` or `bytes::Bytes`) to encode them as one
-//! length and one copy; the wire bytes are the same, the speed is not.
+//! Through serde, a plain `Vec<u8>` or `[u8]` is a sequence and goes element by element; serde's bytes go as
+//! one length and one copy, and bincode writes the same bytes for both. `#[service]` sends an argument or result
+//! written `Vec<u8>` or `Bytes` as bytes by itself (its docs say so where a user meets them); byte fields inside
+//! a value need `#[serde(with = "serde_bytes")]` or `serde_bytes::ByteBuf`.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,6 @@
 //! The call context: what a handler may know of the call it serves (metadata, deadline, request id, peer, the
 //! verified names of the client's certificate, the trace), available through `Context::current()` anywhere in
-//! the handler's task.
+//! the handler's task, and in the tasks it spawns through `Context::scope`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,8 +43,8 @@ pub struct Context {
 }
 
 impl Context {
-    /// The context of the call served by the current task, or `None` outside a handler. (Tasks a handler
-    /// spawns do not inherit it; pass it on explicitly.)
+    /// The context of the call served by the current task, or `None` outside a handler. A task the handler
+    /// spawns does not inherit it: spawn the task's future wrapped in [`Context::scope`].
     pub fn current() -> Option<Context> {
         CONTEXT.try_with(Context::clone).ok()
     }
@@ -92,8 +92,30 @@ impl Context {
         CONTEXT.sync_scope(self.clone(), f)
     }
 
-    /// Runs `fut` with this context as the current one.
-    pub(crate) async fn scope<F: core::future::Future>(self, fut: F) -> F::Output {
-        CONTEXT.scope(self, fut).await
+    /// `fut`, run with this context as the current one: how a task that a handler spawns sees the call it
+    /// works for (its metadata, deadline, peer, trace; calls it makes continue the trace).
+    ///
+    /// ```no_run
+    /// # #[rpc_core::service] trait Jobs { async fn start(&self, job: String) -> bool; }
+    /// use rpc_core::Context;
+    ///
+    /// struct Impl;
+    /// impl Jobs for Impl {
+    ///     async fn start(&self, job: String) -> bool {
+    ///         let ctx = Context::current().expect("inside a handler");
+    ///         tokio::spawn(ctx.scope(async move {
+    ///             // Still the call's context, in a task of its own.
+    ///             let tenant = Context::current().and_then(|c| c.metadata().get_str("tenant").map(str::to_owned));
+    ///             println!("{job} for {tenant:?}");
+    ///         }));
+    ///         true
+    ///     }
+    /// }
+    /// ```
+    pub fn scope<F: core::future::Future>(
+        self,
+        fut: F,
+    ) -> impl core::future::Future<Output = F::Output> {
+        CONTEXT.scope(self, fut)
     }
 }

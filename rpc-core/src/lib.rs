@@ -52,6 +52,9 @@
 //! - `ids`: maps keyed by request and method ids, with a hash that costs one multiply.
 //! - `tls` (feature `tls`): TLS and mutual TLS settings for clients and servers, from PEM.
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 pub mod balance;
 pub mod client;
 mod context;
@@ -62,6 +65,7 @@ pub mod metrics;
 mod options;
 mod outbox;
 pub mod server;
+mod stub;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod trace;
@@ -72,9 +76,10 @@ pub use error::RpcError;
 pub use method::MethodInfo;
 pub use metrics::Metrics;
 pub use options::CallOptions;
-pub use rpc_codec::{Metadata, Status};
+pub use rpc_codec::{Metadata, MetadataBuilder, MetadataError, Status};
 pub use rpc_macros::service;
 pub use server::{BuildError, Server, ServerBuilder, ServerConfig, Service};
+pub use stub::Stub;
 /// The addresses [`Client::connect`] accepts (`"host:port"`, a `SocketAddr`, ...).
 pub use tokio::net::ToSocketAddrs;
 pub use trace::{TRACEPARENT, TraceContext};

@@ -1,10 +1,12 @@
 //! The macro's own view of a service trait: each method's arguments, result shape and attributes, with the
-//! original syn nodes kept for error spans. Building it reports what cannot be represented at all (a non-method
-//! item, a pattern argument, a missing `&self`); `valid.rs` checks the rest.
+//! original syn nodes kept for error spans, and how each type travels (through serde, or as bytes). Building it
+//! reports what cannot be represented at all (a non-method item, a pattern argument, a missing `&self`);
+//! `valid.rs` checks the rest.
 
+use syn::ext::IdentExt;
 use syn::{
-    Attribute, FnArg, GenericArgument, Ident, ItemTrait, Pat, PathArguments, ReturnType, Signature,
-    TraitItem, TraitItemFn, Type,
+    Attribute, FnArg, GenericArgument, Ident, ItemTrait, Pat, Path, PathArguments, ReturnType,
+    Signature, TraitItem, TraitItemFn, Type,
 };
 
 use crate::attr::{self, ServiceArgs};
@@ -28,6 +30,8 @@ pub(crate) struct Method<'a> {
     pub idempotent: bool,
     pub args: Vec<Arg<'a>>,
     pub output: Output<'a>,
+    /// The method's name on the wire: its identifier without `r#`.
+    pub name: String,
     /// `fnv1a("Service.method")`.
     pub id: u32,
 }
@@ -36,6 +40,17 @@ pub(crate) struct Method<'a> {
 pub(crate) struct Arg<'a> {
     pub ident: &'a Ident,
     pub ty: &'a Type,
+    pub wire: Wire,
+}
+
+/// How a value of an argument or result type is encoded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    /// Through its own `Serialize` and `Deserialize`.
+    Serde,
+    /// Written `Vec<u8>` or `Bytes`: as serde's bytes, one length and one copy (the same bytes on the wire as
+    /// a sequence of `u8`).
+    Bytes,
 }
 
 /// What a method returns.
@@ -43,9 +58,15 @@ pub(crate) enum Output<'a> {
     /// Nothing: `()`.
     Unit,
     /// A value sent as the response payload.
-    Value(&'a Type),
+    Value(&'a Type, Wire),
     /// `Result<ok, err>`: `Ok` is the response payload, `Err` the application error (flag `APP_ERROR`).
-    Result { ok: &'a Type, err: &'a Type },
+    Result {
+        ok: (&'a Type, Wire),
+        err: (&'a Type, Wire),
+    },
+    /// A type named `Result` with one argument (`io::Result<T>`, a crate's `type Result<T> = ...`): a `Result`
+    /// whose two types the type system finds (`rpc_core::__private::StdResult`).
+    Alias(&'a Type),
 }
 
 impl Method<'_> {
@@ -116,6 +137,7 @@ impl<'a> Method<'a> {
                 Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => args.push(Arg {
                     ident: &pi.ident,
                     ty: &pt.ty,
+                    wire: Wire::of(&pt.ty),
                 }),
                 other => errors.push(syn::Error::new_spanned(
                     other,
@@ -124,13 +146,15 @@ impl<'a> Method<'a> {
             }
         }
         let (attrs, idempotent) = attr::method_attrs(&item.attrs, errors);
+        let name = sig.ident.unraw().to_string();
         Some(Method {
             item,
             attrs,
             idempotent,
             args,
             output: Output::of(&sig.output),
-            id: method_id(service, &sig.ident.to_string()),
+            id: method_id(service, &name),
+            name,
         })
     }
 }
@@ -146,35 +170,75 @@ impl<'a> Output<'a> {
         {
             return Output::Unit;
         }
-        if let Some((ok, err)) = result_args(ty) {
-            return Output::Result { ok, err };
+        match result_args(ty).as_deref() {
+            Some([ok, err]) => Output::Result {
+                ok: (ok, Wire::of(ok)),
+                err: (err, Wire::of(err)),
+            },
+            Some([_]) => Output::Alias(ty),
+            _ => Output::Value(ty, Wire::of(ty)),
         }
-        Output::Value(ty)
     }
 }
 
-/// `Result<T, E>` (or `std::result::Result<T, E>`, ...) written out: its two type arguments.
-fn result_args(ty: &Type) -> Option<(&Type, &Type)> {
-    let Type::Path(tp) = ty else { return None };
-    if tp.qself.is_some() {
-        return None;
+impl Wire {
+    /// `Bytes` for a type written `Vec<u8>` (`std::vec::Vec<u8>`, ...) or `Bytes` (`bytes::Bytes`, ...).
+    pub(crate) fn of(ty: &Type) -> Wire {
+        let Some(path) = plain_path(ty) else {
+            return Wire::Serde;
+        };
+        let mut segments = path.segments.iter().rev();
+        let Some(last) = segments.next() else {
+            return Wire::Serde;
+        };
+        let module = segments.next().map(|s| &s.ident);
+        let of_u8 = match &last.arguments {
+            PathArguments::AngleBracketed(ab) if ab.args.len() == 1 => matches!(
+                ab.args.first(),
+                Some(GenericArgument::Type(t)) if plain_path(t).is_some_and(|p| p.is_ident("u8"))
+            ),
+            _ => false,
+        };
+        let vec = last.ident == "Vec" && of_u8 && module.is_none_or(|m| m == "vec");
+        let bytes = last.ident == "Bytes"
+            && last.arguments.is_none()
+            && module.is_none_or(|m| m == "bytes");
+        if vec || bytes {
+            Wire::Bytes
+        } else {
+            Wire::Serde
+        }
     }
-    let last = tp.path.segments.last()?;
+}
+
+/// The path of a type that is one (`a::b::C<...>`, not `<T as Trait>::C`), seen through invisible groups and
+/// parentheses.
+fn plain_path(ty: &Type) -> Option<&Path> {
+    match ty {
+        Type::Path(tp) if tp.qself.is_none() => Some(&tp.path),
+        Type::Group(g) => plain_path(&g.elem),
+        Type::Paren(p) => plain_path(&p.elem),
+        _ => None,
+    }
+}
+
+/// The type arguments of a type named `Result` (`Result<T, E>`, `std::result::Result<T, E>`, `io::Result<T>`,
+/// ...), when it has only type arguments.
+fn result_args(ty: &Type) -> Option<Vec<&Type>> {
+    let last = plain_path(ty)?.segments.last()?;
     if last.ident != "Result" {
         return None;
     }
     let PathArguments::AngleBracketed(ab) = &last.arguments else {
         return None;
     };
-    let mut types = ab.args.iter().filter_map(|a| match a {
-        GenericArgument::Type(t) => Some(t),
-        _ => None,
-    });
-    let (ok, err) = (types.next()?, types.next()?);
-    if types.next().is_some() || ab.args.len() != 2 {
-        return None;
-    }
-    Some((ok, err))
+    ab.args
+        .iter()
+        .map(|a| match a {
+            GenericArgument::Type(t) => Some(t),
+            _ => None,
+        })
+        .collect()
 }
 
 /// FNV-1a (32-bit) of `"{service}.{method}"`: the method id of `docs/PROTOCOL.md` section 7.1. Kept in step

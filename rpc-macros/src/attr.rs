@@ -1,4 +1,5 @@
-//! The macro's attributes: `#[service(name = "...")]` on the trait, and `#[idempotent]` on a method.
+//! The macro's attributes: `#[service(name = "...")]` on the trait (a service name, possibly package-qualified),
+//! and `#[idempotent]` on a method.
 
 use syn::parse::{Parse, ParseStream};
 use syn::{Attribute, LitStr, Token};
@@ -26,10 +27,14 @@ impl Parse for ServiceArgs {
             input.parse::<Token![=]>()?;
             let value: LitStr = input.parse()?;
             let name = value.value();
-            if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '.') {
+            if let Some(problem) = name_problem(&name) {
                 return Err(syn::Error::new_spanned(
                     &value,
-                    "a service name is not empty and has no whitespace or `.` (it is joined to method names by `.`)",
+                    format!(
+                        "a service name is `Service` or `package.Service` (gRPC's form, e.g. `calc.v1.Calc`): \
+                         segments joined by `.`, none empty, no whitespace or control characters; `{}` {problem}",
+                        name.escape_debug()
+                    ),
                 ));
             }
             if args.name.replace(name).is_some() {
@@ -40,6 +45,22 @@ impl Parse for ServiceArgs {
             }
         }
         Ok(args)
+    }
+}
+
+/// What is wrong with a service name, if anything. A name is one or more non-empty segments joined by `.`
+/// (`Calc`, `calc.v1.Calc`); method ids hash `"{name}.{method}"`.
+fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("is empty")
+    } else if name.split('.').any(str::is_empty) {
+        Some("has an empty segment")
+    } else if name.contains(char::is_whitespace) {
+        Some("has whitespace")
+    } else if name.contains(char::is_control) {
+        Some("has a control character")
+    } else {
+        None
     }
 }
 

@@ -1,19 +1,38 @@
 //! Code generation: the trait itself (methods become `fn ... -> impl Future + Send`), the client stub
 //! `<Trait>Client` and the server skeleton `<Trait>Server`. Generated code names everything by absolute path
-//! (`::rpc_core::...`, `::core::...`, `::std::...`), so it compiles under `#![no_implicit_prelude]`.
+//! (`::rpc_core::...`, `::core::...`, `::std::...`) and calls the service's methods by fully qualified path, so
+//! it compiles under `#![no_implicit_prelude]` and whatever the methods are called. Each argument and result
+//! type goes through a probe of `rpc_core::__private` spanned on the type's tokens (see there why).
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use syn::Type;
 use syn::spanned::Spanned;
 
-use crate::ast::{Method, Output, Service};
+use crate::ast::{Method, Output, Service, Wire};
+
+/// The inherent items of `<Trait>Client` besides its methods, each a shortcut to the `rpc_core::Stub` item of
+/// the same name, and left out when a method of the service has that name.
+pub(crate) const CLIENT_ITEMS: [&str; 9] = [
+    "SERVICE",
+    "METHODS",
+    "new",
+    "connect",
+    "discover",
+    "discover_with",
+    "with_deadline",
+    "with_metadata",
+    "client",
+];
 
 pub(crate) fn expand(service: &Service<'_>) -> TokenStream {
     let the_trait = expand_trait(service);
+    let checks = expand_checks(service);
     let client = expand_client(service);
     let server = expand_server(service);
     quote! {
         #the_trait
+        #checks
         #client
         #server
     }
@@ -55,13 +74,62 @@ fn expand_trait(service: &Service<'_>) -> TokenStream {
     }
 }
 
+/// A plain result type must not be a `Result` under another name (its `Err` would go back as a value).
+fn expand_checks(service: &Service<'_>) -> TokenStream {
+    let checks = service.methods.iter().filter_map(|m| match m.output {
+        Output::Value(ty, Wire::Serde) => {
+            let span = ty.span();
+            Some(quote_spanned! {span=>
+                const _: () = {
+                    #[allow(unused_imports)]
+                    use ::rpc_core::__private::NotAResult as _;
+                    <::rpc_core::__private::Plain<#ty>>::CHECK
+                };
+            })
+        }
+        _ => None,
+    });
+    quote!(#(#checks)*)
+}
+
+/// The probe of `ty`, spanned on the type, taking `flow` (`Val(value)` or `Back(wire)`).
+fn travel(ty: &Type, wire: Wire, flow: TokenStream) -> TokenStream {
+    let span = ty.span();
+    match wire {
+        Wire::Serde => quote_spanned! {span=>
+            ::rpc_core::__private::RpcType::<#ty>::new().travel(#flow)
+        },
+        Wire::Bytes => quote_spanned! {span=>
+            ::rpc_core::__private::RpcBytes::<#ty>::new().travel(#flow)
+        },
+    }
+}
+
+/// `value`, of type `ty`, in its wire form.
+fn to_wire(ty: &Type, wire: Wire, value: &Ident) -> TokenStream {
+    travel(ty, wire, quote!(::rpc_core::__private::Val(#value)))
+}
+
+/// The value of type `ty` whose wire form `value` is.
+fn from_wire(ty: &Type, wire: Wire, value: &Ident) -> TokenStream {
+    travel(ty, wire, quote!(::rpc_core::__private::Back(#value)))
+}
+
+/// The probe of a result type named `Result` with one argument, spanned on the type, taking `flow`.
+fn travel_alias(ty: &Type, flow: TokenStream) -> TokenStream {
+    let span = ty.span();
+    quote_spanned! {span=>
+        ::rpc_core::__private::RpcResult::<#ty>::new().travel(#flow)
+    }
+}
+
 fn expand_client(service: &Service<'_>) -> TokenStream {
     let vis = &service.item.vis;
     let ident = &service.item.ident;
     let client = format_ident!("{}Client", ident);
     let name = &service.name;
     let infos = service.methods.iter().map(|m| {
-        let method = m.ident().to_string();
+        let method = &m.name;
         let id = m.id;
         let idempotent = m.idempotent;
         quote! {
@@ -75,8 +143,18 @@ fn expand_client(service: &Service<'_>) -> TokenStream {
     });
     let doc = format!(
         "Client of the `{name}` service: one method per method of [`{ident}`], each returning \
-         `Result<T, RpcError>`. Cheap to clone; clones share the connection."
+         `Result<T, RpcError>`. Cheap to clone; clones share the connection. Its constructors and options are \
+         those of `rpc_core::Stub`."
     );
+    let taken = |item: &str| service.methods.iter().any(|m| m.name == item);
+    let shortcuts = CLIENT_ITEMS
+        .iter()
+        .filter(|item| !taken(item))
+        .map(|item| client_shortcut(item));
+    let args = Ident::new("args", Span::mixed_site());
+    let value = Ident::new("value", Span::mixed_site());
+    let error = Ident::new("error", Span::mixed_site());
+    let failed = Ident::new("failed", Span::mixed_site());
     let methods = service.methods.iter().enumerate().map(|(index, m)| {
         let attrs = &m.attrs;
         let name = m.ident();
@@ -84,26 +162,65 @@ fn expand_client(service: &Service<'_>) -> TokenStream {
             let (i, t) = (a.ident, a.ty);
             quote!(#i: #t)
         });
-        let arg_names: Vec<_> = m.args.iter().map(|a| a.ident).collect();
-        let args_tuple = quote!((#(#arg_names,)*));
+        let wire_args = m.args.iter().map(|a| to_wire(a.ty, a.wire, a.ident));
+        let common = quote! {
+            &self.client, &<Self as ::rpc_core::Stub>::METHODS[#index], &#args, &self.options
+        };
+        // The probes of the result tell `call` what to decode.
         let (ret, call) = match &m.output {
-            Output::Result { ok, err } => (
-                quote!(::core::result::Result<#ok, #err>),
-                quote!(self.client.call_fallible::<_, #ok, #err>(&Self::METHODS[#index], &#args_tuple, &self.options)),
-            ),
             Output::Unit => (
                 quote!(()),
-                quote!(self.client.call::<_, ()>(&Self::METHODS[#index], &#args_tuple, &self.options)),
+                quote!(::rpc_core::Client::call::<_, ()>(#common).await),
             ),
-            Output::Value(ty) => (
-                quote!(#ty),
-                quote!(self.client.call::<_, #ty>(&Self::METHODS[#index], &#args_tuple, &self.options)),
-            ),
+            Output::Value(ty, wire) => {
+                let back = from_wire(ty, *wire, &value);
+                (
+                    quote!(#ty),
+                    quote! {
+                        match ::rpc_core::Client::call(#common).await {
+                            ::core::result::Result::Ok(#value) => ::core::result::Result::Ok(#back),
+                            ::core::result::Result::Err(#failed) => ::core::result::Result::Err(#failed),
+                        }
+                    },
+                )
+            }
+            Output::Result { ok, err } => {
+                let ok_back = from_wire(ok.0, ok.1, &value);
+                let err_back = from_wire(err.0, err.1, &error);
+                let (ok_ty, err_ty) = (ok.0, err.0);
+                (
+                    quote!(::core::result::Result<#ok_ty, #err_ty>),
+                    quote! {
+                        match ::rpc_core::Client::call_fallible(#common).await {
+                            ::core::result::Result::Ok(::core::result::Result::Ok(#value)) => {
+                                ::core::result::Result::Ok(::core::result::Result::Ok(#ok_back))
+                            }
+                            ::core::result::Result::Ok(::core::result::Result::Err(#error)) => {
+                                ::core::result::Result::Ok(::core::result::Result::Err(#err_back))
+                            }
+                            ::core::result::Result::Err(#failed) => ::core::result::Result::Err(#failed),
+                        }
+                    },
+                )
+            }
+            Output::Alias(ty) => {
+                let back = travel_alias(ty, quote!(::rpc_core::__private::Back(#value)));
+                (
+                    quote!(#ty),
+                    quote! {
+                        match ::rpc_core::Client::call_fallible(#common).await {
+                            ::core::result::Result::Ok(#value) => ::core::result::Result::Ok(#back),
+                            ::core::result::Result::Err(#failed) => ::core::result::Result::Err(#failed),
+                        }
+                    },
+                )
+            }
         };
         quote! {
             #(#attrs)*
             pub async fn #name(&self, #(#params),*) -> ::core::result::Result<#ret, ::rpc_core::RpcError> {
-                #call.await
+                let #args = (#(#wire_args,)*);
+                #call
             }
         }
     });
@@ -115,68 +232,95 @@ fn expand_client(service: &Service<'_>) -> TokenStream {
             options: ::rpc_core::CallOptions,
         }
 
-        impl #client {
-            /// The service's name on the wire.
-            pub const SERVICE: &'static str = #name;
-            /// The service's methods, with their method ids.
-            pub const METHODS: &'static [::rpc_core::MethodInfo] = &[#(#infos),*];
+        impl ::rpc_core::Stub for #client {
+            const SERVICE: &'static str = #name;
+            const METHODS: &'static [::rpc_core::MethodInfo] = &[#(#infos),*];
 
-            /// A stub calling through `client`.
-            pub fn new(client: ::rpc_core::Client) -> Self {
-                Self { client, options: <::rpc_core::CallOptions as ::core::default::Default>::default() }
+            fn from_parts(client: ::rpc_core::Client, options: ::rpc_core::CallOptions) -> Self {
+                Self { client, options }
             }
 
-            /// Connects to a server at `addr` with the default client configuration.
+            fn client(&self) -> &::rpc_core::Client {
+                &self.client
+            }
+
+            fn options(&self) -> &::rpc_core::CallOptions {
+                &self.options
+            }
+        }
+
+        impl #client {
+            #(#shortcuts)*
+
+            #(#methods)*
+        }
+    }
+}
+
+/// The inherent shortcut `item` of a client to its `rpc_core::Stub` item.
+fn client_shortcut(item: &str) -> TokenStream {
+    match item {
+        "SERVICE" => quote! {
+            /// The service's name on the wire (`rpc_core::Stub::SERVICE`).
+            pub const SERVICE: &'static str = <Self as ::rpc_core::Stub>::SERVICE;
+        },
+        "METHODS" => quote! {
+            /// The service's methods, with their method ids (`rpc_core::Stub::METHODS`).
+            pub const METHODS: &'static [::rpc_core::MethodInfo] = <Self as ::rpc_core::Stub>::METHODS;
+        },
+        "new" => quote! {
+            /// A stub calling through `client` (`rpc_core::Stub::new`).
+            pub fn new(client: ::rpc_core::Client) -> Self {
+                <Self as ::rpc_core::Stub>::new(client)
+            }
+        },
+        "connect" => quote! {
+            /// Connects to a server at `addr` with the default client configuration (`rpc_core::Stub::connect`).
             pub async fn connect(
                 addr: impl ::rpc_core::ToSocketAddrs,
             ) -> ::core::result::Result<Self, ::rpc_core::RpcError> {
-                ::core::result::Result::Ok(Self::new(::rpc_core::Client::connect(addr).await?))
+                <Self as ::rpc_core::Stub>::connect(addr).await
             }
-
-            /// A stub whose calls are spread over the instances of `service` that `discovery` knows (with
-            /// `rpc-registry`: smooth weighted round-robin over the registered instances, kept up to date), with
-            /// the default client configuration. Calls that could not run are retried on other instances.
+        },
+        "discover" => quote! {
+            /// A stub whose calls are spread over the instances of `service` that `discovery` knows, with the
+            /// default client configuration (`rpc_core::Stub::discover`).
             pub fn discover(discovery: impl ::rpc_core::balance::Discover, service: &str) -> Self {
-                Self::discover_with(
-                    discovery,
-                    service,
-                    <::rpc_core::ClientConfig as ::core::default::Default>::default(),
-                )
+                <Self as ::rpc_core::Stub>::discover(discovery, service)
             }
-
-            /// Like `discover`, with `config` for the connections to the instances (TLS, deadlines, retries).
+        },
+        "discover_with" => quote! {
+            /// Like `discover`, with `config` for the connections to the instances
+            /// (`rpc_core::Stub::discover_with`).
             pub fn discover_with(
                 discovery: impl ::rpc_core::balance::Discover,
                 service: &str,
                 config: ::rpc_core::ClientConfig,
             ) -> Self {
-                Self::new(::rpc_core::Client::balanced(discovery.balancer(service), config))
+                <Self as ::rpc_core::Stub>::discover_with(discovery, service, config)
             }
-
-            /// This stub with a deadline for each call: the time allowed from the call's start, sent to the
-            /// server as its budget.
+        },
+        "with_deadline" => quote! {
+            /// This stub with a deadline for each call, sent to the server as its budget
+            /// (`rpc_core::Stub::with_deadline`).
             pub fn with_deadline(&self, deadline: ::core::time::Duration) -> Self {
-                Self {
-                    client: <::rpc_core::Client as ::core::clone::Clone>::clone(&self.client),
-                    options: <::rpc_core::CallOptions as ::core::clone::Clone>::clone(&self.options).deadline(deadline),
-                }
+                <Self as ::rpc_core::Stub>::with_deadline(self, deadline)
             }
-
-            /// This stub with metadata sent with each call (a trace id, an auth token).
+        },
+        "with_metadata" => quote! {
+            /// This stub with `metadata` merged by key into what it sends with each call
+            /// (`rpc_core::Stub::with_metadata`).
             pub fn with_metadata(&self, metadata: ::rpc_core::Metadata) -> Self {
-                Self {
-                    client: <::rpc_core::Client as ::core::clone::Clone>::clone(&self.client),
-                    options: <::rpc_core::CallOptions as ::core::clone::Clone>::clone(&self.options).metadata(metadata),
-                }
+                <Self as ::rpc_core::Stub>::with_metadata(self, metadata)
             }
-
-            /// The underlying client.
+        },
+        "client" => quote! {
+            /// The underlying client (`rpc_core::Stub::client`).
             pub fn client(&self) -> &::rpc_core::Client {
-                &self.client
+                <Self as ::rpc_core::Stub>::client(self)
             }
-
-            #(#methods)*
-        }
+        },
+        other => unreachable!("`{other}` is not in CLIENT_ITEMS"),
     }
 }
 
@@ -189,31 +333,60 @@ fn expand_server(service: &Service<'_>) -> TokenStream {
         "Server skeleton of the `{}` service: serves any `impl {ident}`; add it to an `rpc_core::Server`.",
         service.name
     );
-    // The skeleton's own locals get mixed-site hygiene, so that no argument name can shadow them (a method
-    // argument called `call` or `service`, say).
+    // The skeleton's own locals get mixed-site hygiene, so that nothing of the user's can shadow them.
     let call = Ident::new("call", Span::mixed_site());
     let service_local = Ident::new("service", Span::mixed_site());
-    let args = Ident::new("args", Span::mixed_site());
+    let decoded = Ident::new("decoded", Span::mixed_site());
     let error = Ident::new("error", Span::mixed_site());
+    let out = Ident::new("out", Span::mixed_site());
+    let value = Ident::new("value", Span::mixed_site());
+    let methods = quote!(<#client as ::rpc_core::Stub>::METHODS);
     let arms = service.methods.iter().enumerate().map(|(index, m)| {
         let id = m.id;
         let name = m.ident();
-        let arg_names: Vec<_> = m.args.iter().map(|a| a.ident).collect();
-        let arg_types: Vec<_> = m.args.iter().map(|a| a.ty).collect();
-        let spawn = match m.output {
-            Output::Result { .. } => quote!(spawn_fallible),
-            _ => quote!(spawn),
+        let locals: Vec<_> = (0..m.args.len())
+            .map(|i| Ident::new(&format!("arg{i}"), Span::mixed_site()))
+            .collect();
+        // The probes of the arguments tell `decode` what to decode.
+        let passed = m
+            .args
+            .iter()
+            .zip(&locals)
+            .map(|(a, local)| from_wire(a.ty, a.wire, local));
+        let (spawn, answer) = match &m.output {
+            Output::Unit => (quote!(spawn), quote!(#out)),
+            Output::Value(ty, wire) => (quote!(spawn), to_wire(ty, *wire, &out)),
+            Output::Result { ok, err } => {
+                let ok = to_wire(ok.0, ok.1, &value);
+                let err = to_wire(err.0, err.1, &error);
+                (
+                    quote!(spawn_fallible),
+                    quote! {
+                        match #out {
+                            ::core::result::Result::Ok(#value) => ::core::result::Result::Ok(#ok),
+                            ::core::result::Result::Err(#error) => ::core::result::Result::Err(#err),
+                        }
+                    },
+                )
+            }
+            Output::Alias(ty) => (
+                quote!(spawn_fallible),
+                travel_alias(ty, quote!(::rpc_core::__private::Val(#out))),
+            ),
         };
         quote! {
             #id => {
-                let (#(#arg_names,)*) = match #call.decode::<(#(#arg_types,)*)>() {
-                    ::core::result::Result::Ok(#args) => #args,
+                let (#(#locals,)*) = match ::rpc_core::server::Call::decode(&#call) {
+                    ::core::result::Result::Ok(#decoded) => #decoded,
                     ::core::result::Result::Err(#error) => {
-                        return #call.invalid_argument(&#client::METHODS[#index], #error)
+                        return #call.invalid_argument(&#methods[#index], #error)
                     }
                 };
                 let #service_local = <::std::sync::Arc<S> as ::core::clone::Clone>::clone(&self.service);
-                #call.#spawn(&#client::METHODS[#index], async move { #service_local.#name(#(#arg_names),*).await })
+                #call.#spawn(&#methods[#index], async move {
+                    let #out = <S as #ident>::#name(&*#service_local, #(#passed),*).await;
+                    #answer
+                })
             }
         }
     });
@@ -243,11 +416,11 @@ fn expand_server(service: &Service<'_>) -> TokenStream {
 
         impl<S: #ident> ::rpc_core::Service for #server<S> {
             fn name(&self) -> &'static str {
-                #client::SERVICE
+                <#client as ::rpc_core::Stub>::SERVICE
             }
 
             fn methods(&self) -> &'static [::rpc_core::MethodInfo] {
-                #client::METHODS
+                #methods
             }
 
             fn dispatch(&self, #call: ::rpc_core::server::Call<'_>) -> ::rpc_core::server::Dispatched {

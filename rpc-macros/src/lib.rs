@@ -20,14 +20,38 @@ mod valid;
 
 /// Turns a trait of `async fn name(&self, arg: A, ...) -> T` methods into an RPC service.
 ///
-/// For `trait Calc` it generates, beside the trait (whose methods become `fn ... -> impl Future + Send`, so
-/// that implementations may still be written as `async fn`):
-/// - `CalcClient`: one method per trait method, same name and arguments, returning `Result<T, RpcError>`;
-/// - `CalcServer<S>`: the skeleton that serves any `S: Calc`.
+/// `#[service(name = "calc.v1.Calc")]` sets the service's name on the wire, `Service` or gRPC's
+/// `package.Service` (default: the trait's name); a method's id is the FNV-1a hash of `"{name}.{method}"`
+/// (`calc.v1.Calc.add`), the method's name without `r#`. `#[idempotent]` on a method lets a client retry it
+/// after `Unavailable`.
 ///
-/// A method returning `Result<U, E>` (written out as `Result`) sends `E` as the application's error, apart
-/// from transport errors. `#[service(name = "calc.v1.Calc")]` sets the name method ids are derived from
-/// (default: the trait's name); `#[idempotent]` on a method lets a client retry it after `Unavailable`.
+/// # What it generates
+/// For `trait Calc`, beside the trait itself (whose methods become `fn ... -> impl Future + Send`, so that
+/// implementations may still be written as `async fn`):
+/// - `CalcClient`: one method per trait method, same name and arguments, returning `Result<T, RpcError>`;
+///   `Clone`, `Debug` and `rpc_core::Stub` (`SERVICE`, `METHODS`, `from_parts`, `client`, `options`, `new`,
+///   `connect`, `discover`, `discover_with`, `with_deadline`, `with_metadata`); and inherent shortcuts to the
+///   `Stub` items `SERVICE`, `METHODS`, `new`, `connect`, `discover`, `discover_with`, `with_deadline`,
+///   `with_metadata` and `client`, each left out when a method of the trait has its name (reach it as
+///   `<CalcClient as Stub>::connect(addr)`).
+/// - `CalcServer<S>`: `new(service)`, `from_arc(arc)`, `Clone`, and `rpc_core::Service` (`name`, `methods`,
+///   `dispatch`), which calls `S`'s methods by their full path.
+///
+/// So any method name works. As with any type, `client.into(..)` (and `try_into`) on a value finds the prelude
+/// trait's by-value method before an inherent `into(&self, ..)`: write `CalcClient::into(&client, ..)`.
+///
+/// # Types
+/// Arguments and results are owned values that implement `serde::Serialize`, `serde::Deserialize` and `Send`
+/// (a missing trait is reported on the type). A result written `Result<U, E>` sends `E` as the application's
+/// error, apart from transport errors; so does a result named `Result` with one argument (`io::Result<U>`, a
+/// crate's `type Result<T> = ...`), which must be a `core::result::Result`. A result that is a `Result` under
+/// another name is refused: its error would travel as a value.
+///
+/// An argument or result written `Vec<u8>` (or `std::vec::Vec<u8>`) or `Bytes` (`bytes::Bytes`) travels as
+/// bytes: one length and one copy, the same bytes on the wire as a sequence of `u8`, which serde would encode
+/// element by element (several times slower for large buffers). Inside your own types, mark such fields
+/// `#[serde(with = "serde_bytes")]` or use `serde_bytes::ByteBuf`. A type of your own written `Bytes` is
+/// refused; write it by another path (`self::Bytes`) to send it through its own serde implementation.
 ///
 /// See `rpc_core` for a complete example.
 #[proc_macro_attribute]

@@ -163,7 +163,7 @@ fn check_unique(service: &Service<'_>, errors: &mut Errors) {
     let mut by_name: HashMap<String, &Method<'_>> = HashMap::new();
     let mut by_id: HashMap<u32, &Method<'_>> = HashMap::new();
     for method in &service.methods {
-        let name = method.ident().to_string();
+        let name = &method.name;
         if by_name.insert(name.clone(), method).is_some() {
             errors.push(syn::Error::new_spanned(
                 method.ident(),
@@ -190,7 +190,7 @@ fn check_unique(service: &Service<'_>, errors: &mut Errors) {
                     "method id collision: `{svc}.{name}` and `{svc}.{other}` both hash to {id:#010x}; \
                      rename one of them",
                     svc = service.name,
-                    other = first.ident(),
+                    other = first.name,
                     id = method.id,
                 ),
             ));

@@ -1,13 +1,18 @@
 //! Generated code names everything by absolute path: a service declared in a `#![no_implicit_prelude]` module,
-//! where `Result`, `Vec`, `String`, `Option` and `Box` are not in scope, compiles, serves and answers; and argument
-//! names that the generated code also uses for its own locals shadow nothing.
+//! where `Result`, `Vec`, `String`, `Option` and `Box` are not in scope, compiles, serves and answers (byte
+//! buffers and `Result` aliases too); and argument names that the generated code also uses for its own locals
+//! shadow nothing.
 
 mod quiet {
     #![no_implicit_prelude]
 
+    pub(crate) type Result<T> = ::core::result::Result<T, ::std::string::String>;
+
     #[::rpc_core::service]
     pub trait Quiet {
         async fn hush(&self, level: u8) -> ::std::string::String;
+        async fn bytes(&self, data: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8>;
+        async fn aliased(&self, fail: bool) -> Result<u8>;
         async fn sum(
             &self,
             values: ::std::vec::Vec<u64>,
@@ -42,6 +47,18 @@ impl Quiet for Library {
             .ok_or_else(|| String::from("overflow"))
     }
 
+    async fn bytes(&self, data: Vec<u8>) -> Vec<u8> {
+        data.into_iter().rev().collect()
+    }
+
+    async fn aliased(&self, fail: bool) -> quiet::Result<u8> {
+        if fail {
+            Err(String::from("failed"))
+        } else {
+            Ok(1)
+        }
+    }
+
     async fn nothing(&self) {}
 
     async fn shadows(
@@ -73,6 +90,9 @@ async fn a_service_declared_without_the_prelude_works() {
         client.sum(vec![u64::MAX, 1]).await,
         Ok(Err(String::from("overflow")))
     );
+    assert_eq!(client.bytes(vec![1, 2, 3]).await, Ok(vec![3, 2, 1]));
+    assert_eq!(client.aliased(false).await, Ok(Ok(1)));
+    assert_eq!(client.aliased(true).await, Ok(Err(String::from("failed"))));
     assert_eq!(client.nothing().await, Ok(()));
     assert_eq!(client.shadows(1, 2, 3, 4, 5, 6).await, Ok(21));
 }

@@ -173,6 +173,7 @@ impl Client {
         args: &A,
         options: &CallOptions,
     ) -> Result<Reply, RpcError> {
+        options.check()?;
         let now = Instant::now();
         let deadline = now + options.deadline_or(self.config().default_deadline);
         // One load of tracing's global level: with no subscriber at INFO no span is built (building and
