@@ -8,6 +8,7 @@
 //! - `benches/serialization.rs`: criterion, bare bincode beside full frame encode/decode, with throughput.
 //! - `benches/framing_overhead.rs`: the same operations interleaved round by round, reported as ratios.
 //! - `benches/rpc.rs`: criterion, round trips over loopback TCP (one call at a time, and 128 in flight).
+//! - `benches/bytes.rs`: criterion, a `Vec<u8>` argument beside a `ByteBuf` one at 64 KiB and 8 MiB.
 //! - `src/bin/compare/`: the side-by-side comparison with the floor (raw tokio echo) and the peers (tarpc,
 //!   tonic); built only with the `peers` feature.
 //! - `src/bin/soak/`: minutes of high, mixed load in one process, failing if resident memory grows after

@@ -51,6 +51,9 @@
 //! - `outbox`: a connection's outgoing frames and its writer task.
 //! - `ids`: maps keyed by request and method ids, with a hash that costs one multiply.
 //! - `tls` (feature `tls`): TLS and mutual TLS settings for clients and servers, from PEM.
+//! - `stub`: [`Stub`], what every generated client is; its items never collide with a method's name.
+//! - `__private` (hidden): what `#[service]`'s code calls: type checks on each argument and result, byte
+//!   buffers as bytes.
 
 #[doc(hidden)]
 #[path = "private.rs"]
