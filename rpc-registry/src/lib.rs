@@ -32,9 +32,11 @@
 //! - [`registration`]: [`Registration`], an instance's registration and heartbeats.
 //! - [`discovery`]: [`Discovery`], watched instance lists and the balancers made from them.
 //! - [`swrr`]: [`Swrr`], smooth weighted round-robin with failure feedback.
-//! - With the `server` feature (default): `state` (leases, revisions, the expiry wheel), [`service`] (the API
-//!   implementation, the credential and address checks, evictions), `http` (the dashboard, JSON API and
-//!   metrics), `stats` (the registry's counters),
+//! - With the `server` feature (default): `state` (leases, revisions, the expiry wheel), `listing` (each
+//!   service's instances as immutable lists that reads share, so that they copy outside the state's lock),
+//!   `history` (the last changes, with why instances left), [`service`] (the API implementation, the credential
+//!   and address checks, evictions), `read` (the API's reads), `http` (the dashboard, JSON API and metrics),
+//!   `overview` (the dashboard's paged view), `stats` (the registry's counters),
 //!   [`serve`](fn@serve) (running it all), [`config`] ([`RegistryConfig`]: timings, checks, limits),
 //!   [`credentials`] ([`Credentials`]: per-service tokens and client-certificate names), and the
 //!   `rpc-registry` binary.
@@ -53,7 +55,15 @@ pub mod config;
 #[cfg(feature = "server")]
 pub mod credentials;
 #[cfg(feature = "server")]
+mod history;
+#[cfg(feature = "server")]
 mod http;
+#[cfg(feature = "server")]
+mod listing;
+#[cfg(feature = "server")]
+mod overview;
+#[cfg(feature = "server")]
+mod read;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
@@ -65,7 +75,7 @@ mod stats;
 
 pub use api::{
     Instance, InstanceState, InstanceStatus, Lease, LeaseRef, NewInstance, RegistryClient,
-    RegistryError, ServiceStatus, Snapshot,
+    RegistryError, Removal, RemovalReason, ServiceStatus, Snapshot, Watched,
 };
 pub use discovery::{Discovery, DiscoveryConfig};
 pub use registration::{Registration, RegistrationConfig, RegistrationError};
