@@ -1,7 +1,9 @@
-//! An open dashboard, as the page at `/` behaves: it fetches `/v1/overview`, then long-polls it from the
-//! revision it shows, with the wait the page computes (until just before the first instance it shows that is
-//! up would look late, at most 5 s), and reads every answer in full. The page's JSON is parsed for what the
-//! page's polling needs; the rest is counted in bytes.
+//! An open dashboard, as the page at `/` behaves: it fetches `/v1/overview` (the registry's default page of
+//! instances), then long-polls it from the revision it shows, with the wait the page computes (until just
+//! before the first instance it shows that is up would look late, at most 5 s, counted from the last answer),
+//! pausing up to `pause` after an answer (the page's `POLL_MIN_MS`, 250 ms; 0 polls again at once, as the
+//! page did before it paged), and reads every answer in full. The page's JSON is parsed for what the page's
+//! polling needs; the rest is counted in bytes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,19 +46,24 @@ struct Instance {
     heartbeat_age_ms: u64,
 }
 
-/// The page's `nextWait()`: until just before the first up instance shown would look late.
-fn next_wait(view: &Overview) -> Duration {
+/// The page's `margin()`: how long before an instance would look late the page asks again.
+fn margin(view: &Overview) -> f64 {
+    (view.ttl_ms as f64 / 12.0).min(150.0)
+}
+
+/// The page's `untilLate()`, in milliseconds from `fetched`: until just before the first up instance shown
+/// would look late.
+fn until_late(view: &Overview, fetched: Instant) -> f64 {
     let ttl = view.ttl_ms as f64;
-    let margin = (ttl / 12.0).min(150.0);
-    let mut wait = POLL_MAX.as_millis() as f64;
+    let mut until = POLL_MAX.as_millis() as f64;
     for s in &view.services {
         for i in &s.instances {
             if i.state == "up" {
-                wait = wait.min(ttl / 2.0 - i.heartbeat_age_ms as f64 - margin);
+                until = until.min(ttl / 2.0 - i.heartbeat_age_ms as f64 - margin(view));
             }
         }
     }
-    Duration::from_millis(wait.max(margin).round() as u64)
+    until - fetched.elapsed().as_secs_f64() * 1000.0
 }
 
 /// `GET path` over a new connection; the body.
@@ -85,22 +92,28 @@ pub(crate) async fn get(http: SocketAddr, path: &str) -> Result<Vec<u8>, String>
 }
 
 /// Polls as an open page does while `open` is true; waits while it is false; returns when `open` closes.
-pub(crate) async fn page(http: SocketAddr, polls: Arc<Polls>, mut open: watch::Receiver<bool>) {
+pub(crate) async fn page(
+    http: SocketAddr,
+    pause: Duration,
+    polls: Arc<Polls>,
+    mut open: watch::Receiver<bool>,
+) {
     loop {
         if open.wait_for(|&open| open).await.is_err() {
             return;
         }
-        let mut view: Option<Overview> = None;
+        let mut view: Option<(Overview, Instant)> = None;
         while *open.borrow() {
             let path = match &view {
                 None => String::from("/v1/overview"),
-                Some(v) => format!(
+                Some((v, fetched)) => format!(
                     "/v1/overview?epoch={}&since={}&wait_ms={}",
                     v.epoch,
                     v.revision,
-                    next_wait(v).as_millis()
+                    until_late(v, *fetched).max(margin(v)).round()
                 ),
             };
+            let sent = Instant::now();
             let answer = tokio::select! {
                 answer = get(http, &path) => answer,
                 _ = open.wait_for(|&open| !open) => break,
@@ -111,7 +124,15 @@ pub(crate) async fn page(http: SocketAddr, polls: Arc<Polls>, mut open: watch::R
             }) {
                 Ok(next) => {
                     polls.answered.fetch_add(1, Ordering::Relaxed);
-                    view = Some(next);
+                    let fetched = Instant::now();
+                    // After a quick answer, the page's pause, never past the moment an instance would look late.
+                    let rest = (pause.as_secs_f64() * 1000.0
+                        - sent.elapsed().as_secs_f64() * 1000.0)
+                        .min(until_late(&next, fetched) - margin(&next));
+                    view = Some((next, fetched));
+                    if rest > 0.0 {
+                        tokio::time::sleep(Duration::from_secs_f64(rest / 1000.0)).await;
+                    }
                 }
                 Err(_) => {
                     polls.failed.fetch_add(1, Ordering::Relaxed);

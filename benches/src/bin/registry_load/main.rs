@@ -74,6 +74,10 @@ struct Args {
     /// Pairs of phases (without, then with, a dashboard open).
     #[arg(long, default_value_t = 2)]
     rounds: usize,
+    /// The dashboard's pause after an answer, in milliseconds (the page's `POLL_MIN_MS`); 0 polls again at
+    /// once, as the page did before it was paged.
+    #[arg(long, default_value_t = 250)]
+    dashboard_pause_ms: u64,
     /// The driver's worker threads.
     #[arg(long, default_value_t = 2)]
     driver_threads: usize,
@@ -202,7 +206,12 @@ async fn drive(args: &Args, registry: &Registry) -> Result<(), String> {
         pending,
         stopped.clone(),
     ));
-    tasks.spawn(dashboard::page(registry.http, Arc::clone(&polls), opened));
+    tasks.spawn(dashboard::page(
+        registry.http,
+        Duration::from_millis(args.dashboard_pause_ms),
+        Arc::clone(&polls),
+        opened,
+    ));
 
     println!(
         "registry-load: {} instances in services of {}, TTL {} ms (heartbeats every {} ms), over {} connections x {} callers",
@@ -309,7 +318,18 @@ fn print_phase(p: usize, phase: &Phase, round_trips: &Histogram, latencies: &His
     );
 }
 
-/// The table for docs/BENCHMARKS.md.
+/// The median of `values` (NaN if empty).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.retain(|v| !v.is_nan());
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// The table for docs/BENCHMARKS.md, then the medians over the phases of each kind and their ratio.
 fn summary(results: &[(usize, Phase)], counts: &Counts, latencies: &[Histogram]) {
     println!();
     println!(
@@ -337,5 +357,32 @@ fn summary(results: &[(usize, Phase)], counts: &Counts, latencies: &[Histogram])
             },
             phase.evictions,
         );
+    }
+    println!();
+    /// One figure of a phase.
+    type Figure<'a> = &'a dyn Fn(usize, &Phase) -> f64;
+    let of = |open: bool, value: Figure<'_>| {
+        median(
+            results
+                .iter()
+                .filter(|(_, phase)| phase.dashboard == open)
+                .map(|(p, phase)| value(*p, phase))
+                .collect(),
+        )
+    };
+    let q = |h: &Histogram, q: f64| h.quantile_ms(q).unwrap_or(f64::NAN);
+    let rows: [(&str, Figure<'_>); 6] = [
+        ("heartbeats/s", &|_, ph| ph.heartbeats as f64 / ph.secs),
+        ("heartbeat p50 ms", &|p, _| q(&counts.round_trips[p], 0.5)),
+        ("heartbeat p99 ms", &|p, _| q(&counts.round_trips[p], 0.99)),
+        ("watch p50 ms", &|p, _| q(&latencies[p], 0.5)),
+        ("watch p99 ms", &|p, _| q(&latencies[p], 0.99)),
+        ("registry RSS MiB", &|_, ph| ph.rss),
+    ];
+    println!("| median over the phases | no dashboard | dashboard open | open / none |");
+    println!("|---|---:|---:|---:|");
+    for (name, value) in rows {
+        let (none, open) = (of(false, value), of(true, value));
+        println!("| {name} | {none:.2} | {open:.2} | {:.2}x |", open / none);
     }
 }
