@@ -12,6 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::api::ServiceSummary;
@@ -20,6 +21,10 @@ use crate::service::Shared;
 
 /// The dashboard: one self-contained page (its styles and script inline, nothing loaded from elsewhere).
 const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// Overviews built at once, each on a blocking thread: 2. More wait for their turn (without a thread), so that
+/// many dashboards opened at once cost a queue, not a thread each scanning every instance.
+const MAX_OVERVIEW_BUILDS: usize = 2;
 
 /// `GET /healthz`.
 #[derive(Debug, Serialize)]
@@ -45,6 +50,8 @@ struct Http {
     shared: Arc<Shared>,
     /// The metrics of the registry's RPC server, rendered after the registry's own.
     rpc: rpc_core::Metrics,
+    /// Permits to build an overview ([`MAX_OVERVIEW_BUILDS`]).
+    builds: Arc<Semaphore>,
 }
 
 /// The routes, over the registry's state and its RPC server's metrics.
@@ -56,7 +63,11 @@ pub(crate) fn router(shared: Arc<Shared>, rpc: rpc_core::Metrics) -> Router {
         .route("/v1/services", get(services))
         .route("/v1/services/{name}", get(service))
         .route("/v1/overview", get(overview))
-        .with_state(Http { shared, rpc })
+        .with_state(Http {
+            shared,
+            rpc,
+            builds: Arc::new(Semaphore::new(MAX_OVERVIEW_BUILDS)),
+        })
 }
 
 async fn dashboard() -> Html<&'static str> {
@@ -151,6 +162,9 @@ async fn overview(
             () = shared.closed() => {}
         }
     }
+    let Ok(_building) = http.builds.acquire().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
     let taken = {
         let mut state = shared.state();
         // The changes after the page's revision; on a first load (or from another epoch), the last ones.

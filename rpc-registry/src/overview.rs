@@ -227,6 +227,7 @@ impl Overview {
     pub(crate) fn build(taken: Taken, query: &PageQuery, now: Instant) -> Overview {
         let offset = query.offset.unwrap_or(0);
         let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+        let end = offset.saturating_add(limit);
         let q = query.q.as_deref().unwrap_or("").trim();
         let q = q[..floor_boundary(q, MAX_FILTER_LEN)].to_ascii_lowercase();
         let clock = &taken.clock;
@@ -246,13 +247,13 @@ impl Overview {
                 // Every instance matches: only the page's part is looked at.
                 let len = listing.instances.len();
                 let from = offset.saturating_sub(matched).min(len);
-                let to = (offset + limit).saturating_sub(matched).min(len).max(from);
+                let to = end.saturating_sub(matched).min(len).max(from);
                 matched += len;
                 listing.instances[from..to].iter().collect()
             } else {
                 let mut shown = Vec::new();
                 for instance in listing.instances.iter().filter(|i| matches(i, &q)) {
-                    if (offset..offset + limit).contains(&matched) {
+                    if (offset..end).contains(&matched) {
                         shown.push(instance);
                     }
                     matched += 1;

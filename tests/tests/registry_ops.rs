@@ -483,6 +483,11 @@ async fn the_overview_sends_one_page_of_the_instances_and_filters_them_at_the_re
     );
     let (_, past) = json(http, "/v1/overview?offset=1200").await;
     assert_eq!(page_rows(&past).len(), 0);
+    let (status, far) = json(http, &format!("/v1/overview?offset={}", usize::MAX)).await;
+    assert_eq!(
+        (status.as_str(), page_rows(&far).len()),
+        ("HTTP/1.1 200 OK", 0)
+    );
     let (_, large) = json(http, "/v1/overview?limit=1000000").await;
     assert_eq!(large["page"]["limit"], 2000, "a page holds at most 2,000");
     assert_eq!(page_rows(&large), all);
