@@ -1,6 +1,11 @@
 //! The registry's own API, a `#[service]` trait served over rpc-core like any other: register, heartbeat,
-//! deregister (writes, which need the registry's token when it has one), and instances, watch, services, status
-//! (reads).
+//! deregister (writes, which need the registry's token when it has one), and instances, watch, watch_changes,
+//! services, status (reads).
+//!
+//! Compatibility: a method is named on the wire by `"Registry.method"`, and bincode refuses a value with fields
+//! it does not know; so a type that travels is never extended, and a new answer comes with a new method
+//! (`watch_changes` answers [`Watched`], a [`Snapshot`] with the removals since the watcher's revision, while
+//! `watch` keeps answering the [`Snapshot`] that older clients decode).
 
 use std::collections::BTreeMap;
 
@@ -74,6 +79,63 @@ pub struct Snapshot {
     pub revision: u64,
     /// Its instances, by address.
     pub instances: Vec<Instance>,
+}
+
+/// Why an instance left its service's list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "lowercase")]
+pub enum RemovalReason {
+    /// Its lease holder deregistered it (a graceful shutdown).
+    #[error("deregistered")]
+    Deregistered,
+    /// No heartbeat came within the TTL: the registry evicted it.
+    #[error("evicted (no heartbeat within the TTL)")]
+    Evicted,
+    /// A newer registration of the same address took its place (a restarted instance); the address stays listed
+    /// with the new incarnation.
+    #[error("superseded (the address registered again)")]
+    Superseded,
+}
+
+/// An instance removed from a service, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removal {
+    /// The removed instance's address.
+    pub address: String,
+    /// Its lease.
+    pub lease: u64,
+    /// Its incarnation.
+    pub incarnation: u64,
+    /// Why it was removed.
+    pub reason: RemovalReason,
+    /// The registry's revision of the removal.
+    pub revision: u64,
+}
+
+/// A watch's answer with what became of the instances that left: the answer of
+/// [`Registry::watch_changes`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watched {
+    /// The instances now, as [`Registry::watch`] answers them.
+    pub snapshot: Snapshot,
+    /// The instances removed from the service after the watcher's revision and up to the snapshot's, oldest
+    /// first, each with its reason; empty for a first call (`since` 0) or a call from another epoch. The
+    /// registry remembers its last 1,000 changes, all services together: removals older than that are left
+    /// out, and `complete` is then false.
+    pub removed: Vec<Removal>,
+    /// Whether `removed` lists every removal since the watcher's revision.
+    pub complete: bool,
+}
+
+impl From<Snapshot> for Watched {
+    /// A snapshot without removals (the answer of [`Registry::watch`]), so not complete.
+    fn from(snapshot: Snapshot) -> Watched {
+        Watched {
+            snapshot,
+            removed: Vec::new(),
+            complete: false,
+        }
+    }
 }
 
 /// A service and how many instances it has.
@@ -193,6 +255,11 @@ pub trait Registry {
     /// already do, else as soon as they change, or after `wait_ms` (capped by the registry) with no change.
     #[idempotent]
     async fn watch(&self, service: String, epoch: u64, since: u64, wait_ms: u64) -> Snapshot;
+
+    /// As [`Registry::watch`], with the instances removed since revision `since` and why (see [`Watched`]).
+    #[idempotent]
+    async fn watch_changes(&self, service: String, epoch: u64, since: u64, wait_ms: u64)
+    -> Watched;
 
     /// Every service with instances.
     #[idempotent]

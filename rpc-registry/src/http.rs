@@ -1,7 +1,7 @@
 //! The registry's HTTP port: the dashboard at `/`, the JSON API (`GET /v1/services`, `GET /v1/services/{name}`,
-//! `GET /v1/overview`, `GET /healthz`) and Prometheus metrics at `/metrics`. Read-only, like the RPC API's reads.
+//! `GET /v1/overview`, `GET /healthz`) and Prometheus metrics at `/metrics`. Read-only, like the RPC API's reads,
+//! and like them built after the state's lock is released.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,74 +12,19 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::api::{InstanceState, InstanceStatus, ServiceStatus, ServiceSummary};
+use crate::api::ServiceSummary;
+use crate::overview::{MAX_CHANGES, Overview, PageQuery, ServiceView, Taken};
 use crate::service::Shared;
-use crate::stats::Totals;
 
 /// The dashboard: one self-contained page (its styles and script inline, nothing loaded from elsewhere).
 const DASHBOARD: &str = include_str!("dashboard.html");
 
-/// One instance as the HTTP API shows it.
-#[derive(Debug, Serialize)]
-struct InstanceView {
-    address: String,
-    weight: u32,
-    metadata: BTreeMap<String, String>,
-    lease: u64,
-    incarnation: u64,
-    /// `up`, or `late` (no heartbeat for over half the TTL).
-    state: InstanceState,
-    /// Milliseconds since the instance's last heartbeat.
-    heartbeat_age_ms: u64,
-}
-
-impl From<InstanceStatus> for InstanceView {
-    fn from(s: InstanceStatus) -> InstanceView {
-        InstanceView {
-            address: s.instance.address,
-            weight: s.instance.weight,
-            metadata: s.instance.metadata,
-            lease: s.instance.lease,
-            incarnation: s.instance.incarnation,
-            state: s.state,
-            heartbeat_age_ms: s.heartbeat_age_ms,
-        }
-    }
-}
-
-/// One service as the HTTP API shows it.
-#[derive(Debug, Serialize)]
-struct ServiceView {
-    name: String,
-    revision: u64,
-    instances: Vec<InstanceView>,
-}
-
-impl From<ServiceStatus> for ServiceView {
-    fn from(s: ServiceStatus) -> ServiceView {
-        ServiceView {
-            name: s.name,
-            revision: s.revision,
-            instances: s.instances.into_iter().map(InstanceView::from).collect(),
-        }
-    }
-}
-
-/// Everything the dashboard shows, at one revision.
-#[derive(Debug, Serialize)]
-struct Overview {
-    /// The registry process's identity, as a string (JavaScript numbers cannot hold every `u64`).
-    epoch: String,
-    /// The registry's revision: that of its last change.
-    revision: u64,
-    ttl_ms: u64,
-    heartbeat_ms: u64,
-    uptime_ms: u64,
-    totals: Totals,
-    services: Vec<ServiceView>,
-}
+/// Overviews built at once, each on a blocking thread: 2. More wait for their turn (without a thread), so that
+/// many dashboards opened at once cost a queue, not a thread each scanning every instance.
+const MAX_OVERVIEW_BUILDS: usize = 2;
 
 /// `GET /healthz`: `ok`, or `degraded` while a cap is reached (the registry then refuses something it would
 /// otherwise take), each such cap named in `reasons`. Answered `200` either way: a full registry still serves.
@@ -98,7 +43,7 @@ struct Health {
     connections: u64,
 }
 
-/// `?epoch=E&since=R&wait_ms=W` of `GET /v1/overview`.
+/// `?epoch=E&since=R&wait_ms=W` of `GET /v1/overview` (which page it shows is a [`PageQuery`]).
 #[derive(Debug, Deserialize)]
 struct Since {
     epoch: Option<String>,
@@ -112,6 +57,8 @@ struct Http {
     shared: Arc<Shared>,
     /// The metrics of the registry's RPC server, rendered after the registry's own.
     rpc: rpc_core::Metrics,
+    /// Permits to build an overview ([`MAX_OVERVIEW_BUILDS`]).
+    builds: Arc<Semaphore>,
 }
 
 /// The routes, over the registry's state and its RPC server's metrics.
@@ -123,7 +70,11 @@ pub(crate) fn router(shared: Arc<Shared>, rpc: rpc_core::Metrics) -> Router {
         .route("/v1/services", get(services))
         .route("/v1/services/{name}", get(service))
         .route("/v1/overview", get(overview))
-        .with_state(Http { shared, rpc })
+        .with_state(Http {
+            shared,
+            rpc,
+            builds: Arc::new(Semaphore::new(MAX_OVERVIEW_BUILDS)),
+        })
 }
 
 async fn dashboard() -> Html<&'static str> {
@@ -179,10 +130,11 @@ async fn health(State(http): State<Http>) -> Json<Health> {
 
 async fn metrics(State(http): State<Http>) -> Response {
     let mut body = String::with_capacity(4096);
-    {
-        let state = http.shared.state();
-        http.shared.stats.render_into(&state, &mut body);
-    }
+    let (listings, ttl) = {
+        let mut state = http.shared.state();
+        (state.listings(), state.ttl())
+    };
+    http.shared.stats.render_into(&listings, ttl, &mut body);
     http.rpc.render_into(&mut body);
     (
         [(
@@ -195,14 +147,14 @@ async fn metrics(State(http): State<Http>) -> Response {
 }
 
 async fn services(State(http): State<Http>) -> Json<Vec<ServiceSummary>> {
-    Json(http.shared.state().services())
+    Json(http.shared.services())
 }
 
 async fn service(
     State(http): State<Http>,
     Path(name): Path<String>,
 ) -> Result<Json<ServiceView>, (StatusCode, String)> {
-    let status = http.shared.state().status(Some(&name), Instant::now());
+    let status = http.shared.status(Some(&name));
     match status.into_iter().next() {
         Some(service) => Ok(Json(ServiceView::from(service))),
         None => Err((
@@ -212,9 +164,14 @@ async fn service(
     }
 }
 
-/// The overview, at once if it differs from revision `since` of registry `epoch` (or those are not given), else
-/// as soon as anything changes, or after `wait_ms` (at most `max_watch_wait`) with no change.
-async fn overview(State(http): State<Http>, Query(since): Query<Since>) -> Response {
+/// The overview (one page of it, see [`PageQuery`]), at once if it differs from revision `since` of registry
+/// `epoch` (or those are not given), else as soon as anything changes, or after `wait_ms` (at most
+/// `max_watch_wait`) with no change.
+async fn overview(
+    State(http): State<Http>,
+    Query(since): Query<Since>,
+    Query(page): Query<PageQuery>,
+) -> Response {
     let shared = &http.shared;
     let changed = {
         let state = shared.state();
@@ -244,20 +201,46 @@ async fn overview(State(http): State<Http>, Query(since): Query<Since>) -> Respo
             () = shared.closed() => {}
         }
     }
-    let state = shared.state();
-    let ttl = state.ttl();
-    Json(Overview {
-        epoch: state.epoch().to_string(),
-        revision: state.revision(),
-        ttl_ms: millis(ttl),
-        heartbeat_ms: (millis(ttl) / 3).max(1),
-        uptime_ms: millis(shared.started.elapsed()),
-        totals: shared.stats.totals(&state),
-        services: state
-            .status(None, Instant::now())
-            .into_iter()
-            .map(ServiceView::from)
-            .collect(),
+    let Ok(_building) = http.builds.acquire().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let taken = {
+        let mut state = shared.state();
+        // The changes after the page's revision; on a first load (or from another epoch), the last ones.
+        let after = match since.epoch.as_deref() == Some(&state.epoch().to_string()) {
+            true => since.since.unwrap_or(0),
+            false => 0,
+        };
+        Taken {
+            epoch: state.epoch(),
+            revision: state.revision(),
+            clock: state.clock(),
+            listings: state.listings(),
+            totals: shared
+                .stats
+                .totals(state.service_count(), state.instance_count()),
+            changes: state.history().after(after, MAX_CHANGES + 1),
+            covered: state.history().covers(after),
+            uptime: shared.started.elapsed(),
+        }
+    };
+    // Counting late instances and filtering look at every instance: not on a worker that serves heartbeats.
+    let now = Instant::now();
+    let built = tokio::task::spawn_blocking(move || {
+        serde_json::to_vec(&Overview::build(taken, &page, now))
     })
-    .into_response()
+    .await;
+    match built {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the overview does not serialize: {e}"),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("building the overview failed: {e}"),
+        )
+            .into_response(),
+    }
 }

@@ -35,9 +35,11 @@
 //! - [`discovery`]: [`Discovery`], watched instance lists and the balancers made from them.
 //! - [`swrr`]: [`Swrr`], smooth weighted round-robin with failure feedback.
 //! - `token`: [`check_token`], the one rule every token meets (at least [`MIN_TOKEN_LEN`] visible characters).
-//! - With the `server` feature (default): `state` (leases, revisions, the expiry wheel), [`service`] (the API
-//!   implementation, the credential and address checks, evictions), `http` (the dashboard, JSON API and
-//!   metrics), `stats` (the registry's counters),
+//! - With the `server` feature (default): `state` (leases, revisions, the expiry wheel), `listing` (each
+//!   service's instances as immutable lists that reads share, so that they copy outside the state's lock),
+//!   `history` (the last changes, with why instances left), [`service`] (the API implementation, the credential
+//!   and address checks, evictions), `read` (the API's reads), `http` (the dashboard, JSON API and metrics),
+//!   `overview` (the dashboard's paged view), `stats` (the registry's counters),
 //!   [`serve`](fn@serve) (running it all), [`config`] ([`RegistryConfig`]: timings, checks, limits),
 //!   [`credentials`] ([`Credentials`]: per-service tokens and client-certificate names, and who owns an
 //!   instance), [`flags`] (the flags of `rpc-registry serve`, one per configuration field),
@@ -61,9 +63,17 @@ pub mod credentials;
 #[cfg(feature = "server")]
 pub mod flags;
 #[cfg(feature = "server")]
+mod history;
+#[cfg(feature = "server")]
 mod http;
 #[cfg(feature = "server")]
+mod listing;
+#[cfg(feature = "server")]
 pub mod open_files;
+#[cfg(feature = "server")]
+mod overview;
+#[cfg(feature = "server")]
+mod read;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
@@ -75,7 +85,7 @@ mod stats;
 
 pub use api::{
     Instance, InstanceState, InstanceStatus, Lease, LeaseRef, NewInstance, RegistryClient,
-    RegistryError, ServiceStatus, Snapshot,
+    RegistryError, Removal, RemovalReason, ServiceStatus, Snapshot, Watched,
 };
 pub use discovery::{Discovery, DiscoveryConfig};
 pub use handle::RegistryHandle;

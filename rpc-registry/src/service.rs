@@ -7,7 +7,6 @@
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
-use std::time::Duration;
 
 use rpc_core::Context;
 use tokio::sync::Notify;
@@ -16,6 +15,7 @@ use tokio::time::Instant;
 use crate::AUTHORIZATION;
 use crate::api::{
     Lease, LeaseRef, NewInstance, Registry, RegistryError, ServiceStatus, ServiceSummary, Snapshot,
+    Watched,
 };
 use crate::config::{AddressCheck, RegistryConfig};
 use crate::credentials::Identity;
@@ -373,44 +373,32 @@ impl Registry for RegistryService {
         Ok(())
     }
 
+    // Reads build their answers outside the state's lock: see `read.rs`.
     async fn instances(&self, service: String) -> Snapshot {
-        self.shared.state().snapshot(&service)
+        self.shared.instances(&service)
     }
 
     async fn watch(&self, service: String, epoch: u64, since: u64, wait_ms: u64) -> Snapshot {
-        let mut changed = {
-            let mut state = self.shared.state();
-            let snapshot = state.snapshot(&service);
-            // A watcher of another registry process, or one behind, gets the instances at once.
-            if epoch != state.epoch() || snapshot.revision != since {
-                return snapshot;
-            }
-            match state.subscribe(&service) {
-                Some(changed) => changed,
-                // Tracking one more service would cross max_services: answer at once instead of waiting.
-                None => return snapshot,
-            }
-        };
-        let wait = Duration::from_millis(wait_ms).min(self.shared.config.max_watch_wait);
-        let _watching = self.shared.stats.rpc_watching();
-        tokio::select! {
-            _ = tokio::time::timeout(wait, changed.wait_for(|&revision| revision != since)) => {}
-            () = self.shared.closed() => {}
-        }
-        drop(changed);
-        let mut state = self.shared.state();
-        let snapshot = state.snapshot(&service);
-        state.forget_if_unused(&service);
-        snapshot
+        self.shared.watch(&service, epoch, since, wait_ms).await
+    }
+
+    async fn watch_changes(
+        &self,
+        service: String,
+        epoch: u64,
+        since: u64,
+        wait_ms: u64,
+    ) -> Watched {
+        self.shared
+            .watch_changes(&service, epoch, since, wait_ms)
+            .await
     }
 
     async fn services(&self) -> Vec<ServiceSummary> {
-        self.shared.state().services()
+        self.shared.services()
     }
 
     async fn status(&self, service: Option<String>) -> Vec<ServiceStatus> {
-        self.shared
-            .state()
-            .status(service.as_deref(), Instant::now())
+        self.shared.status(service.as_deref())
     }
 }

@@ -5,21 +5,25 @@
 //! Every map is bounded: instances by [`Limits`], and services by `max_services` (an entry with no instance is
 //! dropped when its last watcher leaves). An address's incarnation is its current instance's, so it needs no map
 //! of its own; lease ids only grow, so a lease older than the address's current one is superseded.
+//!
+//! Reads do not copy under the lock: they take `Arc`s of [`Listing`]s (each service's instances at its revision,
+//! rebuilt on the first read after a change of that service) and of history records, and copy after the lock is
+//! released (see `listing`). Every change is recorded, with its reason, in the [`History`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::time::DelayQueue;
 use tokio_util::time::delay_queue::Key;
 
-use crate::api::{
-    Instance, InstanceState, InstanceStatus, Lease, LeaseRef, NewInstance, RegistryError,
-    ServiceStatus, ServiceSummary, Snapshot,
-};
+use crate::api::{Instance, Lease, LeaseRef, NewInstance, RegistryError, RemovalReason};
 use crate::config::RegistryConfig;
 use crate::credentials::Identity;
+use crate::history::{History, Record, What};
+use crate::listing::{Clock, Listed, Listing, Listings};
 
 /// The bounds of the registry's state, from its configuration.
 #[derive(Clone, Copy, Debug)]
@@ -48,8 +52,8 @@ impl Limits {
 /// One lease.
 #[derive(Debug)]
 pub(crate) struct LeaseEntry {
-    pub(crate) instance: Instance,
-    pub(crate) renewed: Instant,
+    /// The instance and its last renewal, shared with the listings and the history records that show it.
+    pub(crate) instance: Arc<Listed>,
     expiry: Key,
     /// Who registered it: only they or an admin may renew, remove or supersede it.
     pub(crate) owner: Identity,
@@ -63,6 +67,8 @@ pub(crate) struct ServiceEntry {
     revision: u64,
     /// The service's revision, for watchers.
     changed: watch::Sender<u64>,
+    /// Its instances at `revision`, once a read asked for them; dropped at each change.
+    listing: Option<Arc<Listing>>,
 }
 
 impl ServiceEntry {
@@ -71,7 +77,22 @@ impl ServiceEntry {
             instances: BTreeMap::new(),
             revision: 0,
             changed: watch::Sender::new(0),
+            listing: None,
         }
+    }
+
+    /// Its instances at its revision, built from `leases` if no read asked since the last change.
+    fn listing(&mut self, name: &str, leases: &HashMap<u64, LeaseEntry>) -> Arc<Listing> {
+        let (instances, revision) = (&self.instances, self.revision);
+        let listing = self.listing.get_or_insert_with(|| {
+            let listed = instances
+                .values()
+                .filter_map(|id| leases.get(id))
+                .map(|l| Arc::clone(&l.instance))
+                .collect();
+            Arc::new(Listing::new(name.to_owned(), revision, listed))
+        });
+        Arc::clone(listing)
     }
 }
 
@@ -79,6 +100,8 @@ impl ServiceEntry {
 #[derive(Debug)]
 pub(crate) struct State {
     epoch: u64,
+    /// The registry's time origin and TTL (`ttl` is its TTL).
+    clock: Clock,
     ttl: Duration,
     limits: Limits,
     revision: u64,
@@ -89,12 +112,19 @@ pub(crate) struct State {
     pub(crate) expiries: DelayQueue<u64>,
     /// The registry's revision, for watchers of every service (the dashboard).
     any_change: watch::Sender<u64>,
+    /// Services with at least one instance.
+    with_instances: usize,
+    /// The listings of every service with instances, once a read asked for them; dropped at each change.
+    listings: Option<Listings>,
+    /// The last changes, with their reasons.
+    history: History,
 }
 
 impl State {
     pub(crate) fn new(epoch: u64, ttl: Duration, limits: Limits) -> State {
         State {
             epoch,
+            clock: Clock::new(Instant::now(), ttl),
             ttl,
             limits,
             revision: 0,
@@ -103,6 +133,9 @@ impl State {
             services: BTreeMap::new(),
             expiries: DelayQueue::new(),
             any_change: watch::Sender::new(0),
+            with_instances: 0,
+            listings: None,
+            history: History::default(),
         }
     }
 
@@ -110,15 +143,22 @@ impl State {
         self.epoch
     }
 
-    /// A change to `service`: a new revision, and its watchers told.
-    fn touch(&mut self, service: &str) {
+    /// A change to `service`: a new revision, recorded in the history as `what`, and its watchers told.
+    fn touch(&mut self, service: &str, what: What) {
         self.revision += 1;
         let revision = self.revision;
+        self.history.push(Record {
+            revision,
+            at: SystemTime::now(),
+            what,
+        });
+        self.listings = None;
         let entry = self
             .services
             .entry(service.to_owned())
             .or_insert_with(ServiceEntry::new);
         entry.revision = revision;
+        entry.listing = None;
         entry.changed.send_replace(revision);
         self.any_change.send_replace(revision);
     }
@@ -141,6 +181,11 @@ impl State {
     /// The TTL.
     pub(crate) fn ttl(&self) -> Duration {
         self.ttl
+    }
+
+    /// The time origin and TTL that turn renewals into ages.
+    pub(crate) fn clock(&self) -> Clock {
+        self.clock
     }
 
     /// Registers `new` as anyone's (tests of the state alone).
@@ -167,12 +212,14 @@ impl State {
         self.check(&new)?;
         // A new registration of the same address supersedes the old one, and follows its incarnation.
         let mut incarnation = 1;
+        let mut superseded = None;
         let old = self.holder(&new.service, &new.address).map(|i| i.lease);
         if let Some(old) = old
             && let Some(entry) = self.leases.remove(&old)
         {
             self.expiries.remove(&entry.expiry);
             incarnation = entry.instance.incarnation + 1;
+            superseded = Some(entry.instance);
         }
         let id = self.next_lease;
         self.next_lease += 1;
@@ -185,21 +232,29 @@ impl State {
             lease: id,
             incarnation,
         };
+        let listed = Arc::new(Listed::new(instance, &self.clock, now));
+        let registered = What::Registered {
+            instance: Arc::clone(&listed),
+            superseded,
+        };
         self.leases.insert(
             id,
             LeaseEntry {
-                instance,
-                renewed: now,
+                instance: listed,
                 expiry,
                 owner,
             },
         );
-        self.services
+        let instances = &mut self
+            .services
             .entry(new.service.clone())
             .or_insert_with(ServiceEntry::new)
-            .instances
-            .insert(new.address, id);
-        self.touch(&new.service);
+            .instances;
+        if instances.is_empty() {
+            self.with_instances += 1;
+        }
+        instances.insert(new.address, id);
+        self.touch(&new.service, registered);
         let ttl_ms = self.ttl.as_millis() as u64;
         Ok(Lease {
             id,
@@ -304,7 +359,7 @@ impl State {
     /// The instance that holds `address` in `service` now.
     fn holder(&self, service: &str, address: &str) -> Option<&Instance> {
         let lease = self.services.get(service)?.instances.get(address)?;
-        self.leases.get(lease).map(|entry| &entry.instance)
+        self.leases.get(lease).map(|entry| &**entry.instance)
     }
 
     /// Who registered the instance that holds `address` in `service` now.
@@ -326,7 +381,7 @@ impl State {
     ) -> Result<(), RegistryError> {
         self.current(lease)?;
         if let Some(entry) = self.leases.get_mut(&lease.lease) {
-            entry.renewed = now;
+            entry.instance.renew(&self.clock, now);
             self.expiries.reset(&entry.expiry, self.ttl);
         }
         Ok(())
@@ -342,7 +397,7 @@ impl State {
         match self.leases.remove(&lease.lease) {
             Some(entry) => {
                 self.expiries.remove(&entry.expiry);
-                self.drop_instance(&entry.instance);
+                self.drop_instance(entry.instance, RemovalReason::Deregistered);
                 Ok(true)
             }
             None => Ok(false),
@@ -350,21 +405,25 @@ impl State {
     }
 
     /// The timer fired for `lease`: evict it (it was not renewed within the TTL).
-    pub(crate) fn expire(&mut self, lease: u64) -> Option<Instance> {
+    pub(crate) fn expire(&mut self, lease: u64) -> Option<Arc<Listed>> {
         let entry = self.leases.remove(&lease)?;
-        self.drop_instance(&entry.instance);
+        self.drop_instance(Arc::clone(&entry.instance), RemovalReason::Evicted);
         Some(entry.instance)
     }
 
-    fn drop_instance(&mut self, instance: &Instance) {
+    fn drop_instance(&mut self, instance: Arc<Listed>, reason: RemovalReason) {
         if let Some(service) = self.services.get_mut(&instance.service)
             && service.instances.get(&instance.address) == Some(&instance.lease)
         {
             // The address has no instance left: a later registration starts again at incarnation 1, and a
             // leftover heartbeat of this one learns its lease is unknown.
             service.instances.remove(&instance.address);
-            self.touch(&instance.service);
-            self.forget_if_unused(&instance.service);
+            if service.instances.is_empty() {
+                self.with_instances -= 1;
+            }
+            let name = instance.service.clone();
+            self.touch(&name, What::Removed { instance, reason });
+            self.forget_if_unused(&name);
         }
     }
 
@@ -389,25 +448,41 @@ impl State {
         }
     }
 
-    pub(crate) fn snapshot(&self, service: &str) -> Snapshot {
-        let (revision, instances) = match self.services.get(service) {
-            Some(entry) => (
-                entry.revision,
-                entry
-                    .instances
-                    .values()
-                    .filter_map(|id| self.leases.get(id))
-                    .map(|l| l.instance.clone())
-                    .collect(),
-            ),
-            None => (0, Vec::new()),
-        };
-        Snapshot {
-            service: service.to_owned(),
-            epoch: self.epoch,
-            revision,
-            instances,
+    /// The instances of `service` at its revision (none, at revision 0, if it is not tracked), to copy after the
+    /// lock is released.
+    pub(crate) fn listing(&mut self, service: &str) -> Arc<Listing> {
+        match self.services.get_mut(service) {
+            Some(entry) => entry.listing(service, &self.leases),
+            None => Arc::new(Listing::new(service.to_owned(), 0, Vec::new())),
         }
+    }
+
+    /// Every service with instances, by name, to copy after the lock is released.
+    pub(crate) fn listings(&mut self) -> Listings {
+        if let Some(listings) = &self.listings {
+            return Arc::clone(listings);
+        }
+        let leases = &self.leases;
+        let listings: Listings = self
+            .services
+            .iter_mut()
+            .filter(|(_, entry)| !entry.instances.is_empty())
+            .map(|(name, entry)| entry.listing(name, leases))
+            .collect();
+        self.listings = Some(Arc::clone(&listings));
+        listings
+    }
+
+    /// The history of changes.
+    pub(crate) fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The instances of `service` as `instances` answers.
+    #[cfg(test)]
+    pub(crate) fn snapshot(&mut self, service: &str) -> crate::api::Snapshot {
+        let epoch = self.epoch;
+        self.listing(service).snapshot(epoch)
     }
 
     /// The revision of `service` to watch, creating the service's entry so that a watcher can wait for its
@@ -435,70 +510,14 @@ impl State {
 
     /// Services with instances, without listing them.
     pub(crate) fn service_count(&self) -> usize {
-        self.services
-            .values()
-            .filter(|s| !s.instances.is_empty())
-            .count()
-    }
-
-    pub(crate) fn services(&self) -> Vec<ServiceSummary> {
-        self.services
-            .iter()
-            .filter(|(_, s)| !s.instances.is_empty())
-            .map(|(name, s)| ServiceSummary {
-                name: name.clone(),
-                instances: s.instances.len(),
-                revision: s.revision,
-            })
-            .collect()
-    }
-
-    /// The services with instances (only `only`, if given), each instance with how its heartbeats stand.
-    pub(crate) fn status(&self, only: Option<&str>, now: Instant) -> Vec<ServiceStatus> {
-        let late_after = self.ttl / 2;
-        let status = |(name, entry): (&String, &ServiceEntry)| ServiceStatus {
-            name: name.clone(),
-            revision: entry.revision,
-            instances: entry
-                .instances
-                .values()
-                .filter_map(|id| self.leases.get(id))
-                .map(|l| {
-                    let age = now.saturating_duration_since(l.renewed);
-                    InstanceStatus {
-                        instance: l.instance.clone(),
-                        state: if age > late_after {
-                            InstanceState::Late
-                        } else {
-                            InstanceState::Up
-                        },
-                        heartbeat_age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
-                    }
-                })
-                .collect(),
-        };
-        let with_instances = |(_, entry): &(&String, &ServiceEntry)| !entry.instances.is_empty();
-        match only {
-            Some(name) => self
-                .services
-                .get_key_value(name)
-                .into_iter()
-                .filter(with_instances)
-                .map(status)
-                .collect(),
-            None => self
-                .services
-                .iter()
-                .filter(with_instances)
-                .map(status)
-                .collect(),
-        }
+        self.with_instances
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::InstanceState;
 
     fn limits() -> Limits {
         Limits::of(&RegistryConfig::default())
@@ -539,6 +558,75 @@ mod tests {
         s.deregister(&lease_ref(&a, "Calc", "10.0.0.1:1")).unwrap();
         let snap = s.snapshot("Calc");
         assert_eq!((snap.revision, snap.instances.len(), snap.epoch), (4, 1, 7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_listing_is_shared_until_its_service_changes_and_heartbeats_rebuild_nothing() {
+        let mut s = State::new(1, Duration::from_secs(3), limits());
+        let now = Instant::now();
+        let a = s.register(new("Calc", "10.0.0.1:1"), now).unwrap();
+        s.register(new("Other", "10.0.0.2:1"), now).unwrap();
+        let (calc, all) = (s.listing("Calc"), s.listings());
+        let later = now + Duration::from_secs(1);
+        s.heartbeat(&lease_ref(&a, "Calc", "10.0.0.1:1"), later)
+            .unwrap();
+        assert!(
+            Arc::ptr_eq(&calc, &s.listing("Calc")),
+            "a heartbeat changes no list"
+        );
+        assert!(Arc::ptr_eq(&all, &s.listings()));
+        let clock = s.clock();
+        assert_eq!(
+            calc.instances[0].age(&clock, later),
+            Duration::ZERO,
+            "the renewal shows through the shared instance"
+        );
+        s.register(new("Other", "10.0.0.3:1"), now).unwrap();
+        assert!(
+            Arc::ptr_eq(&calc, &s.listing("Calc")),
+            "a change of Other leaves Calc's list as it was"
+        );
+        assert!(!Arc::ptr_eq(&all, &s.listings()));
+        assert_eq!(s.listings().len(), 2);
+        s.deregister(&lease_ref(&a, "Calc", "10.0.0.1:1")).unwrap();
+        assert!(s.listing("Calc").instances.is_empty());
+        assert_eq!(calc.instances.len(), 1, "a list taken before never changes");
+        assert_eq!(s.service_count(), 1);
+        assert_eq!(s.listings().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_change_is_recorded_with_why_an_instance_left() {
+        let mut s = State::new(1, Duration::from_secs(3), limits());
+        let now = Instant::now();
+        let a = s.register(new("Calc", "10.0.0.1:1"), now).unwrap();
+        let b = s.register(new("Calc", "10.0.0.2:1"), now).unwrap();
+        let a2 = s.register(new("Calc", "10.0.0.1:1"), now).unwrap();
+        s.deregister(&lease_ref(&b, "Calc", "10.0.0.2:1")).unwrap();
+        s.expire(a2.id).unwrap();
+        // Nothing to record: already gone.
+        assert!(s.expire(a.id).is_none());
+        let records = s.history().after(0, 10);
+        // (revision, the lease it is about, the lease it took out and why)
+        type Seen = (u64, u64, Option<(u64, RemovalReason)>);
+        let seen: Vec<Seen> = records
+            .iter()
+            .map(|r| {
+                let removal = r.removal().map(|gone| (gone.lease, gone.reason));
+                (r.revision, r.instance().lease, removal)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (1, a.id, None),
+                (2, b.id, None),
+                (3, a2.id, Some((a.id, RemovalReason::Superseded))),
+                (4, b.id, Some((b.id, RemovalReason::Deregistered))),
+                (5, a2.id, Some((a2.id, RemovalReason::Evicted))),
+            ]
+        );
+        assert_eq!(s.revision(), 5);
     }
 
     #[tokio::test(start_paused = true)]
@@ -649,27 +737,30 @@ mod tests {
         let lease = s.register(new("Calc", "10.0.0.1:1"), start).unwrap();
         s.register(new("Other", "10.0.0.2:1"), start).unwrap();
         let at = |ms| start + Duration::from_millis(ms);
-        let only = |s: &State, now| s.status(Some("Calc"), now).remove(0).instances.remove(0);
+        let only = |s: &mut State, now| {
+            let clock = s.clock();
+            s.listing("Calc").instances[0].status(&clock, now)
+        };
         assert_eq!(
             (
-                only(&s, at(1500)).state,
-                only(&s, at(1500)).heartbeat_age_ms
+                only(&mut s, at(1500)).state,
+                only(&mut s, at(1500)).heartbeat_age_ms
             ),
             (InstanceState::Up, 1500)
         );
-        assert_eq!(only(&s, at(1501)).state, InstanceState::Late);
+        assert_eq!(only(&mut s, at(1501)).state, InstanceState::Late);
         s.heartbeat(&lease_ref(&lease, "Calc", "10.0.0.1:1"), at(2000))
             .unwrap();
         assert_eq!(
             (
-                only(&s, at(2100)).state,
-                only(&s, at(2100)).heartbeat_age_ms
+                only(&mut s, at(2100)).state,
+                only(&mut s, at(2100)).heartbeat_age_ms
             ),
             (InstanceState::Up, 100)
         );
-        let all: Vec<String> = s.status(None, at(0)).into_iter().map(|x| x.name).collect();
+        let all: Vec<String> = s.listings().iter().map(|x| x.name.clone()).collect();
         assert_eq!(all, ["Calc", "Other"]);
-        assert!(s.status(Some("Nobody"), at(0)).is_empty());
+        assert!(s.listing("Nobody").instances.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
@@ -682,7 +773,7 @@ mod tests {
         assert_eq!(gone.address, "10.0.0.1:1");
         assert!(s.expire(lease.id).is_none());
         assert!(s.snapshot("Calc").instances.is_empty());
-        assert!(s.services().is_empty());
+        assert!(s.listings().is_empty());
     }
 
     #[tokio::test(start_paused = true)]

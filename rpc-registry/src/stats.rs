@@ -3,12 +3,13 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
 use rpc_core::metrics::escape;
 use serde::Serialize;
 
 use crate::api::RegistryError;
-use crate::state::State;
+use crate::listing::Listings;
 
 /// Counters of what the registry did since it started.
 #[derive(Debug, Default)]
@@ -116,11 +117,12 @@ impl Stats {
         (before < i64::try_from(limit).unwrap_or(i64::MAX)).then_some(guard)
     }
 
-    pub(crate) fn totals(&self, state: &State) -> Totals {
+    /// The counters, with the registry's `services` (with instances) and `instances`.
+    pub(crate) fn totals(&self, services: usize, instances: usize) -> Totals {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Totals {
-            services: state.service_count(),
-            instances: state.instance_count(),
+            services,
+            instances,
             registrations: load(&self.registrations),
             deregistrations: load(&self.deregistrations),
             heartbeats: load(&self.heartbeats),
@@ -131,20 +133,21 @@ impl Stats {
         }
     }
 
-    /// Appends the registry's metrics (`rpc_registry_*`) in the Prometheus text format.
-    pub(crate) fn render_into(&self, state: &State, out: &mut String) {
+    /// Appends the registry's metrics (`rpc_registry_*`) in the Prometheus text format, with the instances of
+    /// each service of `listings` and the registry's `ttl`.
+    pub(crate) fn render_into(&self, listings: &Listings, ttl: Duration, out: &mut String) {
         let o = family(
             out,
             "instances",
             "gauge",
             "Instances registered now, by service.",
         );
-        for summary in state.services() {
+        for listing in listings.iter() {
             let _ = writeln!(
                 o,
                 "rpc_registry_instances{{service=\"{}\"}} {}",
-                escape(&summary.name),
-                summary.instances
+                escape(&listing.name),
+                listing.instances.len()
             );
         }
         let o = family(
@@ -153,7 +156,7 @@ impl Stats {
             "gauge",
             "Services with at least one instance.",
         );
-        let _ = writeln!(o, "rpc_registry_services {}", state.service_count());
+        let _ = writeln!(o, "rpc_registry_services {}", listings.len());
         let counters = [
             (
                 "registrations_total",
@@ -212,6 +215,6 @@ impl Stats {
             "gauge",
             "Time after its last heartbeat at which an instance is evicted.",
         );
-        let _ = writeln!(o, "rpc_registry_ttl_seconds {}", state.ttl().as_secs_f64());
+        let _ = writeln!(o, "rpc_registry_ttl_seconds {}", ttl.as_secs_f64());
     }
 }

@@ -1,9 +1,11 @@
 //! The registry's dashboard (`GET /`): one page that loads nothing from elsewhere, and, driven in a headless
 //! Chromium through chromedriver, shows every instance with its weight and share, follows registrations,
 //! deregistrations, missed heartbeats and evictions live (no reload), keeps its totals right, shows the
-//! registry's strings as text, never as markup, and backs off, saying so, when the registry is busy. The
-//! browser tests skip when chromedriver or Chromium is missing, unless `RPC_REQUIRE_BROWSER=1`. Real time with
-//! the default TTL, on two worker threads so that heartbeats keep their pace while the test waits on the page.
+//! registry's strings as text, never as markup, backs off, saying so, when the registry is busy, shows on its
+//! first load what happened before (with why each instance left), and pages a registry larger than a page,
+//! filtered by the registry. The browser tests skip when chromedriver or Chromium is missing, unless
+//! `RPC_REQUIRE_BROWSER=1`. Real time with the default TTL, on two worker threads so that heartbeats keep their
+//! pace while the test waits on the page.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -500,5 +502,125 @@ async fn a_busy_registry_makes_the_page_back_off_and_say_so() {
         (kept[0].service.as_str(), kept[0].weight.as_str()),
         ("Calc", "5")
     );
+    driver.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_what_happened_before_it_opened_with_why_each_instance_left() {
+    let registry = start_registry(config(), 0).await.unwrap();
+    let rpc = registry.addr;
+    // Before any page is open: one instance stays, one deregisters, one never heartbeats and is evicted.
+    let _staying = register(rpc, instance("Calc", "10.0.1.11:7001", 5, &[])).await;
+    let leaving = register(rpc, instance("Calc", "10.0.1.12:7001", 1, &[])).await;
+    leaving.deregister().await.unwrap();
+    let client = RegistryClient::new(Client::lazy_with(rpc, Default::default()).await.unwrap());
+    let ghost = instance("Ledger", "10.0.3.31:9000", 1, &[]);
+    client.register(ghost).await.unwrap().unwrap();
+    until("the ghost evicted", TTL * 3, async || {
+        let left = client.instances("Ledger".into()).await.unwrap();
+        match left.instances.is_empty() {
+            true => Ok(()),
+            false => Err(format!("{left:?}")),
+        }
+    })
+    .await;
+
+    let Some(driver) = open(registry.http).await else {
+        return;
+    };
+    let log = until("the registry's history", SHOWN, async || {
+        let log = text(&driver, "changes").await;
+        match log.contains("evicted") {
+            true => Ok(log),
+            false => Err(log),
+        }
+    })
+    .await;
+    let at = |entry: &str| {
+        log.find(entry)
+            .unwrap_or_else(|| panic!("the log shows {entry:?}: {log}"))
+    };
+    // Newest first, each with why the instance left.
+    let evicted = at("Ledger 10.0.3.31:9000\nevicted: no heartbeat within the TTL");
+    let registered = at("Ledger 10.0.3.31:9000\nregistered · weight 1");
+    let deregistered = at("Calc 10.0.1.12:7001\nderegistered");
+    let first = at("Calc 10.0.1.11:7001\nregistered · weight 5");
+    assert!(
+        evicted < registered && registered < deregistered && deregistered < first,
+        "{log}"
+    );
+    let shown = rows(&driver).await;
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(shown[0].address, "10.0.1.11:7001");
+    driver.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_larger_than_a_page_is_paged_and_filtered_by_the_registry() {
+    // A long TTL: the instances registered by hand never heartbeat, and stay up for the whole test.
+    let long = RegistryConfig {
+        ttl: Duration::from_secs(120),
+        ..config()
+    };
+    let registry = start_registry(long, 0).await.unwrap();
+    let client = RegistryClient::new(
+        Client::lazy_with(registry.addr, Default::default())
+            .await
+            .unwrap(),
+    );
+    // 600 instances in two services: more than the page's 500.
+    for i in 0..600u32 {
+        let (n, address) = (i.to_string(), format!("10.0.{}.{}:7000", i / 256, i % 256));
+        let new = instance(&format!("S{}", i / 300), &address, 1, &[("n", &n)]);
+        client.register(new).await.unwrap().unwrap();
+    }
+    let Some(driver) = open(registry.http).await else {
+        return;
+    };
+    let pager_shown = "return getComputedStyle(document.getElementById('pager')).display;";
+    // The pager's text, shown or not.
+    let range = "return document.getElementById('range').textContent;";
+    let page = async |rows_wanted: usize, range_wanted: &str| {
+        until(range_wanted, SHOWN, async || {
+            let shown = rows(&driver).await;
+            let said = driver.execute(range, Vec::new()).await.unwrap();
+            match shown.len() == rows_wanted && said == range_wanted {
+                true => Ok(shown),
+                false => Err(format!("{} rows, {said:?}", shown.len())),
+            }
+        })
+        .await
+    };
+    let first = page(500, "1–500 of 600 instances").await;
+    let display = driver.execute(pager_shown, Vec::new()).await.unwrap();
+    assert_eq!(display, "flex", "the pager shows");
+    assert_eq!(text(&driver, "total-instances").await, "600");
+    assert_eq!(
+        first.iter().filter(|r| r.service == "S1").count(),
+        200,
+        "S0 whole, then S1's first 200"
+    );
+    let click = |id: &str| format!("document.getElementById('{id}').click();");
+    driver.execute(&click("next"), Vec::new()).await.unwrap();
+    let second = page(100, "501–600 of 600 instances").await;
+    assert!(second.iter().all(|r| r.service == "S1"), "{second:?}");
+    assert!(
+        second.iter().all(|r| !first.contains(r)),
+        "the second page holds the rest"
+    );
+    driver.execute(&click("prev"), Vec::new()).await.unwrap();
+    page(500, "1–500 of 600 instances").await;
+
+    // A filter goes to the registry: the one instance it matches is on the next page, and shows.
+    let set_filter = "const input = document.getElementById('filter');
+        input.value = 'n=599'; input.dispatchEvent(new Event('input'));";
+    driver.execute(set_filter, Vec::new()).await.unwrap();
+    let found = page(1, "1–1 of 1 instance").await;
+    assert_eq!(
+        (found[0].service.as_str(), found[0].address.as_str()),
+        ("S1", "10.0.2.87:7000")
+    );
+    let display = driver.execute(pager_shown, Vec::new()).await.unwrap();
+    assert_eq!(display, "none", "one page needs no pager");
     driver.close().await.unwrap();
 }

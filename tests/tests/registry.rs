@@ -1,7 +1,7 @@
 //! The registry end to end, over real sockets on 127.0.0.1 with paused tokio time: eviction at the TTL,
 //! recovery after a registry restart within one heartbeat, weighted distribution over real servers, no failed
 //! call while an instance dies mid-run, discovery serving from cache while the registry is down, credentials,
-//! superseded incarnations, watches answered at the change, and the HTTP view.
+//! superseded incarnations, watches answered at the change (and why each instance left), and the HTTP view.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rpc_core::Client;
+use rpc_registry::cli::Tracker;
 use rpc_registry::registration::Status as RegistrationStatus;
 use rpc_registry::{
-    Discovery, DiscoveryConfig, RegistrationConfig, RegistrationError, RegistryClient,
-    RegistryConfig, RegistryError,
+    Discovery, DiscoveryConfig, LeaseRef, RegistrationConfig, RegistrationError, RegistryClient,
+    RegistryConfig, RegistryError, RemovalReason,
 };
 use tests::cluster::{WhereClient, http_get, new_instance, start_instance, start_registry};
 use tokio::time::Instant;
@@ -467,4 +468,85 @@ async fn the_http_view_lists_services_and_instances() {
         (status, body.as_str()),
         (404, "no instances of service `Nothing` are registered")
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_watch_says_why_each_instance_left_and_watch_answers_as_before() {
+    let registry = start_registry(config(), 0).await.unwrap();
+    let client = registry_client(registry.addr).await;
+    let lease_of = |new: &rpc_registry::NewInstance, lease: rpc_registry::Lease| LeaseRef {
+        lease: lease.id,
+        incarnation: lease.incarnation,
+        service: new.service.clone(),
+        address: new.address.clone(),
+    };
+    let [a, b, c] = ["10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"].map(|at| new_instance(at, 1));
+    let mut leases = Vec::new();
+    for new in [&a, &b, &c] {
+        let lease = client.register(new.clone()).await.unwrap().unwrap();
+        leases.push(lease_of(new, lease));
+    }
+    let first = client.watch_changes("Where".into(), 0, 0, 0).await.unwrap();
+    assert_eq!(first.snapshot.instances.len(), 3);
+    assert!(first.removed.is_empty() && first.complete, "{first:?}");
+    let mut tracker = Tracker::new(TTL);
+    assert_eq!(
+        tracker
+            .update(first.clone(), std::time::Instant::now())
+            .len(),
+        3
+    );
+
+    // a deregisters; b stops heartbeating and is evicted; c heartbeats, then registers again (a restart).
+    client.deregister(leases[0].clone()).await.unwrap().unwrap();
+    for _ in 0..2 {
+        tokio::time::sleep(TTL * 6 / 10).await;
+        client.heartbeat(leases[2].clone()).await.unwrap().unwrap();
+    }
+    let again = client.register(c.clone()).await.unwrap().unwrap();
+    assert_eq!(again.incarnation, 2);
+
+    let (epoch, since) = (first.snapshot.epoch, first.snapshot.revision);
+    let answer = client
+        .watch_changes("Where".into(), epoch, since, 0)
+        .await
+        .unwrap();
+    let removed: Vec<(&str, u64, RemovalReason)> = answer
+        .removed
+        .iter()
+        .map(|r| (r.address.as_str(), r.incarnation, r.reason))
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            (a.address.as_str(), 1, RemovalReason::Deregistered),
+            (b.address.as_str(), 1, RemovalReason::Evicted),
+            (c.address.as_str(), 1, RemovalReason::Superseded),
+        ]
+    );
+    assert!(answer.complete);
+    let lines: Vec<String> = tracker
+        .update(answer.clone(), std::time::Instant::now())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "- 10.0.0.1:1 deregistered",
+            "- 10.0.0.2:1 evicted (no heartbeat within the TTL)",
+            "~ 10.0.0.3:1 incarnation 1 -> 2",
+        ]
+    );
+
+    // `watch`, which clients built before `watch_changes` call, answers the same instances as a bare snapshot.
+    let old = client.watch("Where".into(), epoch, since, 0).await.unwrap();
+    assert_eq!(old, answer.snapshot);
+    // A watcher of another registry process learns the instances, with no removal to explain.
+    let other = client
+        .watch_changes("Where".into(), epoch ^ 1, since, 0)
+        .await
+        .unwrap();
+    assert_eq!(other.snapshot, answer.snapshot);
+    assert!(other.removed.is_empty());
 }

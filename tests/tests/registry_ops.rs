@@ -1,14 +1,14 @@
 //! What the registry shows its operators, over its HTTP port and its RPC API: `GET /healthz`, each instance's
 //! state (up, then late without heartbeats, then gone), Prometheus metrics that count registrations,
 //! heartbeats, evictions, refusals and watchers (and pass promtool), the overview long poll the dashboard
-//! makes, and its bound; on shutdown, waiting watches are answered and open HTTP connections stop being
+//! makes, and its bound, its pages and filters, and the history of changes it shows; on shutdown, waiting watches are answered and open HTTP connections stop being
 //! served. Real time with short TTLs: these tests wait on sockets and the clock together.
 
 use std::time::Duration;
 
 use rpc_core::Client;
 use rpc_registry::{
-    InstanceState, RegistrationConfig, RegistryClient, RegistryConfig, RegistryError,
+    InstanceState, LeaseRef, RegistrationConfig, RegistryClient, RegistryConfig, RegistryError,
 };
 use tests::cluster::{new_instance, start_instance, start_registry};
 use tests::prom::{self, http_get};
@@ -418,4 +418,201 @@ async fn a_dropped_registry_stops_answering_on_its_open_http_connections() {
         Some(None),
         "the kept-alive connection is closed, not answered"
     );
+}
+
+/// The instances on an overview page, as `service address`, in page order.
+fn page_rows(overview: &serde_json::Value) -> Vec<String> {
+    let mut rows = Vec::new();
+    for service in overview["services"].as_array().into_iter().flatten() {
+        for instance in service["instances"].as_array().into_iter().flatten() {
+            rows.push(format!(
+                "{} {}",
+                service["name"].as_str().unwrap_or("?"),
+                instance["address"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    rows
+}
+
+#[tokio::test]
+async fn the_overview_sends_one_page_of_the_instances_and_filters_them_at_the_registry() {
+    // A long TTL: the instances registered by hand never heartbeat, and stay for the whole test.
+    let registry = start_registry(
+        RegistryConfig {
+            ttl: Duration::from_secs(120),
+            ..config()
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    let http = registry.http;
+    let client = registry_client(registry.addr).await;
+    // 1,200 instances in three services of 400: more than a page of 500.
+    let mut all = Vec::new();
+    for i in 0..1200u32 {
+        let mut new = new_instance(&format!("10.0.{}.{}:7000", i / 256, i % 256), 1 + i % 3);
+        new.service = format!("S{}", i / 400);
+        new.metadata = [(String::from("n"), i.to_string())].into();
+        all.push(format!("{} {}", new.service, new.address));
+        client.register(new).await.unwrap().unwrap();
+    }
+    // The registry's order: services by name, then addresses by their bytes.
+    all.sort();
+
+    let (_, first) = json(http, "/v1/overview").await;
+    let mut paged = page_rows(&first);
+    assert_eq!(paged.len(), 500, "one page, not every instance");
+    assert_eq!(first["totals"]["instances"], 1200);
+    assert_eq!(first["page"]["instances"], 1200);
+    assert_eq!(first["page"]["services"], 3);
+    assert_eq!(first["page"]["limit"], 500);
+    // A service cut by the page still gives its full numbers, for the shares of the instances shown.
+    let cut = &first["services"][1];
+    assert_eq!(
+        (&cut["name"], &cut["instance_count"], &cut["total_weight"]),
+        (&"S1".into(), &400.into(), &800.into())
+    );
+    assert_eq!(cut["instances"].as_array().map(Vec::len), Some(100));
+    for offset in [500, 1000] {
+        let (_, page) = json(http, &format!("/v1/overview?offset={offset}")).await;
+        assert_eq!(page["page"]["offset"], offset);
+        paged.extend(page_rows(&page));
+    }
+    assert_eq!(
+        paged, all,
+        "the pages together hold every instance once, in order"
+    );
+    let (_, past) = json(http, "/v1/overview?offset=1200").await;
+    assert_eq!(page_rows(&past).len(), 0);
+    let (status, far) = json(http, &format!("/v1/overview?offset={}", usize::MAX)).await;
+    assert_eq!(
+        (status.as_str(), page_rows(&far).len()),
+        ("HTTP/1.1 200 OK", 0)
+    );
+    let (_, large) = json(http, "/v1/overview?limit=1000000").await;
+    assert_eq!(large["page"]["limit"], 2000, "a page holds at most 2,000");
+    assert_eq!(page_rows(&large), all);
+
+    // Filters: a service's name (all its instances), an address, a metadata value; ASCII case ignored.
+    let (_, s2) = json(http, "/v1/overview?q=s2&limit=1000").await;
+    assert_eq!(
+        (&s2["page"]["services"], &s2["page"]["instances"]),
+        (&1.into(), &400.into())
+    );
+    assert!(page_rows(&s2).iter().all(|r| r.starts_with("S2 ")));
+    let (_, one) = json(http, "/v1/overview?q=10.0.4.175:").await;
+    assert_eq!(page_rows(&one), ["S2 10.0.4.175:7000"]);
+    let (_, by_meta) = json(http, "/v1/overview?q=n%3D1199").await;
+    assert_eq!(page_rows(&by_meta), ["S2 10.0.4.175:7000"]);
+    let (_, none) = json(http, "/v1/overview?q=nothing-like-this").await;
+    assert_eq!(
+        (&none["page"]["instances"], &none["page"]["services"]),
+        (&0.into(), &0.into())
+    );
+}
+
+#[tokio::test]
+async fn the_overview_shows_the_registrys_last_changes_with_why_each_instance_left() {
+    let registry = start_registry(config(), 0).await.unwrap();
+    let http = registry.http;
+    let client = registry_client(registry.addr).await;
+    let lease_of = |new: &rpc_registry::NewInstance, lease: rpc_registry::Lease| LeaseRef {
+        lease: lease.id,
+        incarnation: lease.incarnation,
+        service: new.service.clone(),
+        address: new.address.clone(),
+    };
+    // Before any dashboard looks: a registers and deregisters; b and c never heartbeat (evicted); c registers
+    // a second time first (it supersedes its first incarnation).
+    let [a, b, c] = ["10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"].map(|at| new_instance(at, 2));
+    let mut leases = Vec::new();
+    for new in [&a, &b, &c, &c] {
+        leases.push(lease_of(
+            new,
+            client.register(new.clone()).await.unwrap().unwrap(),
+        ));
+    }
+    client.deregister(leases[0].clone()).await.unwrap().unwrap();
+    let evicted = eventually(|| async {
+        json(http, "/v1/services/Where").await.0 == "HTTP/1.1 404 Not Found"
+    })
+    .await;
+    assert!(evicted, "b and c are evicted within the TTL");
+
+    let kinds = |overview: &serde_json::Value| -> Vec<String> {
+        let changes = overview["changes"].as_array().cloned().unwrap_or_default();
+        changes
+            .iter()
+            .map(|c| {
+                let superseded = match &c["superseded"] {
+                    serde_json::Value::Null => String::new(),
+                    old => format!(" superseding {old}"),
+                };
+                format!(
+                    "{} {} {} #{}{superseded}",
+                    c["kind"].as_str().unwrap_or("?"),
+                    c["service"].as_str().unwrap_or("?"),
+                    c["address"].as_str().unwrap_or("?"),
+                    c["incarnation"]
+                )
+            })
+            .collect()
+    };
+    // A first load shows what happened before it, with why each instance left, oldest first.
+    let (_, first) = json(http, "/v1/overview").await;
+    let mut shown = kinds(&first);
+    assert_eq!(
+        shown.len(),
+        7,
+        "every change since the registry started: {first}"
+    );
+    // b and c expire within a millisecond or so of each other: either may go first.
+    shown[5..].sort();
+    assert_eq!(
+        shown,
+        [
+            "registered Where 10.0.0.1:1 #1",
+            "registered Where 10.0.0.2:1 #1",
+            "registered Where 10.0.0.3:1 #1",
+            "registered Where 10.0.0.3:1 #2 superseding 1",
+            "deregistered Where 10.0.0.1:1 #1",
+            "evicted Where 10.0.0.2:1 #1",
+            "evicted Where 10.0.0.3:1 #2",
+        ],
+        "{first}"
+    );
+    assert_eq!(first["changes_complete"], true);
+    let revisions: Vec<u64> = first["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["revision"].as_u64())
+        .collect();
+    assert_eq!(revisions, [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(first["revision"], 7);
+
+    // A long poll from the revision shown gets only what came after it.
+    let (epoch, revision) = (
+        first["epoch"].as_str().unwrap().to_owned(),
+        first["revision"].clone(),
+    );
+    let waiting = tokio::spawn(async move {
+        json(
+            http,
+            &format!("/v1/overview?epoch={epoch}&since={revision}&wait_ms=30000"),
+        )
+        .await
+    });
+    let http_watchers = [("api", "http")];
+    assert!(eventually(|| async { prom_watchers(http, &http_watchers).await == Some(1.0) }).await);
+    let d = new_instance("10.0.0.4:1", 5);
+    client.register(d).await.unwrap().unwrap();
+    let (_, next) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("answered at the change")
+        .unwrap();
+    assert_eq!(kinds(&next), ["registered Where 10.0.0.4:1 #1"]);
+    assert_eq!(next["changes"][0]["weight"], 5);
 }

@@ -9,15 +9,16 @@ use std::time::{Duration, Instant};
 
 use super::escape::field;
 use super::format_metadata;
-use crate::api::{Instance, Snapshot};
+use crate::api::{Instance, RemovalReason, Snapshot, Watched};
 
 /// A change to one address of a service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     /// A new address: `+ 127.0.0.1:7001 weight 5 incarnation 1 zone=a`.
     Added(Instance),
-    /// An address gone: `- 127.0.0.1:7001`.
-    Removed(Instance),
+    /// An address gone, with why when the registry said (see [`crate::api::Registry::watch_changes`]):
+    /// `- 127.0.0.1:7001 evicted (no heartbeat within the TTL)`, `- 127.0.0.1:7001 deregistered`.
+    Removed(Instance, Option<RemovalReason>),
     /// An address whose weight, incarnation or metadata changed:
     /// `~ 127.0.0.1:7001 weight 5 -> 3, incarnation 1 -> 2`.
     Updated {
@@ -32,7 +33,7 @@ impl Change {
     /// The address that changed.
     pub fn address(&self) -> &str {
         match self {
-            Change::Added(i) | Change::Removed(i) => &i.address,
+            Change::Added(i) | Change::Removed(i, _) => &i.address,
             Change::Updated { new, .. } => &new.address,
         }
     }
@@ -54,7 +55,8 @@ impl fmt::Display for Change {
                     m => write!(f, " {m}"),
                 }
             }
-            Change::Removed(i) => write!(f, "- {}", i.address),
+            Change::Removed(i, None) => write!(f, "- {}", i.address),
+            Change::Removed(i, Some(why)) => write!(f, "- {} {why}", i.address),
             Change::Updated { old, new } => {
                 let mut parts = Vec::new();
                 if old.weight != new.weight {
@@ -106,7 +108,7 @@ pub fn diff(old: &[Instance], new: &[Instance]) -> Vec<Change> {
     let mut changes = Vec::new();
     for (address, old) in &before {
         match after.get(address) {
-            None => changes.push(Change::Removed((*old).clone())),
+            None => changes.push(Change::Removed((*old).clone(), None)),
             Some(new)
                 if old.weight != new.weight
                     || old.incarnation != new.incarnation
@@ -198,8 +200,12 @@ impl Tracker {
         }
     }
 
-    /// Takes the snapshot the registry answered at `now`; returns the changes since the last one shown.
-    pub fn update(&mut self, snapshot: Snapshot, now: Instant) -> Vec<Change> {
+    /// Takes the snapshot the registry answered at `now` (with the removals since the last one, from
+    /// `watch_changes`); returns the changes since the last one shown, a removal with its reason when known.
+    pub fn update(&mut self, answer: impl Into<Watched>, now: Instant) -> Vec<Change> {
+        let Watched {
+            snapshot, removed, ..
+        } = answer.into();
         if self.is_restart(&snapshot) {
             self.carried = self.shown.iter().map(|i| i.address.clone()).collect();
             self.warm_until = Some(now + self.warm_up);
@@ -229,7 +235,17 @@ impl Tracker {
         if self.carried.is_empty() {
             self.warm_until = None;
         }
-        let changes = diff(&previous, &current);
+        let mut changes = diff(&previous, &current);
+        for change in &mut changes {
+            if let Change::Removed(gone, why) = change {
+                // The address's last removal is what took it out of the list.
+                *why = removed
+                    .iter()
+                    .rev()
+                    .find(|r| r.address == gone.address)
+                    .map(|r| r.reason);
+            }
+        }
         self.shown = current;
         changes
     }
@@ -406,6 +422,44 @@ mod tests {
             ["- 127.0.0.1:7002"]
         );
         assert_eq!(tracker.instances().len(), 1);
+    }
+
+    #[test]
+    fn a_removed_address_says_why_when_the_registry_said() {
+        use crate::api::Removal;
+        let now = Instant::now();
+        let mut tracker = Tracker::new(Duration::from_secs(3));
+        let three = vec![
+            instance(7001, 1, 1, ""),
+            instance(7002, 1, 1, ""),
+            instance(7003, 1, 1, ""),
+        ];
+        tracker.update(snapshot(1, 3, three), now);
+        let removal = |port: u16, reason, revision| Removal {
+            address: format!("127.0.0.1:{port}"),
+            lease: u64::from(port) * 100 + 1,
+            incarnation: 1,
+            reason,
+            revision,
+        };
+        let answer = Watched {
+            snapshot: snapshot(1, 6, vec![]),
+            removed: vec![
+                removal(7001, RemovalReason::Superseded, 4),
+                removal(7001, RemovalReason::Evicted, 5),
+                removal(7002, RemovalReason::Deregistered, 6),
+            ],
+            // 7003's removal fell out of the registry's history: no reason to give.
+            complete: false,
+        };
+        assert_eq!(
+            lines(&tracker.update(answer, now)),
+            [
+                "- 127.0.0.1:7001 evicted (no heartbeat within the TTL)",
+                "- 127.0.0.1:7002 deregistered",
+                "- 127.0.0.1:7003",
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,197 @@
+//! What reads see of the registry without holding its lock. Each instance is [`Listed`] once, shared by `Arc`
+//! between its lease and every list that shows it, with its last renewal in an atomic that heartbeats store to
+//! and readers load from. Each service's instances at its revision are a [`Listing`]: an immutable list that
+//! the state rebuilds (on the first read after a change) only for the services that changed. A read takes the
+//! `Arc`s it needs under the state's lock, which costs a few pointer copies, and copies, filters and
+//! serializes after releasing it; heartbeats and registrations never wait for a reader's copy.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::api::{
+    Instance, InstanceState, InstanceStatus, ServiceStatus, ServiceSummary, Snapshot,
+};
+
+/// An instance as registered, with its last renewal.
+#[derive(Debug)]
+pub(crate) struct Listed {
+    instance: Instance,
+    /// Nanoseconds from the registry's [`Clock`] origin to the last heartbeat (or the registration).
+    renewed: AtomicU64,
+}
+
+impl Deref for Listed {
+    type Target = Instance;
+
+    fn deref(&self) -> &Instance {
+        &self.instance
+    }
+}
+
+impl Listed {
+    /// `instance`, registered at `now`.
+    pub(crate) fn new(instance: Instance, clock: &Clock, now: Instant) -> Listed {
+        Listed {
+            instance,
+            renewed: AtomicU64::new(clock.nanos(now)),
+        }
+    }
+
+    /// A heartbeat at `now`.
+    pub(crate) fn renew(&self, clock: &Clock, now: Instant) {
+        self.renewed.store(clock.nanos(now), Ordering::Relaxed);
+    }
+
+    /// Time since the last heartbeat, at `now`.
+    pub(crate) fn age(&self, clock: &Clock, now: Instant) -> Duration {
+        let renewed = clock.origin + Duration::from_nanos(self.renewed.load(Ordering::Relaxed));
+        now.saturating_duration_since(renewed)
+    }
+
+    /// Whether it is late, given the [`Clock::late_cutoff`] of now: one atomic load and a comparison, so that
+    /// the instances of a whole registry are counted in a few milliseconds.
+    pub(crate) fn is_late(&self, late_cutoff: u64) -> bool {
+        self.renewed.load(Ordering::Relaxed) < late_cutoff
+    }
+
+    /// The instance with how its heartbeats stand at `now`.
+    pub(crate) fn status(&self, clock: &Clock, now: Instant) -> InstanceStatus {
+        let age = self.age(clock, now);
+        InstanceStatus {
+            instance: self.instance.clone(),
+            state: if age > clock.late_after() {
+                InstanceState::Late
+            } else {
+                InstanceState::Up
+            },
+            heartbeat_age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// The registry's time origin and TTL: what turns a renewal into an age and a state.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    origin: Instant,
+    ttl: Duration,
+}
+
+impl Clock {
+    pub(crate) fn new(origin: Instant, ttl: Duration) -> Clock {
+        Clock { origin, ttl }
+    }
+
+    pub(crate) fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// An instance is late after half the TTL without a heartbeat.
+    fn late_after(&self) -> Duration {
+        self.ttl / 2
+    }
+
+    /// The renewal (in nanoseconds from the origin) before which an instance is late at `now`: it is late when
+    /// its age is over half the TTL, that is when it was renewed before `now` minus half the TTL.
+    pub(crate) fn late_cutoff(&self, now: Instant) -> u64 {
+        self.nanos(now)
+            .saturating_sub(u64::try_from(self.late_after().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// The instances of one service at one revision, by address. Never changed once built.
+#[derive(Debug)]
+pub(crate) struct Listing {
+    pub(crate) name: String,
+    /// The registry's revision when the service last changed (0: it never had an instance here).
+    pub(crate) revision: u64,
+    pub(crate) instances: Vec<Arc<Listed>>,
+    /// The sum of the instances' weights.
+    pub(crate) total_weight: u64,
+}
+
+impl Listing {
+    pub(crate) fn new(name: String, revision: u64, instances: Vec<Arc<Listed>>) -> Listing {
+        let total_weight = instances.iter().map(|i| u64::from(i.weight)).sum();
+        Listing {
+            name,
+            revision,
+            instances,
+            total_weight,
+        }
+    }
+
+    /// The answer to `instances` and `watch`.
+    pub(crate) fn snapshot(&self, epoch: u64) -> Snapshot {
+        Snapshot {
+            service: self.name.clone(),
+            epoch,
+            revision: self.revision,
+            instances: self.instances.iter().map(|i| i.instance.clone()).collect(),
+        }
+    }
+
+    /// The service with each instance's status at `now`.
+    pub(crate) fn status(&self, clock: &Clock, now: Instant) -> ServiceStatus {
+        ServiceStatus {
+            name: self.name.clone(),
+            revision: self.revision,
+            instances: self
+                .instances
+                .iter()
+                .map(|i| i.status(clock, now))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn summary(&self) -> ServiceSummary {
+        ServiceSummary {
+            name: self.name.clone(),
+            instances: self.instances.len(),
+            revision: self.revision,
+        }
+    }
+}
+
+/// Every service with instances, by name: what the dashboard, `services`, `status` and the metrics read.
+pub(crate) type Listings = Arc<[Arc<Listing>]>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_instance_turns_late_after_half_the_ttl_by_its_age_and_by_the_cutoff_alike() {
+        let origin = Instant::now();
+        let clock = Clock::new(origin, Duration::from_secs(3));
+        let instance = Instance {
+            service: "Calc".into(),
+            address: "10.0.0.1:1".into(),
+            weight: 1,
+            metadata: Default::default(),
+            lease: 1,
+            incarnation: 1,
+        };
+        let listed = Listed::new(instance, &clock, origin + Duration::from_millis(700));
+        for (at, late) in [(2200, false), (2201, true)] {
+            let now = origin + Duration::from_millis(at);
+            let status = listed.status(&clock, now);
+            assert_eq!(status.state == InstanceState::Late, late, "at {at} ms");
+            assert_eq!(listed.is_late(clock.late_cutoff(now)), late, "at {at} ms");
+        }
+        // A heartbeat, seen by every holder of the `Arc` without the state.
+        listed.renew(&clock, origin + Duration::from_millis(2100));
+        let now = origin + Duration::from_millis(2300);
+        assert_eq!(listed.status(&clock, now).heartbeat_age_ms, 200);
+        assert!(!listed.is_late(clock.late_cutoff(now)));
+        // Before half a TTL has passed since the origin, nothing can be late.
+        assert_eq!(clock.late_cutoff(origin + Duration::from_secs(1)), 0);
+    }
+}

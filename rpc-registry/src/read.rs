@@ -1,0 +1,152 @@
+//! The registry's reads over its RPC API (`instances`, `watch`, `watch_changes`, `services`, `status`): each
+//! takes what it needs under the state's lock (`Arc`s of listings and history records: pointer copies) and
+//! builds its answer after releasing it, so that no read makes a heartbeat wait while it copies instances.
+//! Watches are long polls woken by their service's revision.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::api::{ServiceStatus, ServiceSummary, Snapshot, Watched};
+use crate::history::Record;
+use crate::listing::Listing;
+use crate::service::Shared;
+use crate::state::State;
+
+/// What a watch takes under the lock to answer with.
+struct Seen {
+    epoch: u64,
+    listing: Arc<Listing>,
+    /// The records of the removals after the watcher's revision, and whether the history covers them all.
+    removals: Vec<Record>,
+    complete: bool,
+}
+
+impl Seen {
+    /// The answer of a watch of `service` from revision `since` of registry `epoch`, with the removals since
+    /// if `removals` is asked and the watcher saw a revision of this registry.
+    fn take(state: &mut State, service: &str, epoch: u64, since: u64, removals: bool) -> Seen {
+        let listing = state.listing(service);
+        let (removals, complete) = if removals && epoch == state.epoch() && since != 0 {
+            let history = state.history();
+            (history.removals(service, since), history.covers(since))
+        } else {
+            (Vec::new(), true)
+        };
+        Seen {
+            epoch: state.epoch(),
+            listing,
+            removals,
+            complete,
+        }
+    }
+}
+
+impl Shared {
+    /// The instances of `service` now.
+    pub(crate) fn instances(&self, service: &str) -> Snapshot {
+        let (epoch, listing) = {
+            let mut state = self.state();
+            (state.epoch(), state.listing(service))
+        };
+        listing.snapshot(epoch)
+    }
+
+    /// The instances of `service` once they differ from revision `since` of registry `epoch` (see
+    /// [`crate::api::Registry::watch`]).
+    pub(crate) async fn watch(
+        &self,
+        service: &str,
+        epoch: u64,
+        since: u64,
+        wait_ms: u64,
+    ) -> Snapshot {
+        let seen = self.wait(service, epoch, since, wait_ms, false).await;
+        seen.listing.snapshot(seen.epoch)
+    }
+
+    /// As [`Shared::watch`], with the removals since `since` (see [`crate::api::Registry::watch_changes`]).
+    pub(crate) async fn watch_changes(
+        &self,
+        service: &str,
+        epoch: u64,
+        since: u64,
+        wait_ms: u64,
+    ) -> Watched {
+        let seen = self.wait(service, epoch, since, wait_ms, true).await;
+        Watched {
+            snapshot: seen.listing.snapshot(seen.epoch),
+            removed: seen.removals.iter().filter_map(Record::removal).collect(),
+            complete: seen.complete,
+        }
+    }
+
+    /// Waits until `service` differs from revision `since` of registry `epoch` (at once if it already does), or
+    /// for `wait_ms` (at most `max_watch_wait`), or until the registry shuts down; then takes its listing.
+    async fn wait(
+        &self,
+        service: &str,
+        epoch: u64,
+        since: u64,
+        wait_ms: u64,
+        removals: bool,
+    ) -> Seen {
+        let mut changed = {
+            let mut state = self.state();
+            let current = state.listing(service).revision;
+            // A watcher of another registry process, or one behind, is answered at once.
+            if epoch != state.epoch() || current != since {
+                return Seen::take(&mut state, service, epoch, since, removals);
+            }
+            match state.subscribe(service) {
+                Some(changed) => changed,
+                // Tracking one more service would cross max_services: answer at once instead of waiting.
+                None => return Seen::take(&mut state, service, epoch, since, removals),
+            }
+        };
+        let wait = Duration::from_millis(wait_ms).min(self.config.max_watch_wait);
+        let _watching = self.stats.rpc_watching();
+        tokio::select! {
+            _ = tokio::time::timeout(wait, changed.wait_for(|&revision| revision != since)) => {}
+            () = self.closed() => {}
+        }
+        drop(changed);
+        let mut state = self.state();
+        let seen = Seen::take(&mut state, service, epoch, since, removals);
+        state.forget_if_unused(service);
+        seen
+    }
+
+    /// Every service with instances.
+    pub(crate) fn services(&self) -> Vec<ServiceSummary> {
+        let listings = self.state().listings();
+        listings.iter().map(|l| l.summary()).collect()
+    }
+
+    /// The instances of `only` (of every service, if `None`) with how their heartbeats stand; services without
+    /// instances are left out.
+    pub(crate) fn status(&self, only: Option<&str>) -> Vec<ServiceStatus> {
+        match only {
+            Some(name) => {
+                let (clock, listing) = {
+                    let mut state = self.state();
+                    (state.clock(), state.listing(name))
+                };
+                let now = Instant::now();
+                (!listing.instances.is_empty())
+                    .then(|| listing.status(&clock, now))
+                    .into_iter()
+                    .collect()
+            }
+            None => {
+                let (clock, listings) = {
+                    let mut state = self.state();
+                    (state.clock(), state.listings())
+                };
+                let now = Instant::now();
+                listings.iter().map(|l| l.status(&clock, now)).collect()
+            }
+        }
+    }
+}
