@@ -1,65 +1,101 @@
-//! Replays the fuzz seeds and every input a fuzz run ever crashed on through the fuzz harnesses, so a fixed crash
-//! stays fixed. The harnesses are the fuzz targets' own (`rpc-codec/fuzz/harness.rs` for `frame_decoder`,
-//! `rpc-codec/fuzz/payload_harness.rs` for `payload_decoder`).
+//! Replays every input kept for the fuzz targets through their harnesses: the hand-made seeds
+//! (`fuzz/seeds/<target>`), the minimized corpus the fuzzers grew (`fuzz/corpus/<target>`) and every input a fuzz
+//! run ever crashed on (`fuzz/regressions/<target>`), so that a fixed crash stays fixed and what the fuzzers
+//! reached stays covered. The harnesses are the fuzz targets' own (`rpc-codec/fuzz/harness.rs` for
+//! `frame_decoder`, `rpc-codec/fuzz/payload_harness.rs` for `payload_decoder`).
+//!
+//! A replay fails unless it ran exactly as many inputs as its folders hold (every file but `.keep`; a folder
+//! that holds anything else than files fails it too), and unless the seeds and the corpus hold some: an empty or
+//! misnamed folder would replay nothing and pass.
 
 #[path = "../fuzz/harness.rs"]
 mod harness;
 #[path = "../fuzz/payload_harness.rs"]
 mod payload_harness;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Stack for replaying payload inputs. Decoding stops at `rpc_codec::MAX_DEPTH` levels (the guard's own test
 /// holds that on a 2 MiB thread); the harness's checks around a decode (walking and re-encoding the value)
 /// recurse too, and an unoptimized build takes several times more stack per level than the fuzzer's.
 const PAYLOAD_STACK: usize = 64 << 20;
 
-/// Runs every input of `dir` (files starting with a dot aside) through `run`; returns how many there were.
-fn replay(dir: &str, run: fn(&[u8])) -> usize {
+/// The files of `dir` (relative to this crate), `.keep` aside; anything else than a file fails the test.
+fn listed(dir: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut count = 0;
+    let mut files = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        {
+        let entry = entry.unwrap();
+        if entry.file_name() == ".keep" {
             continue;
         }
-        let data = std::fs::read(&path).unwrap();
-        let result = std::panic::catch_unwind(|| run(&data));
-        assert!(result.is_ok(), "fuzz input {} fails again", path.display());
-        count += 1;
+        let path = entry.path();
+        assert!(
+            entry.file_type().unwrap().is_file(),
+            "{} is not a file: a fuzz folder holds inputs only",
+            path.display()
+        );
+        files.push(path);
     }
-    count
+    files.sort();
+    files
 }
 
-/// [`replay`] on a thread with [`PAYLOAD_STACK`] of stack.
-fn replay_payloads(dir: &'static str) -> usize {
-    std::thread::Builder::new()
+/// How many inputs of each folder of a target there are, and how many ran.
+#[derive(Debug, Default)]
+struct Replay {
+    seeds: usize,
+    corpus: usize,
+    regressions: usize,
+    ran: usize,
+}
+
+/// Runs every input of `target`'s seeds, corpus and regressions through `run`, each one once.
+fn replay(target: &str, run: fn(&[u8])) -> Replay {
+    let folders = ["seeds", "corpus", "regressions"].map(|f| listed(&format!("fuzz/{f}/{target}")));
+    let mut replay = Replay {
+        seeds: folders[0].len(),
+        corpus: folders[1].len(),
+        regressions: folders[2].len(),
+        ran: 0,
+    };
+    for path in folders.iter().flatten() {
+        let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let result = std::panic::catch_unwind(|| run(&data));
+        assert!(result.is_ok(), "fuzz input {} fails", path.display());
+        replay.ran += 1;
+    }
+    replay
+}
+
+/// Asserts that `replay` ran every input its folders hold, and that its seeds and corpus are not empty.
+fn assert_complete(target: &str, replay: &Replay) {
+    eprintln!("{target}: {replay:?}");
+    assert_eq!(
+        replay.ran,
+        replay.seeds + replay.corpus + replay.regressions,
+        "{target}: ran fewer inputs than its folders hold: {replay:?}"
+    );
+    assert!(replay.seeds > 0, "{target}: no seeds: {replay:?}");
+    assert!(
+        replay.corpus > 0,
+        "{target}: no corpus (fuzz/corpus/{target}; see fuzz/README.md): {replay:?}"
+    );
+}
+
+#[test]
+fn every_frame_decoder_input_passes_the_harness() {
+    let replay = replay("frame_decoder", harness::run);
+    assert_complete("frame_decoder", &replay);
+}
+
+#[test]
+fn every_payload_decoder_input_passes_the_harness() {
+    let replay = std::thread::Builder::new()
         .stack_size(PAYLOAD_STACK)
-        .spawn(move || replay(dir, payload_harness::run))
+        .spawn(|| replay("payload_decoder", payload_harness::run))
         .unwrap()
         .join()
-        .unwrap()
-}
-
-#[test]
-fn seeds_pass_the_harness() {
-    assert!(replay("fuzz/seeds/frame_decoder", harness::run) >= 9);
-}
-
-#[test]
-fn past_fuzz_crashes_stay_fixed() {
-    replay("fuzz/regressions/frame_decoder", harness::run);
-}
-
-#[test]
-fn payload_seeds_pass_the_harness() {
-    assert!(replay_payloads("fuzz/seeds/payload_decoder") >= 18);
-}
-
-#[test]
-fn past_payload_fuzz_crashes_stay_fixed() {
-    replay_payloads("fuzz/regressions/payload_decoder");
+        .unwrap();
+    assert_complete("payload_decoder", &replay);
 }

@@ -1,5 +1,7 @@
 //! Checks `docs/PROTOCOL.md` against the implementation byte for byte: every frame vector, every row of the
-//! value-encoding table and every refused input. If the document and the code disagree, this fails.
+//! value-encoding table, every refused payload and every refused input. If the document and the code disagree,
+//! this fails. (That the shipped servers answer what the document's running example says is checked against
+//! the servers themselves, in `examples/tests/protocol_doc.rs`.)
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -83,44 +85,67 @@ fn request_vector() {
     let header =
         Header::request(1, method_id("Calc", "add")).with_deadline(Duration::from_millis(250));
     let md = Metadata::from_pairs([("trace-id", "abc123")]).unwrap();
-    let frame = check("request", encode(header, &md, &(2i32, 3i32)), header);
+    let frame = check("request", encode(header, &md, &(2i64, 3i64)), header);
     assert_eq!(frame.metadata.get_str("trace-id"), Some("abc123"));
-    let args: (i32, i32) = Bincode.decode(&frame.payload).unwrap();
+    let args: (i64, i64) = Bincode.decode(&frame.payload).unwrap();
     assert_eq!(args, (2, 3));
     assert_eq!(frame.header.deadline(), Some(Duration::from_millis(250)));
 }
 
+/// `examples::calc::Answer`, the result of the document's running example, written out again.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Answer {
+    value: i64,
+    instance: String,
+}
+
+/// `examples::calc::CalcError`.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum CalcError {
+    DivisionByZero,
+}
+
 #[test]
 fn response_vectors() {
+    let answer = Answer {
+        value: 5,
+        instance: "127.0.0.1:7000".to_owned(),
+    };
     let frame = check(
         "response",
-        encode(Header::response(1), &Metadata::new(), &5i32),
+        encode(Header::response(1), &Metadata::new(), &answer),
         Header::response(1),
     );
-    assert_eq!(Bincode.decode::<i32>(&frame.payload).unwrap(), 5);
+    assert_eq!(Bincode.decode::<Answer>(&frame.payload).unwrap(), answer);
 
     let header = Header::app_error(2);
     let frame = check(
         "response-app-error",
-        encode(header, &Metadata::new(), "division by zero"),
+        encode(header, &Metadata::new(), &CalcError::DivisionByZero),
         header,
     );
     assert!(frame.header.flags.contains(rpc_codec::Flags::APP_ERROR));
     assert_eq!(
-        Bincode.decode::<String>(&frame.payload).unwrap(),
-        "division by zero"
+        Bincode.decode::<CalcError>(&frame.payload).unwrap(),
+        CalcError::DivisionByZero
     );
 }
 
 #[test]
 fn error_vector() {
     let header = Header::error(3, Status::Unimplemented);
+    let message = "no method with id 0x12345678 on this server";
+    let frame = check("error", encode_raw(header, message.as_bytes()), header);
+    assert_eq!(frame.message(), message);
+
+    let header = Header::error(1, Status::Unimplemented);
+    let message = "this peer serves no methods";
     let frame = check(
-        "error",
-        encode_raw(header, b"unknown method 0x12345678"),
+        "serves-nothing",
+        encode_raw(header, message.as_bytes()),
         header,
     );
-    assert_eq!(frame.message(), "unknown method 0x12345678");
+    assert_eq!(frame.message(), message);
 }
 
 #[test]
@@ -148,8 +173,12 @@ fn cancel_one_way_ping_pong_go_away_vectors() {
     );
 
     let header = Header::go_away(5, Status::Ok);
-    let frame = check("go-away", encode_raw(header, b"draining"), header);
-    assert_eq!(frame.message(), "draining");
+    let frame = check(
+        "go-away",
+        encode_raw(header, b"server shutting down"),
+        header,
+    );
+    assert_eq!(frame.message(), "server shutting down");
 }
 
 #[derive(Serialize, Deserialize)]
@@ -224,7 +253,8 @@ fn value_encoding_table() {
 
 #[test]
 fn the_python_example_builds_the_same_request() {
-    // Section 11 builds this header by hand; it must be what the encoder writes.
+    // Section 11 builds this header by hand; it must be what the encoder writes. (`examples/tests/protocol_doc.rs`
+    // runs the example itself against a Calc server.)
     let header = Header::request(1, method_id("Calc", "add")).with_deadline(Duration::from_secs(1));
     let mut expect = b"RP\x01\x01\x00\x00\x00\x00".to_vec();
     expect.extend_from_slice(&1u64.to_le_bytes());
@@ -233,10 +263,78 @@ fn the_python_example_builds_the_same_request() {
     expect.extend_from_slice(&2u32.to_le_bytes());
     expect.extend_from_slice(&[0x04, 0x06]);
     assert_eq!(
-        hex(&encode(header, &Metadata::new(), &(2i32, 3i32))),
+        hex(&encode(header, &Metadata::new(), &(2i64, 3i64))),
         hex(&expect)
     );
-    assert!(DOC.contains("print(kind, rid, body)                             # 2 1 b'\\n'"));
+    assert!(DOC.contains("# 2 1 0 5 127.0.0.1:7000"));
+}
+
+/// Decodes `bytes` as the type named in the refused-payload table; `Ok` if it decoded.
+fn decode_as(ty: &str, bytes: &[u8]) -> Result<(), rpc_codec::PayloadError> {
+    match ty {
+        "`u8`" => Bincode.decode::<u8>(bytes).map(drop),
+        "`u16`" => Bincode.decode::<u16>(bytes).map(drop),
+        "`u64`" => Bincode.decode::<u64>(bytes).map(drop),
+        "`bool`" => Bincode.decode::<bool>(bytes).map(drop),
+        "`String`" => Bincode.decode::<String>(bytes).map(drop),
+        "`Vec<u8>`" => Bincode.decode::<Vec<u8>>(bytes).map(drop),
+        "`Vec<u64>`" => Bincode.decode::<Vec<u64>>(bytes).map(drop),
+        "`Shape`" => Bincode.decode::<Shape>(bytes).map(drop),
+        other => panic!("refused-payload table: no type {other} in this test"),
+    }
+}
+
+#[test]
+fn refused_payloads_of_the_table() {
+    let table = DOC
+        .split_once("<!-- refused-payload-table -->")
+        .and_then(|(_, rest)| rest.split_once("<!-- end refused-payload-table -->"))
+        .expect("refused-payload table markers")
+        .0;
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
+        .collect();
+    assert!(rows.len() >= 10, "{} rows", rows.len());
+    for row in rows {
+        let bytes: Vec<u8> = row[0]
+            .trim_matches('`')
+            .split_whitespace()
+            .map(|h| u8::from_str_radix(h, 16).unwrap())
+            .collect();
+        let decoded = decode_as(row[1], &bytes);
+        assert!(
+            decoded.is_err(),
+            "{} as {} decoded, but the table says: {}",
+            row[0],
+            row[1],
+            row[2]
+        );
+    }
+    // Each refusal is for the reason the table gives, not for some other: the same bytes with the marker fixed
+    // (or the value made whole) decode.
+    assert_eq!(
+        Bincode
+            .decode::<u64>(&[0xfd, 0, 0, 0, 0, 1, 0, 0, 0])
+            .unwrap(),
+        1 << 32
+    );
+    assert_eq!(Bincode.decode::<u16>(&[0xfb, 0, 1]).unwrap(), 256);
+    assert_eq!(
+        Bincode
+            .decode::<String>(&[0xfd, 1, 0, 0, 0, 0, 0, 0, 0, 0x61])
+            .unwrap(),
+        "a"
+    );
+    assert!(
+        Bincode
+            .decode::<Vec<u8>>(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0])
+            .is_ok()
+    );
+    assert!(Bincode.decode::<Shape>(&[0xfc, 1, 0, 0, 0, 5]).is_ok());
+    assert!(Bincode.decode::<Shape>(&[0x02, 2, 3]).is_ok());
+    assert!(Bincode.decode::<u8>(&[0x01]).is_ok());
 }
 
 #[test]
@@ -293,4 +391,47 @@ fn refused_inputs_of_the_table() {
         let v = doc_vector(name);
         assert!(matches!(decode(&v[..27]), Ok(None)), "{name}");
     }
+
+    // Limits are inclusive: a frame of exactly the limit is read, one byte more is refused on its header alone.
+    let limit = rpc_codec::Config::default().max_frame_len;
+    let at_limit = Header::request(7, 1).to_bytes(0, limit - 28);
+    let mut stream = BytesMut::from(&at_limit[..]);
+    stream.resize(limit as usize, 0);
+    match FrameCodec::default().decode(&mut stream) {
+        Ok(Some(Received::Frame(f))) => assert_eq!(f.payload.len() as u32, limit - 28),
+        other => panic!("a frame of exactly the limit: {other:?}"),
+    }
+    let over = Header::request(7, 1).to_bytes(0, limit - 27);
+    match decode(&over) {
+        Ok(Some(Received::Refused(r))) => assert_eq!(
+            r.reason.to_string(),
+            "frame length 16777217 exceeds limit 16777216"
+        ),
+        other => panic!("a frame one byte over the limit: {other:?}"),
+    }
+}
+
+#[test]
+fn metadata_limits_are_inclusive() {
+    let config = rpc_codec::Config {
+        max_metadata_len: 22,
+        max_metadata_entries: 2,
+        ..rpc_codec::Config::default()
+    };
+    // Two entries of 11 bytes each (1 + key "k1" + 2 + value "abcdef"): exactly both limits.
+    let two = Metadata::from_pairs([("k1", "abcdef"), ("k2", "abcdef")]).unwrap();
+    let three = Metadata::from_pairs([("a", ""), ("b", ""), ("c", "")]).unwrap();
+    let longer = Metadata::from_pairs([("k1", "abcdef"), ("k2", "abcdefg")]).unwrap();
+    let outcome = |md: &Metadata| {
+        let bytes = encode(Header::request(1, 1), md, &());
+        match FrameCodec::new(config).decode(&mut BytesMut::from(&bytes[..])) {
+            Ok(Some(Received::Frame(_))) => String::from("frame"),
+            Ok(Some(Received::Refused(r))) => r.reason.to_string(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(two.as_bytes().len(), 22);
+    assert_eq!(outcome(&two), "frame");
+    assert_eq!(outcome(&three), "metadata has more than 2 entries");
+    assert_eq!(outcome(&longer), "metadata length 23 exceeds limit 22");
 }

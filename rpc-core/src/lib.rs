@@ -37,6 +37,18 @@
 //! One TCP connection per client multiplexes every call; calls carry a deadline (10 s unless set) that
 //! travels as a budget, and dropping a call cancels it on the server. The wire format is `docs/PROTOCOL.md`.
 //!
+//! A crate that uses it needs these `[dependencies]` (rpc-core is not on crates.io: `path` points at the
+//! `rpc-core` folder of a clone of its repository). `#[tokio::main]` needs tokio's `macros` and
+//! `rt-multi-thread`, `TcpListener` its `net`; serde's `derive` is for the crate's own argument and result
+//! types. CI builds the README's quick start with exactly this block (`.ci/quickstart.sh`).
+//!
+//! ```toml
+//! [dependencies]
+//! rpc-core = { path = "../rpc/rpc-core" }
+//! tokio = { version = "1", features = ["macros", "net", "rt-multi-thread"] }
+//! serde = { version = "1", features = ["derive"] }
+//! ```
+//!
 //! # Layout
 //! - [`macro@service`]: re-exported from `rpc-macros`; generates `<Trait>Client` and `<Trait>Server`.
 //! - [`client`]: [`Client`], its connection, reconnection with backoff, the call path, balancing and retries.

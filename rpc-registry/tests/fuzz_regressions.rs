@@ -1,37 +1,58 @@
-//! Replays the fuzz seeds and every input a fuzz run ever crashed on through the fuzz harness, so a fixed crash
-//! stays fixed. The harness is the fuzz target's own (`rpc-registry/fuzz/harness.rs`).
+//! Replays every input kept for the fuzz target through its harness: the hand-made seeds
+//! (`fuzz/seeds/registry_requests`), the minimized corpus the fuzzer grew (`fuzz/corpus/registry_requests`) and
+//! every input a fuzz run ever crashed on (`fuzz/regressions/registry_requests`), so that a fixed crash stays
+//! fixed and what the fuzzer reached stays covered. The harness is the fuzz target's own
+//! (`rpc-registry/fuzz/harness.rs`).
+//!
+//! The replay fails unless it ran exactly as many inputs as the folders hold (every file but `.keep`; a folder
+//! that holds anything else than files fails it too), and unless each folder holds some: an empty or misnamed
+//! folder would replay nothing and pass.
 
 #[path = "../fuzz/harness.rs"]
 mod harness;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Runs every input of `dir` (files starting with a dot aside) through the harness; returns how many there were.
-fn replay(dir: &str) -> usize {
+/// The files of `dir` (relative to this crate), `.keep` aside; anything else than a file fails the test.
+fn listed(dir: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut count = 0;
+    let mut files = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        {
+        let entry = entry.unwrap();
+        if entry.file_name() == ".keep" {
             continue;
         }
-        let data = std::fs::read(&path).unwrap();
-        let result = std::panic::catch_unwind(|| harness::run(&data));
-        assert!(result.is_ok(), "fuzz input {} fails again", path.display());
-        count += 1;
+        let path = entry.path();
+        assert!(
+            entry.file_type().unwrap().is_file(),
+            "{} is not a file: a fuzz folder holds inputs only",
+            path.display()
+        );
+        files.push(path);
     }
-    count
+    files.sort();
+    files
 }
 
 #[test]
-fn seeds_pass_the_harness() {
-    assert!(replay("fuzz/seeds/registry_requests") >= 6);
-}
-
-#[test]
-fn past_fuzz_crashes_stay_fixed() {
-    replay("fuzz/regressions/registry_requests");
+fn every_registry_requests_input_passes_the_harness() {
+    let folders = ["seeds", "corpus", "regressions"]
+        .map(|f| (f, listed(&format!("fuzz/{f}/registry_requests"))));
+    let mut ran = 0;
+    for path in folders.iter().flat_map(|(_, files)| files) {
+        let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let result = std::panic::catch_unwind(|| harness::run(&data));
+        assert!(result.is_ok(), "fuzz input {} fails", path.display());
+        ran += 1;
+    }
+    let counts = folders.map(|(f, files)| (f, files.len()));
+    eprintln!("registry_requests: ran {ran} inputs of {counts:?}");
+    assert_eq!(
+        ran,
+        counts.iter().map(|(_, n)| n).sum::<usize>(),
+        "ran fewer inputs than the folders hold: {counts:?}"
+    );
+    for (folder, n) in counts {
+        assert!(n > 0, "fuzz/{folder}/registry_requests holds no input");
+    }
 }

@@ -1,11 +1,15 @@
-//! A tour of wire protocol v1: encodes a frame of every kind, prints it field by field, decodes it back, shows
-//! the codec refusing hostile input without losing the connection, and measures encode + decode throughput.
+//! A tour of wire protocol v1: encodes a frame of every kind (the calls and answers of `docs/PROTOCOL.md`'s
+//! running example, the `Calc` service of `calc-server`), prints it field by field, decodes it back, shows the
+//! codec refusing hostile input without losing the connection, and measures encode + decode throughput. It
+//! checks what it shows: if a frame does not decode back to what was encoded, or hostile input is not refused
+//! as shown, it says which and exits with status 1.
 //!
 //! Run with `cargo run --release -p examples --bin wire-tour`.
 
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use examples::calc::{Answer, CalcError};
 use rpc_codec::{
     Bincode, Config, FrameCodec, Header, Metadata, PayloadCodec, ReceivedRef, Status, WriteBuf,
     method_id,
@@ -21,14 +25,31 @@ struct Reading {
     urgent: bool,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+type Error = Box<dyn std::error::Error>;
+
+fn main() -> std::process::ExitCode {
     println!(
         "wire protocol v1: a 28-byte header, then metadata, then the payload (docs/PROTOCOL.md)\n"
     );
-    frames_of_every_kind()?;
-    hostile_input()?;
-    throughput()?;
-    Ok(())
+    match frames_of_every_kind()
+        .and_then(|()| hostile_input())
+        .and_then(|()| throughput())
+    {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wire-tour: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `Ok` if `holds`, else an error saying what did not hold.
+fn check(holds: bool, what: impl FnOnce() -> String) -> Result<(), Error> {
+    if holds {
+        Ok(())
+    } else {
+        Err(format!("this did not hold: {}", what()).into())
+    }
 }
 
 /// Prints `frame` as header fields, metadata and payload.
@@ -66,7 +87,7 @@ fn show(frame: &[u8]) {
     }
 }
 
-fn frames_of_every_kind() -> Result<(), Box<dyn std::error::Error>> {
+fn frames_of_every_kind() -> Result<(), Error> {
     let codec = FrameCodec::default();
     let add = method_id("Calc", "add");
     let trace = Metadata::from_pairs([("trace-id", "abc123")])?;
@@ -80,7 +101,7 @@ fn frames_of_every_kind() -> Result<(), Box<dyn std::error::Error>> {
     let r = codec.encode_value(
         &Header::request(1, add).with_deadline(Duration::from_millis(250)),
         &trace,
-        &(2i32, 3i32),
+        &(2i64, 3i64),
         &Bincode,
         &mut out,
     );
@@ -89,20 +110,32 @@ fn frames_of_every_kind() -> Result<(), Box<dyn std::error::Error>> {
         r,
         &out,
     )?;
-    let r = codec.encode_value(&Header::response(1), &none, &5i32, &Bincode, &mut out);
-    put("response: 5", r, &out)?;
+    let answer = Answer {
+        value: 5,
+        instance: String::from("127.0.0.1:7000"),
+    };
+    let r = codec.encode_value(&Header::response(1), &none, &answer, &Bincode, &mut out);
+    put(
+        "response: Answer { value: 5, instance: \"127.0.0.1:7000\" }",
+        r,
+        &out,
+    )?;
     let r = codec.encode_value(
         &Header::app_error(2),
         &none,
-        "division by zero",
+        &CalcError::DivisionByZero,
         &Bincode,
         &mut out,
     );
-    put("response with APP_ERROR: the application's error", r, &out)?;
+    put(
+        "response with APP_ERROR: Calc.div(7, 0) answers CalcError::DivisionByZero",
+        r,
+        &out,
+    )?;
     let r = codec.encode_bytes(
         &Header::error(3, Status::Unimplemented),
         &none,
-        b"no such method",
+        b"no method with id 0x12345678 on this server",
         &mut out,
     );
     put("error: status 12 unimplemented", r, &out)?;
@@ -123,11 +156,11 @@ fn frames_of_every_kind() -> Result<(), Box<dyn std::error::Error>> {
     let r = codec.encode_bytes(
         &Header::go_away(5, Status::Ok),
         &none,
-        b"draining",
+        b"server shutting down",
         &mut out,
     );
     put(
-        "go-away: nothing above request 5 will be processed",
+        "go-away: the last request id is 5; nothing above it will be processed",
         r,
         &out,
     )?;
@@ -152,17 +185,31 @@ fn frames_of_every_kind() -> Result<(), Box<dyn std::error::Error>> {
     println!("\n  decoded back, in one pass over the buffer:");
     let mut reader = FrameCodec::default();
     let mut at = 0;
+    let mut decoded = Vec::new();
     while let (n @ 1.., item) = reader.parse(&bytes[at..])? {
         if let Some(ReceivedRef::Frame(f)) = item {
             let h = f.header();
+            decoded.push((h.kind, h.request_id));
             let detail = match h.kind {
                 rpc_codec::Kind::Request => {
-                    format!("args {:?}", Bincode.decode::<(i32, i32)>(f.payload)?)
+                    let args = Bincode.decode::<(i64, i64)>(f.payload)?;
+                    check(args == (2, 3), || {
+                        format!("the request's arguments: {args:?}")
+                    })?;
+                    format!("args {args:?}")
                 }
                 rpc_codec::Kind::Response if h.flags.contains(rpc_codec::Flags::APP_ERROR) => {
-                    format!("app error {:?}", Bincode.decode::<&str>(f.payload)?)
+                    let error = Bincode.decode::<CalcError>(f.payload)?;
+                    check(error == CalcError::DivisionByZero, || {
+                        format!("the application error: {error:?}")
+                    })?;
+                    format!("app error {error:?}")
                 }
-                rpc_codec::Kind::Response => format!("value {}", Bincode.decode::<i32>(f.payload)?),
+                rpc_codec::Kind::Response => {
+                    let value = Bincode.decode::<Answer>(f.payload)?;
+                    check(value == answer, || format!("the response: {value:?}"))?;
+                    format!("value {value:?}")
+                }
                 rpc_codec::Kind::OneWay => format!("args {:?}", Bincode.decode::<&str>(f.payload)?),
                 _ if f.payload.is_empty() => String::new(),
                 _ => format!("{:?}", String::from_utf8_lossy(f.payload)),
@@ -181,14 +228,37 @@ fn frames_of_every_kind() -> Result<(), Box<dyn std::error::Error>> {
         }
         at += n;
     }
+    use rpc_codec::Kind::*;
+    let expected = [
+        (Request, 1),
+        (Response, 1),
+        (Response, 2),
+        (Error, 3),
+        (Cancel, 4),
+        (OneWay, 5),
+        (Ping, 7),
+        (Pong, 7),
+        (GoAway, 5),
+    ];
+    check(decoded == expected && at == bytes.len(), || {
+        format!(
+            "the frames decoded back ({decoded:?}, {at} of {} bytes) are those encoded",
+            bytes.len()
+        )
+    })?;
     println!();
     Ok(())
 }
 
-fn hostile_input() -> Result<(), Box<dyn std::error::Error>> {
+fn hostile_input() -> Result<(), Error> {
     println!("  hostile input costs a clear error, never a panic or an allocation:");
     let mut codec = FrameCodec::default();
-    let err = codec.parse(b"GET / HTTP/1.1\r\n").unwrap_err();
+    let Err(err) = codec.parse(b"GET / HTTP/1.1\r\n") else {
+        return Err("an HTTP request was not refused".into());
+    };
+    check(err.to_string().contains("looks like HTTP/1"), || {
+        format!("the refusal of HTTP names it: {err}")
+    })?;
     println!("    an HTTP client on the port      -> {err}");
 
     // A frame over the receiver's limit, then a ping: the first is refused from its header and its bytes are
@@ -213,6 +283,19 @@ fn hostile_input() -> Result<(), Box<dyn std::error::Error>> {
             seen.push(item);
         }
     }
+    check(
+        seen == [
+            "refused: frame length 100028 exceeds limit 65536",
+            "then a ping frame, read normally",
+        ],
+        || format!("a frame over the limit is refused and the next one read: {seen:?}"),
+    )?;
+    check(buf.capacity() < 64 * 1024, || {
+        format!(
+            "the refused frame was not buffered: the buffer holds {} bytes",
+            buf.capacity()
+        )
+    })?;
     println!("    a 100 kB frame, limit 64 KiB    -> {}", seen.join("; "));
     println!(
         "                                       (its bytes skipped as they came, never buffered whole)"
@@ -222,16 +305,20 @@ fn hostile_input() -> Result<(), Box<dyn std::error::Error>> {
     let mut forged = vec![0xfd];
     forged.extend_from_slice(&(1u64 << 62).to_le_bytes());
     forged.extend_from_slice(b"abc");
-    let err = Bincode.decode::<String>(&forged).unwrap_err();
+    let Err(err) = Bincode.decode::<String>(&forged) else {
+        return Err("a string claiming 2^62 bytes decoded".into());
+    };
     println!("    a string claiming 2^62 bytes    -> {err}");
     let mut forged = vec![0xfd];
     forged.extend_from_slice(&u64::MAX.to_le_bytes());
-    let err = Bincode.decode::<Vec<u64>>(&forged).unwrap_err();
+    let Err(err) = Bincode.decode::<Vec<u64>>(&forged) else {
+        return Err("a list claiming 2^64-1 elements decoded".into());
+    };
     println!("    a list claiming 2^64-1 elements -> {err}\n");
     Ok(())
 }
 
-fn throughput() -> Result<(), Box<dyn std::error::Error>> {
+fn throughput() -> Result<(), Error> {
     const FRAMES: u64 = 1_000_000;
     let reading = Reading {
         sensor: 1_234_567,
