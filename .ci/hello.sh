@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the README's two-process example as a user does: hello-server on 127.0.0.1 with a port the OS picks (it
 # prints the address it serves on as its first line), then hello-client against it; checks what the client
-# prints, then stops the server by its pid with SIGINT and checks that it drained and exited with status 0.
+# prints, then stops the server by its pid with SIGTERM (as systemd, Docker and Kubernetes do) and checks that
+# it drained and exited with status 0.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
@@ -34,17 +35,17 @@ for line in \
     grep -qxF "$line" "$out/client.out" || { echo "hello: hello-client did not print '$line'" >&2; exit 1; }
 done
 
-kill -INT "$server"
+kill -TERM "$server"
 for _ in $(seq 150); do
     kill -0 "$server" 2>/dev/null || break
     sleep 0.1
 done
 if kill -0 "$server" 2>/dev/null; then
-    echo "hello: hello-server still runs 15 s after SIGINT" >&2
+    echo "hello: hello-server still runs 15 s after SIGTERM" >&2
     exit 1
 fi
 status=0
 wait "$server" || status=$?
 server=""
-[ "$status" -eq 0 ] || { echo "hello: hello-server exited with status $status after SIGINT" >&2; cat "$out/server.err" >&2; exit 1; }
-echo "hello: ok (hello-server on $address answered hello-client, then drained on SIGINT)"
+[ "$status" -eq 0 ] || { echo "hello: hello-server exited with status $status after SIGTERM" >&2; cat "$out/server.err" >&2; exit 1; }
+echo "hello: ok (hello-server on $address answered hello-client, then drained on SIGTERM)"
