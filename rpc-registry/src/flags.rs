@@ -15,14 +15,14 @@ use rpc_core::tls::{ClientAuth, ServerTls};
 
 use crate::config::{self as registry, AddressCheck, RegistryConfig};
 use crate::credentials::Credentials;
-use crate::token::check_token;
+use crate::token::{check_token, hidden};
 
 const fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-/// The flags of `rpc-registry serve`.
-#[derive(Args, Debug)]
+/// The flags of `rpc-registry serve`. Their `Debug` hides the token.
+#[derive(Args)]
 pub struct ServeFlags {
     /// Address of the registry's RPC API (what instances and clients connect to).
     #[arg(long, env = "RPC_REGISTRY_LISTEN", default_value = "127.0.0.1:7070")]
@@ -36,7 +36,7 @@ pub struct ServeFlags {
     #[arg(long, env = "RPC_REGISTRY_TTL_MS", default_value_t = ms(registry::DEFAULT_TTL))]
     pub ttl_ms: u64,
     /// Token that registrations, heartbeats and deregistrations must carry; it may write every service and
-    /// renew, remove or supersede any instance. At least 8 visible ASCII characters. Without a token or a
+    /// renew, remove or supersede any instance. 8 to 4,096 visible ASCII characters. Without a token or a
     /// credentials file, anyone who can reach the registry can register. [default: none]
     #[arg(long, env = crate::TOKEN_ENV, hide_env_values = true)]
     pub token: Option<String>,
@@ -134,6 +134,82 @@ pub struct ServeFlags {
     /// Most memory, in bytes, that a call's decoded arguments may take.
     #[arg(long, default_value_t = codec::DEFAULT_MAX_DECODED_LEN)]
     pub max_decoded_len: usize,
+}
+
+impl std::fmt::Debug for ServeFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every flag, the token hidden.
+        let ServeFlags {
+            listen,
+            http,
+            ttl_ms,
+            token,
+            credentials,
+            address_check,
+            address_check_timeout_ms,
+            max_watch_wait_ms,
+            max_instances,
+            max_instances_per_service,
+            max_services,
+            max_metadata_entries,
+            max_metadata_bytes,
+            max_name_len,
+            max_http_watchers,
+            tls_cert,
+            tls_key,
+            tls_ca,
+            require_client_cert,
+            max_connections,
+            max_handshaking_connections,
+            max_in_flight_per_connection,
+            drain_timeout_ms,
+            max_pending_output,
+            write_timeout_ms,
+            idle_timeout_ms,
+            frame_timeout_ms,
+            handshake_timeout_ms,
+            inline_handlers,
+            max_frame_len,
+            max_frame_metadata_len,
+            max_frame_metadata_entries,
+            max_decoded_len,
+        } = self;
+        f.debug_struct("ServeFlags")
+            .field("listen", listen)
+            .field("http", http)
+            .field("ttl_ms", ttl_ms)
+            .field("token", &hidden(token))
+            .field("credentials", credentials)
+            .field("address_check", address_check)
+            .field("address_check_timeout_ms", address_check_timeout_ms)
+            .field("max_watch_wait_ms", max_watch_wait_ms)
+            .field("max_instances", max_instances)
+            .field("max_instances_per_service", max_instances_per_service)
+            .field("max_services", max_services)
+            .field("max_metadata_entries", max_metadata_entries)
+            .field("max_metadata_bytes", max_metadata_bytes)
+            .field("max_name_len", max_name_len)
+            .field("max_http_watchers", max_http_watchers)
+            .field("tls_cert", tls_cert)
+            .field("tls_key", tls_key)
+            .field("tls_ca", tls_ca)
+            .field("require_client_cert", require_client_cert)
+            .field("max_connections", max_connections)
+            .field("max_handshaking_connections", max_handshaking_connections)
+            .field("max_in_flight_per_connection", max_in_flight_per_connection)
+            .field("drain_timeout_ms", drain_timeout_ms)
+            .field("max_pending_output", max_pending_output)
+            .field("write_timeout_ms", write_timeout_ms)
+            .field("idle_timeout_ms", idle_timeout_ms)
+            .field("frame_timeout_ms", frame_timeout_ms)
+            .field("handshake_timeout_ms", handshake_timeout_ms)
+            .field("inline_handlers", inline_handlers)
+            .field("max_frame_len", max_frame_len)
+            .field("max_frame_metadata_len", max_frame_metadata_len)
+            .field("max_frame_metadata_entries", max_frame_metadata_entries)
+            .field("max_decoded_len", max_decoded_len)
+            .finish()
+    }
 }
 
 /// `--address-check`.
@@ -378,6 +454,15 @@ mod tests {
             }
             assert_ne!(old, new, "no flag set {path}");
         }
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let cli = Cli::try_parse_from(["serve", "--token", "an-admin-secret"]).unwrap();
+        let debug = format!("{:?}", cli.flags);
+        assert!(!debug.contains("an-admin-secret"), "{debug}");
+        assert!(debug.contains("token: Some(\"<hidden>\")"), "{debug}");
+        assert!(debug.contains("listen: 127.0.0.1:7070"), "{debug}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rpc_core::{Client, ClientConfig, RpcError, Status, ToSocketAddrs};
 
 use crate::api::RegistryClient;
-use crate::discovery::bearer;
+use crate::token::{TokenError, bearer};
 
 /// Default of [`ClientConfig::backoff_max`] in [`RegistryHandle::default_config`]: 250 ms, well under a
 /// heartbeat interval, so that heartbeats and watches resume soon after the registry comes back.
@@ -188,8 +188,8 @@ impl RegistryHandle {
         self.inner.registry.clone()
     }
 
-    /// A stub that sends `token` (if any) with every call.
-    pub(crate) fn stub(&self, token: Option<&str>) -> Result<RegistryClient, RpcError> {
+    /// A stub that sends `token` (if any) with every call; refused if the token breaks the rule.
+    pub(crate) fn stub(&self, token: Option<&str>) -> Result<RegistryClient, TokenError> {
         match token {
             Some(token) => Ok(self.client().with_metadata(bearer(token)?)),
             None => Ok(self.client()),

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::api::{Lease, LeaseRef, NewInstance, RegistryClient, RegistryError};
 use crate::handle::RegistryHandle;
+use crate::token::TokenError;
 
 /// Why a registration failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -24,12 +25,16 @@ pub enum RegistrationError {
     /// The registry refused.
     #[error("the registry refused: {0}")]
     Refused(#[from] RegistryError),
+    /// The token breaks the rule of [`crate::check_token`]; nothing was sent.
+    #[error("the registration's registry token is not usable: {0}")]
+    Token(#[from] TokenError),
 }
 
-/// How a registration behaves.
-#[derive(Clone, Debug)]
+/// How a registration behaves. Its `Debug` hides the token.
+#[derive(Clone)]
 pub struct RegistrationConfig {
-    /// The registry's token, if it wants one (it does for writes when it was started with one).
+    /// The registry's token, if it wants one (it does for writes when it was started with one); it meets
+    /// [`crate::check_token`].
     pub token: Option<String>,
     /// Heartbeat interval; `None` (the default) uses the registry's: a third of its TTL.
     pub heartbeat: Option<Duration>,
@@ -39,6 +44,22 @@ pub struct RegistrationConfig {
     /// back. Default [`RegistryHandle::default_config`] (attempts at most 250 ms apart, well under a heartbeat
     /// interval). [`Registration::register_with`] uses its handle's connection instead.
     pub client: ClientConfig,
+}
+
+impl std::fmt::Debug for RegistrationConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field, the token hidden: a configuration may be logged.
+        let RegistrationConfig {
+            token,
+            heartbeat,
+            client,
+        } = self;
+        f.debug_struct("RegistrationConfig")
+            .field("token", &crate::token::hidden(token))
+            .field("heartbeat", heartbeat)
+            .field("client", client)
+            .finish()
+    }
 }
 
 impl Default for RegistrationConfig {

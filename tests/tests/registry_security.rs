@@ -1,16 +1,19 @@
 //! The registry against rogue writers and hostile load: per-service tokens, client certificates as credentials
-//! (mutual TLS), the address checks, and every registry limit, each refusal with a message that names its
+//! (mutual TLS), the one token rule on the client side too (and tokens hidden in `Debug`), the address checks, and every registry limit, each refusal with a message that names its
 //! reason. Registries run in-process on 127.0.0.1; real clock (every step is a call over a socket).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use rpc_core::Status;
 use rpc_core::tls::{ClientCa, ClientTls, ServerTls};
 use rpc_core::{Client, ClientConfig, Metadata};
+use rpc_registry::cli::{CliError, Options};
 use rpc_registry::credentials::{IdentityGrant, TokenGrant};
 use rpc_registry::{
-    AddressCheck, Credentials, LeaseRef, NewInstance, Registration, RegistrationConfig,
-    RegistryClient, RegistryConfig, RegistryError,
+    AddressCheck, Credentials, Discovery, DiscoveryConfig, LeaseRef, NewInstance, Registration,
+    RegistrationConfig, RegistrationError, RegistryClient, RegistryConfig, RegistryError,
+    RegistryHandle, TokenError,
 };
 use tests::certs::Ca;
 use tests::cluster::{RunningRegistry, start_registry};
@@ -747,6 +750,81 @@ async fn empty_short_and_invisible_tokens_are_refused_everywhere_with_one_rule()
         message.starts_with("registration of Calc refused"),
         "{message}"
     );
+}
+
+/// A token that breaks the rule on the client side: the registration, the discovery and `ls` each refuse it with
+/// the rule's reason, before sending anything (nothing listens at the address: a call would fail as unreachable),
+/// never showing it; and the `Debug` of their configurations hides a good token.
+#[tokio::test]
+async fn client_tokens_meet_the_rule_before_anything_is_sent_and_never_show() {
+    let nowhere = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let handle = RegistryHandle::new(nowhere, RegistryHandle::default_config())
+        .await
+        .unwrap();
+    for (token, rule) in [
+        ("", TokenError::Empty),
+        ("sh0rt", TokenError::TooShort { len: 5 }),
+        ("has a-space", TokenError::NotVisible { at: 4 }),
+    ] {
+        let config = RegistrationConfig {
+            token: Some(token.into()),
+            ..RegistrationConfig::default()
+        };
+        let err = Registration::register_with(&handle, instance("Calc", "127.0.0.1:7001"), config)
+            .await
+            .unwrap_err();
+        assert_eq!(err, RegistrationError::Token(rule), "{token:?}");
+        let config = DiscoveryConfig {
+            token: Some(token.into()),
+            ..DiscoveryConfig::default()
+        };
+        let err = Discovery::with_handle(&handle, config).unwrap_err();
+        assert_eq!(err.code(), Status::InvalidArgument, "{token:?}: {err}");
+        assert!(err.message().ends_with(&rule.to_string()), "{err}");
+        let options = Options {
+            token: Some(token.into()),
+            ..Options::new(nowhere.to_string())
+        };
+        let err = rpc_registry::cli::ls(&options, None, &mut Vec::new(), &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CliError::Token(e) if e == rule), "{err}");
+        if !token.is_empty() {
+            assert!(!err.to_string().contains(token), "{err}");
+        }
+    }
+    let secret = "a-good-secret-token";
+    let shown = [
+        format!(
+            "{:?}",
+            RegistrationConfig {
+                token: Some(secret.into()),
+                ..RegistrationConfig::default()
+            }
+        ),
+        format!(
+            "{:?}",
+            DiscoveryConfig {
+                token: Some(secret.into()),
+                ..DiscoveryConfig::default()
+            }
+        ),
+        format!(
+            "{:?}",
+            Options {
+                token: Some(secret.into()),
+                ..Options::new("127.0.0.1:7070")
+            }
+        ),
+    ];
+    for debug in shown {
+        assert!(!debug.contains(secret), "{debug}");
+        assert!(debug.contains("token: Some(\"<hidden>\")"), "{debug}");
+    }
 }
 
 #[tokio::test]

@@ -29,7 +29,7 @@ struct Args {
     /// This instance's share of the calls, relative to the others'.
     #[arg(long, default_value_t = 1)]
     weight: u32,
-    /// The registry's token, if it has one (at least 8 visible ASCII characters).
+    /// The registry's token, if it has one (8 to 4,096 visible ASCII characters).
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
     token: Option<String>,
     #[command(flatten)]

@@ -28,7 +28,7 @@ use rpc_core::tls::ClientTls;
 use rpc_core::{Client, ClientConfig, RpcError};
 
 use crate::api::RegistryClient;
-use crate::discovery::bearer;
+use crate::token::{TokenError, bearer, hidden};
 use escape::{field, line};
 
 pub use changes::{Change, Tracker, diff};
@@ -45,12 +45,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// pauses (see [`WatchConfig::backoff_max`]) decide when the next attempt is made.
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(100);
 
-/// How the client subcommands reach the registry.
-#[derive(Clone, Debug)]
+/// How the client subcommands reach the registry. Its `Debug` hides the token.
+#[derive(Clone)]
 pub struct Options {
     /// The address of the registry's API, `host:port`.
     pub registry: String,
-    /// A token sent as `authorization: Bearer <token>` with every call (reads need none today). Default none.
+    /// A token sent as `authorization: Bearer <token>` with every call (reads need none today); it meets
+    /// [`crate::check_token`]. Default none.
     pub token: Option<String>,
     /// TLS to the registry; `None` (the default) connects in the clear.
     pub tls: Option<ClientTls>,
@@ -68,6 +69,24 @@ impl Options {
             tls: None,
             timeout: DEFAULT_TIMEOUT,
         }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field, the token hidden.
+        let Options {
+            registry,
+            token,
+            tls,
+            timeout,
+        } = self;
+        f.debug_struct("Options")
+            .field("registry", registry)
+            .field("token", &hidden(token))
+            .field("tls", tls)
+            .field("timeout", timeout)
+            .finish()
     }
 }
 
@@ -100,9 +119,9 @@ pub enum CliError {
         /// The registry's address, as given.
         registry: String,
     },
-    /// The token cannot travel as metadata.
-    #[error("{0}")]
-    Token(#[source] RpcError),
+    /// The token breaks the rule of [`crate::check_token`]; nothing was sent.
+    #[error("the registry token is not usable: {0}")]
+    Token(#[source] TokenError),
     /// The output could not be written (a closed pipe, say).
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),

@@ -162,7 +162,10 @@ async fn poll(
     let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
     match with_reasons {
         true => stub.watch_changes(service, epoch, since, wait_ms).await,
-        false => stub.watch(service, epoch, since, wait_ms).await.map(Watched::from),
+        false => stub
+            .watch(service, epoch, since, wait_ms)
+            .await
+            .map(Watched::from),
     }
 }
 
