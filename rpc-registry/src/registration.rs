@@ -1,8 +1,10 @@
 //! Registration: an instance registers, then heartbeats in the background (every third of the registry's TTL);
 //! when the registry no longer knows the lease (it expired, or the registry restarted) it registers again at
-//! once; when a newer incarnation of the same address superseded it, it stops and says so in its [`Status`];
-//! on shutdown it deregisters. A registration whose answer never came may still have taken effect: the
-//! instance then recognises that registration as its own instead of stopping (see [`Status::Superseded`]).
+//! once; when a newer incarnation of the same address superseded it, or the registry refuses it for a reason
+//! that retrying will not change (another identity owns the instance, its token is no longer accepted), it
+//! stops and says so in its [`Status`]; on shutdown it deregisters. A registration whose answer never came may
+//! still have taken effect: the instance then recognises that registration as its own instead of stopping (see
+//! [`Status::Superseded`]).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -73,7 +75,7 @@ impl Default for RegistrationConfig {
 }
 
 /// Where a registration stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Status {
     /// Registered under this lease, heartbeating.
     Active(Lease),
@@ -81,6 +83,27 @@ pub enum Status {
     /// registry sends this instance's calls to the newer one. (A registration of this one whose answer was
     /// late or lost is recognised as its own, by its weight and metadata, and taken over instead.)
     Superseded(Lease),
+    /// The registry refused a heartbeat of this lease, or the registration made again after it lost the lease,
+    /// for a reason that retrying will not change ([`is_final`]): another identity owns the instance, the token
+    /// is no longer accepted, the registration is no longer valid. Heartbeats stopped; the registry evicts the
+    /// instance within its TTL if it still lists it. The error is the registry's, as it answered.
+    Refused(Lease, RegistryError),
+}
+
+/// Whether the registry's refusal `error` of a heartbeat or a registration would come again however often the
+/// instance retried: [`RegistryError::Unauthenticated`] (the call's credentials do not cover the service, or
+/// another identity owns the instance) and [`RegistryError::Invalid`]. A full registry
+/// ([`RegistryError::LimitExceeded`]) and a failed address check ([`RegistryError::AddressRefused`], which may
+/// time out) may clear; [`RegistryError::UnknownLease`] and [`RegistryError::Superseded`] have answers of
+/// their own.
+pub fn is_final(error: &RegistryError) -> bool {
+    match error {
+        RegistryError::Unauthenticated(_) | RegistryError::Invalid(_) => true,
+        RegistryError::UnknownLease { .. }
+        | RegistryError::Superseded { .. }
+        | RegistryError::LimitExceeded(_)
+        | RegistryError::AddressRefused(_) => false,
+    }
 }
 
 /// A registered instance, heartbeating in the background. Dropping it stops the heartbeats (the registry
@@ -283,7 +306,11 @@ async fn heartbeat_loop(
                         // The lease's TTL runs from when the registry took it, after `sent`.
                         next = sent + interval;
                     }
-                    // Refused: try again next time.
+                    Ok(Err(refused)) if is_final(&refused) => {
+                        status.send_replace(Status::Refused(*shared.lease(), refused));
+                        return;
+                    }
+                    // Refused for now (the registry is full, say): try again next time.
                     Ok(Err(_)) => {}
                     Err(e) => unsure |= !e.is_not_processed(),
                 }
@@ -305,7 +332,11 @@ async fn heartbeat_loop(
                 status.send_replace(Status::Superseded(*shared.lease()));
                 return;
             }
-            // A refusal or an unreachable registry: try again next time.
+            Ok(Err(refused)) if is_final(&refused) => {
+                status.send_replace(Status::Refused(*shared.lease(), refused));
+                return;
+            }
+            // A refusal that may clear, or an unreachable registry: try again next time.
             Ok(Err(_)) | Err(_) => {}
         }
     }
