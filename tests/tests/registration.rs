@@ -3,7 +3,8 @@
 //! process shares one connection to a registry (whatever their tokens), and an instance whose registration
 //! made again was answered late, or never, stays registered; one that another instance truly superseded
 //! says so, and so does one whose heartbeats the registry refuses for good (another identity owns the
-//! instance, or its token is no longer granted the service): it stops heartbeating.
+//! instance, or its token is no longer granted the service): it stops heartbeating. A connection made on one
+//! tokio runtime is never handed to another.
 
 #[path = "registration/proxy.rs"]
 mod proxy;
@@ -329,4 +330,43 @@ async fn an_instance_whose_heartbeats_are_refused_for_good_stops_and_says_why() 
             assert_eq!(holder, Some(b.lease().id));
         }
     }
+}
+
+#[test]
+fn a_connection_made_on_one_runtime_is_never_handed_to_another() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let serving = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let registry = serving.block_on(start_registry(config(), 0)).unwrap();
+    let addr = registry.addr;
+    let client = RegistryHandle::default_config();
+    let shared = || RegistryHandle::shared(addr, &client);
+    // A handle made on a runtime that then shuts down, while the handle is still held (as by a registration
+    // that outlives a test's runtime, or a runtime per thread).
+    let first = runtime();
+    let made_on_first = first.block_on(shared()).unwrap();
+    assert!(made_on_first.same_connection(&first.block_on(shared()).unwrap()));
+    drop(first);
+    // Another runtime gets a connection of its own, which works.
+    let second = runtime();
+    second.block_on(async {
+        let handle = shared().await.unwrap();
+        assert!(!handle.same_connection(&made_on_first));
+        let instance = new_instance("127.0.0.1:1", 1);
+        let registered = tokio::time::timeout(
+            TTL,
+            Registration::register_with(&handle, instance, with_token()),
+        )
+        .await
+        .expect("the registration is answered within the TTL");
+        assert!(registered.is_ok(), "{registered:?}");
+    });
 }
