@@ -98,9 +98,10 @@ pub struct ServeFlags {
     /// them is closed to make room for a newcomer.
     #[arg(long, default_value_t = server::DEFAULT_MAX_HANDSHAKING_CONNECTIONS)]
     pub max_handshaking_connections: usize,
-    /// Calls in flight on one connection.
-    #[arg(long, default_value_t = server::DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION)]
-    pub max_in_flight_per_connection: usize,
+    /// Calls in flight on one connection: a process shares one connection for its watches (one per service)
+    /// and its heartbeats, so room for a watch of every service, plus 1024. [default: --max-services + 1024]
+    #[arg(long)]
+    pub max_in_flight_per_connection: Option<usize>,
     /// On shutdown, milliseconds calls in flight may take to finish.
     #[arg(long, default_value_t = ms(server::DEFAULT_DRAIN_TIMEOUT))]
     pub drain_timeout_ms: u64,
@@ -225,7 +226,9 @@ pub enum Check {
 
 impl ServeFlags {
     /// The registry's configuration, with its files read (credentials, TLS). `max_connections` is the flag's,
-    /// or `--max-instances` + [`READER_CONNECTIONS`](registry::READER_CONNECTIONS); the caller may lower it to fit the open-file limit.
+    /// or `--max-instances` + [`READER_CONNECTIONS`](registry::READER_CONNECTIONS) (the caller may lower it to
+    /// fit the open-file limit); `max_in_flight_per_connection` the flag's, or `--max-services` +
+    /// [`CALLS_BESIDE_WATCHES`](registry::CALLS_BESIDE_WATCHES).
     pub fn config(&self) -> Result<RegistryConfig, Box<dyn std::error::Error>> {
         if let Some(token) = &self.token {
             // The rule's message, never clap's, which would quote the value.
@@ -277,7 +280,9 @@ impl ServeFlags {
                     .max_connections
                     .unwrap_or(RegistryConfig::connections_for(self.max_instances)),
                 max_handshaking_connections: self.max_handshaking_connections,
-                max_in_flight_per_connection: self.max_in_flight_per_connection,
+                max_in_flight_per_connection: self
+                    .max_in_flight_per_connection
+                    .unwrap_or(RegistryConfig::in_flight_for(self.max_services)),
                 drain_timeout: Duration::from_millis(self.drain_timeout_ms),
                 max_pending_output: self.max_pending_output,
                 write_timeout: positive("write-timeout-ms", self.write_timeout_ms)?,
@@ -303,7 +308,7 @@ mod tests {
     use clap::{CommandFactory, Parser};
 
     use super::*;
-    use crate::config::READER_CONNECTIONS;
+    use crate::config::{CALLS_BESIDE_WATCHES, READER_CONNECTIONS};
 
     #[derive(Parser)]
     struct Cli {
@@ -457,6 +462,30 @@ mod tests {
     }
 
     #[test]
+    fn the_connection_limits_follow_the_instances_and_services_unless_given() {
+        let parse = |args: &[&str]| {
+            let argv = std::iter::once("serve").chain(args.iter().copied());
+            Cli::try_parse_from(argv).unwrap().flags.config().unwrap()
+        };
+        let defaults = parse(&[]);
+        let expected = RegistryConfig::default();
+        assert_eq!(
+            defaults.server.max_connections,
+            expected.server.max_connections
+        );
+        assert_eq!(
+            defaults.server.max_in_flight_per_connection,
+            expected.server.max_in_flight_per_connection
+        );
+        let sized = parse(&["--max-instances", "5", "--max-services", "7"]);
+        assert_eq!(sized.server.max_connections, 5 + READER_CONNECTIONS);
+        assert_eq!(
+            sized.server.max_in_flight_per_connection,
+            7 + CALLS_BESIDE_WATCHES
+        );
+    }
+
+    #[test]
     fn debug_hides_the_token() {
         let cli = Cli::try_parse_from(["serve", "--token", "an-admin-secret"]).unwrap();
         let debug = format!("{:?}", cli.flags);
@@ -491,6 +520,9 @@ mod tests {
         }
         assert!(help.contains(&format!(
             "[default: --max-instances + {READER_CONNECTIONS}]"
+        )));
+        assert!(help.contains(&format!(
+            "[default: --max-services + {CALLS_BESIDE_WATCHES}]"
         )));
     }
 }

@@ -940,3 +940,67 @@ async fn the_registry_serves_more_than_1024_instances_each_on_its_own_connection
         instances
     );
 }
+
+/// Waits (at most 500 scrapes, 20 ms apart) until the registry counts at least `n` watches over its RPC API
+/// waiting.
+async fn rpc_watchers_reach_within_10s(registry: &RunningRegistry, n: f64) {
+    let mut seen = None;
+    for _ in 0..500 {
+        let (_, samples) = tests::prom::scrape(registry.http).await;
+        seen = tests::prom::value(&samples, "rpc_registry_watchers", &[("api", "rpc")]);
+        if seen.is_some_and(|seen| seen >= n) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("rpc_registry_watchers never reached {n}: last {seen:?}");
+}
+
+#[tokio::test]
+async fn a_process_watching_more_services_than_rpc_cores_in_flight_cap_still_heartbeats() {
+    let registry = start_registry(RegistryConfig::default(), 0).await.unwrap();
+    // More long polls than rpc-core's default cap of calls in flight on one connection.
+    let cap = rpc_core::server::config::DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION;
+    let services = cap + 76;
+    let discovery = Discovery::new(registry.addr, DiscoveryConfig::default())
+        .await
+        .unwrap();
+    for i in 0..services {
+        discovery.watch(&format!("S{i}"));
+    }
+    rpc_watchers_reach_within_10s(&registry, cap as f64).await;
+    // The registration shares the discovery's connection, beside its watches.
+    let config = RegistrationConfig {
+        heartbeat: Some(Duration::from_millis(100)),
+        ..RegistrationConfig::default()
+    };
+    let at = instance("Calc", "127.0.0.1:7001");
+    let registration = Registration::register(registry.addr, at, config)
+        .await
+        .unwrap();
+    let mut beats = None;
+    for _ in 0..500 {
+        let (_, samples) = tests::prom::scrape(registry.http).await;
+        beats = tests::prom::value(&samples, "rpc_registry_heartbeats_total", &[]);
+        if beats.is_some_and(|beats| beats >= 3.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        beats.is_some_and(|beats| beats >= 3.0),
+        "{beats:?} heartbeats within 10 s"
+    );
+    assert!(matches!(
+        *registration.status().borrow(),
+        rpc_registry::registration::Status::Active(_)
+    ));
+    // Every watch waits, and one connection carries them and the heartbeats.
+    rpc_watchers_reach_within_10s(&registry, services as f64).await;
+    let (body, samples) = tests::prom::scrape(registry.http).await;
+    assert_eq!(
+        tests::prom::value(&samples, "rpc_server_connections", &[]),
+        Some(1.0),
+        "{body}"
+    );
+}
