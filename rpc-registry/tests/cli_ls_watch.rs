@@ -1,7 +1,7 @@
 //! `rpc-registry ls` and `rpc-registry watch` as a user runs them, against a registry served in the test process
 //! on 127.0.0.1: `ls` prints a header and a row per instance (weight, state, metadata), filters by service, says
 //! when there is nothing and exits 0, fails for a service that has no instance, fails naming the address when
-//! nothing listens or nothing answers, says which port is which when pointed at the HTTP port, and presents a
+//! nothing listens, and the timeout it waited when nothing answers, says which port is which when pointed at the HTTP port, and presents a
 //! client certificate to a registry that requires one; both escape hostile metadata;
 //! `watch` prints the instances, then a line per change (`+` on a registration, `~` on a re-registration with
 //! another weight, `-` with its reason on a deregistration and on an eviction, without one from an older
@@ -424,22 +424,17 @@ async fn ls_against_a_server_that_never_answers_gives_up_at_its_timeout() {
     // Connections are accepted (by the kernel) but nothing ever answers.
     let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = silent.local_addr().unwrap().to_string();
-    let asked = std::time::Instant::now();
-    let (status, _, stderr) = ls(&["--registry", &addr, "--timeout-ms", "300"]).await;
-    // Well before the default timeout (5 s): the flag is what ended it.
-    assert!(
-        asked.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        asked.elapsed()
+    // `ls` runs within STEP (10 s), longer than the default timeout (5 s): the message says which one ended it.
+    let (status, stdout, stderr) = ls(&["--registry", &addr, "--timeout-ms", "300"]).await;
+    assert!(!status.success(), "{status}");
+    assert_eq!(stdout, "");
+    assert_eq!(
+        stderr,
+        format!(
+            "rpc-registry: cannot query the registry at {addr}: no answer within 300ms (the timeout, \
+             --timeout-ms)\n"
+        )
     );
-    assert!(!status.success());
-    assert!(
-        stderr.starts_with(&format!(
-            "rpc-registry: cannot query the registry at {addr}: "
-        )),
-        "{stderr}"
-    );
-    assert!(stderr.contains("deadline"), "{stderr}");
     drop(silent);
 }
 

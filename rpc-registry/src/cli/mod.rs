@@ -25,7 +25,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use rpc_core::tls::ClientTls;
-use rpc_core::{Client, ClientConfig, RpcError};
+use rpc_core::{Client, ClientConfig, RpcError, Status};
 
 use crate::api::RegistryClient;
 use crate::token::{TokenError, bearer, hidden};
@@ -107,6 +107,21 @@ pub enum CliError {
         #[source]
         source: RpcError,
     },
+    /// The registry did not answer within the timeout ([`Options::timeout`]).
+    #[error(
+        "cannot query the registry at {}: no answer within {} (the timeout, --timeout-ms)",
+        field(.registry),
+        format_age(*.waited)
+    )]
+    NoAnswer {
+        /// The registry's address, as given.
+        registry: String,
+        /// How long it waited.
+        waited: Duration,
+        /// The call's error (`DeadlineExceeded`).
+        #[source]
+        source: RpcError,
+    },
     /// `ls SERVICE` of a service the registry has no instance of.
     #[error(
         "no service named {} at the registry at {} (`rpc-registry ls` lists every service)",
@@ -128,10 +143,16 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// The failure of a call made with `options`'s timeout.
     fn registry(options: &Options, source: RpcError) -> CliError {
-        CliError::Registry {
-            registry: options.registry.clone(),
-            source,
+        let registry = options.registry.clone();
+        match source.code() {
+            Status::DeadlineExceeded => CliError::NoAnswer {
+                registry,
+                waited: options.timeout,
+                source,
+            },
+            _ => CliError::Registry { registry, source },
         }
     }
 }
