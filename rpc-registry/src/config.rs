@@ -95,8 +95,9 @@ pub struct RegistryConfig {
     pub max_metadata_entries: usize,
     /// Most bytes of metadata (keys and values) of one instance. Default 4 KiB ([`DEFAULT_MAX_METADATA_BYTES`]).
     pub max_metadata_bytes: usize,
-    /// Longest service name or address, in bytes; a watch of a longer name is answered at once, empty, instead
-    /// of waiting (a waiting watch keeps its service's name). Default 255 ([`DEFAULT_MAX_NAME_LEN`]).
+    /// Longest service name or address, in bytes; a read or watch of a longer name is answered at once, empty,
+    /// instead of waiting (a waiting watch keeps its service's name), and named by a short escaped prefix of it,
+    /// not the whole. Default 255 ([`DEFAULT_MAX_NAME_LEN`]).
     pub max_name_len: usize,
     /// Most HTTP long polls (`GET /v1/overview` with `since`, as dashboards make) waiting at once; one more is
     /// answered `503` with `Retry-After`. Default 256 ([`DEFAULT_MAX_HTTP_WATCHERS`]).

@@ -638,6 +638,41 @@ async fn refusals_quote_at_most_a_short_escaped_prefix_of_what_came() {
 }
 
 #[tokio::test]
+async fn reads_of_a_name_longer_than_any_service_do_not_echo_it() {
+    let registry = start_registry(RegistryConfig::default(), 0).await.unwrap();
+    let reader = client(&registry, None, None).await;
+    let huge = format!("\u{1b}[2J{}", "S".repeat(15 << 20));
+    let shown = format!("\\u{{1b}}[2J{}... ({} bytes)", "S".repeat(60), huge.len());
+    // Answered at once, empty, under a short escaped prefix of the name.
+    let snapshot = reader.instances(huge.clone()).await.unwrap();
+    assert_eq!(snapshot.service, shown);
+    assert!(snapshot.instances.is_empty());
+    let snapshot = reader.watch(huge.clone(), 0, 0, 60_000).await.unwrap();
+    assert_eq!(snapshot.service, shown);
+    let epoch = snapshot.epoch;
+    let watched = reader
+        .watch_changes(huge.clone(), epoch, 0, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(watched.snapshot.service, shown);
+    // A name within the limit comes back as asked.
+    let longest = "S".repeat(RegistryConfig::default().max_name_len);
+    let snapshot = reader.instances(longest.clone()).await.unwrap();
+    assert_eq!(snapshot.service, longest);
+    // The HTTP API's 404 quotes a short escaped prefix too.
+    let path = format!("/v1/services/%1B%5B2J{}", "S".repeat(4000));
+    let (status, _, body) = tests::prom::http_get(registry.http, &path).await.unwrap();
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    assert_eq!(
+        body,
+        format!(
+            "no instances of service `\\u{{1b}}[2J{}... (4004 bytes)` are registered",
+            "S".repeat(60)
+        )
+    );
+}
+
+#[tokio::test]
 async fn the_address_checks_refuse_port_0() {
     for check in [AddressCheck::Peer, AddressCheck::Reachable] {
         let config = RegistryConfig {
