@@ -1,6 +1,6 @@
 //! The flags of `rpc-registry serve`: one for every field of [`RegistryConfig`] and of its RPC server's
 //! [`ServerConfig`](rpc_core::ServerConfig) (frame limits included), each with its default in `--help` (taken
-//! from the constant that defines it), and the addresses, token, credentials and TLS files also from the
+//! from the constant that defines it), and the addresses, TTL, token, credentials and TLS files also from the
 //! environment (`RPC_REGISTRY_*`), as deployments set them. [`ServeFlags::config`] turns them into a
 //! [`RegistryConfig`], refusing a bad token without showing it.
 
@@ -98,8 +98,9 @@ pub struct ServeFlags {
     /// them is closed to make room for a newcomer.
     #[arg(long, default_value_t = server::DEFAULT_MAX_HANDSHAKING_CONNECTIONS)]
     pub max_handshaking_connections: usize,
-    /// Calls in flight on one connection: a process shares one connection for its watches (one per service)
-    /// and its heartbeats, so room for a watch of every service, plus 1024. [default: --max-services + 1024]
+    /// Calls in flight on one connection; one more is refused. A process shares one connection for all its
+    /// watches (one per service) and heartbeats: room for a watch of every service tracked, plus 1024 calls.
+    /// [default: --max-services + 1024]
     #[arg(long)]
     pub max_in_flight_per_connection: Option<usize>,
     /// On shutdown, milliseconds calls in flight may take to finish.
