@@ -1,7 +1,8 @@
 //! What the example programs show their operators: a `--metrics ADDR` flag that serves a server's metrics at
 //! `http://ADDR/metrics` and its health at `http://ADDR/healthz`; the registration's changes, logged and
-//! counted ([`Health::follow`]): registered again, or superseded by another instance, which makes the health
-//! `503`; and a progress line (calls done, rate, failures) for programs that make many calls.
+//! counted ([`Health::follow`]): registered again, superseded by another instance, or refused by the registry
+//! for good (another identity owns the instance, its token is no longer granted), either of which makes the
+//! health `503`; and a progress line (calls done, rate, failures) for programs that make many calls.
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -65,6 +66,10 @@ pub struct Health {
 struct HealthState {
     /// Why the server is unhealthy, if it is.
     problem: Option<String>,
+    /// Whether another instance's registration took over.
+    superseded: bool,
+    /// Whether the registry refused the registration's heartbeats for good.
+    refused: bool,
     /// Registrations with the registry: the first, and each made again.
     registered: u64,
 }
@@ -81,8 +86,9 @@ impl Health {
 
     /// Follows a registration of `address` with the registry at `registry` from its first lease on: says on
     /// stderr, after `program: `, when it registered again (the registry had lost its lease) and, loudly, when
-    /// another instance superseded it; counts both in the metrics, and makes `/healthz` answer `503` once
-    /// superseded. Runs until the registration is dropped.
+    /// another instance superseded it or the registry refused it for good (its heartbeats stopped then); counts
+    /// each in the metrics, and makes `/healthz` answer `503` once superseded or refused. Runs until the
+    /// registration is dropped.
     pub fn follow(
         &self,
         program: &'static str,
@@ -91,12 +97,12 @@ impl Health {
         mut status: tokio::sync::watch::Receiver<Status>,
     ) -> tokio::task::JoinHandle<()> {
         let (health, registry, address) = (self.clone(), registry.to_owned(), address.to_owned());
-        let mut last = *status.borrow_and_update();
+        let mut last = status.borrow_and_update().clone();
         health.state().registered = 1;
         tokio::spawn(async move {
             while status.changed().await.is_ok() {
-                let now = *status.borrow_and_update();
-                match (last, now) {
+                let now = status.borrow_and_update().clone();
+                match (&last, &now) {
                     (Status::Active(old), Status::Active(new)) if old.id != new.id => {
                         health.state().registered += 1;
                         eprintln!(
@@ -113,7 +119,27 @@ impl Health {
                             lease.id, lease.incarnation
                         );
                         eprintln!("{program}: WARNING: {problem}");
-                        health.state().problem = Some(problem);
+                        let mut state = health.state();
+                        state.problem = Some(problem);
+                        state.superseded = true;
+                    }
+                    (_, Status::Refused(lease, error)) => {
+                        // The registry's words, escaped and bounded: they come from a peer.
+                        let why = rpc_registry::cli::escape(
+                            &error.to_string(),
+                            rpc_registry::cli::MAX_LINE_CHARS,
+                        )
+                        .into_owned();
+                        let problem = format!(
+                            "refused: the registry at {registry} refused lease {} (incarnation {}) of {address} for \
+                             good: {why}; this instance no longer heartbeats, and the registry drops it at its \
+                             TTL: fix its credentials, then restart it",
+                            lease.id, lease.incarnation
+                        );
+                        eprintln!("{program}: WARNING: {problem}");
+                        let mut state = health.state();
+                        state.problem = Some(problem);
+                        state.refused = true;
                     }
                     _ => {}
                 }
@@ -125,13 +151,22 @@ impl Health {
     /// The registration's metrics, in the Prometheus text format.
     fn render(&self, out: &mut String) {
         let state = self.state();
-        let superseded = u8::from(state.problem.is_some());
+        let superseded = u8::from(state.superseded);
         out.push_str(
             "# HELP rpc_registration_superseded 1 once another instance's registration of this address took \
              over: this instance gets no calls through the registry.\n\
              # TYPE rpc_registration_superseded gauge\n",
         );
         out.push_str(&format!("rpc_registration_superseded {superseded}\n"));
+        out.push_str(
+            "# HELP rpc_registration_refused 1 once the registry refused this instance's registration for good \
+             (another identity owns it, or its token is no longer granted): it no longer heartbeats.\n\
+             # TYPE rpc_registration_refused gauge\n",
+        );
+        out.push_str(&format!(
+            "rpc_registration_refused {}\n",
+            u8::from(state.refused)
+        ));
         out.push_str(
             "# HELP rpc_registration_registered_total Registrations with the registry: the first, and each \
              made again after the registry lost the lease.\n\

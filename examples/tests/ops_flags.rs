@@ -1,14 +1,16 @@
 //! What the example programs show their operators, run as a user runs them: `calc-server --metrics ADDR`
 //! serves Prometheus metrics that count the calls `calc-client` made, and `calc-client --progress always`
-//! reports calls done and their rate; calc-server says when it registers again and when another instance
-//! supersedes it (its `/healthz` then answers 503); calc-client tells a registry that does not answer from one
+//! reports calls done and their rate; calc-server says when it registers again, when another instance
+//! supersedes it and when the registry refuses it for good (its `/healthz` then answers 503); calc-client tells a registry that does not answer from one
 //! without instances, and exits non-zero when a call failed.
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use rpc_registry::credentials::TokenGrant;
 use rpc_registry::{
-    LeaseRef, NewInstance, Registration, RegistrationConfig, RegistryClient, RegistryConfig,
+    Credentials, LeaseRef, NewInstance, Registration, RegistrationConfig, RegistryClient,
+    RegistryConfig,
 };
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{ChildStderr, Command};
@@ -218,6 +220,78 @@ async fn calc_server_says_when_it_registers_again_and_when_another_instance_supe
     assert_eq!(
         prom::value(&samples, "rpc_registration_superseded", &[]),
         Some(1.0),
+        "{body}"
+    );
+}
+
+/// A registry that grants `Calc` to `token` alone.
+fn granting(token: &str) -> RegistryConfig {
+    RegistryConfig {
+        credentials: Credentials {
+            tokens: vec![TokenGrant {
+                token: token.to_owned(),
+                services: vec!["Calc".into()],
+            }],
+            identities: Vec::new(),
+        },
+        ..RegistryConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn calc_server_says_loudly_when_the_registry_refuses_it_for_good() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let registry = addr.to_string();
+    // Served on this test's runtime, which stops them when the test ends.
+    let serve = |config, listener| {
+        tokio::spawn(rpc_registry::serve(
+            config,
+            listener,
+            None,
+            std::future::pending(),
+        ))
+    };
+    let first = serve(granting("calc-token-1"), listener);
+    let mut server = Command::new(env!("CARGO_BIN_EXE_calc-server"))
+        .args(["--registry", &registry, "--metrics", "127.0.0.1:0"])
+        .args(["--token", "calc-token-1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(server.stderr.take().unwrap()).lines();
+    let metrics = line_with(&mut stderr, "calc-server: metrics on http://").await;
+    let metrics: std::net::SocketAddr = metrics
+        .trim_start_matches("calc-server: metrics on http://")
+        .trim_end_matches("/metrics")
+        .parse()
+        .unwrap();
+    line_with(&mut stderr, "calc-server: registered").await;
+
+    // The registry restarts with credentials that no longer grant calc-server's token (a rotated file).
+    first.abort();
+    let _ = first.await;
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let _second = serve(granting("calc-token-2"), listener);
+    let warning = line_with(&mut stderr, "WARNING").await;
+    let expected =
+        format!("calc-server: WARNING: refused: the registry at {registry} refused lease ");
+    assert!(warning.starts_with(&expected), "{warning}");
+    assert!(warning.contains("heartbeat of Calc refused"), "{warning}");
+    let (status, body) = get(metrics, "/healthz").await;
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    assert!(body.starts_with("refused: the registry at "), "{body}");
+    let (body, samples) = prom::scrape(metrics).await;
+    assert_eq!(
+        prom::value(&samples, "rpc_registration_refused", &[]),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        prom::value(&samples, "rpc_registration_superseded", &[]),
+        Some(0.0),
         "{body}"
     );
 }

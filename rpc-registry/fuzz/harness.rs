@@ -185,7 +185,7 @@ struct Fuzz {
 
 impl Fuzz {
     async fn start() -> Fuzz {
-        let (registry, evictions) = RegistryService::new(config());
+        let (registry, evictions) = RegistryService::new(config()).expect("valid config");
         tokio::spawn(evictions);
         let epoch = registry.instances(String::new()).await.epoch;
         Fuzz {

@@ -32,6 +32,10 @@ pub const DEFAULT_MAX_NAME_LEN: usize = 255;
 /// [`Discovery`](crate::Discovery)) and for instances that re-register: 1,024. See
 /// [`RegistryConfig::connections_for`].
 pub const READER_CONNECTIONS: usize = 1024;
+/// Calls one connection may have in flight beyond one watch per service the registry tracks: 1,024, for the
+/// heartbeats, registrations and reads of the process that holds the watches. See
+/// [`RegistryConfig::in_flight_for`].
+pub const CALLS_BESIDE_WATCHES: usize = 1024;
 
 /// What the registry checks of the address an instance registers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,6 +58,8 @@ pub enum AddressCheck {
 /// assert_eq!(config.ttl.as_millis(), 3000);
 /// assert_eq!(config.max_instances_per_service, 1000);
 /// assert_eq!(config.server.max_connections, 10_000 + 1024);
+/// // One connection may hold a watch of every service the registry tracks, and still heartbeat.
+/// assert_eq!(config.server.max_in_flight_per_connection, 10_000 + 1024);
 /// // A registry for 100,000 instances, its RPC server sized to match.
 /// let big = RegistryConfig::sized_for(100_000);
 /// assert_eq!(big.server.max_connections, 100_000 + 1024);
@@ -89,8 +95,9 @@ pub struct RegistryConfig {
     pub max_metadata_entries: usize,
     /// Most bytes of metadata (keys and values) of one instance. Default 4 KiB ([`DEFAULT_MAX_METADATA_BYTES`]).
     pub max_metadata_bytes: usize,
-    /// Longest service name or address, in bytes; a watch of a longer name is answered at once, empty, instead
-    /// of waiting (a waiting watch keeps its service's name). Default 255 ([`DEFAULT_MAX_NAME_LEN`]).
+    /// Longest service name or address, in bytes; a read or watch of a longer name is answered at once, empty,
+    /// instead of waiting (a waiting watch keeps its service's name), and named by a short escaped prefix of it,
+    /// not the whole. Default 255 ([`DEFAULT_MAX_NAME_LEN`]).
     pub max_name_len: usize,
     /// Most HTTP long polls (`GET /v1/overview` with `since`, as dashboards make) waiting at once; one more is
     /// answered `503` with `Retry-After`. Default 256 ([`DEFAULT_MAX_HTTP_WATCHERS`]).
@@ -100,8 +107,11 @@ pub struct RegistryConfig {
     pub tls: Option<rpc_core::tls::ServerTls>,
     /// The registry's RPC server: its limits and timings. Default: rpc-core's
     /// ([`rpc_core::ServerConfig::default`]), except `max_connections`:
-    /// [`RegistryConfig::connections_for`]`(`[`DEFAULT_MAX_INSTANCES`]`)`, 11,024. When changing
-    /// `max_instances`, change this with it ([`RegistryConfig::sized_for`] does both).
+    /// [`RegistryConfig::connections_for`]`(`[`DEFAULT_MAX_INSTANCES`]`)`, 11,024, and
+    /// `max_in_flight_per_connection`: [`RegistryConfig::in_flight_for`]`(`[`DEFAULT_MAX_SERVICES`]`)`,
+    /// 11,024 (a process shares one connection for all its watches, one per service, and its heartbeats). When
+    /// changing `max_instances` or `max_services`, change these with them ([`RegistryConfig::sized_for`]
+    /// does the first).
     pub server: ServerConfig,
 }
 
@@ -185,6 +195,7 @@ impl Default for RegistryConfig {
             tls: None,
             server: ServerConfig {
                 max_connections: RegistryConfig::connections_for(DEFAULT_MAX_INSTANCES),
+                max_in_flight_per_connection: RegistryConfig::in_flight_for(DEFAULT_MAX_SERVICES),
                 ..ServerConfig::default()
             },
         }
@@ -197,6 +208,14 @@ impl RegistryConfig {
     /// a connection.
     pub const fn connections_for(max_instances: usize) -> usize {
         max_instances.saturating_add(READER_CONNECTIONS)
+    }
+
+    /// Calls in flight to allow on one connection when the registry tracks at most `max_services` services: one
+    /// watch of each plus [`CALLS_BESIDE_WATCHES`]. The registrations and discoveries of a process share one
+    /// connection ([`crate::RegistryHandle::shared`]), and each watched service holds a long poll on it, so
+    /// rpc-core's default (1,024) would refuse the heartbeats of a process that watches more services than that.
+    pub const fn in_flight_for(max_services: usize) -> usize {
+        max_services.saturating_add(CALLS_BESIDE_WATCHES)
     }
 
     /// The defaults, for `max_instances` instances: `server.max_connections` is

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rpc_core::balance::{Balance, Discover, Outcome};
-use rpc_core::{ClientConfig, Metadata, RpcError, ToSocketAddrs};
+use rpc_core::{ClientConfig, RpcError, Status, ToSocketAddrs};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -21,8 +21,8 @@ pub const DEFAULT_WATCH_WAIT: Duration = Duration::from_secs(20);
 /// Default of [`DiscoveryConfig::warm_up`]: 3 s.
 pub const DEFAULT_WARM_UP: Duration = Duration::from_secs(3);
 
-/// How a discovery watches the registry.
-#[derive(Clone, Debug)]
+/// How a discovery watches the registry. Its `Debug` hides the token.
+#[derive(Clone)]
 pub struct DiscoveryConfig {
     /// How long one watch waits for a change before the registry answers unchanged. Default 20 s
     /// ([`DEFAULT_WATCH_WAIT`]).
@@ -32,8 +32,8 @@ pub struct DiscoveryConfig {
     pub warm_up: Duration,
     /// How long a balancer skips an instance it could not reach. Default 1 s ([`DEFAULT_DOWN_FOR`]).
     pub down_for: Duration,
-    /// The token sent to the registry, if it wants one for reads. Tokens travel with each call, so discoveries
-    /// and registrations with different tokens can share a connection.
+    /// The token sent to the registry, if it wants one for reads; it meets [`crate::check_token`]. Tokens travel
+    /// with each call, so discoveries and registrations with different tokens can share a connection.
     pub token: Option<String>,
     /// The connection to the registry that [`Discovery::new`] asks for; it shares one with every registration
     /// and discovery of this process that asks for the same registry with an equal config (see
@@ -41,6 +41,26 @@ pub struct DiscoveryConfig {
     /// its handle's connection instead. A watch that failed is retried after a pause of its own, doubling from
     /// 100 ms to at most 1 s.
     pub client: ClientConfig,
+}
+
+impl std::fmt::Debug for DiscoveryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field, the token hidden: a configuration may be logged.
+        let DiscoveryConfig {
+            watch_wait,
+            warm_up,
+            down_for,
+            token,
+            client,
+        } = self;
+        f.debug_struct("DiscoveryConfig")
+            .field("watch_wait", watch_wait)
+            .field("warm_up", warm_up)
+            .field("down_for", down_for)
+            .field("token", &crate::token::hidden(token))
+            .field("client", client)
+            .finish()
+    }
 }
 
 impl Default for DiscoveryConfig {
@@ -92,7 +112,8 @@ impl Drop for Inner {
 impl Discovery {
     /// A discovery using the registry at `registry`, over the connection this process shares for that registry
     /// and `config.client` ([`RegistryHandle::shared`]); it connects when a service is first watched, and works
-    /// from its cache whenever the registry cannot be reached.
+    /// from its cache whenever the registry cannot be reached. Fails if the address does not resolve, or if the
+    /// token breaks the rule of [`crate::check_token`].
     pub async fn new(
         registry: impl ToSocketAddrs,
         config: DiscoveryConfig,
@@ -102,12 +123,17 @@ impl Discovery {
     }
 
     /// A discovery using the registry of `registry`, over its connection (`config.client` is not used). Fails
-    /// only if the token cannot travel as metadata.
+    /// only if the token breaks the rule of [`crate::check_token`] (`InvalidArgument`, the token not shown).
     pub fn with_handle(
         registry: &RegistryHandle,
         config: DiscoveryConfig,
     ) -> Result<Discovery, RpcError> {
-        let client = registry.stub(config.token.as_deref())?;
+        let client = registry.stub(config.token.as_deref()).map_err(|e| {
+            RpcError::not_processed(
+                Status::InvalidArgument,
+                format!("the discovery's registry token is not usable: {e}"),
+            )
+        })?;
         Ok(Discovery {
             inner: Arc::new(Inner {
                 _handle: registry.clone(),
@@ -233,16 +259,6 @@ impl Balance for SwrrBalancer {
     fn report(&self, address: &str, outcome: Outcome) {
         self.state().1.report(address, outcome, Instant::now());
     }
-}
-
-/// The metadata carrying a token.
-pub(crate) fn bearer(token: &str) -> Result<Metadata, RpcError> {
-    Metadata::from_pairs([(crate::AUTHORIZATION, format!("Bearer {token}"))]).map_err(|e| {
-        RpcError::new(
-            rpc_core::Status::InvalidArgument,
-            format!("unusable token: {e}"),
-        )
-    })
 }
 
 /// Keeps `tx` current with the instances of `service`: long polls, answered as soon as the service changes;

@@ -1,6 +1,6 @@
 //! The flags of `rpc-registry serve`: one for every field of [`RegistryConfig`] and of its RPC server's
 //! [`ServerConfig`](rpc_core::ServerConfig) (frame limits included), each with its default in `--help` (taken
-//! from the constant that defines it), and the addresses, token, credentials and TLS files also from the
+//! from the constant that defines it), and the addresses, TTL, token, credentials and TLS files also from the
 //! environment (`RPC_REGISTRY_*`), as deployments set them. [`ServeFlags::config`] turns them into a
 //! [`RegistryConfig`], refusing a bad token without showing it.
 
@@ -15,14 +15,14 @@ use rpc_core::tls::{ClientAuth, ServerTls};
 
 use crate::config::{self as registry, AddressCheck, RegistryConfig};
 use crate::credentials::Credentials;
-use crate::token::check_token;
+use crate::token::{check_token, hidden};
 
 const fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-/// The flags of `rpc-registry serve`.
-#[derive(Args, Debug)]
+/// The flags of `rpc-registry serve`. Their `Debug` hides the token.
+#[derive(Args)]
 pub struct ServeFlags {
     /// Address of the registry's RPC API (what instances and clients connect to).
     #[arg(long, env = "RPC_REGISTRY_LISTEN", default_value = "127.0.0.1:7070")]
@@ -36,7 +36,7 @@ pub struct ServeFlags {
     #[arg(long, env = "RPC_REGISTRY_TTL_MS", default_value_t = ms(registry::DEFAULT_TTL))]
     pub ttl_ms: u64,
     /// Token that registrations, heartbeats and deregistrations must carry; it may write every service and
-    /// renew, remove or supersede any instance. At least 8 visible ASCII characters. Without a token or a
+    /// renew, remove or supersede any instance. 8 to 4,096 visible ASCII characters. Without a token or a
     /// credentials file, anyone who can reach the registry can register. [default: none]
     #[arg(long, env = crate::TOKEN_ENV, hide_env_values = true)]
     pub token: Option<String>,
@@ -98,9 +98,11 @@ pub struct ServeFlags {
     /// them is closed to make room for a newcomer.
     #[arg(long, default_value_t = server::DEFAULT_MAX_HANDSHAKING_CONNECTIONS)]
     pub max_handshaking_connections: usize,
-    /// Calls in flight on one connection.
-    #[arg(long, default_value_t = server::DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION)]
-    pub max_in_flight_per_connection: usize,
+    /// Calls in flight on one connection; one more is refused. A process shares one connection for all its
+    /// watches (one per service) and heartbeats: room for a watch of every service tracked, plus 1024 calls.
+    /// [default: --max-services + 1024]
+    #[arg(long)]
+    pub max_in_flight_per_connection: Option<usize>,
     /// On shutdown, milliseconds calls in flight may take to finish.
     #[arg(long, default_value_t = ms(server::DEFAULT_DRAIN_TIMEOUT))]
     pub drain_timeout_ms: u64,
@@ -136,6 +138,82 @@ pub struct ServeFlags {
     pub max_decoded_len: usize,
 }
 
+impl std::fmt::Debug for ServeFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every flag, the token hidden.
+        let ServeFlags {
+            listen,
+            http,
+            ttl_ms,
+            token,
+            credentials,
+            address_check,
+            address_check_timeout_ms,
+            max_watch_wait_ms,
+            max_instances,
+            max_instances_per_service,
+            max_services,
+            max_metadata_entries,
+            max_metadata_bytes,
+            max_name_len,
+            max_http_watchers,
+            tls_cert,
+            tls_key,
+            tls_ca,
+            require_client_cert,
+            max_connections,
+            max_handshaking_connections,
+            max_in_flight_per_connection,
+            drain_timeout_ms,
+            max_pending_output,
+            write_timeout_ms,
+            idle_timeout_ms,
+            frame_timeout_ms,
+            handshake_timeout_ms,
+            inline_handlers,
+            max_frame_len,
+            max_frame_metadata_len,
+            max_frame_metadata_entries,
+            max_decoded_len,
+        } = self;
+        f.debug_struct("ServeFlags")
+            .field("listen", listen)
+            .field("http", http)
+            .field("ttl_ms", ttl_ms)
+            .field("token", &hidden(token))
+            .field("credentials", credentials)
+            .field("address_check", address_check)
+            .field("address_check_timeout_ms", address_check_timeout_ms)
+            .field("max_watch_wait_ms", max_watch_wait_ms)
+            .field("max_instances", max_instances)
+            .field("max_instances_per_service", max_instances_per_service)
+            .field("max_services", max_services)
+            .field("max_metadata_entries", max_metadata_entries)
+            .field("max_metadata_bytes", max_metadata_bytes)
+            .field("max_name_len", max_name_len)
+            .field("max_http_watchers", max_http_watchers)
+            .field("tls_cert", tls_cert)
+            .field("tls_key", tls_key)
+            .field("tls_ca", tls_ca)
+            .field("require_client_cert", require_client_cert)
+            .field("max_connections", max_connections)
+            .field("max_handshaking_connections", max_handshaking_connections)
+            .field("max_in_flight_per_connection", max_in_flight_per_connection)
+            .field("drain_timeout_ms", drain_timeout_ms)
+            .field("max_pending_output", max_pending_output)
+            .field("write_timeout_ms", write_timeout_ms)
+            .field("idle_timeout_ms", idle_timeout_ms)
+            .field("frame_timeout_ms", frame_timeout_ms)
+            .field("handshake_timeout_ms", handshake_timeout_ms)
+            .field("inline_handlers", inline_handlers)
+            .field("max_frame_len", max_frame_len)
+            .field("max_frame_metadata_len", max_frame_metadata_len)
+            .field("max_frame_metadata_entries", max_frame_metadata_entries)
+            .field("max_decoded_len", max_decoded_len)
+            .finish()
+    }
+}
+
 /// `--address-check`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Check {
@@ -149,7 +227,9 @@ pub enum Check {
 
 impl ServeFlags {
     /// The registry's configuration, with its files read (credentials, TLS). `max_connections` is the flag's,
-    /// or `--max-instances` + [`READER_CONNECTIONS`](registry::READER_CONNECTIONS); the caller may lower it to fit the open-file limit.
+    /// or `--max-instances` + [`READER_CONNECTIONS`](registry::READER_CONNECTIONS) (the caller may lower it to
+    /// fit the open-file limit); `max_in_flight_per_connection` the flag's, or `--max-services` +
+    /// [`CALLS_BESIDE_WATCHES`](registry::CALLS_BESIDE_WATCHES).
     pub fn config(&self) -> Result<RegistryConfig, Box<dyn std::error::Error>> {
         if let Some(token) = &self.token {
             // The rule's message, never clap's, which would quote the value.
@@ -201,7 +281,9 @@ impl ServeFlags {
                     .max_connections
                     .unwrap_or(RegistryConfig::connections_for(self.max_instances)),
                 max_handshaking_connections: self.max_handshaking_connections,
-                max_in_flight_per_connection: self.max_in_flight_per_connection,
+                max_in_flight_per_connection: self
+                    .max_in_flight_per_connection
+                    .unwrap_or(RegistryConfig::in_flight_for(self.max_services)),
                 drain_timeout: Duration::from_millis(self.drain_timeout_ms),
                 max_pending_output: self.max_pending_output,
                 write_timeout: positive("write-timeout-ms", self.write_timeout_ms)?,
@@ -227,7 +309,7 @@ mod tests {
     use clap::{CommandFactory, Parser};
 
     use super::*;
-    use crate::config::READER_CONNECTIONS;
+    use crate::config::{CALLS_BESIDE_WATCHES, READER_CONNECTIONS};
 
     #[derive(Parser)]
     struct Cli {
@@ -381,6 +463,39 @@ mod tests {
     }
 
     #[test]
+    fn the_connection_limits_follow_the_instances_and_services_unless_given() {
+        let parse = |args: &[&str]| {
+            let argv = std::iter::once("serve").chain(args.iter().copied());
+            Cli::try_parse_from(argv).unwrap().flags.config().unwrap()
+        };
+        let defaults = parse(&[]);
+        let expected = RegistryConfig::default();
+        assert_eq!(
+            defaults.server.max_connections,
+            expected.server.max_connections
+        );
+        assert_eq!(
+            defaults.server.max_in_flight_per_connection,
+            expected.server.max_in_flight_per_connection
+        );
+        let sized = parse(&["--max-instances", "5", "--max-services", "7"]);
+        assert_eq!(sized.server.max_connections, 5 + READER_CONNECTIONS);
+        assert_eq!(
+            sized.server.max_in_flight_per_connection,
+            7 + CALLS_BESIDE_WATCHES
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let cli = Cli::try_parse_from(["serve", "--token", "an-admin-secret"]).unwrap();
+        let debug = format!("{:?}", cli.flags);
+        assert!(!debug.contains("an-admin-secret"), "{debug}");
+        assert!(debug.contains("token: Some(\"<hidden>\")"), "{debug}");
+        assert!(debug.contains("listen: 127.0.0.1:7070"), "{debug}");
+    }
+
+    #[test]
     fn help_gives_every_default() {
         let mut command = Cli::command();
         let help = command.render_long_help().to_string();
@@ -406,6 +521,9 @@ mod tests {
         }
         assert!(help.contains(&format!(
             "[default: --max-instances + {READER_CONNECTIONS}]"
+        )));
+        assert!(help.contains(&format!(
+            "[default: --max-services + {CALLS_BESIDE_WATCHES}]"
         )));
     }
 }

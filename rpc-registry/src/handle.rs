@@ -1,7 +1,7 @@
 //! [`RegistryHandle`]: one connection to a registry, shared by every [`crate::Registration`] and
 //! [`crate::Discovery`] that uses it, and the process-wide table that hands the same connection to every caller
-//! of [`RegistryHandle::shared`] with the same registry address and client configuration. Tokens travel as
-//! per-call metadata, so callers with different tokens share a connection too.
+//! of [`RegistryHandle::shared`] on the same tokio runtime with the same registry address and client
+//! configuration. Tokens travel as per-call metadata, so callers with different tokens share a connection too.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -10,7 +10,7 @@ use std::time::Duration;
 use rpc_core::{Client, ClientConfig, RpcError, Status, ToSocketAddrs};
 
 use crate::api::RegistryClient;
-use crate::discovery::bearer;
+use crate::token::{TokenError, bearer};
 
 /// Default of [`ClientConfig::backoff_max`] in [`RegistryHandle::default_config`]: 250 ms, well under a
 /// heartbeat interval, so that heartbeats and watches resume soon after the registry comes back.
@@ -47,10 +47,12 @@ struct Inner {
     registry: RegistryClient,
 }
 
-/// What makes two [`RegistryHandle::shared`] calls share a connection: the registry's addresses and every
-/// setting of the connection.
+/// What makes two [`RegistryHandle::shared`] calls share a connection: the runtime they run on (a connection's
+/// tasks live on the runtime that made it, and die with it), the registry's addresses and every setting of the
+/// connection.
 #[derive(Debug, PartialEq, Eq)]
 struct Key {
+    runtime: tokio::runtime::Id,
     addrs: Vec<SocketAddr>,
     default_deadline: Duration,
     connect_timeout: Duration,
@@ -63,28 +65,49 @@ struct Key {
 }
 
 impl Key {
-    /// The key of `config` for `addrs`; `None` if the config cannot be compared (TLS settings and metrics have
-    /// no equality).
-    fn of(mut addrs: Vec<SocketAddr>, config: &ClientConfig) -> Option<Key> {
+    /// The key of `config` for `addrs` on `runtime`; `None` if the config cannot be compared (TLS settings and
+    /// metrics have no equality).
+    fn of(
+        runtime: tokio::runtime::Id,
+        mut addrs: Vec<SocketAddr>,
+        config: &ClientConfig,
+    ) -> Option<Key> {
+        // Every field by name, so that a field added to ClientConfig fails to compile here until the key
+        // considers it. (rpc-core's `tls` field is there when this crate's `tls` feature is on, which turns on
+        // rpc-core's: a crate that turns on rpc-core's `tls` must turn on this crate's too.)
+        let ClientConfig {
+            default_deadline,
+            connect_timeout,
+            backoff_min,
+            backoff_max,
+            max_pending_output,
+            codec,
+            max_retries,
+            retry_backoff,
+            #[cfg(feature = "tls")]
+            tls,
+            metrics,
+        } = config;
         #[cfg(feature = "tls")]
-        if config.tls.is_some() {
+        if tls.is_some() {
             return None;
         }
-        if config.metrics.is_some() {
+        if metrics.is_some() {
             return None;
         }
         addrs.sort_unstable();
         addrs.dedup();
         Some(Key {
+            runtime,
             addrs,
-            default_deadline: config.default_deadline,
-            connect_timeout: config.connect_timeout,
-            backoff_min: config.backoff_min,
-            backoff_max: config.backoff_max,
-            max_pending_output: config.max_pending_output,
-            codec: config.codec,
-            max_retries: config.max_retries,
-            retry_backoff: config.retry_backoff,
+            default_deadline: *default_deadline,
+            connect_timeout: *connect_timeout,
+            backoff_min: *backoff_min,
+            backoff_max: *backoff_max,
+            max_pending_output: *max_pending_output,
+            codec: *codec,
+            max_retries: *max_retries,
+            retry_backoff: *retry_backoff,
         })
     }
 }
@@ -135,13 +158,14 @@ impl RegistryHandle {
         }
     }
 
-    /// The handle this process shares for the registry at `registry` with `config`: every call with the same
-    /// (resolved) address and an equal config gets the same connection while one of its handles is in use.
-    /// [`crate::Registration::register`] and [`crate::Discovery::new`] use it. A config with TLS settings or
-    /// metrics cannot be compared, so it gets a connection of its own: to share one then, make a handle with
-    /// [`RegistryHandle::new`] and pass it to [`crate::Registration::register_with`] and
-    /// [`crate::Discovery::with_handle`]. A connection's tasks run on the tokio runtime that made it: a process
-    /// that runs several runtimes, each talking to the same registry, should give each one a handle of its own.
+    /// The handle this process shares for the registry at `registry` with `config` on the current tokio
+    /// runtime: every call on the same runtime with the same (resolved) address and an equal config gets the
+    /// same connection while one of its handles is in use. [`crate::Registration::register`] and
+    /// [`crate::Discovery::new`] use it. A connection's tasks run on the runtime that made it, so each runtime
+    /// of a process gets connections of its own (one made on a runtime since shut down would be of no use). A
+    /// config with TLS settings or metrics cannot be compared, so it gets a connection of its own: to share one
+    /// then, make a handle with [`RegistryHandle::new`] and pass it to [`crate::Registration::register_with`]
+    /// and [`crate::Discovery::with_handle`].
     pub async fn shared(
         registry: impl ToSocketAddrs,
         config: &ClientConfig,
@@ -161,7 +185,12 @@ impl RegistryHandle {
                 "the registry's address resolved to nothing",
             ));
         }
-        let Some(key) = Key::of(addrs.clone(), config) else {
+        // Outside a tokio runtime (another executor), nothing to share with.
+        let runtime = tokio::runtime::Handle::try_current().map(|r| r.id());
+        let Some(key) = runtime
+            .ok()
+            .and_then(|runtime| Key::of(runtime, addrs.clone(), config))
+        else {
             return RegistryHandle::new(addrs.as_slice(), config.clone()).await;
         };
         if let Some(inner) = find(&key) {
@@ -188,8 +217,8 @@ impl RegistryHandle {
         self.inner.registry.clone()
     }
 
-    /// A stub that sends `token` (if any) with every call.
-    pub(crate) fn stub(&self, token: Option<&str>) -> Result<RegistryClient, RpcError> {
+    /// A stub that sends `token` (if any) with every call; refused if the token breaks the rule.
+    pub(crate) fn stub(&self, token: Option<&str>) -> Result<RegistryClient, TokenError> {
         match token {
             Some(token) => Ok(self.client().with_metadata(bearer(token)?)),
             None => Ok(self.client()),

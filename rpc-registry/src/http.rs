@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::api::ServiceSummary;
 use crate::overview::{MAX_CHANGES, Overview, PageQuery, ServiceView, Taken};
-use crate::service::Shared;
+use crate::service::{Shared, shown};
 
 /// The dashboard: one self-contained page (its styles and script inline, nothing loaded from elsewhere).
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -159,7 +159,7 @@ async fn service(
         Some(service) => Ok(Json(ServiceView::from(service))),
         None => Err((
             StatusCode::NOT_FOUND,
-            format!("no instances of service `{name}` are registered"),
+            format!("no instances of service `{}` are registered", shown(&name)),
         )),
     }
 }

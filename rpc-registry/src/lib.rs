@@ -34,7 +34,8 @@
 //! - [`registration`]: [`Registration`], an instance's registration and heartbeats.
 //! - [`discovery`]: [`Discovery`], watched instance lists and the balancers made from them.
 //! - [`swrr`]: [`Swrr`], smooth weighted round-robin with failure feedback.
-//! - `token`: [`check_token`], the one rule every token meets (at least [`MIN_TOKEN_LEN`] visible characters).
+//! - `token`: [`check_token`], the one rule every token meets ([`MIN_TOKEN_LEN`] to [`MAX_TOKEN_LEN`] visible
+//!   characters), and the metadata that carries a token.
 //! - With the `server` feature (default): `state` (leases, revisions, the expiry wheel), `listing` (each
 //!   service's instances as immutable lists that reads share, so that they copy outside the state's lock),
 //!   `history` (the last changes, with why instances left), [`service`] (the API implementation, the credential
@@ -91,7 +92,7 @@ pub use discovery::{Discovery, DiscoveryConfig};
 pub use handle::RegistryHandle;
 pub use registration::{Registration, RegistrationConfig, RegistrationError};
 pub use swrr::Swrr;
-pub use token::{MIN_TOKEN_LEN, TokenError, check_token};
+pub use token::{MAX_TOKEN_LEN, MIN_TOKEN_LEN, TokenError, check_token};
 
 #[cfg(feature = "server")]
 pub use config::{AddressCheck, RegistryConfig};

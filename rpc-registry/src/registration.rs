@@ -1,8 +1,10 @@
 //! Registration: an instance registers, then heartbeats in the background (every third of the registry's TTL);
 //! when the registry no longer knows the lease (it expired, or the registry restarted) it registers again at
-//! once; when a newer incarnation of the same address superseded it, it stops and says so in its [`Status`];
-//! on shutdown it deregisters. A registration whose answer never came may still have taken effect: the
-//! instance then recognises that registration as its own instead of stopping (see [`Status::Superseded`]).
+//! once; when a newer incarnation of the same address superseded it, or the registry refuses it for a reason
+//! that retrying will not change (another identity owns the instance, its token is no longer accepted), it
+//! stops and says so in its [`Status`]; on shutdown it deregisters. A registration whose answer never came may
+//! still have taken effect: the instance then recognises that registration as its own instead of stopping (see
+//! [`Status::Superseded`]).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -14,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::api::{Lease, LeaseRef, NewInstance, RegistryClient, RegistryError};
 use crate::handle::RegistryHandle;
+use crate::token::TokenError;
 
 /// Why a registration failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -24,12 +27,16 @@ pub enum RegistrationError {
     /// The registry refused.
     #[error("the registry refused: {0}")]
     Refused(#[from] RegistryError),
+    /// The token breaks the rule of [`crate::check_token`]; nothing was sent.
+    #[error("the registration's registry token is not usable: {0}")]
+    Token(#[from] TokenError),
 }
 
-/// How a registration behaves.
-#[derive(Clone, Debug)]
+/// How a registration behaves. Its `Debug` hides the token.
+#[derive(Clone)]
 pub struct RegistrationConfig {
-    /// The registry's token, if it wants one (it does for writes when it was started with one).
+    /// The registry's token, if it wants one (it does for writes when it was started with one); it meets
+    /// [`crate::check_token`].
     pub token: Option<String>,
     /// Heartbeat interval; `None` (the default) uses the registry's: a third of its TTL.
     pub heartbeat: Option<Duration>,
@@ -39,6 +46,22 @@ pub struct RegistrationConfig {
     /// back. Default [`RegistryHandle::default_config`] (attempts at most 250 ms apart, well under a heartbeat
     /// interval). [`Registration::register_with`] uses its handle's connection instead.
     pub client: ClientConfig,
+}
+
+impl std::fmt::Debug for RegistrationConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field, the token hidden: a configuration may be logged.
+        let RegistrationConfig {
+            token,
+            heartbeat,
+            client,
+        } = self;
+        f.debug_struct("RegistrationConfig")
+            .field("token", &crate::token::hidden(token))
+            .field("heartbeat", heartbeat)
+            .field("client", client)
+            .finish()
+    }
 }
 
 impl Default for RegistrationConfig {
@@ -52,7 +75,7 @@ impl Default for RegistrationConfig {
 }
 
 /// Where a registration stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Status {
     /// Registered under this lease, heartbeating.
     Active(Lease),
@@ -60,6 +83,27 @@ pub enum Status {
     /// registry sends this instance's calls to the newer one. (A registration of this one whose answer was
     /// late or lost is recognised as its own, by its weight and metadata, and taken over instead.)
     Superseded(Lease),
+    /// The registry refused a heartbeat of this lease, or the registration made again after it lost the lease,
+    /// for a reason that retrying will not change ([`is_final`]): another identity owns the instance, the token
+    /// is no longer accepted, the registration is no longer valid. Heartbeats stopped; the registry evicts the
+    /// instance within its TTL if it still lists it. The error is the registry's, as it answered.
+    Refused(Lease, RegistryError),
+}
+
+/// Whether the registry's refusal `error` of a heartbeat or a registration would come again however often the
+/// instance retried: [`RegistryError::Unauthenticated`] (the call's credentials do not cover the service, or
+/// another identity owns the instance) and [`RegistryError::Invalid`]. A full registry
+/// ([`RegistryError::LimitExceeded`]) and a failed address check ([`RegistryError::AddressRefused`], which may
+/// time out) may clear; [`RegistryError::UnknownLease`] and [`RegistryError::Superseded`] have answers of
+/// their own.
+pub fn is_final(error: &RegistryError) -> bool {
+    match error {
+        RegistryError::Unauthenticated(_) | RegistryError::Invalid(_) => true,
+        RegistryError::UnknownLease { .. }
+        | RegistryError::Superseded { .. }
+        | RegistryError::LimitExceeded(_)
+        | RegistryError::AddressRefused(_) => false,
+    }
 }
 
 /// A registered instance, heartbeating in the background. Dropping it stops the heartbeats (the registry
@@ -262,7 +306,11 @@ async fn heartbeat_loop(
                         // The lease's TTL runs from when the registry took it, after `sent`.
                         next = sent + interval;
                     }
-                    // Refused: try again next time.
+                    Ok(Err(refused)) if is_final(&refused) => {
+                        status.send_replace(Status::Refused(*shared.lease(), refused));
+                        return;
+                    }
+                    // Refused for now (the registry is full, say): try again next time.
                     Ok(Err(_)) => {}
                     Err(e) => unsure |= !e.is_not_processed(),
                 }
@@ -284,7 +332,11 @@ async fn heartbeat_loop(
                 status.send_replace(Status::Superseded(*shared.lease()));
                 return;
             }
-            // A refusal or an unreachable registry: try again next time.
+            Ok(Err(refused)) if is_final(&refused) => {
+                status.send_replace(Status::Refused(*shared.lease(), refused));
+                return;
+            }
+            // A refusal that may clear, or an unreachable registry: try again next time.
             Ok(Err(_)) | Err(_) => {}
         }
     }

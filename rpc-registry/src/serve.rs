@@ -19,12 +19,10 @@ pub async fn serve(
     http: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    config
-        .validate()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let tls = config.tls.clone();
     let server_config = config.server.clone();
-    let (service, evictions) = RegistryService::new(config);
+    let (service, evictions) = RegistryService::new(config)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let shared = std::sync::Arc::clone(service.shared());
     // Stopped when shutdown begins, and also when `serve` is dropped (aborted) before.
     let evictions = AbortOnDrop(tokio::spawn(evictions).abort_handle());

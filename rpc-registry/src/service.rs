@@ -17,7 +17,7 @@ use crate::api::{
     Lease, LeaseRef, NewInstance, Registry, RegistryError, ServiceStatus, ServiceSummary, Snapshot,
     Watched,
 };
-use crate::config::{AddressCheck, RegistryConfig};
+use crate::config::{AddressCheck, ConfigError, RegistryConfig};
 use crate::credentials::Identity;
 use crate::state::{Limits, State};
 use crate::stats::Stats;
@@ -272,20 +272,25 @@ pub struct RegistryService {
 }
 
 impl RegistryService {
-    /// A registry with `config`, and the task that evicts expired leases (spawn it beside the server).
+    /// A registry with `config`, and the task that evicts expired leases (spawn it beside the server). Fails if
+    /// `config` fails [`RegistryConfig::validate`] (an empty token, say, would let anyone write).
     ///
-    /// # Panics
-    /// If `config` fails [`RegistryConfig::validate`] (an empty token, say, would let anyone write);
-    /// [`serve`](crate::serve) checks it first and returns the error instead.
+    /// ```
+    /// use rpc_registry::{RegistryConfig, RegistryService};
+    /// let short = RegistryConfig { token: Some("x".into()), ..RegistryConfig::default() };
+    /// let refused = RegistryService::new(short).err().unwrap();
+    /// assert_eq!(
+    ///     refused.to_string(),
+    ///     "the registry's token is not usable: the token is too short: 1 of at least 8 bytes"
+    /// );
+    /// ```
     pub fn new(
         config: RegistryConfig,
-    ) -> (RegistryService, impl Future<Output = ()> + Send + 'static) {
-        if let Err(e) = config.validate() {
-            panic!("the registry cannot start with this configuration: {e}");
-        }
+    ) -> Result<(RegistryService, impl Future<Output = ()> + Send + 'static), ConfigError> {
+        config.validate()?;
         let shared = Shared::new(config);
         let evictions = Arc::clone(&shared).run_evictions();
-        (RegistryService { shared }, evictions)
+        Ok((RegistryService { shared }, evictions))
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {

@@ -449,10 +449,15 @@ impl State {
     }
 
     /// The instances of `service` at its revision (none, at revision 0, if it is not tracked), to copy after the
-    /// lock is released.
+    /// lock is released. A name longer than any service may have ([`Limits::max_name_len`]) is not echoed back:
+    /// its listing is named by a short escaped prefix ([`crate::service::shown`]).
     pub(crate) fn listing(&mut self, service: &str) -> Arc<Listing> {
         match self.services.get_mut(service) {
             Some(entry) => entry.listing(service, &self.leases),
+            None if service.len() > self.limits.max_name_len => {
+                let shown = crate::service::shown(service).to_string();
+                Arc::new(Listing::new(shown, 0, Vec::new()))
+            }
             None => Arc::new(Listing::new(service.to_owned(), 0, Vec::new())),
         }
     }
@@ -815,6 +820,24 @@ mod tests {
         drop(watchers);
         assert!(s.subscribe("W3").is_some());
         assert!(s.tracked() <= 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_listing_of_a_name_longer_than_max_name_len_does_not_echo_it() {
+        let mut s = State::new(1, Duration::from_secs(3), limits());
+        let longest = "S".repeat(limits().max_name_len);
+        assert_eq!(s.snapshot(&longest).service, longest);
+        let hostile = format!("\u{1b}[2J{longest}");
+        let snapshot = s.snapshot(&hostile);
+        assert_eq!(
+            snapshot.service,
+            format!(
+                "\\u{{1b}}[2J{}... ({} bytes)",
+                "S".repeat(60),
+                hostile.len()
+            )
+        );
+        assert!(snapshot.instances.is_empty());
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,7 +2,9 @@
 //! through a proxy that counts connections and can hold an answer back: every registration and discovery of a
 //! process shares one connection to a registry (whatever their tokens), and an instance whose registration
 //! made again was answered late, or never, stays registered; one that another instance truly superseded
-//! says so.
+//! says so, and so does one whose heartbeats the registry refuses for good (another identity owns the
+//! instance, or its token is no longer granted the service): it stops heartbeating. A connection made on one
+//! tokio runtime is never handed to another.
 
 #[path = "registration/proxy.rs"]
 mod proxy;
@@ -10,10 +12,11 @@ mod proxy;
 use std::time::Duration;
 
 use rpc_core::Client;
+use rpc_registry::credentials::TokenGrant;
 use rpc_registry::registration::Status;
 use rpc_registry::{
-    Discovery, DiscoveryConfig, LeaseRef, Registration, RegistrationConfig, RegistryClient,
-    RegistryConfig, RegistryHandle,
+    Credentials, Discovery, DiscoveryConfig, LeaseRef, Registration, RegistrationConfig,
+    RegistryClient, RegistryConfig, RegistryError, RegistryHandle,
 };
 use tests::cluster::{new_instance, start_registry};
 
@@ -219,4 +222,151 @@ async fn an_instance_superseded_by_another_while_its_answer_is_held_stops_and_sa
     // It did not take the other instance's lease.
     assert_ne!(registration.lease().id, other.id);
     assert_eq!(holder(&client, address).await, Some(other.id));
+}
+
+/// Two owners' tokens, each granted `Where`.
+const TOKEN_A: &str = "token-of-owner-a";
+const TOKEN_B: &str = "token-of-owner-b";
+
+/// A registry that grants `Where` to each of `tokens`.
+fn granting(tokens: &[&str]) -> RegistryConfig {
+    let tokens = tokens
+        .iter()
+        .map(|token| TokenGrant {
+            token: (*token).to_owned(),
+            services: vec!["Where".into()],
+        })
+        .collect();
+    RegistryConfig {
+        ttl: TTL,
+        credentials: Credentials {
+            tokens,
+            identities: Vec::new(),
+        },
+        ..RegistryConfig::default()
+    }
+}
+
+fn carrying(token: &str) -> RegistrationConfig {
+    RegistrationConfig {
+        token: Some(token.into()),
+        ..RegistrationConfig::default()
+    }
+}
+
+/// Writes the registry refused as unauthenticated so far.
+async fn unauthenticated(registry: &tests::cluster::RunningRegistry) -> f64 {
+    let (body, samples) = tests::prom::scrape(registry.http).await;
+    let refused = tests::prom::value(
+        &samples,
+        "rpc_registry_refused_total",
+        &[("reason", "unauthenticated")],
+    );
+    refused.unwrap_or_else(|| panic!("no unauthenticated refusals in {body}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_whose_heartbeats_are_refused_for_good_stops_and_says_why() {
+    let address = "127.0.0.1:9";
+    // Where A's registration turns up: a registry where B registered the same address (as a restarted registry
+    // that B reached first), or one that no longer grants A's token the service.
+    for (second, b_registers, why) in [
+        (
+            granting(&[TOKEN_A, TOKEN_B]),
+            true,
+            "that instance was registered by",
+        ),
+        (granting(&[TOKEN_B]), false, "heartbeat of Where refused"),
+    ] {
+        let first = start_registry(granting(&[TOKEN_A, TOKEN_B]), 0)
+            .await
+            .unwrap();
+        let second = start_registry(second, 0).await.unwrap();
+        let proxy = Proxy::start(first.addr).await;
+        let b = match b_registers {
+            true => Some(
+                Registration::register(second.addr, new_instance(address, 1), carrying(TOKEN_B))
+                    .await
+                    .unwrap(),
+            ),
+            false => None,
+        };
+        let a = Registration::register(proxy.addr, new_instance(address, 1), carrying(TOKEN_A))
+            .await
+            .unwrap();
+        if let Some(b) = &b {
+            assert_eq!(
+                b.lease().id,
+                a.lease().id,
+                "the same lease id on each registry"
+            );
+        }
+        // A's connection turns over to the second registry.
+        proxy.redirect(second.addr);
+        let mut status = a.status();
+        let stopped = tokio::time::timeout(
+            TTL * 2,
+            status.wait_for(|s| matches!(s, Status::Refused(..))),
+        )
+        .await
+        .is_ok();
+        assert!(stopped, "A is not refused: {:?}", *status.borrow());
+        let refused = status.borrow().clone();
+        match refused {
+            Status::Refused(lease, RegistryError::Unauthenticated(message)) => {
+                assert_eq!(lease, a.lease());
+                assert!(message.contains(why), "{message}");
+            }
+            other => panic!("refused as unauthenticated, not {other:?}"),
+        }
+        // A sends nothing more: the second registry refuses no other write over two TTLs. B keeps the address.
+        let refusals = unauthenticated(&second).await;
+        assert!(refusals >= 1.0);
+        tokio::time::sleep(TTL * 2).await;
+        assert_eq!(unauthenticated(&second).await, refusals);
+        if let Some(b) = &b {
+            assert_eq!(*b.status().borrow(), Status::Active(b.lease()));
+            let holder = holder(&direct(second.addr).await, address).await;
+            assert_eq!(holder, Some(b.lease().id));
+        }
+    }
+}
+
+#[test]
+fn a_connection_made_on_one_runtime_is_never_handed_to_another() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let serving = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let registry = serving.block_on(start_registry(config(), 0)).unwrap();
+    let addr = registry.addr;
+    let client = RegistryHandle::default_config();
+    let shared = || RegistryHandle::shared(addr, &client);
+    // A handle made on a runtime that then shuts down, while the handle is still held (as by a registration
+    // that outlives a test's runtime, or a runtime per thread).
+    let first = runtime();
+    let made_on_first = first.block_on(shared()).unwrap();
+    assert!(made_on_first.same_connection(&first.block_on(shared()).unwrap()));
+    drop(first);
+    // Another runtime gets a connection of its own, which works.
+    let second = runtime();
+    second.block_on(async {
+        let handle = shared().await.unwrap();
+        assert!(!handle.same_connection(&made_on_first));
+        let instance = new_instance("127.0.0.1:1", 1);
+        let registered = tokio::time::timeout(
+            TTL,
+            Registration::register_with(&handle, instance, with_token()),
+        )
+        .await
+        .expect("the registration is answered within the TTL");
+        assert!(registered.is_ok(), "{registered:?}");
+    });
 }

@@ -304,7 +304,7 @@ async fn writes_without_the_token_are_refused_with_a_clear_error() {
          (metadata `authorization: Bearer <token>`) or a client certificate, and the call carried neither"
     );
     let wrong = RegistrationConfig {
-        token: Some("guess".into()),
+        token: Some("a-wrong-guess".into()),
         ..RegistrationConfig::default()
     };
     let err = start_instance(registry.addr, 1, wrong).await.unwrap_err();

@@ -1,16 +1,19 @@
 //! The registry against rogue writers and hostile load: per-service tokens, client certificates as credentials
-//! (mutual TLS), the address checks, and every registry limit, each refusal with a message that names its
+//! (mutual TLS), the one token rule on the client side too (and tokens hidden in `Debug`), the address checks, and every registry limit, each refusal with a message that names its
 //! reason. Registries run in-process on 127.0.0.1; real clock (every step is a call over a socket).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use rpc_core::Status;
 use rpc_core::tls::{ClientCa, ClientTls, ServerTls};
 use rpc_core::{Client, ClientConfig, Metadata};
+use rpc_registry::cli::{CliError, Options};
 use rpc_registry::credentials::{IdentityGrant, TokenGrant};
 use rpc_registry::{
-    AddressCheck, Credentials, LeaseRef, NewInstance, Registration, RegistrationConfig,
-    RegistryClient, RegistryConfig, RegistryError,
+    AddressCheck, Credentials, Discovery, DiscoveryConfig, LeaseRef, NewInstance, Registration,
+    RegistrationConfig, RegistrationError, RegistryClient, RegistryConfig, RegistryError,
+    RegistryHandle, TokenError,
 };
 use tests::certs::Ca;
 use tests::cluster::{RunningRegistry, start_registry};
@@ -635,6 +638,41 @@ async fn refusals_quote_at_most_a_short_escaped_prefix_of_what_came() {
 }
 
 #[tokio::test]
+async fn reads_of_a_name_longer_than_any_service_do_not_echo_it() {
+    let registry = start_registry(RegistryConfig::default(), 0).await.unwrap();
+    let reader = client(&registry, None, None).await;
+    let huge = format!("\u{1b}[2J{}", "S".repeat(15 << 20));
+    let shown = format!("\\u{{1b}}[2J{}... ({} bytes)", "S".repeat(60), huge.len());
+    // Answered at once, empty, under a short escaped prefix of the name.
+    let snapshot = reader.instances(huge.clone()).await.unwrap();
+    assert_eq!(snapshot.service, shown);
+    assert!(snapshot.instances.is_empty());
+    let snapshot = reader.watch(huge.clone(), 0, 0, 60_000).await.unwrap();
+    assert_eq!(snapshot.service, shown);
+    let epoch = snapshot.epoch;
+    let watched = reader
+        .watch_changes(huge.clone(), epoch, 0, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(watched.snapshot.service, shown);
+    // A name within the limit comes back as asked.
+    let longest = "S".repeat(RegistryConfig::default().max_name_len);
+    let snapshot = reader.instances(longest.clone()).await.unwrap();
+    assert_eq!(snapshot.service, longest);
+    // The HTTP API's 404 quotes a short escaped prefix too.
+    let path = format!("/v1/services/%1B%5B2J{}", "S".repeat(4000));
+    let (status, _, body) = tests::prom::http_get(registry.http, &path).await.unwrap();
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    assert_eq!(
+        body,
+        format!(
+            "no instances of service `\\u{{1b}}[2J{}... (4004 bytes)` are registered",
+            "S".repeat(60)
+        )
+    );
+}
+
+#[tokio::test]
 async fn the_address_checks_refuse_port_0() {
     for check in [AddressCheck::Peer, AddressCheck::Reachable] {
         let config = RegistryConfig {
@@ -749,6 +787,81 @@ async fn empty_short_and_invisible_tokens_are_refused_everywhere_with_one_rule()
     );
 }
 
+/// A token that breaks the rule on the client side: the registration, the discovery and `ls` each refuse it with
+/// the rule's reason, before sending anything (nothing listens at the address: a call would fail as unreachable),
+/// never showing it; and the `Debug` of their configurations hides a good token.
+#[tokio::test]
+async fn client_tokens_meet_the_rule_before_anything_is_sent_and_never_show() {
+    let nowhere = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let handle = RegistryHandle::new(nowhere, RegistryHandle::default_config())
+        .await
+        .unwrap();
+    for (token, rule) in [
+        ("", TokenError::Empty),
+        ("sh0rt", TokenError::TooShort { len: 5 }),
+        ("has a-space", TokenError::NotVisible { at: 4 }),
+    ] {
+        let config = RegistrationConfig {
+            token: Some(token.into()),
+            ..RegistrationConfig::default()
+        };
+        let err = Registration::register_with(&handle, instance("Calc", "127.0.0.1:7001"), config)
+            .await
+            .unwrap_err();
+        assert_eq!(err, RegistrationError::Token(rule), "{token:?}");
+        let config = DiscoveryConfig {
+            token: Some(token.into()),
+            ..DiscoveryConfig::default()
+        };
+        let err = Discovery::with_handle(&handle, config).unwrap_err();
+        assert_eq!(err.code(), Status::InvalidArgument, "{token:?}: {err}");
+        assert!(err.message().ends_with(&rule.to_string()), "{err}");
+        let options = Options {
+            token: Some(token.into()),
+            ..Options::new(nowhere.to_string())
+        };
+        let err = rpc_registry::cli::ls(&options, None, &mut Vec::new(), &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CliError::Token(e) if e == rule), "{err}");
+        if !token.is_empty() {
+            assert!(!err.to_string().contains(token), "{err}");
+        }
+    }
+    let secret = "a-good-secret-token";
+    let shown = [
+        format!(
+            "{:?}",
+            RegistrationConfig {
+                token: Some(secret.into()),
+                ..RegistrationConfig::default()
+            }
+        ),
+        format!(
+            "{:?}",
+            DiscoveryConfig {
+                token: Some(secret.into()),
+                ..DiscoveryConfig::default()
+            }
+        ),
+        format!(
+            "{:?}",
+            Options {
+                token: Some(secret.into()),
+                ..Options::new("127.0.0.1:7070")
+            }
+        ),
+    ];
+    for debug in shown {
+        assert!(!debug.contains(secret), "{debug}");
+        assert!(debug.contains("token: Some(\"<hidden>\")"), "{debug}");
+    }
+}
+
 #[tokio::test]
 async fn healthz_is_degraded_at_each_cap_and_says_which() {
     let mut config = RegistryConfig {
@@ -860,5 +973,69 @@ async fn the_registry_serves_more_than_1024_instances_each_on_its_own_connection
     assert_eq!(
         services.iter().map(|s| s.instances).sum::<usize>(),
         instances
+    );
+}
+
+/// Waits (at most 500 scrapes, 20 ms apart) until the registry counts at least `n` watches over its RPC API
+/// waiting.
+async fn rpc_watchers_reach_within_10s(registry: &RunningRegistry, n: f64) {
+    let mut seen = None;
+    for _ in 0..500 {
+        let (_, samples) = tests::prom::scrape(registry.http).await;
+        seen = tests::prom::value(&samples, "rpc_registry_watchers", &[("api", "rpc")]);
+        if seen.is_some_and(|seen| seen >= n) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("rpc_registry_watchers never reached {n}: last {seen:?}");
+}
+
+#[tokio::test]
+async fn a_process_watching_more_services_than_rpc_cores_in_flight_cap_still_heartbeats() {
+    let registry = start_registry(RegistryConfig::default(), 0).await.unwrap();
+    // More long polls than rpc-core's default cap of calls in flight on one connection.
+    let cap = rpc_core::server::config::DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION;
+    let services = cap + 76;
+    let discovery = Discovery::new(registry.addr, DiscoveryConfig::default())
+        .await
+        .unwrap();
+    for i in 0..services {
+        discovery.watch(&format!("S{i}"));
+    }
+    rpc_watchers_reach_within_10s(&registry, cap as f64).await;
+    // The registration shares the discovery's connection, beside its watches.
+    let config = RegistrationConfig {
+        heartbeat: Some(Duration::from_millis(100)),
+        ..RegistrationConfig::default()
+    };
+    let at = instance("Calc", "127.0.0.1:7001");
+    let registration = Registration::register(registry.addr, at, config)
+        .await
+        .unwrap();
+    let mut beats = None;
+    for _ in 0..500 {
+        let (_, samples) = tests::prom::scrape(registry.http).await;
+        beats = tests::prom::value(&samples, "rpc_registry_heartbeats_total", &[]);
+        if beats.is_some_and(|beats| beats >= 3.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        beats.is_some_and(|beats| beats >= 3.0),
+        "{beats:?} heartbeats within 10 s"
+    );
+    assert!(matches!(
+        *registration.status().borrow(),
+        rpc_registry::registration::Status::Active(_)
+    ));
+    // Every watch waits, and one connection carries them and the heartbeats.
+    rpc_watchers_reach_within_10s(&registry, services as f64).await;
+    let (body, samples) = tests::prom::scrape(registry.http).await;
+    assert_eq!(
+        tests::prom::value(&samples, "rpc_server_connections", &[]),
+        Some(1.0),
+        "{body}"
     );
 }

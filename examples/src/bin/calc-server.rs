@@ -6,7 +6,8 @@
 //! with `--tls-ca` it talks to the registry over TLS (presenting its certificate, for mutual TLS) and verifies
 //! the certificates its clients present. With `--metrics ADDR` it serves Prometheus metrics at
 //! `http://ADDR/metrics` and its health at `http://ADDR/healthz`. It says on stderr when it registers again
-//! (the registry lost its lease) and when another instance supersedes it (`/healthz` then answers 503).
+//! (the registry lost its lease), and when another instance supersedes it or the registry refuses it for good
+//! (another identity owns the instance, its token is no longer granted): `/healthz` then answers 503.
 
 use std::collections::BTreeMap;
 
@@ -29,7 +30,7 @@ struct Args {
     /// This instance's share of the calls, relative to the others'.
     #[arg(long, default_value_t = 1)]
     weight: u32,
-    /// The registry's token, if it has one (at least 8 visible ASCII characters).
+    /// The registry's token, if it has one (8 to 4,096 visible ASCII characters).
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
     token: Option<String>,
     #[command(flatten)]

@@ -55,8 +55,8 @@ impl fmt::Display for Change {
                     m => write!(f, " {m}"),
                 }
             }
-            Change::Removed(i, None) => write!(f, "- {}", i.address),
-            Change::Removed(i, Some(why)) => write!(f, "- {} {why}", i.address),
+            Change::Removed(i, None) => write!(f, "- {}", field(&i.address)),
+            Change::Removed(i, Some(why)) => write!(f, "- {} {why}", field(&i.address)),
             Change::Updated { old, new } => {
                 let mut parts = Vec::new();
                 if old.weight != new.weight {

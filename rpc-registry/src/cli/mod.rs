@@ -25,10 +25,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use rpc_core::tls::ClientTls;
-use rpc_core::{Client, ClientConfig, RpcError};
+use rpc_core::{Client, ClientConfig, RpcError, Status};
 
 use crate::api::RegistryClient;
-use crate::discovery::bearer;
+use crate::token::{TokenError, bearer, hidden};
 use escape::{field, line};
 
 pub use changes::{Change, Tracker, diff};
@@ -45,12 +45,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// pauses (see [`WatchConfig::backoff_max`]) decide when the next attempt is made.
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(100);
 
-/// How the client subcommands reach the registry.
-#[derive(Clone, Debug)]
+/// How the client subcommands reach the registry. Its `Debug` hides the token.
+#[derive(Clone)]
 pub struct Options {
     /// The address of the registry's API, `host:port`.
     pub registry: String,
-    /// A token sent as `authorization: Bearer <token>` with every call (reads need none today). Default none.
+    /// A token sent as `authorization: Bearer <token>` with every call (reads need none today); it meets
+    /// [`crate::check_token`]. Default none.
     pub token: Option<String>,
     /// TLS to the registry; `None` (the default) connects in the clear.
     pub tls: Option<ClientTls>,
@@ -71,6 +72,24 @@ impl Options {
     }
 }
 
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field, the token hidden.
+        let Options {
+            registry,
+            token,
+            tls,
+            timeout,
+        } = self;
+        f.debug_struct("Options")
+            .field("registry", registry)
+            .field("token", &hidden(token))
+            .field("tls", tls)
+            .field("timeout", timeout)
+            .finish()
+    }
+}
+
 /// Why `ls` or `watch` failed. The messages escape and bound what they quote ([`escape()`]).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -88,6 +107,21 @@ pub enum CliError {
         #[source]
         source: RpcError,
     },
+    /// The registry did not answer within the timeout ([`Options::timeout`]).
+    #[error(
+        "cannot query the registry at {}: no answer within {} (the timeout, --timeout-ms)",
+        field(.registry),
+        format_age(*.waited)
+    )]
+    NoAnswer {
+        /// The registry's address, as given.
+        registry: String,
+        /// How long it waited.
+        waited: Duration,
+        /// The call's error (`DeadlineExceeded`).
+        #[source]
+        source: RpcError,
+    },
     /// `ls SERVICE` of a service the registry has no instance of.
     #[error(
         "no service named {} at the registry at {} (`rpc-registry ls` lists every service)",
@@ -100,19 +134,25 @@ pub enum CliError {
         /// The registry's address, as given.
         registry: String,
     },
-    /// The token cannot travel as metadata.
-    #[error("{0}")]
-    Token(#[source] RpcError),
+    /// The token breaks the rule of [`crate::check_token`]; nothing was sent.
+    #[error("the registry token is not usable: {0}")]
+    Token(#[source] TokenError),
     /// The output could not be written (a closed pipe, say).
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
 }
 
 impl CliError {
+    /// The failure of a call made with `options`'s timeout.
     fn registry(options: &Options, source: RpcError) -> CliError {
-        CliError::Registry {
-            registry: options.registry.clone(),
-            source,
+        let registry = options.registry.clone();
+        match source.code() {
+            Status::DeadlineExceeded => CliError::NoAnswer {
+                registry,
+                waited: options.timeout,
+                source,
+            },
+            _ => CliError::Registry { registry, source },
         }
     }
 }

@@ -1,14 +1,18 @@
 //! The `rpc-registry watch SERVICE` runner: prints the instances of a service, then each change as it happens,
-//! one time-stamped line each, flushed at once. It long-polls the registry's `watch` method; when the registry
-//! goes away it says so, retries with a doubling pause, and resumes when the registry is back. Every line is
-//! escaped and cut (see [`super::escape()`]).
+//! one time-stamped line each, flushed at once. It long-polls the registry's `watch_changes` method, so that a
+//! removal says why the instance left (`watch` of a registry that does not have it yet, without the reason);
+//! when the registry goes away it says so, retries with a doubling pause, and resumes when the registry is
+//! back. Every line is escaped and cut (see [`super::escape()`]).
 
 use std::io::Write;
 use std::pin::pin;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rpc_core::{RpcError, Status};
+
 use super::escape::{field, line};
 use super::{CliError, Options, Tracker, connect};
+use crate::api::{RegistryClient, Watched};
 use crate::discovery::DEFAULT_WARM_UP;
 
 /// Default of [`WatchConfig::wait`]: 30 s.
@@ -55,7 +59,8 @@ impl WatchConfig {
 }
 
 /// `rpc-registry watch SERVICE`: prints to `out` the instances of `service` (a `+` line each), then each change
-/// as it happens (`+`, `-`, `~`, see [`super::Change`]), each line after a time stamp and flushed at once;
+/// as it happens (`+`, `-` with why the instance left, `~`, see [`super::Change`]), each line after a time stamp
+/// and flushed at once;
 /// says on `err` when there is no instance yet, when the registry goes away, and when it is back. Runs until
 /// `shutdown` completes, then returns `Ok`. Fails if the registry does not answer the first call within
 /// `options.timeout`, or if `out` cannot be written.
@@ -71,6 +76,9 @@ pub async fn watch(
     let mut shutdown = pin!(shutdown);
     let mut tracker = Tracker::new(config.warm_up);
     let mut failures = 0u32;
+    // Whether the registry answers `watch_changes`; one that answers `Unimplemented` (an older registry) is
+    // watched with `watch`, whose removals come without their reason.
+    let mut with_reasons = true;
     loop {
         // The first call asks for the instances as they are, without waiting.
         let wait = match tracker.started() {
@@ -78,18 +86,17 @@ pub async fn watch(
             false => Duration::ZERO,
         };
         let stub = registry.with_deadline(wait + options.timeout);
-        let call = stub.watch(
-            service.to_owned(),
-            tracker.epoch(),
-            tracker.revision(),
-            u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-        );
+        let call = poll(&stub, with_reasons, service, &tracker, wait);
         let answer = tokio::select! {
             () = &mut shutdown => return Ok(()),
             answer = call => answer,
         };
-        let snapshot = match answer {
-            Ok(snapshot) => snapshot,
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) if with_reasons && e.code() == Status::Unimplemented => {
+                with_reasons = false;
+                continue;
+            }
             Err(e) if !tracker.started() => return Err(CliError::registry(options, e)),
             Err(e) => {
                 failures = failures.saturating_add(1);
@@ -119,7 +126,7 @@ pub async fn watch(
             )?;
             failures = 0;
         }
-        if tracker.is_restart(&snapshot) {
+        if tracker.is_restart(&answer.snapshot) {
             writeln!(
                 err,
                 "{now} the registry restarted: instances not registered again within {} show as removed",
@@ -127,7 +134,7 @@ pub async fn watch(
             )?;
         }
         let first = !tracker.started();
-        for change in tracker.update(snapshot, Instant::now()) {
+        for change in tracker.update(answer, Instant::now()) {
             writeln!(out, "{now} {}", line(&change.to_string()))?;
             out.flush()?;
         }
@@ -139,6 +146,26 @@ pub async fn watch(
                 field(&options.registry)
             )?;
         }
+    }
+}
+
+/// One long poll of `service` from where `tracker` stands, waiting at most `wait` for a change: `watch_changes`
+/// if `with_reasons`, else `watch` (whose answer has no removals).
+async fn poll(
+    stub: &RegistryClient,
+    with_reasons: bool,
+    service: &str,
+    tracker: &Tracker,
+    wait: Duration,
+) -> Result<Watched, RpcError> {
+    let (service, epoch, since) = (service.to_owned(), tracker.epoch(), tracker.revision());
+    let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+    match with_reasons {
+        true => stub.watch_changes(service, epoch, since, wait_ms).await,
+        false => stub
+            .watch(service, epoch, since, wait_ms)
+            .await
+            .map(Watched::from),
     }
 }
 

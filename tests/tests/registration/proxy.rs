@@ -1,6 +1,7 @@
 //! A TCP proxy on 127.0.0.1 between registry clients and a registry: it counts the connections it accepts (how
-//! many connections a process opens to the registry), and can hold back the answer to one call of a method
-//! for a while, as a slow network or an overloaded registry would (the call itself goes through at once).
+//! many connections a process opens to the registry), can hold back the answer to one call of a method for a
+//! while, as a slow network or an overloaded registry would (the call itself goes through at once), and can
+//! turn its clients over to another registry (as a restarted one that others reached first).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,6 +42,10 @@ pub(crate) struct Proxy {
     accepted: Arc<AtomicUsize>,
     state: Arc<Mutex<State>>,
     held: watch::Receiver<usize>,
+    /// Where new connections go.
+    upstream: Arc<Mutex<SocketAddr>>,
+    /// Bumped to cut every connection relayed so far.
+    cut: Arc<watch::Sender<u64>>,
     task: JoinHandle<()>,
 }
 
@@ -59,18 +64,22 @@ impl Proxy {
         let state = Arc::new(Mutex::new(State::default()));
         let (held_tx, held) = watch::channel(0usize);
         let held_tx = Arc::new(held_tx);
+        let upstream = Arc::new(Mutex::new(upstream));
+        let cut = Arc::new(watch::Sender::new(0u64));
         let task = {
             let (accepted, state) = (Arc::clone(&accepted), Arc::clone(&state));
+            let (upstream, cut) = (Arc::clone(&upstream), Arc::clone(&cut));
             tokio::spawn(async move {
                 while let Ok((client, _)) = listener.accept().await {
                     accepted.fetch_add(1, Ordering::SeqCst);
-                    let Ok(server) = TcpStream::connect(upstream).await else {
+                    let to = *upstream.lock().unwrap();
+                    let Ok(server) = TcpStream::connect(to).await else {
                         continue;
                     };
                     // Each frame leaves at once, as the ends' own sockets send them (no Nagle delay).
                     let _ = (client.set_nodelay(true), server.set_nodelay(true));
                     let (state, held) = (Arc::clone(&state), Arc::clone(&held_tx));
-                    tokio::spawn(relay(client, server, state, held));
+                    tokio::spawn(relay(client, server, state, held, cut.subscribe()));
                 }
             })
         };
@@ -79,6 +88,8 @@ impl Proxy {
             accepted,
             state,
             held,
+            upstream,
+            cut,
             task,
         }
     }
@@ -99,6 +110,12 @@ impl Proxy {
         tokio::time::timeout(limit, held.wait_for(|n| *n > 0))
             .await
             .is_ok()
+    }
+
+    /// Sends new connections to `upstream`, and closes those relayed so far (their clients connect again).
+    pub(crate) fn redirect(&self, upstream: SocketAddr) {
+        *self.upstream.lock().unwrap() = upstream;
+        self.cut.send_modify(|n| *n += 1);
     }
 
     /// Answers held back so far.
@@ -127,13 +144,15 @@ fn method_id(header: &[u8; HEADER_LEN]) -> u32 {
     u32::from_le_bytes(header[16..20].try_into().unwrap())
 }
 
-/// Relays frames both ways until either side closes; an answer held back is written after its delay, out of
-/// order with the answers that follow it (the protocol allows that).
+/// Relays frames both ways until either side closes, or `cut` changes (then both connections close at once);
+/// an answer held back is written after its delay, out of order with the answers that follow it (the protocol
+/// allows that).
 async fn relay(
     client: TcpStream,
     server: TcpStream,
     state: Arc<Mutex<State>>,
     held: Arc<watch::Sender<usize>>,
+    mut cut: watch::Receiver<u64>,
 ) {
     let (mut client_r, client_w) = client.into_split();
     let (mut server_r, mut server_w) = server.into_split();
@@ -158,7 +177,16 @@ async fn relay(
             }
         })
     };
-    while let Some((header, frame)) = read_frame(&mut server_r).await {
+    loop {
+        let next = tokio::select! {
+            next = read_frame(&mut server_r) => next,
+            _ = cut.changed() => {
+                upstream.abort();
+                writer.abort();
+                return;
+            }
+        };
+        let Some((header, frame)) = next else { break };
         let delay = {
             let mut state = state.lock().unwrap();
             match state.request {
