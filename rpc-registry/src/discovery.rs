@@ -274,6 +274,8 @@ async fn watch_loop(
     // After a registry restart: the instances known before, kept until this instant.
     let mut warming: Option<(Instant, Vec<Instance>)> = None;
     let mut failures = 0u32;
+    // Unchanged answers that came back long before the wait asked for, in a row.
+    let mut early = 0u32;
     loop {
         let mut wait = config.watch_wait;
         if let Some((until, _)) = &warming {
@@ -281,6 +283,7 @@ async fn watch_loop(
         }
         let call = registry.with_deadline(wait + Duration::from_secs(5));
         let wait_ms = wait.as_millis() as u64;
+        let asked = Instant::now();
         match call.watch(service.clone(), epoch, since, wait_ms).await {
             Ok(snapshot) => {
                 if failures > 0 {
@@ -303,19 +306,36 @@ async fn watch_loop(
                 epoch = snapshot.epoch;
                 since = snapshot.revision;
                 if changed {
+                    early = 0;
                     tx.send_replace(Arc::new(with_warming(snapshot, warming.as_ref())));
+                } else if asked.elapsed() < wait / 2 {
+                    // The registry answered at once with nothing new: it will not keep this watch (a name it
+                    // cannot track, or it is shutting down). Asking again at once would spin; back off as
+                    // after an error.
+                    early = early.saturating_add(1);
+                    tokio::time::sleep(retry_pause(early)).await;
+                } else {
+                    early = 0;
                 }
             }
             Err(e) => {
                 lock(&errors).insert(service.clone(), e.to_string());
                 failures = failures.saturating_add(1);
-                let pause =
-                    Duration::from_millis(50u64 << failures.min(5)).min(Duration::from_secs(1));
-                tokio::time::sleep(pause).await;
+                tokio::time::sleep(retry_pause(failures)).await;
             }
         }
     }
 }
+
+/// The pause before the next watch after `n` failed (or unanswered) watches in a row: 100 ms, doubling, at most
+/// [`MAX_RETRY_PAUSE`].
+fn retry_pause(n: u32) -> Duration {
+    Duration::from_millis(50u64 << n.min(5)).min(MAX_RETRY_PAUSE)
+}
+
+/// The longest pause between two watches of a service that fail, or that the registry answers at once with
+/// nothing new: 1 s.
+pub const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// `snapshot`, plus the instances known before a registry restart that have not registered again yet.
 fn with_warming(mut snapshot: Snapshot, warming: Option<&(Instant, Vec<Instance>)>) -> Snapshot {

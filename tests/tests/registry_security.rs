@@ -672,6 +672,45 @@ async fn reads_of_a_name_longer_than_any_service_do_not_echo_it() {
     );
 }
 
+/// A watch of a name the registry cannot track is answered at once with nothing new; a `Discovery` watching it
+/// backs off instead of asking again at once, in a loop that would take a core. Counted over half a second of
+/// real time: a slower machine only makes fewer calls, so the bound cannot fail for lack of speed.
+#[tokio::test]
+async fn a_discovery_of_a_name_the_registry_cannot_track_does_not_spin() {
+    let config = RegistryConfig {
+        max_name_len: 8,
+        ..RegistryConfig::default()
+    };
+    let registry = start_registry(config, 0).await.unwrap();
+    let discovery = Discovery::new(registry.addr, DiscoveryConfig::default())
+        .await
+        .unwrap();
+    let mut watched = discovery.watch("a-name-longer-than-8");
+    // The first answer arrives (empty), then the loop would spin.
+    tokio::time::timeout(Duration::from_secs(10), watched.changed())
+        .await
+        .expect("the registry answers the first watch")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, samples) = tests::prom::scrape(registry.http).await;
+    let watches = tests::prom::value(
+        &samples,
+        "rpc_server_calls_total",
+        &[
+            ("service", "Registry"),
+            ("method", "watch"),
+            ("status", "Ok"),
+        ],
+    )
+    .unwrap_or(0.0);
+    // Backing off from 100 ms, doubling: at most 5 watches in the first 500 ms after the first answer.
+    assert!(
+        watches <= 8.0,
+        "{watches} watches in half a second: the discovery asks again at once"
+    );
+    assert!(watches >= 1.0, "the discovery watched");
+}
+
 #[tokio::test]
 async fn the_address_checks_refuse_port_0() {
     for check in [AddressCheck::Peer, AddressCheck::Reachable] {
