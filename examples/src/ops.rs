@@ -13,12 +13,6 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use rpc_core::Metrics;
 use rpc_registry::registration::Status;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The longest an HTTP request to the `--metrics` port may be: 8 KiB.
-const MAX_REQUEST: usize = 8 * 1024;
-/// The longest an HTTP request to the `--metrics` port may take to arrive: 5 s.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `--metrics` flag.
 #[derive(Args, Debug, Clone)]
@@ -51,7 +45,12 @@ impl MetricsArgs {
             listener.local_addr()?
         );
         let metrics = Metrics::server();
-        tokio::spawn(serve_http(listener, metrics.clone(), health));
+        let problem = health.clone();
+        tokio::spawn(metrics.clone().serve_http_with_health(
+            listener,
+            move |out| health.render(out),
+            move || problem.problem(),
+        ));
         Ok(Some(metrics))
     }
 }
@@ -176,56 +175,6 @@ impl Health {
             "rpc_registration_registered_total {}\n",
             state.registered
         ));
-    }
-}
-
-/// Serves `GET /metrics` (the server's metrics, then the registration's) and `GET /healthz` (`ok`, or `503`
-/// with the problem) on `listener`, one request per connection, until the task is dropped. Anything else gets
-/// 404; a request over [`MAX_REQUEST`] or slower than [`REQUEST_TIMEOUT`] is dropped.
-async fn serve_http(listener: tokio::net::TcpListener, metrics: Metrics, health: Health) {
-    while let Ok((mut stream, _)) = listener.accept().await {
-        let (metrics, health) = (metrics.clone(), health.clone());
-        tokio::spawn(async move {
-            let mut request = Vec::with_capacity(1024);
-            let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
-                let mut buf = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < MAX_REQUEST {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return false,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                true
-            })
-            .await;
-            if !matches!(read, Ok(true)) {
-                return;
-            }
-            let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
-            let (status, body) = if line.starts_with(b"GET /metrics ") {
-                let mut body = metrics.render();
-                health.render(&mut body);
-                ("200 OK", body)
-            } else if line.starts_with(b"GET /healthz ") {
-                match health.problem() {
-                    None => ("200 OK", String::from("ok\n")),
-                    Some(problem) => ("503 Service Unavailable", format!("{problem}\n")),
-                }
-            } else {
-                (
-                    "404 Not Found",
-                    String::from("only GET /metrics and GET /healthz are served here\n"),
-                )
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\n\
-                 content-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
     }
 }
 

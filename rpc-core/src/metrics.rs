@@ -393,9 +393,24 @@ impl Metrics {
         listener: TcpListener,
         extra: impl Fn(&mut String) + Send + Sync + 'static,
     ) {
-        let extra = Arc::new(extra);
+        self.serve(listener, Arc::new(extra), None).await;
+    }
+
+    /// Like [`Metrics::serve_http`], and `GET /healthz` as well: `200 ok` while `problem` returns `None`, `503`
+    /// with the problem once it returns one (what a load balancer or an orchestrator's probe reads).
+    pub async fn serve_http_with_health(
+        self,
+        listener: TcpListener,
+        extra: impl Fn(&mut String) + Send + Sync + 'static,
+        problem: impl Fn() -> Option<String> + Send + Sync + 'static,
+    ) {
+        self.serve(listener, Arc::new(extra), Some(Arc::new(problem)))
+            .await;
+    }
+
+    async fn serve(self, listener: TcpListener, extra: Arc<Extra>, health: Option<Arc<Problem>>) {
         while let Ok((mut stream, _)) = listener.accept().await {
-            let (metrics, extra) = (self.clone(), Arc::clone(&extra));
+            let (metrics, extra, health) = (self.clone(), Arc::clone(&extra), health.clone());
             tokio::spawn(async move {
                 let mut request = Vec::with_capacity(1024);
                 let read = tokio::time::timeout(Duration::from_secs(5), async {
@@ -413,15 +428,24 @@ impl Metrics {
                     return;
                 }
                 let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
-                let (status, body) = if line.starts_with(b"GET /metrics ") {
-                    let mut body = metrics.render();
-                    extra(&mut body);
-                    ("200 OK", body)
-                } else {
-                    (
+                let (status, body) = match &health {
+                    _ if line.starts_with(b"GET /metrics ") => {
+                        let mut body = metrics.render();
+                        extra(&mut body);
+                        ("200 OK", body)
+                    }
+                    Some(problem) if line.starts_with(b"GET /healthz ") => match problem() {
+                        None => ("200 OK", String::from("ok\n")),
+                        Some(problem) => ("503 Service Unavailable", format!("{problem}\n")),
+                    },
+                    Some(_) => (
+                        "404 Not Found",
+                        String::from("only GET /metrics and GET /healthz are served here\n"),
+                    ),
+                    None => (
                         "404 Not Found",
                         String::from("only GET /metrics is served here\n"),
-                    )
+                    ),
                 };
                 let head = format!(
                     "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\n\
@@ -435,6 +459,11 @@ impl Metrics {
         }
     }
 }
+
+/// What [`Metrics::serve_http`] renders after the metrics.
+type Extra = dyn Fn(&mut String) + Send + Sync;
+/// What [`Metrics::serve_http_with_health`] asks for `/healthz`.
+type Problem = dyn Fn() -> Option<String> + Send + Sync;
 
 /// A label value with `\`, `"` and newlines escaped, as the text format asks.
 pub fn escape(value: &str) -> String {
