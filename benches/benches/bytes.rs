@@ -41,10 +41,7 @@ fn server() -> ServerThread {
         .add_service(BlobServer::new(Mirror))
         .build()
         .expect("one service cannot collide with itself");
-    ServerThread::spawn("bytes-server", move |listener| async move {
-        let _ = server.serve(listener).await;
-    })
-    .expect("a server thread on 127.0.0.1")
+    ServerThread::rpc("bytes-server", server).expect("a server thread on 127.0.0.1")
 }
 
 fn byte_buffers(c: &mut Criterion) {

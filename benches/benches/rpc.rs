@@ -25,10 +25,7 @@ fn server() -> ServerThread {
         .add_service(EchoServer::new(Echoer))
         .build()
         .expect("one service cannot collide with itself");
-    ServerThread::spawn("rpc-server", move |listener| async move {
-        let _ = server.serve(listener).await;
-    })
-    .expect("a server thread on 127.0.0.1")
+    ServerThread::rpc("rpc-server", server).expect("a server thread on 127.0.0.1")
 }
 
 fn round_trips(c: &mut Criterion) {

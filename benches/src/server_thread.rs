@@ -80,6 +80,17 @@ impl ServerThread {
         })
     }
 
+    /// Serves `server` (an rpc-core server) on a new thread named `name`, as [`ServerThread::spawn`] does; an
+    /// error of its accept loop is printed.
+    pub fn rpc(name: &str, server: rpc_core::Server) -> std::io::Result<ServerThread> {
+        let label = name.to_owned();
+        ServerThread::spawn(name, move |listener| async move {
+            if let Err(e) = server.serve(listener).await {
+                eprintln!("{label}: {e}");
+            }
+        })
+    }
+
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr

@@ -21,11 +21,7 @@ pub(crate) fn start_server(metrics: bool) -> std::io::Result<ServerThread> {
         builder
     };
     let server = builder.build().map_err(std::io::Error::other)?;
-    ServerThread::spawn("rpc-server", move |listener| async move {
-        if let Err(e) = server.serve(listener).await {
-            eprintln!("rpc server: {e}");
-        }
-    })
+    ServerThread::rpc("rpc-server", server)
 }
 
 /// A generated client over one connection.

@@ -119,12 +119,8 @@ fn run(args: Args) -> Result<bool, String> {
         .add_service(SoakServer::new(SoakImpl))
         .build()
         .map_err(|e| format!("cannot build the server: {e}"))?;
-    let server = ServerThread::spawn("soak-server", move |listener| async move {
-        if let Err(e) = server.serve(listener).await {
-            eprintln!("soak server: {e}");
-        }
-    })
-    .map_err(|e| format!("cannot start the server: {e}"))?;
+    let server = ServerThread::rpc("soak-server", server)
+        .map_err(|e| format!("cannot start the server: {e}"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
