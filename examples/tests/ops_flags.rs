@@ -15,20 +15,15 @@ use rpc_registry::{
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{ChildStderr, Command};
 
+mod support;
+
 #[allow(unreachable_pub, dead_code)]
 #[path = "../../tests/src/prom.rs"]
 mod prom;
 
 #[tokio::test]
 async fn calc_server_serves_metrics_and_calc_client_shows_progress() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let registry = listener.local_addr().unwrap().to_string();
-    tokio::spawn(rpc_registry::serve(
-        RegistryConfig::default(),
-        listener,
-        None,
-        std::future::pending(),
-    ));
+    let registry = support::start_registry(RegistryConfig::default()).await;
 
     let mut server = Command::new(env!("CARGO_BIN_EXE_calc-server"))
         .args(["--registry", &registry, "--metrics", "127.0.0.1:0"])
@@ -59,22 +54,17 @@ async fn calc_server_serves_metrics_and_calc_client_shows_progress() {
     let metrics = metrics.expect("calc-server names its metrics address");
     assert!(registered);
 
-    let client = Command::new(env!("CARGO_BIN_EXE_calc-client"))
-        .args([
-            "--registry",
-            &registry,
-            "--calls",
-            "3000",
-            "--progress",
-            "always",
-        ])
-        .args(["--progress-ms", "20"])
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), client)
-        .await
-        .expect("calc-client finishes within 60 s")
-        .unwrap();
+    let output = calc_client(&[
+        "--registry",
+        &registry,
+        "--calls",
+        "3000",
+        "--progress",
+        "always",
+        "--progress-ms",
+        "20",
+    ])
+    .await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let progress: Vec<&str> = stderr.lines().filter(|l| l.starts_with("calls ")).collect();
@@ -93,17 +83,16 @@ async fn calc_server_serves_metrics_and_calc_client_shows_progress() {
     );
 }
 
-/// Serves a registry in this process on a port the OS assigns; its address.
-async fn start_registry() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let registry = listener.local_addr().unwrap().to_string();
-    tokio::spawn(rpc_registry::serve(
-        RegistryConfig::default(),
-        listener,
-        None,
-        std::future::pending(),
-    ));
-    registry
+/// Runs `calc-client` with `args` to its end (at most 60 s); what it printed and how it exited.
+async fn calc_client(args: &[&str]) -> std::process::Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_calc-client"))
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("calc-client finishes within 60 s")
+        .unwrap()
 }
 
 /// A stub of the registry at `addr`.
@@ -137,7 +126,7 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
 
 #[tokio::test]
 async fn calc_server_says_when_it_registers_again_and_when_another_instance_supersedes_it() {
-    let registry = start_registry().await;
+    let registry = support::start_registry(RegistryConfig::default()).await;
     let mut server = Command::new(env!("CARGO_BIN_EXE_calc-server"))
         .args(["--registry", &registry, "--metrics", "127.0.0.1:0"])
         .stdout(Stdio::piped())
@@ -301,14 +290,7 @@ async fn calc_client_tells_a_registry_that_does_not_answer_from_one_without_inst
     // A registry stopped mid-run (SIGSTOP): the kernel accepts connections, nothing answers.
     let stopped = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = stopped.local_addr().unwrap().to_string();
-    let output = Command::new(env!("CARGO_BIN_EXE_calc-client"))
-        .args(["--registry", &addr, "--calls", "1"])
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), output)
-        .await
-        .expect("calc-client gives up within 60 s")
-        .unwrap();
+    let output = calc_client(&["--registry", &addr, "--calls", "1"]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert_eq!(
@@ -320,15 +302,8 @@ async fn calc_client_tells_a_registry_that_does_not_answer_from_one_without_inst
     drop(stopped);
 
     // A registry that answers, with no instance of Calc.
-    let registry = start_registry().await;
-    let output = Command::new(env!("CARGO_BIN_EXE_calc-client"))
-        .args(["--registry", &registry, "--calls", "1", "--wait-ms", "200"])
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), output)
-        .await
-        .expect("calc-client gives up within 60 s")
-        .unwrap();
+    let registry = support::start_registry(RegistryConfig::default()).await;
+    let output = calc_client(&["--registry", &registry, "--calls", "1", "--wait-ms", "200"]).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert_eq!(
@@ -341,7 +316,7 @@ async fn calc_client_tells_a_registry_that_does_not_answer_from_one_without_inst
 
 #[tokio::test]
 async fn calc_client_exits_non_zero_when_a_call_fails() {
-    let registry = start_registry().await;
+    let registry = support::start_registry(RegistryConfig::default()).await;
     // An instance of Calc registered where nothing listens (a port free a moment ago): every call fails.
     let gone = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -358,21 +333,15 @@ async fn calc_client_exits_non_zero_when_a_call_fails() {
     let _registration = Registration::register(&registry, instance, RegistrationConfig::default())
         .await
         .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_calc-client"))
-        .args([
-            "--registry",
-            &registry,
-            "--calls",
-            "5",
-            "--progress",
-            "never",
-        ])
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), output)
-        .await
-        .expect("calc-client finishes within 60 s")
-        .unwrap();
+    let output = calc_client(&[
+        "--registry",
+        &registry,
+        "--calls",
+        "5",
+        "--progress",
+        "never",
+    ])
+    .await;
     let (stdout, stderr) = (
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),

@@ -18,42 +18,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::process::Command;
 use tokio::sync::oneshot;
 
-const DOC: &str = include_str!("../../docs/PROTOCOL.md");
+#[path = "../../rpc-codec/tests/support/protocol_doc.rs"]
+mod protocol_doc;
+
+use protocol_doc::{DOC, doc_vector, hex, hex_bytes};
+
+mod support;
 
 /// How long any one answer may take before the test gives up (a bound, not a measurement).
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// The bytes of the fenced block after `<!-- vector: NAME -->`: the part of each line before `|`.
-fn doc_vector(name: &str) -> Vec<u8> {
-    let marker = format!("<!-- vector: {name} -->");
-    let start = DOC
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no vector {name} in PROTOCOL.md"));
-    let block = &DOC[start + marker.len()..];
-    let block = block.split_once("```text\n").expect("a fenced block").1;
-    let block = block.split_once("```").expect("a closed fenced block").0;
-    hex_bytes(
-        &block
-            .lines()
-            .map(|line| line.split('|').next().unwrap_or(""))
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
-}
-
-fn hex_bytes(text: &str) -> Vec<u8> {
-    text.split_whitespace()
-        .map(|h| u8::from_str_radix(h, 16).unwrap_or_else(|_| panic!("bad hex {h:?}")))
-        .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 /// A request frame for `Service.method` with `args`, as any client would send it.
 fn request<A: Serialize>(id: u64, service: &str, method: &str, args: &A) -> Vec<u8> {
@@ -310,14 +283,7 @@ async fn the_python_client_of_section_11_calls_calc_server() {
         eprintln!("python3 not found: section 11's Python client not run");
         return;
     }
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let registry = listener.local_addr().unwrap().to_string();
-    tokio::spawn(rpc_registry::serve(
-        rpc_registry::RegistryConfig::default(),
-        listener,
-        None,
-        std::future::pending(),
-    ));
+    let registry = support::start_registry(rpc_registry::RegistryConfig::default()).await;
     let mut server = Command::new(env!("CARGO_BIN_EXE_calc-server"))
         .args(["--listen", "127.0.0.1:0", "--registry", &registry])
         .stdout(Stdio::piped())

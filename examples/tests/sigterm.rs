@@ -17,6 +17,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+mod support;
+
 /// A child process, its first line of stdout (its address), and its stderr gathered as it comes.
 struct Server {
     child: Child,
@@ -163,14 +165,7 @@ async fn sigterm_drains_hello_server_with_no_call_lost() {
 
 #[tokio::test]
 async fn sigterm_deregisters_calc_server_then_drains_with_no_call_failed() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let registry = listener.local_addr().unwrap().to_string();
-    tokio::spawn(rpc_registry::serve(
-        RegistryConfig::default(),
-        listener,
-        None,
-        std::future::pending(),
-    ));
+    let registry = support::start_registry(RegistryConfig::default()).await;
     let program = env!("CARGO_BIN_EXE_calc-server");
     let args = ["--registry", registry.as_str(), "--listen", "127.0.0.1:0"];
     let mut leaving = start(program, &args).await;

@@ -12,6 +12,8 @@ use rpc_registry::{Credentials, RegistryConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+mod support;
+
 #[allow(unreachable_pub, dead_code)]
 #[path = "../../tests/src/certs.rs"]
 mod certs;
@@ -47,14 +49,7 @@ async fn calc_server_and_calc_client_talk_over_tls_through_a_tls_registry() {
         ),
         ..RegistryConfig::default()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let registry = listener.local_addr().unwrap().to_string();
-    tokio::spawn(rpc_registry::serve(
-        config,
-        listener,
-        None,
-        std::future::pending(),
-    ));
+    let registry = support::start_registry(config).await;
 
     let mut server = Command::new(env!("CARGO_BIN_EXE_calc-server"))
         .args(["--registry", &registry, "--weight", "1"])

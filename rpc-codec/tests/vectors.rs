@@ -14,34 +14,10 @@ use rpc_codec::{
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::Decoder;
 
-const DOC: &str = include_str!("../../docs/PROTOCOL.md");
+#[path = "support/protocol_doc.rs"]
+mod protocol_doc;
 
-/// The bytes of the fenced block after `<!-- vector: NAME -->`: the part of each line before `|`.
-fn doc_vector(name: &str) -> Vec<u8> {
-    let marker = format!("<!-- vector: {name} -->");
-    let start = DOC
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no vector {name} in PROTOCOL.md"));
-    let block = &DOC[start + marker.len()..];
-    let block = block
-        .split_once("```text\n")
-        .expect("fenced block after the marker")
-        .1;
-    let block = block.split_once("```").expect("closed fenced block").0;
-    block
-        .lines()
-        .flat_map(|line| line.split('|').next().unwrap_or("").split_whitespace())
-        .map(|h| u8::from_str_radix(h, 16).unwrap_or_else(|_| panic!("{name}: bad hex {h:?}")))
-        .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+use protocol_doc::{DOC, doc_vector, hex};
 
 fn encode<T: Serialize + ?Sized>(header: Header, metadata: &Metadata, value: &T) -> Vec<u8> {
     let mut buf = WriteBuf::new();
