@@ -82,14 +82,14 @@ impl RpcError {
     }
 }
 
-/// A peer's text as it may appear in an error message: invalid UTF-8 replaced, control characters escaped (no
-/// peer can clear a terminal or forge a log line), and cut after [`MAX_PEER_TEXT`] bytes, saying so.
+/// A peer's text as it may appear in an error message: invalid UTF-8 replaced, what
+/// [`must_escape`](crate::text::must_escape) names escaped (no peer can clear a terminal or forge a log line), and cut after [`MAX_PEER_TEXT`] bytes, saying so.
 pub(crate) fn peer_text(bytes: &[u8]) -> String {
     let cut = bytes.len() > MAX_PEER_TEXT;
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_PEER_TEXT)]);
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() {
+        if crate::text::must_escape(c) {
             let _ = write!(out, "{}", c.escape_default());
         } else {
             out.push(c);

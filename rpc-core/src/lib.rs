@@ -63,6 +63,7 @@
 //! - `outbox`: a connection's outgoing frames and its writer task.
 //! - `ids`: maps keyed by request and method ids, with a hash that costs one multiply.
 //! - `tls` (feature `tls`): TLS and mutual TLS settings for clients and servers, from PEM.
+//! - [`text`]: which characters of a peer's text must be escaped before it is shown.
 //! - `stub`: [`Stub`], what every generated client is; its items never collide with a method's name.
 //! - `__private` (hidden): what `#[service]`'s code calls: type checks on each argument and result, byte
 //!   buffers as bytes.
@@ -81,6 +82,7 @@ mod options;
 mod outbox;
 pub mod server;
 mod stub;
+pub mod text;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod trace;

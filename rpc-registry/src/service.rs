@@ -250,9 +250,7 @@ impl std::fmt::Display for Shown<'_> {
         use std::fmt::Write;
         let mut chars = self.0.chars();
         for c in chars.by_ref().take(MAX_SHOWN_CHARS) {
-            let invisible = c.is_control()
-                || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-            if invisible {
+            if rpc_core::text::must_escape(c) {
                 write!(f, "{}", c.escape_unicode())?;
             } else {
                 f.write_char(c)?;

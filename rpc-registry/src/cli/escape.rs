@@ -6,22 +6,15 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
+// Whether a character must not reach a terminal as it is: the runtime's one rule.
+use rpc_core::text::must_escape as is_unsafe;
+
 /// The longest one field is printed, in characters: a service name, an address, one metadata key or value.
 /// Longer text is cut and ends in `…`. 200.
 pub const MAX_FIELD_CHARS: usize = 200;
 
 /// The longest a whole line or message is printed, in characters (a `watch` line, an error). 2,000.
 pub const MAX_LINE_CHARS: usize = 2_000;
-
-/// Whether `c` must not reach a terminal as it is: C0 and C1 controls, DEL, the line and paragraph separators,
-/// and the bidirectional formatting characters (which reorder what follows them on screen).
-fn is_unsafe(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-        )
-}
 
 /// `text` with every unsafe character escaped (`\n`, `\r`, `\t`, `\x1b`, `\u{202e}`), cut after `max`
 /// characters with `…` in place of the rest. Text that needs neither is returned as it is. Escaping is
