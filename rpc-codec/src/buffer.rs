@@ -4,8 +4,15 @@
 //!
 //! A `BytesMut` cannot serve here without `unsafe`: safe code can only append to it one checked write at a
 //! time, which costs more than the serialization of a small value (see `docs/BENCHMARKS.md`).
+//!
+//! A buffer may keep large payloads apart ([`WriteBuf::keep_apart_from`]): such a payload is serialized into an
+//! allocation of its own, its frame's header and metadata stay in the buffer, and a writer sends the pieces in
+//! order with one vectored write ([`WriteBuf::io_slices`]). The buffer itself then holds only small frames and
+//! never grows, zeroes and shrinks by megabytes when many large calls are in flight, and no payload is copied
+//! after it is serialized.
 
 use core::fmt;
+use std::io::IoSlice;
 
 /// Smallest growth step, so that a buffer filled byte by byte does not grow byte by byte.
 const MIN_GROWTH: usize = 256;
@@ -25,12 +32,32 @@ const MIN_GROWTH: usize = 256;
 /// assert_eq!(out.len(), 29);
 /// # Ok::<(), rpc_codec::EncodeError>(())
 /// ```
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct WriteBuf {
     /// Content and spare room, all initialised; `data.len()` is the capacity.
     data: Vec<u8>,
-    /// Bytes of content.
+    /// Bytes of content in `data`.
     len: usize,
+    /// Payloads kept apart, in order; each follows the first `at` bytes of `data`'s content.
+    apart: Vec<Apart>,
+    /// Bytes of all the payloads kept apart.
+    apart_len: usize,
+    /// Payloads of at least this many bytes are kept apart; `usize::MAX`: none is.
+    apart_from: usize,
+}
+
+/// A payload kept apart from the buffer.
+#[derive(Clone, PartialEq, Eq)]
+struct Apart {
+    /// Where in the buffer's content it goes.
+    at: usize,
+    bytes: Vec<u8>,
+}
+
+impl Default for WriteBuf {
+    fn default() -> WriteBuf {
+        WriteBuf::new()
+    }
 }
 
 impl WriteBuf {
@@ -39,6 +66,9 @@ impl WriteBuf {
         WriteBuf {
             data: Vec::new(),
             len: 0,
+            apart: Vec::new(),
+            apart_len: 0,
+            apart_from: usize::MAX,
         }
     }
 
@@ -46,45 +76,119 @@ impl WriteBuf {
     pub fn with_capacity(capacity: usize) -> WriteBuf {
         WriteBuf {
             data: vec![0; capacity],
-            len: 0,
+            ..WriteBuf::new()
         }
     }
 
-    /// Bytes of content.
+    /// Keeps every payload of at least `len` bytes that does not fit in the spare room apart from the buffer,
+    /// in an allocation of its own, instead of growing the buffer for it (see the module's docs). The content
+    /// is then in pieces: write it with [`WriteBuf::io_slices`], not [`WriteBuf::as_slice`].
+    ///
+    /// ```
+    /// use rpc_codec::{Bincode, FrameCodec, Header, Metadata, WriteBuf};
+    /// use std::io::IoSlice;
+    ///
+    /// let mut out = WriteBuf::with_capacity(1024);
+    /// out.keep_apart_from(4096);
+    /// let big = serde_bytes::ByteBuf::from(vec![7u8; 10_000]);
+    /// let codec = FrameCodec::default();
+    /// codec.encode_value(&Header::response(1), &Metadata::new(), &big, &Bincode, &mut out)?;
+    /// codec.encode_value(&Header::response(2), &Metadata::new(), &42u32, &Bincode, &mut out)?;
+    /// let mut slices = [IoSlice::new(&[]); 8];
+    /// // The first header, the payload apart, then the second frame.
+    /// assert_eq!(out.io_slices(0, &mut slices), 3);
+    /// assert_eq!(slices[..3].iter().map(|s| s.len()).sum::<usize>(), out.len());
+    /// assert_eq!(out.capacity(), 1024);
+    /// # Ok::<(), rpc_codec::EncodeError>(())
+    /// ```
+    pub fn keep_apart_from(&mut self, len: usize) {
+        self.apart_from = len.max(1);
+    }
+
+    /// The length from which a payload that does not fit is kept apart, if the buffer keeps any apart.
+    pub(crate) fn apart_from(&self) -> usize {
+        self.apart_from
+    }
+
+    /// Bytes of content, the payloads kept apart included.
     pub fn len(&self) -> usize {
-        self.len
+        self.len + self.apart_len
     }
 
     /// Whether there is no content.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
-    /// Content plus spare room.
+    /// Room in the buffer itself (content plus spare room), payloads kept apart not counted.
     pub fn capacity(&self) -> usize {
         self.data.len()
     }
 
-    /// The content, ready to be written to a socket.
+    /// The content, ready to be written to a socket. When payloads are kept apart, this is only what the buffer
+    /// itself holds: write the whole with [`WriteBuf::io_slices`].
     pub fn as_slice(&self) -> &[u8] {
         &self.data[..self.len]
+    }
+
+    /// The content from byte `from` on, in order, as slices for one vectored write: fills `out` from its start
+    /// and returns how many it filled (fewer than the pieces there are if `out` is too short; none if `from` is
+    /// at or past the end).
+    pub fn io_slices<'a>(&'a self, from: usize, out: &mut [IoSlice<'a>]) -> usize {
+        let mut skip = from;
+        let mut filled = 0;
+        let mut start = 0;
+        for i in 0..=self.apart.len() {
+            let (end, apart) = match self.apart.get(i) {
+                Some(a) => (a.at, a.bytes.as_slice()),
+                None => (self.len, &[][..]),
+            };
+            for piece in [&self.data[start..end], apart] {
+                if filled == out.len() {
+                    return filled;
+                }
+                if skip >= piece.len() {
+                    skip -= piece.len();
+                    continue;
+                }
+                out[filled] = IoSlice::new(&piece[skip..]);
+                skip = 0;
+                filled += 1;
+            }
+            start = end;
+        }
+        filled
     }
 
     /// Drops all content, keeping the room.
     pub fn clear(&mut self) {
         self.len = 0;
+        self.apart.clear();
+        self.apart_len = 0;
     }
 
-    /// Drops content past `len`.
+    /// Drops content past `len`, in a buffer that keeps no payload apart.
     pub fn truncate(&mut self, len: usize) {
+        debug_assert!(self.apart.is_empty(), "truncate of a buffer in pieces");
         self.len = self.len.min(len);
     }
 
-    /// Drops the first `n` bytes of content (those a partial write sent), moving the rest to the front.
+    /// Drops the first `n` bytes of content (those a partial write sent), moving the rest to the front, in a
+    /// buffer that keeps no payload apart.
     pub fn consume(&mut self, n: usize) {
+        debug_assert!(self.apart.is_empty(), "consume of a buffer in pieces");
         let n = n.min(self.len);
         self.data.copy_within(n..self.len, 0);
         self.len -= n;
+    }
+
+    /// Appends `bytes` as a payload kept apart, after the content so far.
+    pub(crate) fn push_apart(&mut self, bytes: Vec<u8>) {
+        self.apart_len += bytes.len();
+        self.apart.push(Apart {
+            at: self.len,
+            bytes,
+        });
     }
 
     /// Gives back room beyond `capacity` bytes (or beyond the content, if that is longer), after a burst.
@@ -143,8 +247,9 @@ impl AsRef<[u8]> for WriteBuf {
 impl fmt::Debug for WriteBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WriteBuf")
-            .field("len", &self.len)
+            .field("len", &self.len())
             .field("capacity", &self.data.len())
+            .field("apart", &self.apart.len())
             .finish()
     }
 }
@@ -183,6 +288,48 @@ mod tests {
         b.extend_from_slice(&[3; 50]);
         b.shrink_to(10);
         assert_eq!(b.capacity(), 50);
+    }
+
+    /// The same frames written into a buffer that keeps large payloads apart and into one that does not: the
+    /// pieces from any offset on are the bytes of the whole from that offset.
+    #[test]
+    fn pieces_from_any_offset_are_the_contiguous_bytes_from_there() {
+        use crate::{Bincode, FrameCodec, Header, Metadata};
+        let codec = FrameCodec::default();
+        let mut apart = WriteBuf::with_capacity(64);
+        apart.keep_apart_from(100);
+        let mut whole = WriteBuf::new();
+        for (id, len) in [(1, 5), (2, 300), (3, 7), (4, 250), (5, 1000)] {
+            let value = serde_bytes::ByteBuf::from(vec![id as u8; len]);
+            for buf in [&mut apart, &mut whole] {
+                codec
+                    .encode_value(
+                        &Header::response(id),
+                        &Metadata::new(),
+                        &value,
+                        &Bincode,
+                        buf,
+                    )
+                    .unwrap();
+            }
+        }
+        assert_eq!(apart.len(), whole.len());
+        assert!(
+            apart.capacity() < 1000,
+            "the large payloads grew the buffer"
+        );
+        for from in 0..=whole.len() {
+            let mut slices = [IoSlice::new(&[]); 16];
+            let n = apart.io_slices(from, &mut slices);
+            let joined: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+            assert_eq!(joined, whole.as_slice()[from..], "from {from}");
+        }
+        // A short `out` takes the first pieces only.
+        let mut two = [IoSlice::new(&[]); 2];
+        assert_eq!(apart.io_slices(0, &mut two), 2);
+        apart.clear();
+        assert!(apart.is_empty());
+        assert_eq!(apart.io_slices(0, &mut [IoSlice::new(&[])]), 0);
     }
 
     #[test]

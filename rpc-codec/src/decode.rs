@@ -294,6 +294,29 @@ impl FrameCodec {
         self.skip > 0 || !rest.is_empty()
     }
 
+    /// The whole length of the frame that `rest` (what the read buffer holds after the last whole frame)
+    /// begins, once its header is in and within the limits; `None` before that, or while a refused frame is
+    /// being skipped. A reader makes room for the rest of the frame before its next read.
+    ///
+    /// ```
+    /// use rpc_codec::{FrameCodec, Header, Metadata, WriteBuf};
+    ///
+    /// let codec = FrameCodec::default();
+    /// let mut out = WriteBuf::new();
+    /// codec.encode_bytes(&Header::response(1), &Metadata::new(), &[7; 1000], &mut out)?;
+    /// assert_eq!(codec.next_frame_len(&out.as_slice()[..10]), None);
+    /// assert_eq!(codec.next_frame_len(&out.as_slice()[..100]), Some(out.len()));
+    /// # Ok::<(), rpc_codec::EncodeError>(())
+    /// ```
+    pub fn next_frame_len(&self, rest: &[u8]) -> Option<usize> {
+        if self.skip > 0 {
+            return None;
+        }
+        let (metadata_len, payload_len) = check_header(rest.first_chunk::<HEADER_LEN>()?).ok()?;
+        let len = HEADER_LEN + metadata_len + payload_len;
+        (len as u64 <= u64::from(self.config().max_frame_len)).then_some(len)
+    }
+
     /// Says whether the stream may end here, given `rest`, what the read buffer still holds after the last
     /// whole frame: an error names the frame that was cut short (one being skipped included).
     ///

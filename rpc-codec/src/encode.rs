@@ -121,6 +121,19 @@ fn encode_value_after_growing<P: PayloadCodec, T: Serialize + ?Sized>(
     if len > room {
         return Err(PayloadError::TooLarge { limit: room }.into());
     }
+    if len >= dst.apart_from() {
+        // Kept apart: the header and metadata go into the buffer, the payload into its own allocation.
+        header.check(md.len(), len)?;
+        let payload = codec.encode_to_vec(value, len)?;
+        dst.reserve(HEADER_LEN + md.len());
+        let head = &mut dst.spare_mut()[..HEADER_LEN + md.len()];
+        // Both lengths were checked against their limits (u16 and u32).
+        head[..HEADER_LEN].copy_from_slice(&header.to_bytes(md.len() as u16, len as u32));
+        head[HEADER_LEN..].copy_from_slice(md);
+        dst.advance(HEADER_LEN + md.len());
+        dst.push_apart(payload);
+        return Ok(());
+    }
     dst.reserve(HEADER_LEN + md.len() + len);
     match put_frame(&header, md, room, dst, |body| {
         codec.encode_into(value, body)

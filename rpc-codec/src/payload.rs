@@ -31,6 +31,23 @@ pub trait PayloadCodec: Clone + Send + Sync + 'static {
     /// The exact length of the encoding of `value`.
     fn encoded_len<T: Serialize + ?Sized>(&self, value: &T) -> Result<usize, PayloadError>;
 
+    /// Encodes `value`, whose encoding takes `len` bytes ([`PayloadCodec::encoded_len`]), into a new vector:
+    /// how a large payload is kept apart from the output buffer ([`crate::WriteBuf::keep_apart_from`]). The
+    /// default zeroes the vector and calls [`PayloadCodec::encode_into`]; [`Bincode`] appends without zeroing.
+    fn encode_to_vec<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        len: usize,
+    ) -> Result<Vec<u8>, PayloadError> {
+        let mut out = vec![0; len];
+        match self.encode_into(value, &mut out)? {
+            Some(n) if n == len => Ok(out),
+            _ => Err(PayloadError::Unencodable(format!(
+                "the codec measured the value at {len} bytes but encoded it to another length"
+            ))),
+        }
+    }
+
     /// Decodes a `T` that spans exactly `payload`; `T` may borrow from it.
     fn decode<'de, T: Deserialize<'de>>(&self, payload: &'de [u8]) -> Result<T, PayloadError>;
 
@@ -97,6 +114,22 @@ impl PayloadCodec for Bincode {
         let mut size = bincode::enc::write::SizeWriter::default();
         bincode::serde::encode_into_writer(value, &mut size, CONFIG).map_err(encode_error)?;
         Ok(size.bytes_written)
+    }
+
+    fn encode_to_vec<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        len: usize,
+    ) -> Result<Vec<u8>, PayloadError> {
+        let mut out = Vec::with_capacity(len);
+        bincode::serde::encode_into_std_write(value, &mut out, CONFIG).map_err(encode_error)?;
+        if out.len() != len {
+            return Err(PayloadError::Unencodable(format!(
+                "the value measured {len} bytes but encoded to {}",
+                out.len()
+            )));
+        }
+        Ok(out)
     }
 
     /// Decodes with no limit on the decoded value's memory beyond what the payload's length implies; servers

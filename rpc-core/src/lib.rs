@@ -61,6 +61,7 @@
 //! - `method`: [`MethodInfo`].
 //! - [`metrics`]: [`Metrics`], counters and histograms of calls in the Prometheus text format.
 //! - `outbox`: a connection's outgoing frames and its writer task.
+//! - `inbox`: how much room each read of a connection gets.
 //! - `ids`: maps keyed by request and method ids, with a hash that costs one multiply.
 //! - `tls` (feature `tls`): TLS and mutual TLS settings for clients and servers, from PEM.
 //! - [`text`]: which characters of a peer's text must be escaped before it is shown.
@@ -76,6 +77,7 @@ pub mod client;
 mod context;
 mod error;
 mod ids;
+mod inbox;
 mod method;
 pub mod metrics;
 mod options;

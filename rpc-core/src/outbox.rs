@@ -10,6 +10,11 @@
 //!
 //! The queue has a soft limit: a producer that finds it over the limit waits until it drains, so a peer that
 //! stops reading costs bounded memory.
+//!
+//! A payload of [`APART_FROM`] bytes or more that does not fit in the queue's spare room is serialized into an
+//! allocation of its own (`WriteBuf::keep_apart_from`), and its frame leaves with the frames around it in one
+//! vectored write: the queue stays small however many large calls are in flight, and no payload is copied
+//! after it is serialized.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +30,36 @@ use crate::metrics::Metrics;
 
 /// Capacity of each of the two buffers (the queue, and the bytes being written), kept between writes.
 const WRITE_BUF: usize = 64 * 1024;
+
+/// Payloads of this many bytes or more (16 KiB) that do not fit in the queue's spare room are kept apart from it
+/// instead of growing it. Below that, growing the queue costs less than an allocation of the payload's own.
+pub(crate) const APART_FROM: usize = 16 * 1024;
+
+/// Most slices handed to one vectored write: 64 (4 MiB of 64 KiB payloads, more than a socket takes at once).
+const MAX_SLICES: usize = 64;
+
+/// A queue buffer: `WRITE_BUF` of room, large payloads kept apart.
+fn queue_buf() -> WriteBuf {
+    let mut buf = WriteBuf::with_capacity(WRITE_BUF);
+    buf.keep_apart_from(APART_FROM);
+    buf
+}
+
+/// Writes `taken` from byte `sent` on, as much as `io` takes now: with one vectored write when the bytes are
+/// in pieces.
+fn poll_write_from(
+    io: &mut WriteHalf,
+    cx: &mut Context<'_>,
+    taken: &WriteBuf,
+    sent: usize,
+) -> Poll<std::io::Result<usize>> {
+    let mut slices = [std::io::IoSlice::new(&[]); MAX_SLICES];
+    match taken.io_slices(sent, &mut slices) {
+        0 => Poll::Ready(Ok(0)),
+        1 => io.as_mut().poll_write(cx, &slices[0]),
+        n => io.as_mut().poll_write_vectored(cx, &slices[..n]),
+    }
+}
 
 /// The write half of a connection's transport.
 pub(crate) type WriteHalf = Pin<Box<dyn AsyncWrite + Send>>;
@@ -81,14 +116,14 @@ impl Outbox {
     pub(crate) fn new(limit: usize, io: WriteHalf, metrics: Option<Metrics>) -> Outbox {
         Outbox {
             state: Mutex::new(OutState {
-                buf: WriteBuf::with_capacity(WRITE_BUF),
+                buf: queue_buf(),
                 closed: false,
                 last_request_id: 0,
                 defer_wakes: false,
             }),
             writing: Mutex::new(Writing {
                 io,
-                taken: WriteBuf::with_capacity(WRITE_BUF),
+                taken: queue_buf(),
                 sent: 0,
             }),
             wake_writer: Notify::new(),
@@ -258,7 +293,7 @@ impl Outbox {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let done = loop {
             let Writing { io, taken, sent } = &mut *writing;
-            match io.as_mut().poll_write(&mut cx, &taken.as_slice()[*sent..]) {
+            match poll_write_from(io, &mut cx, taken, *sent) {
                 Poll::Ready(Ok(n)) if n > 0 => {
                     *sent += n;
                     if let Some(m) = &self.metrics {
@@ -309,7 +344,7 @@ impl Outbox {
                 }
             }
             let Writing { io, taken, sent } = w;
-            match io.as_mut().poll_write(cx, &taken.as_slice()[*sent..]) {
+            match poll_write_from(io, cx, taken, *sent) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
                 }
@@ -362,6 +397,87 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    /// A transport that takes at most `per_write` bytes per write and has no vectored write of its own (so each
+    /// write takes from the first piece only), as a worst case for a queue in pieces.
+    struct Trickle {
+        sent: Arc<Mutex<Vec<u8>>>,
+        per_write: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let n = buf.len().min(self.per_write);
+            self.sent.lock().unwrap().extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn large_payloads_kept_apart_leave_in_order_between_the_frames_around_them() {
+        use rpc_codec::{Bincode, FrameCodec, Header, Metadata};
+        let codec = FrameCodec::default();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let io = Trickle {
+            sent: Arc::clone(&sent),
+            per_write: 10_000,
+        };
+        let outbox = Arc::new(Outbox::new(1 << 20, Box::pin(io), None));
+        let writer = tokio::spawn({
+            let outbox = Arc::clone(&outbox);
+            async move { outbox.run_writer().await }
+        });
+        let mut expected = WriteBuf::new();
+        for (id, len) in [
+            (1, 10),
+            (2, 3 * APART_FROM),
+            (3, 20),
+            (4, 5 * APART_FROM),
+            (5, 30),
+        ] {
+            let value = vec![id as u8; len];
+            outbox
+                .push(|state| {
+                    codec.encode_value(
+                        &Header::response(id),
+                        &Metadata::new(),
+                        &value,
+                        &Bincode,
+                        &mut state.buf,
+                    )
+                })
+                .unwrap()
+                .unwrap();
+            codec
+                .encode_value(
+                    &Header::response(id),
+                    &Metadata::new(),
+                    &value,
+                    &Bincode,
+                    &mut expected,
+                )
+                .unwrap();
+        }
+        assert!(outbox.lock().buf.capacity() <= WRITE_BUF, "the queue grew");
+        assert_eq!(
+            until_sent(&sent, expected.as_slice()).await,
+            expected.as_slice()
+        );
+        outbox.close();
+        writer.await.unwrap().unwrap();
+    }
 
     /// A transport that, like TLS when its socket would block, accepts bytes it has not sent: they reach
     /// `sent` only on a flush, and the first `pending_flushes` flushes would block (waking their task at once,

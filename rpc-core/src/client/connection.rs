@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rpc_codec::{Bincode, FrameCodec, Header, Kind, Metadata, Received, Status};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -17,6 +17,7 @@ use tokio_util::codec::Decoder;
 
 use super::calls::Calls;
 use crate::error::{RpcError, peer_text};
+use crate::inbox::ReadSize;
 use crate::method::MethodInfo;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
@@ -67,9 +68,6 @@ pub(crate) const SERVES_NOTHING: &str = "this peer serves no methods";
 /// connection ended: 1 s. A write fails when the server has gone, and what it said last (a TLS alert refusing the
 /// handshake, an `Error` frame) is still there for the reader to read, which tells more than `Broken pipe`.
 const CLOSE_REASON_WAIT: Duration = Duration::from_secs(1);
-
-/// Bytes the reader asks for at a time.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// What the connection's tasks and its callers share.
 #[derive(Debug)]
@@ -364,13 +362,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
 ) {
     // Counts the connection as open while the reader runs (it ends, or is aborted, with the connection).
     let open = metrics.map(Open::new);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = ReadSize::first_buf();
+    let mut size = ReadSize::new();
     // The replies of one read, delivered together.
     let mut replies = Vec::new();
     let reason = loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
+        size.make_room(&codec, &mut buf);
         match reader.read_buf(&mut buf).await {
             Ok(0) => {
                 break match codec.decode_eof(&mut buf) {
@@ -379,6 +376,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 };
             }
             Ok(n) => {
+                size.note(n);
                 if let Some(open) = &open {
                     open.0.received(n);
                 }

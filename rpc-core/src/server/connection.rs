@@ -18,10 +18,8 @@ use super::admission::Slot;
 use super::registry::Registry;
 use super::service::Call;
 use crate::ids::IdMap;
+use crate::inbox::ReadSize;
 use crate::outbox::Outbox;
-
-/// Bytes the reader asks for at a time.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// What a connection's read loop and its handlers share.
 #[derive(Debug)]
@@ -228,7 +226,8 @@ pub(crate) async fn run<R, W>(
         metrics: registry.metrics.clone(),
     };
     let mut codec = FrameCodec::new(config.codec);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = ReadSize::first_buf();
+    let mut size = ReadSize::new();
     let mut state = ReadState {
         last_id: 0,
         draining: false,
@@ -274,6 +273,7 @@ pub(crate) async fn run<R, W>(
                         break;
                     }
                     Ok(n) => {
+                        size.note(n);
                         if let Some(m) = &registry.metrics {
                             m.received(n);
                         }
@@ -304,9 +304,7 @@ pub(crate) async fn run<R, W>(
                         }
                     }
                 }
-                if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                    buf.reserve(READ_CHUNK);
-                }
+                size.make_room(&codec, &mut buf);
             }
             () = &mut shutting_down, if !state.draining => {
                 state.draining = true;
