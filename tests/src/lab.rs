@@ -44,6 +44,8 @@ pub trait Lab {
     async fn boom(&self) -> u32;
     /// Returns the argument's length.
     async fn blob(&self, data: serde_bytes::ByteBuf) -> u64;
+    /// Returns `data`: a large payload both ways.
+    async fn mirror(&self, data: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf;
     /// Returns the `trace-id` metadata of the call.
     async fn trace_id(&self) -> Option<String>;
     /// `a / b`, or the application's error.
@@ -139,6 +141,10 @@ impl Lab for LabImpl {
         data.len() as u64
     }
 
+    async fn mirror(&self, data: serde_bytes::ByteBuf) -> serde_bytes::ByteBuf {
+        data
+    }
+
     async fn trace_id(&self) -> Option<String> {
         Context::current().and_then(|c| c.metadata().get_str("trace-id").map(str::to_owned))
     }
@@ -192,4 +198,42 @@ impl Lab for LabImpl {
         }
         false
     }
+}
+
+/// Makes `calls` calls of `mirror` at once, each with `len` bytes of its own (its index, then a pattern of it), and
+/// checks that each comes back whole, as its own; at most `within` for all. The first failure, with the call's
+/// index.
+pub async fn mirror_many(
+    client: &LabClient,
+    calls: u32,
+    len: usize,
+    within: Duration,
+) -> Result<(), String> {
+    let mut running = tokio::task::JoinSet::new();
+    for i in 0..calls {
+        let client = client.clone();
+        let mut data = vec![(i % 251) as u8; len];
+        data[..4].copy_from_slice(&i.to_le_bytes());
+        running.spawn(async move {
+            let sent = serde_bytes::ByteBuf::from(data);
+            let back = client.mirror(sent.clone()).await;
+            match back {
+                Ok(back) if back == sent => Ok(()),
+                Ok(back) => Err(format!(
+                    "call {i}: {} bytes came back, not its own {len}",
+                    back.len()
+                )),
+                Err(e) => Err(format!("call {i}: {e}")),
+            }
+        });
+    }
+    let all = async {
+        while let Some(joined) = running.join_next().await {
+            joined.map_err(|e| e.to_string())??;
+        }
+        Ok(())
+    };
+    tokio::time::timeout(within, all)
+        .await
+        .map_err(|_| format!("not every call came back within {within:?}"))?
 }

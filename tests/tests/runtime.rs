@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rpc_core::{ClientConfig, Metadata, RpcError, Server, ServerConfig, Status, service};
-use tests::lab::{LabClient, LabImpl, MathError};
+use tests::lab::{LabClient, LabImpl, MathError, mirror_many};
 use tests::serve::{serve_lab, until};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -779,6 +779,34 @@ async fn calls_beyond_max_pending_output_wait_and_still_fail_at_their_deadline_u
     // with 1 GiB, every request was queued.
     assert!(outcomes[0] >= 32, "{outcomes:?}");
     assert_eq!(outcomes[1], 0, "{outcomes:?}");
+}
+
+/// 128 calls of 64 KiB in flight on one connection, both ways, through queues of 256 KiB (`max_pending_output` on
+/// both sides) and so through the large-payload path (kept apart, written vectored) and reads sized by frame: every
+/// call comes back whole and its own, none stalls waiting for room.
+#[tokio::test]
+async fn large_calls_beyond_max_pending_output_all_come_back_whole() {
+    let queue = 256 << 10;
+    let config = ServerConfig {
+        max_pending_output: queue,
+        ..ServerConfig::default()
+    };
+    let server = serve_lab(LabImpl::default(), config, 0).await.unwrap();
+    let config = ClientConfig {
+        max_pending_output: queue,
+        default_deadline: LONG,
+        ..ClientConfig::default()
+    };
+    let client = LabClient::new(
+        rpc_core::Client::connect_with(server.addr, config)
+            .await
+            .unwrap(),
+    );
+    for round in 0..3 {
+        mirror_many(&client, 128, 64 << 10, LONG)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
 }
 
 /// Two services whose method ids collide: FNV-1a of "Alpha.m179377" and of "Beta.n283640" is 0x9677a890.
