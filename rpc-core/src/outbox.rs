@@ -1,8 +1,11 @@
 //! A connection's outgoing side: callers and handlers serialize frames straight into one queue buffer, and
 //! whoever writes takes the whole queue and sends it with as few syscalls as the socket allows.
 //!
-//! Two parties write. The writer task wakes when the queue stops being empty and drains it; under load it is the
-//! one that coalesces the frames of many callers into one write. A task that knows that no one else is about to
+//! Two parties write. The writer task wakes when the queue stops being empty and, after yielding once so that
+//! the tasks ready with it queue their frames too, drains it; under load it is the one that coalesces the frames
+//! of many callers into one write. On a multi-thread runtime the yield is what keeps the batches large: woken on
+//! another worker, the writer would otherwise take the first frame alone while the other callers are still
+//! running. A task that knows that no one else is about to
 //! queue a frame (the server's read loop at the end of a batch, a client call when no other call is in flight)
 //! may instead flush at once from where it stands ([`Outbox::flush_now`]): the bytes leave without a hand-off to
 //! the writer task, and whatever the socket does not take at once is left to that task. The socket's write half
@@ -387,6 +390,9 @@ impl Outbox {
             if empty {
                 // `notify_one` keeps a permit when no one waits, so a frame queued since the check is not missed.
                 self.wake_writer.notified().await;
+                // Woken by the first frame of a burst: let the tasks that are ready to run (callers woken by the
+                // same read of replies) queue theirs first, so that one write takes them all.
+                tokio::task::yield_now().await;
             }
         }
     }
@@ -422,6 +428,70 @@ mod tests {
 
         fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
             Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Frames queued by tasks that became ready with the one whose frame woke the writer (callers woken by one
+    /// read of replies) leave in the same write: the writer lets them run before it takes the queue.
+    #[tokio::test]
+    async fn frames_of_tasks_ready_when_the_writer_wakes_leave_in_one_write() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let io = Trickle {
+            sent: Arc::clone(&sent),
+            per_write: usize::MAX,
+        };
+        let writes = Arc::new(Mutex::new(0));
+        let io = CountWrites(io, Arc::clone(&writes));
+        let outbox = Arc::new(Outbox::new(1 << 20, Box::pin(io), None));
+        let writer = tokio::spawn({
+            let outbox = Arc::clone(&outbox);
+            async move { outbox.run_writer().await }
+        });
+        // The writer waits for a frame.
+        tokio::task::yield_now().await;
+        // The first frame wakes it; nine more come from tasks that were ready at the same time, queued after it.
+        outbox
+            .push(|state| state.buf.extend_from_slice(b"0"))
+            .unwrap();
+        let mut others = tokio::task::JoinSet::new();
+        for i in 1..10u8 {
+            let outbox = Arc::clone(&outbox);
+            others.spawn(
+                async move { outbox.push(|state| state.buf.extend_from_slice(&[b'0' + i])) },
+            );
+        }
+        assert_eq!(until_sent(&sent, b"0123456789").await, b"0123456789");
+        assert_eq!(
+            *writes.lock().unwrap(),
+            1,
+            "the frames left in more than one write"
+        );
+        outbox.close();
+        writer.await.unwrap().unwrap();
+    }
+
+    /// Counts the writes that reach a transport.
+    struct CountWrites(Trickle, Arc<Mutex<usize>>);
+
+    impl AsyncWrite for CountWrites {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            *self.1.lock().unwrap() += 1;
+            Pin::new(&mut self.0).poll_write(cx, buf)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
         }
     }
 
