@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use benches::server_thread::ServerThread;
+use benches::server_thread::{Flavor, ServerThread};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -19,9 +19,9 @@ use crate::driver::{Control, Phase, Sample, Tally, gather};
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Starts the echo server on its own thread.
-pub(crate) fn start_server() -> std::io::Result<ServerThread> {
-    ServerThread::spawn("raw-server", |listener| async move {
+/// Starts the echo server on its own thread with a runtime of `flavor`.
+pub(crate) fn start_server(flavor: Flavor) -> std::io::Result<ServerThread> {
+    ServerThread::spawn_on("raw-server", flavor, |listener| async move {
         while let Ok((stream, _)) = listener.accept().await {
             let _ = stream.set_nodelay(true);
             tokio::spawn(serve(stream));

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use benches::server_thread::ServerThread;
+use benches::server_thread::{Flavor, ServerThread};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_bytes::ByteBuf;
@@ -39,9 +39,9 @@ impl Echo for EchoServer {
 /// descriptors does not turn it into a busy loop).
 const ACCEPT_RETRY: Duration = Duration::from_millis(10);
 
-/// Starts the tarpc echo server on its own thread (current-thread runtime), 127.0.0.1, OS-assigned port.
-pub(crate) fn start_server() -> std::io::Result<ServerThread> {
-    ServerThread::spawn("tarpc-server", serve)
+/// Starts the tarpc echo server on its own thread with a runtime of `flavor`, 127.0.0.1, OS-assigned port.
+pub(crate) fn start_server(flavor: Flavor) -> std::io::Result<ServerThread> {
+    ServerThread::spawn_on("tarpc-server", flavor, serve)
 }
 
 /// Accepts connections on `listener` forever, serving each on a task of its own; each request runs on a task of
