@@ -1,5 +1,6 @@
 //! The side-by-side comparison: the same echo workload against raw tokio TCP echo (the floor), this framework,
-//! tarpc (bincode transport) and tonic (one HTTP/2 connection), on both kinds of tokio runtime, in one run.
+//! tarpc (bincode transport; the payload as `serde_bytes::ByteBuf`, and as a plain `Vec<u8>` in `tarpc-vec`)
+//! and tonic (one HTTP/2 connection), on both kinds of tokio runtime, in one run.
 //!
 //! ```sh
 //! cargo run --release -p benches --features peers --bin compare     # about 3.5 minutes on 2 cores
@@ -66,9 +67,14 @@ struct Args {
     /// `#[tokio::main]` builds).
     #[arg(long, value_delimiter = ',', default_value = "current,multi")]
     runtime: Vec<String>,
-    /// Systems to run, comma-separated: raw, rpc, tarpc, tonic; also rpc-metrics (this framework with metrics
-    /// on, on both sides), to measure what metrics cost.
-    #[arg(long, value_delimiter = ',', default_value = "raw,rpc,tarpc,tonic")]
+    /// Systems to run, comma-separated: raw, rpc, tarpc (payload as `ByteBuf`), tarpc-vec (payload as
+    /// `Vec<u8>`), tonic; also rpc-metrics (this framework with metrics on, on both sides), to measure what
+    /// metrics cost.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "raw,rpc,tarpc,tarpc-vec,tonic"
+    )]
     systems: Vec<String>,
     /// Payload sizes in bytes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "32,1024,65536")]

@@ -18,18 +18,22 @@ pub(crate) enum System {
     Rpc,
     /// This framework with metrics on, on both the server and the client (not in the default set).
     RpcMetrics,
-    /// tarpc with its bincode transport.
+    /// tarpc with its bincode transport, the payload a `serde_bytes::ByteBuf` (as this framework's is).
     Tarpc,
+    /// The same tarpc service and connection, the payload a plain `Vec<u8>`: what a tarpc user writes without
+    /// serde_bytes.
+    TarpcVec,
     /// tonic over one HTTP/2 connection.
     Tonic,
 }
 
 impl System {
-    pub(crate) const ALL: [System; 5] = [
+    pub(crate) const ALL: [System; 6] = [
         System::Raw,
         System::Rpc,
         System::RpcMetrics,
         System::Tarpc,
+        System::TarpcVec,
         System::Tonic,
     ];
 
@@ -39,6 +43,7 @@ impl System {
             System::Rpc => "rpc",
             System::RpcMetrics => "rpc-metrics",
             System::Tarpc => "tarpc",
+            System::TarpcVec => "tarpc-vec",
             System::Tonic => "tonic",
         }
     }

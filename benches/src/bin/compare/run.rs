@@ -25,7 +25,7 @@ pub(crate) fn run_one(
         System::Raw => raw::start_server(flavor),
         System::Rpc => ours::start_server(flavor, false),
         System::RpcMetrics => ours::start_server(flavor, true),
-        System::Tarpc => tarpc_echo::start_server(flavor),
+        System::Tarpc | System::TarpcVec => tarpc_echo::start_server(flavor),
         System::Tonic => tonic_echo::start_server(flavor),
     }
     .map_err(|e| format!("cannot start the server: {e}"))?;
@@ -45,6 +45,7 @@ pub(crate) fn run_one(
             System::Rpc => job.drive(ours::Client::connect).await,
             System::RpcMetrics => job.drive(ours::Client::connect_with_metrics).await,
             System::Tarpc => job.drive(tarpc_echo::Client::connect).await,
+            System::TarpcVec => job.drive(tarpc_echo::VecClient::connect).await,
             System::Tonic => job.drive(tonic_echo::Client::connect).await,
         }
     });
