@@ -3,7 +3,7 @@
 //! and tonic (one HTTP/2 connection), on both kinds of tokio runtime, in one run.
 //!
 //! ```sh
-//! cargo run --release -p benches --features peers --bin compare     # about 3.5 minutes on 2 cores
+//! cargo run --release -p benches --features peers --bin compare     # about 3 minutes on 2 cores
 //! ```
 //!
 //! Workloads: 32 B, 1 KiB and 64 KiB payloads, each in a closed loop with 1 and 128 calls in flight on one
