@@ -2,7 +2,8 @@
 //! after another with the same payload. A warm-up first, then a measured window in which every completed call's
 //! latency goes into its caller's histogram (merged at the end); CPU time (getrusage, the whole process: client
 //! and server threads) is read at both ends of the window. Callers are ordinary spawned tasks of the client's
-//! current-thread runtime, as a user's would be.
+//! runtime, as a user's would be: on a current-thread runtime they share the driver's thread, on a multi-thread
+//! one they run on its workers while the driver keeps time on the thread that blocks on it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};

@@ -1,68 +1,93 @@
 //! The side-by-side comparison: the same echo workload against raw tokio TCP echo (the floor), this framework,
-//! tarpc (bincode transport) and tonic (one HTTP/2 connection), in one run.
+//! tarpc (bincode transport; the payload as `serde_bytes::ByteBuf`, and as a plain `Vec<u8>` in `tarpc-vec`)
+//! and tonic (one HTTP/2 connection), on both kinds of tokio runtime, in one run.
 //!
 //! ```sh
-//! cargo run --release -p benches --features peers --bin compare
+//! cargo run --release -p benches --features peers --bin compare     # about 3 minutes on 2 cores
 //! ```
 //!
-//! Workloads: 32 B and 1 KiB payloads, each in a closed loop with 1, 16 and 128 calls in flight on one
-//! connection and 128 over 4 connections. Each server runs on a thread of its own with a current-thread tokio
-//! runtime, pinned to CPU 1; the client runs on the main thread with a current-thread runtime, pinned to CPU 0
-//! (`--pin`); `TCP_NODELAY` is set on every socket. Rounds interleave the systems (their order rotates from
-//! round to round); the table gives the medians over the rounds of calls per second, latency quantiles (hdrhistogram) and CPU time per call (getrusage, the
-//! whole process: client and server), and the ratios of calls per second against the floor and the peers.
+//! Workloads: 32 B, 1 KiB and 64 KiB payloads, each in a closed loop with 1 and 128 calls in flight on one
+//! connection and 128 over 4 connections, on two runtime flavours (`--runtime`). `current`: each server runs on a
+//! thread of its own with a current-thread tokio runtime and the client on the main thread with another.
+//! `multi`: what `#[tokio::main]` gives a user on each side: the server's thread and the client's main thread
+//! each block on a multi-thread runtime with tokio's default worker count, and the connection tasks and the
+//! client's callers run on its workers. No thread is pinned unless `--pin CLIENT,SERVER` asks (current-thread
+//! runs only); `TCP_NODELAY` is set on every socket. Every run starts a fresh server and client runtime and tears
+//! both down. Rounds interleave the runtimes and the systems (their orders rotate from round to round); the table
+//! gives the medians over the rounds of calls per second, latency quantiles (hdrhistogram) and CPU time per call
+//! (getrusage, the whole process: client and server), and the ratios of calls per second against the floor and
+//! the peers; then issue 13's targets, met or missed.
 //!
 //! # Layout
 //! - `driver`: the closed loop, the latency histogram and the CPU clock.
+//! - `run`: one run, from a fresh server and client runtime to their teardown.
+//! - `pin`: `--pin`, where the threads run.
 //! - `raw`: the floor, raw tokio echo with coalesced writes and its pipelined client.
 //! - `ours`: this framework's echo server and client.
 //! - `tarpc_echo`, `tonic_echo`: the peers.
-//! - `report`: medians, ratios, the table and the targets.
+//! - `report`: medians, ratios and the table.
+//! - `targets`: issue 13's targets, computed from the results.
 
 mod driver;
 mod ours;
+mod pin;
 mod raw;
 mod report;
+mod run;
+mod targets;
 mod tarpc_echo;
 mod tonic_echo;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use benches::server_thread::Flavor;
 use clap::Parser;
 
-use driver::{EchoCall, Sample};
+use pin::Pinning;
 use report::{Results, System, Workload};
 
-/// Compares this framework with raw tokio echo, tarpc and tonic on the same echo workloads.
+/// Compares this framework with raw tokio echo, tarpc and tonic on the same echo workloads, on current-thread
+/// and multi-thread tokio runtimes.
 #[derive(Parser)]
 #[command(about)]
 struct Args {
-    /// Rounds; each runs every workload on every system, and the table reports medians over them. Five short
-    /// rounds give steadier medians than three long ones on a machine whose speed moves from run to run.
+    /// Rounds; each runs every workload on every runtime and system, and the table reports medians over them.
+    /// Five short rounds give steadier medians than three long ones on a machine whose speed moves from run to
+    /// run.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Milliseconds of each run before measuring starts.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     warm_up_ms: u64,
     /// Milliseconds measured in each run.
-    #[arg(long, default_value_t = 700)]
+    #[arg(long, default_value_t = 300)]
     measure_ms: u64,
-    /// Systems to run, comma-separated: raw, rpc, tarpc, tonic; also rpc-metrics (this framework with
-    /// metrics on, on both sides), to measure what metrics cost.
-    #[arg(long, value_delimiter = ',', default_value = "raw,rpc,tarpc,tonic")]
+    /// Runtime flavours, comma-separated: `current` (a current-thread runtime on the server's thread and another
+    /// on the client's) and `multi` (a multi-thread runtime with tokio's default worker count on each side, as
+    /// `#[tokio::main]` builds).
+    #[arg(long, value_delimiter = ',', default_value = "current,multi")]
+    runtime: Vec<String>,
+    /// Systems to run, comma-separated: raw, rpc, tarpc (payload as `ByteBuf`), tarpc-vec (payload as
+    /// `Vec<u8>`), tonic; also rpc-metrics (this framework with metrics on, on both sides), to measure what
+    /// metrics cost.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "raw,rpc,tarpc,tarpc-vec,tonic"
+    )]
     systems: Vec<String>,
     /// Payload sizes in bytes, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "32,1024")]
+    #[arg(long, value_delimiter = ',', default_value = "32,1024,65536")]
     payloads: Vec<usize>,
     /// Shapes as CALLSxCONNECTIONS (calls in flight over how many connections), comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1x1,16x1,128x1,128x4")]
+    #[arg(long, value_delimiter = ',', default_value = "1x1,128x1,128x4")]
     shapes: Vec<String>,
-    /// CPUs for the client thread and the server threads, as CLIENT,SERVER; `none` leaves placement to the
-    /// kernel (on a 2-core machine, whether the two threads share a core then changes latency by a third).
-    #[arg(long, default_value = "0,1")]
-    pin: String,
+    /// Pins current-thread runs: the client (main) thread to CPU CLIENT and each server thread to CPU SERVER,
+    /// given as CLIENT,SERVER (like 0,1). Off by default. Multi-thread runs are never pinned (a note says so):
+    /// their threads go where the kernel puts them, as a user's would. On a 2-core machine, whether an unpinned
+    /// client and server share a core changes latency by a third.
+    #[arg(long)]
+    pin: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -87,68 +112,89 @@ fn parse_shape(shape: &str) -> Result<(usize, usize), String> {
     }
 }
 
-/// The CPUs of `--pin`, or `None`.
-fn parse_pin(pin: &str) -> Result<Option<(usize, usize)>, String> {
-    if pin == "none" {
-        return Ok(None);
-    }
-    pin.split_once(',')
-        .and_then(|(c, s)| Some((c.parse().ok()?, s.parse().ok()?)))
-        .map(Some)
-        .ok_or_else(|| {
-            format!("--pin `{pin}`: expected CLIENT,SERVER CPU numbers like 0,1, or none")
-        })
+fn parse_runtime(name: &str) -> Result<Flavor, String> {
+    Flavor::ALL
+        .into_iter()
+        .find(|f| f.name() == name)
+        .ok_or_else(|| format!("unknown runtime `{name}`; expected current or multi"))
+}
+
+/// `items` rotated left by `round`, so that no item always runs first or last.
+fn rotated<T: Clone>(items: &[T], round: usize) -> Vec<T> {
+    let mut order = items.to_vec();
+    let turn = round % order.len().max(1);
+    order.rotate_left(turn);
+    order
 }
 
 fn run(args: Args) -> Result<(), String> {
-    if let Some((client, server)) = parse_pin(&args.pin)? {
-        benches::server_thread::pin_current_thread(client)
-            .map_err(|e| format!("cannot pin the client to CPU {client}: {e}"))?;
-        benches::server_thread::pin_servers_to(Some(server));
-    }
+    let runtimes = args
+        .runtime
+        .iter()
+        .map(|r| parse_runtime(r))
+        .collect::<Result<Vec<_>, _>>()?;
     let systems = args
         .systems
         .iter()
         .map(|s| System::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut workloads = Vec::new();
+    let mut cases = Vec::new();
     for &payload in &args.payloads {
         for shape in &args.shapes {
-            let (concurrency, connections) = parse_shape(shape)?;
-            workloads.push(Workload {
-                payload,
-                concurrency,
-                connections,
-            });
+            cases.push((payload, parse_shape(shape)?));
         }
+    }
+    let pinning = args
+        .pin
+        .as_deref()
+        .map(Pinning::from_flag)
+        .transpose()?
+        .flatten();
+    if let Some(pinning) = &pinning
+        && runtimes.contains(&Flavor::MultiThread)
+    {
+        eprintln!("note: {}", pinning.multi_note());
     }
     let warm_up = Duration::from_millis(args.warm_up_ms);
     let measure = Duration::from_millis(args.measure_ms);
+    let runs = args.rounds * cases.len() * runtimes.len() * systems.len();
+    eprintln!(
+        "{runs} runs of {} ms each, {:.0} s at the least",
+        args.warm_up_ms + args.measure_ms,
+        runs as f64 * (warm_up + measure).as_secs_f64()
+    );
     let started = Instant::now();
     let mut results = Results::default();
     for round in 0..args.rounds {
-        for &workload in &workloads {
-            // Rotate the order each round, so that no system always runs first or last.
-            let mut order = systems.clone();
-            let turn = round % order.len().max(1);
-            order.rotate_left(turn);
-            let mut line = format!("round {}/{}: {workload}:", round + 1, args.rounds);
-            for &system in &order {
-                let sample = run_one(system, workload, warm_up, measure)
-                    .map_err(|e| format!("{} on {workload}: {e}", system.name()))?;
-                line.push_str(&format!(
-                    " {} {:.0}k/s p50 {:.1} µs{};",
-                    system.name(),
-                    sample.per_second() / 1e3,
-                    sample.latency_us(0.5),
-                    match &sample.first_error {
-                        Some(e) => format!(" ({} failed: {e})", sample.failed),
-                        None => String::new(),
-                    }
-                ));
-                results.add(workload, system, sample);
+        for &(payload, (concurrency, connections)) in &cases {
+            for runtime in rotated(&runtimes, round) {
+                if let Some(pinning) = &pinning {
+                    pinning.enter(runtime)?;
+                }
+                let workload = Workload {
+                    runtime,
+                    payload,
+                    concurrency,
+                    connections,
+                };
+                let mut line = format!("round {}/{}: {workload}:", round + 1, args.rounds);
+                for system in rotated(&systems, round) {
+                    let sample = run::run_one(system, workload, warm_up, measure)
+                        .map_err(|e| format!("{} on {workload}: {e}", system.name()))?;
+                    line.push_str(&format!(
+                        " {} {:.0}k/s p50 {:.1} µs{};",
+                        system.name(),
+                        sample.per_second() / 1e3,
+                        sample.latency_us(0.5),
+                        match &sample.first_error {
+                            Some(e) => format!(" ({} failed: {e})", sample.failed),
+                            None => String::new(),
+                        }
+                    ));
+                    results.add(workload, system, sample);
+                }
+                eprintln!("{line}");
             }
-            eprintln!("{line}");
         }
     }
     println!(
@@ -159,148 +205,7 @@ fn run(args: Args) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     println!("{}", results.table());
-    if systems.contains(&System::Rpc) {
-        println!("Targets (issue 5):\n");
-        println!("{}", results.targets());
-    }
+    println!("Targets (issue 13):\n");
+    println!("{}", targets::report(&results));
     Ok(())
-}
-
-/// One run: a fresh server thread for `system`, and the workload driven from this thread.
-fn run_one(
-    system: System,
-    workload: Workload,
-    warm_up: Duration,
-    measure: Duration,
-) -> Result<Sample, String> {
-    let server = match system {
-        System::Raw => raw::start_server(),
-        System::Rpc => ours::start_server(false),
-        System::RpcMetrics => ours::start_server(true),
-        System::Tarpc => tarpc_echo::start_server(),
-        System::Tonic => tonic_echo::start_server(),
-    }
-    .map_err(|e| format!("cannot start the server: {e}"))?;
-    let addr = server.addr();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot build the client's runtime: {e}"))?;
-    let payload = Bytes::from(vec![0xa5; workload.payload]);
-    let sample = runtime.block_on(async move {
-        match system {
-            System::Raw => Ok(raw::closed_loop(
-                addr,
-                workload.concurrency,
-                workload.connections,
-                payload,
-                warm_up,
-                measure,
-            )
-            .await),
-            System::Rpc => {
-                drive(
-                    addr,
-                    workload,
-                    payload,
-                    warm_up,
-                    measure,
-                    ours::Client::connect,
-                )
-                .await
-            }
-            System::RpcMetrics => {
-                drive(
-                    addr,
-                    workload,
-                    payload,
-                    warm_up,
-                    measure,
-                    ours::Client::connect_with_metrics,
-                )
-                .await
-            }
-            System::Tarpc => {
-                drive(
-                    addr,
-                    workload,
-                    payload,
-                    warm_up,
-                    measure,
-                    tarpc_echo::Client::connect,
-                )
-                .await
-            }
-            System::Tonic => {
-                drive(
-                    addr,
-                    workload,
-                    payload,
-                    warm_up,
-                    measure,
-                    tonic_echo::Client::connect,
-                )
-                .await
-            }
-        }
-    });
-    // The client's connections close before the server stops.
-    drop(runtime);
-    drop(server);
-    sample
-}
-
-/// Opens the workload's connections with `connect`, then runs the closed loop over them.
-async fn drive<C, F>(
-    addr: SocketAddr,
-    workload: Workload,
-    payload: Bytes,
-    warm_up: Duration,
-    measure: Duration,
-    connect: fn(SocketAddr) -> F,
-) -> Result<Sample, String>
-where
-    C: EchoCall,
-    F: Future<Output = Result<C, String>>,
-{
-    let mut clients = Vec::with_capacity(workload.connections);
-    for _ in 0..workload.connections {
-        clients.push(connect(addr).await?);
-    }
-    Ok(driver::closed_loop(&clients, workload.concurrency, payload, warm_up, measure).await)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::{System, Workload, run_one};
-
-    /// Every system answers the workload `compare` measures, through the same path a run takes: 16 echoes in
-    /// flight on one connection, each checked for its length (a wrong one counts as failed).
-    #[test]
-    fn every_system_echoes_through_the_measured_path() {
-        for payload in [32, 1024] {
-            let workload = Workload {
-                payload,
-                concurrency: 16,
-                connections: 1,
-            };
-            for system in System::ALL {
-                let sample = run_one(
-                    system,
-                    workload,
-                    Duration::from_millis(10),
-                    Duration::from_millis(100),
-                )
-                .unwrap_or_else(|e| panic!("{system:?}: {e}"));
-                assert!(sample.calls > 0, "{system:?} {workload}: no call finished");
-                assert_eq!(
-                    sample.failed, 0,
-                    "{system:?} {workload}: {:?}",
-                    sample.first_error
-                );
-            }
-        }
-    }
 }

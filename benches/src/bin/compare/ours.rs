@@ -5,15 +5,15 @@
 use std::net::SocketAddr;
 
 use benches::echo::{EchoClient, EchoServer, Echoer};
-use benches::server_thread::ServerThread;
+use benches::server_thread::{Flavor, ServerThread};
 use bytes::Bytes;
 use rpc_core::{ClientConfig, Metrics, Server};
 use serde_bytes::ByteBuf;
 
 use crate::driver::EchoCall;
 
-/// Starts the echo server on its own thread, counting into metrics if `metrics`.
-pub(crate) fn start_server(metrics: bool) -> std::io::Result<ServerThread> {
+/// Starts the echo server on its own thread with a runtime of `flavor`, counting into metrics if `metrics`.
+pub(crate) fn start_server(flavor: Flavor, metrics: bool) -> std::io::Result<ServerThread> {
     let builder = Server::builder().add_service(EchoServer::new(Echoer));
     let builder = if metrics {
         builder.metrics(Metrics::server())
@@ -21,7 +21,7 @@ pub(crate) fn start_server(metrics: bool) -> std::io::Result<ServerThread> {
         builder
     };
     let server = builder.build().map_err(std::io::Error::other)?;
-    ServerThread::rpc("rpc-server", server)
+    ServerThread::rpc_on("rpc-server", flavor, server)
 }
 
 /// A generated client over one connection.

@@ -1,7 +1,7 @@
 //! The floor: raw tokio TCP echo with coalesced writes. Frames are a 4-byte little-endian length and the
 //! payload. The server echoes every whole frame of each read into one buffer and writes it with one call. The
 //! client keeps its share of the calls in flight on each connection with one task that writes every new request
-//! of a batch with one call. Answers come back in order, so a queue of send times is all the bookkeeping there
+//! of a batch with one call, and reads while a write waits. Answers come back in order, so a queue of send times is all the bookkeeping there
 //! is. Nothing an RPC framework does (ids, deadlines, dispatch, serialization) is done here.
 
 use std::collections::VecDeque;
@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use benches::server_thread::ServerThread;
+use benches::server_thread::{Flavor, ServerThread};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -19,9 +19,9 @@ use crate::driver::{Control, Phase, Sample, Tally, gather};
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Starts the echo server on its own thread.
-pub(crate) fn start_server() -> std::io::Result<ServerThread> {
-    ServerThread::spawn("raw-server", |listener| async move {
+/// Starts the echo server on its own thread with a runtime of `flavor`.
+pub(crate) fn start_server(flavor: Flavor) -> std::io::Result<ServerThread> {
+    ServerThread::spawn_on("raw-server", flavor, |listener| async move {
         while let Ok((stream, _)) = listener.accept().await {
             let _ = stream.set_nodelay(true);
             tokio::spawn(serve(stream));
@@ -94,7 +94,9 @@ pub(crate) async fn closed_loop(
     gather(tasks).await.into_sample(elapsed, cpu)
 }
 
-/// One connection with `window` calls in flight until the recorder says stop; then its calls drain.
+/// One connection with `window` calls in flight until the recorder says stop; then its calls drain. While a
+/// write is pending the connection keeps reading: with a window larger than the sockets' buffers (128 calls of
+/// 64 KiB), a client that only wrote would wait on a server waiting on it to read its answers.
 async fn connection(
     addr: SocketAddr,
     window: usize,
@@ -108,8 +110,11 @@ async fn connection(
     stream
         .set_nodelay(true)
         .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
+    let (mut reader, mut writer) = stream.split();
     let mut sent: VecDeque<Instant> = VecDeque::with_capacity(window);
     let mut output = Vec::with_capacity(window * frame.len());
+    // How much of `output` is written.
+    let mut written = 0;
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let now = Instant::now();
     for _ in 0..window {
@@ -117,20 +122,30 @@ async fn connection(
         sent.push_back(now);
     }
     loop {
-        if !output.is_empty() {
-            stream
-                .write_all(&output)
-                .await
-                .map_err(|e| format!("write failed: {e}"))?;
-            output.clear();
-        }
         if sent.is_empty() {
             return Ok(());
         }
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
-        match stream.read_buf(&mut input).await {
+        let read = if written < output.len() {
+            // Both are cancel-safe: the branch that loses did nothing.
+            tokio::select! {
+                biased;
+                wrote = writer.write(&output[written..]) => {
+                    written += wrote.map_err(|e| format!("write failed: {e}"))?;
+                    if written == output.len() {
+                        output.clear();
+                        written = 0;
+                    }
+                    continue;
+                }
+                read = reader.read_buf(&mut input) => read,
+            }
+        } else {
+            reader.read_buf(&mut input).await
+        };
+        match read {
             Ok(0) => return Err(String::from("the server closed the connection")),
             Ok(_) => {}
             Err(e) => return Err(format!("read failed: {e}")),
@@ -147,6 +162,9 @@ async fn connection(
         input.advance(whole);
         let phase = control.phase();
         let more = phase != Phase::Stop;
+        // What is written is done with; new requests go after what is not.
+        output.drain(..written);
+        written = 0;
         for _ in 0..answers {
             let Some(at) = sent.pop_front() else {
                 return Err(String::from("more answers than calls"));

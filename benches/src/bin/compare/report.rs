@@ -1,9 +1,11 @@
-//! The results of every round and what is printed of them: per workload and system, the medians over the rounds
-//! of calls per second, latency quantiles and CPU per call; the ratios against the floor and the peers (medians
-//! of the per-round ratios, since systems alternate within a round); and the issue's targets, met or missed.
+//! The results of every round and the table printed of them: per workload (runtime flavour, payload, shape) and
+//! system, the medians over the rounds of calls per second, latency quantiles and CPU per call; and the ratios
+//! against the floor and the peers (medians of the per-round ratios, since systems alternate within a round).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+use benches::server_thread::Flavor;
 
 use crate::driver::Sample;
 
@@ -16,18 +18,22 @@ pub(crate) enum System {
     Rpc,
     /// This framework with metrics on, on both the server and the client (not in the default set).
     RpcMetrics,
-    /// tarpc with its bincode transport.
+    /// tarpc with its bincode transport, the payload a `serde_bytes::ByteBuf` (as this framework's is).
     Tarpc,
+    /// The same tarpc service and connection, the payload a plain `Vec<u8>`: what a tarpc user writes without
+    /// serde_bytes.
+    TarpcVec,
     /// tonic over one HTTP/2 connection.
     Tonic,
 }
 
 impl System {
-    pub(crate) const ALL: [System; 5] = [
+    pub(crate) const ALL: [System; 6] = [
         System::Raw,
         System::Rpc,
         System::RpcMetrics,
         System::Tarpc,
+        System::TarpcVec,
         System::Tonic,
     ];
 
@@ -37,6 +43,7 @@ impl System {
             System::Rpc => "rpc",
             System::RpcMetrics => "rpc-metrics",
             System::Tarpc => "tarpc",
+            System::TarpcVec => "tarpc-vec",
             System::Tonic => "tonic",
         }
     }
@@ -46,16 +53,21 @@ impl System {
             .into_iter()
             .find(|s| s.name() == name)
             .ok_or_else(|| {
+                let known: Vec<&str> = System::ALL.iter().map(|s| s.name()).collect();
                 format!(
-                    "unknown system `{name}`; expected one of raw, rpc, rpc-metrics, tarpc, tonic"
+                    "unknown system `{name}`; expected one of {}",
+                    known.join(", ")
                 )
             })
     }
 }
 
-/// One workload: payload size and calls in flight over how many connections.
+/// One workload: the runtime flavour of both sides, the payload size and calls in flight over how many
+/// connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Workload {
+    /// The kind of tokio runtime the server and the client each run on.
+    pub(crate) runtime: Flavor,
     pub(crate) payload: usize,
     pub(crate) concurrency: usize,
     pub(crate) connections: usize,
@@ -65,7 +77,8 @@ impl std::fmt::Display for Workload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} B, {} in flight on {} connection{}",
+            "{}, {} B, {} in flight on {} connection{}",
+            self.runtime.name(),
             self.payload,
             self.concurrency,
             self.connections,
@@ -74,7 +87,7 @@ impl std::fmt::Display for Workload {
     }
 }
 
-/// Every sample, by workload and system, in round order.
+/// Every sample, by workload (runtime included) and system, in round order.
 #[derive(Default)]
 pub(crate) struct Results {
     samples: BTreeMap<Workload, BTreeMap<System, Vec<Sample>>>,
@@ -117,8 +130,24 @@ impl Results {
             .push(sample);
     }
 
+    /// The samples of `system` on `workload`, in round order.
+    fn samples(&self, workload: Workload, system: System) -> Option<&[Sample]> {
+        Some(self.samples.get(&workload)?.get(&system)?.as_slice())
+    }
+
+    /// The median over rounds of `value` for `system` on `workload`.
+    pub(crate) fn median(
+        &self,
+        workload: Workload,
+        system: System,
+        value: fn(&Sample) -> f64,
+    ) -> Option<f64> {
+        let samples = self.samples(workload, system)?;
+        Some(median(samples.iter().map(value).collect()))
+    }
+
     fn summary(&self, workload: Workload, system: System) -> Option<Summary> {
-        let samples = self.samples.get(&workload)?.get(&system)?;
+        let samples = self.samples(workload, system)?;
         let of = |f: &dyn Fn(&Sample) -> f64| median(samples.iter().map(f).collect());
         Some(Summary {
             per_second: of(&|s| s.per_second()),
@@ -130,34 +159,38 @@ impl Results {
         })
     }
 
-    /// The median over rounds of `system`'s value divided by `other`'s in the same round.
-    fn ratio(
+    /// The median over rounds of `value` of the first (workload, system) divided by that of the second in the same
+    /// round; `None` when either was not run.
+    pub(crate) fn ratio(
         &self,
-        workload: Workload,
-        system: System,
-        other: System,
+        (workload, system): (Workload, System),
+        (other_workload, other): (Workload, System),
         value: fn(&Sample) -> f64,
     ) -> Option<f64> {
-        let by = self.samples.get(&workload)?;
-        let (a, b) = (by.get(&system)?, by.get(&other)?);
+        let a = self.samples(workload, system)?;
+        let b = self.samples(other_workload, other)?;
         let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| value(x) / value(y)).collect();
         (!ratios.is_empty()).then(|| median(ratios))
     }
 
-    /// The table of medians, in markdown.
+    /// The table of medians, in markdown: current-thread runs first, then multi-thread ones, each in the order
+    /// the workloads were first run.
     pub(crate) fn table(&self) -> String {
         let mut out = String::new();
         let peers = [System::Raw, System::Tarpc, System::Tonic];
         let _ = writeln!(
             out,
-            "| payload | in flight | conns | system | calls/s | p50 µs | p99 µs | p99.9 µs | CPU µs/call | \
-             vs raw | vs tarpc | vs tonic |"
+            "| runtime | payload | in flight | conns | system | calls/s | p50 µs | p99 µs | p99.9 µs | \
+             CPU µs/call | vs raw | vs tarpc | vs tonic |"
         );
         let _ = writeln!(
             out,
-            "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
-        for &w in &self.order {
+        let mut order = self.order.clone();
+        // Stable: within a runtime, the order of the run.
+        order.sort_by_key(|w| w.runtime);
+        for w in order {
             for system in System::ALL {
                 let Some(s) = self.summary(w, system) else {
                     continue;
@@ -165,7 +198,7 @@ impl Results {
                 let ratios: Vec<String> = peers
                     .iter()
                     .map(
-                        |&peer| match self.ratio(w, system, peer, Sample::per_second) {
+                        |&peer| match self.ratio((w, system), (w, peer), Sample::per_second) {
                             Some(_) if peer == system => String::from("-"),
                             Some(r) => format!("{r:.2}x"),
                             None => String::from("n/a"),
@@ -179,7 +212,8 @@ impl Results {
                 };
                 let _ = writeln!(
                     out,
-                    "| {} B | {} | {} | {}{failed} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {} |",
+                    "| {} | {} B | {} | {} | {}{failed} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {} |",
+                    w.runtime.name(),
                     w.payload,
                     w.concurrency,
                     w.connections,
@@ -195,94 +229,10 @@ impl Results {
         }
         out
     }
-
-    /// The issue's targets for this framework, each with the measured ratio, the same ratio for raw echo (the
-    /// floor: what no framework on this machine can beat), and whether the target is met.
-    pub(crate) fn targets(&self) -> String {
-        let mut out = String::from(
-            "| target | workload | rpc | raw echo, same ratio | met |\n|---|---|---:|---:|---|\n",
-        );
-        let shown = |r: Option<f64>| match r {
-            Some(m) if m.is_finite() => format!("{m:.2}x"),
-            _ => String::from("n/a"),
-        };
-        let mut line = |target: &str,
-                        w: Workload,
-                        other: System,
-                        value: fn(&Sample) -> f64,
-                        met: fn(f64) -> bool| {
-            let rpc = self.ratio(w, System::Rpc, other, value);
-            let floor = if other == System::Raw {
-                None
-            } else {
-                self.ratio(w, System::Raw, other, value)
-            };
-            let ok = match rpc {
-                Some(m) if m.is_finite() => {
-                    if met(m) {
-                        "yes"
-                    } else {
-                        "**no**"
-                    }
-                }
-                _ => "n/a",
-            };
-            let _ = writeln!(
-                out,
-                "| {target} | {w} | {} | {} | {ok} |",
-                shown(rpc),
-                shown(floor)
-            );
-        };
-        for &w in &self.order {
-            if w.concurrency == 128 && w.connections == 1 {
-                line(
-                    "calls/s >= 2.5x tarpc",
-                    w,
-                    System::Tarpc,
-                    Sample::per_second,
-                    |m| m >= 2.5,
-                );
-                line(
-                    "calls/s >= 10x tonic",
-                    w,
-                    System::Tonic,
-                    Sample::per_second,
-                    |m| m >= 10.0,
-                );
-                line(
-                    "p99 <= 0.5x tarpc",
-                    w,
-                    System::Tarpc,
-                    |s| s.latency_us(0.99),
-                    |m| m <= 0.5,
-                );
-            }
-            if w.concurrency == 1 && w.connections == 1 {
-                line(
-                    "p50 <= 1.15x raw",
-                    w,
-                    System::Raw,
-                    |s| s.latency_us(0.5),
-                    |m| m <= 1.15,
-                );
-            }
-        }
-        for &w in &self.order {
-            line(
-                "CPU/call <= 0.3x tarpc",
-                w,
-                System::Tarpc,
-                Sample::cpu_us_per_call,
-                |m| m <= 0.3,
-            );
-        }
-        out
-    }
 }
 
 /// `1234567.8` as `1,234,568`.
-fn thousands(x: f64) -> String {
+pub(crate) fn thousands(x: f64) -> String {
     if !x.is_finite() {
         return String::from("n/a");
     }

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::net::SocketAddr;
 
-use benches::server_thread::ServerThread;
+use benches::server_thread::{Flavor, ServerThread};
 use bytes::Bytes;
 use tokio::net::TcpListener;
 use tonic::codegen::http::uri::PathAndQuery;
@@ -78,9 +78,9 @@ where
     }
 }
 
-/// Starts the tonic echo server on its own thread (current-thread runtime), 127.0.0.1, OS-assigned port.
-pub(crate) fn start_server() -> std::io::Result<ServerThread> {
-    ServerThread::spawn("tonic-server", serve)
+/// Starts the tonic echo server on its own thread with a runtime of `flavor`, 127.0.0.1, OS-assigned port.
+pub(crate) fn start_server(flavor: Flavor) -> std::io::Result<ServerThread> {
+    ServerThread::spawn_on("tonic-server", flavor, serve)
 }
 
 /// Serves `echo.Echo` on every connection `listener` accepts, each with TCP_NODELAY set.
