@@ -4,7 +4,8 @@
 //! - [`messages`]: the benchmark payloads (a small struct, a mixed ~1 KiB message, a 64 KiB byte payload).
 //! - [`codec_work`]: the measured operations (bare bincode, frame encode, frame decode) for one message.
 //! - [`echo`]: the `Echo` service of the round-trip benchmarks.
-//! - [`server_thread`]: [`server_thread::ServerThread`], a server on its own thread and current-thread runtime.
+//! - [`server_thread`]: [`server_thread::ServerThread`], a server on its own thread with a current-thread or a
+//!   multi-thread runtime ([`server_thread::Flavor`]).
 //! - `benches/serialization.rs`: criterion, bare bincode beside full frame encode/decode, with throughput.
 //! - `benches/framing_overhead.rs`: the same operations interleaved round by round, reported as ratios.
 //! - `benches/rpc.rs`: criterion, round trips over loopback TCP (one call at a time, and 128 in flight).
