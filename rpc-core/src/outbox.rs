@@ -1,11 +1,12 @@
 //! A connection's outgoing side: callers and handlers serialize frames straight into one queue buffer, and
 //! whoever writes takes the whole queue and sends it with as few syscalls as the socket allows.
 //!
-//! Two parties write. The writer task wakes when the queue stops being empty and, after yielding once so that
-//! the tasks ready with it queue their frames too, drains it; under load it is the one that coalesces the frames
-//! of many callers into one write. On a multi-thread runtime the yield is what keeps the batches large: woken on
-//! another worker, the writer would otherwise take the first frame alone while the other callers are still
-//! running. A task that knows that no one else is about to
+//! Two parties write. The writer task wakes when the queue stops being empty and drains it; under load it is the
+//! one that coalesces the frames of many callers into one write. On a current-thread runtime a woken task runs
+//! after every task that was ready before it, so the writer finds the frames of all the callers woken by the same
+//! read of replies. A multi-thread runtime runs the task a worker wakes next (its LIFO slot), before the others:
+//! there the writer yields once before it takes the queue, or it would send the first frame nearly alone while
+//! the other callers are still queueing theirs. A task that knows that no one else is about to
 //! queue a frame (the server's read loop at the end of a batch, a client call when no other call is in flight)
 //! may instead flush at once from where it stands ([`Outbox::flush_now`]): the bytes leave without a hand-off to
 //! the writer task, and whatever the socket does not take at once is left to that task. The socket's write half
@@ -372,6 +373,9 @@ impl Outbox {
     /// The writer task: writes whatever is queued whenever it is woken, until the outbox is closed and drained
     /// (then shuts the socket's write side down) or a write fails (then closes the outbox).
     pub(crate) async fn run_writer(&self) -> std::io::Result<()> {
+        // See the module's docs: only a multi-thread runtime runs a woken task before the others that are ready.
+        let yield_when_woken = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread);
         loop {
             let drained = std::future::poll_fn(|cx| self.poll_drain(&mut self.writing(), cx)).await;
             if let Err(e) = drained {
@@ -390,9 +394,11 @@ impl Outbox {
             if empty {
                 // `notify_one` keeps a permit when no one waits, so a frame queued since the check is not missed.
                 self.wake_writer.notified().await;
-                // Woken by the first frame of a burst: let the tasks that are ready to run (callers woken by the
-                // same read of replies) queue theirs first, so that one write takes them all.
-                tokio::task::yield_now().await;
+                if yield_when_woken {
+                    // Woken by the first frame of a burst: let the tasks that are ready to run (callers woken by
+                    // the same read of replies) queue theirs first, so that one write takes them all.
+                    tokio::task::yield_now().await;
+                }
             }
         }
     }
@@ -431,9 +437,10 @@ mod tests {
         }
     }
 
-    /// Frames queued by tasks that became ready with the one whose frame woke the writer (callers woken by one
-    /// read of replies) leave in the same write: the writer lets them run before it takes the queue.
-    #[tokio::test]
+    /// Frames queued by tasks that were ready when one of them woke the writer (callers woken by one read of
+    /// replies) leave in the same write, also on a multi-thread runtime, whose worker would run the woken writer
+    /// first (its LIFO slot): the writer lets them run before it takes the queue.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn frames_of_tasks_ready_when_the_writer_wakes_leave_in_one_write() {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let io = Trickle {
@@ -443,31 +450,41 @@ mod tests {
         let writes = Arc::new(Mutex::new(0));
         let io = CountWrites(io, Arc::clone(&writes));
         let outbox = Arc::new(Outbox::new(1 << 20, Box::pin(io), None));
-        let writer = tokio::spawn({
-            let outbox = Arc::clone(&outbox);
-            async move { outbox.run_writer().await }
-        });
-        // The writer waits for a frame.
-        tokio::task::yield_now().await;
-        // The first frame wakes it; nine more come from tasks that were ready at the same time, queued after it.
-        outbox
-            .push(|state| state.buf.extend_from_slice(b"0"))
-            .unwrap();
-        let mut others = tokio::task::JoinSet::new();
-        for i in 1..10u8 {
-            let outbox = Arc::clone(&outbox);
-            others.spawn(
-                async move { outbox.push(|state| state.buf.extend_from_slice(&[b'0' + i])) },
-            );
+        // All on the one worker: the writer starts and waits for a frame; nine tasks become ready; then the first
+        // frame wakes the writer.
+        let on_worker = Arc::clone(&outbox);
+        tokio::spawn(async move {
+            tokio::spawn({
+                let outbox = Arc::clone(&on_worker);
+                async move { outbox.run_writer().await }
+            });
+            tokio::task::yield_now().await;
+            for i in 1..10u8 {
+                let outbox = Arc::clone(&on_worker);
+                tokio::spawn(async move {
+                    outbox.push(|state| state.buf.extend_from_slice(&[b'0' + i]))
+                });
+            }
+            on_worker
+                .push(|state| state.buf.extend_from_slice(b"0"))
+                .unwrap();
+        })
+        .await
+        .unwrap();
+        // The worker is another thread: wait for it in real time, at most 5 s.
+        for _ in 0..500 {
+            if sent.lock().unwrap().len() == 10 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        assert_eq!(until_sent(&sent, b"0123456789").await, b"0123456789");
+        assert_eq!(sent.lock().unwrap().as_slice(), b"0123456789");
         assert_eq!(
             *writes.lock().unwrap(),
             1,
             "the frames left in more than one write"
         );
         outbox.close();
-        writer.await.unwrap().unwrap();
     }
 
     /// Counts the writes that reach a transport.
