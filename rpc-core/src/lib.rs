@@ -52,7 +52,8 @@
 //! # Layout
 //! - [`macro@service`]: re-exported from `rpc-macros`; generates `<Trait>Client` and `<Trait>Server`.
 //! - [`client`]: [`Client`], its connection, reconnection with backoff, the call path, balancing and retries.
-//! - [`balance`]: [`balance::Balance`] and [`balance::Discover`], which a balanced client uses.
+//! - [`balance`]: [`balance::Policy`] (one file per policy: [`balance::SmoothWrr`]), [`balance::Feed`],
+//!   [`balance::Discover`] and [`balance::Balancer`], which a balanced client uses.
 //! - [`server`]: [`Server`], the accept loop, connections, handlers, [`Service`].
 //! - `context`: [`Context`], the call a handler serves.
 //! - `error`: [`RpcError`].

@@ -8,7 +8,7 @@ use core::time::Duration;
 use rpc_codec::Metadata;
 use tokio::net::ToSocketAddrs;
 
-use crate::balance::Discover;
+use crate::balance::{Balancer, Discover, Policy};
 use crate::client::{Client, ClientConfig};
 use crate::error::RpcError;
 use crate::method::MethodInfo;
@@ -63,16 +63,32 @@ pub trait Stub: Clone + Sized {
         async { Ok(Self::new(Client::connect(addr).await?)) }
     }
 
-    /// A stub whose calls are spread over the instances of `service` that `discovery` knows (with
-    /// `rpc-registry`: smooth weighted round-robin over the registered instances, kept up to date), with the
-    /// default client configuration. Calls that could not run are retried on other instances.
+    /// A stub whose calls are spread over the instances of `service` that `discovery` knows, by the policy it
+    /// names (with `rpc-registry`: smooth weighted round-robin over the registered instances, kept up to date),
+    /// with the default client configuration. Calls that could not run are retried on other instances.
     fn discover(discovery: impl Discover, service: &str) -> Self {
         Self::discover_with(discovery, service, ClientConfig::default())
     }
 
     /// Like [`Stub::discover`], with `config` for the connections to the instances (TLS, deadlines, retries).
     fn discover_with(discovery: impl Discover, service: &str, config: ClientConfig) -> Self {
-        Self::new(Client::balanced(discovery.balancer(service), config))
+        Self::new(Client::balanced(
+            Balancer::discovered(discovery, service),
+            config,
+        ))
+    }
+
+    /// Like [`Stub::discover_with`], with `policy` picking the instances instead of the one `discovery` names.
+    fn discover_with_policy(
+        discovery: impl Discover,
+        service: &str,
+        policy: std::sync::Arc<dyn Policy>,
+        config: ClientConfig,
+    ) -> Self {
+        Self::new(Client::balanced(
+            Balancer::discovered_with(discovery, service, policy),
+            config,
+        ))
     }
 
     /// This stub with a deadline for each call: the time allowed from the call's start, sent to the server as

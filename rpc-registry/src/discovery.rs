@@ -1,12 +1,13 @@
 //! Discovery: the instances of each service a client asked about, kept current by a watch on the registry (a
 //! long poll, answered as soon as the service changes), and served from cache while the registry is down. A
-//! [`Discovery`] makes balancers for rpc-core: smooth weighted round-robin over a service's instances.
+//! [`Discovery`] is an rpc-core [`Discover`]: it feeds a service's instances to any balancing policy, and names
+//! smooth weighted round-robin (with its `down_for`) as its clients' default.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rpc_core::balance::{Balance, Discover, Outcome};
+use rpc_core::balance::{DEFAULT_DOWN_FOR, Discover, Feed, Policy, SmoothWrr};
 use rpc_core::{ClientConfig, RpcError, Status, ToSocketAddrs};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -14,7 +15,6 @@ use tokio::time::Instant;
 
 use crate::api::{Instance, RegistryClient, Snapshot};
 use crate::handle::RegistryHandle;
-use crate::swrr::{DEFAULT_DOWN_FOR, Swrr};
 
 /// Default of [`DiscoveryConfig::watch_wait`]: 20 s.
 pub const DEFAULT_WATCH_WAIT: Duration = Duration::from_secs(20);
@@ -30,7 +30,7 @@ pub struct DiscoveryConfig {
     /// After the registry restarts (its epoch changes), how long instances it does not know yet are kept,
     /// while they register again. Default 3 s ([`DEFAULT_WARM_UP`]), the registry's default TTL.
     pub warm_up: Duration,
-    /// How long a balancer skips an instance it could not reach. Default 1 s ([`DEFAULT_DOWN_FOR`]).
+    /// How long the default policy skips an instance it could not reach. Default 1 s ([`DEFAULT_DOWN_FOR`]).
     pub down_for: Duration,
     /// The token sent to the registry, if it wants one for reads; it meets [`crate::check_token`]. Tokens travel
     /// with each call, so discoveries and registrations with different tokens can share a connection.
@@ -210,54 +210,30 @@ impl Discovery {
 }
 
 impl Discover for Discovery {
-    fn balancer(&self, service: &str) -> Arc<dyn Balance> {
-        let mut rx = self.watch(service);
-        let mut swrr = Swrr::default();
-        swrr.down_for = self.inner.config.down_for;
-        let current = rx.borrow_and_update().clone();
-        swrr.update(
-            current
-                .instances
-                .iter()
-                .map(|i| (i.address.as_str(), i.weight)),
-        );
-        Arc::new(SwrrBalancer {
-            state: Mutex::new((rx, swrr)),
-        })
+    fn feed(&self, service: &str) -> Box<dyn Feed> {
+        Box::new(Watched(self.watch(service)))
+    }
+
+    fn default_policy(&self, _service: &str) -> Arc<dyn Policy> {
+        Arc::new(SmoothWrr::with_down_for(self.inner.config.down_for))
     }
 }
 
-/// Smooth weighted round-robin over a watched service.
-struct SwrrBalancer {
-    state: Mutex<(watch::Receiver<Arc<Snapshot>>, Swrr)>,
-}
+/// A service's instances as the watch keeps them.
+struct Watched(watch::Receiver<Arc<Snapshot>>);
 
-impl SwrrBalancer {
-    fn state(&self) -> MutexGuard<'_, (watch::Receiver<Arc<Snapshot>>, Swrr)> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl Balance for SwrrBalancer {
-    fn pick(&self, skip: &[Arc<str>]) -> Option<Arc<str>> {
-        let mut state = self.state();
-        let (rx, swrr) = &mut *state;
-        if rx.has_changed().unwrap_or(false) {
-            let snapshot = Arc::clone(&rx.borrow_and_update());
-            swrr.update(
-                snapshot
-                    .instances
-                    .iter()
-                    .map(|i| (i.address.as_str(), i.weight)),
-            );
-        }
-        swrr.pick(skip, Instant::now())
+impl Feed for Watched {
+    fn has_changed(&self) -> bool {
+        self.0.has_changed().unwrap_or(false)
     }
 
-    fn report(&self, address: &str, outcome: Outcome) {
-        self.state().1.report(address, outcome, Instant::now());
+    fn current(&mut self) -> Vec<rpc_core::balance::Instance> {
+        let snapshot = Arc::clone(&self.0.borrow_and_update());
+        snapshot
+            .instances
+            .iter()
+            .map(|i| rpc_core::balance::Instance::new(&i.address, i.weight))
+            .collect()
     }
 }
 

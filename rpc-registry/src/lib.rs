@@ -1,6 +1,6 @@
 //! The service registry: instances register with a lease and heartbeat to keep it; a lease not renewed within
 //! the TTL is evicted (in expiry order, by a timer wheel); clients watch a service and hear of each change as
-//! it happens; a balancer spreads calls over the instances by smooth weighted round-robin.
+//! it happens; discovery feeds the instances to rpc-core's balancing policies (smooth weighted round-robin by default).
 //!
 //! The registry's own API is a `#[service]` trait ([`api::Registry`]) served by rpc-core. Writes need the
 //! registry's token when it has one.
@@ -33,7 +33,6 @@
 //!   of a process.
 //! - [`registration`]: [`Registration`], an instance's registration and heartbeats.
 //! - [`discovery`]: [`Discovery`], watched instance lists and the balancers made from them.
-//! - [`swrr`]: [`Swrr`], smooth weighted round-robin with failure feedback.
 //! - `token`: [`check_token`], the one rule every token meets ([`MIN_TOKEN_LEN`] to [`MAX_TOKEN_LEN`] visible
 //!   characters), and the metadata that carries a token.
 //! - With the `server` feature (default): `state` (leases, revisions, the expiry wheel), `listing` (each
@@ -52,7 +51,6 @@ pub mod api;
 pub mod discovery;
 pub mod handle;
 pub mod registration;
-pub mod swrr;
 mod token;
 
 #[cfg(feature = "server")]
@@ -91,7 +89,6 @@ pub use api::{
 pub use discovery::{Discovery, DiscoveryConfig};
 pub use handle::RegistryHandle;
 pub use registration::{Registration, RegistrationConfig, RegistrationError};
-pub use swrr::Swrr;
 pub use token::{MAX_TOKEN_LEN, MIN_TOKEN_LEN, TokenError, check_token};
 
 #[cfg(feature = "server")]

@@ -468,7 +468,7 @@ async fn with_inline_handlers_off_the_calls_of_one_connection_run_in_parallel() 
     server.shut_down(LONG).await.unwrap();
 }
 
-/// A balancer over a fixed list, taking the instances in turn and logging what it hears.
+/// A policy over a fixed list, taking the instances in turn and logging what it hears.
 struct Fixed {
     state: std::sync::Mutex<FixedState>,
 }
@@ -481,17 +481,22 @@ struct FixedState {
 
 impl Fixed {
     fn new(addresses: &[String]) -> std::sync::Arc<Fixed> {
-        let list = addresses
-            .iter()
-            .map(|a| std::sync::Arc::from(a.as_str()))
-            .collect();
         std::sync::Arc::new(Fixed {
             state: std::sync::Mutex::new(FixedState {
-                list,
+                list: addresses
+                    .iter()
+                    .map(|a| std::sync::Arc::from(a.as_str()))
+                    .collect(),
                 next: 0,
                 reports: Vec::new(),
             }),
         })
+    }
+
+    /// A balancer of this policy over its own list.
+    fn balancer(self: &std::sync::Arc<Fixed>) -> rpc_core::balance::Balancer {
+        let policy: std::sync::Arc<dyn rpc_core::balance::Policy> = self.clone();
+        rpc_core::balance::Balancer::from_parts(policy, Box::new(Vec::new()))
     }
 
     fn reports(&self) -> Vec<(String, rpc_core::balance::Outcome)> {
@@ -503,8 +508,15 @@ impl Fixed {
     }
 }
 
-impl rpc_core::balance::Balance for Fixed {
-    fn pick(&self, skip: &[std::sync::Arc<str>]) -> Option<std::sync::Arc<str>> {
+impl rpc_core::balance::Policy for Fixed {
+    /// The list is fixed: what a feed says is ignored.
+    fn update(&self, _: &[rpc_core::balance::Instance]) {}
+
+    fn pick(
+        &self,
+        _: &rpc_core::balance::CallInfo<'_>,
+        skip: &[std::sync::Arc<str>],
+    ) -> Option<std::sync::Arc<str>> {
         let mut s = self.state.lock().unwrap();
         for _ in 0..s.list.len() {
             let candidate = std::sync::Arc::clone(&s.list[s.next % s.list.len()]);
@@ -516,7 +528,7 @@ impl rpc_core::balance::Balance for Fixed {
         None
     }
 
-    fn report(&self, address: &str, outcome: rpc_core::balance::Outcome) {
+    fn report(&self, address: &str, outcome: rpc_core::balance::Outcome, _: Duration) {
         self.state
             .lock()
             .unwrap()
@@ -544,7 +556,7 @@ async fn a_balanced_client_retries_only_what_is_safe_to_retry() {
     // A call that could not be sent is retried on another instance, even for a method that is not idempotent.
     let fixed = Fixed::new(&[dead.clone(), alive.addr.to_string()]);
     let client = LabClient::new(rpc_core::Client::balanced(
-        fixed.clone(),
+        fixed.balancer(),
         ClientConfig::default(),
     ));
     assert_eq!(client.echo(5).await, Ok(5));
@@ -562,7 +574,7 @@ async fn a_balanced_client_retries_only_what_is_safe_to_retry() {
         .unwrap();
     let fixed = Fixed::new(&[victim.addr.to_string(), alive.addr.to_string()]);
     let client = LabClient::new(rpc_core::Client::balanced(
-        fixed.clone(),
+        fixed.balancer(),
         ClientConfig::default(),
     ));
     let call = tokio::spawn(async move { client.hang().await });
@@ -583,7 +595,7 @@ async fn a_balanced_client_retries_only_what_is_safe_to_retry() {
     ];
     let fixed = Fixed::new(&deads);
     let client = LabClient::new(rpc_core::Client::balanced(
-        fixed.clone(),
+        fixed.balancer(),
         ClientConfig::default(),
     ));
     let err = client.echo(1).await.unwrap_err();
@@ -634,7 +646,7 @@ async fn an_idempotent_call_is_retried_after_a_mid_call_unavailable_with_backoff
         default_deadline: LONG,
         ..ClientConfig::default()
     };
-    let balanced = rpc_core::Client::balanced(Fixed::new(&instances), config);
+    let balanced = rpc_core::Client::balanced(Fixed::new(&instances).balancer(), config);
 
     // Each attempt reaches its instance, which drops the connection mid-call: four attempts, one per instance.
     let err = LabIdempotentClient::new(balanced.clone())

@@ -1,5 +1,6 @@
-//! A client spread over the instances of a service: a [`Balance`] picks the instance of each call, each
-//! instance has its own direct client, and a call that could not be served is retried on another instance:
+//! A client spread over the instances of a service: a [`Balancer`] picks the instance of each call (its
+//! policy sees the call's method and metadata, and hears its outcome and latency), each instance has its own
+//! direct client, and a call that could not be served is retried on another instance:
 //! always if it certainly did not run, and after any `Unavailable` if its method is `#[idempotent]`. Retries
 //! are bounded ([`ClientConfig::max_retries`]), spaced by a backoff with jitter, and within the call's deadline.
 
@@ -13,13 +14,13 @@ use tokio::time::Instant;
 use super::ClientConfig;
 use super::connection::Reply;
 use super::direct::{Direct, Target};
-use crate::balance::{Balance, Outcome};
+use crate::balance::{Balancer, CallInfo, Outcome};
 use crate::error::RpcError;
 use crate::method::MethodInfo;
 
 /// The instances' clients and the balancer that chooses among them.
 pub(crate) struct Balanced {
-    balance: Arc<dyn Balance>,
+    balancer: Balancer,
     pub(crate) config: ClientConfig,
     /// One direct client per instance address, made on first use.
     pool: Mutex<HashMap<Arc<str>, Arc<Direct>>>,
@@ -35,9 +36,9 @@ impl std::fmt::Debug for Balanced {
 }
 
 impl Balanced {
-    pub(crate) fn new(balance: Arc<dyn Balance>, config: ClientConfig) -> Balanced {
+    pub(crate) fn new(balancer: Balancer, config: ClientConfig) -> Balanced {
         Balanced {
-            balance,
+            balancer,
             config,
             pool: Mutex::new(HashMap::new()),
         }
@@ -70,22 +71,25 @@ impl Balanced {
         let mut now = now;
         let mut tried: Vec<Arc<str>> = Vec::new();
         let mut last_error = None;
+        let call = CallInfo { method, metadata };
         for attempt in 0..=self.config.max_retries {
-            let Some(address) = self.balance.pick(&tried) else {
+            let Some(picked) = self.balancer.pick(&call, &tried) else {
                 break;
             };
+            let address = Arc::clone(picked.address());
+            // Dropped with this future before the reply, `picked` reports the call as cancelled.
             let result = self
                 .client_for(&address)
                 .round_trip(method, args, metadata, deadline, now, span)
                 .await;
             let error = match result {
                 Ok(reply) => {
-                    self.balance.report(&address, Outcome::Success);
+                    picked.finish(Outcome::Success);
                     return Ok(reply);
                 }
                 Err(e) => e,
             };
-            self.balance.report(&address, outcome_of(&error));
+            picked.finish(outcome_of(&error));
             let retry = error.code() == Status::Unavailable
                 && (error.is_not_processed() || method.idempotent);
             if !retry || attempt == self.config.max_retries {

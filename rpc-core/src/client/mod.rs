@@ -1,5 +1,5 @@
 //! The client: calls with deadlines that travel as budgets, to one server address (one multiplexed connection,
-//! remade with backoff after it drops) or spread over the instances of a service by a [`crate::balance::Balance`],
+//! remade with backoff after it drops) or spread over the instances of a service by a [`crate::balance::Balancer`],
 //! with bounded retries on other instances.
 //!
 //! # Layout
@@ -31,7 +31,7 @@ pub use config::ClientConfig;
 use connection::Reply;
 use direct::{Direct, Target};
 
-use crate::balance::Balance;
+use crate::balance::Balancer;
 use crate::context::Context;
 use crate::error::RpcError;
 use crate::method::MethodInfo;
@@ -54,7 +54,7 @@ use crate::trace::{TRACEPARENT, TraceContext};
 /// A client serves no methods: a `Request` the server sends is answered `Unimplemented` (`this peer serves
 /// no methods`), a `OneWay` is dropped, and a `Ping` is answered `Pong`.
 ///
-/// A balanced client ([`Client::balanced`]) asks its [`Balance`] for an instance per call and keeps such a
+/// A balanced client ([`Client::balanced`]) asks its [`Balancer`] for an instance per call and keeps such a
 /// connection to each instance it uses; a call that certainly did not run, or an `#[idempotent]` call that
 /// failed with `Unavailable`, is retried on another instance.
 #[derive(Clone, Debug)]
@@ -107,10 +107,10 @@ impl Client {
         })
     }
 
-    /// A client whose calls go to the instances `balance` picks.
-    pub fn balanced(balance: Arc<dyn Balance>, config: ClientConfig) -> Client {
+    /// A client whose calls go to the instances `balancer` picks.
+    pub fn balanced(balancer: Balancer, config: ClientConfig) -> Client {
         Client {
-            target: Kind::Balanced(Arc::new(Balanced::new(balance, config))),
+            target: Kind::Balanced(Arc::new(Balanced::new(balancer, config))),
         }
     }
 

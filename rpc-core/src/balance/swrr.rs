@@ -1,20 +1,81 @@
-//! Smooth weighted round-robin, nginx's algorithm: each pick adds every eligible instance's effective weight to
-//! its current weight, picks the highest current weight, and takes the total off the one picked. For weights
-//! {a:5, b:1, c:1} one cycle picks `a a b a c a a`: in proportion, and spread out.
+//! [`SmoothWrr`], smooth weighted round-robin, nginx's algorithm: each pick adds every eligible instance's
+//! effective weight to its current weight, picks the highest current weight, and takes the total off the one
+//! picked. For weights {a:5, b:1, c:1} one cycle picks `a a b a c a a`: in proportion, and spread out.
 //!
 //! Feedback: a failed call lowers its instance's effective weight (by a quarter of its weight, never below 1,
 //! so it still gets the occasional call that can restore it), a success restores it by one step; an
-//! unreachable instance is skipped at once for [`Swrr::down_for`]. A change of membership or weight keeps the
-//! other instances' state.
+//! unreachable instance is skipped at once for [`SmoothWrr::down_for`]. A cancelled call says nothing. A change
+//! of membership or weight keeps the other instances' state. It looks neither at the call nor at latency.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rpc_core::balance::Outcome;
 use tokio::time::Instant;
 
-/// Default of [`Swrr::down_for`]: 1 s.
+use super::{CallInfo, Instance, Outcome, Policy};
+
+/// Default of [`SmoothWrr::down_for`]: 1 s.
 pub const DEFAULT_DOWN_FOR: Duration = Duration::from_secs(1);
+
+/// Smooth weighted round-robin with failure feedback, as a [`Policy`].
+///
+/// ```
+/// use rpc_core::balance::{CallInfo, Instance, Policy, SmoothWrr};
+/// # #[rpc_core::service] trait Svc { async fn m(&self); }
+/// let wrr = SmoothWrr::default();
+/// wrr.update(&[Instance::new("a", 5), Instance::new("b", 1), Instance::new("c", 1)]);
+/// let metadata = rpc_core::Metadata::new();
+/// let call = CallInfo { method: &SvcClient::METHODS[0], metadata: &metadata };
+/// let picks: String = (0..7).map(|_| wrr.pick(&call, &[]).unwrap().to_string()).collect();
+/// assert_eq!(picks, "aabacaa");
+/// ```
+#[derive(Debug, Default)]
+pub struct SmoothWrr {
+    state: Mutex<Swrr>,
+}
+
+impl SmoothWrr {
+    /// The policy, skipping an unreachable instance for `down_for` (default [`DEFAULT_DOWN_FOR`]).
+    pub fn with_down_for(down_for: Duration) -> SmoothWrr {
+        SmoothWrr {
+            state: Mutex::new(Swrr {
+                down_for,
+                ..Swrr::default()
+            }),
+        }
+    }
+
+    /// How long an unreachable instance is skipped.
+    pub fn down_for(&self) -> Duration {
+        self.state().down_for
+    }
+
+    /// The effective weight of `address`, if it is known.
+    pub fn effective_weight(&self, address: &str) -> Option<i64> {
+        self.state().effective_weight(address)
+    }
+
+    fn state(&self) -> MutexGuard<'_, Swrr> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Policy for SmoothWrr {
+    fn update(&self, instances: &[Instance]) {
+        self.state()
+            .update(instances.iter().map(|i| (&*i.address, i.weight)));
+    }
+
+    fn pick(&self, _call: &CallInfo<'_>, skip: &[Arc<str>]) -> Option<Arc<str>> {
+        self.state().pick(skip, Instant::now())
+    }
+
+    fn report(&self, address: &str, outcome: Outcome, _latency: Duration) {
+        self.state().report(address, outcome, Instant::now());
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Peer {
@@ -27,10 +88,10 @@ struct Peer {
 
 /// The selection state over a set of instances.
 #[derive(Debug, Clone)]
-pub struct Swrr {
+struct Swrr {
     peers: Vec<Peer>,
     /// How long an unreachable instance is skipped before it is tried again.
-    pub down_for: Duration,
+    down_for: Duration,
 }
 
 impl Default for Swrr {
@@ -44,7 +105,8 @@ impl Default for Swrr {
 
 impl Swrr {
     /// Selection over `instances` (address, weight).
-    pub fn new<'a>(instances: impl IntoIterator<Item = (&'a str, u32)>) -> Swrr {
+    #[cfg(test)]
+    fn new<'a>(instances: impl IntoIterator<Item = (&'a str, u32)>) -> Swrr {
         let mut s = Swrr::default();
         s.update(instances);
         s
@@ -52,7 +114,7 @@ impl Swrr {
 
     /// Takes a new set of instances: instances already known keep their state (a weight change resets only
     /// that instance's effective weight), new ones start fresh, gone ones are dropped.
-    pub fn update<'a>(&mut self, instances: impl IntoIterator<Item = (&'a str, u32)>) {
+    fn update<'a>(&mut self, instances: impl IntoIterator<Item = (&'a str, u32)>) {
         let mut next = Vec::new();
         for (address, weight) in instances {
             let weight = i64::from(weight);
@@ -78,18 +140,14 @@ impl Swrr {
     }
 
     /// The number of instances.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.peers.len()
-    }
-
-    /// Whether there is no instance.
-    pub fn is_empty(&self) -> bool {
-        self.peers.is_empty()
     }
 
     /// The next instance, not one in `skip`. Instances marked down are left out while others are eligible;
     /// instances of weight 0 never.
-    pub fn pick(&mut self, skip: &[Arc<str>], now: Instant) -> Option<Arc<str>> {
+    fn pick(&mut self, skip: &[Arc<str>], now: Instant) -> Option<Arc<str>> {
         let eligible = |p: &Peer, allow_down: bool| {
             p.weight > 0
                 && !skip.iter().any(|s| **s == *p.address)
@@ -114,7 +172,7 @@ impl Swrr {
     }
 
     /// How a call to `address` went.
-    pub fn report(&mut self, address: &str, outcome: Outcome, now: Instant) {
+    fn report(&mut self, address: &str, outcome: Outcome, now: Instant) {
         let down_for = self.down_for;
         let Some(p) = self.peers.iter_mut().find(|p| &*p.address == address) else {
             return;
@@ -126,6 +184,7 @@ impl Swrr {
                     p.effective += 1;
                 }
             }
+            Outcome::Cancelled => {}
             Outcome::Failure | Outcome::Unreachable => {
                 p.effective = (p.effective - (p.weight / 4).max(1))
                     .max(1)
@@ -138,7 +197,7 @@ impl Swrr {
     }
 
     /// The effective weight of `address`, if it is known.
-    pub fn effective_weight(&self, address: &str) -> Option<i64> {
+    fn effective_weight(&self, address: &str) -> Option<i64> {
         self.peers
             .iter()
             .find(|p| &*p.address == address)

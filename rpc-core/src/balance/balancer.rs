@@ -1,0 +1,117 @@
+//! [`Balancer`]: a [`Policy`] and the [`Feed`] that keeps its instances current, as a balanced client uses them;
+//! and [`Picked`], the guard of one pick, which reports the call's outcome and latency to the policy when the
+//! call ends, or `Cancelled` when it is dropped first.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::time::Instant;
+
+use super::{CallInfo, Discover, Feed, Outcome, Policy};
+
+/// A policy over the instances a feed keeps current.
+pub struct Balancer {
+    policy: Arc<dyn Policy>,
+    /// Looked at before each pick without waiting: a pick that finds another one refreshing goes on with the
+    /// instances the policy has.
+    feed: Mutex<Box<dyn Feed>>,
+}
+
+impl std::fmt::Debug for Balancer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Balancer").finish_non_exhaustive()
+    }
+}
+
+impl Balancer {
+    /// `policy` over the instances of `feed` (a `Vec<Instance>` for a fixed list).
+    pub fn new(policy: impl Policy, feed: impl Feed) -> Balancer {
+        Balancer::from_parts(Arc::new(policy), Box::new(feed))
+    }
+
+    /// `policy` over the instances of `feed`, both already boxed.
+    pub fn from_parts(policy: Arc<dyn Policy>, mut feed: Box<dyn Feed>) -> Balancer {
+        policy.update(&feed.current());
+        Balancer {
+            policy,
+            feed: Mutex::new(feed),
+        }
+    }
+
+    /// The instances of `service` that `discovery` finds, under the policy it names for them.
+    pub fn discovered(discovery: impl Discover, service: &str) -> Balancer {
+        Balancer::from_parts(discovery.default_policy(service), discovery.feed(service))
+    }
+
+    /// `policy` over the instances of `service` that `discovery` finds.
+    pub fn discovered_with(
+        discovery: impl Discover,
+        service: &str,
+        policy: Arc<dyn Policy>,
+    ) -> Balancer {
+        Balancer::from_parts(policy, discovery.feed(service))
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Arc<dyn Policy> {
+        &self.policy
+    }
+
+    /// Picks an instance for `call`, not one in `skip`, after handing the policy any change of the feed. The
+    /// guard reports to the policy once: [`Picked::finish`], or `Cancelled` if it is dropped first.
+    pub fn pick(&self, call: &CallInfo<'_>, skip: &[Arc<str>]) -> Option<Picked<'_>> {
+        if let Ok(mut feed) = self.feed.try_lock()
+            && feed.has_changed()
+        {
+            self.policy.update(&feed.current());
+        }
+        let address = self.policy.pick(call, skip)?;
+        Some(Picked {
+            policy: &*self.policy,
+            address,
+            picked_at: Instant::now(),
+            reported: false,
+        })
+    }
+}
+
+/// One pick: the instance's address, and the report owed to the policy.
+pub struct Picked<'a> {
+    policy: &'a dyn Policy,
+    address: Arc<str>,
+    picked_at: Instant,
+    reported: bool,
+}
+
+impl std::fmt::Debug for Picked<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Picked")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Picked<'_> {
+    /// The instance picked.
+    pub fn address(&self) -> &Arc<str> {
+        &self.address
+    }
+
+    /// Reports how the call ended, with the time since the pick.
+    pub fn finish(mut self, outcome: Outcome) {
+        self.report(outcome);
+    }
+
+    fn report(&mut self, outcome: Outcome) {
+        if !self.reported {
+            self.reported = true;
+            self.policy
+                .report(&self.address, outcome, self.picked_at.elapsed());
+        }
+    }
+}
+
+impl Drop for Picked<'_> {
+    fn drop(&mut self) {
+        self.report(Outcome::Cancelled);
+    }
+}

@@ -1,0 +1,140 @@
+//! Load balancing, as a balanced client sees it: a [`Policy`] picks the instance of each call with the call in
+//! view (its method and metadata, so that a key can be hashed) and hears, when the call ends or is dropped, its
+//! [`Outcome`] and latency; a [`Feed`] keeps the policy's instances current; a [`Discover`] (`rpc-registry`'s
+//! discovery, say) makes a feed for a service and names the policy its clients use unless told otherwise.
+//! [`Balancer`] puts a policy and a feed together for [`crate::Client::balanced`].
+//!
+//! Each policy is one file of this folder: [`SmoothWrr`] (smooth weighted round-robin, the default) today.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use rpc_core::balance::{Balancer, Instance, SmoothWrr};
+//!
+//! let instances = vec![Instance::new("127.0.0.1:7001", 5), Instance::new("127.0.0.1:7002", 1)];
+//! let balancer = Balancer::new(SmoothWrr::default(), instances);
+//! let client = rpc_core::Client::balanced(balancer, rpc_core::ClientConfig::default());
+//! # let _ = client;
+//! ```
+
+mod balancer;
+mod swrr;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rpc_codec::Metadata;
+
+use crate::method::MethodInfo;
+
+pub use balancer::{Balancer, Picked};
+pub use swrr::{DEFAULT_DOWN_FOR, SmoothWrr};
+
+/// An instance a policy may pick: its address and weight.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Instance {
+    /// `host:port`, as a client connects to it.
+    pub address: Arc<str>,
+    /// Its share of calls relative to the others' (policies that weigh instances use it; 0: never picked).
+    pub weight: u32,
+}
+
+impl Instance {
+    /// An instance at `address` of `weight`.
+    pub fn new(address: &str, weight: u32) -> Instance {
+        Instance {
+            address: Arc::from(address),
+            weight,
+        }
+    }
+}
+
+/// The call a policy picks for.
+#[derive(Clone, Copy, Debug)]
+pub struct CallInfo<'a> {
+    /// The service and method, and whether it is idempotent.
+    pub method: &'static MethodInfo,
+    /// The call's metadata, as it will be sent.
+    pub metadata: &'a Metadata,
+}
+
+/// How a call to an instance went, as feedback to the [`Policy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The instance answered (a value, an application error, or a refusal of a bad call).
+    Success,
+    /// The instance failed the call (deadline exceeded, an internal error, overload).
+    Failure,
+    /// The instance could not be reached, or its connection dropped, or it is draining: skip it for now.
+    Unreachable,
+    /// The caller stopped waiting (its future was dropped) before the instance answered.
+    Cancelled,
+}
+
+/// Picks instances for calls and learns from their outcomes. Every method takes `&self`: a policy is shared by
+/// every call of a client, and keeps its state behind its own lock (or atomics).
+pub trait Policy: Send + Sync + 'static {
+    /// Takes the current instances: called before the first pick and whenever the feed changes. Instances
+    /// already known should keep what the policy learned of them.
+    fn update(&self, instances: &[Instance]);
+
+    /// The address of the instance for `call`, not one in `skip` (instances this call already tried), or
+    /// `None` if no instance is left.
+    fn pick(&self, call: &CallInfo<'_>, skip: &[Arc<str>]) -> Option<Arc<str>>;
+
+    /// How a call to `address` ended, `latency` after it was picked.
+    fn report(&self, address: &str, outcome: Outcome, latency: Duration);
+}
+
+/// The instances of a service, kept current (by discovery, or fixed).
+pub trait Feed: Send + Sync + 'static {
+    /// Whether the instances changed since the last [`Feed::current`]: called before every pick, so it must
+    /// be cheap (no lock).
+    fn has_changed(&self) -> bool;
+
+    /// The instances now; later calls of [`Feed::has_changed`] compare with these.
+    fn current(&mut self) -> Vec<Instance>;
+}
+
+/// A fixed list of instances.
+impl Feed for Vec<Instance> {
+    fn has_changed(&self) -> bool {
+        false
+    }
+
+    fn current(&mut self) -> Vec<Instance> {
+        self.clone()
+    }
+}
+
+/// Instances published through a tokio watch channel.
+impl Feed for tokio::sync::watch::Receiver<Vec<Instance>> {
+    fn has_changed(&self) -> bool {
+        tokio::sync::watch::Receiver::has_changed(self).unwrap_or(false)
+    }
+
+    fn current(&mut self) -> Vec<Instance> {
+        self.borrow_and_update().clone()
+    }
+}
+
+/// Finds the instances of services: makes a [`Feed`] for one, and names the policy its clients use by default.
+pub trait Discover {
+    /// The instances of `service`, kept current.
+    fn feed(&self, service: &str) -> Box<dyn Feed>;
+
+    /// The policy a client of `service` uses unless it names one: [`SmoothWrr`] with its defaults.
+    fn default_policy(&self, service: &str) -> Arc<dyn Policy> {
+        let _ = service;
+        Arc::new(SmoothWrr::default())
+    }
+}
+
+impl<T: Discover + ?Sized> Discover for &T {
+    fn feed(&self, service: &str) -> Box<dyn Feed> {
+        (**self).feed(service)
+    }
+
+    fn default_policy(&self, service: &str) -> Arc<dyn Policy> {
+        (**self).default_policy(service)
+    }
+}
