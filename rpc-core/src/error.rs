@@ -6,6 +6,44 @@ use std::fmt::Write as _;
 
 use rpc_codec::Status;
 
+/// Where a payload was when its codec failed, which says whose fault it was: the caller's for a request (its
+/// arguments), the server's for a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PayloadSide {
+    /// Arguments: encoded by the client, decoded by the server.
+    Request,
+    /// A result or an application's error: encoded by the server, decoded by the client.
+    Response,
+}
+
+/// The status of a payload that its codec could not encode or decode: `ResourceExhausted` when it crossed a limit
+/// (frame length, payload room, decoded memory, nesting), else `InvalidArgument` for a request and `Internal` for
+/// a response. The one mapping from codec errors to statuses, on both sides.
+pub(crate) fn payload_status(side: PayloadSide, error: &rpc_codec::PayloadError) -> Status {
+    use rpc_codec::PayloadError;
+    match error {
+        PayloadError::TooLarge { .. }
+        | PayloadError::DecodedTooLarge { .. }
+        | PayloadError::TooDeep { .. } => Status::ResourceExhausted,
+        _ => match side {
+            PayloadSide::Request => Status::InvalidArgument,
+            PayloadSide::Response => Status::Internal,
+        },
+    }
+}
+
+/// [`payload_status`] for a frame that did not encode: a limit of the frame is `ResourceExhausted` too.
+pub(crate) fn encode_status(side: PayloadSide, error: &rpc_codec::EncodeError) -> Status {
+    match error {
+        rpc_codec::EncodeError::Limit(_) => Status::ResourceExhausted,
+        rpc_codec::EncodeError::Payload(p) => payload_status(side, p),
+        _ => match side {
+            PayloadSide::Request => Status::InvalidArgument,
+            PayloadSide::Response => Status::Internal,
+        },
+    }
+}
+
 /// Most bytes of a peer's text (the message of an `Error` or `GoAway` frame) that an error message carries.
 pub(crate) const MAX_PEER_TEXT: usize = 4096;
 
@@ -104,6 +142,35 @@ pub(crate) fn peer_text(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codec_errors_map_to_one_status_each_side() {
+        use rpc_codec::{EncodeError, LimitExceeded, PayloadError};
+        let too_large = || PayloadError::TooLarge { limit: 10 };
+        let malformed = || PayloadError::Unencodable("no".to_owned());
+        let deep = || PayloadError::TooDeep { limit: 3 };
+        for (side, otherwise) in [
+            (PayloadSide::Request, Status::InvalidArgument),
+            (PayloadSide::Response, Status::Internal),
+        ] {
+            assert_eq!(
+                payload_status(side, &too_large()),
+                Status::ResourceExhausted
+            );
+            assert_eq!(payload_status(side, &deep()), Status::ResourceExhausted);
+            assert_eq!(payload_status(side, &malformed()), otherwise);
+            let limit = EncodeError::Limit(LimitExceeded::MetadataTooLarge { len: 9, limit: 8 });
+            assert_eq!(encode_status(side, &limit), Status::ResourceExhausted);
+            assert_eq!(
+                encode_status(side, &EncodeError::Payload(too_large())),
+                Status::ResourceExhausted
+            );
+            assert_eq!(
+                encode_status(side, &EncodeError::Payload(malformed())),
+                otherwise
+            );
+        }
+    }
 
     #[test]
     fn a_peers_text_is_escaped_and_bounded() {

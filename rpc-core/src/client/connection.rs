@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::calls::Calls;
-use crate::error::{RpcError, peer_text};
+use crate::error::{PayloadSide, RpcError, encode_status, peer_text};
 use crate::inbox::ReadSize;
 use crate::method::MethodInfo;
 use crate::metrics::Metrics;
@@ -339,18 +339,10 @@ async fn deadline_loop(shared: Arc<Shared>) {
 }
 
 fn encode_error(e: rpc_codec::EncodeError) -> RpcError {
-    match e {
-        rpc_codec::EncodeError::Limit(l) => {
-            RpcError::new(Status::ResourceExhausted, format!("request not sent: {l}"))
-        }
-        rpc_codec::EncodeError::Payload(p @ rpc_codec::PayloadError::TooLarge { .. }) => {
-            RpcError::new(Status::ResourceExhausted, format!("request not sent: {p}"))
-        }
-        other => RpcError::new(
-            Status::InvalidArgument,
-            format!("request not sent: {other}"),
-        ),
-    }
+    RpcError::new(
+        encode_status(PayloadSide::Request, &e),
+        format!("request not sent: {e}"),
+    )
 }
 
 /// Reads frames until the connection ends, then fails whatever is still waiting.

@@ -33,7 +33,7 @@ use direct::{Direct, Target};
 
 use crate::balance::Balancer;
 use crate::context::Context;
-use crate::error::RpcError;
+use crate::error::{PayloadSide, RpcError, payload_status};
 use crate::method::MethodInfo;
 use crate::metrics::{Ended, MethodStats, Metrics};
 use crate::options::CallOptions;
@@ -338,13 +338,8 @@ fn decode<T: DeserializeOwned>(
     limit: usize,
 ) -> Result<T, RpcError> {
     Bincode.decode_within(bytes, limit).map_err(|e| {
-        let status = match e {
-            rpc_codec::PayloadError::DecodedTooLarge { .. }
-            | rpc_codec::PayloadError::TooDeep { .. } => rpc_codec::Status::ResourceExhausted,
-            _ => rpc_codec::Status::Internal,
-        };
         RpcError::new(
-            status,
+            payload_status(PayloadSide::Response, &e),
             format!(
                 "the response of {method} does not decode as {}: {e}",
                 core::any::type_name::<T>()

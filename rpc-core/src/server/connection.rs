@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, BytesMut};
-use rpc_codec::{Bincode, EncodeError, FrameCodec, Header, Kind, Metadata, ReceivedRef, Status};
+use rpc_codec::{Bincode, FrameCodec, Header, Kind, Metadata, ReceivedRef, Status};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{Notify, oneshot, watch};
@@ -17,6 +17,7 @@ use super::ServerConfig;
 use super::admission::Slot;
 use super::registry::Registry;
 use super::service::Call;
+use crate::error::{PayloadSide, encode_status};
 use crate::ids::IdMap;
 use crate::inbox::ReadSize;
 use crate::outbox::Outbox;
@@ -93,19 +94,10 @@ impl ConnShared {
             codec.encode_value(&header, &Metadata::new(), value, &Bincode, &mut state.buf)
         });
         if let Ok(Err(e)) = sent {
-            let (status, message) = match e {
-                EncodeError::Limit(l) => (
-                    Status::ResourceExhausted,
-                    format!("the response is too large: {l}"),
-                ),
-                EncodeError::Payload(p @ rpc_codec::PayloadError::TooLarge { .. }) => (
-                    Status::ResourceExhausted,
-                    format!("the response is too large: {p}"),
-                ),
-                other => (
-                    Status::Internal,
-                    format!("the response does not encode: {other}"),
-                ),
+            let status = encode_status(PayloadSide::Response, &e);
+            let message = match status {
+                Status::ResourceExhausted => format!("the response is too large: {e}"),
+                _ => format!("the response does not encode: {e}"),
             };
             self.send_error(id, status, &message);
         }

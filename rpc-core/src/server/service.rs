@@ -5,12 +5,14 @@
 use std::sync::Arc;
 
 use rpc_codec::{Bincode, MetadataRef, PayloadCodec, PayloadError, Status};
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use super::connection::ConnShared;
 use super::handler;
+use crate::error::{PayloadSide, payload_status};
 use crate::method::MethodInfo;
 use crate::metrics::{MethodStats, Metrics};
 
@@ -70,12 +72,7 @@ impl Call<'_> {
     /// `ResourceExhausted` if the arguments would take more memory than the server's limit or nest deeper
     /// than [`rpc_codec::MAX_DEPTH`].
     pub fn invalid_argument(self, method: &'static MethodInfo, error: PayloadError) -> Dispatched {
-        let status = match error {
-            PayloadError::DecodedTooLarge { .. } | PayloadError::TooDeep { .. } => {
-                Status::ResourceExhausted
-            }
-            _ => Status::InvalidArgument,
-        };
+        let status = payload_status(PayloadSide::Request, &error);
         let message = format!("the arguments of {method} do not decode: {error}");
         self.refuse(status, message)
     }
