@@ -66,6 +66,7 @@
 //! - `ids`: maps keyed by request and method ids, with a hash that costs one multiply.
 //! - `tls` (feature `tls`): TLS and mutual TLS settings for clients and servers, from PEM.
 //! - [`text`]: which characters of a peer's text must be escaped before it is shown.
+//! - [`sync`]: [`sync::lock`], the one way the framework takes a mutex.
 //! - `stub`: [`Stub`], what every generated client is; its items never collide with a method's name.
 //! - `__private` (hidden): what `#[service]`'s code calls: type checks on each argument and result, byte
 //!   buffers as bytes.
@@ -85,6 +86,7 @@ mod options;
 mod outbox;
 pub mod server;
 mod stub;
+pub mod sync;
 pub mod text;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -222,20 +222,12 @@ impl Metrics {
     }
 
     fn shared_method(&self, method: &MethodInfo) -> Arc<MethodStats> {
-        let methods = self
-            .inner
-            .methods
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let methods = crate::sync::read(&self.inner.methods);
         if let Some(stats) = methods.get(&method.id) {
             return Arc::clone(stats);
         }
         drop(methods);
-        let mut methods = self
-            .inner
-            .methods
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut methods = crate::sync::write(&self.inner.methods);
         Arc::clone(
             methods
                 .entry(method.id)
@@ -288,11 +280,7 @@ impl Metrics {
             Side::Server => ("rpc_server", "served"),
             Side::Client => ("rpc_client", "made"),
         };
-        let mut methods: Vec<Arc<MethodStats>> = self
-            .inner
-            .methods
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        let mut methods: Vec<Arc<MethodStats>> = crate::sync::read(&self.inner.methods)
             .values()
             .cloned()
             .collect();

@@ -140,9 +140,7 @@ impl Outbox {
 
     fn lock(&self) -> MutexGuard<'_, OutState> {
         // A producer that panicked while encoding left the buffer whole: encoding writes nothing on failure.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Runs `encode` on the queue under the lock, then wakes the writer task if the queue was empty. Fails if
@@ -365,9 +363,7 @@ impl Outbox {
     }
 
     fn writing(&self) -> MutexGuard<'_, Writing> {
-        self.writing
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.writing)
     }
 
     /// The writer task: writes whatever is queued whenever it is woken, until the outbox is closed and drained

@@ -97,10 +97,6 @@ struct Inner {
 /// The last watch error of each service, shared with the watch tasks.
 type Errors = Arc<Mutex<HashMap<String, String>>>;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl Drop for Inner {
     fn drop(&mut self) {
         for task in self.tasks.get_mut().map(std::mem::take).unwrap_or_default() {
@@ -147,10 +143,7 @@ impl Discovery {
     }
 
     fn watches(&self) -> MutexGuard<'_, HashMap<String, watch::Receiver<Arc<Snapshot>>>> {
-        self.inner
-            .watches
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        rpc_core::sync::lock(&self.inner.watches)
     }
 
     /// The instances of `service`, as a value that changes when they do. The first call for a service starts
@@ -176,11 +169,7 @@ impl Discovery {
             tx,
             Arc::clone(&self.inner.errors),
         ));
-        self.inner
-            .tasks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(task.abort_handle());
+        rpc_core::sync::lock(&self.inner.tasks).push(task.abort_handle());
         rx
     }
 
@@ -192,7 +181,9 @@ impl Discovery {
     /// Why the last watch of `service` failed (the registry unreachable, a TLS or protocol error), if it did;
     /// `None` once a watch succeeds. Tells "no instance is registered" apart from "the registry did not answer".
     pub fn last_error(&self, service: &str) -> Option<String> {
-        lock(&self.inner.errors).get(service).cloned()
+        rpc_core::sync::lock(&self.inner.errors)
+            .get(service)
+            .cloned()
     }
 
     /// Whether the registry has answered a watch of `service` yet: tells "no instance is registered" (answered,
@@ -263,7 +254,7 @@ async fn watch_loop(
         match call.watch(service.clone(), epoch, since, wait_ms).await {
             Ok(snapshot) => {
                 if failures > 0 {
-                    lock(&errors).remove(&service);
+                    rpc_core::sync::lock(&errors).remove(&service);
                 }
                 failures = 0;
                 if epoch != 0 && snapshot.epoch != epoch {
@@ -295,7 +286,7 @@ async fn watch_loop(
                 }
             }
             Err(e) => {
-                lock(&errors).insert(service.clone(), e.to_string());
+                rpc_core::sync::lock(&errors).insert(service.clone(), e.to_string());
                 failures = failures.saturating_add(1);
                 tokio::time::sleep(retry_pause(failures)).await;
             }

@@ -126,9 +126,7 @@ struct Shared {
 
 impl Shared {
     fn lease(&self) -> MutexGuard<'_, Lease> {
-        self.lease
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        rpc_core::sync::lock(&self.lease)
     }
 
     fn lease_ref(&self) -> LeaseRef {

@@ -56,9 +56,7 @@ impl SmoothWrr {
     }
 
     fn state(&self) -> MutexGuard<'_, Swrr> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.state)
     }
 }
 

@@ -45,10 +45,7 @@ impl Balanced {
     }
 
     fn client_for(&self, address: &Arc<str>) -> Arc<Direct> {
-        let mut pool = self
-            .pool
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut pool = crate::sync::lock(&self.pool);
         let direct = pool.entry(Arc::clone(address)).or_insert_with(|| {
             let target = match address.parse() {
                 Ok(addr) => Target::Resolved(vec![addr]),

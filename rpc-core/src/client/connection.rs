@@ -90,9 +90,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn calls(&self) -> MutexGuard<'_, Calls> {
-        self.calls
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.calls)
     }
 
     /// Fails every call still waiting, and accepts no new ones.
