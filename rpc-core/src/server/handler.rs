@@ -193,7 +193,7 @@ pub(crate) fn spawn<F, T, R>(
         method,
         deadline,
         metadata: call.metadata.to_metadata(),
-        peer: conn.peer,
+        peer: conn.peer.clone(),
         client_names: conn.client_names.clone(),
         trace,
     };
