@@ -60,16 +60,20 @@ async fn register(addr: &str, tls: Option<ClientTls>, service: &str) -> Result<(
             .await
             .map_err(|e| e.to_string())?,
     );
-    let instance = NewInstance {
+    match client.register(calc_instance(service)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// An instance of `service` at 127.0.0.1:7001, weight 1.
+fn calc_instance(service: &str) -> NewInstance {
+    NewInstance {
         service: service.to_owned(),
         address: "127.0.0.1:7001".to_owned(),
         weight: 1,
         metadata: Default::default(),
-    };
-    match client.register(instance).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -296,13 +300,11 @@ async fn sigterm_drains_the_registry_as_sigint_does() {
         ..ClientConfig::default()
     };
     let client = RegistryClient::new(Client::lazy_with(addr.as_str(), config).await.unwrap());
-    let instance = NewInstance {
-        service: "Calc".into(),
-        address: "127.0.0.1:7001".into(),
-        weight: 1,
-        metadata: Default::default(),
-    };
-    client.register(instance).await.unwrap().unwrap();
+    client
+        .register(calc_instance("Calc"))
+        .await
+        .unwrap()
+        .unwrap();
     // A watch waits for a change, and a run of reads goes on, while the registry is told to stop.
     let seen = client.instances("Calc".into()).await.unwrap();
     let watch = tokio::spawn({

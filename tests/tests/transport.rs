@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use rpc_core::server::{Listener, bind_unix};
 use rpc_core::tls::{ClientTls, ServerTls};
-use rpc_core::{Client, ClientConfig, Metadata, PeerAddr, Server, ServerConfig, Status};
+use rpc_core::{Client, ClientConfig, Metadata, PeerAddr, ServerConfig, Status};
 use rpc_registry::{AddressCheck, NewInstance, RegistryClient, RegistryConfig};
 use tests::certs::Ca;
-use tests::lab::{LabClient, LabImpl, LabServer, Observed};
+use tests::lab::{LabClient, LabImpl, Observed};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -61,23 +61,12 @@ impl Lab {
         let listener: Listener = listener.into();
         let lab = LabImpl::default();
         let observed = Arc::clone(&lab.observed);
-        let builder = Server::builder()
-            .add_service(LabServer::new(lab))
-            .config(config);
-        let builder = match tls {
-            Some(tls) => builder.tls(tls),
-            None => builder,
-        };
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let task = tokio::spawn(
-            builder
-                .build()
-                .unwrap()
-                .serve_with_shutdown(listener, shutdown),
-        );
+        let server = tests::serve::lab_server(lab, config, tls, None);
+        let task = tokio::spawn(server.serve_with_shutdown(listener, shutdown));
         Lab {
             observed,
             stop: Some(stop),
