@@ -3,16 +3,18 @@
 //!
 //! # Layout
 //! - [`hello`]: the `Greeter` service of `hello-server` and `hello-client`.
+//! - [`address`]: the `host:port` or `unix:PATH` addresses of `hello-server` and `hello-client`.
 //! - [`calc`]: the `Calc` service of `calc-server`, `calc-client` and `cluster-demo`.
 //! - [`tls`]: the `--tls-cert`, `--tls-key` and `--tls-ca` flags and the settings they make.
 //! - [`ops`]: the `--metrics ADDR` flag of servers (metrics and `/healthz`), the registration's changes
 //!   logged and counted ([`ops::Health`]), and the progress line of clients.
 //! - `wire-tour`: encodes a frame of every kind, prints it byte by byte, decodes it back, and shows the
 //!   codec refusing hostile input.
-//! - `hello-server`, `hello-client`: the smallest real service, served and called over TCP.
+//! - `hello-server`, `hello-client`: the smallest real service, served and called over TCP or a Unix socket.
 //! - `calc-server`, `calc-client`: a service registered with `rpc-registry` and called through discovery.
 //! - `cluster-demo`: a registry, three weighted servers and a client in one process, one server killed mid-run.
 
+pub mod address;
 pub mod calc;
 pub mod hello;
 pub mod ops;

@@ -2,6 +2,7 @@
 //! Ctrl-C does: `hello-server` tells its clients go-away and finishes the calls in flight, `calc-server` first
 //! deregisters, then drains. Each runs as a process of its own, gets SIGTERM (by pid) in the middle of a run of
 //! calls, and must exit 0 with no call lost. (The registry's own test is in `rpc-registry/tests/cli.rs`.)
+//! `hello-server` on a Unix socket, called by `hello-client`, removes the socket file when SIGTERM stops it.
 
 #![cfg(unix)]
 
@@ -161,6 +162,37 @@ async fn sigterm_drains_hello_server_with_no_call_lost() {
     assert_eq!(code, Some(0), "exit status after SIGTERM");
     server.said("SIGTERM: shutting down").await;
     server.said("stopped").await;
+}
+
+#[tokio::test]
+async fn hello_client_calls_hello_server_over_a_unix_socket_whose_file_goes_at_sigterm() {
+    let dir = std::env::temp_dir().join(format!("rpc-hello-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("hello.sock");
+    let listen = format!("unix:{}", path.display());
+    let mut server = start(env!("CARGO_BIN_EXE_hello-server"), &["--listen", &listen]).await;
+    assert_eq!(server.addr, listen, "it prints the address it serves on");
+    let client = Command::new(env!("CARGO_BIN_EXE_hello-client"))
+        .args(["--server", &listen, "Ada", "Grace"])
+        .kill_on_drop(true)
+        .output();
+    let client = tokio::time::timeout(Duration::from_secs(30), client)
+        .await
+        .expect("hello-client finishes within 30 s")
+        .unwrap();
+    let printed = String::from_utf8_lossy(&client.stdout);
+    assert!(
+        client.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&client.stderr)
+    );
+    assert!(
+        printed.lines().any(|l| l == "hello, Ada; hello, Grace"),
+        "{printed}"
+    );
+    assert_eq!(server.sigterm().await, Some(0), "exit status after SIGTERM");
+    assert!(!path.exists(), "the socket file is removed at exit");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

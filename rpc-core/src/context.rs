@@ -2,7 +2,6 @@
 //! verified names of the client's certificate, the trace), available through `Context::current()` anywhere in
 //! the handler's task, and in the tasks it spawns through `Context::scope`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rpc_codec::Metadata;
@@ -10,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::method::MethodInfo;
 use crate::trace::TraceContext;
+use crate::transport::PeerAddr;
 
 tokio::task_local! {
     static CONTEXT: Context;
@@ -34,7 +34,7 @@ pub struct Context {
     pub(crate) method: &'static MethodInfo,
     pub(crate) deadline: Option<Instant>,
     pub(crate) metadata: Metadata,
-    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) peer: Option<PeerAddr>,
     /// The DNS names of the client's verified certificate (mutual TLS), if it presented one.
     pub(crate) client_names: Option<Arc<[String]>>,
     /// The trace this call belongs to (its `rpc.serve` span's context), when tracing is on. Boxed: a context
@@ -69,9 +69,10 @@ impl Context {
         &self.metadata
     }
 
-    /// The caller's address, when the transport has one.
-    pub fn peer(&self) -> Option<SocketAddr> {
-        self.peer
+    /// The caller's address: its TCP address (with or without TLS), or [`PeerAddr::Unix`] over a Unix domain
+    /// socket. `None` only for a call that came over no transport at all.
+    pub fn peer(&self) -> Option<&PeerAddr> {
+        self.peer.as_ref()
     }
 
     /// The DNS names (subject alternative names) of the certificate the client presented over mutual TLS,

@@ -34,8 +34,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! One TCP connection per client multiplexes every call; calls carry a deadline (10 s unless set) that
-//! travels as a budget, and dropping a call cancels it on the server. The wire format is `docs/PROTOCOL.md`.
+//! One connection per client (TCP, TLS with feature `tls`, or a Unix domain socket: see
+//! [`Client::connect_unix`] and [`server::Listener`]) multiplexes every call; calls carry a deadline (10 s
+//! unless set) that travels as a budget, and dropping a call cancels it on the server. The wire format is
+//! `docs/PROTOCOL.md`.
 //!
 //! A crate that uses it needs these `[dependencies]` (rpc-core is not on crates.io: `path` points at the
 //! `rpc-core` folder of a clone of its repository). `#[tokio::main]` needs tokio's `macros` and
@@ -55,6 +57,8 @@
 //! - [`balance`]: [`balance::Policy`] (one file per policy: [`balance::SmoothWrr`]), [`balance::Feed`],
 //!   [`balance::Discover`] and [`balance::Balancer`], which a balanced client uses.
 //! - [`server`]: [`Server`], the accept loop, connections, handlers, [`Service`].
+//! - `transport`: what differs between TCP, TLS and Unix domain sockets: dialing, [`server::Listener`], the
+//!   handshake of each connection, one stream type for all, and [`PeerAddr`].
 //! - `context`: [`Context`], the call a handler serves.
 //! - `error`: [`RpcError`].
 //! - `options`: [`CallOptions`], per-call deadline and metadata.
@@ -91,6 +95,7 @@ pub mod text;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod trace;
+mod transport;
 
 pub use client::{Client, ClientConfig};
 pub use context::Context;
@@ -105,6 +110,7 @@ pub use stub::Stub;
 /// The addresses [`Client::connect`] accepts (`"host:port"`, a `SocketAddr`, ...).
 pub use tokio::net::ToSocketAddrs;
 pub use trace::{TRACEPARENT, TraceContext};
+pub use transport::PeerAddr;
 
 /// The wire codec this runtime speaks.
 pub use rpc_codec as codec;

@@ -15,8 +15,9 @@ use crate::method::MethodInfo;
 use crate::options::CallOptions;
 
 /// A client stub of one service: a [`Client`] and the [`CallOptions`] of its calls. `#[service]` implements it
-/// for `<Trait>Client`, whose inherent `new`, `connect`, `with_deadline`, ... call these. A method of the service
-/// named like one of them takes the inherent name; reach the stub's item through this trait:
+/// for `<Trait>Client`, whose inherent `new`, `connect`, `connect_unix`, `with_deadline`, ... call these. A
+/// method of the service named like one of them takes the inherent name; reach the stub's item through this
+/// trait:
 ///
 /// ```
 /// use rpc_core::{Client, Stub, service};
@@ -61,6 +62,15 @@ pub trait Stub: Clone + Sized {
     /// Connects to a server at `addr` with the default client configuration.
     fn connect(addr: impl ToSocketAddrs) -> impl Future<Output = Result<Self, RpcError>> {
         async { Ok(Self::new(Client::connect(addr).await?)) }
+    }
+
+    /// Connects to a server listening on the Unix domain socket at `path`, with the default client
+    /// configuration (unix only).
+    #[cfg(unix)]
+    fn connect_unix(
+        path: impl AsRef<std::path::Path>,
+    ) -> impl Future<Output = Result<Self, RpcError>> {
+        async { Ok(Self::new(Client::connect_unix(path).await?)) }
     }
 
     /// A stub whose calls are spread over the instances of `service` that `discovery` knows, by the policy it

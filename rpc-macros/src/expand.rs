@@ -13,11 +13,12 @@ use crate::ast::{Method, Output, Service, Wire};
 
 /// The inherent items of `<Trait>Client` besides its methods, each a shortcut to the `rpc_core::Stub` item of
 /// the same name, and left out when a method of the service has that name.
-pub(crate) const CLIENT_ITEMS: [&str; 9] = [
+pub(crate) const CLIENT_ITEMS: [&str; 10] = [
     "SERVICE",
     "METHODS",
     "new",
     "connect",
+    "connect_unix",
     "discover",
     "discover_with",
     "with_deadline",
@@ -280,6 +281,16 @@ fn client_shortcut(item: &str) -> TokenStream {
                 addr: impl ::rpc_core::ToSocketAddrs,
             ) -> ::core::result::Result<Self, ::rpc_core::RpcError> {
                 <Self as ::rpc_core::Stub>::connect(addr).await
+            }
+        },
+        "connect_unix" => quote! {
+            /// Connects to a server listening on the Unix domain socket at `path`, with the default client
+            /// configuration (`rpc_core::Stub::connect_unix`; unix only).
+            #[cfg(unix)]
+            pub async fn connect_unix(
+                path: impl ::core::convert::AsRef<::std::path::Path>,
+            ) -> ::core::result::Result<Self, ::rpc_core::RpcError> {
+                <Self as ::rpc_core::Stub>::connect_unix(path).await
             }
         },
         "discover" => quote! {

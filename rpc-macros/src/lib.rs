@@ -30,10 +30,10 @@ mod valid;
 /// implementations may still be written as `async fn`):
 /// - `CalcClient`: one method per trait method, same name and arguments, returning `Result<T, RpcError>`;
 ///   `Clone`, `Debug` and `rpc_core::Stub` (`SERVICE`, `METHODS`, `from_parts`, `client`, `options`, `new`,
-///   `connect`, `discover`, `discover_with`, `with_deadline`, `with_metadata`); and inherent shortcuts to the
-///   `Stub` items `SERVICE`, `METHODS`, `new`, `connect`, `discover`, `discover_with`, `with_deadline`,
-///   `with_metadata` and `client`, each left out when a method of the trait has its name (reach it as
-///   `<CalcClient as Stub>::connect(addr)`).
+///   `connect`, `connect_unix`, `discover`, `discover_with`, `with_deadline`, `with_metadata`); and inherent
+///   shortcuts to the `Stub` items `SERVICE`, `METHODS`, `new`, `connect`, `connect_unix` (unix only),
+///   `discover`, `discover_with`, `with_deadline`, `with_metadata` and `client`, each left out when a method
+///   of the trait has its name (reach it as `<CalcClient as Stub>::connect(addr)`).
 /// - `CalcServer<S>`: `new(service)`, `from_arc(arc)`, `Clone`, and `rpc_core::Service` (`name`, `methods`,
 ///   `dispatch`), which calls `S`'s methods by their full path.
 ///

@@ -31,6 +31,11 @@ pub struct ServeFlags {
     /// `/v1/overview`, `/healthz`) and Prometheus metrics (`/metrics`).
     #[arg(long, env = "RPC_REGISTRY_HTTP", default_value = "127.0.0.1:7071")]
     pub http: SocketAddr,
+    /// Path of a Unix domain socket to serve the RPC API on too (unix only), for instances and clients on this
+    /// host; the same calls, limits and credentials as --listen, never TLS (the socket file's permissions guard
+    /// it). A stale socket file nothing listens on is replaced; the file is removed at exit. [default: none]
+    #[arg(long, env = "RPC_REGISTRY_UNIX_SOCKET")]
+    pub unix_socket: Option<PathBuf>,
     /// Milliseconds after its last heartbeat at which an instance is evicted; instances heartbeat every
     /// third of it.
     #[arg(long, env = "RPC_REGISTRY_TTL_MS", default_value_t = ms(registry::DEFAULT_TTL))]
@@ -45,7 +50,8 @@ pub struct ServeFlags {
     /// ["*"]}]}. [default: none]
     #[arg(long, env = "RPC_REGISTRY_CREDENTIALS")]
     pub credentials: Option<PathBuf>,
-    /// What to check of the address an instance registers: `peer` (its IP is the caller's), `reachable`
+    /// What to check of the address an instance registers: `peer` (its IP is the caller's; over
+    /// --unix-socket, one of this host's), `reachable`
     /// (something accepts connections there), or `off`. `peer` and `reachable` refuse port 0.
     #[arg(long, value_enum, default_value_t = Check::Peer)]
     pub address_check: Check,
@@ -144,6 +150,7 @@ impl std::fmt::Debug for ServeFlags {
         let ServeFlags {
             listen,
             http,
+            unix_socket,
             ttl_ms,
             token,
             credentials,
@@ -179,6 +186,7 @@ impl std::fmt::Debug for ServeFlags {
         f.debug_struct("ServeFlags")
             .field("listen", listen)
             .field("http", http)
+            .field("unix_socket", unix_socket)
             .field("ttl_ms", ttl_ms)
             .field("token", &hidden(token))
             .field("credentials", credentials)

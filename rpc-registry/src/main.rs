@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use rpc_core::server::Listener;
 use rpc_core::tls::ClientTls;
 use rpc_registry::cli::{Options, WatchConfig};
 use rpc_registry::flags::ServeFlags;
@@ -155,11 +156,21 @@ async fn serve(flags: &ServeFlags) -> Result<(), Box<dyn std::error::Error>> {
     }
     let rpc = tokio::net::TcpListener::bind(flags.listen).await?;
     let http = tokio::net::TcpListener::bind(flags.http).await?;
-    println!(
-        "rpc-registry: API on {}{}, dashboard and metrics on http://{}/, TTL {} ms, up to {} instances and {} \
-         connections",
+    let api = format!(
+        "{}{}",
         rpc.local_addr()?,
-        if config.tls.is_some() { " (TLS)" } else { "" },
+        if config.tls.is_some() { " (TLS)" } else { "" }
+    );
+    let (rpc, api) = match &flags.unix_socket {
+        Some(path) => (
+            Listener::from(rpc).and(bind_unix(path)?),
+            format!("{api} and unix:{}", path.display()),
+        ),
+        None => (Listener::from(rpc), api),
+    };
+    println!(
+        "rpc-registry: API on {api}, dashboard and metrics on http://{}/, TTL {} ms, up to {} instances and {} \
+         connections",
         http.local_addr()?,
         config.ttl.as_millis(),
         config.max_instances,
@@ -171,11 +182,30 @@ async fn serve(flags: &ServeFlags) -> Result<(), Box<dyn std::error::Error>> {
              registry can register instances and take their traffic"
         );
     }
-    rpc_registry::serve(config, rpc, Some(http), async {
+    let served = rpc_registry::serve(config, rpc, Some(http), async {
         let signal = stop.await;
         eprintln!("rpc-registry: {signal}: shutting down");
     })
-    .await?;
+    .await;
+    if let Some(path) = &flags.unix_socket {
+        let _ = std::fs::remove_file(path);
+    }
+    served?;
     eprintln!("rpc-registry: stopped");
     Ok(())
+}
+
+/// A Unix domain socket listening at `path`.
+#[cfg(unix)]
+fn bind_unix(path: &std::path::Path) -> std::io::Result<tokio::net::UnixListener> {
+    rpc_core::server::bind_unix(path)
+}
+
+/// No Unix domain sockets here: `--unix-socket` is refused.
+#[cfg(not(unix))]
+fn bind_unix(path: &std::path::Path) -> std::io::Result<Listener> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        format!("--unix-socket {}: expected a Unix system", path.display()),
+    ))
 }

@@ -1,7 +1,9 @@
-//! Running a registry: its RPC API on one listener, its HTTP port (dashboard, JSON API, metrics) on another,
-//! the eviction task, and a graceful shutdown of all three (evictions stop first, waiting watches answer).
+//! Running a registry: its RPC API on its listeners (TCP, and Unix domain sockets), its HTTP port (dashboard,
+//! JSON API, metrics) on another, the eviction task, and a graceful shutdown of all three (evictions stop first,
+//! waiting watches answer).
 
 use rpc_core::Server;
+use rpc_core::server::Listener;
 use tokio::net::TcpListener;
 
 use crate::api::RegistryServer;
@@ -9,13 +11,14 @@ use crate::config::RegistryConfig;
 use crate::http;
 use crate::service::RegistryService;
 
-/// Serves a registry with `config`: the RPC API on `rpc` (with the limits of `config.server`), and on `http` if
+/// Serves a registry with `config`: the RPC API on `rpc` (a `TcpListener`, a `UnixListener`, or a [`Listener`]
+/// of both, with the limits of `config.server`; connections over a Unix socket are not TLS), and on `http` if
 /// given the dashboard, the JSON API and the metrics (of the registry and of its RPC server), until `shutdown`
 /// completes; then drains and returns. A configuration that fails [`RegistryConfig::validate`] is refused
 /// (`InvalidInput`) before anything is served.
 pub async fn serve(
     config: RegistryConfig,
-    rpc: TcpListener,
+    rpc: impl Into<Listener>,
     http: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {

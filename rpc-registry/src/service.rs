@@ -61,9 +61,7 @@ impl Shared {
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        rpc_core::sync::lock(&self.state)
     }
 
     /// Evicts leases as their timers fire, in expiry order, until the task is dropped.
@@ -175,21 +173,30 @@ impl Shared {
                         "the peer check needs the address as IP:port (address_check: peer)",
                     ));
                 };
-                let peer = Context::current().and_then(|c| c.peer());
-                let Some(peer) = peer else {
-                    return refused(String::from(
-                        "the caller's address is unknown (address_check: peer)",
-                    ));
-                };
+                let peer = Context::current().and_then(|c| c.peer().cloned());
                 let canonical = |ip: std::net::IpAddr| ip.to_canonical();
-                if canonical(addr.ip()) == canonical(peer.ip()) {
-                    Ok(())
-                } else {
-                    refused(format!(
-                        "the address's IP {} is not the caller's {} (address_check: peer)",
-                        addr.ip(),
-                        peer.ip()
-                    ))
+                match peer {
+                    Some(peer) => match peer.ip() {
+                        Some(ip) if canonical(addr.ip()) == canonical(ip) => Ok(()),
+                        Some(ip) => refused(format!(
+                            "the address's IP {} is not the caller's {ip} (address_check: peer)",
+                            addr.ip(),
+                        )),
+                        // Over a Unix socket the caller runs on this host: its address must be one of this
+                        // host's.
+                        None if peer.is_unix() && is_local(addr.ip()) => Ok(()),
+                        None if peer.is_unix() => refused(format!(
+                            "the caller came over a Unix socket, so it runs on this host, and {} is not an \
+                             address of this host (address_check: peer)",
+                            addr.ip(),
+                        )),
+                        None => refused(format!(
+                            "the caller's address {peer} has no IP (address_check: peer)"
+                        )),
+                    },
+                    None => refused(String::from(
+                        "the caller's address is unknown (address_check: peer)",
+                    )),
                 }
             }
             AddressCheck::Reachable => {
@@ -404,4 +411,9 @@ impl Registry for RegistryService {
     async fn status(&self, service: Option<String>) -> Vec<ServiceStatus> {
         self.shared.status(service.as_deref())
     }
+}
+
+/// Whether `ip` is an address of this host (one a socket can be bound to), the unspecified address aside.
+fn is_local(ip: std::net::IpAddr) -> bool {
+    !ip.is_unspecified() && std::net::UdpSocket::bind((ip, 0)).is_ok()
 }

@@ -1,8 +1,9 @@
 //! The `rpc-registry` binary as a user runs it: `serve` over TLS with a credentials file, checked by clients
 //! over 127.0.0.1 (a granted client certificate registers, others are refused with the reason, a plain client is
 //! told the registry speaks TLS), the warning of an open registry and the open-file limit it raised, tokens
-//! refused by the one rule without being shown, a drain on SIGTERM as on SIGINT, and `--help` naming every flag
-//! with its default.
+//! refused by the one rule without being shown, a drain on SIGTERM as on SIGINT, `--unix-socket` (a stale
+//! socket file replaced, calls over it, the file removed at exit), and `--help` naming every flag with its
+//! default.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -59,16 +60,20 @@ async fn register(addr: &str, tls: Option<ClientTls>, service: &str) -> Result<(
             .await
             .map_err(|e| e.to_string())?,
     );
-    let instance = NewInstance {
+    match client.register(calc_instance(service)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// An instance of `service` at 127.0.0.1:7001, weight 1.
+fn calc_instance(service: &str) -> NewInstance {
+    NewInstance {
         service: service.to_owned(),
         address: "127.0.0.1:7001".to_owned(),
         weight: 1,
         metadata: Default::default(),
-    };
-    match client.register(instance).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -175,6 +180,7 @@ fn help_names_every_flag() {
     for flag in [
         "--listen",
         "--http",
+        "--unix-socket",
         "--ttl-ms",
         "--token",
         "--credentials",
@@ -294,13 +300,11 @@ async fn sigterm_drains_the_registry_as_sigint_does() {
         ..ClientConfig::default()
     };
     let client = RegistryClient::new(Client::lazy_with(addr.as_str(), config).await.unwrap());
-    let instance = NewInstance {
-        service: "Calc".into(),
-        address: "127.0.0.1:7001".into(),
-        weight: 1,
-        metadata: Default::default(),
-    };
-    client.register(instance).await.unwrap().unwrap();
+    client
+        .register(calc_instance("Calc"))
+        .await
+        .unwrap()
+        .unwrap();
     // A watch waits for a change, and a run of reads goes on, while the registry is told to stop.
     let seen = client.instances("Calc".into()).await.unwrap();
     let watch = tokio::spawn({
@@ -375,4 +379,34 @@ async fn sigterm_drains_the_registry_as_sigint_does() {
             && stderr.ends_with("rpc-registry: stopped\n"),
         "{stderr}"
     );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn serve_takes_calls_on_a_unix_socket_too_and_removes_its_file_at_exit() {
+    let dir = certs::scratch_dir("registry-cli-unix");
+    let path = dir.join("registry.sock");
+    // A socket file left by a registry that is gone is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let shown = path.display().to_string();
+    let (mut child, _) = serve(&["--unix-socket", &shown]).await;
+    let client = RegistryClient::connect_unix(&path).await.unwrap();
+    let instance = NewInstance {
+        service: "Calc".into(),
+        address: "127.0.0.1:7001".into(),
+        weight: 1,
+        metadata: Default::default(),
+    };
+    // `--address-check peer` (the default) takes an address of this host from a caller on the Unix socket.
+    client.register(instance).await.unwrap().unwrap();
+    let seen = client.instances("Calc".into()).await.unwrap();
+    assert_eq!(seen.instances.len(), 1, "{seen:?}");
+    sigterm(child.id().expect("the registry runs"));
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the registry exits within 30 s of SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(!path.exists(), "the socket file is removed at exit");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,12 +4,11 @@
 //! deep as the caller likes), and counters that let a test see from the server's side what happened.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rpc_core::{Context, service};
+use rpc_core::{Context, PeerAddr, service};
 use serde::{Deserialize, Serialize};
 
 /// The application error of [`Lab::div`].
@@ -77,7 +76,7 @@ pub struct Observed {
     /// `delayed` calls that started.
     pub delayed_started: AtomicUsize,
     /// The peer addresses calls came from.
-    pub peers: Mutex<HashSet<SocketAddr>>,
+    pub peers: Mutex<HashSet<PeerAddr>>,
     /// `rendezvous` calls that arrived.
     pub rendezvous: AtomicUsize,
 }
@@ -106,7 +105,7 @@ impl Drop for DropCounter {
 
 impl LabImpl {
     fn note_peer(&self) {
-        if let Some(peer) = Context::current().and_then(|c| c.peer())
+        if let Some(peer) = Context::current().and_then(|c| c.peer().cloned())
             && let Ok(mut peers) = self.observed.peers.lock()
         {
             peers.insert(peer);

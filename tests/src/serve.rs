@@ -89,6 +89,25 @@ async fn serve(
 ) -> std::io::Result<Running> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
+    let server = lab_server(lab, config, tls, metrics);
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve_with_shutdown(listener, async move {
+        let _ = rx.await;
+    }));
+    Ok(Running {
+        addr,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+/// A server of `lab` with `config`, over TLS if `tls` is given, counting into `metrics` if given.
+pub fn lab_server(
+    lab: LabImpl,
+    config: ServerConfig,
+    tls: Option<rpc_core::tls::ServerTls>,
+    metrics: Option<rpc_core::Metrics>,
+) -> Server {
     let builder = Server::builder()
         .add_service(LabServer::new(lab))
         .config(config);
@@ -100,16 +119,9 @@ async fn serve(
         Some(metrics) => builder.metrics(metrics),
         None => builder,
     };
-    let server = builder.build().map_err(std::io::Error::other)?;
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.serve_with_shutdown(listener, async move {
-        let _ = rx.await;
-    }));
-    Ok(Running {
-        addr,
-        shutdown: Some(tx),
-        task,
-    })
+    builder
+        .build()
+        .expect("the Lab service alone always builds")
 }
 
 /// Waits until `condition` holds, checking every millisecond of (possibly paused) time, at most 10,000 times.

@@ -1,17 +1,19 @@
 //! Calls the `Greeter` service served by `hello-server`.
 //!
-//! Run with `cargo run -p examples --bin hello-client -- --server 127.0.0.1:7000 Ada Grace`.
+//! Run with `cargo run -p examples --bin hello-client -- --server 127.0.0.1:7000 Ada Grace` (or `--server
+//! unix:/tmp/hello.sock` for a server on a Unix domain socket).
 
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use examples::address;
 use examples::hello::GreeterClient;
 use rpc_core::Metadata;
 
 /// Calls the Greeter service.
 #[derive(Parser)]
 struct Args {
-    /// Address of the server.
+    /// Address of the server: `host:port`, or `unix:PATH` for a Unix domain socket.
     #[arg(long, default_value = "127.0.0.1:7000")]
     server: String,
     /// Names to greet.
@@ -32,7 +34,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let greeter = GreeterClient::connect(&args.server).await?;
+    let greeter: GreeterClient = address::connect(&args.server).await?;
 
     let start = Instant::now();
     println!("{}", greeter.hello(args.names[0].clone()).await?);

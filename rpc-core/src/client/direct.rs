@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rpc_codec::{FrameCodec, Metadata, Status};
 use serde::Serialize;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::ClientConfig;
 use super::connection::{Connection, Reply};
 use crate::error::RpcError;
 use crate::method::MethodInfo;
+use crate::transport::{Connector, PeerAddr};
 
 /// Where a direct client connects.
 #[derive(Debug)]
@@ -21,6 +21,9 @@ pub(crate) enum Target {
     Resolved(Vec<SocketAddr>),
     /// A `host:port` resolved at each connection attempt.
     Name(String),
+    /// A Unix domain socket's path.
+    #[cfg(unix)]
+    Unix(std::sync::Arc<std::path::Path>),
 }
 
 /// One server address and its connection.
@@ -28,6 +31,7 @@ pub(crate) enum Target {
 pub(crate) struct Direct {
     target: Target,
     pub(crate) config: ClientConfig,
+    connector: Connector,
     codec: FrameCodec,
     /// The live connection, if any; callers take a handle under this short lock.
     current: Mutex<Option<Arc<Connection>>>,
@@ -50,6 +54,7 @@ impl Direct {
         Direct {
             target,
             codec: FrameCodec::new(config.codec),
+            connector: Connector::new(&config),
             config,
             current: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(Backoff::default()),
@@ -153,9 +158,7 @@ impl Direct {
     }
 
     fn current(&self) -> MutexGuard<'_, Option<Arc<Connection>>> {
-        self.current
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.current)
     }
 
     fn usable(&self) -> Option<Arc<Connection>> {
@@ -164,20 +167,23 @@ impl Direct {
 
     /// Makes a new connection to the first address that answers.
     async fn dial(&self) -> Result<Arc<Connection>, RpcError> {
-        let addrs = match &self.target {
-            Target::Resolved(addrs) => addrs.clone(),
+        let addrs: Vec<PeerAddr> = match &self.target {
+            Target::Resolved(addrs) => addrs.iter().copied().map(PeerAddr::Tcp).collect(),
             Target::Name(name) => tokio::net::lookup_host(name.as_str())
                 .await
                 .map_err(|e| {
                     let message = format!("cannot resolve {name}: {e}");
                     RpcError::not_processed(Status::Unavailable, message)
                 })?
+                .map(PeerAddr::Tcp)
                 .collect(),
+            #[cfg(unix)]
+            Target::Unix(path) => vec![PeerAddr::Unix(Some(std::sync::Arc::clone(path)))],
         };
         let mut last = String::from("the address resolved to nothing");
         for addr in addrs {
             let timeout = self.config.connect_timeout;
-            match tokio::time::timeout(timeout, self.dial_one(addr)).await {
+            match tokio::time::timeout(timeout, self.dial_one(&addr)).await {
                 Ok(Ok(conn)) => return Ok(Arc::new(conn)),
                 Ok(Err(e)) => last = e,
                 Err(_) => last = format!("cannot connect to {addr}: no answer in {timeout:?}"),
@@ -186,36 +192,14 @@ impl Direct {
         Err(RpcError::not_processed(Status::Unavailable, last))
     }
 
-    /// Connects to `addr`, with the TLS handshake if the client has TLS settings.
-    async fn dial_one(&self, addr: SocketAddr) -> Result<Connection, String> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| format!("cannot set TCP_NODELAY on {addr}: {e}"))?;
-        let (codec, limit) = (self.codec.clone(), self.config.max_pending_output);
-        #[cfg(feature = "tls")]
-        if let Some(tls) = &self.config.tls {
-            let stream = tls
-                .connect(addr.ip(), stream)
-                .await
-                .map_err(|e| format!("TLS handshake with {addr} failed: {e}"))?;
-            let (r, w) = tokio::io::split(stream);
-            return Ok(Connection::start(
-                r,
-                w,
-                codec,
-                limit,
-                self.config.metrics.clone(),
-            ));
-        }
-        let (r, w) = stream.into_split();
+    /// Connects to `addr`, with the TLS handshake if the client has TLS settings and `addr` is a TCP address.
+    async fn dial_one(&self, addr: &PeerAddr) -> Result<Connection, String> {
+        let (reader, writer) = self.connector.connect(addr).await?.into_split();
         Ok(Connection::start(
-            r,
-            w,
-            codec,
-            limit,
+            reader,
+            writer,
+            self.codec.clone(),
+            self.config.max_pending_output,
             self.config.metrics.clone(),
         ))
     }

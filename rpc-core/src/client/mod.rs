@@ -107,6 +107,34 @@ impl Client {
         })
     }
 
+    /// Connects to the server listening on the Unix domain socket at `path`, with the default configuration.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), rpc_core::RpcError> {
+    /// let client = rpc_core::Client::connect_unix("/run/calc.sock").await?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    #[cfg(unix)]
+    pub async fn connect_unix(path: impl AsRef<std::path::Path>) -> Result<Client, RpcError> {
+        Client::connect_unix_with(path, ClientConfig::default()).await
+    }
+
+    /// Connects to the server listening on the Unix domain socket at `path`, with `config` (its TLS settings,
+    /// if any, are not used: a Unix socket never carries TLS). Fails if the first connection cannot be made;
+    /// later ones are remade on demand, as over TCP.
+    #[cfg(unix)]
+    pub async fn connect_unix_with(
+        path: impl AsRef<std::path::Path>,
+        config: ClientConfig,
+    ) -> Result<Client, RpcError> {
+        let target = Target::Unix(Arc::from(path.as_ref()));
+        let direct = Arc::new(Direct::new(target, config));
+        direct.connection().await?;
+        Ok(Client {
+            target: Kind::Direct(direct),
+        })
+    }
+
     /// A client whose calls go to the instances `balancer` picks.
     pub fn balanced(balancer: Balancer, config: ClientConfig) -> Client {
         Client {

@@ -2,7 +2,6 @@
 //! straight from the read buffer), answers what it must refuse, and on shutdown drains: go-away, the calls in
 //! flight finish up to the drain timeout, then the connection closes. Handlers answer through the outbox.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -21,13 +20,14 @@ use crate::error::{PayloadSide, encode_status};
 use crate::ids::IdMap;
 use crate::inbox::ReadSize;
 use crate::outbox::Outbox;
+use crate::transport::PeerAddr;
 
 /// What a connection's read loop and its handlers share.
 #[derive(Debug)]
 pub(crate) struct ConnShared {
     pub(crate) outbox: Outbox,
     codec: FrameCodec,
-    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) peer: Option<PeerAddr>,
     /// The DNS names of the client's verified certificate (mutual TLS).
     pub(crate) client_names: Option<Arc<[String]>>,
     /// Calls in flight, by request id: dropping the sender cancels the handler.
@@ -39,9 +39,7 @@ pub(crate) struct ConnShared {
 
 impl ConnShared {
     fn calls(&self) -> MutexGuard<'_, IdMap<u64, oneshot::Sender<()>>> {
-        self.calls
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.calls)
     }
 
     /// Records a call about to start; its handler stops when the returned receiver fires.
@@ -172,7 +170,7 @@ struct ReadState {
 #[derive(Debug)]
 pub(crate) struct Peer {
     /// The peer's address.
-    pub(crate) addr: Option<SocketAddr>,
+    pub(crate) addr: Option<PeerAddr>,
     /// The DNS names of the client's verified certificate (mutual TLS).
     pub(crate) names: Option<Arc<[String]>>,
     /// Established at the first frame; given back when the connection ends.

@@ -193,7 +193,7 @@ pub(crate) fn spawn<F, T, R>(
         method,
         deadline,
         metadata: call.metadata.to_metadata(),
-        peer: conn.peer,
+        peer: conn.peer.clone(),
         client_names: conn.client_names.clone(),
         trace,
     };
@@ -312,8 +312,13 @@ async fn run<T>(
     };
     tokio::select! {
         biased;
-        // Fires on a cancel frame, and when the connection is torn down (the sender is dropped).
-        _ = cancelled => Outcome::Cancelled,
+        // Fires on a cancel frame, and when the connection is torn down (the sender is dropped). A cancel that
+        // comes once the deadline has passed is the client's echo of that deadline (its deadline task cancels
+        // every call it times out): the call ended by its deadline, whichever of the two this task saw first.
+        _ = cancelled => match deadline {
+            Some(at) if tokio::time::Instant::now() >= at => Outcome::DeadlineExceeded,
+            _ => Outcome::Cancelled,
+        },
         result = timed => match result {
             Some(Ok(value)) => Outcome::Done(value),
             Some(Err(why)) => Outcome::Panicked(why),

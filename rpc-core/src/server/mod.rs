@@ -1,7 +1,8 @@
-//! The server: an accept loop that takes every connection it can hold (refusing one over the limit at once,
-//! with a reason), one task per connection (after the TLS handshake, within its timeout, when the server has
-//! TLS), and a graceful shutdown that stops accepting, sends go-away on every connection and waits for calls in
-//! flight (up to the drain timeout) before it returns.
+//! The server: an accept loop over a [`Listener`] (TCP, Unix domain sockets, or both) that takes every
+//! connection it can hold (refusing one over the limit at once, with a reason), one task per connection (after
+//! the transport's handshake, within its timeout: TLS over TCP when the server has TLS), and a graceful
+//! shutdown that stops accepting, sends go-away on every connection and waits for calls in flight (up to the
+//! drain timeout) before it returns.
 //!
 //! # Layout
 //! - `config`: [`ServerConfig`], the server's limits and timings.
@@ -26,11 +27,9 @@ mod signal;
 #[cfg(test)]
 mod tests;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -39,6 +38,11 @@ pub use config::ServerConfig;
 use registry::Registry;
 pub use service::{Call, Dispatched, Service};
 pub use signal::{ShutdownSignal, shutdown_signal};
+
+pub use crate::transport::Listener;
+#[cfg(unix)]
+pub use crate::transport::bind_unix;
+use crate::transport::{Handshake, PeerAddr, Stream};
 
 /// Why a server could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -67,8 +71,7 @@ pub struct ServerBuilder {
     services: Vec<Arc<dyn Service>>,
     config: ServerConfig,
     metrics: Option<crate::metrics::Metrics>,
-    #[cfg(feature = "tls")]
-    tls: Option<crate::tls::ServerTls>,
+    handshake: Handshake,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -104,9 +107,10 @@ impl ServerBuilder {
     /// Serves over TLS (feature `tls`): each connection's handshake must finish within
     /// [`ServerConfig::handshake_timeout`]; with mutual TLS, handlers see the client's verified names through
     /// [`crate::Context::client_names`].
+    /// Connections accepted from a Unix domain socket are not TLS (the socket's file permissions guard them).
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: crate::tls::ServerTls) -> ServerBuilder {
-        self.tls = Some(tls);
+        self.handshake = Handshake::tls(tls);
         self
     }
 
@@ -115,8 +119,7 @@ impl ServerBuilder {
         Ok(Server {
             registry: Arc::new(Registry::new(self.services, self.metrics)?),
             config: Arc::new(self.config),
-            #[cfg(feature = "tls")]
-            tls: self.tls.map(Arc::new),
+            handshake: self.handshake,
         })
     }
 }
@@ -137,8 +140,7 @@ impl ServerBuilder {
 pub struct Server {
     registry: Arc<Registry>,
     config: Arc<ServerConfig>,
-    #[cfg(feature = "tls")]
-    tls: Option<Arc<crate::tls::ServerTls>>,
+    handshake: Handshake,
 }
 
 impl Server {
@@ -152,20 +154,23 @@ impl Server {
         &self.config
     }
 
-    /// Serves connections from `listener` until the task is dropped.
-    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+    /// Serves connections from `listener` (a `TcpListener`, a `UnixListener`, or a [`Listener`] of several)
+    /// until the task is dropped.
+    pub async fn serve(self, listener: impl Into<Listener>) -> std::io::Result<()> {
         self.serve_with_shutdown(listener, std::future::pending())
             .await
     }
 
     /// Serves connections from `listener` until `shutdown` completes; then stops accepting, sends go-away on
     /// every connection, lets calls in flight finish (up to [`ServerConfig::drain_timeout`]) and returns once
-    /// every connection has closed.
+    /// every connection has closed. The listening sockets close when it returns; a Unix socket's file stays
+    /// (remove it if nothing is to serve there again).
     pub async fn serve_with_shutdown(
         self,
-        listener: TcpListener,
+        listener: impl Into<Listener>,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        let mut listener = listener.into();
         let admission = Admission::new(&self.config);
         let refusals = Arc::new(Semaphore::new(config::REFUSALS_AT_ONCE));
         let (drain, draining) = watch::channel(false);
@@ -191,7 +196,6 @@ impl Server {
                     }
                 },
             };
-            let _ = stream.set_nodelay(true);
             while connections.try_join_next().is_some() {}
             while refusing.try_join_next().is_some() {}
             let slot = match admission.admit() {
@@ -202,8 +206,7 @@ impl Server {
                         refusing.spawn(refuse::refuse(
                             stream,
                             refuse::reason(&self.config),
-                            #[cfg(feature = "tls")]
-                            self.tls.clone(),
+                            self.handshake.clone(),
                             permit,
                         ));
                     }
@@ -221,44 +224,32 @@ impl Server {
         Ok(())
     }
 
-    /// Serves one accepted connection in its `slot`: the TLS handshake first if the server has TLS (within the
-    /// handshake timeout, and given up if the server starts to shut down), then its calls.
+    /// Serves one accepted connection in its `slot`: the transport's handshake first (TLS, if the server has
+    /// TLS and the connection is over TCP; within the handshake timeout, and given up if the server starts to
+    /// shut down), then its calls.
     fn connection(
         &self,
-        stream: TcpStream,
-        peer: SocketAddr,
+        stream: Stream,
+        peer: PeerAddr,
         slot: Slot,
         draining: watch::Receiver<bool>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let registry = Arc::clone(&self.registry);
         let config = Arc::clone(&self.config);
-        #[cfg(feature = "tls")]
-        let tls = self.tls.clone();
+        let handshake = self.handshake.clone();
         async move {
-            #[cfg(feature = "tls")]
-            if let Some(tls) = tls {
-                let mut stopping = draining.clone();
-                let handshake = tls.accept(stream, config.handshake_timeout);
-                let accepted = tokio::select! {
-                    accepted = handshake => accepted,
-                    _ = stopping.wait_for(|&stop| stop) => None,
-                };
-                if let Some((stream, names)) = accepted {
-                    let names = (!names.is_empty()).then(|| Arc::from(names));
-                    let (reader, writer) = tokio::io::split(stream);
-                    let peer = connection::Peer {
-                        addr: Some(peer),
-                        names,
-                        slot,
-                    };
-                    connection::run(reader, writer, peer, registry, config, draining).await;
-                }
-                return;
-            }
-            let (reader, writer) = stream.into_split();
+            let mut stopping = draining.clone();
+            let ready = tokio::select! {
+                // A connection without a handshake to run is served, and told go-away, even if the drain began.
+                biased;
+                ready = handshake.run(stream, config.handshake_timeout) => ready,
+                _ = stopping.wait_for(|&stop| stop) => None,
+            };
+            let Some(ready) = ready else { return };
+            let (reader, writer) = ready.stream.into_split();
             let peer = connection::Peer {
                 addr: Some(peer),
-                names: None,
+                names: ready.names,
                 slot,
             };
             connection::run(reader, writer, peer, registry, config, draining).await;

@@ -6,16 +6,16 @@
 //! [`REFUSAL_TIMEOUT`], and a connection that finds them all busy is closed without a word. A refusal writes the
 //! frame, shuts its side down, and reads (and drops) what the client sends until it closes too: closing with
 //! the client's request unread would reset the connection, and a reset can destroy the frame before the client
-//! reads it. Over TLS the refusal first runs the handshake (within the same time), since nothing readable can
-//! be said before it; a client whose handshake fails sees that failure instead.
+//! reads it. The refusal first runs the transport's handshake (within the same time): over TLS nothing readable
+//! can be said before it, and a client whose handshake fails sees that failure instead.
 
 use rpc_codec::{FrameCodec, Header, Metadata, Status, WriteBuf};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::ServerConfig;
 use super::config::REFUSAL_TIMEOUT;
+use crate::transport::{Handshake, Stream};
 
 /// Bytes of what a refused client sends that are read, and dropped, before the connection closes: 64 KiB.
 const DISCARD_LIMIT: usize = 64 * 1024;
@@ -28,22 +28,18 @@ pub(crate) fn reason(config: &ServerConfig) -> String {
     )
 }
 
-/// Tells the client of `stream` that the server is full, and closes; over TLS after the handshake.
+/// Tells the client of `stream` that the server is full, and closes; after the transport's handshake (TLS).
 pub(crate) async fn refuse(
-    stream: TcpStream,
+    stream: Stream,
     reason: String,
-    #[cfg(feature = "tls")] tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
+    handshake: Handshake,
     _permit: OwnedSemaphorePermit,
 ) {
     let refusal = async {
-        #[cfg(feature = "tls")]
-        if let Some(tls) = tls {
-            if let Some((stream, _)) = tls.accept(stream, REFUSAL_TIMEOUT).await {
-                say_and_close(stream, &reason).await;
-            }
-            return;
+        if let Some(ready) = handshake.run(stream, REFUSAL_TIMEOUT).await {
+            let (reader, writer) = ready.stream.into_split();
+            say_and_close(tokio::io::join(reader, writer), &reason).await;
         }
-        say_and_close(stream, &reason).await;
     };
     let _ = tokio::time::timeout(REFUSAL_TIMEOUT, refusal).await;
 }
