@@ -20,6 +20,7 @@
 //! - `encode`: frames serialized into a [`WriteBuf`], and the tokio-util `Encoder`.
 //! - [`buffer`]: [`WriteBuf`], the output buffer frames are serialized into.
 //! - [`payload`]: [`PayloadCodec`] and the default [`Bincode`].
+//! - `json` (feature `json`): `Json`, a second payload codec.
 //! - `guard`: the serde adapter that bounds allocations by the payload's length, the decoded value's memory by
 //!   a limit, and its nesting by [`MAX_DEPTH`].
 //! - [`method`]: method ids from `"Service.method"`.
@@ -34,6 +35,8 @@ mod encode;
 pub mod error;
 pub mod frame;
 mod guard;
+#[cfg(feature = "json")]
+pub mod json;
 pub mod metadata;
 pub mod method;
 pub mod payload;
@@ -46,6 +49,8 @@ pub use decode::{FrameRef, Received, ReceivedRef, Refused};
 pub use error::{EncodeError, FrameError, HeaderError, LimitExceeded, MetadataError, PayloadError};
 pub use frame::{Flags, Frame, HEADER_LEN, Header, Kind, MAGIC, VERSION, budget_us};
 pub use guard::MAX_DEPTH;
+#[cfg(feature = "json")]
+pub use json::Json;
 pub use metadata::{Metadata, MetadataBuilder, MetadataRef};
 pub use method::{method_id, method_id_of};
 pub use payload::{Bincode, PayloadCodec};

@@ -66,6 +66,7 @@
 //! - `method`: [`MethodInfo`].
 //! - [`metrics`]: [`Metrics`], counters and histograms of calls in the Prometheus text format.
 //! - `outbox`: a connection's outgoing frames and its writer task.
+//! - `payload`: a call's arguments on their way out, with the payload codec of their service.
 //! - `inbox`: how much room each read of a connection gets.
 //! - `ids`: maps keyed by request and method ids, with a hash that costs one multiply.
 //! - `tls` (feature `tls`): TLS and mutual TLS settings for clients and servers, from PEM.
@@ -88,6 +89,7 @@ mod method;
 pub mod metrics;
 mod options;
 mod outbox;
+mod payload;
 pub mod server;
 mod stub;
 pub mod sync;

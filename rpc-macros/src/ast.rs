@@ -18,6 +18,8 @@ pub(crate) struct Service<'a> {
     pub item: &'a ItemTrait,
     /// The name on the wire: `#[service(name = "...")]`, or the trait's name.
     pub name: String,
+    /// The payload codec: `#[service(codec = Type)]`, or `None` for bincode.
+    pub codec: Option<syn::Type>,
     pub methods: Vec<Method<'a>>,
 }
 
@@ -104,6 +106,7 @@ impl<'a> Service<'a> {
         Service {
             item,
             name,
+            codec: args.codec.clone(),
             methods,
         }
     }

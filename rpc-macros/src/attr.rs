@@ -1,5 +1,5 @@
-//! The macro's attributes: `#[service(name = "...")]` on the trait (a service name, possibly package-qualified),
-//! and `#[idempotent]` on a method.
+//! The macro's attributes: `#[service(name = "...", codec = Type)]` on the trait (a service name, possibly
+//! package-qualified; the payload codec, bincode unless named), and `#[idempotent]` on a method.
 
 use syn::parse::{Parse, ParseStream};
 use syn::{Attribute, LitStr, Token};
@@ -11,6 +11,9 @@ use crate::errors::Errors;
 pub(crate) struct ServiceArgs {
     /// `name = "..."`: the service's name on the wire, which method ids are derived from.
     pub name: Option<String>,
+    /// `codec = Type`: the payload codec of every argument and result (a `rpc_core::codec::PayloadCodec` with
+    /// `Default`), bincode unless named.
+    pub codec: Option<syn::Type>,
 }
 
 impl Parse for ServiceArgs {
@@ -18,10 +21,23 @@ impl Parse for ServiceArgs {
         let mut args = ServiceArgs::default();
         while !input.is_empty() {
             let key: syn::Ident = input.parse()?;
+            if key == "codec" {
+                input.parse::<Token![=]>()?;
+                let codec: syn::Type = input.parse()?;
+                if args.codec.replace(codec).is_some() {
+                    return Err(syn::Error::new_spanned(&key, "`codec` is given twice"));
+                }
+                if !input.is_empty() {
+                    input.parse::<Token![,]>()?;
+                }
+                continue;
+            }
             if key != "name" {
                 return Err(syn::Error::new_spanned(
                     &key,
-                    format!("unknown #[service] argument `{key}` (expected `name = \"...\"`)"),
+                    format!(
+                        "unknown #[service] argument `{key}` (expected `name = \"...\"` or `codec = Type`)"
+                    ),
                 ));
             }
             input.parse::<Token![=]>()?;

@@ -5,7 +5,7 @@
 //! type goes through a probe of `rpc_core::__private` spanned on the type's tokens (see there why).
 
 use proc_macro2::{Ident, Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::Type;
 use syn::spanned::Spanned;
 
@@ -167,18 +167,36 @@ fn expand_client(service: &Service<'_>) -> TokenStream {
         let common = quote! {
             &self.client, &<Self as ::rpc_core::Stub>::METHODS[#index], &#args, &self.options
         };
+        // With a codec of its own, the service's calls go through the `_with` entry points, with that codec.
+        let (call_fn, call_unit, call_fallible_fn, common) = match &service.codec {
+            None => (
+                quote!(call),
+                quote!(call::<_, ()>),
+                quote!(call_fallible),
+                common,
+            ),
+            Some(codec) => (
+                quote!(call_with),
+                quote!(call_with::<_, _, ()>),
+                quote!(call_fallible_with),
+                quote! {
+                    &self.client, &<#codec as ::core::default::Default>::default(),
+                    &<Self as ::rpc_core::Stub>::METHODS[#index], &#args, &self.options
+                },
+            ),
+        };
         // The probes of the result tell `call` what to decode.
         let (ret, call) = match &m.output {
             Output::Unit => (
                 quote!(()),
-                quote!(::rpc_core::Client::call::<_, ()>(#common).await),
+                quote!(::rpc_core::Client::#call_unit(#common).await),
             ),
             Output::Value(ty, wire) => {
                 let back = from_wire(ty, *wire, &value);
                 (
                     quote!(#ty),
                     quote! {
-                        match ::rpc_core::Client::call(#common).await {
+                        match ::rpc_core::Client::#call_fn(#common).await {
                             ::core::result::Result::Ok(#value) => ::core::result::Result::Ok(#back),
                             ::core::result::Result::Err(#failed) => ::core::result::Result::Err(#failed),
                         }
@@ -192,7 +210,7 @@ fn expand_client(service: &Service<'_>) -> TokenStream {
                 (
                     quote!(::core::result::Result<#ok_ty, #err_ty>),
                     quote! {
-                        match ::rpc_core::Client::call_fallible(#common).await {
+                        match ::rpc_core::Client::#call_fallible_fn(#common).await {
                             ::core::result::Result::Ok(::core::result::Result::Ok(#value)) => {
                                 ::core::result::Result::Ok(::core::result::Result::Ok(#ok_back))
                             }
@@ -209,7 +227,7 @@ fn expand_client(service: &Service<'_>) -> TokenStream {
                 (
                     quote!(#ty),
                     quote! {
-                        match ::rpc_core::Client::call_fallible(#common).await {
+                        match ::rpc_core::Client::#call_fallible_fn(#common).await {
                             ::core::result::Result::Ok(#value) => ::core::result::Result::Ok(#back),
                             ::core::result::Result::Err(#failed) => ::core::result::Result::Err(#failed),
                         }
@@ -385,16 +403,34 @@ fn expand_server(service: &Service<'_>) -> TokenStream {
                 travel_alias(ty, quote!(::rpc_core::__private::Val(#out))),
             ),
         };
+        // With a codec of its own, the service decodes and answers through the `_with` entry points.
+        let (spawn, codec_arg, decode) = match &service.codec {
+            None => (
+                spawn,
+                quote!(),
+                quote!(::rpc_core::server::Call::decode(&#call)),
+            ),
+            Some(codec) => (
+                format_ident!("{}_with", spawn.to_string()).into_token_stream(),
+                quote!(<#codec as ::core::default::Default>::default(),),
+                quote! {
+                    ::rpc_core::server::Call::decode_with(
+                        &#call,
+                        &<#codec as ::core::default::Default>::default(),
+                    )
+                },
+            ),
+        };
         quote! {
             #id => {
-                let (#(#locals,)*) = match ::rpc_core::server::Call::decode(&#call) {
+                let (#(#locals,)*) = match #decode {
                     ::core::result::Result::Ok(#decoded) => #decoded,
                     ::core::result::Result::Err(#error) => {
                         return #call.invalid_argument(&#methods[#index], #error)
                     }
                 };
                 let #service_local = <::std::sync::Arc<S> as ::core::clone::Clone>::clone(&self.service);
-                #call.#spawn(&#methods[#index], async move {
+                #call.#spawn(#codec_arg &#methods[#index], async move {
                     let #out = <S as #ident>::#name(&*#service_local, #(#passed),*).await;
                     #answer
                 })

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! A pipeline, each step in its own file:
-//! - `attr`: the attribute's arguments (`#[service(name = "...")]`) and method attributes (`#[idempotent]`).
+//! - `attr`: the attribute's arguments (`#[service(name = "...", codec = Type)]`) and method attributes
+//!   (`#[idempotent]`).
 //! - `ast`: syn's trait turned into the macro's own view of a service, keeping the original tokens for spans.
 //! - `valid`: semantic checks; every problem becomes an error on the offending tokens, all gathered (`errors`).
 //! - `expand`: the generated trait, `<Trait>Client` and `<Trait>Server`.
@@ -22,8 +23,11 @@ mod valid;
 ///
 /// `#[service(name = "calc.v1.Calc")]` sets the service's name on the wire, `Service` or gRPC's
 /// `package.Service` (default: the trait's name); a method's id is the FNV-1a hash of `"{name}.{method}"`
-/// (`calc.v1.Calc.add`), the method's name without `r#`. `#[idempotent]` on a method lets a client retry it
-/// after `Unavailable`.
+/// (`calc.v1.Calc.add`), the method's name without `r#`. `#[service(codec = rpc_core::codec::Json)]` carries
+/// every argument, result and application error of the service in that payload codec (any
+/// `rpc_core::codec::PayloadCodec` with `Default`; `Json` needs rpc-core's feature `json`) instead of bincode;
+/// client and server must declare the same. `#[idempotent]` on a method lets a client retry it after
+/// `Unavailable`.
 ///
 /// # What it generates
 /// For `trait Calc`, beside the trait itself (whose methods become `fn ... -> impl Future + Send`, so that

@@ -29,9 +29,17 @@ mod quiet {
             options: u8,
         ) -> u8;
     }
+
+    /// A service with a codec of its own: the `_with` entry points are named by absolute path too.
+    #[::rpc_core::service(codec = ::rpc_core::codec::Json)]
+    pub trait QuietJson {
+        async fn hush(&self, level: u8) -> ::std::string::String;
+        async fn aliased(&self, fail: bool) -> Result<u8>;
+        async fn nothing(&self);
+    }
 }
 
-use quiet::{Quiet, QuietClient, QuietServer};
+use quiet::{Quiet, QuietClient, QuietJson, QuietJsonClient, QuietJsonServer, QuietServer};
 
 struct Library;
 
@@ -72,6 +80,33 @@ impl Quiet for Library {
     ) -> u8 {
         call + service + args + error + client + options
     }
+}
+
+impl QuietJson for Library {
+    async fn hush(&self, level: u8) -> String {
+        "j".repeat(usize::from(level))
+    }
+
+    async fn aliased(&self, fail: bool) -> quiet::Result<u8> {
+        <Library as Quiet>::aliased(self, fail).await
+    }
+
+    async fn nothing(&self) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_with_its_own_codec_declared_without_the_prelude_works() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = rpc_core::Server::builder()
+        .add_service(QuietJsonServer::new(Library))
+        .build()
+        .unwrap();
+    tokio::spawn(server.serve(listener));
+    let client = QuietJsonClient::connect(addr).await.unwrap();
+    assert_eq!(client.hush(2).await, Ok(String::from("jj")));
+    assert_eq!(client.aliased(true).await, Ok(Err(String::from("failed"))));
+    assert_eq!(client.nothing().await, Ok(()));
 }
 
 #[tokio::test(start_paused = true)]

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rpc_codec::{Metadata, Status};
-use serde::Serialize;
 use tokio::time::Instant;
 
 use super::ClientConfig;
@@ -17,6 +16,7 @@ use super::direct::{Direct, Target};
 use crate::balance::{Balancer, CallInfo, Outcome};
 use crate::error::RpcError;
 use crate::method::MethodInfo;
+use crate::payload::Payload;
 
 /// The instances' clients and the balancer that chooses among them.
 pub(crate) struct Balanced {
@@ -56,10 +56,10 @@ impl Balanced {
         Arc::clone(direct)
     }
 
-    pub(crate) async fn round_trip<A: Serialize + ?Sized>(
+    pub(crate) async fn round_trip<P: Payload + ?Sized>(
         &self,
         method: &'static MethodInfo,
-        args: &A,
+        args: &P,
         metadata: &Metadata,
         deadline: Instant,
         now: Instant,

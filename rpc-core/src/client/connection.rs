@@ -7,8 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rpc_codec::{Bincode, FrameCodec, Header, Kind, Metadata, Received, Status};
-use serde::Serialize;
+use rpc_codec::{FrameCodec, Header, Kind, Metadata, Received, Status};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::AbortHandle;
@@ -21,6 +20,7 @@ use crate::inbox::ReadSize;
 use crate::method::MethodInfo;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
+use crate::payload::Payload;
 
 /// One open connection in a client's metrics, until dropped.
 struct Open(Metrics);
@@ -240,10 +240,10 @@ impl Connection {
     /// Encodes a request for `method` that fails at `deadline`, `budget` from now, and registers the call;
     /// returns its id and where its reply will come. A request that finds the queue over its limit waits for
     /// room until `deadline`, and then fails unsent.
-    pub(crate) async fn send<A: Serialize + ?Sized>(
+    pub(crate) async fn send<P: Payload + ?Sized>(
         &self,
         method: &MethodInfo,
-        args: &A,
+        args: &P,
         metadata: &Metadata,
         deadline: Instant,
         budget: Duration,
@@ -253,9 +253,7 @@ impl Connection {
         let mut encode = |state: &mut crate::outbox::OutState| {
             let id = state.last_request_id + 1;
             let header = Header::request(id, method.id).with_deadline(budget);
-            shared
-                .codec
-                .encode_value(&header, metadata, args, &Bincode, &mut state.buf)
+            args.encode_frame(&shared.codec, &header, metadata, &mut state.buf)
                 .map(|()| {
                     state.last_request_id = id;
                     // Registered before the frame can leave, so the reply always finds its caller.

@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rpc_codec::{FrameCodec, Metadata, Status};
-use serde::Serialize;
 use tokio::time::Instant;
 
 use super::ClientConfig;
 use super::connection::{Connection, Reply};
 use crate::error::RpcError;
 use crate::method::MethodInfo;
+use crate::payload::Payload;
 use crate::transport::{Connector, PeerAddr};
 
 /// Where a direct client connects.
@@ -64,10 +64,10 @@ impl Direct {
     /// Sends the call and waits for its reply until `deadline`; a drop before the reply sends a cancel. `now` is
     /// the current time, read once by the caller: the budget sent is `deadline - now` (read again after
     /// connecting, if the call had to wait for a connection).
-    pub(crate) async fn round_trip<A: Serialize + ?Sized>(
+    pub(crate) async fn round_trip<P: Payload + ?Sized>(
         &self,
         method: &'static MethodInfo,
-        args: &A,
+        args: &P,
         metadata: &Metadata,
         deadline: Instant,
         now: Instant,

@@ -37,6 +37,7 @@ use crate::error::{PayloadSide, RpcError, payload_status};
 use crate::method::MethodInfo;
 use crate::metrics::{Ended, MethodStats, Metrics};
 use crate::options::CallOptions;
+use crate::payload::{Args, Payload};
 use crate::trace::{TRACEPARENT, TraceContext};
 
 /// A client of one server address, or of the instances of a service. Cheap to clone: clones share their
@@ -150,8 +151,8 @@ impl Client {
         }
     }
 
-    /// Calls `method` with `args` and decodes its result as `R`. Generated stubs call this; `A` is the tuple of
-    /// the method's arguments.
+    /// Calls `method` with `args` and decodes its result as `R`, both in bincode. Generated stubs call this;
+    /// `A` is the tuple of the method's arguments.
     pub async fn call<A, R>(
         &self,
         method: &'static MethodInfo,
@@ -162,9 +163,29 @@ impl Client {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
+        self.call_with(&Bincode, method, args, options).await
+    }
+
+    /// Like [`Client::call`], with the payloads encoded by `codec`: what the stub of a service declared with
+    /// `#[service(codec = ...)]` calls.
+    pub async fn call_with<C, A, R>(
+        &self,
+        codec: &C,
+        method: &'static MethodInfo,
+        args: &A,
+        options: &CallOptions,
+    ) -> Result<R, RpcError>
+    where
+        C: PayloadCodec,
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
         let limit = self.config().codec.max_decoded_len;
-        match self.round_trip(method, args, options).await? {
-            Reply::Value(bytes) => decode(method, &bytes, limit),
+        match self
+            .round_trip(method, &Args { codec, args }, options)
+            .await?
+        {
+            Reply::Value(bytes) => decode(codec, method, &bytes, limit),
             Reply::AppError(_) => Err(RpcError::internal(format!(
                 "the server sent an application error for {method}, which has none"
             ))),
@@ -186,19 +207,40 @@ impl Client {
         U: DeserializeOwned,
         E: DeserializeOwned,
     {
+        self.call_fallible_with(&Bincode, method, args, options)
+            .await
+    }
+
+    /// Like [`Client::call_fallible`], with the payloads encoded by `codec`.
+    pub async fn call_fallible_with<C, A, U, E>(
+        &self,
+        codec: &C,
+        method: &'static MethodInfo,
+        args: &A,
+        options: &CallOptions,
+    ) -> Result<Result<U, E>, RpcError>
+    where
+        C: PayloadCodec,
+        A: Serialize + ?Sized,
+        U: DeserializeOwned,
+        E: DeserializeOwned,
+    {
         let limit = self.config().codec.max_decoded_len;
-        match self.round_trip(method, args, options).await? {
-            Reply::Value(bytes) => decode(method, &bytes, limit).map(Ok),
-            Reply::AppError(bytes) => decode(method, &bytes, limit).map(Err),
+        match self
+            .round_trip(method, &Args { codec, args }, options)
+            .await?
+        {
+            Reply::Value(bytes) => decode(codec, method, &bytes, limit).map(Ok),
+            Reply::AppError(bytes) => decode(codec, method, &bytes, limit).map(Err),
             Reply::Failed(e) => Err(e),
             Reply::DeadlineExceeded => Err(direct::deadline_exceeded(method)),
         }
     }
 
-    async fn round_trip<A: Serialize + ?Sized>(
+    async fn round_trip<P: Payload + ?Sized>(
         &self,
         method: &'static MethodInfo,
-        args: &A,
+        args: &P,
         options: &CallOptions,
     ) -> Result<Reply, RpcError> {
         options.check()?;
@@ -241,10 +283,10 @@ impl Client {
     }
 
     /// Makes the call within an `rpc.call` span, if one is enabled.
-    async fn traced<A: Serialize + ?Sized>(
+    async fn traced<P: Payload + ?Sized>(
         &self,
         method: &'static MethodInfo,
-        args: &A,
+        args: &P,
         options: &CallOptions,
         deadline: Instant,
         now: Instant,
@@ -290,10 +332,10 @@ impl Client {
         result
     }
 
-    async fn send<A: Serialize + ?Sized>(
+    async fn send<P: Payload + ?Sized>(
         &self,
         method: &'static MethodInfo,
-        args: &A,
+        args: &P,
         metadata: &Metadata,
         deadline: Instant,
         now: Instant,
@@ -360,12 +402,13 @@ fn with_traceparent(metadata: &Metadata, trace: &TraceContext) -> Metadata {
     builder.build()
 }
 
-fn decode<T: DeserializeOwned>(
+fn decode<C: PayloadCodec, T: DeserializeOwned>(
+    codec: &C,
     method: &MethodInfo,
     bytes: &[u8],
     limit: usize,
 ) -> Result<T, RpcError> {
-    Bincode.decode_within(bytes, limit).map_err(|e| {
+    codec.decode_within(bytes, limit).map_err(|e| {
         RpcError::new(
             payload_status(PayloadSide::Response, &e),
             format!(

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, BytesMut};
-use rpc_codec::{Bincode, FrameCodec, Header, Kind, Metadata, ReceivedRef, Status};
+use rpc_codec::{FrameCodec, Header, Kind, Metadata, PayloadCodec, ReceivedRef, Status};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{Notify, oneshot, watch};
@@ -76,20 +76,33 @@ impl ConnShared {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// Queues the method's value as the answer to call `id` (the caller has waited for room).
-    pub(crate) fn send_value<T: Serialize>(&self, id: u64, value: &T) {
-        self.send_payload(id, Header::response(id), value);
+    /// Queues the method's value, encoded by `codec`, as the answer to call `id` (the caller has waited for
+    /// room).
+    pub(crate) fn send_value<C: PayloadCodec, T: Serialize>(&self, codec: &C, id: u64, value: &T) {
+        self.send_payload(codec, id, Header::response(id), value);
     }
 
-    /// Queues the application's error as the answer to call `id` (the caller has waited for room).
-    pub(crate) fn send_app_error<E: Serialize>(&self, id: u64, error: &E) {
-        self.send_payload(id, Header::app_error(id), error);
+    /// Queues the application's error, encoded by `codec`, as the answer to call `id` (the caller has waited
+    /// for room).
+    pub(crate) fn send_app_error<C: PayloadCodec, E: Serialize>(
+        &self,
+        codec: &C,
+        id: u64,
+        error: &E,
+    ) {
+        self.send_payload(codec, id, Header::app_error(id), error);
     }
 
-    fn send_payload<T: Serialize>(&self, id: u64, header: Header, value: &T) {
+    fn send_payload<C: PayloadCodec, T: Serialize>(
+        &self,
+        payload: &C,
+        id: u64,
+        header: Header,
+        value: &T,
+    ) {
         let codec = &self.codec;
         let sent = self.outbox.push(|state| {
-            codec.encode_value(&header, &Metadata::new(), value, &Bincode, &mut state.buf)
+            codec.encode_value(&header, &Metadata::new(), value, payload, &mut state.buf)
         });
         if let Ok(Err(e)) = sent {
             let status = encode_status(PayloadSide::Response, &e);

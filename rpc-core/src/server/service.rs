@@ -65,7 +65,16 @@ impl Call<'_> {
     /// Decodes the arguments (the tuple of the method's arguments), within the server's limit on the memory
     /// they may take.
     pub fn decode<A: DeserializeOwned>(&self) -> Result<A, PayloadError> {
-        Bincode.decode_within(self.payload, self.max_decoded_len)
+        self.decode_with(&Bincode)
+    }
+
+    /// Like [`Call::decode`], with `codec`: what the skeleton of a service declared with
+    /// `#[service(codec = ...)]` calls.
+    pub fn decode_with<C: PayloadCodec, A: DeserializeOwned>(
+        &self,
+        codec: &C,
+    ) -> Result<A, PayloadError> {
+        codec.decode_within(self.payload, self.max_decoded_len)
     }
 
     /// Answers a payload that did not decode as the method's arguments: `InvalidArgument`, or
@@ -99,7 +108,22 @@ impl Call<'_> {
         F: Future<Output = T> + Send + 'static,
         T: Serialize + Send + 'static,
     {
-        let reply = |conn: &ConnShared, id, value: T| conn.send_value(id, &value);
+        self.spawn_with(Bincode, method, handler)
+    }
+
+    /// Like [`Call::spawn`], with the value encoded by `codec`.
+    pub fn spawn_with<C, F, T>(
+        self,
+        codec: C,
+        method: &'static MethodInfo,
+        handler: F,
+    ) -> Dispatched
+    where
+        C: PayloadCodec,
+        F: Future<Output = T> + Send + 'static,
+        T: Serialize + Send + 'static,
+    {
+        let reply = move |conn: &ConnShared, id, value: T| conn.send_value(&codec, id, &value);
         handler::spawn(self, method, handler, reply, |_| false);
         Dispatched(())
     }
@@ -112,9 +136,25 @@ impl Call<'_> {
         U: Serialize + Send + 'static,
         E: Serialize + Send + 'static,
     {
-        let reply = |conn: &ConnShared, id, result: Result<U, E>| match result {
-            Ok(value) => conn.send_value(id, &value),
-            Err(error) => conn.send_app_error(id, &error),
+        self.spawn_fallible_with(Bincode, method, handler)
+    }
+
+    /// Like [`Call::spawn_fallible`], with the value or the application's error encoded by `codec`.
+    pub fn spawn_fallible_with<C, F, U, E>(
+        self,
+        codec: C,
+        method: &'static MethodInfo,
+        handler: F,
+    ) -> Dispatched
+    where
+        C: PayloadCodec,
+        F: Future<Output = Result<U, E>> + Send + 'static,
+        U: Serialize + Send + 'static,
+        E: Serialize + Send + 'static,
+    {
+        let reply = move |conn: &ConnShared, id, result: Result<U, E>| match result {
+            Ok(value) => conn.send_value(&codec, id, &value),
+            Err(error) => conn.send_app_error(&codec, id, &error),
         };
         // An `Err` is counted apart from the calls that succeeded.
         handler::spawn(self, method, handler, reply, Result::is_err);

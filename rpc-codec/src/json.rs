@@ -1,0 +1,127 @@
+//! [`Json`], a second payload codec (feature `json`): values as JSON text through serde_json. A service
+//! declares it with `#[service(codec = rpc_core::codec::Json)]`; both peers must, since the payload format
+//! is part of the service, not of the frame. It is slower and larger than [`crate::Bincode`], and readable by
+//! any tool: the codec that the HTTP/JSON gateway work builds on.
+//!
+//! Limits: a value that does not fit in the frame is refused ([`PayloadError::TooLarge`]); decoding is bounded
+//! by the payload's length (JSON text is never shorter than what it decodes to, but for `\u` escapes, which
+//! shrink) and by serde_json's nesting limit of 128.
+
+use std::io::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::PayloadError;
+use crate::payload::PayloadCodec;
+
+/// JSON through serde_json.
+///
+/// ```
+/// use rpc_codec::{Json, PayloadCodec};
+/// let mut out = [0u8; 32];
+/// let n = Json.encode_into(&(7u32, "hi"), &mut out)?.unwrap();
+/// assert_eq!(&out[..n], br#"[7,"hi"]"#);
+/// let (a, b): (u32, String) = Json.decode(&out[..n])?;
+/// assert_eq!((a, b.as_str()), (7, "hi"));
+/// # Ok::<(), rpc_codec::PayloadError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Json;
+
+/// Counts the bytes written to it.
+struct Count(usize);
+
+impl Write for Count {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn unencodable(e: serde_json::Error) -> PayloadError {
+    PayloadError::Unencodable(e.to_string())
+}
+
+impl PayloadCodec for Json {
+    fn encode_into<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        out: &mut [u8],
+    ) -> Result<Option<usize>, PayloadError> {
+        let mut cursor = std::io::Cursor::new(out);
+        match serde_json::to_writer(&mut cursor, value) {
+            Ok(()) => Ok(Some(cursor.position() as usize)),
+            // The slice is full: the frame encoder measures the value and makes room.
+            Err(e) if e.is_io() => Ok(None),
+            Err(e) => Err(unencodable(e)),
+        }
+    }
+
+    fn encoded_len<T: Serialize + ?Sized>(&self, value: &T) -> Result<usize, PayloadError> {
+        let mut count = Count(0);
+        serde_json::to_writer(&mut count, value).map_err(unencodable)?;
+        Ok(count.0)
+    }
+
+    fn encode_to_vec<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        len: usize,
+    ) -> Result<Vec<u8>, PayloadError> {
+        let mut out = Vec::with_capacity(len);
+        serde_json::to_writer(&mut out, value).map_err(unencodable)?;
+        Ok(out)
+    }
+
+    fn decode<'de, T: Deserialize<'de>>(&self, payload: &'de [u8]) -> Result<T, PayloadError> {
+        serde_json::from_slice(payload).map_err(|e| {
+            if e.is_eof() {
+                PayloadError::UnexpectedEnd { needed: 1 }
+            } else {
+                PayloadError::Invalid(e.to_string())
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FrameCodec, Header, Metadata, WriteBuf};
+
+    #[test]
+    fn a_value_too_large_for_the_room_is_measured_and_encoded_after_growing() {
+        let codec = FrameCodec::default();
+        let mut out = WriteBuf::with_capacity(40);
+        let value = vec!["a long enough string"; 10];
+        codec
+            .encode_value(
+                &Header::response(1),
+                &Metadata::new(),
+                &value,
+                &Json,
+                &mut out,
+            )
+            .unwrap();
+        let payload = &out.as_slice()[crate::HEADER_LEN..];
+        assert_eq!(payload, serde_json::to_vec(&value).unwrap().as_slice());
+        let back: Vec<String> = Json.decode(payload).unwrap();
+        assert_eq!(back.len(), 10);
+    }
+
+    #[test]
+    fn bad_and_cut_short_text_are_errors() {
+        assert!(matches!(
+            Json.decode::<u32>(b"\"x\""),
+            Err(PayloadError::Invalid(_))
+        ));
+        assert!(matches!(
+            Json.decode::<Vec<u32>>(b"[1,2"),
+            Err(PayloadError::UnexpectedEnd { .. })
+        ));
+    }
+}

@@ -1,0 +1,37 @@
+//! A call's arguments on their way out, with the payload codec of their service: what the client's layers carry
+//! down to the connection, which serializes them straight into its queue. Generic over the codec, so the
+//! default (bincode) path pays nothing for the choice.
+
+use rpc_codec::{EncodeError, FrameCodec, Header, Metadata, PayloadCodec, WriteBuf};
+use serde::Serialize;
+
+/// Something that encodes as a frame's payload.
+pub(crate) trait Payload {
+    /// Appends the frame of `header` and `metadata` with this payload to `buf`; on error `buf` is as it was.
+    fn encode_frame(
+        &self,
+        frame: &FrameCodec,
+        header: &Header,
+        metadata: &Metadata,
+        buf: &mut WriteBuf,
+    ) -> Result<(), EncodeError>;
+}
+
+/// Arguments and the codec of their service.
+pub(crate) struct Args<'a, C, A: ?Sized> {
+    pub(crate) codec: &'a C,
+    pub(crate) args: &'a A,
+}
+
+impl<C: PayloadCodec, A: Serialize + ?Sized> Payload for Args<'_, C, A> {
+    #[inline(always)]
+    fn encode_frame(
+        &self,
+        frame: &FrameCodec,
+        header: &Header,
+        metadata: &Metadata,
+        buf: &mut WriteBuf,
+    ) -> Result<(), EncodeError> {
+        frame.encode_value(header, metadata, self.args, self.codec, buf)
+    }
+}
