@@ -117,10 +117,13 @@ impl Health {
                              heartbeats: restart it to register again",
                             lease.id, lease.incarnation
                         );
+                        // The state first: whoever reads the warning finds /healthz saying it already.
+                        {
+                            let mut state = health.state();
+                            state.problem = Some(problem.clone());
+                            state.superseded = true;
+                        }
                         eprintln!("{program}: WARNING: {problem}");
-                        let mut state = health.state();
-                        state.problem = Some(problem);
-                        state.superseded = true;
                     }
                     (_, Status::Refused(lease, error)) => {
                         // The registry's words, escaped and bounded: they come from a peer.
@@ -135,10 +138,12 @@ impl Health {
                              TTL: fix its credentials, then restart it",
                             lease.id, lease.incarnation
                         );
+                        {
+                            let mut state = health.state();
+                            state.problem = Some(problem.clone());
+                            state.refused = true;
+                        }
                         eprintln!("{program}: WARNING: {problem}");
-                        let mut state = health.state();
-                        state.problem = Some(problem);
-                        state.refused = true;
                     }
                     _ => {}
                 }
