@@ -75,7 +75,7 @@ struct HealthState {
 
 impl Health {
     fn state(&self) -> std::sync::MutexGuard<'_, HealthState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        rpc_core::sync::lock(&self.state)
     }
 
     /// Why the server is unhealthy, if it is.

@@ -114,7 +114,7 @@ impl Key {
 
 /// The handle in the table for `key`, if one is still in use.
 fn find(key: &Key) -> Option<Arc<Inner>> {
-    let table = table().lock().unwrap_or_else(|p| p.into_inner());
+    let table = rpc_core::sync::lock(table());
     table
         .iter()
         .find(|(k, _)| k == key)
@@ -199,7 +199,7 @@ impl RegistryHandle {
         // Made outside the table's lock (it connects on its first call, so nothing is lost if another caller
         // made one meanwhile and this one is dropped).
         let made = RegistryHandle::new(addrs.as_slice(), config.clone()).await?;
-        let mut table = table().lock().unwrap_or_else(|p| p.into_inner());
+        let mut table = rpc_core::sync::lock(table());
         table.retain(|(_, handle)| handle.strong_count() > 0);
         if let Some(inner) = table
             .iter()

@@ -144,7 +144,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                     return;
                 }
                 let result = calc.add(i as i64, 1).await;
-                let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                let mut t = rpc_core::sync::lock(&tally);
                 let counter = match result {
                     Ok(answer) if answer.value == i as i64 + 1 => {
                         *t.by_instance.entry(answer.instance).or_default() += 1;
@@ -167,7 +167,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     while workers.join_next().await.is_some() {}
     let elapsed = start.elapsed();
     progress.finish();
-    let t = tally.lock().unwrap_or_else(|p| p.into_inner());
+    let t = rpc_core::sync::lock(&tally);
     eprintln!(
         "calc-client: {} calls in {:.2} s ({:.0} calls/s)",
         args.calls,

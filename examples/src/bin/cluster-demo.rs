@@ -356,7 +356,7 @@ impl Load {
                     while !stop.load(Ordering::Relaxed) {
                         let result = calc.add(i, 1).await;
                         let bucket = bucket_of(origin, Instant::now());
-                        let mut b = buckets.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut b = rpc_core::sync::lock(&buckets);
                         let entry = b.entry(bucket).or_default();
                         match result {
                             Ok(answer) if answer.value == i + 1 => {
@@ -392,7 +392,7 @@ impl Load {
         for w in self.workers {
             let _ = w.await;
         }
-        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let buckets = rpc_core::sync::lock(&self.buckets);
         let mut lines = vec![format!(
             "  {:>9} {:>8} {:>7}  by instance",
             "from", "calls", "failed"

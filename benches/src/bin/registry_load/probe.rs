@@ -51,7 +51,7 @@ pub(crate) async fn watcher(
         let at = Instant::now();
         (epoch, revision) = (snapshot.epoch, snapshot.revision);
         let present = !snapshot.instances.is_empty();
-        let mut sent = pending.sent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sent = rpc_core::sync::lock(&pending.sent);
         if let Some((registered, when)) = *sent
             && registered == present
         {
@@ -78,8 +78,7 @@ pub(crate) async fn writer(
     loop {
         let seen = pending.seen.notified();
         let registering = lease.is_none();
-        *pending.sent.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((registering, Instant::now()));
+        *rpc_core::sync::lock(&pending.sent) = Some((registering, Instant::now()));
         match lease.take() {
             None => {
                 if let Ok(Ok(granted)) = registry.register(new.clone()).await {
