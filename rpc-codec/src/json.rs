@@ -3,15 +3,18 @@
 //! is part of the service, not of the frame. It is slower and larger than [`crate::Bincode`], and readable by
 //! any tool: the codec that the HTTP/JSON gateway work builds on.
 //!
-//! Limits: a value that does not fit in the frame is refused ([`PayloadError::TooLarge`]); decoding is bounded
-//! by the payload's length (JSON text is never shorter than what it decodes to, but for `\u` escapes, which
-//! shrink) and by serde_json's nesting limit of 128.
+//! Limits: a value that does not fit in the frame is refused ([`PayloadError::TooLarge`]); decoding goes through
+//! the same guard as bincode's (the `guard` module), so the decoded value's memory is bounded by the configured
+//! `max_decoded_len` ([`PayloadError::DecodedTooLarge`]: `[0,0,0,...]` into a `Vec<u64>` takes four times
+//! its text) and its nesting by [`crate::MAX_DEPTH`] ([`PayloadError::TooDeep`]).
 
 use std::io::Write;
 
+use serde::de::DeserializeSeed;
 use serde::{Deserialize, Serialize};
 
 use crate::error::PayloadError;
+use crate::guard;
 use crate::payload::PayloadCodec;
 
 /// JSON through serde_json.
@@ -77,9 +80,33 @@ impl PayloadCodec for Json {
         Ok(out)
     }
 
+    /// Decodes with no limit on the decoded value's memory beyond the guard's default; servers and clients of
+    /// `rpc-core` use [`PayloadCodec::decode_within`] with their configured limit.
     fn decode<'de, T: Deserialize<'de>>(&self, payload: &'de [u8]) -> Result<T, PayloadError> {
-        serde_json::from_slice(payload).map_err(|e| {
-            if e.is_eof() {
+        self.decode_within(payload, usize::MAX)
+    }
+
+    fn decode_within<'de, T: Deserialize<'de>>(
+        &self,
+        payload: &'de [u8],
+        max_decoded_len: usize,
+    ) -> Result<T, PayloadError> {
+        let account = guard::Account::new(payload.len(), max_decoded_len);
+        let mut json = serde_json::Deserializer::from_slice(payload);
+        let decoded = guard::Seed::<T>::new(&account)
+            .deserialize(&mut json)
+            .and_then(|value| json.end().map(|()| value));
+        decoded.map_err(|e| {
+            if account.exceeded() {
+                PayloadError::DecodedTooLarge {
+                    limit: max_decoded_len,
+                }
+            } else if account.too_deep() || e.to_string().starts_with("recursion limit exceeded") {
+                // serde_json counts its own nesting to 128 too, and may stop first.
+                PayloadError::TooDeep {
+                    limit: guard::MAX_DEPTH,
+                }
+            } else if e.is_eof() {
                 PayloadError::UnexpectedEnd { needed: 1 }
             } else {
                 PayloadError::Invalid(e.to_string())
@@ -111,6 +138,27 @@ mod tests {
         assert_eq!(payload, serde_json::to_vec(&value).unwrap().as_slice());
         let back: Vec<String> = Json.decode(payload).unwrap();
         assert_eq!(back.len(), 10);
+    }
+
+    #[test]
+    fn the_decoded_values_memory_and_nesting_are_bounded_as_bincodes_are() {
+        // 2 bytes of text per element, 8 bytes of memory: over a limit of twice the text.
+        let text = format!("[{}0]", "0,".repeat(999));
+        assert_eq!(
+            Json.decode_within::<Vec<u64>>(text.as_bytes(), 8_000)
+                .map(|v| v.len())
+                .ok(),
+            Some(1000)
+        );
+        assert!(matches!(
+            Json.decode_within::<Vec<u64>>(text.as_bytes(), 2 * text.len()),
+            Err(PayloadError::DecodedTooLarge { .. })
+        ));
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(matches!(
+            Json.decode::<serde_json::Value>(deep.as_bytes()),
+            Err(PayloadError::TooDeep { .. })
+        ));
     }
 
     #[test]
