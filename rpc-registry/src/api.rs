@@ -55,6 +55,25 @@ pub struct Lease {
     pub heartbeat_ms: u64,
 }
 
+impl Lease {
+    /// The reference a heartbeat or a deregistration of this lease carries, for the instance of `service` at
+    /// `address` it was granted to.
+    ///
+    /// ```
+    /// let lease = rpc_registry::Lease { id: 7, incarnation: 2, ttl_ms: 3000, heartbeat_ms: 1000 };
+    /// let held = lease.reference("Calc", "10.0.0.1:7000");
+    /// assert_eq!((held.lease, held.incarnation, held.service.as_str()), (7, 2, "Calc"));
+    /// ```
+    pub fn reference(&self, service: &str, address: &str) -> LeaseRef {
+        LeaseRef {
+            lease: self.id,
+            incarnation: self.incarnation,
+            service: service.to_owned(),
+            address: address.to_owned(),
+        }
+    }
+}
+
 /// Identifies a lease in a heartbeat or a deregistration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseRef {

@@ -130,13 +130,8 @@ impl Shared {
     }
 
     fn lease_ref(&self) -> LeaseRef {
-        let lease = *self.lease();
-        LeaseRef {
-            lease: lease.id,
-            incarnation: lease.incarnation,
-            service: self.instance.service.clone(),
-            address: self.instance.address.clone(),
-        }
+        self.lease()
+            .reference(&self.instance.service, &self.instance.address)
     }
 }
 

@@ -537,15 +537,6 @@ mod tests {
         }
     }
 
-    fn lease_ref(lease: &Lease, service: &str, address: &str) -> LeaseRef {
-        LeaseRef {
-            lease: lease.id,
-            incarnation: lease.incarnation,
-            service: service.to_owned(),
-            address: address.to_owned(),
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn revisions_grow_with_every_change() {
         let mut s = State::new(7, Duration::from_secs(3), limits());
@@ -560,7 +551,7 @@ mod tests {
             2,
             "a change elsewhere leaves Calc's revision"
         );
-        s.deregister(&lease_ref(&a, "Calc", "10.0.0.1:1")).unwrap();
+        s.deregister(&a.reference("Calc", "10.0.0.1:1")).unwrap();
         let snap = s.snapshot("Calc");
         assert_eq!((snap.revision, snap.instances.len(), snap.epoch), (4, 1, 7));
     }
@@ -573,7 +564,7 @@ mod tests {
         s.register(new("Other", "10.0.0.2:1"), now).unwrap();
         let (calc, all) = (s.listing("Calc"), s.listings());
         let later = now + Duration::from_secs(1);
-        s.heartbeat(&lease_ref(&a, "Calc", "10.0.0.1:1"), later)
+        s.heartbeat(&a.reference("Calc", "10.0.0.1:1"), later)
             .unwrap();
         assert!(
             Arc::ptr_eq(&calc, &s.listing("Calc")),
@@ -593,7 +584,7 @@ mod tests {
         );
         assert!(!Arc::ptr_eq(&all, &s.listings()));
         assert_eq!(s.listings().len(), 2);
-        s.deregister(&lease_ref(&a, "Calc", "10.0.0.1:1")).unwrap();
+        s.deregister(&a.reference("Calc", "10.0.0.1:1")).unwrap();
         assert!(s.listing("Calc").instances.is_empty());
         assert_eq!(calc.instances.len(), 1, "a list taken before never changes");
         assert_eq!(s.service_count(), 1);
@@ -607,7 +598,7 @@ mod tests {
         let a = s.register(new("Calc", "10.0.0.1:1"), now).unwrap();
         let b = s.register(new("Calc", "10.0.0.2:1"), now).unwrap();
         let a2 = s.register(new("Calc", "10.0.0.1:1"), now).unwrap();
-        s.deregister(&lease_ref(&b, "Calc", "10.0.0.2:1")).unwrap();
+        s.deregister(&b.reference("Calc", "10.0.0.2:1")).unwrap();
         s.expire(a2.id).unwrap();
         // Nothing to record: already gone.
         assert!(s.expire(a.id).is_none());
@@ -645,7 +636,7 @@ mod tests {
         assert_eq!(snap.instances.len(), 1);
         assert_eq!(snap.instances[0].incarnation, 2);
         let stale = s
-            .heartbeat(&lease_ref(&first, "Calc", "10.0.0.1:1"), now)
+            .heartbeat(&first.reference("Calc", "10.0.0.1:1"), now)
             .unwrap_err();
         assert_eq!(
             stale,
@@ -656,12 +647,12 @@ mod tests {
             }
         );
         assert!(
-            s.heartbeat(&lease_ref(&second, "Calc", "10.0.0.1:1"), now)
+            s.heartbeat(&second.reference("Calc", "10.0.0.1:1"), now)
                 .is_ok()
         );
         // A stale deregistration does not remove the newer instance.
         assert!(
-            s.deregister(&lease_ref(&first, "Calc", "10.0.0.1:1"))
+            s.deregister(&first.reference("Calc", "10.0.0.1:1"))
                 .is_err()
         );
         assert_eq!(s.snapshot("Calc").instances.len(), 1);
@@ -677,7 +668,7 @@ mod tests {
         assert_eq!(next.incarnation, 1, "the address had no instance left");
         // The evicted process's heartbeat must not make it re-register and push out its successor.
         assert_eq!(
-            s.heartbeat(&lease_ref(&paused, "Calc", "10.0.0.1:1"), now),
+            s.heartbeat(&paused.reference("Calc", "10.0.0.1:1"), now),
             Err(RegistryError::Superseded {
                 lease: paused.id,
                 incarnation: 1,
@@ -687,7 +678,7 @@ mod tests {
         // With the address empty again, the old lease is only unknown: re-registering is right.
         s.expire(next.id).unwrap();
         assert_eq!(
-            s.heartbeat(&lease_ref(&paused, "Calc", "10.0.0.1:1"), now),
+            s.heartbeat(&paused.reference("Calc", "10.0.0.1:1"), now),
             Err(RegistryError::UnknownLease { lease: paused.id })
         );
     }
@@ -699,7 +690,7 @@ mod tests {
             .register(new("Calc", "10.0.0.1:1"), Instant::now())
             .unwrap();
         for (service, address) in [("Billing", "10.0.0.1:1"), ("Calc", "10.0.0.2:1")] {
-            let foreign = lease_ref(&lease, service, address);
+            let foreign = lease.reference(service, address);
             let unknown = RegistryError::UnknownLease { lease: lease.id };
             assert_eq!(s.heartbeat(&foreign, Instant::now()), Err(unknown));
             assert_eq!(
@@ -754,7 +745,7 @@ mod tests {
             (InstanceState::Up, 1500)
         );
         assert_eq!(only(&mut s, at(1501)).state, InstanceState::Late);
-        s.heartbeat(&lease_ref(&lease, "Calc", "10.0.0.1:1"), at(2000))
+        s.heartbeat(&lease.reference("Calc", "10.0.0.1:1"), at(2000))
             .unwrap();
         assert_eq!(
             (
@@ -788,7 +779,7 @@ mod tests {
         for i in 0..100 {
             let address = format!("10.0.0.1:{i}");
             let lease = s.register(new(&format!("S{i}"), &address), now).unwrap();
-            s.deregister(&lease_ref(&lease, &format!("S{i}"), &address))
+            s.deregister(&lease.reference(&format!("S{i}"), &address))
                 .unwrap();
         }
         assert_eq!(s.tracked(), 0);

@@ -12,7 +12,7 @@ use rpc_core::Client;
 use rpc_registry::cli::Tracker;
 use rpc_registry::registration::Status as RegistrationStatus;
 use rpc_registry::{
-    Discovery, DiscoveryConfig, LeaseRef, RegistrationConfig, RegistrationError, RegistryClient,
+    Discovery, DiscoveryConfig, RegistrationConfig, RegistrationError, RegistryClient,
     RegistryConfig, RegistryError, RemovalReason,
 };
 use tests::cluster::{WhereClient, http_get, new_instance, start_instance, start_registry};
@@ -474,11 +474,8 @@ async fn the_http_view_lists_services_and_instances() {
 async fn a_watch_says_why_each_instance_left_and_watch_answers_as_before() {
     let registry = start_registry(config(), 0).await.unwrap();
     let client = registry_client(registry.addr).await;
-    let lease_of = |new: &rpc_registry::NewInstance, lease: rpc_registry::Lease| LeaseRef {
-        lease: lease.id,
-        incarnation: lease.incarnation,
-        service: new.service.clone(),
-        address: new.address.clone(),
+    let lease_of = |new: &rpc_registry::NewInstance, lease: rpc_registry::Lease| {
+        lease.reference(&new.service, &new.address)
     };
     let [a, b, c] = ["10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"].map(|at| new_instance(at, 1));
     let mut leases = Vec::new();

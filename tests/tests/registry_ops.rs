@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rpc_core::Client;
 use rpc_registry::{
-    InstanceState, LeaseRef, RegistrationConfig, RegistryClient, RegistryConfig, RegistryError,
+    InstanceState, RegistrationConfig, RegistryClient, RegistryConfig, RegistryError,
 };
 use tests::cluster::{new_instance, start_instance, start_registry};
 use tests::prom::{self, http_get};
@@ -518,11 +518,8 @@ async fn the_overview_shows_the_registrys_last_changes_with_why_each_instance_le
     let registry = start_registry(config(), 0).await.unwrap();
     let http = registry.http;
     let client = registry_client(registry.addr).await;
-    let lease_of = |new: &rpc_registry::NewInstance, lease: rpc_registry::Lease| LeaseRef {
-        lease: lease.id,
-        incarnation: lease.incarnation,
-        service: new.service.clone(),
-        address: new.address.clone(),
+    let lease_of = |new: &rpc_registry::NewInstance, lease: rpc_registry::Lease| {
+        lease.reference(&new.service, &new.address)
     };
     // Before any dashboard looks: a registers and deregisters; b and c never heartbeat (evicted); c registers
     // a second time first (it supersedes its first incarnation).

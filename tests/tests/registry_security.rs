@@ -69,15 +69,6 @@ async fn rpc_watchers_reach(registry: &RunningRegistry, n: f64) {
     panic!("rpc_registry_watchers never read {n}: last {seen:?}");
 }
 
-fn lease_ref(lease: &rpc_registry::Lease, service: &str, address: &str) -> LeaseRef {
-    LeaseRef {
-        lease: lease.id,
-        incarnation: lease.incarnation,
-        service: service.to_owned(),
-        address: address.to_owned(),
-    }
-}
-
 fn credentials() -> Credentials {
     Credentials {
         tokens: vec![
@@ -122,7 +113,7 @@ async fn each_token_writes_only_the_services_it_is_granted() {
         .await
         .unwrap()
         .unwrap();
-    let billing_ref = lease_ref(&billing, "Billing", "10.0.0.2:1");
+    let billing_ref = billing.reference("Billing", "10.0.0.2:1");
     let err = calc
         .heartbeat(billing_ref.clone())
         .await
@@ -480,7 +471,7 @@ async fn an_instance_belongs_to_the_identity_that_registered_it() {
         .await
         .unwrap()
         .unwrap();
-    let held = lease_ref(&lease, "Calc", "10.0.0.1:1");
+    let held = lease.reference("Calc", "10.0.0.1:1");
     // The lease id is public (the HTTP port shows it); it is not a credential.
     for other in [&calc_token, &other_cert] {
         let err = other.heartbeat(held.clone()).await.unwrap().unwrap_err();
@@ -527,7 +518,7 @@ async fn an_instance_belongs_to_the_identity_that_registered_it() {
     assert_eq!(again.incarnation, 2);
     assert_eq!(
         admin
-            .deregister(lease_ref(&again, "Calc", "10.0.0.1:1"))
+            .deregister(again.reference("Calc", "10.0.0.1:1"))
             .await
             .unwrap(),
         Ok(())
@@ -547,7 +538,7 @@ async fn an_instance_belongs_to_the_identity_that_registered_it() {
         .unwrap()
         .unwrap();
     let err = owner
-        .heartbeat(lease_ref(&by_token, "Calc", "10.0.0.2:1"))
+        .heartbeat(by_token.reference("Calc", "10.0.0.2:1"))
         .await
         .unwrap()
         .unwrap_err();
@@ -559,7 +550,7 @@ async fn an_instance_belongs_to_the_identity_that_registered_it() {
     assert!(!err.to_string().contains("calc-secret"), "{err}");
     assert_eq!(
         admin
-            .heartbeat(lease_ref(&by_token, "Calc", "10.0.0.2:1"))
+            .heartbeat(by_token.reference("Calc", "10.0.0.2:1"))
             .await
             .unwrap(),
         Ok(())
