@@ -8,38 +8,19 @@
 //! that holds anything else than files fails it too), and unless the seeds and the corpus hold some: an empty or
 //! misnamed folder would replay nothing and pass.
 
+#[path = "support/fuzz_inputs.rs"]
+mod fuzz_inputs;
 #[path = "../fuzz/harness.rs"]
 mod harness;
 #[path = "../fuzz/payload_harness.rs"]
 mod payload_harness;
 
-use std::path::{Path, PathBuf};
+use fuzz_inputs::listed;
 
 /// Stack for replaying payload inputs. Decoding stops at `rpc_codec::MAX_DEPTH` levels (the guard's own test
 /// holds that on a 2 MiB thread); the harness's checks around a decode (walking and re-encoding the value)
 /// recurse too, and an unoptimized build takes several times more stack per level than the fuzzer's.
 const PAYLOAD_STACK: usize = 64 << 20;
-
-/// The files of `dir` (relative to this crate), `.keep` aside; anything else than a file fails the test.
-fn listed(dir: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let entry = entry.unwrap();
-        if entry.file_name() == ".keep" {
-            continue;
-        }
-        let path = entry.path();
-        assert!(
-            entry.file_type().unwrap().is_file(),
-            "{} is not a file: a fuzz folder holds inputs only",
-            path.display()
-        );
-        files.push(path);
-    }
-    files.sort();
-    files
-}
 
 /// How many inputs of each folder of a target there are, and how many ran.
 #[derive(Debug, Default)]

@@ -8,31 +8,12 @@
 //! that holds anything else than files fails it too), and unless each folder holds some: an empty or misnamed
 //! folder would replay nothing and pass.
 
+#[path = "../../rpc-codec/tests/support/fuzz_inputs.rs"]
+mod fuzz_inputs;
 #[path = "../fuzz/harness.rs"]
 mod harness;
 
-use std::path::{Path, PathBuf};
-
-/// The files of `dir` (relative to this crate), `.keep` aside; anything else than a file fails the test.
-fn listed(dir: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let entry = entry.unwrap();
-        if entry.file_name() == ".keep" {
-            continue;
-        }
-        let path = entry.path();
-        assert!(
-            entry.file_type().unwrap().is_file(),
-            "{} is not a file: a fuzz folder holds inputs only",
-            path.display()
-        );
-        files.push(path);
-    }
-    files.sort();
-    files
-}
+use fuzz_inputs::listed;
 
 #[test]
 fn every_registry_requests_input_passes_the_harness() {
