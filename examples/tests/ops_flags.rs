@@ -1,8 +1,8 @@
 //! What the example programs show their operators, run as a user runs them: `calc-server --metrics ADDR`
 //! serves Prometheus metrics that count the calls `calc-client` made, and `calc-client --progress always`
 //! reports calls done and their rate; calc-server says when it registers again, when another instance
-//! supersedes it and when the registry refuses it for good (its `/healthz` then answers 503); calc-client tells a registry that does not answer from one
-//! without instances, and exits non-zero when a call failed.
+//! supersedes it and when the registry refuses it for good (its `/healthz` then answers 503); calc-client tells
+//! a registry that does not answer from one without instances, and exits non-zero when a call failed.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -25,13 +25,7 @@ mod prom;
 async fn calc_server_serves_metrics_and_calc_client_shows_progress() {
     let registry = support::start_registry(RegistryConfig::default()).await;
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_calc-server"))
-        .args(["--registry", &registry, "--metrics", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut server = calc_server(&registry, &[]);
     // stderr names the metrics address, then reports the registration: wait for both.
     let mut stderr = BufReader::new(server.stderr.take().unwrap()).lines();
     let (mut metrics, mut registered) = (None, false);
@@ -83,6 +77,19 @@ async fn calc_server_serves_metrics_and_calc_client_shows_progress() {
     );
 }
 
+/// Starts `calc-server` registering with `registry`, serving metrics on a port the OS picks, with `extra`
+/// flags; its stdout (the address it serves) and stderr (what it reports) are piped.
+fn calc_server(registry: &str, extra: &[&str]) -> tokio::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_calc-server"))
+        .args(["--registry", registry, "--metrics", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
 /// Runs `calc-client` with `args` to its end (at most 60 s); what it printed and how it exited.
 async fn calc_client(args: &[&str]) -> std::process::Output {
     let output = Command::new(env!("CARGO_BIN_EXE_calc-client"))
@@ -127,13 +134,7 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
 #[tokio::test]
 async fn calc_server_says_when_it_registers_again_and_when_another_instance_supersedes_it() {
     let registry = support::start_registry(RegistryConfig::default()).await;
-    let mut server = Command::new(env!("CARGO_BIN_EXE_calc-server"))
-        .args(["--registry", &registry, "--metrics", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut server = calc_server(&registry, &[]);
     let mut stdout = BufReader::new(server.stdout.take().unwrap()).lines();
     let address = tokio::time::timeout(Duration::from_secs(10), stdout.next_line())
         .await
@@ -242,14 +243,7 @@ async fn calc_server_says_loudly_when_the_registry_refuses_it_for_good() {
         ))
     };
     let first = serve(granting("calc-token-1"), listener);
-    let mut server = Command::new(env!("CARGO_BIN_EXE_calc-server"))
-        .args(["--registry", &registry, "--metrics", "127.0.0.1:0"])
-        .args(["--token", "calc-token-1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut server = calc_server(&registry, &["--token", "calc-token-1"]);
     let mut stderr = BufReader::new(server.stderr.take().unwrap()).lines();
     let metrics = line_with(&mut stderr, "calc-server: metrics on http://").await;
     let metrics: std::net::SocketAddr = metrics
