@@ -1,8 +1,9 @@
 //! The floor: raw tokio TCP echo with coalesced writes. Frames are a 4-byte little-endian length and the
 //! payload. The server echoes every whole frame of each read into one buffer and writes it with one call. The
 //! client keeps its share of the calls in flight on each connection with one task that writes every new request
-//! of a batch with one call, and reads while a write waits. Answers come back in order, so a queue of send times is all the bookkeeping there
-//! is. Nothing an RPC framework does (ids, deadlines, dispatch, serialization) is done here.
+//! of a batch with one call, and reads while a write waits. Answers come back in order, so a queue of send times
+//! is all the bookkeeping there is. Nothing an RPC framework does (ids, deadlines, dispatch, serialization) is
+//! done here.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
