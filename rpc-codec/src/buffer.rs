@@ -125,6 +125,11 @@ impl WriteBuf {
         self.data.len()
     }
 
+    /// Whether all the content is in the buffer itself ([`WriteBuf::as_slice`]): no payload is kept apart.
+    pub fn is_contiguous(&self) -> bool {
+        self.apart.is_empty()
+    }
+
     /// The content, ready to be written to a socket. When payloads are kept apart, this is only what the buffer
     /// itself holds: write the whole with [`WriteBuf::io_slices`].
     pub fn as_slice(&self) -> &[u8] {
@@ -314,6 +319,7 @@ mod tests {
             }
         }
         assert_eq!(apart.len(), whole.len());
+        assert!(!apart.is_contiguous() && whole.is_contiguous());
         assert!(
             apart.capacity() < 1000,
             "the large payloads grew the buffer"

@@ -57,6 +57,10 @@ fn poll_write_from(
     taken: &WriteBuf,
     sent: usize,
 ) -> Poll<std::io::Result<usize>> {
+    if taken.is_contiguous() {
+        // The common case, small frames only: one slice, no array of them to fill.
+        return io.as_mut().poll_write(cx, &taken.as_slice()[sent..]);
+    }
     let mut slices = [std::io::IoSlice::new(&[]); MAX_SLICES];
     match taken.io_slices(sent, &mut slices) {
         0 => Poll::Ready(Ok(0)),
