@@ -336,3 +336,47 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
         String::from("a panic without a message")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    /// What `run` decides for a handler that never ends, given whether its deadline has passed and whether a
+    /// cancel came.
+    async fn outcome(deadline_passed: bool, cancel: bool) -> &'static str {
+        let now = Instant::now();
+        let deadline = if deadline_passed {
+            now
+        } else {
+            now + Duration::from_secs(60)
+        };
+        let (tx, rx) = oneshot::channel();
+        if cancel {
+            tx.send(()).unwrap();
+        } else {
+            std::mem::forget(tx);
+        }
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let ran = run(std::future::pending::<()>(), Some(deadline), rx);
+        match tokio::time::timeout(Duration::from_secs(1), ran).await {
+            Ok(Outcome::DeadlineExceeded) => "deadline exceeded",
+            Ok(Outcome::Cancelled) => "cancelled",
+            Ok(_) => "other",
+            Err(_) => "still running",
+        }
+    }
+
+    /// The client's deadline task cancels each call it times out, so that cancel may reach the server before
+    /// the server's own timer fires: the call still ended by its deadline. A cancel before the deadline is a
+    /// cancel.
+    #[tokio::test(start_paused = true)]
+    async fn a_cancel_after_the_deadline_counts_as_the_deadline_and_one_before_as_a_cancel() {
+        assert_eq!(outcome(true, true).await, "deadline exceeded");
+        assert_eq!(outcome(false, true).await, "cancelled");
+        assert_eq!(outcome(true, false).await, "deadline exceeded");
+    }
+}
