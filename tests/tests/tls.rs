@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rpc_core::tls::{ClientCa, ClientTls, ServerTls};
 use rpc_core::{Client, ClientConfig, RpcError, ServerConfig, Status};
 use tests::certs::{Ca, Identity};
-use tests::lab::{LabClient, LabImpl, mirror_many};
+use tests::lab::{LabClient, LabImpl};
 use tests::peer::{Next, RawPeer};
 use tests::serve::{Running, serve_lab_with};
 
@@ -68,23 +68,6 @@ async fn calls_go_over_tls_and_a_client_that_does_not_trust_the_server_is_refuse
         whoami(&server, Some(client_tls(&ca, None))).await,
         Ok(Vec::new())
     );
-}
-
-/// Large payloads both ways over TLS, many at once: the queue's pieces (payloads kept apart) go through the TLS
-/// stream's vectored writes in order.
-#[tokio::test]
-async fn large_calls_over_tls_come_back_whole() {
-    let ca = Ca::new("test CA");
-    let server = serve(server_tls(&ca, None), ServerConfig::default()).await;
-    let config = ClientConfig {
-        tls: Some(client_tls(&ca, None)),
-        default_deadline: Duration::from_secs(20),
-        ..ClientConfig::default()
-    };
-    let client = LabClient::new(Client::connect_with(server.addr, config).await.unwrap());
-    mirror_many(&client, 64, 100_000, Duration::from_secs(20))
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
