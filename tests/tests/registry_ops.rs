@@ -224,15 +224,7 @@ async fn the_overview_long_poll_answers_at_a_change_or_after_its_wait() {
     );
 
     // A poll waiting at the current revision is answered by the next registration, with it.
-    let waiting = tokio::spawn(async move {
-        json(
-            http,
-            &format!("/v1/overview?epoch={epoch}&since={revision}&wait_ms=30000"),
-        )
-        .await
-    });
-    let http_watchers = [("api", "http")];
-    assert!(eventually(|| async { prom_watchers(http, &http_watchers).await == Some(1.0) }).await);
+    let waiting = overview_poll(http, &epoch, &revision).await;
     let instance = start_instance(registry.addr, 5, RegistrationConfig::default())
         .await
         .unwrap();
@@ -257,6 +249,20 @@ async fn the_overview_long_poll_answers_at_a_change_or_after_its_wait() {
     )
     .await;
     assert_eq!(other["services"][0]["name"], "Where");
+}
+
+/// A long poll of `/v1/overview` from (`epoch`, `revision`), waiting up to 30 s on a task of its own; returned
+/// once the registry counts it among its HTTP watchers.
+async fn overview_poll(
+    http: std::net::SocketAddr,
+    epoch: &str,
+    revision: &dyn std::fmt::Display,
+) -> tokio::task::JoinHandle<(String, serde_json::Value)> {
+    let path = format!("/v1/overview?epoch={epoch}&since={revision}&wait_ms=30000");
+    let waiting = tokio::spawn(async move { json(http, &path).await });
+    let http_watchers = [("api", "http")];
+    assert!(eventually(|| async { prom_watchers(http, &http_watchers).await == Some(1.0) }).await);
+    waiting
 }
 
 async fn prom_watchers(http: std::net::SocketAddr, labels: &[(&str, &str)]) -> Option<f64> {
@@ -595,15 +601,7 @@ async fn the_overview_shows_the_registrys_last_changes_with_why_each_instance_le
         first["epoch"].as_str().unwrap().to_owned(),
         first["revision"].clone(),
     );
-    let waiting = tokio::spawn(async move {
-        json(
-            http,
-            &format!("/v1/overview?epoch={epoch}&since={revision}&wait_ms=30000"),
-        )
-        .await
-    });
-    let http_watchers = [("api", "http")];
-    assert!(eventually(|| async { prom_watchers(http, &http_watchers).await == Some(1.0) }).await);
+    let waiting = overview_poll(http, &epoch, &revision).await;
     let d = new_instance("10.0.0.4:1", 5);
     client.register(d).await.unwrap().unwrap();
     let (_, next) = tokio::time::timeout(Duration::from_secs(5), waiting)
