@@ -178,7 +178,12 @@ impl<'a> MetadataRef<'a> {
     }
 
     /// An owned copy.
+    #[inline]
     pub fn to_metadata(&self) -> Metadata {
+        // Most calls carry none: no copy, no call.
+        if self.raw.is_empty() {
+            return Metadata::new();
+        }
         Metadata::from_checked(Bytes::copy_from_slice(self.raw), self.count)
     }
 }

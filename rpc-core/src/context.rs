@@ -8,6 +8,7 @@ use rpc_codec::Metadata;
 use tokio::time::Instant;
 
 use crate::method::MethodInfo;
+use crate::server::Peer;
 use crate::trace::TraceContext;
 use crate::transport::PeerAddr;
 
@@ -34,9 +35,8 @@ pub struct Context {
     pub(crate) method: &'static MethodInfo,
     pub(crate) deadline: Option<Instant>,
     pub(crate) metadata: Metadata,
-    pub(crate) peer: Option<PeerAddr>,
-    /// The DNS names of the client's verified certificate (mutual TLS), if it presented one.
-    pub(crate) client_names: Option<Arc<[String]>>,
+    /// Who sent the call: its address, and the DNS names of its verified certificate (mutual TLS).
+    pub(crate) peer: Arc<Peer>,
     /// The trace this call belongs to (its `rpc.serve` span's context), when tracing is on. Boxed: a context
     /// is moved with every call, and most calls are not traced.
     pub(crate) trace: Option<Box<TraceContext>>,
@@ -72,25 +72,20 @@ impl Context {
     /// The caller's address: its TCP address (with or without TLS), or [`PeerAddr::Unix`] over a Unix domain
     /// socket. `None` only for a call that came over no transport at all.
     pub fn peer(&self) -> Option<&PeerAddr> {
-        self.peer.as_ref()
+        self.peer.addr()
     }
 
     /// The DNS names (subject alternative names) of the certificate the client presented over mutual TLS,
     /// which the server verified against its client CA; empty without TLS or without a client certificate.
     /// They identify the client: a server can authorize calls by them.
     pub fn client_names(&self) -> &[String] {
-        self.client_names.as_deref().unwrap_or(&[])
+        self.peer.client_names()
     }
 
     /// The trace context of the call's `rpc.serve` span (when a tracing subscriber records it): calls the
     /// handler makes through a client continue this trace.
     pub fn trace(&self) -> Option<TraceContext> {
         self.trace.as_deref().copied()
-    }
-
-    /// Runs `f` with (a copy of) this context as the current one: one poll of a handler.
-    pub(crate) fn sync_scope<R>(&self, f: impl FnOnce() -> R) -> R {
-        CONTEXT.sync_scope(self.clone(), f)
     }
 
     /// `fut`, run with this context as the current one: how a task that a handler spawns sees the call it

@@ -1,35 +1,40 @@
-//! One server connection: the read loop parses requests in place and dispatches them (decoding arguments
-//! straight from the read buffer), answers what it must refuse, and on shutdown drains: go-away, the calls in
-//! flight finish up to the drain timeout, then the connection closes. Handlers answer through the outbox.
+//! One server connection: the read loop parses requests in place, hands each to the server's stack of layers
+//! (its payload shared with the read buffer, not copied), refuses what the wire forbids (ids out of order, an
+//! unknown method, a frame over the limits), and on shutdown drains: go-away, the calls in flight finish up to
+//! the drain timeout, then the connection closes. Answers go out through the outbox. Policies (limits,
+//! draining refusals, metrics of calls, tracing) are layers (`layer/`), not branches here.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 
 use bytes::{Buf, BytesMut};
-use rpc_codec::{FrameCodec, Header, Kind, Metadata, PayloadCodec, ReceivedRef, Status};
-use serde::Serialize;
+use rpc_codec::{FrameCodec, Header, Kind, Metadata, ReceivedRef, Status};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::{Duration, Instant};
 
 use super::ServerConfig;
 use super::admission::Slot;
-use super::registry::Registry;
-use super::service::Call;
+use super::handler::{self, Serving};
+use super::layer::{Head, Layers, Own, Parts, Payload};
+use super::registry::{Entry, Registry};
+use super::request::Peer;
+use super::response::Response;
 use crate::error::{PayloadSide, encode_status};
 use crate::ids::IdMap;
 use crate::inbox::ReadSize;
 use crate::outbox::Outbox;
-use crate::transport::PeerAddr;
 
 /// What a connection's read loop and its handlers share.
 #[derive(Debug)]
 pub(crate) struct ConnShared {
     pub(crate) outbox: Outbox,
     codec: FrameCodec,
-    pub(crate) peer: Option<PeerAddr>,
-    /// The DNS names of the client's verified certificate (mutual TLS).
-    pub(crate) client_names: Option<Arc<[String]>>,
+    /// Who is at the other end.
+    pub(crate) peer: Arc<Peer>,
+    /// The server's own layers.
+    pub(crate) own: Own,
     /// Calls in flight, by request id: dropping the sender cancels the handler.
     calls: Mutex<IdMap<u64, oneshot::Sender<()>>>,
     in_flight: AtomicUsize,
@@ -76,41 +81,26 @@ impl ConnShared {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// Queues the method's value, encoded by `codec`, as the answer to call `id` (the caller has waited for
-    /// room).
-    pub(crate) fn send_value<C: PayloadCodec, T: Serialize>(&self, codec: &C, id: u64, value: &T) {
-        self.send_payload(codec, id, Header::response(id), value);
-    }
-
-    /// Queues the application's error, encoded by `codec`, as the answer to call `id` (the caller has waited
-    /// for room).
-    pub(crate) fn send_app_error<C: PayloadCodec, E: Serialize>(
-        &self,
-        codec: &C,
-        id: u64,
-        error: &E,
-    ) {
-        self.send_payload(codec, id, Header::app_error(id), error);
-    }
-
-    fn send_payload<C: PayloadCodec, T: Serialize>(
-        &self,
-        payload: &C,
-        id: u64,
-        header: Header,
-        value: &T,
-    ) {
+    /// Queues `response` as the answer to call `id` (the caller has waited for room).
+    pub(crate) fn send_response(&self, id: u64, response: &Response) {
         let codec = &self.codec;
-        let sent = self.outbox.push(|state| {
-            codec.encode_value(&header, &Metadata::new(), value, payload, &mut state.buf)
-        });
-        if let Ok(Err(e)) = sent {
-            let status = encode_status(PayloadSide::Response, &e);
-            let message = match status {
-                Status::ResourceExhausted => format!("the response is too large: {e}"),
-                _ => format!("the response does not encode: {e}"),
-            };
-            self.send_error(id, status, &message);
+        let sent = self
+            .outbox
+            .push(|state| response.encode(codec, id, &mut state.buf));
+        match sent {
+            Ok(Ok(true)) | Err(_) => {}
+            Ok(Ok(false)) => {
+                let message = response.message().unwrap_or_default();
+                self.send_error(id, response.status(), message);
+            }
+            Ok(Err(e)) => {
+                let status = encode_status(PayloadSide::Response, &e);
+                let message = match status {
+                    Status::ResourceExhausted => format!("the response is too large: {e}"),
+                    _ => format!("the response does not encode: {e}"),
+                };
+                self.send_error(id, status, &message);
+            }
         }
     }
 
@@ -179,38 +169,35 @@ struct ReadState {
     stalled: bool,
 }
 
-/// Who is at the other end of a connection, and the connection's place among the server's.
+/// An accepted connection: who is at the other end, and the connection's place among the server's.
 #[derive(Debug)]
-pub(crate) struct Peer {
-    /// The peer's address.
-    pub(crate) addr: Option<PeerAddr>,
-    /// The DNS names of the client's verified certificate (mutual TLS).
-    pub(crate) names: Option<Arc<[String]>>,
+pub(crate) struct Accepted {
+    pub(crate) peer: Arc<Peer>,
     /// Established at the first frame; given back when the connection ends.
     pub(crate) slot: Slot,
 }
 
 /// Serves one connection until the peer leaves, a protocol error, or the end of a drain.
-pub(crate) async fn run<R, W>(
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run<R, W, L>(
     mut reader: R,
     writer: W,
-    peer: Peer,
+    accepted: Accepted,
     registry: Arc<Registry>,
+    (own, mut stack): (Own, L::Stack),
+    metrics: Option<crate::metrics::Metrics>,
     config: Arc<ServerConfig>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
+    L: Layers,
 {
     let conn = Arc::new(ConnShared {
-        outbox: Outbox::new(
-            config.max_pending_output,
-            Box::pin(writer),
-            registry.metrics.clone(),
-        ),
+        outbox: Outbox::new(config.max_pending_output, Box::pin(writer), metrics.clone()),
         codec: FrameCodec::new(config.codec),
-        peer: peer.addr,
-        client_names: peer.names,
+        peer: accepted.peer,
+        own,
         calls: Mutex::new(IdMap::default()),
         in_flight: AtomicUsize::new(0),
         idle: Notify::new(),
@@ -220,13 +207,13 @@ pub(crate) async fn run<R, W>(
         tokio::spawn(async move { conn.outbox.run_writer().await })
     };
     // However this task ends (returning, or aborted with the server), handlers stop and the socket closes.
-    if let Some(m) = &registry.metrics {
+    if let Some(m) = &metrics {
         m.connection_opened();
     }
     let _teardown = Teardown {
         conn: Arc::clone(&conn),
         writer: writer.abort_handle(),
-        metrics: registry.metrics.clone(),
+        metrics: metrics.clone(),
     };
     let mut codec = FrameCodec::new(config.codec);
     let mut buf = ReadSize::first_buf();
@@ -238,7 +225,7 @@ pub(crate) async fn run<R, W>(
         frames: 0,
         stalled: false,
     };
-    let mut slot = peer.slot;
+    let mut slot = accepted.slot;
     let mut drain_until: Option<Instant> = None;
     // Resolves once the server starts to shut down. Made once, so that each pass of the loop polls a waiter that
     // is already registered instead of registering a new one (a measurable share of a small call).
@@ -277,13 +264,14 @@ pub(crate) async fn run<R, W>(
                     }
                     Ok(n) => {
                         size.note(n);
-                        if let Some(m) = &registry.metrics {
+                        if let Some(m) = &metrics {
                             m.received(n);
                         }
                         let now = Instant::now();
                         last_read = now;
                         state.arrived = Some(now);
-                        if !process(&conn, &registry, &config, &mut codec, &mut buf, &mut state).await {
+                        let batch = Batch { conn: &conn, registry: &registry, config: &config };
+                        if !process::<L>(batch, &mut stack, &mut codec, &mut buf, &mut state).await {
                             break;
                         }
                         // The first frame ends the handshake: the connection leaves the handshaking budget (or
@@ -359,15 +347,27 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Handles every whole frame in `buf`; returns `false` if the connection must close (a protocol error).
-async fn process(
-    conn: &Arc<ConnShared>,
-    registry: &Registry,
-    config: &ServerConfig,
+/// What the frames of one read are handled with.
+struct Batch<'a> {
+    conn: &'a Arc<ConnShared>,
+    registry: &'a Registry,
+    config: &'a ServerConfig,
+}
+
+/// Handles every whole frame in `buf`, passing each request through the server's layers; returns `false` if
+/// the connection must close (a protocol error).
+async fn process<L: Layers>(
+    batch: Batch<'_>,
+    stack: &mut L::Stack,
     codec: &mut FrameCodec,
     buf: &mut BytesMut,
     state: &mut ReadState,
 ) -> bool {
+    let Batch {
+        conn,
+        registry,
+        config,
+    } = batch;
     state.frames = 0;
     // Answers and refusals queued while the batch is processed leave with one write at its end.
     conn.outbox.begin_batch();
@@ -386,17 +386,22 @@ async fn process(
                 break false;
             }
         };
-        match item {
+        // A request for tower layers, which take its payload cut from the buffer.
+        let owned = match item {
             None if used == 0 => break true,
-            None => {}
+            None => None,
             Some(ReceivedRef::Refused(r)) if r.header.kind == Kind::Request => {
                 state.frames += 1;
                 state.last_id = state.last_id.max(r.header.request_id);
                 let message = format!("request refused: {}", r.reason);
                 conn.send_error(r.header.request_id, Status::ResourceExhausted, &message);
+                None
             }
             // Only a request expects an answer; any other refused frame is dropped.
-            Some(ReceivedRef::Refused(_)) => state.frames += 1,
+            Some(ReceivedRef::Refused(_)) => {
+                state.frames += 1;
+                None
+            }
             Some(ReceivedRef::Frame(frame)) => {
                 if matches!(frame.header().kind, Kind::Request | Kind::OneWay)
                     && conn.outbox.is_full()
@@ -413,13 +418,37 @@ async fn process(
                     continue;
                 }
                 state.frames += 1;
-                if let Err(message) = handle(conn, registry, config, frame, state) {
-                    conn.send_error(0, Status::InvalidArgument, &message);
-                    break false;
+                let payload = frame.payload;
+                match handle(conn, registry, frame, state) {
+                    Err(message) => {
+                        conn.send_error(0, Status::InvalidArgument, &message);
+                        break false;
+                    }
+                    Ok(None) => None,
+                    Ok(Some((head, entry))) if !L::OWNED => {
+                        let payload = Payload::Borrowed(payload);
+                        start::<L>(conn, stack, config, head, &*entry.service, payload);
+                        None
+                    }
+                    Ok(Some((head, entry))) => {
+                        // Where the payload lies in `buf`, to share it once the frame leaves the buffer.
+                        let from = payload.as_ptr() as usize - buf.as_ptr() as usize;
+                        Some((head, entry, from..from + payload.len()))
+                    }
                 }
             }
-        }
+        };
         at += used;
+        let Some((head, entry, payload_at)) = owned else {
+            continue;
+        };
+        // The frames read so far leave the buffer; the payload is shared with the request, not copied.
+        let read = buf.split_to(at).freeze();
+        at = 0;
+        let payload = Payload::Shared(read.slice(payload_at));
+        drop(read);
+        ready::<L>(conn, stack).await;
+        start::<L>(conn, stack, config, head, &*entry.service, payload);
     };
     buf.advance(at);
     // Refusals and answers of handlers that finished at once were queued without waiting for room; before
@@ -432,6 +461,59 @@ async fn process(
     keep
 }
 
+/// Starts the call of `head`: through the server's own layers, which may refuse it, then the user's and its
+/// service's handler.
+fn start<L: Layers>(
+    conn: &Arc<ConnShared>,
+    stack: &mut L::Stack,
+    config: &ServerConfig,
+    mut head: Head,
+    service: &dyn super::Service,
+    payload: Payload<'_>,
+) {
+    head.in_flight = conn.in_flight();
+    let (started, passed) = conn.own.start(&mut head);
+    let serving = Serving {
+        id: head.request_id,
+        method: head.method,
+        one_way: head.one_way,
+        deadline: head.deadline,
+        inline: config.inline_handlers,
+    };
+    if let Err(refusal) = passed {
+        conn.own.end(started, || refusal.ended());
+        if !serving.one_way {
+            conn.send_response(serving.id, &refusal);
+        }
+        return;
+    }
+    let parts = Parts {
+        head,
+        peer: Arc::clone(&conn.peer),
+        service,
+        payload,
+    };
+    handler::serve(conn, serving, started, L::call(stack, parts));
+}
+
+/// Waits until the user's layers take a call (a layer may hold calls back: a concurrency limit, say); what was
+/// queued meanwhile is written while it waits.
+async fn ready<L: Layers>(conn: &ConnShared, stack: &mut L::Stack) {
+    let mut waited = false;
+    std::future::poll_fn(|cx| match L::poll_ready(stack, cx) {
+        Poll::Pending if !waited => {
+            waited = true;
+            conn.outbox.end_batch();
+            Poll::Pending
+        }
+        other => other,
+    })
+    .await;
+    if waited {
+        conn.outbox.begin_batch();
+    }
+}
+
 /// Waits for room in the outbox, at most `write_timeout`; `false` if the peer did not read in that time (the
 /// connection is then closed).
 async fn wait_for_room(conn: &ConnShared, config: &ServerConfig) -> bool {
@@ -440,14 +522,14 @@ async fn wait_for_room(conn: &ConnShared, config: &ServerConfig) -> bool {
         .is_ok()
 }
 
-/// Handles one frame; an `Err` is a protocol violation that closes the connection.
-fn handle(
+/// Handles one frame: a request comes back to be served, with its service; an `Err` is a protocol violation
+/// that closes the connection.
+fn handle<'r>(
     conn: &Arc<ConnShared>,
-    registry: &Registry,
-    config: &ServerConfig,
+    registry: &'r Registry,
     frame: rpc_codec::FrameRef<'_>,
     state: &mut ReadState,
-) -> Result<(), String> {
+) -> Result<Option<(Head, &'r Entry)>, String> {
     let h = frame.header();
     match h.kind {
         Kind::Request | Kind::OneWay => {
@@ -461,61 +543,37 @@ fn handle(
                 }
                 state.last_id = h.request_id;
             }
-            let arrived = *state.arrived.get_or_insert_with(Instant::now);
-            let entry = registry.method(h.method_id);
-            let stats = entry.and_then(|e| e.stats.as_ref());
-            let refuse = |status, message: &str| {
-                if let Some(stats) = stats {
-                    stats.record(status, arrived.elapsed());
-                }
+            let Some(entry) = registry.method(h.method_id) else {
                 if !one_way {
-                    conn.send_error(h.request_id, status, message);
+                    let message = format!("no method with id {:#010x} on this server", h.method_id);
+                    conn.send_error(h.request_id, Status::Unimplemented, &message);
                 }
+                return Ok(None);
             };
-            if state.draining {
-                refuse(
-                    Status::Unavailable,
-                    "the server is draining; this call was not processed",
-                );
-                return Ok(());
-            }
-            if conn.in_flight() >= config.max_in_flight_per_connection {
-                let message = format!(
-                    "{} calls in flight on this connection, the limit",
-                    config.max_in_flight_per_connection
-                );
-                refuse(Status::ResourceExhausted, &message);
-                return Ok(());
-            }
-            let Some(entry) = entry else {
-                refuse(
-                    Status::Unimplemented,
-                    &format!("no method with id {:#010x} on this server", h.method_id),
-                );
-                return Ok(());
-            };
-            let deadline = h.deadline().map(|budget| arrived + budget);
-            let _dispatched = entry.service.dispatch(Call {
-                conn,
+            let arrived = *state.arrived.get_or_insert_with(Instant::now);
+            let head = Head {
                 request_id: h.request_id,
-                method_id: h.method_id,
-                metadata: frame.metadata,
-                payload: frame.payload,
-                deadline,
-                one_way,
-                inline: config.inline_handlers,
-                max_decoded_len: config.codec.max_decoded_len,
-                stats,
-                metrics: registry.metrics.as_ref(),
+                method: entry.method,
+                metadata: frame.metadata.to_metadata(),
                 arrived,
-            });
+                deadline: h.deadline().map(|budget| arrived + budget),
+                one_way,
+                in_flight: 0,
+                trace: None,
+            };
+            Ok(Some((head, entry)))
         }
-        Kind::Cancel => conn.cancel(h.request_id),
-        Kind::Ping => conn.send(Header::pong(h.request_id), &[]),
+        Kind::Cancel => {
+            conn.cancel(h.request_id);
+            Ok(None)
+        }
+        Kind::Ping => {
+            conn.send(Header::pong(h.request_id), &[]);
+            Ok(None)
+        }
         // The client leaves; its calls in flight still get their answers.
-        Kind::GoAway => {}
+        Kind::GoAway => Ok(None),
         // A server calls nobody: stray answers and pongs are ignored.
-        Kind::Response | Kind::Error | Kind::Pong => {}
+        Kind::Response | Kind::Error | Kind::Pong => Ok(None),
     }
-    Ok(())
 }

@@ -9,25 +9,35 @@
 //! - `admission`: the places of connections, and the budget of those still handshaking.
 //! - `refuse`: telling a connection over the limit why it is closed.
 //! - `registry`: services by method id.
+//! - `request`, `response`: [`Request`] and [`Response`], a call as the layers see it.
+//! - [`layer`]: the layers around every call (tracing, metrics, draining, the in-flight limit, the user's), in
+//!   their order.
+//! - `dispatch`: [`Dispatch`], the innermost service: the call's service decodes and runs it.
 //! - `service`: [`Service`] (implemented by generated skeletons) and [`Call`].
-//! - `connection`: one connection's read loop, refusals and drain.
+//! - `connection`: one connection's read loop, the wire's refusals, and drain.
 //! - `signal`: [`shutdown_signal`], SIGINT or SIGTERM, whichever comes first.
-//! - `handler`: one call: its context, span and counts; polled once inline, then on a task of its own if it
-//!   waits (deadline, cancel); panic isolation; the answer.
+//! - `handler`: one call through its layers: polled once inline, then on a task of its own if it waits
+//!   (deadline, cancel); panic isolation; the answer.
 //! - this file: [`Server`], [`ServerBuilder`] and the accept loop.
 
 mod admission;
+mod answer;
 pub mod config;
 mod connection;
+mod dispatch;
 mod handler;
+pub mod layer;
 mod refuse;
 mod registry;
+mod request;
+mod response;
 mod service;
 mod signal;
 #[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
@@ -35,9 +45,14 @@ use tokio::task::JoinSet;
 
 use admission::{Admission, Admitted, Slot};
 pub use config::ServerConfig;
+pub use dispatch::{Dispatch, Dispatching};
+use layer::{Layers, Metered, Own};
 use registry::Registry;
+pub use request::{Peer, Request};
+pub use response::Response;
 pub use service::{Call, Dispatched, Service};
 pub use signal::{ShutdownSignal, shutdown_signal};
+use tower_layer::{Identity, Stack};
 
 pub use crate::transport::Listener;
 #[cfg(unix)]
@@ -65,16 +80,28 @@ pub enum BuildError {
     },
 }
 
-/// Builds a [`Server`] from services and a configuration.
-#[derive(Default)]
-pub struct ServerBuilder {
+/// Builds a [`Server`] from services, layers and a configuration.
+pub struct ServerBuilder<L = Identity> {
     services: Vec<Arc<dyn Service>>,
     config: ServerConfig,
     metrics: Option<crate::metrics::Metrics>,
     handshake: Handshake,
+    layers: L,
 }
 
-impl std::fmt::Debug for ServerBuilder {
+impl Default for ServerBuilder {
+    fn default() -> ServerBuilder {
+        ServerBuilder {
+            services: Vec::new(),
+            config: ServerConfig::default(),
+            metrics: None,
+            handshake: Handshake::default(),
+            layers: Identity::new(),
+        }
+    }
+}
+
+impl<L> std::fmt::Debug for ServerBuilder<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<_> = self.services.iter().map(|s| s.name()).collect();
         f.debug_struct("ServerBuilder")
@@ -84,22 +111,57 @@ impl std::fmt::Debug for ServerBuilder {
     }
 }
 
-impl ServerBuilder {
+impl<L> ServerBuilder<L> {
     /// Serves `service` too (a generated `<Trait>Server`); several services share one listener.
-    pub fn add_service(mut self, service: impl Service) -> ServerBuilder {
+    pub fn add_service(mut self, service: impl Service) -> ServerBuilder<L> {
         self.services.push(Arc::new(service));
         self
     }
 
     /// Uses `config` instead of the defaults.
-    pub fn config(mut self, config: ServerConfig) -> ServerBuilder {
+    pub fn config(mut self, config: ServerConfig) -> ServerBuilder<L> {
         self.config = config;
         self
     }
 
+    /// Puts `layer` around every call (a tower [`Layer`](tower_layer::Layer) of services of [`Request`] to
+    /// [`Response`]): it sees the call before the layers added after it, and its answer after them. Inside the
+    /// server's own layers (see [`layer`] for the order); [`layer::Only`] limits it to some services or methods.
+    /// Each connection gets its own stack (`Layer::layer` runs once per connection). A layer's error answers
+    /// the call with a status ([`layer::status_of`]).
+    ///
+    /// ```
+    /// use rpc_core::server::{Request, Response};
+    /// use rpc_core::Status;
+    ///
+    /// // Refuses calls without an API key; passes the others on.
+    /// let auth = tower::layer::layer_fn(|inner| {
+    ///     tower::service_fn(move |request: Request| {
+    ///         let mut inner: rpc_core::server::Dispatch = Clone::clone(&inner);
+    ///         async move {
+    ///             if request.metadata().get_str("x-api-key") != Some("secret") {
+    ///                 return Ok(Response::error(Status::Unauthenticated, "x-api-key missing"));
+    ///             }
+    ///             tower::Service::call(&mut inner, request).await
+    ///         }
+    ///     })
+    /// });
+    /// let builder = rpc_core::Server::builder().layer(auth);
+    /// # let _ = builder;
+    /// ```
+    pub fn layer<N>(self, layer: N) -> ServerBuilder<Stack<N, L>> {
+        ServerBuilder {
+            services: self.services,
+            config: self.config,
+            metrics: self.metrics,
+            handshake: self.handshake,
+            layers: Stack::new(layer, self.layers),
+        }
+    }
+
     /// Counts calls, connections and bytes into `metrics` (see [`crate::Metrics`]; expose them with
     /// [`crate::Metrics::serve_http`]).
-    pub fn metrics(mut self, metrics: crate::metrics::Metrics) -> ServerBuilder {
+    pub fn metrics(mut self, metrics: crate::metrics::Metrics) -> ServerBuilder<L> {
         self.metrics = Some(metrics);
         self
     }
@@ -109,17 +171,23 @@ impl ServerBuilder {
     /// [`crate::Context::client_names`].
     /// Connections accepted from a Unix domain socket are not TLS (the socket's file permissions guard them).
     #[cfg(feature = "tls")]
-    pub fn tls(mut self, tls: crate::tls::ServerTls) -> ServerBuilder {
+    pub fn tls(mut self, tls: crate::tls::ServerTls) -> ServerBuilder<L> {
         self.handshake = Handshake::tls(tls);
         self
     }
 
     /// The server, or why its services cannot be served together.
-    pub fn build(self) -> Result<Server, BuildError> {
+    pub fn build(self) -> Result<Server<L>, BuildError> {
+        let registry = Registry::new(self.services)?;
+        let metered = Metered::new(self.metrics.clone(), registry.methods());
         Ok(Server {
-            registry: Arc::new(Registry::new(self.services, self.metrics)?),
+            registry: Arc::new(registry),
             config: Arc::new(self.config),
             handshake: self.handshake,
+            layers: self.layers,
+            metrics: self.metrics,
+            metered,
+            draining: Arc::new(AtomicBool::new(false)),
         })
     }
 }
@@ -136,11 +204,26 @@ impl ServerBuilder {
 /// server.serve_with_shutdown(listener, async { tokio::signal::ctrl_c().await.ok(); }).await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
-pub struct Server {
+#[derive(Clone)]
+pub struct Server<L = Identity> {
     registry: Arc<Registry>,
     config: Arc<ServerConfig>,
     handshake: Handshake,
+    layers: L,
+    metrics: Option<crate::metrics::Metrics>,
+    /// Each method's counters, if the server has metrics.
+    metered: Metered,
+    /// Set once the server starts to shut down: calls that arrive then are refused.
+    draining: Arc<AtomicBool>,
+}
+
+impl<L> std::fmt::Debug for Server<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("registry", &self.registry)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -148,7 +231,9 @@ impl Server {
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()
     }
+}
 
+impl<L: Layers> Server<L> {
     /// The configuration.
     pub fn config(&self) -> &ServerConfig {
         &self.config
@@ -219,6 +304,7 @@ impl Server {
         }
         drop(listener);
         refusing.abort_all();
+        self.draining.store(true, Ordering::Relaxed);
         let _ = drain.send(true);
         while connections.join_next().await.is_some() {}
         Ok(())
@@ -237,6 +323,8 @@ impl Server {
         let registry = Arc::clone(&self.registry);
         let config = Arc::clone(&self.config);
         let handshake = self.handshake.clone();
+        let metrics = self.metrics.clone();
+        let stack = self.stack();
         async move {
             let mut stopping = draining.clone();
             let ready = tokio::select! {
@@ -247,12 +335,28 @@ impl Server {
             };
             let Some(ready) = ready else { return };
             let (reader, writer) = ready.stream.into_split();
-            let peer = connection::Peer {
-                addr: Some(peer),
-                names: ready.names,
+            let accepted = connection::Accepted {
+                peer: Arc::new(Peer {
+                    addr: Some(peer),
+                    names: ready.names,
+                }),
                 slot,
             };
-            connection::run(reader, writer, peer, registry, config, draining).await;
+            connection::run::<_, _, L>(
+                reader, writer, accepted, registry, stack, metrics, config, draining,
+            )
+            .await;
         }
+    }
+
+    /// One connection's layers: the server's own, and the user's around [`Dispatch`] (see [`layer`]).
+    fn stack(&self) -> (Own, L::Stack) {
+        let own = Own::new(
+            self.metered.clone(),
+            Arc::clone(&self.draining),
+            self.config.max_in_flight_per_connection,
+        );
+        let dispatch = Dispatch::new(Arc::clone(&self.registry), &self.config.codec);
+        (own, self.layers.stack(dispatch))
     }
 }

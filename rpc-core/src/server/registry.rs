@@ -1,23 +1,21 @@
-//! The services a server serves, by method id, with each method's metrics counters if the server has metrics:
-//! built once when the server starts, read by every request.
+//! The services a server serves, by method id: built once when the server starts, read by every request.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::service::Service;
 use crate::ids::IdMap;
-use crate::metrics::{MethodStats, Metrics};
+use crate::method::MethodInfo;
 
-/// A method: its service, and its counters.
+/// A method and its service.
 pub(crate) struct Entry {
     pub(crate) service: Arc<dyn Service>,
-    pub(crate) stats: Option<Arc<MethodStats>>,
+    pub(crate) method: &'static MethodInfo,
 }
 
 /// Services by the ids of their methods.
 pub(crate) struct Registry {
     by_id: IdMap<u32, Entry>,
-    pub(crate) metrics: Option<Metrics>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -30,10 +28,7 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     /// The registry of `services`, or the first two methods that share an id or two services that share a name.
-    pub(crate) fn new(
-        services: Vec<Arc<dyn Service>>,
-        metrics: Option<Metrics>,
-    ) -> Result<Registry, super::BuildError> {
+    pub(crate) fn new(services: Vec<Arc<dyn Service>>) -> Result<Registry, super::BuildError> {
         let mut by_id: IdMap<u32, Entry> = IdMap::default();
         let mut names: HashMap<&'static str, ()> = HashMap::new();
         for service in services {
@@ -44,25 +39,29 @@ impl Registry {
             }
             for method in service.methods() {
                 if let Some(other) = by_id.get(&method.id) {
-                    let other = other.service.methods().iter().find(|m| m.id == method.id);
                     return Err(super::BuildError::MethodIdCollision {
                         id: method.id,
-                        first: other.map_or_else(String::new, ToString::to_string),
+                        first: other.method.to_string(),
                         second: method.to_string(),
                     });
                 }
                 let entry = Entry {
                     service: Arc::clone(&service),
-                    stats: metrics.as_ref().map(|m| m.method(method)),
+                    method,
                 };
                 by_id.insert(method.id, entry);
             }
         }
-        Ok(Registry { by_id, metrics })
+        Ok(Registry { by_id })
     }
 
-    /// The method with this id: its service and its counters.
+    /// The method with this id and its service.
     pub(crate) fn method(&self, method_id: u32) -> Option<&Entry> {
         self.by_id.get(&method_id)
+    }
+
+    /// Every method served.
+    pub(crate) fn methods(&self) -> impl Iterator<Item = &'static MethodInfo> + '_ {
+        self.by_id.values().map(|e| e.method)
     }
 }

@@ -1,20 +1,26 @@
 //! The server side of a generated service: the [`Service`] trait that `#[service]` implements for
-//! `<Trait>Server`, and [`Call`], one request as a service sees it: its arguments to decode, and the ways to
-//! answer it (spawn the handler, or refuse).
+//! `<Trait>Server`, and [`Call`], one request as a service sees it once the layers have passed it on: its
+//! arguments to decode (borrowed from the connection's read buffer, or from the [`Request`](crate::server::Request) of a tower
+//! layer), and the ways to answer it (start the handler, or refuse).
+
+use std::pin::Pin;
+
+use rpc_codec::{Bincode, PayloadCodec, PayloadError, Status};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use std::sync::Arc;
 
-use rpc_codec::{Bincode, MetadataRef, PayloadCodec, PayloadError, Status};
-
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use rpc_codec::Metadata;
 use tokio::time::Instant;
 
-use super::connection::ConnShared;
-use super::handler;
+use super::answer::{Answering, Fallible, Handler, Plain, Reply};
+use super::request::Peer;
+use super::response::Response;
+use crate::context::Context;
 use crate::error::{PayloadSide, payload_status};
 use crate::method::MethodInfo;
-use crate::metrics::{MethodStats, Metrics};
+use crate::trace::TraceContext;
 
 /// A service the server can dispatch to; implemented by the `<Trait>Server` that `#[service]` generates.
 pub trait Service: Send + Sync + 'static {
@@ -24,42 +30,49 @@ pub trait Service: Send + Sync + 'static {
     /// Its methods, with their ids.
     fn methods(&self) -> &'static [MethodInfo];
 
-    /// Answers one call: decodes its arguments and spawns the handler, or refuses it.
+    /// Answers one call: decodes its arguments and starts the handler, or refuses it.
     fn dispatch(&self, call: Call<'_>) -> Dispatched;
 }
 
-/// Proof that a call was answered or handed to a handler; only [`Call`] makes one.
-#[derive(Debug)]
+/// The handler of a call, started; only [`Call`] makes one. It resolves to the call's [`Response`].
 #[must_use = "return it from `Service::dispatch`"]
-pub struct Dispatched(());
+pub struct Dispatched(pub(crate) Answer);
 
-/// One request, borrowed from the connection's read buffer while it is dispatched.
+impl std::fmt::Debug for Dispatched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Answer::Ready(_) => "Dispatched(ready)",
+            Answer::Running(_) => "Dispatched(running)",
+        })
+    }
+}
+
+/// A handler's answer: known at once (a refusal), or the handler still to run.
+pub(crate) enum Answer {
+    /// Boxed: refusals are rare, and a small future moves through the layers cheaply.
+    Ready(Option<Box<Response>>),
+    Running(Option<Pin<Box<dyn Answering>>>),
+}
+
+/// One request, as the service that answers it gets it.
 #[derive(Debug)]
 pub struct Call<'a> {
-    pub(crate) conn: &'a Arc<ConnShared>,
     pub(crate) request_id: u64,
-    pub(crate) method_id: u32,
-    pub(crate) metadata: MetadataRef<'a>,
-    pub(crate) payload: &'a [u8],
+    pub(crate) method: &'static MethodInfo,
+    pub(crate) metadata: Metadata,
     pub(crate) deadline: Option<Instant>,
-    /// A one-way call: the handler runs, nothing is sent back.
-    pub(crate) one_way: bool,
-    /// Poll the handler once before giving it a task ([`crate::ServerConfig::inline_handlers`]).
-    pub(crate) inline: bool,
+    pub(crate) peer: Arc<Peer>,
+    pub(crate) trace: Option<Box<TraceContext>>,
+    /// The arguments, encoded.
+    pub(crate) payload: &'a [u8],
     /// Most memory the decoded arguments may take ([`rpc_codec::Config::max_decoded_len`]).
     pub(crate) max_decoded_len: usize,
-    /// The method's counters, if the server has metrics.
-    pub(crate) stats: Option<&'a Arc<MethodStats>>,
-    /// The server's metrics, if any.
-    pub(crate) metrics: Option<&'a Metrics>,
-    /// When the request arrived (the read that brought it).
-    pub(crate) arrived: Instant,
 }
 
 impl Call<'_> {
     /// The method id the caller named.
     pub fn method_id(&self) -> u32 {
-        self.method_id
+        self.method.id
     }
 
     /// Decodes the arguments (the tuple of the method's arguments), within the server's limit on the memory
@@ -83,26 +96,24 @@ impl Call<'_> {
     pub fn invalid_argument(self, method: &'static MethodInfo, error: PayloadError) -> Dispatched {
         let status = payload_status(PayloadSide::Request, &error);
         let message = format!("the arguments of {method} do not decode: {error}");
-        self.refuse(status, message)
+        Dispatched(Answer::Ready(Some(Box::new(Response::error(
+            status, message,
+        )))))
     }
 
     /// Answers `Unimplemented`: the service has no method with this id.
     pub fn unimplemented(self) -> Dispatched {
-        let message = format!("no method with id {:#010x} on this server", self.method_id);
-        self.refuse(Status::Unimplemented, message)
+        let message = format!(
+            "no method with id {:#010x} on this server",
+            self.method_id()
+        );
+        Dispatched(Answer::Ready(Some(Box::new(Response::error(
+            Status::Unimplemented,
+            message,
+        )))))
     }
 
-    fn refuse(self, status: Status, message: String) -> Dispatched {
-        if let Some(stats) = self.stats {
-            stats.record(status, self.arrived.elapsed());
-        }
-        if !self.one_way {
-            self.conn.send_error(self.request_id, status, &message);
-        }
-        Dispatched(())
-    }
-
-    /// Runs `handler` and sends its value back: polled once at once, and on a task of its own if it has to wait.
+    /// Runs `handler` (with the call's [`Context`] as the current one) and answers its value.
     pub fn spawn<F, T>(self, method: &'static MethodInfo, handler: F) -> Dispatched
     where
         F: Future<Output = T> + Send + 'static,
@@ -123,9 +134,7 @@ impl Call<'_> {
         F: Future<Output = T> + Send + 'static,
         T: Serialize + Send + 'static,
     {
-        let reply = move |conn: &ConnShared, id, value: T| conn.send_value(&codec, id, &value);
-        handler::spawn(self, method, handler, reply, |_| false);
-        Dispatched(())
+        self.run(method, handler, Plain(codec))
     }
 
     /// Runs `handler`, a method returning `Result<U, E>`, as [`Call::spawn`] does: `Ok` goes back as the value,
@@ -152,12 +161,25 @@ impl Call<'_> {
         U: Serialize + Send + 'static,
         E: Serialize + Send + 'static,
     {
-        let reply = move |conn: &ConnShared, id, result: Result<U, E>| match result {
-            Ok(value) => conn.send_value(&codec, id, &value),
-            Err(error) => conn.send_app_error(&codec, id, &error),
+        self.run(method, handler, Fallible(codec))
+    }
+
+    /// The handler, run in the call's context; its value is answered by `reply`.
+    fn run<F, T, R>(self, method: &'static MethodInfo, handler: F, reply: R) -> Dispatched
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+        R: Reply<T>,
+    {
+        let context = Context {
+            request_id: self.request_id,
+            method,
+            deadline: self.deadline,
+            metadata: self.metadata,
+            peer: self.peer,
+            trace: self.trace,
         };
-        // An `Err` is counted apart from the calls that succeeded.
-        handler::spawn(self, method, handler, reply, Result::is_err);
-        Dispatched(())
+        let handler = Handler::new(context.scope(handler), reply);
+        Dispatched(Answer::Running(Some(Box::pin(handler))))
     }
 }

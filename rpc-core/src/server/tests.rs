@@ -5,6 +5,7 @@
 //! with a call in flight never is.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use rpc_codec::{Frame, FrameCodec, Header, Kind, Status};
@@ -15,9 +16,10 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::admission::{Admission, Admitted};
-use super::connection::{self, Peer};
+use super::connection::{self, Accepted};
+use super::layer::{Metered, Own};
 use super::registry::Registry;
-use super::{Call, Dispatched, ServerConfig, Service};
+use super::{Call, Dispatch, Dispatched, Peer, ServerConfig, Service};
 use crate::method::MethodInfo;
 
 /// A server connection (serving `Hang`) at the far end of an in-memory pipe of `pipe` bytes each way.
@@ -56,22 +58,29 @@ impl Service for Hang {
 fn serve(config: ServerConfig, pipe: usize) -> Served {
     let (peer, server) = tokio::io::duplex(pipe);
     let services: Vec<Arc<dyn Service>> = vec![Arc::new(Hang)];
-    let registry = Arc::new(Registry::new(services, None).expect("one service, no collision"));
+    let registry = Arc::new(Registry::new(services).expect("one service, no collision"));
     let Admitted::Slot(slot) = Admission::new(&config).admit() else {
         panic!("the first connection is admitted");
     };
     let (shutdown, draining) = watch::channel(false);
     let (reader, writer) = tokio::io::split(server);
-    let peer_of_server = Peer {
-        addr: None,
-        names: None,
+    let accepted = Accepted {
+        peer: Arc::new(Peer::default()),
         slot,
     };
-    let task = tokio::spawn(connection::run(
+    let dispatch = Dispatch::new(Arc::clone(&registry), &config.codec);
+    let own = Own::new(
+        Metered::default(),
+        Arc::new(AtomicBool::new(false)),
+        config.max_in_flight_per_connection,
+    );
+    let task = tokio::spawn(connection::run::<_, _, tower_layer::Identity>(
         reader,
         writer,
-        peer_of_server,
+        accepted,
         registry,
+        (own, dispatch),
+        None,
         Arc::new(config),
         draining,
     ));

@@ -1,0 +1,181 @@
+//! A handler's answer: the handler's future, run in its call's [`Context`], and once it is done its value,
+//! kept typed in the same allocation until the connection serializes it straight into its output buffer.
+//! Layers see the value's status at no cost, and its bytes when they ask ([`crate::server::Response::payload`]).
+
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use rpc_codec::{EncodeError, FrameCodec, Header, Metadata, PayloadCodec, PayloadError, WriteBuf};
+use serde::Serialize;
+
+use super::handler::panic_message;
+
+/// A handler's future and, once done, its value.
+pub(crate) trait Answering: Send {
+    /// Drives the handler; `Err` with the message of a panic.
+    fn poll_answer(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<(), String>>;
+    /// Whether the value is the method's own error.
+    fn is_app_error(&self) -> bool;
+    /// Appends the answer's frame for call `id` to `buf`.
+    fn encode(&self, frame: &FrameCodec, id: u64, buf: &mut WriteBuf) -> Result<(), EncodeError>;
+    /// The value's payload bytes.
+    fn payload(&self) -> Result<Vec<u8>, PayloadError>;
+}
+
+/// How a method's value is answered: as a value, or (for `Result`) as a value or the method's own error.
+pub(crate) trait Reply<T>: Send + Sync + 'static {
+    /// Whether `value` is the method's own error.
+    fn is_app_error(&self, value: &T) -> bool;
+    /// Appends the frame answering call `id` with `value`.
+    fn encode(
+        &self,
+        frame: &FrameCodec,
+        id: u64,
+        value: &T,
+        buf: &mut WriteBuf,
+    ) -> Result<(), EncodeError>;
+    /// `value`'s payload bytes.
+    fn payload(&self, value: &T) -> Result<Vec<u8>, PayloadError>;
+}
+
+/// A method's value, always a value.
+pub(crate) struct Plain<C>(pub(crate) C);
+
+impl<C: PayloadCodec, T: Serialize> Reply<T> for Plain<C> {
+    fn is_app_error(&self, _: &T) -> bool {
+        false
+    }
+
+    #[inline]
+    fn encode(
+        &self,
+        frame: &FrameCodec,
+        id: u64,
+        value: &T,
+        buf: &mut WriteBuf,
+    ) -> Result<(), EncodeError> {
+        frame.encode_value(&Header::response(id), &Metadata::new(), value, &self.0, buf)
+    }
+
+    fn payload(&self, value: &T) -> Result<Vec<u8>, PayloadError> {
+        let len = self.0.encoded_len(value)?;
+        self.0.encode_to_vec(value, len)
+    }
+}
+
+/// A method returning `Result<U, E>`: `Ok` is the value, `Err` the method's own error (flag `APP_ERROR`).
+pub(crate) struct Fallible<C>(pub(crate) C);
+
+impl<C: PayloadCodec, U: Serialize, E: Serialize> Reply<Result<U, E>> for Fallible<C> {
+    fn is_app_error(&self, value: &Result<U, E>) -> bool {
+        value.is_err()
+    }
+
+    #[inline]
+    fn encode(
+        &self,
+        frame: &FrameCodec,
+        id: u64,
+        value: &Result<U, E>,
+        buf: &mut WriteBuf,
+    ) -> Result<(), EncodeError> {
+        let md = Metadata::new();
+        match value {
+            Ok(v) => frame.encode_value(&Header::response(id), &md, v, &self.0, buf),
+            Err(e) => frame.encode_value(&Header::app_error(id), &md, e, &self.0, buf),
+        }
+    }
+
+    fn payload(&self, value: &Result<U, E>) -> Result<Vec<u8>, PayloadError> {
+        match value {
+            Ok(v) => Plain(self.0.clone()).payload(v),
+            Err(e) => Plain(self.0.clone()).payload(e),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A handler: running, then its value.
+    #[project = StateProj]
+    enum State<F, T> {
+        Running { #[pin] future: F },
+        Done { value: T },
+        Panicked,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A handler with the way its value is answered.
+    pub(crate) struct Handler<F: Future, R> {
+        #[pin]
+        state: State<F, F::Output>,
+        reply: R,
+    }
+}
+
+impl<F: Future, R> Handler<F, R> {
+    pub(crate) fn new(future: F, reply: R) -> Handler<F, R> {
+        Handler {
+            state: State::Running { future },
+            reply,
+        }
+    }
+}
+
+impl<F, R> Answering for Handler<F, R>
+where
+    F: Future + Send,
+    F::Output: Send,
+    R: Reply<F::Output>,
+{
+    #[inline]
+    fn poll_answer(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<(), String>> {
+        let mut state = self.project().state;
+        let polled = match state.as_mut().project() {
+            StateProj::Running { future } => {
+                // A panic inside the handler is caught at each poll: the call answers `Internal`, and the
+                // connection and its other calls live on.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.poll(cx)))
+            }
+            StateProj::Done { .. } => return Poll::Ready(Ok(())),
+            StateProj::Panicked => return Poll::Ready(Err(String::from("polled after a panic"))),
+        };
+        match polled {
+            Ok(Poll::Ready(value)) => {
+                state.set(State::Done { value });
+                Poll::Ready(Ok(()))
+            }
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => {
+                state.set(State::Panicked);
+                Poll::Ready(Err(panic_message(&*payload)))
+            }
+        }
+    }
+
+    fn is_app_error(&self) -> bool {
+        match &self.state {
+            State::Done { value } => self.reply.is_app_error(value),
+            _ => false,
+        }
+    }
+
+    #[inline]
+    fn encode(&self, frame: &FrameCodec, id: u64, buf: &mut WriteBuf) -> Result<(), EncodeError> {
+        match &self.state {
+            State::Done { value } => self.reply.encode(frame, id, value, buf),
+            _ => Err(EncodeError::Payload(PayloadError::Unencodable(
+                String::from("the handler has not finished"),
+            ))),
+        }
+    }
+
+    fn payload(&self) -> Result<Vec<u8>, PayloadError> {
+        match &self.state {
+            State::Done { value } => self.reply.payload(value),
+            _ => Err(PayloadError::Unencodable(String::from(
+                "the handler has not finished",
+            ))),
+        }
+    }
+}
