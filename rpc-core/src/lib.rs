@@ -121,3 +121,8 @@ pub use rpc_codec as codec;
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
+
+/// `docs/MIDDLEWARE.md`'s code, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/MIDDLEWARE.md")]
+struct MiddlewareDoctests;

@@ -25,11 +25,13 @@
 //! # Layout
 //! - `trace`, `metrics`, `drain`, `in_flight`: the server's own layers.
 //! - `only`: [`Only`], a tower layer for some services or methods alone.
+//! - `intercept`: [`intercept`], a tower layer from a closure that may rewrite or refuse each call.
 //! - this file: `Intercept` and the server's own layers in order; [`Layers`], the user's tower layers (or
 //!   none) that `ServerBuilder::layer` builds; how a tower layer's error becomes a status.
 
 mod drain;
 mod in_flight;
+mod intercept;
 mod metrics;
 mod only;
 mod trace;
@@ -48,6 +50,7 @@ use tower_service::Service;
 
 use drain::Drain;
 use in_flight::InFlight;
+pub use intercept::{Intercepted, intercept};
 use metrics::Counting;
 pub(crate) use metrics::Metered;
 pub use only::{Either, Only, OnlyService};
