@@ -1,8 +1,9 @@
 //! A call's arguments on their way out, with the payload codec of their service: what the client's layers carry
 //! down to the connection, which serializes them straight into its queue. Generic over the codec, so the
-//! default (bincode) path pays nothing for the choice.
+//! default (bincode) path pays nothing for the choice; encoded once into bytes only for the user's layers.
 
-use rpc_codec::{EncodeError, FrameCodec, Header, Metadata, PayloadCodec, WriteBuf};
+use bytes::Bytes;
+use rpc_codec::{EncodeError, FrameCodec, Header, Metadata, PayloadCodec, PayloadError, WriteBuf};
 use serde::Serialize;
 
 /// Something that encodes as a frame's payload.
@@ -15,6 +16,9 @@ pub(crate) trait Payload {
         metadata: &Metadata,
         buf: &mut WriteBuf,
     ) -> Result<(), EncodeError>;
+
+    /// The payload's bytes, for layers that see a call's request as bytes.
+    fn to_bytes(&self) -> Result<Bytes, PayloadError>;
 }
 
 /// Arguments and the codec of their service.
@@ -33,5 +37,29 @@ impl<C: PayloadCodec, A: Serialize + ?Sized> Payload for Args<'_, C, A> {
         buf: &mut WriteBuf,
     ) -> Result<(), EncodeError> {
         frame.encode_value(header, metadata, self.args, self.codec, buf)
+    }
+
+    fn to_bytes(&self) -> Result<Bytes, PayloadError> {
+        let len = self.codec.encoded_len(self.args)?;
+        self.codec.encode_to_vec(self.args, len).map(Bytes::from)
+    }
+}
+
+/// A payload already encoded (by the user's layers' [`crate::client::layer::Request`]).
+pub(crate) struct Encoded<'a>(pub(crate) &'a Bytes);
+
+impl Payload for Encoded<'_> {
+    fn encode_frame(
+        &self,
+        frame: &FrameCodec,
+        header: &Header,
+        metadata: &Metadata,
+        buf: &mut WriteBuf,
+    ) -> Result<(), EncodeError> {
+        frame.encode_bytes(header, metadata, self.0, buf)
+    }
+
+    fn to_bytes(&self) -> Result<Bytes, PayloadError> {
+        Ok(self.0.clone())
     }
 }

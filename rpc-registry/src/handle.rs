@@ -65,8 +65,8 @@ struct Key {
 }
 
 impl Key {
-    /// The key of `config` for `addrs` on `runtime`; `None` if the config cannot be compared (TLS settings and
-    /// metrics have no equality).
+    /// The key of `config` for `addrs` on `runtime`; `None` if the config cannot be compared (TLS settings,
+    /// metrics and layers have no equality).
     fn of(
         runtime: tokio::runtime::Id,
         mut addrs: Vec<SocketAddr>,
@@ -87,12 +87,13 @@ impl Key {
             #[cfg(feature = "tls")]
             tls,
             metrics,
+            layers,
         } = config;
         #[cfg(feature = "tls")]
         if tls.is_some() {
             return None;
         }
-        if metrics.is_some() {
+        if metrics.is_some() || !layers.is_empty() {
             return None;
         }
         addrs.sort_unstable();

@@ -1,7 +1,7 @@
-//! The server's layers, seen from a client over 127.0.0.1: a user layer that refuses calls, rewrites the
-//! metadata the handler sees and observes how each call ended; tower's own middleware on the server (a
-//! concurrency limit that holds calls back, a timeout on one method alone); a layer's error answered as a
-//! status.
+//! Layers, seen from a client over 127.0.0.1. On the server: a user layer that refuses calls, rewrites the
+//! metadata the handler sees and observes how each call ended; tower's own middleware (a concurrency limit
+//! that holds calls back, a timeout on one method alone); a layer's error answered as a status. On the client:
+//! a layer that adds metadata, fails a call itself and observes outcomes; tower's timeout.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use rpc_core::client::layer as client;
 use rpc_core::server::layer::Only;
 use rpc_core::server::{Request, Response};
 use rpc_core::{Metadata, RpcError, Server, Status};
@@ -330,4 +331,101 @@ async fn a_layers_error_is_answered_as_a_status() {
     assert_eq!(failed.code(), Status::Internal);
     assert!(failed.message().contains("the vault is closed"), "{failed}");
     assert_eq!(client.delayed(5, 1).await, Ok(5));
+}
+
+/// A client layer that adds the API key to every call, and notes how each call ended.
+#[derive(Clone)]
+struct AddKey<S> {
+    inner: S,
+    seen: Arc<Mutex<Vec<Status>>>,
+}
+
+impl<S> Service<client::Request> for AddKey<S>
+where
+    S: Service<client::Request, Response = client::Response> + Send + 'static,
+    S::Error: Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = client::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<client::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: client::Request) -> Self::Future {
+        if request.method().name == "hang" {
+            let refused = RpcError::new(Status::PermissionDenied, "this client never hangs");
+            return Box::pin(std::future::ready(Ok(client::Response::Failed(refused))));
+        }
+        *request.metadata_mut() = Metadata::from_pairs([("x-api-key", "open-sesame")]).unwrap();
+        let seen = Arc::clone(&self.seen);
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            seen.lock().unwrap().push(response.status());
+            Ok(response)
+        })
+    }
+}
+
+/// A user layer on the client rewrites the metadata of every call (the server's key check lets them in), may
+/// fail a call itself without sending it, and observes each call's outcome; the arguments and results travel
+/// through it encoded, and decode as usual.
+#[tokio::test]
+async fn a_client_layer_adds_metadata_refuses_and_observes_outcomes() {
+    let api_key = rpc_core::server::layer::intercept(|request: &mut Request| {
+        match request.metadata().get_str("x-api-key") {
+            Some("open-sesame") => Ok(()),
+            _ => Err(Response::error(
+                Status::Unauthenticated,
+                "no valid x-api-key",
+            )),
+        }
+    });
+    let addr = serve(lab().layer(api_key)).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let layer = {
+        let seen = Arc::clone(&seen);
+        tower::layer::layer_fn(move |inner| AddKey {
+            inner,
+            seen: Arc::clone(&seen),
+        })
+    };
+    let config = rpc_core::ClientConfig::default().layer(layer);
+    let client = LabClient::new(rpc_core::Client::connect_with(addr, config).await.unwrap());
+    assert_eq!(client.echo(41).await, Ok(41));
+    assert_eq!(
+        client.div(1, 0).await,
+        Ok(Err(MathError::DivisionByZero { dividend: 1 }))
+    );
+    let refused = client.hang().await.unwrap_err();
+    assert_eq!(refused.code(), Status::PermissionDenied);
+    assert_eq!(client.boom().await.unwrap_err().code(), Status::Internal);
+    // Without the layer, the server refuses.
+    let plain = LabClient::connect(addr).await.unwrap();
+    assert_eq!(
+        plain.echo(1).await.unwrap_err().code(),
+        Status::Unauthenticated
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [Status::Ok, Status::Ok, Status::Internal]
+    );
+}
+
+/// tower's `TimeoutLayer` on the client: a call that outlasts it fails `DeadlineExceeded`, long before its own
+/// deadline.
+#[tokio::test]
+async fn towers_timeout_on_the_client_fails_the_call_deadline_exceeded() {
+    let addr = serve(lab()).await;
+    let config = rpc_core::ClientConfig::default()
+        .layer(tower::timeout::TimeoutLayer::new(Duration::from_millis(50)));
+    let client = LabClient::new(rpc_core::Client::connect_with(addr, config).await.unwrap())
+        .with_deadline(Duration::from_secs(30));
+    let timed_out = client.hang().await.unwrap_err();
+    assert_eq!(timed_out.code(), Status::DeadlineExceeded);
+    assert!(timed_out.message().contains("timeout"), "{timed_out}");
+    assert_eq!(client.echo(9).await, Ok(9));
 }

@@ -1,8 +1,7 @@
 //! A client spread over the instances of a service: a [`Balancer`] picks the instance of each call (its
 //! policy sees the call's method and metadata, and hears its outcome and latency), each instance has its own
-//! direct client, and a call that could not be served is retried on another instance:
-//! always if it certainly did not run, and after any `Unavailable` if its method is `#[idempotent]`. Retries
-//! are bounded ([`ClientConfig::max_retries`]), spaced by a backoff with jitter, and within the call's deadline.
+//! direct client, and a call that could not be served is tried again on another instance when its retry layer
+//! (`layer/retry.rs`) allows.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +12,7 @@ use tokio::time::Instant;
 use super::ClientConfig;
 use super::connection::Reply;
 use super::direct::{Direct, Target};
+use super::layer::retry::Retry;
 use crate::balance::{Balancer, CallInfo, Outcome};
 use crate::error::RpcError;
 use crate::method::MethodInfo;
@@ -68,11 +68,9 @@ impl Balanced {
         let mut now = now;
         let mut tried: Vec<Arc<str>> = Vec::new();
         let mut last_error = None;
+        let mut retry = Retry::new(&self.config, method, deadline);
         let call = CallInfo { method, metadata };
-        for attempt in 0..=self.config.max_retries {
-            let Some(picked) = self.balancer.pick(&call, &tried) else {
-                break;
-            };
+        while let Some(picked) = self.balancer.pick(&call, &tried) {
             let address = Arc::clone(picked.address());
             // Dropped with this future before the reply, `picked` reports the call as cancelled.
             let result = self
@@ -87,17 +85,11 @@ impl Balanced {
                 Err(e) => e,
             };
             picked.finish(outcome_of(&error));
-            let retry = error.code() == Status::Unavailable
-                && (error.is_not_processed() || method.idempotent);
-            if !retry || attempt == self.config.max_retries {
+            let Some(pause) = retry.after(&error) else {
                 return Err(error);
-            }
+            };
             tried.push(address);
             last_error = Some(error);
-            let pause = self.config.retry_pause(attempt + 1);
-            if Instant::now() + pause >= deadline {
-                break;
-            }
             tokio::time::sleep(pause).await;
             now = Instant::now();
         }

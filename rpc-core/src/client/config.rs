@@ -58,6 +58,8 @@ pub struct ClientConfig {
     /// Where the client counts its calls, connections and bytes (see [`crate::Metrics`]); `None` (the
     /// default) counts nothing.
     pub metrics: Option<crate::Metrics>,
+    /// The user's tower layers around every call (see [`ClientConfig::layer`]); none by default.
+    pub layers: super::layer::Layers,
 }
 
 impl Default for ClientConfig {
@@ -74,11 +76,40 @@ impl Default for ClientConfig {
             #[cfg(feature = "tls")]
             tls: None,
             metrics: None,
+            layers: super::layer::Layers::default(),
         }
     }
 }
 
 impl ClientConfig {
+    /// Puts `layer` around every call of the clients made with this configuration: a tower
+    /// [`Layer`](tower_layer::Layer) of services of [`Request`](super::layer::Request) to
+    /// [`Response`](super::layer::Response), inside the client's tracing and metrics and outside its retries
+    /// (see [`super::layer`]); the first added sees the call first. A layer's error fails the call
+    /// ([`super::layer::error_of`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = rpc_core::ClientConfig::default()
+    ///     .layer(tower::timeout::TimeoutLayer::new(Duration::from_millis(200)));
+    /// # let _ = config;
+    /// ```
+    pub fn layer<L>(mut self, layer: L) -> ClientConfig
+    where
+        L: tower_layer::Layer<super::layer::Stack> + Send + Sync + 'static,
+        L::Service: tower_service::Service<super::layer::Request, Response = super::layer::Response>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower_service::Service<super::layer::Request>>::Error:
+            Into<super::layer::BoxError>,
+        <L::Service as tower_service::Service<super::layer::Request>>::Future: Send + 'static,
+    {
+        self.layers.push(layer);
+        self
+    }
+
     /// The wait after `failures` consecutive failed attempts: `backoff_min` doubled per failure, capped at
     /// `backoff_max`, less up to a quarter at random so that many clients do not retry in step.
     pub(crate) fn backoff(&self, failures: u32) -> Duration {

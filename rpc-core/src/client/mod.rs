@@ -3,10 +3,13 @@
 //! with bounded retries on other instances.
 //!
 //! # Layout
+//! - [`layer`]: the layers around every call (tracing, metrics, the user's tower layers, retries), in their
+//!   order, and the [`layer::Request`] and [`layer::Response`] the user's layers see.
 //! - `connection`: one connection's reader, writer and deadline tasks.
 //! - `calls`: a connection's calls in flight and their deadlines.
 //! - `direct`: one address: its connection, reconnection with backoff, a call's round trip.
-//! - `balanced`: many instances: picking, per-instance clients, retries.
+//! - `balanced`: many instances: picking, per-instance clients, each call's attempts.
+//! - `transport`: the innermost service of the user's layers: a call's encoded request sent as it is.
 //! - `config`: [`ClientConfig`], the client's limits and timings.
 //! - this file: [`Client`] and the typed call path.
 
@@ -15,6 +18,8 @@ mod calls;
 pub mod config;
 mod connection;
 mod direct;
+pub mod layer;
+mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,13 +37,11 @@ use connection::Reply;
 use direct::{Direct, Target};
 
 use crate::balance::Balancer;
-use crate::context::Context;
 use crate::error::{PayloadSide, RpcError, payload_status};
 use crate::method::MethodInfo;
-use crate::metrics::{Ended, MethodStats, Metrics};
+use crate::metrics::Ended;
 use crate::options::CallOptions;
 use crate::payload::{Args, Payload};
-use crate::trace::{TRACEPARENT, TraceContext};
 
 /// A client of one server address, or of the instances of a service. Cheap to clone: clones share their
 /// connections.
@@ -61,10 +64,12 @@ use crate::trace::{TRACEPARENT, TraceContext};
 #[derive(Clone, Debug)]
 pub struct Client {
     target: Kind,
+    /// The user's layers around the target, if there are some.
+    layers: Option<layer::Stack>,
 }
 
 #[derive(Clone, Debug)]
-enum Kind {
+pub(crate) enum Kind {
     Direct(Arc<Direct>),
     Balanced(Arc<Balanced>),
 }
@@ -103,9 +108,10 @@ impl Client {
                 "the server's address resolved to nothing",
             ));
         }
-        Ok(Client {
-            target: Kind::Direct(Arc::new(Direct::new(Target::Resolved(addrs), config))),
-        })
+        Ok(Client::new(Kind::Direct(Arc::new(Direct::new(
+            Target::Resolved(addrs),
+            config,
+        )))))
     }
 
     /// Connects to the server listening on the Unix domain socket at `path`, with the default configuration.
@@ -131,16 +137,23 @@ impl Client {
         let target = Target::Unix(Arc::from(path.as_ref()));
         let direct = Arc::new(Direct::new(target, config));
         direct.connection().await?;
-        Ok(Client {
-            target: Kind::Direct(direct),
-        })
+        Ok(Client::new(Kind::Direct(direct)))
     }
 
     /// A client whose calls go to the instances `balancer` picks.
     pub fn balanced(balancer: Balancer, config: ClientConfig) -> Client {
-        Client {
-            target: Kind::Balanced(Arc::new(Balanced::new(balancer, config))),
-        }
+        Client::new(Kind::Balanced(Arc::new(Balanced::new(balancer, config))))
+    }
+
+    /// A client of `target`, with the user's layers of its configuration around it.
+    fn new(target: Kind) -> Client {
+        let layers = match &target {
+            Kind::Direct(d) => &d.config.layers,
+            Kind::Balanced(b) => &b.config.layers,
+        };
+        let layers = (!layers.is_empty())
+            .then(|| layers.around(transport::Transport::stack(target.clone())));
+        Client { target, layers }
     }
 
     /// The configuration.
@@ -237,6 +250,8 @@ impl Client {
         }
     }
 
+    /// The call through the client's layers (see [`layer`]): its span and counts, then the user's layers if
+    /// any, then the target.
     async fn round_trip<P: Payload + ?Sized>(
         &self,
         method: &'static MethodInfo,
@@ -246,92 +261,48 @@ impl Client {
         options.check()?;
         let now = Instant::now();
         let deadline = now + options.deadline_or(self.config().default_deadline);
-        // One load of tracing's global level: with no subscriber at INFO no span is built (building and
-        // dropping a disabled span still costs a few hundred instructions when tracing's `log` feature is on).
-        let traced = tracing::level_enabled!(tracing::Level::INFO);
-        // The untraced call goes straight to the connection, without the layers of `traced`.
-        macro_rules! straight {
-            () => {{
-                let metadata = options.metadata_ref();
-                match &self.target {
-                    Kind::Direct(d) => {
-                        d.round_trip(method, args, metadata, deadline, now, None)
-                            .await
-                    }
-                    Kind::Balanced(b) => {
-                        b.round_trip(method, args, metadata, deadline, now, None)
-                            .await
-                    }
-                }
-            }};
-        }
-        let Some(metrics) = &self.config().metrics else {
-            if traced {
-                return self.traced(method, args, options, deadline, now).await;
-            }
-            return straight!();
-        };
+        let traced = layer::trace::begin(method, options.metadata_ref());
         // Counted as cancelled unless it ends: a caller may drop the call's future.
-        let mut counted = Counted::start(metrics, method, now);
-        let result = if traced {
-            self.traced(method, args, options, deadline, now).await
-        } else {
-            straight!()
-        };
-        counted.ended = ended(&result);
-        result
-    }
-
-    /// Makes the call within an `rpc.call` span, if one is enabled.
-    async fn traced<P: Payload + ?Sized>(
-        &self,
-        method: &'static MethodInfo,
-        args: &P,
-        options: &CallOptions,
-        deadline: Instant,
-        now: Instant,
-    ) -> Result<Reply, RpcError> {
-        if !tracing::level_enabled!(tracing::Level::INFO) {
-            return self
-                .send(method, args, options.metadata_ref(), deadline, now, None)
-                .await;
-        }
-        let span = tracing::info_span!(
-            "rpc.call",
-            service = method.service,
-            method = method.name,
-            request_id = tracing::field::Empty,
-            status = tracing::field::Empty,
-            duration_us = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
-            parent_id = tracing::field::Empty,
-        );
-        if span.is_disabled() {
-            return self
-                .send(method, args, options.metadata_ref(), deadline, now, None)
-                .await;
-        }
-        // A call made while serving one continues its trace; any other starts a trace.
-        let trace = match Context::current().and_then(|c| c.trace()) {
-            Some(parent) => {
-                span.record("parent_id", format_args!("{:016x}", parent.span_id));
-                parent.child()
+        let mut counted = self
+            .config()
+            .metrics
+            .as_ref()
+            .map(|metrics| layer::metrics::Counted::start(metrics, method, now));
+        let metadata = traced
+            .as_ref()
+            .map_or_else(|| options.metadata_ref(), |t| &t.metadata);
+        // Each path awaits its future where it is made: a future moved before it is awaited costs a copy.
+        let result = match (&traced, &self.layers, &self.target) {
+            (None, None, Kind::Direct(d)) => {
+                d.round_trip(method, args, metadata, deadline, now, None)
+                    .await
             }
-            None => TraceContext::new_root(),
+            (None, None, Kind::Balanced(b)) => {
+                b.round_trip(method, args, metadata, deadline, now, None)
+                    .await
+            }
+            (None, Some(stack), _) => {
+                transport::through(stack.clone(), method, args, metadata, deadline).await
+            }
+            (Some(t), _, _) => {
+                self.send(method, args, metadata, deadline, now, &t.span)
+                    .instrument(t.span.clone())
+                    .await
+            }
         };
-        span.record("trace_id", format_args!("{:032x}", trace.trace_id));
-        span.record("span_id", format_args!("{:016x}", trace.span_id));
-        let metadata = with_traceparent(options.metadata_ref(), &trace);
-        let result = self
-            .send(method, args, &metadata, deadline, now, Some(&span))
-            .instrument(span.clone())
-            .await;
-        span.record("status", ended(&result).label());
-        span.record("duration_us", now.elapsed().as_micros() as u64);
+        if traced.is_some() || counted.is_some() {
+            let ended = ended(&result);
+            if let Some(t) = &traced {
+                t.finish(ended, now);
+            }
+            if let Some(counted) = &mut counted {
+                counted.ended = ended;
+            }
+        }
         result
     }
 
+    /// A traced call through the user's layers, if any, to the target.
     async fn send<P: Payload + ?Sized>(
         &self,
         method: &'static MethodInfo,
@@ -339,15 +310,18 @@ impl Client {
         metadata: &Metadata,
         deadline: Instant,
         now: Instant,
-        span: Option<&tracing::Span>,
+        span: &tracing::Span,
     ) -> Result<Reply, RpcError> {
+        if let Some(stack) = &self.layers {
+            return transport::through(stack.clone(), method, args, metadata, deadline).await;
+        }
         match &self.target {
             Kind::Direct(d) => {
-                d.round_trip(method, args, metadata, deadline, now, span)
+                d.round_trip(method, args, metadata, deadline, now, Some(span))
                     .await
             }
             Kind::Balanced(b) => {
-                b.round_trip(method, args, metadata, deadline, now, span)
+                b.round_trip(method, args, metadata, deadline, now, Some(span))
                     .await
             }
         }
@@ -362,44 +336,6 @@ fn ended(result: &Result<Reply, RpcError>) -> Ended {
         Ok(Reply::AppError(_)) => Ended::AppError,
         Ok(Reply::Value(_)) => Ended::Status(Status::Ok),
     }
-}
-
-/// A call in a client's metrics: in flight until dropped, then counted with its status and time.
-struct Counted<'a> {
-    metrics: &'a Metrics,
-    stats: Arc<MethodStats>,
-    started: Instant,
-    ended: Ended,
-}
-
-impl<'a> Counted<'a> {
-    fn start(metrics: &'a Metrics, method: &MethodInfo, started: Instant) -> Counted<'a> {
-        metrics.call_started();
-        Counted {
-            metrics,
-            stats: metrics.method(method),
-            started,
-            ended: Ended::Status(Status::Cancelled),
-        }
-    }
-}
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.stats.record(self.ended, self.started.elapsed());
-        self.metrics.call_ended();
-    }
-}
-
-/// `metadata` with the `traceparent` of `trace` (in place of one already there).
-fn with_traceparent(metadata: &Metadata, trace: &TraceContext) -> Metadata {
-    let mut builder = Metadata::builder();
-    for (key, value) in metadata.iter().filter(|(k, _)| *k != TRACEPARENT) {
-        // The entries came from a valid section, so they are valid again.
-        let _ = builder.insert(key, value);
-    }
-    let _ = builder.insert(TRACEPARENT, trace.to_traceparent());
-    builder.build()
 }
 
 fn decode<C: PayloadCodec, T: DeserializeOwned>(
