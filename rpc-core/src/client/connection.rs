@@ -18,25 +18,9 @@ use super::calls::Calls;
 use crate::error::{PayloadSide, RpcError, encode_status, peer_text};
 use crate::inbox::ReadSize;
 use crate::method::MethodInfo;
-use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::payload::Payload;
-
-/// One open connection in a client's metrics, until dropped.
-struct Open(Metrics);
-
-impl Open {
-    fn new(metrics: Metrics) -> Open {
-        metrics.connection_opened();
-        Open(metrics)
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.connection_closed();
-    }
-}
+use crate::transport::Open;
 
 /// How a call ended, as the reader saw it.
 #[derive(Debug)]
@@ -178,20 +162,21 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    /// Starts the reader and writer tasks over the two halves of a transport.
+    /// Starts the reader and writer tasks over the two halves of a transport; `open` lives as long as the
+    /// reader (the connection).
     pub(crate) fn start<R, W>(
         reader: R,
         writer: W,
         codec: FrameCodec,
         max_pending_output: usize,
-        metrics: Option<Metrics>,
+        open: Open,
     ) -> Connection
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let shared = Arc::new(Shared {
-            outbox: Outbox::new(max_pending_output, Box::pin(writer), metrics.clone()),
+            outbox: Outbox::new(max_pending_output, Box::pin(writer)),
             codec: codec.clone(),
             calls: Mutex::new(Calls::default()),
             rearm: Notify::new(),
@@ -200,7 +185,7 @@ impl Connection {
             closed_signal: Notify::new(),
             refusal: OnceLock::new(),
         });
-        let read = tokio::spawn(read_loop(Arc::clone(&shared), reader, codec, metrics));
+        let read = tokio::spawn(read_loop(Arc::clone(&shared), reader, codec, open));
         let write = {
             let shared = Arc::clone(&shared);
             tokio::spawn(async move {
@@ -346,10 +331,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
     shared: Arc<Shared>,
     mut reader: R,
     mut codec: FrameCodec,
-    metrics: Option<Metrics>,
+    open: Open,
 ) {
-    // Counts the connection as open while the reader runs (it ends, or is aborted, with the connection).
-    let open = metrics.map(Open::new);
+    // The connection counts as open while the reader runs (it ends, or is aborted, with the connection).
+    let _open = open;
     let mut buf = ReadSize::first_buf();
     let mut size = ReadSize::new();
     // The replies of one read, delivered together.
@@ -363,12 +348,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     Err(e) => e.to_string(),
                 };
             }
-            Ok(n) => {
-                size.note(n);
-                if let Some(open) = &open {
-                    open.0.received(n);
-                }
-            }
+            Ok(n) => size.note(n),
             Err(e) => break format!("read failed: {e}"),
         }
         let stop = loop {

@@ -12,7 +12,7 @@ use super::connection::{Connection, Reply};
 use crate::error::RpcError;
 use crate::method::MethodInfo;
 use crate::payload::Payload;
-use crate::transport::{Connector, PeerAddr};
+use crate::transport::{Connector, Counted, Open, PeerAddr};
 
 /// Where a direct client connects.
 #[derive(Debug)]
@@ -195,12 +195,13 @@ impl Direct {
     /// Connects to `addr`, with the TLS handshake if the client has TLS settings and `addr` is a TCP address.
     async fn dial_one(&self, addr: &PeerAddr) -> Result<Connection, String> {
         let (reader, writer) = self.connector.connect(addr).await?.into_split();
+        let metrics = &self.config.metrics;
         Ok(Connection::start(
-            reader,
-            writer,
+            Counted::new(reader, metrics.clone()),
+            Counted::new(writer, metrics.clone()),
             self.codec.clone(),
             self.config.max_pending_output,
-            self.config.metrics.clone(),
+            Open::new(metrics.clone()),
         ))
     }
 }

@@ -30,7 +30,6 @@ use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
 
 use crate::error::RpcError;
-use crate::metrics::Metrics;
 
 /// Capacity of each of the two buffers (the queue, and the bytes being written), kept between writes.
 const WRITE_BUF: usize = 64 * 1024;
@@ -107,8 +106,6 @@ pub(crate) struct Outbox {
     /// Whether the queue is at or over its limit: set by pushes and cleared by takes, under the lock; read
     /// without it, to stop taking work cheaply.
     full: AtomicBool,
-    /// Counts the bytes written, if the connection's server or client has metrics.
-    metrics: Option<Metrics>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -121,7 +118,7 @@ impl std::fmt::Debug for Outbox {
 }
 
 impl Outbox {
-    pub(crate) fn new(limit: usize, io: WriteHalf, metrics: Option<Metrics>) -> Outbox {
+    pub(crate) fn new(limit: usize, io: WriteHalf) -> Outbox {
         Outbox {
             state: Mutex::new(OutState {
                 buf: queue_buf(),
@@ -138,7 +135,6 @@ impl Outbox {
             room: Notify::new(),
             limit,
             full: AtomicBool::new(false),
-            metrics,
         }
     }
 
@@ -302,9 +298,6 @@ impl Outbox {
             match poll_write_from(io, &mut cx, taken, *sent) {
                 Poll::Ready(Ok(n)) if n > 0 => {
                     *sent += n;
-                    if let Some(m) = &self.metrics {
-                        m.sent(n);
-                    }
                     if *sent == taken.len() {
                         // Accepted is not yet sent for a transport that buffers (TLS when the socket would block).
                         break matches!(io.as_mut().poll_flush(&mut cx), Poll::Ready(Ok(())));
@@ -356,9 +349,6 @@ impl Outbox {
                 }
                 Poll::Ready(Ok(n)) => {
                     *sent += n;
-                    if let Some(m) = &self.metrics {
-                        m.sent(n);
-                    }
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,

@@ -44,7 +44,7 @@ async fn frames_of_tasks_ready_when_the_writer_wakes_leave_in_one_write() {
     };
     let writes = Arc::new(Mutex::new(0));
     let io = CountWrites(io, Arc::clone(&writes));
-    let outbox = Arc::new(Outbox::new(1 << 20, Box::pin(io), None));
+    let outbox = Arc::new(Outbox::new(1 << 20, Box::pin(io)));
     // All on the one worker: the writer starts and waits for a frame; nine tasks become ready; then the first
     // frame wakes the writer.
     let on_worker = Arc::clone(&outbox);
@@ -113,7 +113,7 @@ async fn large_payloads_kept_apart_leave_in_order_between_the_frames_around_them
         sent: Arc::clone(&sent),
         per_write: 10_000,
     };
-    let outbox = Arc::new(Outbox::new(1 << 20, Box::pin(io), None));
+    let outbox = Arc::new(Outbox::new(1 << 20, Box::pin(io)));
     let writer = tokio::spawn({
         let outbox = Arc::clone(&outbox);
         async move { outbox.run_writer().await }
@@ -200,7 +200,7 @@ fn outbox(pending_flushes: usize) -> (Arc<Outbox>, Arc<Mutex<Vec<u8>>>) {
         sent: Arc::clone(&sent),
         pending_flushes,
     };
-    (Arc::new(Outbox::new(1 << 20, Box::pin(io), None)), sent)
+    (Arc::new(Outbox::new(1 << 20, Box::pin(io))), sent)
 }
 
 /// Yields until `sent` holds `want`, at most 100 times.

@@ -141,14 +141,10 @@ impl ConnShared {
 struct Teardown {
     conn: Arc<ConnShared>,
     writer: tokio::task::AbortHandle,
-    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Drop for Teardown {
     fn drop(&mut self) {
-        if let Some(m) = &self.metrics {
-            m.connection_closed();
-        }
         self.conn.cancel_all();
         self.conn.outbox.close();
         // After a normal end the writer has already flushed and returned; this only stops one still blocked.
@@ -185,7 +181,6 @@ pub(crate) async fn run<R, W, L>(
     accepted: Accepted,
     registry: Arc<Registry>,
     (own, mut stack): (Own, L::Stack),
-    metrics: Option<crate::metrics::Metrics>,
     config: Arc<ServerConfig>,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -194,7 +189,7 @@ pub(crate) async fn run<R, W, L>(
     L: Layers,
 {
     let conn = Arc::new(ConnShared {
-        outbox: Outbox::new(config.max_pending_output, Box::pin(writer), metrics.clone()),
+        outbox: Outbox::new(config.max_pending_output, Box::pin(writer)),
         codec: FrameCodec::new(config.codec),
         peer: accepted.peer,
         own,
@@ -207,13 +202,9 @@ pub(crate) async fn run<R, W, L>(
         tokio::spawn(async move { conn.outbox.run_writer().await })
     };
     // However this task ends (returning, or aborted with the server), handlers stop and the socket closes.
-    if let Some(m) = &metrics {
-        m.connection_opened();
-    }
     let _teardown = Teardown {
         conn: Arc::clone(&conn),
         writer: writer.abort_handle(),
-        metrics: metrics.clone(),
     };
     let mut codec = FrameCodec::new(config.codec);
     let mut buf = ReadSize::first_buf();
@@ -264,9 +255,6 @@ pub(crate) async fn run<R, W, L>(
                     }
                     Ok(n) => {
                         size.note(n);
-                        if let Some(m) = &metrics {
-                            m.received(n);
-                        }
                         let now = Instant::now();
                         last_read = now;
                         state.arrived = Some(now);

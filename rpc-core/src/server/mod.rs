@@ -57,7 +57,7 @@ use tower_layer::{Identity, Stack};
 pub use crate::transport::Listener;
 #[cfg(unix)]
 pub use crate::transport::bind_unix;
-use crate::transport::{Handshake, PeerAddr, Stream};
+use crate::transport::{Counted, Handshake, Open, PeerAddr, Stream};
 
 /// Why a server could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -334,7 +334,13 @@ impl<L: Layers> Server<L> {
                 _ = stopping.wait_for(|&stop| stop) => None,
             };
             let Some(ready) = ready else { return };
+            // Counted while this task runs (it ends, or is aborted, with the connection).
+            let _open = Open::new(metrics.clone());
             let (reader, writer) = ready.stream.into_split();
+            let (reader, writer) = (
+                Counted::new(reader, metrics.clone()),
+                Counted::new(writer, metrics),
+            );
             let accepted = connection::Accepted {
                 peer: Arc::new(Peer {
                     addr: Some(peer),
@@ -342,10 +348,8 @@ impl<L: Layers> Server<L> {
                 }),
                 slot,
             };
-            connection::run::<_, _, L>(
-                reader, writer, accepted, registry, stack, metrics, config, draining,
-            )
-            .await;
+            connection::run::<_, _, L>(reader, writer, accepted, registry, stack, config, draining)
+                .await;
         }
     }
 

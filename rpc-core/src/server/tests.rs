@@ -80,7 +80,6 @@ fn serve(config: ServerConfig, pipe: usize) -> Served {
         accepted,
         registry,
         (own, dispatch),
-        None,
         Arc::new(config),
         draining,
     ));

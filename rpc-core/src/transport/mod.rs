@@ -8,9 +8,11 @@
 //! - `connect`: the client side: dial, `TCP_NODELAY`, the TLS handshake when configured.
 //! - `listen`: the server side: [`Listener`] (the sockets a server accepts from), and the handshake of each
 //!   accepted stream (TLS over TCP when configured).
+//! - `metered`: a connection's bytes and its life counted in the metrics of its client or server.
 
 mod connect;
 mod listen;
+mod metered;
 mod peer;
 mod stream;
 
@@ -19,5 +21,6 @@ pub(crate) use listen::Handshake;
 pub use listen::Listener;
 #[cfg(unix)]
 pub use listen::bind_unix;
+pub(crate) use metered::{Counted, Open};
 pub use peer::PeerAddr;
 pub(crate) use stream::Stream;
