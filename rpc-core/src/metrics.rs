@@ -1,7 +1,8 @@
 //! Metrics of calls, for a server or a client: calls by method and status (the names of `docs/PROTOCOL.md`
 //! section 6, and [`APP_ERROR`] for a method's own error), a latency histogram per method, calls in flight,
-//! open connections, bytes in and out; rendered in the Prometheus text format (version 0.0.4) and served over
-//! HTTP by [`Metrics::serve_http`].
+//! open connections, bytes in and out. `prometheus-client` writes them (`exposition`): in the Prometheus text
+//! format (version 0.0.4) by [`Metrics::render`] and over HTTP by [`Metrics::serve_http`], or, put in a user's
+//! own [`prometheus_client::registry::Registry`] by [`Metrics::register_into`], beside the user's metrics.
 //!
 //! Metrics are opt-in: attach one with `ServerBuilder::metrics` or `ClientConfig::metrics`. A call then costs
 //! a few relaxed atomic additions and one clock read; without, nothing.
@@ -12,7 +13,6 @@
 //! assert!(text.contains("# TYPE rpc_server_calls_in_flight gauge"));
 //! ```
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -23,6 +23,12 @@ use tokio::net::TcpListener;
 
 use crate::ids::IdMap;
 use crate::method::MethodInfo;
+
+mod exposition;
+
+/// The `prometheus-client` that [`Metrics`] are written with, and whose registries take them
+/// ([`Metrics::register_into`]).
+pub use prometheus_client;
 
 /// Upper bounds of the latency histogram's buckets, in microseconds (and `+Inf`).
 const BUCKETS_US: [u64; 18] = [
@@ -235,6 +241,31 @@ impl Metrics {
         )
     }
 
+    /// One call recorded as a server records it, its method's counters resolved beforehand: calls in flight up,
+    /// the call's status and latency, calls in flight down. For `benches/benches/metrics.rs`; not part of the
+    /// API.
+    #[doc(hidden)]
+    pub fn __recorder(
+        &self,
+        method: &MethodInfo,
+    ) -> impl Fn(Status, Duration) + Send + Sync + use<> {
+        let (metrics, stats) = (self.clone(), self.method(method));
+        move |status, took| {
+            metrics.call_started();
+            stats.record(status, took);
+            metrics.call_ended();
+        }
+    }
+
+    /// One call recorded as a client records it, its method's counters looked up on the way (through the
+    /// per-thread cache). For `benches/benches/metrics.rs`; not part of the API.
+    #[doc(hidden)]
+    pub fn __record(&self, method: &MethodInfo, status: Status, took: Duration) {
+        self.call_started();
+        self.method(method).record(status, took);
+        self.call_ended();
+    }
+
     pub(crate) fn call_started(&self) {
         self.inner.in_flight.fetch_add(1, Ordering::Relaxed);
     }
@@ -265,112 +296,6 @@ impl Metrics {
 
     pub(crate) fn sent(&self, bytes: usize) {
         self.inner.sent.fetch_add(bytes as u64, Ordering::Relaxed);
-    }
-
-    /// The metrics in the Prometheus text format.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        self.render_into(&mut out);
-        out
-    }
-
-    /// Appends the metrics in the Prometheus text format to `out`.
-    pub fn render_into(&self, out: &mut String) {
-        let (p, served) = match self.inner.side {
-            Side::Server => ("rpc_server", "served"),
-            Side::Client => ("rpc_client", "made"),
-        };
-        let mut methods: Vec<Arc<MethodStats>> = crate::sync::read(&self.inner.methods)
-            .values()
-            .cloned()
-            .collect();
-        methods.sort_by_key(|m| (m.service, m.method));
-
-        let _ = writeln!(
-            out,
-            "# HELP {p}_calls_total Calls {served}, by service, method and status."
-        );
-        let _ = writeln!(out, "# TYPE {p}_calls_total counter");
-        for m in &methods {
-            for (status, count) in LABELS.iter().zip(&m.by_status) {
-                let count = count.load(Ordering::Relaxed);
-                if count > 0 {
-                    let _ = writeln!(
-                        out,
-                        "{p}_calls_total{{service=\"{}\",method=\"{}\",status=\"{status}\"}} {count}",
-                        escape(m.service),
-                        escape(m.method)
-                    );
-                }
-            }
-        }
-
-        let _ = writeln!(
-            out,
-            "# HELP {p}_call_duration_seconds Time calls took, from the request's arrival (server) or the call's \
-             start (client) to its answer."
-        );
-        let _ = writeln!(out, "# TYPE {p}_call_duration_seconds histogram");
-        for m in &methods {
-            let labels = format!(
-                "service=\"{}\",method=\"{}\"",
-                escape(m.service),
-                escape(m.method)
-            );
-            let mut cumulative = 0;
-            for (i, count) in m.buckets.iter().enumerate() {
-                cumulative += count.load(Ordering::Relaxed);
-                let le = match BUCKETS_US.get(i) {
-                    Some(&us) => format!("{}", us as f64 / 1e6),
-                    None => String::from("+Inf"),
-                };
-                let _ = writeln!(
-                    out,
-                    "{p}_call_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
-                );
-            }
-            let sum = m.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(out, "{p}_call_duration_seconds_sum{{{labels}}} {sum}");
-            let _ = writeln!(
-                out,
-                "{p}_call_duration_seconds_count{{{labels}}} {cumulative}"
-            );
-        }
-
-        let gauges = [
-            (
-                "calls_in_flight",
-                "Calls being made or served now.",
-                self.inner.in_flight.load(Ordering::Relaxed),
-            ),
-            (
-                "connections",
-                "Connections open now.",
-                self.inner.connections.load(Ordering::Relaxed),
-            ),
-        ];
-        for (name, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {p}_{name} {help}");
-            let _ = writeln!(out, "# TYPE {p}_{name} gauge");
-            let _ = writeln!(out, "{p}_{name} {value}");
-        }
-        let counters = [
-            (
-                "received_bytes_total",
-                "Bytes read from connections.",
-                self.inner.received.load(Ordering::Relaxed),
-            ),
-            (
-                "sent_bytes_total",
-                "Bytes written to connections.",
-                self.inner.sent.load(Ordering::Relaxed),
-            ),
-        ];
-        for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP {p}_{name} {help}");
-            let _ = writeln!(out, "# TYPE {p}_{name} counter");
-            let _ = writeln!(out, "{p}_{name} {value}");
-        }
     }
 
     /// Serves `GET /metrics` on `listener` (HTTP/1.1, one request per connection), with these metrics followed
@@ -436,8 +361,8 @@ impl Metrics {
                     ),
                 };
                 let head = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\n\
-                     content-length: {}\r\nconnection: close\r\n\r\n",
+                    "HTTP/1.1 {status}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
                     body.len()
                 );
                 let _ = stream.write_all(head.as_bytes()).await;
@@ -453,7 +378,8 @@ type Extra = dyn Fn(&mut String) + Send + Sync;
 /// What [`Metrics::serve_http_with_health`] asks for `/healthz`.
 type Problem = dyn Fn() -> Option<String> + Send + Sync;
 
-/// A label value with `\`, `"` and newlines escaped, as the text format asks.
+/// A label value with `\`, `"` and newlines escaped, as the text format asks: for lines of one's own that
+/// [`Metrics::serve_http`]'s `extra` appends (the framework's metrics are escaped by `prometheus-client`).
 pub fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
@@ -487,7 +413,7 @@ mod tests {
         );
         assert!(text.contains("status=\"DeadlineExceeded\"} 1\n"));
         assert!(
-            text.contains("_bucket{service=\"Lab\",method=\"echo\",le=\"0.00005\"} 1\n"),
+            text.contains("_bucket{service=\"Lab\",method=\"echo\",le=\"5e-05\"} 1\n"),
             "{text}"
         );
         assert!(

@@ -1,11 +1,16 @@
-//! The registry's own counters (registrations, heartbeats, evictions, refusals, watchers) and their rendering,
-//! with the instances of each service, in the Prometheus text format.
+//! The registry's own counters (registrations, heartbeats, evictions, refusals, watchers), and their exposition
+//! with the instances of each service: a `prometheus-client` collector over one scrape's values, written in the
+//! Prometheus text format by the crate's encoder, as the framework's own metrics are.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use rpc_core::metrics::escape;
+use rpc_core::metrics::prometheus_client::collector::Collector;
+use rpc_core::metrics::prometheus_client::encoding::{
+    DescriptorEncoder, NoLabelSet, prometheus_text,
+};
+use rpc_core::metrics::prometheus_client::metrics::MetricType;
+use rpc_core::metrics::prometheus_client::registry::{Registry, Unit};
 use serde::Serialize;
 
 use crate::api::RegistryError;
@@ -57,13 +62,6 @@ pub(crate) struct Totals {
     pub(crate) evictions: u64,
     pub(crate) refused: u64,
     pub(crate) watchers: i64,
-}
-
-/// Writes the `HELP` and `TYPE` lines of `rpc_registry_{name}`, and hands `out` back for its samples.
-fn family<'a>(out: &'a mut String, name: &str, kind: &str, help: &str) -> &'a mut String {
-    let _ = writeln!(out, "# HELP rpc_registry_{name} {help}");
-    let _ = writeln!(out, "# TYPE rpc_registry_{name} {kind}");
-    out
 }
 
 /// A watcher counted in [`Stats`] until dropped.
@@ -133,88 +131,121 @@ impl Stats {
         }
     }
 
-    /// Appends the registry's metrics (`rpc_registry_*`) in the Prometheus text format, with the instances of
-    /// each service of `listings` and the registry's `ttl`.
+    /// Appends the registry's metrics (`rpc_registry_*`) in the Prometheus text format (version 0.0.4), with
+    /// the instances of each service of `listings` and the registry's `ttl`.
     pub(crate) fn render_into(&self, listings: &Listings, ttl: Duration, out: &mut String) {
-        let o = family(
-            out,
-            "instances",
-            "gauge",
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let scrape = Scrape {
+            listings: Listings::clone(listings),
+            ttl,
+            counters: [
+                load(&self.registrations),
+                load(&self.deregistrations),
+                load(&self.heartbeats),
+                load(&self.evictions),
+            ],
+            refused: std::array::from_fn(|i| load(&self.refused[i])),
+            watchers: [
+                self.rpc_watchers.load(Ordering::Relaxed),
+                self.http_watchers.load(Ordering::Relaxed),
+            ],
+        };
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(scrape));
+        // Writing to a `String` does not fail, and these metrics hold nothing the format refuses.
+        let _ = prometheus_text::encode(out, &registry);
+    }
+}
+
+/// The names and help of [`Stats`]' counters, in [`Scrape::counters`]' order (without `_total`, which the
+/// encoder appends).
+const COUNTERS: [(&str, &str); 4] = [
+    ("rpc_registry_registrations", "Registrations accepted."),
+    (
+        "rpc_registry_deregistrations",
+        "Instances deregistered by their lease holder.",
+    ),
+    (
+        "rpc_registry_heartbeats",
+        "Heartbeats accepted (rate() of it is heartbeats per second).",
+    ),
+    (
+        "rpc_registry_evictions",
+        "Instances evicted for want of a heartbeat within the TTL.",
+    ),
+];
+
+/// The registry's metrics at one scrape, for `prometheus-client` to write.
+#[derive(Debug)]
+struct Scrape {
+    /// Every service with instances.
+    listings: Listings,
+    ttl: Duration,
+    /// Registrations, deregistrations, heartbeats and evictions, as [`COUNTERS`] names them.
+    counters: [u64; COUNTERS.len()],
+    /// Refused writes, by [`REFUSALS`].
+    refused: [u64; REFUSALS.len()],
+    /// RPC watchers, then HTTP ones.
+    watchers: [i64; 2],
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let mut instances = encoder.encode_descriptor(
+            "rpc_registry_instances",
             "Instances registered now, by service.",
-        );
-        for listing in listings.iter() {
-            let _ = writeln!(
-                o,
-                "rpc_registry_instances{{service=\"{}\"}} {}",
-                escape(&listing.name),
-                listing.instances.len()
-            );
+            None,
+            MetricType::Gauge,
+        )?;
+        for listing in self.listings.iter() {
+            instances
+                .encode_family(&[("service", listing.name.as_str())])?
+                .encode_gauge(&listing.instances.len())?;
         }
-        let o = family(
-            out,
-            "services",
-            "gauge",
-            "Services with at least one instance.",
-        );
-        let _ = writeln!(o, "rpc_registry_services {}", listings.len());
-        let counters = [
-            (
-                "registrations_total",
-                "Registrations accepted.",
-                &self.registrations,
-            ),
-            (
-                "deregistrations_total",
-                "Instances deregistered by their lease holder.",
-                &self.deregistrations,
-            ),
-            (
-                "heartbeats_total",
-                "Heartbeats accepted (rate() of it is heartbeats per second).",
-                &self.heartbeats,
-            ),
-            (
-                "evictions_total",
-                "Instances evicted for want of a heartbeat within the TTL.",
-                &self.evictions,
-            ),
-        ];
-        for (name, help, counter) in counters {
-            let o = family(out, name, "counter", help);
-            let _ = writeln!(o, "rpc_registry_{name} {}", counter.load(Ordering::Relaxed));
+        encoder
+            .encode_descriptor(
+                "rpc_registry_services",
+                "Services with at least one instance.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&self.listings.len())?;
+        for ((name, help), count) in COUNTERS.iter().zip(self.counters) {
+            encoder
+                .encode_descriptor(name, help, None, MetricType::Counter)?
+                .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
         }
-        let o = family(
-            out,
-            "refused_total",
-            "counter",
+        let mut refused = encoder.encode_descriptor(
+            "rpc_registry_refused",
             "Writes refused, by reason.",
-        );
-        for (reason, counter) in REFUSALS.iter().zip(&self.refused) {
-            let _ = writeln!(
-                o,
-                "rpc_registry_refused_total{{reason=\"{reason}\"}} {}",
-                counter.load(Ordering::Relaxed)
-            );
+            None,
+            MetricType::Counter,
+        )?;
+        for (&reason, count) in REFUSALS.iter().zip(self.refused) {
+            refused
+                .encode_family(&[("reason", reason)])?
+                .encode_counter::<NoLabelSet, _, u64>(&count, None)?;
         }
-        let o = family(
-            out,
-            "watchers",
-            "gauge",
+        let mut watchers = encoder.encode_descriptor(
+            "rpc_registry_watchers",
             "Watches waiting for a change now: rpc (clients' discovery) and http (dashboards' long polls).",
-        );
-        for (api, gauge) in [("rpc", &self.rpc_watchers), ("http", &self.http_watchers)] {
-            let _ = writeln!(
-                o,
-                "rpc_registry_watchers{{api=\"{api}\"}} {}",
-                gauge.load(Ordering::Relaxed)
-            );
+            None,
+            MetricType::Gauge,
+        )?;
+        for (api, count) in ["rpc", "http"].into_iter().zip(self.watchers) {
+            watchers
+                .encode_family(&[("api", api)])?
+                .encode_gauge(&count)?;
         }
-        let o = family(
-            out,
-            "ttl_seconds",
-            "gauge",
-            "Time after its last heartbeat at which an instance is evicted.",
-        );
-        let _ = writeln!(o, "rpc_registry_ttl_seconds {}", ttl.as_secs_f64());
+        let seconds = Unit::Seconds;
+        encoder
+            .encode_descriptor(
+                "rpc_registry_ttl",
+                "Time after its last heartbeat at which an instance is evicted.",
+                Some(&seconds),
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&self.ttl.as_secs_f64())?;
+        Ok(())
     }
 }

@@ -1,7 +1,8 @@
 //! Metrics of calls: a server and a client count the same calls by method and status (a method's own error as
 //! `AppError`, apart from its successes), their latency histograms agree with their counts, the in-flight and
 //! connection gauges rise and fall, the bytes one side sends are the bytes the other receives, and
-//! `GET /metrics` serves it all in a form `promtool` accepts.
+//! `GET /metrics` serves it all in a form `promtool` accepts; a user's own `prometheus-client` registry takes
+//! the same metrics beside the user's, in the Prometheus text format and in OpenMetrics.
 
 use std::time::Duration;
 
@@ -233,6 +234,80 @@ async fn metrics_are_served_over_http_in_the_prometheus_text_format() {
 
     let (status, _, body) = http_get(http, "/elsewhere").await.unwrap();
     assert_eq!(status, "HTTP/1.1 404 Not Found", "{body}");
+}
+
+#[tokio::test]
+async fn a_users_prometheus_client_registry_takes_the_frameworks_metrics() {
+    use rpc_core::metrics::prometheus_client::encoding::{prometheus_text, text};
+    use rpc_core::metrics::prometheus_client::metrics::counter::Counter;
+    use rpc_core::metrics::prometheus_client::registry::Registry;
+
+    let (server_metrics, client_metrics) = (Metrics::server(), Metrics::client());
+    let (addr, _server) = serve(&server_metrics).await;
+    let lab = client(addr, &client_metrics).await;
+    for n in 0..3 {
+        assert_eq!(lab.echo(n).await, Ok(n));
+    }
+    let counted = until(|| calls(&samples(&server_metrics), "server", "echo", "Ok") == 3.0).await;
+    assert!(counted, "{}", server_metrics.render());
+
+    let mut registry = Registry::default();
+    let jobs: Counter = Counter::default();
+    registry.register("lab_jobs", "Jobs done", jobs.clone());
+    jobs.inc();
+    server_metrics.register_into(&mut registry);
+    client_metrics.register_into(&mut registry);
+
+    // The Prometheus text format: the user's counter and both sides' metrics, as `render` writes them.
+    let mut plain = String::new();
+    prometheus_text::encode(&mut plain, &registry).unwrap();
+    let s = prom::parse(&plain).unwrap_or_else(|e| panic!("{e}\n{plain}"));
+    assert_eq!(value(&s, "lab_jobs_total", &[]), Some(1.0), "{plain}");
+    for side in ["server", "client"] {
+        assert_eq!(calls(&s, side, "echo", "Ok"), 3.0, "{side}");
+        let labels = [("service", "Lab"), ("method", "echo")];
+        let count = format!("rpc_{side}_call_duration_seconds_count");
+        assert_eq!(value(&s, &count, &labels), Some(3.0), "{side}");
+        assert_eq!(
+            value(&s, &format!("rpc_{side}_connections"), &[]),
+            Some(1.0),
+            "{side}"
+        );
+    }
+    // Every HELP and TYPE line of `render`, and its counts of calls (bytes may move with a ping meanwhile).
+    let render = server_metrics.render();
+    let same = render
+        .lines()
+        .filter(|l| l.starts_with('#') || l.contains("_calls_total{"));
+    for line in same {
+        assert!(
+            plain.lines().any(|l| l == line),
+            "{line:?} is not in\n{plain}"
+        );
+    }
+    if let Err(problems) = prom::promtool_check(&plain) {
+        panic!("{problems}\n{plain}");
+    }
+
+    // OpenMetrics, the registry's own text format: counters typed under their name without `_total`, the
+    // histogram's unit, one `# EOF` at the end.
+    let mut open = String::new();
+    text::encode(&mut open, &registry).unwrap();
+    assert!(open.contains("# TYPE rpc_server_calls counter\n"), "{open}");
+    assert!(
+        open.contains("rpc_client_calls_total{service=\"Lab\",method=\"echo\",status=\"Ok\"} 3\n"),
+        "{open}"
+    );
+    assert!(
+        open.contains("# UNIT rpc_server_call_duration_seconds seconds\n"),
+        "{open}"
+    );
+    assert!(
+        open.ends_with("# EOF\n") && open.matches("# EOF").count() == 1,
+        "{open}"
+    );
+    let s = prom::parse(&open).unwrap_or_else(|e| panic!("{e}\n{open}"));
+    assert_eq!(calls(&s, "server", "echo", "Ok"), 3.0, "{open}");
 }
 
 #[test]

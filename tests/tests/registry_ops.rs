@@ -183,6 +183,25 @@ async fn metrics_count_what_the_registry_did_and_pass_promtool() {
         Some(0.0)
     );
     assert_eq!(prom::value(&s, "rpc_registry_ttl_seconds", &[]), Some(0.6));
+    // The registry's metrics and its RPC server's come from one writer: each family is announced once, under
+    // its exposed name (counters with `_total`), and the text format 0.0.4 has no end marker.
+    for family in [
+        "rpc_registry_instances gauge",
+        "rpc_registry_services gauge",
+        "rpc_registry_heartbeats_total counter",
+        "rpc_registry_refused_total counter",
+        "rpc_registry_watchers gauge",
+        "rpc_registry_ttl_seconds gauge",
+        "rpc_server_calls_total counter",
+        "rpc_server_call_duration_seconds histogram",
+    ] {
+        assert_eq!(
+            body.matches(&format!("# TYPE {family}\n")).count(),
+            1,
+            "{family}: {body}"
+        );
+    }
+    assert!(!body.contains("# EOF"), "{body}");
     // The registry's RPC server counts its own calls too: the refused registration is the method's own
     // error, not a success.
     for (status, count) in [("Ok", 1.0), ("AppError", 1.0)] {
