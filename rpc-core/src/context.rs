@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::method::MethodInfo;
 use crate::server::Peer;
+use crate::server::layer::Caller;
 use crate::trace::TraceContext;
 use crate::transport::PeerAddr;
 
@@ -40,6 +41,8 @@ pub struct Context {
     /// The trace this call belongs to (its `rpc.serve` span's context), when tracing is on. Boxed: a context
     /// is moved with every call, and most calls are not traced.
     pub(crate) trace: Option<Box<TraceContext>>,
+    /// Who sent the call, as an authorization layer found out.
+    pub(crate) caller: Option<Arc<Caller>>,
 }
 
 impl Context {
@@ -80,6 +83,12 @@ impl Context {
     /// They identify the client: a server can authorize calls by them.
     pub fn client_names(&self) -> &[String] {
         self.peer.client_names()
+    }
+
+    /// Who sent the call, as an authorization layer ([`crate::server::layer::Authorize`]) found out; `None`
+    /// when the server has none.
+    pub fn caller(&self) -> Option<&Caller> {
+        self.caller.as_deref()
     }
 
     /// The trace context of the call's `rpc.serve` span (when a tracing subscriber records it): calls the

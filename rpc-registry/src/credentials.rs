@@ -20,6 +20,7 @@
 
 use std::path::Path;
 
+use rpc_core::server::layer::{Authorize, Caller, Grant};
 use serde::Deserialize;
 
 use crate::service::shown;
@@ -170,11 +171,6 @@ fn covers(services: &[String], service: &str) -> bool {
     services.iter().any(|s| s == "*" || s == service)
 }
 
-/// Compares without stopping at the first difference, so that response times do not leak a token.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 impl Credentials {
     /// Credentials from the JSON text of a credentials file; `path` names it in errors.
     pub fn from_json(text: &str, path: &str) -> Result<Credentials, CredentialsError> {
@@ -230,28 +226,41 @@ impl Credentials {
         self.tokens.is_empty() && self.identities.is_empty()
     }
 
-    /// Allows a write (`what`: registration, heartbeat, deregistration) of `service` by a call that carried
-    /// `token` (the bearer token, if any) and a client certificate named `names`, and names the credential that
-    /// allowed it; `master` is the registry's own token, which covers every service.
+    /// The authorization layer that finds out which of these credentials a call carries: the registry's own
+    /// token (`master`, named `admin`), each token (named by its place in [`Credentials::tokens`], from 0) and
+    /// each client certificate name. It refuses no call: which instances a credential may write depends on the
+    /// instance, which [`Credentials::authorize`] checks once the call is decoded.
+    pub fn layer(&self, master: Option<&str>) -> Authorize {
+        let mut layer = Authorize::new().anonymous(Grant::all());
+        if let Some(master) = master {
+            layer = layer.token(ADMIN, master, Grant::all());
+        }
+        for (i, grant) in self.tokens.iter().enumerate() {
+            layer = layer.token(i.to_string(), grant.token.as_bytes(), Grant::all());
+        }
+        for grant in &self.identities {
+            layer = layer.certificate(grant.name.as_str(), Grant::all());
+        }
+        layer
+    }
+
+    /// Allows a write (`what`: registration, heartbeat, deregistration) of `service` by `caller` (as the layer
+    /// of [`Credentials::layer`] found it) over a connection whose client certificate is named `names`, and
+    /// names the credential that allowed it.
     pub(crate) fn authorize(
         &self,
-        master: Option<&str>,
         what: &str,
         service: &str,
-        token: Option<&[u8]>,
+        caller: &Caller,
         names: &[String],
     ) -> Result<Identity, String> {
         let quoted = shown(service);
         let refused = |why: String| Err(format!("{what} of {quoted} refused: {why}"));
         let mut narrower = None;
-        if let Some(token) = token {
-            if master.is_some_and(|m| constant_time_eq(token, m.as_bytes())) {
-                return Ok(Identity::Admin);
-            }
-            let mut known = false;
-            for (i, grant) in self.tokens.iter().enumerate() {
-                if constant_time_eq(token, grant.token.as_bytes()) {
-                    known = true;
+        match token_of(caller) {
+            Some(Token::Admin) => return Ok(Identity::Admin),
+            Some(Token::Grant(i)) => {
+                if let Some(grant) = self.tokens.get(i) {
                     if covers(&grant.services, service) {
                         return Ok(Identity::Token(i));
                     }
@@ -261,11 +270,12 @@ impl Credentials {
                     ));
                 }
             }
-            if !known && names.is_empty() {
+            None if caller.carried_token && names.is_empty() => {
                 return refused(String::from(
                     "the token the call carried is not one of this registry's",
                 ));
             }
+            None => {}
         }
         let mut unknown_names = Vec::new();
         for name in names {
@@ -292,7 +302,7 @@ impl Credentials {
             return refused(format!(
                 "this registry grants nothing to the client certificate {}{}",
                 unknown_names.join(", "),
-                if token.is_some() {
+                if caller.carried_token {
                     ", and does not know the token the call carried"
                 } else {
                     ""
@@ -305,28 +315,40 @@ impl Credentials {
         ))
     }
 
-    /// Whether a call that carried `token` and a client certificate named `names` may renew, remove or supersede
-    /// an instance that `owner` registered: it carries `owner`'s credential, or `master` (the registry's own
-    /// token, an admin's).
-    pub(crate) fn may_act_for(
-        &self,
-        master: Option<&str>,
-        owner: &Identity,
-        token: Option<&[u8]>,
-        names: &[String],
-    ) -> bool {
-        let carries =
-            |expected: &str| token.is_some_and(|t| constant_time_eq(t, expected.as_bytes()));
-        if master.is_some_and(carries) {
+    /// Whether `caller` (over a connection whose client certificate is named `names`) may renew, remove or
+    /// supersede an instance that `owner` registered: it carries `owner`'s credential, or the registry's own
+    /// token (an admin's).
+    pub(crate) fn may_act_for(&self, owner: &Identity, caller: &Caller, names: &[String]) -> bool {
+        let token = token_of(caller);
+        if token == Some(Token::Admin) {
             return true;
         }
         match owner {
             Identity::Anyone => true,
             Identity::Admin => false,
-            Identity::Token(i) => self.tokens.get(*i).is_some_and(|g| carries(&g.token)),
+            Identity::Token(i) => token == Some(Token::Grant(*i)),
             Identity::Certificate(name) => names.contains(name),
         }
     }
+}
+
+/// The name [`Credentials::layer`] gives the registry's own token.
+const ADMIN: &str = "admin";
+
+/// A token the layer recognised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Token {
+    Admin,
+    Grant(usize),
+}
+
+/// The token `caller` carried, if the layer of [`Credentials::layer`] knew it.
+fn token_of(caller: &Caller) -> Option<Token> {
+    let name = caller.token.as_deref()?;
+    if name == ADMIN {
+        return Some(Token::Admin);
+    }
+    name.parse().ok().map(Token::Grant)
 }
 
 /// The credential a write was allowed by; an instance belongs to the identity that registered it, and only that
@@ -371,15 +393,15 @@ mod tests {
     #[test]
     fn each_credential_covers_its_services_only() {
         let c = sample();
+        let layer = c.layer(Some("master-token"));
         let ok = |token: Option<&str>, names: &[&str], service: &str| {
             let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-            c.authorize(
-                Some("master-token"),
-                "registration",
-                service,
-                token.map(str::as_bytes),
-                &names,
-            )
+            let bearer = token.map(|t| format!("Bearer {t}"));
+            let metadata =
+                rpc_core::Metadata::from_pairs(bearer.iter().map(|b| ("authorization", b)))
+                    .expect("a valid entry");
+            let caller = layer.identify(&metadata, &names);
+            c.authorize("registration", service, &caller, &names)
         };
         assert!(ok(Some("master-token"), &[], "Anything").is_ok());
         assert!(ok(Some("calc-secret"), &[], "Calc").is_ok());

@@ -24,6 +24,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let tls = config.tls.clone();
     let server_config = config.server.clone();
+    // Finds out which of the registry's credentials each call carries (see `Credentials::layer`).
+    let authorize = config.credentials.layer(config.token.as_deref());
     let (service, evictions) = RegistryService::new(config)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let shared = std::sync::Arc::clone(service.shared());
@@ -46,7 +48,8 @@ pub async fn serve(
     let builder = Server::builder()
         .add_service(RegistryServer::new(service))
         .config(server_config)
-        .metrics(rpc_metrics);
+        .metrics(rpc_metrics)
+        .layer(authorize);
     let builder = match tls {
         Some(tls) => builder.tls(tls),
         None => builder,

@@ -12,7 +12,6 @@ use rpc_core::Context;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::AUTHORIZATION;
 use crate::api::{
     Lease, LeaseRef, NewInstance, Registry, RegistryError, ServiceStatus, ServiceSummary, Snapshot,
     Watched,
@@ -21,6 +20,7 @@ use crate::config::{AddressCheck, ConfigError, RegistryConfig};
 use crate::credentials::Identity;
 use crate::state::{Limits, State};
 use crate::stats::Stats;
+use rpc_core::server::layer::Caller;
 
 /// What the service, its eviction task and the HTTP view share.
 #[derive(Debug)]
@@ -104,13 +104,7 @@ impl Shared {
         }
         self.config
             .credentials
-            .authorize(
-                self.config.token.as_deref(),
-                what,
-                service,
-                carried.token(),
-                carried.names(),
-            )
+            .authorize(what, service, &carried.caller, &carried.names)
             .map_err(RegistryError::Unauthenticated)
     }
 
@@ -124,12 +118,11 @@ impl Shared {
         carried: &Carried,
     ) -> Result<(), RegistryError> {
         let Some(owner) = owner else { return Ok(()) };
-        let master = self.config.token.as_deref();
         if self.config.is_open()
             || self
                 .config
                 .credentials
-                .may_act_for(master, owner, carried.token(), carried.names())
+                .may_act_for(owner, &carried.caller, &carried.names)
         {
             return Ok(());
         }
@@ -217,24 +210,27 @@ impl Shared {
     }
 }
 
-/// The credentials a write carried: its bearer token and the names of its verified client certificate.
-struct Carried(Option<Context>);
+/// The credentials a write carried, as the registry's authorization layer found them
+/// ([`crate::Credentials::layer`]), and the names of its verified client certificate. A registry served without
+/// that layer sees no credential, and refuses writes unless it is open.
+struct Carried {
+    caller: Caller,
+    names: Vec<String>,
+}
 
 impl Carried {
     /// Those of the call being served.
     fn current() -> Carried {
-        Carried(Context::current())
-    }
-
-    /// The bearer token, if the call carried one.
-    fn token(&self) -> Option<&[u8]> {
-        let value = self.0.as_ref()?.metadata().get(AUTHORIZATION)?;
-        Some(value.strip_prefix(b"Bearer ").unwrap_or(value))
-    }
-
-    /// The names of the client certificate (none without mutual TLS).
-    fn names(&self) -> &[String] {
-        self.0.as_ref().map_or(&[][..], |c| c.client_names())
+        let context = Context::current();
+        Carried {
+            caller: context
+                .as_ref()
+                .and_then(|c| c.caller().cloned())
+                .unwrap_or_default(),
+            names: context
+                .map(|c| c.client_names().to_vec())
+                .unwrap_or_default(),
+        }
     }
 }
 

@@ -429,3 +429,65 @@ async fn towers_timeout_on_the_client_fails_the_call_deadline_exceeded() {
     assert!(timed_out.message().contains("timeout"), "{timed_out}");
     assert_eq!(client.echo(9).await, Ok(9));
 }
+
+/// `Authorize`: a token granted everything, a token granted one method, anonymous callers granted another. A
+/// call no credential covers is refused, `Unauthenticated` without a known credential and `PermissionDenied`
+/// with one, and no message shows a token; the caller it found reaches the layers after it.
+#[tokio::test]
+async fn authorize_maps_tokens_to_the_methods_they_may_call() {
+    use rpc_core::server::layer::{Authorize, Grant, intercept};
+    let authorize = Authorize::new()
+        .token("ops", "ops-secret-token", Grant::all())
+        .token("calc", "calc-secret-token", Grant::to(["Lab.echo"]))
+        .anonymous(Grant::to(["Lab.header"]));
+    // Tells the handler who called, as the layer before it found out.
+    let tell = intercept(|request: &mut Request| {
+        let who = request
+            .caller()
+            .and_then(|c| c.token.as_deref())
+            .unwrap_or("anonymous");
+        *request.metadata_mut() = Metadata::from_pairs([("x-caller", who)]).unwrap();
+        Ok(())
+    });
+    let addr = serve(lab().layer(authorize).layer(tell)).await;
+    let anonymous = LabClient::connect(addr).await.unwrap();
+    let bearer = |token: &str| {
+        let value = format!("Bearer {token}");
+        anonymous.with_metadata(Metadata::from_pairs([("authorization", value.as_str())]).unwrap())
+    };
+
+    assert_eq!(
+        anonymous.header("x-caller".into()).await,
+        Ok(Some("anonymous".into()))
+    );
+    let no_credential = anonymous.echo(1).await.unwrap_err();
+    assert_eq!(no_credential.code(), Status::Unauthenticated);
+    assert!(
+        no_credential
+            .message()
+            .contains("Lab.echo needs a credential"),
+        "{no_credential}"
+    );
+
+    let unknown = bearer("guessed-token").echo(1).await.unwrap_err();
+    assert_eq!(unknown.code(), Status::Unauthenticated);
+    assert!(
+        unknown.message().contains("not one this server knows"),
+        "{unknown}"
+    );
+    assert!(!unknown.message().contains("guessed-token"), "{unknown}");
+
+    let calc = bearer("calc-secret-token");
+    assert_eq!(calc.echo(5).await, Ok(5));
+    let denied = calc.div(1, 1).await.unwrap_err();
+    assert_eq!(denied.code(), Status::PermissionDenied);
+    assert_eq!(denied.message(), "token calc may not call Lab.div");
+    assert_eq!(
+        calc.header("x-caller".into()).await,
+        Ok(Some("calc".into()))
+    );
+
+    let ops = bearer("ops-secret-token");
+    assert_eq!(ops.div(6, 3).await, Ok(Ok(2)));
+    assert_eq!(ops.header("x-caller".into()).await, Ok(Some("ops".into())));
+}

@@ -55,6 +55,7 @@ impl tower_service::Service<Request> for Dispatch {
             deadline,
             peer: request.peer,
             trace: request.trace,
+            caller: request.caller,
             payload: &request.payload,
             max_decoded_len: self.max_decoded_len,
         };

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use rpc_codec::Metadata;
 use tokio::time::Instant;
 
+use super::layer::Caller;
 use crate::method::MethodInfo;
 use crate::trace::TraceContext;
 use crate::transport::PeerAddr;
@@ -59,6 +60,8 @@ pub struct Request {
     pub(crate) arrived: Instant,
     /// The trace the call belongs to, once the tracing layer has started its span.
     pub(crate) trace: Option<Box<TraceContext>>,
+    /// Who sent it, once an authorization layer has found out.
+    pub(crate) caller: Option<Arc<Caller>>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) one_way: bool,
 }
@@ -108,6 +111,17 @@ impl Request {
     /// A one-way call: its answer is not sent.
     pub fn is_one_way(&self) -> bool {
         self.one_way
+    }
+
+    /// Who sent the call, as an [`Authorize`](super::layer::Authorize) layer found out.
+    pub fn caller(&self) -> Option<&Caller> {
+        self.caller.as_deref()
+    }
+
+    /// Sets who sent the call (a layer of the user's that authenticates); the handler sees it through
+    /// [`crate::Context::caller`].
+    pub fn set_caller(&mut self, caller: Caller) {
+        self.caller = Some(Arc::new(caller));
     }
 
     /// The trace context of the call (when a tracing subscriber records its `rpc.serve` span).

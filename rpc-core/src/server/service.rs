@@ -15,6 +15,7 @@ use rpc_codec::Metadata;
 use tokio::time::Instant;
 
 use super::answer::{Answering, Fallible, Handler, Plain, Reply};
+use super::layer::Caller;
 use super::request::Peer;
 use super::response::Response;
 use crate::context::Context;
@@ -63,6 +64,7 @@ pub struct Call<'a> {
     pub(crate) deadline: Option<Instant>,
     pub(crate) peer: Arc<Peer>,
     pub(crate) trace: Option<Box<TraceContext>>,
+    pub(crate) caller: Option<Arc<Caller>>,
     /// The arguments, encoded.
     pub(crate) payload: &'a [u8],
     /// Most memory the decoded arguments may take ([`rpc_codec::Config::max_decoded_len`]).
@@ -178,6 +180,7 @@ impl Call<'_> {
             metadata: self.metadata,
             peer: self.peer,
             trace: self.trace,
+            caller: self.caller,
         };
         let handler = Handler::new(context.scope(handler), reply);
         Dispatched(Answer::Running(Some(Box::pin(handler))))

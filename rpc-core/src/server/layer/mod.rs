@@ -26,9 +26,11 @@
 //! - `trace`, `metrics`, `drain`, `in_flight`: the server's own layers.
 //! - `only`: [`Only`], a tower layer for some services or methods alone.
 //! - `intercept`: [`intercept`], a tower layer from a closure that may rewrite or refuse each call.
+//! - `authorize`: [`Authorize`], tokens and client certificates mapped to what they may call.
 //! - this file: `Intercept` and the server's own layers in order; [`Layers`], the user's tower layers (or
 //!   none) that `ServerBuilder::layer` builds; how a tower layer's error becomes a status.
 
+mod authorize;
 mod drain;
 mod in_flight;
 mod intercept;
@@ -48,6 +50,7 @@ use tokio::time::Instant;
 use tower_layer::{Identity, Layer, Stack};
 use tower_service::Service;
 
+pub use authorize::{AUTHORIZATION, Authorize, Authorized, Caller, Grant};
 use drain::Drain;
 use in_flight::InFlight;
 pub use intercept::{Intercepted, intercept};
@@ -249,6 +252,7 @@ impl Layers for Identity {
             deadline: head.deadline,
             peer,
             trace: head.trace,
+            caller: None,
             payload,
             max_decoded_len: stack.max_decoded_len(),
         };
@@ -301,6 +305,7 @@ where
             payload,
             arrived: head.arrived,
             trace: head.trace,
+            caller: None,
             deadline: head.deadline,
             one_way: head.one_way,
         })
