@@ -40,9 +40,40 @@ pub struct Context {
     pub(crate) peer: Arc<Peer>,
     /// The trace this call belongs to (its `rpc.serve` span's context), when tracing is on. Boxed: a context
     /// is moved with every call, and most calls are not traced.
-    pub(crate) trace: Option<Box<TraceContext>>,
-    /// Who sent the call, as an authorization layer found out.
+    /// The trace and the caller, when there are (boxed together: a context is moved with every call, and most
+    /// calls have neither).
+    pub(crate) extras: Option<Box<Extras>>,
+}
+
+/// What few calls have: a trace, and a caller an authorization layer identified.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Extras {
+    /// The trace the call belongs to (its `rpc.serve` span's context).
+    pub(crate) trace: Option<TraceContext>,
+    /// Who sent the call.
     pub(crate) caller: Option<Arc<Caller>>,
+}
+
+impl Extras {
+    /// `extras` with the trace set to `trace`.
+    pub(crate) fn set_trace(extras: &mut Option<Box<Extras>>, trace: TraceContext) {
+        extras.get_or_insert_default().trace = Some(trace);
+    }
+
+    /// `extras` with the caller set to `caller`.
+    pub(crate) fn set_caller(extras: &mut Option<Box<Extras>>, caller: Caller) {
+        extras.get_or_insert_default().caller = Some(Arc::new(caller));
+    }
+
+    /// The trace in `extras`.
+    pub(crate) fn trace(extras: &Option<Box<Extras>>) -> Option<TraceContext> {
+        extras.as_ref().and_then(|e| e.trace)
+    }
+
+    /// The caller in `extras`.
+    pub(crate) fn caller(extras: &Option<Box<Extras>>) -> Option<&Caller> {
+        extras.as_ref().and_then(|e| e.caller.as_deref())
+    }
 }
 
 impl Context {
@@ -88,13 +119,13 @@ impl Context {
     /// Who sent the call, as an authorization layer ([`crate::server::layer::Authorize`]) found out; `None`
     /// when the server has none.
     pub fn caller(&self) -> Option<&Caller> {
-        self.caller.as_deref()
+        Extras::caller(&self.extras)
     }
 
     /// The trace context of the call's `rpc.serve` span (when a tracing subscriber records it): calls the
     /// handler makes through a client continue this trace.
     pub fn trace(&self) -> Option<TraceContext> {
-        self.trace.as_deref().copied()
+        Extras::trace(&self.extras)
     }
 
     /// `fut`, run with this context as the current one: how a task that a handler spawns sees the call it

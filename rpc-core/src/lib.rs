@@ -53,18 +53,23 @@
 //!
 //! # Layout
 //! - [`macro@service`]: re-exported from `rpc-macros`; generates `<Trait>Client` and `<Trait>Server`.
-//! - [`client`]: [`Client`], its connection, reconnection with backoff, the call path, balancing and retries.
+//! - [`client`]: [`Client`], its connection, reconnection with backoff, the call path; `client::layer`: its
+//!   layers (tracing, metrics, retries, the user's tower layers).
 //! - [`balance`]: [`balance::Policy`] (one file per policy: [`balance::SmoothWrr`]), [`balance::Feed`],
 //!   [`balance::Discover`] and [`balance::Balancer`], which a balanced client uses.
-//! - [`server`]: [`Server`], the accept loop, connections, handlers, [`Service`].
+//! - [`server`]: [`Server`], the accept loop, connections, handlers, [`Service`]; `server::layer`: its layers
+//!   (tracing, metrics, draining, the in-flight limit, the user's tower layers, [`server::layer::Authorize`]).
+//!   `docs/MIDDLEWARE.md` shows how to write and add layers.
 //! - `transport`: what differs between TCP, TLS and Unix domain sockets: dialing, [`server::Listener`], the
-//!   handshake of each connection, one stream type for all, and [`PeerAddr`].
+//!   handshake of each connection, one stream type for all, [`PeerAddr`], and the counts of bytes and
+//!   connections.
 //! - `context`: [`Context`], the call a handler serves.
 //! - `error`: [`RpcError`].
 //! - `options`: [`CallOptions`], per-call deadline and metadata.
 //! - `trace`: [`TraceContext`], the W3C `traceparent` that joins the spans of a call across client and server.
 //! - `method`: [`MethodInfo`].
-//! - [`metrics`]: [`Metrics`], counters and histograms of calls in the Prometheus text format.
+//! - [`metrics`]: [`Metrics`], counters and histograms of calls, written by prometheus-client (and registrable
+//!   into a user's registry).
 //! - `outbox`: a connection's outgoing frames and its writer task.
 //! - `payload`: a call's arguments on their way out, with the payload codec of their service.
 //! - `inbox`: how much room each read of a connection gets.

@@ -547,7 +547,7 @@ fn handle<'r>(
                 deadline: h.deadline().map(|budget| arrived + budget),
                 one_way,
                 in_flight: 0,
-                trace: None,
+                extras: None,
             };
             Ok(Some((head, entry)))
         }

@@ -54,8 +54,7 @@ impl tower_service::Service<Request> for Dispatch {
             metadata: request.metadata,
             deadline,
             peer: request.peer,
-            trace: request.trace,
-            caller: request.caller,
+            extras: request.extras,
             payload: &request.payload,
             max_decoded_len: self.max_decoded_len,
         };

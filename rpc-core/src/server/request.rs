@@ -9,6 +9,7 @@ use rpc_codec::Metadata;
 use tokio::time::Instant;
 
 use super::layer::Caller;
+use crate::context::Extras;
 use crate::method::MethodInfo;
 use crate::trace::TraceContext;
 use crate::transport::PeerAddr;
@@ -58,10 +59,9 @@ pub struct Request {
     pub(crate) peer: Arc<Peer>,
     pub(crate) payload: Bytes,
     pub(crate) arrived: Instant,
-    /// The trace the call belongs to, once the tracing layer has started its span.
-    pub(crate) trace: Option<Box<TraceContext>>,
-    /// Who sent it, once an authorization layer has found out.
-    pub(crate) caller: Option<Arc<Caller>>,
+    /// The trace the call belongs to (once the tracing layer has started its span), and who sent it (once an
+    /// authorization layer has found out).
+    pub(crate) extras: Option<Box<Extras>>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) one_way: bool,
 }
@@ -115,17 +115,17 @@ impl Request {
 
     /// Who sent the call, as an [`Authorize`](super::layer::Authorize) layer found out.
     pub fn caller(&self) -> Option<&Caller> {
-        self.caller.as_deref()
+        Extras::caller(&self.extras)
     }
 
     /// Sets who sent the call (a layer of the user's that authenticates); the handler sees it through
     /// [`crate::Context::caller`].
     pub fn set_caller(&mut self, caller: Caller) {
-        self.caller = Some(Arc::new(caller));
+        Extras::set_caller(&mut self.extras, caller);
     }
 
     /// The trace context of the call (when a tracing subscriber records its `rpc.serve` span).
     pub fn trace(&self) -> Option<TraceContext> {
-        self.trace.as_deref().copied()
+        Extras::trace(&self.extras)
     }
 }

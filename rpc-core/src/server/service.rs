@@ -15,13 +15,12 @@ use rpc_codec::Metadata;
 use tokio::time::Instant;
 
 use super::answer::{Answering, Fallible, Handler, Plain, Reply};
-use super::layer::Caller;
 use super::request::Peer;
 use super::response::Response;
 use crate::context::Context;
+use crate::context::Extras;
 use crate::error::{PayloadSide, payload_status};
 use crate::method::MethodInfo;
-use crate::trace::TraceContext;
 
 /// A service the server can dispatch to; implemented by the `<Trait>Server` that `#[service]` generates.
 pub trait Service: Send + Sync + 'static {
@@ -63,8 +62,7 @@ pub struct Call<'a> {
     pub(crate) metadata: Metadata,
     pub(crate) deadline: Option<Instant>,
     pub(crate) peer: Arc<Peer>,
-    pub(crate) trace: Option<Box<TraceContext>>,
-    pub(crate) caller: Option<Arc<Caller>>,
+    pub(crate) extras: Option<Box<Extras>>,
     /// The arguments, encoded.
     pub(crate) payload: &'a [u8],
     /// Most memory the decoded arguments may take ([`rpc_codec::Config::max_decoded_len`]).
@@ -179,8 +177,7 @@ impl Call<'_> {
             deadline: self.deadline,
             metadata: self.metadata,
             peer: self.peer,
-            trace: self.trace,
-            caller: self.caller,
+            extras: self.extras,
         };
         let handler = Handler::new(context.scope(handler), reply);
         Dispatched(Answer::Running(Some(Box::pin(handler))))

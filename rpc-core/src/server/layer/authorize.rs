@@ -267,7 +267,7 @@ where
     fn call(&mut self, mut request: Request) -> Self::Future {
         match self.authorize.check(&request) {
             Ok(caller) => {
-                request.caller = Some(Arc::new(caller));
+                request.set_caller(caller);
                 Either::Right {
                     future: self.inner.call(request),
                 }

@@ -65,7 +65,6 @@ use super::response::Response;
 use crate::error::RpcError;
 use crate::method::MethodInfo;
 use crate::metrics::Ended;
-use crate::trace::TraceContext;
 
 /// The error of a layer: any error, as tower's middleware return them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -82,7 +81,7 @@ pub(crate) struct Head {
     /// Calls of the connection still running.
     pub(crate) in_flight: usize,
     /// The trace the handler runs in, once the tracing layer has started the call's span.
-    pub(crate) trace: Option<Box<TraceContext>>,
+    pub(crate) extras: Option<Box<crate::context::Extras>>,
 }
 
 /// A layer that acts as a call starts (refuse it, or pass it on) and as it ends (note how), with no future of
@@ -251,8 +250,7 @@ impl Layers for Identity {
             metadata: head.metadata,
             deadline: head.deadline,
             peer,
-            trace: head.trace,
-            caller: None,
+            extras: head.extras,
             payload,
             max_decoded_len: stack.max_decoded_len(),
         };
@@ -304,8 +302,7 @@ where
             peer,
             payload,
             arrived: head.arrived,
-            trace: head.trace,
-            caller: None,
+            extras: head.extras,
             deadline: head.deadline,
             one_way: head.one_way,
         })

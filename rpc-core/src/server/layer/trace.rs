@@ -70,7 +70,7 @@ fn begin(head: &mut Head) -> Option<Box<Span>> {
     };
     span.record("trace_id", format_args!("{:032x}", trace.trace_id));
     span.record("span_id", format_args!("{:016x}", trace.span_id));
-    head.trace = Some(Box::new(trace));
+    crate::context::Extras::set_trace(&mut head.extras, trace);
     Some(Box::new(Span {
         span,
         started: Instant::now(),
