@@ -491,3 +491,20 @@ async fn authorize_maps_tokens_to_the_methods_they_may_call() {
     assert_eq!(ops.div(6, 3).await, Ok(Ok(2)));
     assert_eq!(ops.header("x-caller".into()).await, Ok(Some("ops".into())));
 }
+
+/// `client::layer::Only`: tower's timeout on one method of a client; the client's other calls are not timed.
+#[tokio::test]
+async fn a_client_layer_for_one_method_leaves_the_others_alone() {
+    let addr = serve(lab()).await;
+    let timeout = tower::timeout::TimeoutLayer::new(Duration::from_millis(50));
+    let config =
+        rpc_core::ClientConfig::default().layer(client::Only::methods(["Lab.hang"], timeout));
+    let client = LabClient::new(rpc_core::Client::connect_with(addr, config).await.unwrap())
+        .with_deadline(Duration::from_secs(30));
+    assert_eq!(
+        client.hang().await.unwrap_err().code(),
+        Status::DeadlineExceeded
+    );
+    // Slower than the timeout, but not a method it covers.
+    assert_eq!(client.delayed(4, 100).await, Ok(4));
+}

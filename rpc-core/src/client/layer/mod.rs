@@ -15,11 +15,15 @@
 //!
 //! # Layout
 //! - `trace`, `metrics`, `retry`: the client's own layers.
+//! - `only`: [`Only`], a layer for the calls of some services or methods alone.
 //! - this file: [`Request`], [`Response`], and the user's tower layers ([`Layers`]).
 
 pub(crate) mod metrics;
+mod only;
 pub(crate) mod retry;
 pub(crate) mod trace;
+
+pub use only::{Only, OnlyService};
 
 use std::fmt;
 use std::sync::Arc;
@@ -166,7 +170,7 @@ impl Layers {
 
 /// A service whose errors become [`BoxError`]s.
 #[derive(Clone)]
-struct MapError<S>(S);
+pub(crate) struct MapError<S>(pub(crate) S);
 
 impl<S> Service<Request> for MapError<S>
 where
