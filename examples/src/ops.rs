@@ -152,34 +152,42 @@ impl Health {
         })
     }
 
-    /// The registration's metrics, in the Prometheus text format.
+    /// The registration's metrics, in the Prometheus text format, written by prometheus-client (as the
+    /// framework's are).
     fn render(&self, out: &mut String) {
+        use rpc_core::metrics::prometheus_client::encoding::prometheus_text;
+        use rpc_core::metrics::prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+        use rpc_core::metrics::prometheus_client::registry::Registry;
+
         let state = self.state();
-        let superseded = u8::from(state.superseded);
-        out.push_str(
-            "# HELP rpc_registration_superseded 1 once another instance's registration of this address took \
-             over: this instance gets no calls through the registry.\n\
-             # TYPE rpc_registration_superseded gauge\n",
+        let gauge = |value: bool| {
+            let gauge = Gauge::<i64>::default();
+            gauge.set(i64::from(value));
+            gauge
+        };
+        let registered = Counter::<u64>::default();
+        registered.inc_by(state.registered);
+        let mut registry = Registry::default();
+        registry.register(
+            "rpc_registration_superseded",
+            "1 once another instance's registration of this address took over: this instance gets no calls \
+             through the registry.",
+            gauge(state.superseded),
         );
-        out.push_str(&format!("rpc_registration_superseded {superseded}\n"));
-        out.push_str(
-            "# HELP rpc_registration_refused 1 once the registry refused this instance's registration for good \
-             (another identity owns it, or its token is no longer granted): it no longer heartbeats.\n\
-             # TYPE rpc_registration_refused gauge\n",
+        registry.register(
+            "rpc_registration_refused",
+            "1 once the registry refused this instance's registration for good (another identity owns it, or \
+             its token is no longer granted): it no longer heartbeats.",
+            gauge(state.refused),
         );
-        out.push_str(&format!(
-            "rpc_registration_refused {}\n",
-            u8::from(state.refused)
-        ));
-        out.push_str(
-            "# HELP rpc_registration_registered_total Registrations with the registry: the first, and each \
-             made again after the registry lost the lease.\n\
-             # TYPE rpc_registration_registered_total counter\n",
+        registry.register(
+            "rpc_registration_registered",
+            "Registrations with the registry: the first, and each made again after the registry lost the \
+             lease.",
+            registered,
         );
-        out.push_str(&format!(
-            "rpc_registration_registered_total {}\n",
-            state.registered
-        ));
+        // Writing to a `String` does not fail.
+        let _ = prometheus_text::encode(out, &registry);
     }
 }
 
