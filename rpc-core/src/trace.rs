@@ -101,6 +101,31 @@ impl TraceContext {
     }
 }
 
+/// Records on a call's `span` the trace it belongs to, a child of `parent` (the caller's span, recorded as
+/// `parent_id`) or else a new root, and returns it: what the `rpc.call` and `rpc.serve` spans share.
+pub(crate) fn join(span: &tracing::Span, parent: Option<TraceContext>) -> TraceContext {
+    let trace = match parent {
+        Some(parent) => {
+            span.record("parent_id", format_args!("{:016x}", parent.span_id));
+            parent.child()
+        }
+        None => TraceContext::new_root(),
+    };
+    span.record("trace_id", format_args!("{:032x}", trace.trace_id));
+    span.record("span_id", format_args!("{:016x}", trace.span_id));
+    trace
+}
+
+/// Records on a call's `span` how it ended, `started` being when it began.
+pub(crate) fn record_end(
+    span: &tracing::Span,
+    ended: crate::metrics::Ended,
+    started: tokio::time::Instant,
+) {
+    span.record("status", ended.label());
+    span.record("duration_us", started.elapsed().as_micros() as u64);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

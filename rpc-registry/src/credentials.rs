@@ -260,9 +260,14 @@ impl Credentials {
         match token_of(caller) {
             Some(Token::Admin) => return Ok(Identity::Admin),
             Some(Token::Grant(i)) => {
-                if let Some(grant) = self.tokens.get(i) {
+                // The layer names the first grant of the token; a file may grant the same token twice.
+                let token = self.tokens.get(i).map(|g| g.token.as_str());
+                for (j, grant) in self.tokens.iter().enumerate() {
+                    if Some(grant.token.as_str()) != token {
+                        continue;
+                    }
                     if covers(&grant.services, service) {
-                        return Ok(Identity::Token(i));
+                        return Ok(Identity::Token(j));
                     }
                     narrower = Some(format!(
                         "the token the call carried may write {}, not {quoted}",
@@ -326,7 +331,12 @@ impl Credentials {
         match owner {
             Identity::Anyone => true,
             Identity::Admin => false,
-            Identity::Token(i) => token == Some(Token::Grant(*i)),
+            Identity::Token(i) => match (token, self.tokens.get(*i)) {
+                (Some(Token::Grant(j)), Some(owner)) => {
+                    self.tokens.get(j).is_some_and(|g| g.token == owner.token)
+                }
+                _ => false,
+            },
             Identity::Certificate(name) => names.contains(name),
         }
     }
@@ -434,6 +444,29 @@ mod tests {
         );
         // A certificate with a grant still works when the call also carries an unknown token.
         assert!(ok(Some("guess-token"), &["calc.client.test"], "Calc").is_ok());
+    }
+
+    #[test]
+    fn a_token_granted_twice_covers_the_services_of_both_grants() {
+        let c = Credentials::from_json(
+            r#"{"tokens": [{"token": "shared-secret", "services": ["Calc"]},
+                            {"token": "shared-secret", "services": ["Billing"]}]}"#,
+            "creds.json",
+        )
+        .unwrap();
+        let layer = c.layer(None);
+        let metadata =
+            rpc_core::Metadata::from_pairs([("authorization", "Bearer shared-secret")]).unwrap();
+        let caller = layer.identify(&metadata, &[]);
+        assert_eq!(
+            c.authorize("registration", "Calc", &caller, &[]),
+            Ok(Identity::Token(0))
+        );
+        assert_eq!(
+            c.authorize("registration", "Billing", &caller, &[]),
+            Ok(Identity::Token(1))
+        );
+        assert!(c.may_act_for(&Identity::Token(1), &caller, &[]));
     }
 
     #[test]

@@ -74,6 +74,37 @@ pub(crate) enum Kind {
     Balanced(Arc<Balanced>),
 }
 
+impl Kind {
+    fn config(&self) -> &ClientConfig {
+        match self {
+            Kind::Direct(d) => &d.config,
+            Kind::Balanced(b) => &b.config,
+        }
+    }
+
+    /// A call's round trip to the one address, or to an instance the balancer picks.
+    pub(crate) async fn round_trip<P: Payload + ?Sized>(
+        &self,
+        method: &'static MethodInfo,
+        args: &P,
+        metadata: &Metadata,
+        deadline: Instant,
+        now: Instant,
+        span: Option<&tracing::Span>,
+    ) -> Result<Reply, RpcError> {
+        match self {
+            Kind::Direct(d) => {
+                d.round_trip(method, args, metadata, deadline, now, span)
+                    .await
+            }
+            Kind::Balanced(b) => {
+                b.round_trip(method, args, metadata, deadline, now, span)
+                    .await
+            }
+        }
+    }
+}
+
 impl Client {
     /// Connects to `addr` with the default configuration.
     pub async fn connect(addr: impl ToSocketAddrs) -> Result<Client, RpcError> {
@@ -147,10 +178,7 @@ impl Client {
 
     /// A client of `target`, with the user's layers of its configuration around it.
     fn new(target: Kind) -> Client {
-        let layers = match &target {
-            Kind::Direct(d) => &d.config.layers,
-            Kind::Balanced(b) => &b.config.layers,
-        };
+        let layers = &target.config().layers;
         let layers = (!layers.is_empty())
             .then(|| layers.around(transport::Transport::stack(target.clone())));
         Client { target, layers }
@@ -158,10 +186,7 @@ impl Client {
 
     /// The configuration.
     pub fn config(&self) -> &ClientConfig {
-        match &self.target {
-            Kind::Direct(d) => &d.config,
-            Kind::Balanced(b) => &b.config,
-        }
+        self.target.config()
     }
 
     /// Calls `method` with `args` and decodes its result as `R`, both in bincode. Generated stubs call this;
@@ -315,16 +340,9 @@ impl Client {
         if let Some(stack) = &self.layers {
             return transport::through(stack.clone(), method, args, metadata, deadline).await;
         }
-        match &self.target {
-            Kind::Direct(d) => {
-                d.round_trip(method, args, metadata, deadline, now, Some(span))
-                    .await
-            }
-            Kind::Balanced(b) => {
-                b.round_trip(method, args, metadata, deadline, now, Some(span))
-                    .await
-            }
-        }
+        self.target
+            .round_trip(method, args, metadata, deadline, now, Some(span))
+            .await
     }
 }
 

@@ -44,16 +44,9 @@ impl Service<Request> for Transport {
             let (method, metadata, deadline) =
                 (request.method, &request.metadata, request.deadline);
             let now = Instant::now();
-            let reply = match &target {
-                Kind::Direct(d) => {
-                    d.round_trip(method, &payload, metadata, deadline, now, None)
-                        .await
-                }
-                Kind::Balanced(b) => {
-                    b.round_trip(method, &payload, metadata, deadline, now, None)
-                        .await
-                }
-            };
+            let reply = target
+                .round_trip(method, &payload, metadata, deadline, now, None)
+                .await;
             Ok(match reply {
                 Ok(Reply::Value(bytes)) => Response::Value(bytes),
                 Ok(Reply::AppError(bytes)) => Response::AppError(bytes),

@@ -58,9 +58,16 @@ impl<C: PayloadCodec, T: Serialize> Reply<T> for Plain<C> {
     }
 
     fn payload(&self, value: &T) -> Result<Vec<u8>, PayloadError> {
-        let len = self.0.encoded_len(value)?;
-        self.0.encode_to_vec(value, len)
+        payload(&self.0, value)
     }
+}
+
+/// `value` encoded by `codec`, in a vector of its own.
+fn payload<C: PayloadCodec, T: Serialize + ?Sized>(
+    codec: &C,
+    value: &T,
+) -> Result<Vec<u8>, PayloadError> {
+    codec.encode_to_vec(value, codec.encoded_len(value)?)
 }
 
 /// A method returning `Result<U, E>`: `Ok` is the value, `Err` the method's own error (flag `APP_ERROR`).
@@ -88,8 +95,8 @@ impl<C: PayloadCodec, U: Serialize, E: Serialize> Reply<Result<U, E>> for Fallib
 
     fn payload(&self, value: &Result<U, E>) -> Result<Vec<u8>, PayloadError> {
         match value {
-            Ok(v) => Plain(self.0.clone()).payload(v),
-            Err(e) => Plain(self.0.clone()).payload(e),
+            Ok(v) => payload(&self.0, v),
+            Err(e) => payload(&self.0, e),
         }
     }
 }

@@ -7,6 +7,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{BoxError, Request, Response, Stack};
+use crate::method::Selection;
 
 /// `layer` for the calls of some services or methods only.
 ///
@@ -21,8 +22,7 @@ use super::{BoxError, Request, Response, Stack};
 /// ```
 #[derive(Clone, Debug)]
 pub struct Only<L> {
-    services: Vec<String>,
-    methods: Vec<u32>,
+    selection: Selection,
     layer: L,
 }
 
@@ -30,8 +30,7 @@ impl<L> Only<L> {
     /// `layer` for every method of the services named `services`.
     pub fn services<I: IntoIterator<Item = N>, N: Into<String>>(services: I, layer: L) -> Only<L> {
         Only {
-            services: services.into_iter().map(Into::into).collect(),
-            methods: Vec::new(),
+            selection: Selection::services(services),
             layer,
         }
     }
@@ -39,11 +38,7 @@ impl<L> Only<L> {
     /// `layer` for the methods named `methods` (`"Service.method"`, as on the wire).
     pub fn methods<I: IntoIterator<Item = N>, N: AsRef<str>>(methods: I, layer: L) -> Only<L> {
         Only {
-            services: Vec::new(),
-            methods: methods
-                .into_iter()
-                .map(|m| rpc_codec::method_id_of(m.as_ref()))
-                .collect(),
+            selection: Selection::methods(methods),
             layer,
         }
     }
@@ -63,8 +58,7 @@ where
         OnlyService {
             layered: Stack::new(super::MapError(layered)),
             inner,
-            services: self.services.clone(),
-            methods: self.methods.clone(),
+            selection: self.selection.clone(),
         }
     }
 }
@@ -74,15 +68,13 @@ where
 pub struct OnlyService {
     layered: Stack,
     inner: Stack,
-    services: Vec<String>,
-    methods: Vec<u32>,
+    selection: Selection,
 }
 
 impl std::fmt::Debug for OnlyService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OnlyService")
-            .field("services", &self.services)
-            .field("methods", &self.methods)
+            .field("selection", &self.selection)
             .finish_non_exhaustive()
     }
 }
@@ -102,10 +94,7 @@ impl Service<Request> for OnlyService {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let method = request.method();
-        let selected =
-            self.methods.contains(&method.id) || self.services.iter().any(|s| s == method.service);
-        match selected {
+        match self.selection.contains(request.method()) {
             true => self.layered.call(request),
             false => self.inner.call(request),
         }

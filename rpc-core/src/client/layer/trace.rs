@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use crate::context::Context;
 use crate::method::MethodInfo;
 use crate::metrics::Ended;
-use crate::trace::{TRACEPARENT, TraceContext};
+use crate::trace::{TRACEPARENT, TraceContext, join, record_end};
 
 /// A call's span, and the metadata it sends (the caller's, with the span's `traceparent`).
 pub(crate) struct Traced {
@@ -44,15 +44,7 @@ fn begin_span(method: &MethodInfo, metadata: &Metadata) -> Option<Box<Traced>> {
         return None;
     }
     // A call made while serving one continues its trace; any other starts a trace.
-    let trace = match Context::current().and_then(|c| c.trace()) {
-        Some(parent) => {
-            span.record("parent_id", format_args!("{:016x}", parent.span_id));
-            parent.child()
-        }
-        None => TraceContext::new_root(),
-    };
-    span.record("trace_id", format_args!("{:032x}", trace.trace_id));
-    span.record("span_id", format_args!("{:016x}", trace.span_id));
+    let trace = join(&span, Context::current().and_then(|c| c.trace()));
     Some(Box::new(Traced {
         span,
         metadata: with_traceparent(metadata, &trace),
@@ -62,9 +54,7 @@ fn begin_span(method: &MethodInfo, metadata: &Metadata) -> Option<Box<Traced>> {
 impl Traced {
     /// Records how the call ended, `started` being when it began.
     pub(crate) fn finish(&self, ended: Ended, started: Instant) {
-        self.span.record("status", ended.label());
-        self.span
-            .record("duration_us", started.elapsed().as_micros() as u64);
+        record_end(&self.span, ended, started);
     }
 }
 

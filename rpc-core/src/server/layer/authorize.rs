@@ -6,16 +6,13 @@
 //! [`crate::Context::caller`]. No message shows a token.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use rpc_codec::{Metadata, Status};
 use tower_layer::Layer;
-use tower_service::Service;
 
 use super::super::request::Request;
 use super::super::response::Response;
-use super::BoxError;
-use super::only::Either;
+use super::intercept::{Intercepted, Interceptor};
 use crate::method::MethodInfo;
 
 /// The metadata key of a bearer token.
@@ -233,48 +230,21 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+impl Interceptor for Authorize {
+    fn intercept(&self, request: &mut Request) -> Result<(), Response> {
+        let caller = self.check(request)?;
+        request.set_caller(caller);
+        Ok(())
+    }
+}
+
 impl<S> Layer<S> for Authorize {
     type Service = Authorized<S>;
 
     fn layer(&self, inner: S) -> Authorized<S> {
-        Authorized {
-            authorize: self.clone(),
-            inner,
-        }
+        Intercepted::new(self.clone(), inner)
     }
 }
 
-/// The service of [`Authorize`].
-#[derive(Clone, Debug)]
-pub struct Authorized<S> {
-    authorize: Authorize,
-    inner: S,
-}
-
-impl<S> Service<Request> for Authorized<S>
-where
-    S: Service<Request, Response = Response>,
-    S::Error: Into<BoxError>,
-{
-    type Response = Response;
-    type Error = BoxError;
-    type Future = Either<std::future::Ready<Result<Response, BoxError>>, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, mut request: Request) -> Self::Future {
-        match self.authorize.check(&request) {
-            Ok(caller) => {
-                request.set_caller(caller);
-                Either::Right {
-                    future: self.inner.call(request),
-                }
-            }
-            Err(refused) => Either::Left {
-                future: std::future::ready(Ok(refused)),
-            },
-        }
-    }
-}
+/// The service of [`Authorize`]: an interceptor in front of `S`.
+pub type Authorized<S> = Intercepted<Authorize, S>;

@@ -1,6 +1,7 @@
-//! [`intercept`]: a tower layer from a closure that sees each call's [`Request`] before its service does: it
-//! may read and rewrite the metadata, or refuse the call with a [`Response`] of its choosing. The shortest way
-//! to write an authentication check (tonic's interceptors are the model).
+//! [`intercept`]: a tower layer from a closure (or any [`Interceptor`]) that sees each call's [`Request`]
+//! before its service does: it may read and rewrite the metadata, or refuse the call with a [`Response`] of its
+//! choosing. The shortest way to write an authentication check (tonic's interceptors are the model);
+//! [`super::Authorize`] is one.
 
 use std::task::{Context, Poll};
 
@@ -32,6 +33,26 @@ where
     Intercepted { check, inner: () }
 }
 
+/// What an interceptor does with each call before its service: `Err(response)` answers the call with it,
+/// `Ok(())` passes the call on. Closures of that signature are interceptors.
+pub trait Interceptor {
+    /// Looks at (and may rewrite) `request` before its service does.
+    fn intercept(&self, request: &mut Request) -> Result<(), Response>;
+}
+
+impl<F: Fn(&mut Request) -> Result<(), Response>> Interceptor for F {
+    fn intercept(&self, request: &mut Request) -> Result<(), Response> {
+        self(request)
+    }
+}
+
+impl<F, S> Intercepted<F, S> {
+    /// `check` in front of `inner`.
+    pub(crate) fn new(check: F, inner: S) -> Intercepted<F, S> {
+        Intercepted { check, inner }
+    }
+}
+
 /// The layer (and the service) of [`intercept`].
 #[derive(Clone, Debug)]
 pub struct Intercepted<F, S = ()> {
@@ -52,7 +73,7 @@ impl<F: Clone, S> Layer<S> for Intercepted<F> {
 
 impl<F, S> Service<Request> for Intercepted<F, S>
 where
-    F: Fn(&mut Request) -> Result<(), Response>,
+    F: Interceptor,
     S: Service<Request, Response = Response>,
     S::Error: Into<BoxError>,
 {
@@ -65,7 +86,7 @@ where
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
-        match (self.check)(&mut request) {
+        match self.check.intercept(&mut request) {
             Ok(()) => Either::Right {
                 future: self.inner.call(request),
             },

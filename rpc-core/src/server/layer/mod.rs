@@ -53,7 +53,7 @@ use tower_service::Service;
 pub use authorize::{AUTHORIZATION, Authorize, Authorized, Caller, Grant};
 use drain::Drain;
 use in_flight::InFlight;
-pub use intercept::{Intercepted, intercept};
+pub use intercept::{Intercepted, Interceptor, intercept};
 use metrics::Counting;
 pub(crate) use metrics::Metered;
 pub use only::{Either, Only, OnlyService};

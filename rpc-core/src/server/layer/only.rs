@@ -2,7 +2,6 @@
 //! gives one method a timeout, or one service an authorization check.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower_layer::Layer;
@@ -11,25 +10,7 @@ use tower_service::Service;
 use super::super::request::Request;
 use super::super::response::Response;
 use super::BoxError;
-
-/// Which calls a layer applies to.
-#[derive(Clone, Debug)]
-enum Selector {
-    /// Every method of these services.
-    Services(Arc<[String]>),
-    /// These methods, by id (`"Service.method"` hashed as on the wire).
-    Methods(Arc<[u32]>),
-}
-
-impl Selector {
-    #[inline]
-    fn matches(&self, request: &Request) -> bool {
-        match self {
-            Selector::Services(names) => names.iter().any(|n| n == request.method.service),
-            Selector::Methods(ids) => ids.contains(&request.method.id),
-        }
-    }
-}
+use crate::method::Selection;
 
 /// `layer` for the calls of some services or methods only.
 ///
@@ -43,28 +24,23 @@ impl Selector {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Only<L> {
-    selector: Selector,
+    selector: Selection,
     layer: L,
 }
 
 impl<L> Only<L> {
     /// `layer` for every method of the services named `services`.
     pub fn services<I: IntoIterator<Item = N>, N: Into<String>>(services: I, layer: L) -> Only<L> {
-        let names: Vec<String> = services.into_iter().map(Into::into).collect();
         Only {
-            selector: Selector::Services(names.into()),
+            selector: Selection::services(services),
             layer,
         }
     }
 
     /// `layer` for the methods named `methods` (`"Service.method"`, as on the wire).
     pub fn methods<I: IntoIterator<Item = N>, N: AsRef<str>>(methods: I, layer: L) -> Only<L> {
-        let ids: Vec<u32> = methods
-            .into_iter()
-            .map(|m| rpc_codec::method_id_of(m.as_ref()))
-            .collect();
         Only {
-            selector: Selector::Methods(ids.into()),
+            selector: Selection::methods(methods),
             layer,
         }
     }
@@ -87,7 +63,7 @@ impl<L: Layer<S>, S: Clone> Layer<S> for Only<L> {
 pub struct OnlyService<A, B> {
     layered: A,
     inner: B,
-    selector: Selector,
+    selector: Selection,
 }
 
 impl<A, B> Service<Request> for OnlyService<A, B>
@@ -111,7 +87,7 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        if self.selector.matches(&request) {
+        if self.selector.contains(request.method) {
             Either::Left {
                 future: self.layered.call(request),
             }

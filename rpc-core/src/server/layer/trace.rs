@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::super::response::Response;
 use super::{Head, Intercept};
 use crate::metrics::Ended;
-use crate::trace::{TRACEPARENT, TraceContext};
+use crate::trace::{TRACEPARENT, TraceContext, join, record_end};
 
 /// Puts each call in a span, when one is recorded.
 #[derive(Debug, Default)]
@@ -25,9 +25,7 @@ pub(crate) struct Span {
 impl Span {
     fn finish(&mut self, ended: Ended) {
         self.done = true;
-        self.span.record("status", ended.label());
-        self.span
-            .record("duration_us", self.started.elapsed().as_micros() as u64);
+        record_end(&self.span, ended, self.started);
     }
 }
 
@@ -61,15 +59,7 @@ fn begin(head: &mut Head) -> Option<Box<Span>> {
         .metadata
         .get_str(TRACEPARENT)
         .and_then(TraceContext::parse);
-    let trace = match incoming {
-        Some(parent) => {
-            span.record("parent_id", format_args!("{:016x}", parent.span_id));
-            parent.child()
-        }
-        None => TraceContext::new_root(),
-    };
-    span.record("trace_id", format_args!("{:032x}", trace.trace_id));
-    span.record("span_id", format_args!("{:016x}", trace.span_id));
+    let trace = join(&span, incoming);
     crate::context::Extras::set_trace(&mut head.extras, trace);
     Some(Box::new(Span {
         span,
