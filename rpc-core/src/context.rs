@@ -38,8 +38,6 @@ pub struct Context {
     pub(crate) metadata: Metadata,
     /// Who sent the call: its address, and the DNS names of its verified certificate (mutual TLS).
     pub(crate) peer: Arc<Peer>,
-    /// The trace this call belongs to (its `rpc.serve` span's context), when tracing is on. Boxed: a context
-    /// is moved with every call, and most calls are not traced.
     /// The trace and the caller, when there are (boxed together: a context is moved with every call, and most
     /// calls have neither).
     pub(crate) extras: Option<Box<Extras>>,

@@ -406,22 +406,23 @@ async fn process<L: Layers>(
                     continue;
                 }
                 state.frames += 1;
-                let payload = frame.payload;
-                match handle(conn, registry, frame, state) {
+                match handle(conn, registry, &frame, state) {
                     Err(message) => {
                         conn.send_error(0, Status::InvalidArgument, &message);
                         break false;
                     }
                     Ok(None) => None,
-                    Ok(Some((head, entry))) if !L::OWNED => {
-                        let payload = Payload::Borrowed(payload);
-                        start::<L>(conn, stack, config, head, &*entry.service, payload);
+                    Ok(Some(admitted)) if !L::OWNED => {
+                        let head = admitted.head(&frame);
+                        let payload = Payload::Borrowed(frame.payload);
+                        start::<L>(conn, stack, config, head, &*admitted.entry.service, payload);
                         None
                     }
-                    Ok(Some((head, entry))) => {
+                    Ok(Some(admitted)) => {
                         // Where the payload lies in `buf`, to share it once the frame leaves the buffer.
-                        let from = payload.as_ptr() as usize - buf.as_ptr() as usize;
-                        Some((head, entry, from..from + payload.len()))
+                        let from = frame.payload.as_ptr() as usize - buf.as_ptr() as usize;
+                        let payload_at = from..from + frame.payload.len();
+                        Some((admitted.head(&frame), admitted.entry, payload_at))
                     }
                 }
             }
@@ -510,14 +511,40 @@ async fn wait_for_room(conn: &ConnShared, config: &ServerConfig) -> bool {
         .is_ok()
 }
 
+/// A request the read loop admitted: its method's entry, and what its [`Head`] needs beyond the frame. Small,
+/// so that it comes back in registers; the head is built where it is used.
+struct Admitted<'r> {
+    entry: &'r Entry,
+    arrived: Instant,
+    one_way: bool,
+}
+
+impl Admitted<'_> {
+    /// The head of the call of `frame`.
+    #[inline]
+    fn head(&self, frame: &rpc_codec::FrameRef<'_>) -> Head {
+        let h = frame.header();
+        Head {
+            request_id: h.request_id,
+            method: self.entry.method,
+            metadata: frame.metadata.to_metadata(),
+            arrived: self.arrived,
+            deadline: h.deadline().map(|budget| self.arrived + budget),
+            one_way: self.one_way,
+            in_flight: 0,
+            extras: None,
+        }
+    }
+}
+
 /// Handles one frame: a request comes back to be served, with its service; an `Err` is a protocol violation
 /// that closes the connection.
 fn handle<'r>(
     conn: &Arc<ConnShared>,
     registry: &'r Registry,
-    frame: rpc_codec::FrameRef<'_>,
+    frame: &rpc_codec::FrameRef<'_>,
     state: &mut ReadState,
-) -> Result<Option<(Head, &'r Entry)>, String> {
+) -> Result<Option<Admitted<'r>>, String> {
     let h = frame.header();
     match h.kind {
         Kind::Request | Kind::OneWay => {
@@ -539,17 +566,11 @@ fn handle<'r>(
                 return Ok(None);
             };
             let arrived = *state.arrived.get_or_insert_with(Instant::now);
-            let head = Head {
-                request_id: h.request_id,
-                method: entry.method,
-                metadata: frame.metadata.to_metadata(),
+            Ok(Some(Admitted {
+                entry,
                 arrived,
-                deadline: h.deadline().map(|budget| arrived + budget),
                 one_way,
-                in_flight: 0,
-                extras: None,
-            };
-            Ok(Some((head, entry)))
+            }))
         }
         Kind::Cancel => {
             conn.cancel(h.request_id);
