@@ -44,6 +44,15 @@ pub(crate) fn encode_status(side: PayloadSide, error: &rpc_codec::EncodeError) -
     }
 }
 
+/// The metadata key of an `Error` frame by which a server that refused a call unprocessed (shedding load, over a
+/// rate limit) asks for it again no sooner than this many milliseconds, as decimal ASCII (`retry-after-ms: 250`;
+/// docs/PROTOCOL.md section 7.5). A balanced client sends the call to another instance meanwhile, and leaves the
+/// one that refused it alone for that long.
+pub const RETRY_AFTER: &str = "retry-after-ms";
+
+/// The longest `retry-after-ms` taken from a peer (one hour); a longer one counts as this.
+pub(crate) const MAX_RETRY_AFTER_MS: u32 = 3_600_000;
+
 /// Most bytes of a peer's text (the message of an `Error` or `GoAway` frame) that an error message carries.
 pub(crate) const MAX_PEER_TEXT: usize = 4096;
 
@@ -65,6 +74,9 @@ pub struct RpcError {
     message: Cow<'static, str>,
     /// The call certainly did not run on the server.
     not_processed: bool,
+    /// How long the server asked the caller to wait before sending it this call again, in milliseconds (0: it
+    /// did not say). A `u32` beside the flag keeps the error as small as it was.
+    retry_after_ms: u32,
 }
 
 impl RpcError {
@@ -74,6 +86,7 @@ impl RpcError {
             code,
             message: message.into(),
             not_processed: false,
+            retry_after_ms: 0,
         }
     }
 
@@ -101,6 +114,23 @@ impl RpcError {
     /// `Unavailable` errors (a connection lost mid-call) it retries only `#[idempotent]` methods.
     pub fn is_not_processed(&self) -> bool {
         self.not_processed
+    }
+
+    /// How long the server asked the caller to wait before sending it this call again ([`RETRY_AFTER`]), if it
+    /// said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        (self.retry_after_ms > 0)
+            .then(|| std::time::Duration::from_millis(u64::from(self.retry_after_ms)))
+    }
+
+    /// This error, asking the caller to wait `after` before sending the call again (at least 1 ms, at most an
+    /// hour): what a layer that sheds load or limits a rate answers.
+    pub fn with_retry_after(self, after: std::time::Duration) -> RpcError {
+        let ms = after.as_millis().clamp(1, u128::from(MAX_RETRY_AFTER_MS)) as u32;
+        RpcError {
+            retry_after_ms: ms,
+            ..self
+        }
     }
 
     /// This error, marked as certainly not processed.

@@ -95,6 +95,7 @@ pub mod metrics;
 mod options;
 mod outbox;
 mod payload;
+mod random;
 pub mod server;
 mod stub;
 pub mod sync;
@@ -106,7 +107,7 @@ mod transport;
 
 pub use client::{Client, ClientConfig};
 pub use context::Context;
-pub use error::RpcError;
+pub use error::{RETRY_AFTER, RpcError};
 pub use method::MethodInfo;
 pub use metrics::Metrics;
 pub use options::CallOptions;

@@ -31,6 +31,8 @@ pub struct CallOptions {
     metadata: Metadata,
     /// The length of a merged metadata section that did not fit the wire's limit; calls then fail at once.
     oversized: Option<usize>,
+    /// The caller's key for its calls, hashed ([`crate::balance::hash_key`]).
+    key: Option<u64>,
 }
 
 impl CallOptions {
@@ -72,6 +74,27 @@ impl CallOptions {
         }
         self.metadata = merged.build();
         self
+    }
+
+    /// These options with `key` as the key of each call: a balancing policy that hashes calls to instances
+    /// (consistent hashing) sends every call of one key to the same instance, whichever client makes it. Use a
+    /// method argument that names what the call is about (a user id, a cache key), in a stable encoding (its
+    /// UTF-8 text, or its little-endian bytes). The key is not sent.
+    ///
+    /// ```
+    /// use rpc_core::CallOptions;
+    /// let user_id: u64 = 42;
+    /// let options = CallOptions::default().hash_key(user_id.to_le_bytes());
+    /// assert_eq!(options.key(), Some(rpc_core::balance::hash_key(&42u64.to_le_bytes())));
+    /// ```
+    pub fn hash_key(mut self, key: impl AsRef<[u8]>) -> CallOptions {
+        self.key = Some(crate::balance::hash_key(key.as_ref()));
+        self
+    }
+
+    /// The key of the calls, hashed, if one was set ([`CallOptions::hash_key`]).
+    pub fn key(&self) -> Option<u64> {
+        self.key
     }
 
     /// The deadline set here, or `default` (the client's).

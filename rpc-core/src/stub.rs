@@ -118,4 +118,11 @@ pub trait Stub: Clone + Sized {
             self.options().clone().metadata(metadata),
         )
     }
+
+    /// This stub with `key` as the key of each call (a user id, say, taken from the method's arguments): a
+    /// hashing balancing policy sends every call of one key to the same instance (see
+    /// [`CallOptions::hash_key`]).
+    fn with_hash_key(&self, key: impl AsRef<[u8]>) -> Self {
+        Self::from_parts(self.client().clone(), self.options().clone().hash_key(key))
+    }
 }

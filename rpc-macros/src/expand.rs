@@ -13,7 +13,7 @@ use crate::ast::{Method, Output, Service, Wire};
 
 /// The inherent items of `<Trait>Client` besides its methods, each a shortcut to the `rpc_core::Stub` item of
 /// the same name, and left out when a method of the service has that name.
-pub(crate) const CLIENT_ITEMS: [&str; 10] = [
+pub(crate) const CLIENT_ITEMS: [&str; 11] = [
     "SERVICE",
     "METHODS",
     "new",
@@ -23,6 +23,7 @@ pub(crate) const CLIENT_ITEMS: [&str; 10] = [
     "discover_with",
     "with_deadline",
     "with_metadata",
+    "with_hash_key",
     "client",
 ];
 
@@ -341,6 +342,13 @@ fn client_shortcut(item: &str) -> TokenStream {
             /// (`rpc_core::Stub::with_metadata`).
             pub fn with_metadata(&self, metadata: ::rpc_core::Metadata) -> Self {
                 <Self as ::rpc_core::Stub>::with_metadata(self, metadata)
+            }
+        },
+        "with_hash_key" => quote! {
+            /// This stub with `key` as the key of each call, which a hashing balancing policy maps to an
+            /// instance (`rpc_core::Stub::with_hash_key`).
+            pub fn with_hash_key(&self, key: impl ::core::convert::AsRef<[u8]>) -> Self {
+                <Self as ::rpc_core::Stub>::with_hash_key(self, key)
             }
         },
         "client" => quote! {

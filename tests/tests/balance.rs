@@ -158,3 +158,63 @@ async fn a_change_of_the_feed_reaches_the_policy_before_the_next_pick() {
         .unwrap();
     assert_eq!(routed.echo(2).await, Ok(2));
 }
+
+/// Notes the key of each call it picks for, and sends every call to its one instance.
+#[derive(Default)]
+struct KeySeen {
+    instance: Mutex<Option<Arc<str>>>,
+    keys: Mutex<Vec<Option<u64>>>,
+}
+
+impl Policy for KeySeen {
+    fn update(&self, instances: &[Instance]) {
+        *self.instance.lock().unwrap() = instances.first().map(|i| Arc::clone(&i.address));
+    }
+
+    fn pick(&self, call: &CallInfo<'_>, _skip: &[Arc<str>]) -> Option<Arc<str>> {
+        self.keys.lock().unwrap().push(call.key);
+        self.instance.lock().unwrap().clone()
+    }
+
+    fn report(&self, _: &str, _: Outcome, _: Duration) {}
+}
+
+/// The key a caller chooses for its calls (a method argument, say) reaches the policy hashed the same way on
+/// every client, with or without user layers on the client; a stub without one gives none. The key is not sent.
+#[tokio::test(start_paused = true)]
+async fn the_callers_key_reaches_the_policy_through_the_stub_and_the_layers() {
+    let lab = serve_lab(LabImpl::default(), ServerConfig::default(), 0)
+        .await
+        .unwrap();
+    for layered in [false, true] {
+        let policy = Arc::new(KeySeen::default());
+        let dyn_policy: Arc<dyn Policy> = policy.clone();
+        let mut config = ClientConfig::default();
+        if layered {
+            config = config.layer(tower::layer::util::Identity::new());
+        }
+        let client = LabClient::new(rpc_core::Client::balanced(
+            Balancer::from_parts(
+                dyn_policy,
+                Box::new(vec![Instance::new(&lab.addr.to_string(), 1)]),
+            ),
+            config,
+        ));
+        let user: u64 = 42;
+        assert_eq!(
+            client.with_hash_key(user.to_le_bytes()).echo(user).await,
+            Ok(42)
+        );
+        assert_eq!(client.with_hash_key("tenant-a").echo(1).await, Ok(1));
+        assert_eq!(client.echo(2).await, Ok(2));
+        assert_eq!(
+            *policy.keys.lock().unwrap(),
+            [
+                Some(rpc_core::balance::hash_key(&42u64.to_le_bytes())),
+                Some(rpc_core::balance::hash_key(b"tenant-a")),
+                None,
+            ],
+            "layered: {layered}"
+        );
+    }
+}

@@ -508,3 +508,36 @@ async fn a_client_layer_for_one_method_leaves_the_others_alone() {
     // Slower than the timeout, but not a method it covers.
     assert_eq!(client.delayed(4, 100).await, Ok(4));
 }
+
+/// A layer that sheds a call asks the caller to come back later: the wait travels in the `Error` frame's
+/// metadata (`retry-after-ms`) and reaches the caller's error, which counts as certainly not processed. A
+/// refusal without a wait is neither.
+#[tokio::test]
+async fn a_refusal_with_a_retry_after_reaches_the_caller_as_pushback() {
+    let shed =
+        rpc_core::server::layer::intercept(|request: &mut Request| match request.method().name {
+            "echo" => Err(
+                Response::error(Status::ResourceExhausted, "over 10 calls/s")
+                    .with_retry_after(Duration::from_millis(250)),
+            ),
+            "blob" => Err(Response::error(Status::ResourceExhausted, "no wait given")),
+            _ => Ok(()),
+        });
+    let addr = serve(lab().layer(shed)).await;
+    let client = LabClient::connect(addr).await.unwrap();
+    let pushed = client.echo(1).await.unwrap_err();
+    assert_eq!(
+        (pushed.code(), pushed.message()),
+        (Status::ResourceExhausted, "over 10 calls/s")
+    );
+    assert_eq!(pushed.retry_after(), Some(Duration::from_millis(250)));
+    assert!(
+        pushed.is_not_processed(),
+        "a call asked back later did not run"
+    );
+    let plain = client.blob(Vec::new().into()).await.unwrap_err();
+    assert_eq!(plain.code(), Status::ResourceExhausted);
+    assert_eq!(plain.retry_after(), None);
+    assert!(!plain.is_not_processed());
+    assert_eq!(client.delayed(5, 1).await, Ok(5), "other methods pass");
+}

@@ -50,11 +50,53 @@ impl Instance {
 
 /// The call a policy picks for.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct CallInfo<'a> {
     /// The service and method, and whether it is idempotent.
     pub method: &'static MethodInfo,
     /// The call's metadata, as it will be sent.
     pub metadata: &'a Metadata,
+    /// The key the caller chose for the call ([`crate::CallOptions::hash_key`], a method argument say), hashed
+    /// by [`hash_key`]; a policy that hashes calls to instances uses it before any other.
+    pub key: Option<u64>,
+}
+
+impl<'a> CallInfo<'a> {
+    /// A call of `method` with `metadata`, and no key.
+    pub fn new(method: &'static MethodInfo, metadata: &'a Metadata) -> CallInfo<'a> {
+        CallInfo {
+            method,
+            metadata,
+            key: None,
+        }
+    }
+
+    /// The call with the key the caller chose, already hashed ([`hash_key`]).
+    pub fn with_key(self, key: Option<u64>) -> CallInfo<'a> {
+        CallInfo { key, ..self }
+    }
+}
+
+/// The hash of a call's key: the same on every machine and in every build (64-bit FNV-1a, then a finalizer that
+/// spreads its bits), so that every client of a service sends a key to the same instance.
+///
+/// ```
+/// use rpc_core::balance::hash_key;
+/// assert_eq!(hash_key(b"user-42"), hash_key(b"user-42"));
+/// assert_ne!(hash_key(b"user-42"), hash_key(b"user-43"));
+/// ```
+pub fn hash_key(key: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // MurmurHash3's 64-bit finalizer: FNV's low bits alone spread poorly.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// How a call to an instance went, as feedback to the [`Policy`].

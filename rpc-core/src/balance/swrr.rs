@@ -25,7 +25,7 @@ pub const DEFAULT_DOWN_FOR: Duration = Duration::from_secs(1);
 /// let wrr = SmoothWrr::default();
 /// wrr.update(&[Instance::new("a", 5), Instance::new("b", 1), Instance::new("c", 1)]);
 /// let metadata = rpc_core::Metadata::new();
-/// let call = CallInfo { method: &SvcClient::METHODS[0], metadata: &metadata };
+/// let call = CallInfo::new(&SvcClient::METHODS[0], &metadata);
 /// let picks: String = (0..7).map(|_| wrr.pick(&call, &[]).unwrap().to_string()).collect();
 /// assert_eq!(picks, "aabacaa");
 /// ```

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use rpc_codec::{Metadata, Status};
+use rpc_codec::Status;
 use tokio::time::Instant;
 
 use super::ClientConfig;
@@ -15,7 +15,6 @@ use super::direct::{Direct, Target};
 use super::layer::retry::Retry;
 use crate::balance::{Balancer, CallInfo, Outcome};
 use crate::error::RpcError;
-use crate::method::MethodInfo;
 use crate::payload::Payload;
 
 /// The instances' clients and the balancer that chooses among them.
@@ -58,18 +57,17 @@ impl Balanced {
 
     pub(crate) async fn round_trip<P: Payload + ?Sized>(
         &self,
-        method: &'static MethodInfo,
+        call: CallInfo<'_>,
         args: &P,
-        metadata: &Metadata,
         deadline: Instant,
         now: Instant,
         span: Option<&tracing::Span>,
     ) -> Result<Reply, RpcError> {
+        let (method, metadata) = (call.method, call.metadata);
         let mut now = now;
         let mut tried: Vec<Arc<str>> = Vec::new();
         let mut last_error = None;
         let mut retry = Retry::new(&self.config, method, deadline);
-        let call = CallInfo { method, metadata };
         while let Some(picked) = self.balancer.pick(&call, &tried) {
             let address = Arc::clone(picked.address());
             // Dropped with this future before the reply, `picked` reports the call as cancelled.

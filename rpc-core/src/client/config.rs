@@ -1,7 +1,6 @@
 //! `ClientConfig`: every limit and timing of a client, each with its default.
 
 use core::time::Duration;
-use std::hash::{BuildHasher, RandomState};
 
 /// Default of [`ClientConfig::default_deadline`]: 10 s.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
@@ -118,7 +117,7 @@ impl ClientConfig {
             .backoff_min
             .saturating_mul(1 << doublings)
             .min(self.backoff_max);
-        base - base.mul_f64(jitter_fraction(u64::from(failures)) / 4.0)
+        base - base.mul_f64(crate::random::fraction() / 4.0)
     }
 
     /// The wait before retry number `retry` (1, 2, ...): `retry_backoff` doubled per retry, less up to half at
@@ -127,13 +126,8 @@ impl ClientConfig {
         let base = self
             .retry_backoff
             .saturating_mul(1 << retry.saturating_sub(1).min(16));
-        base - base.mul_f64(jitter_fraction(u64::from(retry)) / 2.0)
+        base - base.mul_f64(crate::random::fraction() / 2.0)
     }
-}
-
-/// A random fraction in `[0, 1)`, for jitter.
-fn jitter_fraction(seed: u64) -> f64 {
-    (RandomState::new().hash_one(seed) % 10_000) as f64 / 10_000.0
 }
 
 #[cfg(test)]

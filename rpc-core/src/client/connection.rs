@@ -392,11 +392,13 @@ fn handle(shared: &Shared, frame: rpc_codec::Frame, replies: &mut Vec<(u64, Repl
         }
         Kind::Error => {
             let error = RpcError::new(h.status, peer_text(&frame.payload));
-            // A server answers `Unavailable` only for calls it did not process (docs/PROTOCOL.md section 6).
-            let error = if h.status == Status::Unavailable {
-                error.unprocessed()
-            } else {
-                error
+            // A server answers `Unavailable` only for calls it did not process (docs/PROTOCOL.md section 6), and
+            // asks for a call again later only if it did not process it (section 7.5).
+            let retry_after = retry_after(&frame.metadata);
+            let error = match retry_after {
+                Some(after) => error.with_retry_after(after).unprocessed(),
+                None if h.status == Status::Unavailable => error.unprocessed(),
+                None => error,
             };
             replies.push((h.request_id, Reply::Failed(error)));
         }
@@ -439,4 +441,21 @@ fn go_away(shared: &Shared, last: u64, status: Status, reason: &str) {
     for tx in not_processed {
         let _ = tx.send(Reply::Failed(error.clone().unprocessed()));
     }
+}
+
+/// The wait an `Error` frame asks for ([`crate::RETRY_AFTER`]): decimal milliseconds, 1 to an hour (more counts
+/// as an hour); anything else is ignored.
+fn retry_after(metadata: &Metadata) -> Option<std::time::Duration> {
+    if metadata.is_empty() {
+        return None;
+    }
+    let text = metadata.get_str(crate::RETRY_AFTER)?;
+    if text.is_empty() || text.len() > 10 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let ms = text
+        .parse::<u64>()
+        .ok()?
+        .min(u64::from(crate::error::MAX_RETRY_AFTER_MS));
+    (ms > 0).then(|| std::time::Duration::from_millis(ms))
 }

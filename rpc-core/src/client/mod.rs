@@ -36,7 +36,7 @@ pub use config::ClientConfig;
 use connection::Reply;
 use direct::{Direct, Target};
 
-use crate::balance::Balancer;
+use crate::balance::{Balancer, CallInfo};
 use crate::error::{PayloadSide, RpcError, payload_status};
 use crate::method::MethodInfo;
 use crate::metrics::Ended;
@@ -82,7 +82,9 @@ impl Kind {
         }
     }
 
-    /// A call's round trip to the one address, or to an instance the balancer picks.
+    /// A call's round trip to the one address, or to an instance the balancer picks (with `key`, the caller's
+    /// key of the call, in view).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn round_trip<P: Payload + ?Sized>(
         &self,
         method: &'static MethodInfo,
@@ -91,6 +93,7 @@ impl Kind {
         deadline: Instant,
         now: Instant,
         span: Option<&tracing::Span>,
+        key: Option<u64>,
     ) -> Result<Reply, RpcError> {
         match self {
             Kind::Direct(d) => {
@@ -98,8 +101,8 @@ impl Kind {
                     .await
             }
             Kind::Balanced(b) => {
-                b.round_trip(method, args, metadata, deadline, now, span)
-                    .await
+                let call = CallInfo::new(method, metadata).with_key(key);
+                b.round_trip(call, args, deadline, now, span).await
             }
         }
     }
@@ -303,14 +306,16 @@ impl Client {
                     .await
             }
             (None, None, Kind::Balanced(b)) => {
-                b.round_trip(method, args, metadata, deadline, now, None)
-                    .await
+                let call = CallInfo::new(method, metadata).with_key(options.key());
+                b.round_trip(call, args, deadline, now, None).await
             }
             (None, Some(stack), _) => {
-                transport::through(stack.clone(), method, args, metadata, deadline).await
+                let call = CallInfo::new(method, metadata).with_key(options.key());
+                transport::through(stack.clone(), call, args, deadline).await
             }
             (Some(t), _, _) => {
-                self.send(method, args, metadata, deadline, now, &t.span)
+                let call = CallInfo::new(method, metadata).with_key(options.key());
+                self.send(call, args, deadline, now, &t.span)
                     .instrument(t.span.clone())
                     .await
             }
@@ -330,18 +335,23 @@ impl Client {
     /// A traced call through the user's layers, if any, to the target.
     async fn send<P: Payload + ?Sized>(
         &self,
-        method: &'static MethodInfo,
+        call: CallInfo<'_>,
         args: &P,
-        metadata: &Metadata,
         deadline: Instant,
         now: Instant,
         span: &tracing::Span,
     ) -> Result<Reply, RpcError> {
         if let Some(stack) = &self.layers {
-            return transport::through(stack.clone(), method, args, metadata, deadline).await;
+            return transport::through(stack.clone(), call, args, deadline).await;
         }
+        let CallInfo {
+            method,
+            metadata,
+            key,
+            ..
+        } = call;
         self.target
-            .round_trip(method, args, metadata, deadline, now, Some(span))
+            .round_trip(method, args, metadata, deadline, now, Some(span), key)
             .await
     }
 }

@@ -5,7 +5,6 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use rpc_codec::Metadata;
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use tower_service::Service;
@@ -13,8 +12,8 @@ use tower_service::Service;
 use super::Kind;
 use super::connection::Reply;
 use super::layer::{BoxError, Request, Response, Stack, error_of};
+use crate::balance::CallInfo;
 use crate::error::{PayloadSide, RpcError, payload_status};
-use crate::method::MethodInfo;
 use crate::payload::{Encoded, Payload};
 
 /// Sends encoded requests to a client's target.
@@ -45,7 +44,7 @@ impl Service<Request> for Transport {
                 (request.method, &request.metadata, request.deadline);
             let now = Instant::now();
             let reply = target
-                .round_trip(method, &payload, metadata, deadline, now, None)
+                .round_trip(method, &payload, metadata, deadline, now, None, request.key)
                 .await;
             Ok(match reply {
                 Ok(Reply::Value(bytes)) => Response::Value(bytes),
@@ -63,11 +62,11 @@ impl Service<Request> for Transport {
 /// back as the reply the typed call decodes.
 pub(crate) async fn through<P: Payload + ?Sized>(
     mut stack: Stack,
-    method: &'static MethodInfo,
+    call: CallInfo<'_>,
     args: &P,
-    metadata: &Metadata,
     deadline: Instant,
 ) -> Result<Reply, RpcError> {
+    let method = call.method;
     let payload = args.to_bytes().map_err(|e| {
         let status = payload_status(PayloadSide::Request, &e);
         RpcError::not_processed(
@@ -77,9 +76,10 @@ pub(crate) async fn through<P: Payload + ?Sized>(
     })?;
     let request = Request {
         method,
-        metadata: metadata.clone(),
+        metadata: call.metadata.clone(),
         deadline,
         payload,
+        key: call.key,
     };
     std::future::poll_fn(|cx| stack.poll_ready(cx))
         .await

@@ -91,7 +91,10 @@ impl ConnShared {
             Ok(Ok(true)) | Err(_) => {}
             Ok(Ok(false)) => {
                 let message = response.message().unwrap_or_default();
-                self.send_error(id, response.status(), message);
+                let _ = self.outbox.push(|state| {
+                    let after = response.retry_after();
+                    self.encode_error(state, id, response.status(), message, after)
+                });
             }
             Ok(Err(e)) => {
                 let status = encode_status(PayloadSide::Response, &e);
@@ -109,24 +112,31 @@ impl ConnShared {
     pub(crate) fn send_error(&self, id: u64, status: Status, message: &str) {
         let _ = self
             .outbox
-            .push(|state| self.encode_error(state, id, status, message));
+            .push(|state| self.encode_error(state, id, status, message, None));
     }
 
+    /// Appends an `Error` frame, with [`crate::RETRY_AFTER`] in its metadata if the answer asks the caller to
+    /// wait before sending the call again.
     fn encode_error(
         &self,
         state: &mut crate::outbox::OutState,
         id: u64,
         status: Status,
         message: &str,
+        retry_after: Option<Duration>,
     ) {
         // The message is ours and short; cut it anyway rather than lose the frame.
         let text = &message.as_bytes()[..message.len().min(4096)];
-        let _ = self.codec.encode_bytes(
-            &Header::error(id, status),
-            &Metadata::new(),
-            text,
-            &mut state.buf,
-        );
+        let metadata = match retry_after {
+            None => Metadata::new(),
+            Some(after) => {
+                let ms = after.as_millis().to_string();
+                Metadata::from_pairs([(crate::RETRY_AFTER, ms.as_str())]).unwrap_or_default()
+            }
+        };
+        let _ =
+            self.codec
+                .encode_bytes(&Header::error(id, status), &metadata, text, &mut state.buf);
     }
 
     fn send(&self, header: Header, payload: &[u8]) {

@@ -20,6 +20,8 @@ enum Kind {
     Failed {
         status: Status,
         message: Cow<'static, str>,
+        /// Asks the caller to wait this long before sending the call again ([`crate::RETRY_AFTER`]); 0: no ask.
+        retry_after_ms: u32,
     },
 }
 
@@ -66,7 +68,41 @@ impl Response {
             kind: Kind::Failed {
                 status,
                 message: message.into(),
+                retry_after_ms: 0,
             },
+        }
+    }
+
+    /// A failed call's answer asking the caller to wait `after` before sending it again (at least 1 ms, at most
+    /// an hour), sent as [`crate::RETRY_AFTER`] in the `Error` frame's metadata: what a layer that sheds load
+    /// or limits a rate answers, for a call it did not process. Other answers are left as they are.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rpc_core::server::Response;
+    /// use rpc_core::Status;
+    ///
+    /// let shed = Response::error(Status::ResourceExhausted, "over 100 calls/s")
+    ///     .with_retry_after(Duration::from_millis(250));
+    /// assert_eq!(shed.retry_after(), Some(Duration::from_millis(250)));
+    /// ```
+    pub fn with_retry_after(mut self, after: std::time::Duration) -> Response {
+        if let Kind::Failed { retry_after_ms, .. } = &mut self.kind {
+            *retry_after_ms = after
+                .as_millis()
+                .clamp(1, u128::from(crate::error::MAX_RETRY_AFTER_MS))
+                as u32;
+        }
+        self
+    }
+
+    /// How long a failed call's answer asks the caller to wait before sending it again, if it asks.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match &self.kind {
+            Kind::Failed { retry_after_ms, .. } if *retry_after_ms > 0 => {
+                Some(std::time::Duration::from_millis(u64::from(*retry_after_ms)))
+            }
+            _ => None,
         }
     }
 

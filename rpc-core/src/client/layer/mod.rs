@@ -49,6 +49,8 @@ pub struct Request {
     pub(crate) metadata: Metadata,
     pub(crate) deadline: Instant,
     pub(crate) payload: Bytes,
+    /// The caller's key of the call, hashed ([`crate::CallOptions::hash_key`]).
+    pub(crate) key: Option<u64>,
 }
 
 impl Request {
@@ -70,6 +72,18 @@ impl Request {
     /// When the caller stops waiting; what is left of it travels to the server as its budget.
     pub fn deadline(&self) -> Instant {
         self.deadline
+    }
+
+    /// The key the caller chose for the call, hashed ([`crate::CallOptions::hash_key`]), which a hashing
+    /// balancing policy maps to an instance.
+    pub fn hash_key(&self) -> Option<u64> {
+        self.key
+    }
+
+    /// Sets the call's key, already hashed ([`crate::balance::hash_key`]): a layer that derives it from the
+    /// metadata, say.
+    pub fn set_hash_key(&mut self, key: Option<u64>) {
+        self.key = key;
     }
 
     /// Moves the deadline (a layer that gives a method less time, or more).

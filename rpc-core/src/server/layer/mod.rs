@@ -364,7 +364,11 @@ where
 /// timeout, `ResourceExhausted` for its load shedding; `Internal` with the error's text for anything else.
 pub fn status_of(error: BoxError) -> Response {
     if let Some(e) = error.downcast_ref::<RpcError>() {
-        return Response::error(e.code(), e.message().to_owned());
+        let response = Response::error(e.code(), e.message().to_owned());
+        return match e.retry_after() {
+            Some(after) => response.with_retry_after(after),
+            None => response,
+        };
     }
     if error.is::<tower::timeout::error::Elapsed>() {
         return Response::error(
