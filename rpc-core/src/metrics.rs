@@ -163,6 +163,10 @@ struct Inner {
     connections: AtomicI64,
     received: AtomicU64,
     sent: AtomicU64,
+    /// A balanced client's retries, hedged attempts and ejections of instances.
+    retries: AtomicU64,
+    hedges: AtomicU64,
+    ejections: AtomicU64,
 }
 
 /// The metrics of a server's or a client's calls. Cheap to clone: clones count into the same metrics.
@@ -190,6 +194,9 @@ impl Metrics {
                 connections: AtomicI64::new(0),
                 received: AtomicU64::new(0),
                 sent: AtomicU64::new(0),
+                retries: AtomicU64::new(0),
+                hedges: AtomicU64::new(0),
+                ejections: AtomicU64::new(0),
             }),
         }
     }
@@ -296,6 +303,21 @@ impl Metrics {
 
     pub(crate) fn sent(&self, bytes: usize) {
         self.inner.sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A balanced client retried an attempt on another instance.
+    pub(crate) fn retried(&self) {
+        self.inner.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A balanced client sent a hedged attempt.
+    pub(crate) fn hedged(&self) {
+        self.inner.hedges.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A balanced client's outlier detection ejected an instance.
+    pub(crate) fn ejected(&self) {
+        self.inner.ejections.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Serves `GET /metrics` on `listener` (HTTP/1.1, one request per connection), with these metrics followed

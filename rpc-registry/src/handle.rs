@@ -84,6 +84,12 @@ impl Key {
             codec,
             max_retries,
             retry_backoff,
+            // What only a balanced client uses: a registry handle is a client of one address.
+            retry_on: _,
+            retry_budget: _,
+            attempt_timeout: _,
+            hedge: _,
+            outliers: _,
             #[cfg(feature = "tls")]
             tls,
             metrics,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
 
-use super::{CallInfo, Discover, Feed, Outcome, Policy};
+use super::{CallInfo, Discover, Feed, Instance, Outcome, Policy};
 
 /// A policy over the instances a feed keeps current.
 pub struct Balancer {
@@ -14,6 +14,8 @@ pub struct Balancer {
     /// Looked at before each pick without waiting: a pick that finds another one refreshing goes on with the
     /// instances the policy has.
     feed: Mutex<Box<dyn Feed>>,
+    /// The instances last taken from the feed.
+    instances: Mutex<Vec<Instance>>,
 }
 
 impl std::fmt::Debug for Balancer {
@@ -30,11 +32,31 @@ impl Balancer {
 
     /// `policy` over the instances of `feed`, both already boxed.
     pub fn from_parts(policy: Arc<dyn Policy>, mut feed: Box<dyn Feed>) -> Balancer {
-        policy.update(&feed.current());
+        let instances = feed.current();
+        policy.update(&instances);
         Balancer {
             policy,
             feed: Mutex::new(feed),
+            instances: Mutex::new(instances),
         }
+    }
+
+    /// The instances the policy has now.
+    pub fn instances(&self) -> Vec<Instance> {
+        crate::sync::lock(&self.instances).clone()
+    }
+
+    /// Hands the policy the feed's instances if they changed, and returns them then. A refresh that finds
+    /// another one under way does nothing.
+    pub(crate) fn refresh(&self) -> Option<Vec<Instance>> {
+        let mut feed = self.feed.try_lock().ok()?;
+        if !feed.has_changed() {
+            return None;
+        }
+        let instances = feed.current();
+        self.policy.update(&instances);
+        crate::sync::lock(&self.instances).clone_from(&instances);
+        Some(instances)
     }
 
     /// The instances of `service` that `discovery` finds, under the policy it names for them.
@@ -59,11 +81,12 @@ impl Balancer {
     /// Picks an instance for `call`, not one in `skip`, after handing the policy any change of the feed. The
     /// guard reports to the policy once: [`Picked::finish`], or `Cancelled` if it is dropped first.
     pub fn pick(&self, call: &CallInfo<'_>, skip: &[Arc<str>]) -> Option<Picked<'_>> {
-        if let Ok(mut feed) = self.feed.try_lock()
-            && feed.has_changed()
-        {
-            self.policy.update(&feed.current());
-        }
+        self.refresh();
+        self.pick_now(call, skip)
+    }
+
+    /// Picks as [`Balancer::pick`] does, without looking at the feed first (the caller just did).
+    pub(crate) fn pick_now(&self, call: &CallInfo<'_>, skip: &[Arc<str>]) -> Option<Picked<'_>> {
         let address = self.policy.pick(call, skip)?;
         Some(Picked {
             policy: &*self.policy,

@@ -17,6 +17,7 @@
 //! ```
 
 mod balancer;
+mod outlier;
 mod swrr;
 
 use std::sync::Arc;
@@ -27,6 +28,12 @@ use rpc_codec::Metadata;
 use crate::method::MethodInfo;
 
 pub use balancer::{Balancer, Picked};
+pub(crate) use outlier::Outliers;
+pub use outlier::{
+    DEFAULT_BASE_EJECTION, DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_FAILURE_RATE, DEFAULT_INTERVAL,
+    DEFAULT_MAX_EJECTION, DEFAULT_MAX_EJECTION_PERCENT, DEFAULT_MIN_CALLS, DEFAULT_SLOW_FACTOR,
+    DEFAULT_STALL_AFTER, Ejected, OutlierConfig,
+};
 pub use swrr::{DEFAULT_DOWN_FOR, SmoothWrr};
 
 /// An instance a policy may pick: its address and weight.

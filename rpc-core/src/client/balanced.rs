@@ -1,10 +1,19 @@
-//! A client spread over the instances of a service: a [`Balancer`] picks the instance of each call (its
-//! policy sees the call's method and metadata, and hears its outcome and latency), each instance has its own
-//! direct client, and a call that could not be served is tried again on another instance when its retry layer
-//! (`layer/retry.rs`) allows.
+//! A client spread over the instances of a service. For each call: the [`Balancer`]'s policy picks an instance
+//! among those the outlier detector has not ejected (`balance/outlier.rs`) and that did not just push back;
+//! the attempt goes over that instance's own direct client, within the attempt timeout; a slow attempt of an
+//! idempotent method may be hedged (`layer/hedge.rs`); a failed one is tried again on another instance when
+//! the retry policy and budget allow (`layer/retry.rs`, `layer/budget.rs`). Every attempt's outcome and latency
+//! reach both the policy and the detector.
+//!
+//! When the detector ejects an instance, or the feed drops it (the registry evicted it), the connection to it
+//! is closed: its calls in flight fail at once with `Unavailable`, and those of idempotent methods are retried
+//! elsewhere. A task of the client's (started with its first call) applies the feed's changes and the
+//! detector's periodic checks every [`TICK`], so that an instance that stalls every call sent to it is found
+//! even when no new call comes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
 
 use rpc_codec::Status;
 use tokio::time::Instant;
@@ -12,17 +21,28 @@ use tokio::time::Instant;
 use super::ClientConfig;
 use super::connection::Reply;
 use super::direct::{Direct, Target};
+use super::layer::budget::RetryBudget;
+use super::layer::hedge::Hedging;
 use super::layer::retry::Retry;
-use crate::balance::{Balancer, CallInfo, Outcome};
+use crate::balance::{Balancer, CallInfo, Ejected, Instance, Outcome, Outliers, Picked};
 use crate::error::RpcError;
 use crate::payload::Payload;
 
-/// The instances' clients and the balancer that chooses among them.
+/// How often a balanced client applies the feed's changes and checks for stalled and recovered instances:
+/// 25 ms.
+pub(crate) const TICK: Duration = Duration::from_millis(25);
+
+/// The instances' clients, the balancer that chooses among them, and what guards the calls.
 pub(crate) struct Balanced {
     balancer: Balancer,
     pub(crate) config: ClientConfig,
     /// One direct client per instance address, made on first use.
     pool: Mutex<HashMap<Arc<str>, Arc<Direct>>>,
+    outliers: Outliers,
+    budget: RetryBudget,
+    hedging: Option<Hedging>,
+    /// The periodic task, started by the first call.
+    ticker: OnceLock<tokio::task::AbortHandle>,
 }
 
 impl std::fmt::Debug for Balanced {
@@ -34,12 +54,53 @@ impl std::fmt::Debug for Balanced {
     }
 }
 
+impl Drop for Balanced {
+    fn drop(&mut self) {
+        if let Some(ticker) = self.ticker.get() {
+            ticker.abort();
+        }
+    }
+}
+
+/// How one attempt ended.
+struct Attempt {
+    result: Result<Reply, RpcError>,
+    /// It ran out of the attempt timeout, not of the call's deadline.
+    timed_out: bool,
+}
+
+/// An attempt under way: its instance hears `Cancelled` if it is dropped before it ends (the call's future was
+/// dropped, or a hedged attempt lost the race).
+struct InFlight<'a> {
+    outliers: &'a Outliers,
+    address: Arc<str>,
+    started: Instant,
+    done: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let now = Instant::now();
+            let latency = now.duration_since(self.started);
+            self.outliers
+                .finished(&self.address, Outcome::Cancelled, latency, now);
+        }
+    }
+}
+
 impl Balanced {
     pub(crate) fn new(balancer: Balancer, config: ClientConfig) -> Balanced {
+        let outliers = Outliers::new(config.outliers.clone());
+        outliers.update(&balancer.instances());
         Balanced {
             balancer,
-            config,
             pool: Mutex::new(HashMap::new()),
+            outliers,
+            budget: RetryBudget::new(config.retry_budget.clone()),
+            hedging: config.hedge.clone().map(Hedging::new),
+            ticker: OnceLock::new(),
+            config,
         }
     }
 
@@ -55,46 +116,251 @@ impl Balanced {
         Arc::clone(direct)
     }
 
-    pub(crate) async fn round_trip<P: Payload + ?Sized>(
+    /// Starts the periodic task, once.
+    fn start_ticker(self: &Arc<Self>) {
+        if self.ticker.get().is_some() {
+            return;
+        }
+        let weak: Weak<Balanced> = Arc::downgrade(self);
+        let _ = self.ticker.get_or_init(|| {
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(TICK);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    interval.tick().await;
+                    let Some(balanced) = weak.upgrade() else {
+                        return;
+                    };
+                    balanced.maintain();
+                }
+            })
+            .abort_handle()
+        });
+    }
+
+    /// Applies the feed's changes and the detector's periodic checks.
+    fn maintain(&self) {
+        self.refresh();
+        for ejected in self.outliers.tick(Instant::now()) {
+            self.eject(&ejected);
+        }
+    }
+
+    /// Takes the feed's instances if they changed: the detector learns them, and the connections to instances
+    /// that left are closed, failing their calls in flight over.
+    fn refresh(&self) {
+        let Some(instances) = self.balancer.refresh() else {
+            return;
+        };
+        self.outliers.update(&instances);
+        let gone: Vec<Arc<Direct>> = {
+            let mut pool = crate::sync::lock(&self.pool);
+            let left: Vec<Arc<str>> = pool
+                .keys()
+                .filter(|a| !instances.iter().any(|i: &Instance| i.address == **a))
+                .cloned()
+                .collect();
+            left.iter().filter_map(|a| pool.remove(a)).collect()
+        };
+        for direct in gone {
+            direct.close(
+                "the instance left the service (the registry evicted it, or it deregistered)",
+            );
+        }
+    }
+
+    /// Closes the connection to an instance the detector ejected.
+    fn eject(&self, ejected: &Ejected) {
+        if let Some(metrics) = &self.config.metrics {
+            metrics.ejected();
+        }
+        let direct = crate::sync::lock(&self.pool).get(&ejected.address).cloned();
+        if let Some(direct) = direct {
+            let reason = format!(
+                "instance {} ejected for {} s: {}",
+                ejected.address,
+                ejected.duration.as_secs(),
+                ejected.reason
+            );
+            direct.close(&reason);
+        }
+    }
+
+    /// Picks an instance for `call`, not one in `tried` and, while others remain, not one the detector
+    /// excludes.
+    fn pick(&self, call: &CallInfo<'_>, tried: &[Arc<str>]) -> Option<Picked<'_>> {
+        self.refresh();
+        match self.outliers.excluded(Instant::now()) {
+            None => self.balancer.pick_now(call, tried),
+            Some(excluded) => {
+                let mut skip = tried.to_vec();
+                skip.extend(excluded);
+                // Everything excluded: try one anyway rather than fail the call (Envoy's panic mode).
+                self.balancer
+                    .pick_now(call, &skip)
+                    .or_else(|| self.balancer.pick_now(call, tried))
+            }
+        }
+    }
+
+    /// One attempt of `call` on the instance `picked`: reports its outcome and latency to the policy and the
+    /// detector, and acts on what they make of it (an ejection, a pushback).
+    async fn attempt<P: Payload + ?Sized>(
         &self,
+        picked: Picked<'_>,
+        call: &CallInfo<'_>,
+        args: &P,
+        deadline: Instant,
+        span: Option<&tracing::Span>,
+    ) -> Attempt {
+        let address = Arc::clone(picked.address());
+        let started = Instant::now();
+        self.outliers.started(&address, started);
+        let mut in_flight = InFlight {
+            outliers: &self.outliers,
+            address: Arc::clone(&address),
+            started,
+            done: false,
+        };
+        let until = match self.config.attempt_timeout {
+            Some(timeout) => deadline.min(started + timeout),
+            None => deadline,
+        };
+        let result = self
+            .client_for(&address)
+            .round_trip(call.method, args, call.metadata, until, started, span)
+            .await;
+        let now = Instant::now();
+        let latency = now.duration_since(started);
+        let timed_out = until < deadline
+            && now >= until
+            && matches!(&result, Err(e) if e.code() == Status::DeadlineExceeded);
+        let result = match result {
+            Err(_) if timed_out => Err(RpcError::new(
+                Status::DeadlineExceeded,
+                format!(
+                    "{}: the attempt on {address} took longer than the attempt timeout of {} ms",
+                    call.method,
+                    until.duration_since(started).as_millis()
+                ),
+            )),
+            other => other,
+        };
+        let outcome = match &result {
+            Ok(_) => Outcome::Success,
+            Err(e) => outcome_of(e),
+        };
+        in_flight.done = true;
+        picked.finish(outcome);
+        if let Some(ejected) = self.outliers.finished(&address, outcome, latency, now) {
+            self.eject(&ejected);
+        }
+        if let Err(e) = &result
+            && let Some(after) = e.retry_after()
+        {
+            self.outliers.hold(&address, after, now);
+        }
+        if result.is_ok()
+            && let Some(hedging) = &self.hedging
+        {
+            hedging.record(call.method, latency);
+        }
+        Attempt { result, timed_out }
+    }
+
+    pub(crate) async fn round_trip<P: Payload + ?Sized>(
+        self: &Arc<Self>,
         call: CallInfo<'_>,
         args: &P,
         deadline: Instant,
         now: Instant,
         span: Option<&tracing::Span>,
     ) -> Result<Reply, RpcError> {
-        let (method, metadata) = (call.method, call.metadata);
-        let mut now = now;
+        self.start_ticker();
+        let method = call.method;
+        self.budget.deposit(now);
+        let mut retry = Retry::new(&self.config, &self.budget, method, deadline);
         let mut tried: Vec<Arc<str>> = Vec::new();
         let mut last_error = None;
-        let mut retry = Retry::new(&self.config, method, deadline);
-        while let Some(picked) = self.balancer.pick(&call, &tried) {
-            let address = Arc::clone(picked.address());
-            // Dropped with this future before the reply, `picked` reports the call as cancelled.
-            let result = self
-                .client_for(&address)
-                .round_trip(method, args, metadata, deadline, now, span)
-                .await;
-            let error = match result {
-                Ok(reply) => {
-                    picked.finish(Outcome::Success);
-                    return Ok(reply);
+        while let Some(picked) = self.pick(&call, &tried) {
+            tried.push(Arc::clone(picked.address()));
+            let first = self.attempt(picked, &call, args, deadline, span);
+            let hedge_at = self
+                .hedging
+                .as_ref()
+                .and_then(|h| h.delay(method))
+                .map(|delay| Instant::now() + delay)
+                .filter(|at| *at < deadline);
+            let attempt = match hedge_at {
+                None => first.await,
+                Some(at) => {
+                    self.hedged(
+                        first, at, &call, args, deadline, span, &mut tried, &mut retry,
+                    )
+                    .await
                 }
+            };
+            let error = match attempt.result {
+                Ok(reply) => return Ok(reply),
                 Err(e) => e,
             };
-            picked.finish(outcome_of(&error));
-            let Some(pause) = retry.after(&error) else {
+            let Some(pause) = retry.after(&error, attempt.timed_out) else {
                 return Err(error);
             };
-            tried.push(address);
+            if let Some(metrics) = &self.config.metrics {
+                metrics.retried();
+            }
             last_error = Some(error);
             tokio::time::sleep(pause).await;
-            now = Instant::now();
         }
         Err(last_error.unwrap_or_else(|| {
             let message = format!("no instance of {} is available", method.service);
             RpcError::not_processed(Status::Unavailable, message)
         }))
+    }
+
+    /// Waits for `first` until `at`, then, if the retries and the budget allow and another instance is there,
+    /// sends a second attempt beside it: the first to succeed wins (the other is dropped, which cancels it on
+    /// its server); if both fail, the later failure stands.
+    #[allow(clippy::too_many_arguments)]
+    async fn hedged<P: Payload + ?Sized>(
+        &self,
+        first: impl Future<Output = Attempt>,
+        at: Instant,
+        call: &CallInfo<'_>,
+        args: &P,
+        deadline: Instant,
+        span: Option<&tracing::Span>,
+        tried: &mut Vec<Arc<str>>,
+        retry: &mut Retry<'_>,
+    ) -> Attempt {
+        tokio::pin!(first);
+        tokio::select! {
+            biased;
+            done = &mut first => return done,
+            () = tokio::time::sleep_until(at) => {}
+        }
+        let second = match self.pick(call, tried) {
+            Some(picked) if retry.hedge() => picked,
+            _ => return first.await,
+        };
+        tried.push(Arc::clone(second.address()));
+        if let Some(metrics) = &self.config.metrics {
+            metrics.hedged();
+        }
+        tracing::debug!(method = %call.method, instance = %second.address(), "hedging a slow call");
+        let second = self.attempt(second, call, args, deadline, span);
+        tokio::pin!(second);
+        tokio::select! {
+            a = &mut first => match a.result {
+                Ok(_) => a,
+                Err(_) => second.await,
+            },
+            b = &mut second => match b.result {
+                Ok(_) => b,
+                Err(_) => first.await,
+            },
+        }
     }
 }
 

@@ -50,6 +50,22 @@ pub struct ClientConfig {
     /// Wait before a balanced client's first retry; it doubles for each further one, less up to half at
     /// random. Default 10 ms ([`DEFAULT_RETRY_BACKOFF`]).
     pub retry_backoff: Duration,
+    /// Which failures of an `#[idempotent]` method's call a balanced client retries (a call that certainly
+    /// did not run is retried whatever its status). Default `Unavailable` ([`super::layer::RetryOn`]).
+    pub retry_on: super::layer::RetryOn,
+    /// The budget all retries and hedged attempts of a balanced client share: 20% of its calls plus 10 a
+    /// second by default ([`super::layer::RetryBudgetConfig`]).
+    pub retry_budget: super::layer::RetryBudgetConfig,
+    /// How long one attempt of a balanced client may take before it is abandoned (the server is told to stop)
+    /// and, for an `#[idempotent]` method, tried on another instance; `None` (the default): an attempt may take
+    /// the call's whole deadline.
+    pub attempt_timeout: Option<Duration>,
+    /// Hedging of a balanced client's `#[idempotent]` calls ([`super::layer::HedgeConfig`]); `None` (the
+    /// default): no hedging.
+    pub hedge: Option<super::layer::HedgeConfig>,
+    /// How a balanced client ejects failing, slow or stalled instances
+    /// ([`crate::balance::OutlierConfig`]); on by default.
+    pub outliers: crate::balance::OutlierConfig,
     /// TLS for every connection (feature `tls`); `None` (the default) connects in the clear. The handshake
     /// counts against `connect_timeout`.
     #[cfg(feature = "tls")]
@@ -72,6 +88,11 @@ impl Default for ClientConfig {
             codec: rpc_codec::Config::default(),
             max_retries: DEFAULT_MAX_RETRIES,
             retry_backoff: DEFAULT_RETRY_BACKOFF,
+            retry_on: super::layer::RetryOn::default(),
+            retry_budget: super::layer::RetryBudgetConfig::default(),
+            attempt_timeout: None,
+            hedge: None,
+            outliers: crate::balance::OutlierConfig::default(),
             #[cfg(feature = "tls")]
             tls: None,
             metrics: None,

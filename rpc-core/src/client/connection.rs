@@ -207,6 +207,12 @@ impl Connection {
         }
     }
 
+    /// Closes the connection for `reason`: the calls in flight on it fail at once with `Unavailable` and that
+    /// reason, and no new call goes on it.
+    pub(crate) fn close(&self, reason: &str) {
+        self.shared.close(reason);
+    }
+
     /// Whether new calls may go on this connection.
     pub(crate) fn is_usable(&self) -> bool {
         !self.shared.retired.load(Ordering::Acquire)

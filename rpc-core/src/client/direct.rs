@@ -157,6 +157,15 @@ impl Direct {
         error
     }
 
+    /// Closes the live connection, if any, for `reason`: its calls in flight fail at once with `Unavailable`
+    /// and that reason (an instance ejected or gone, say); the next call connects again.
+    pub(crate) fn close(&self, reason: &str) {
+        let closing = self.current().take();
+        if let Some(conn) = closing {
+            conn.close(reason);
+        }
+    }
+
     fn current(&self) -> MutexGuard<'_, Option<Arc<Connection>>> {
         crate::sync::lock(&self.current)
     }

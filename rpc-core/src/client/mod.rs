@@ -8,7 +8,8 @@
 //! - `connection`: one connection's reader, writer and deadline tasks.
 //! - `calls`: a connection's calls in flight and their deadlines.
 //! - `direct`: one address: its connection, reconnection with backoff, a call's round trip.
-//! - `balanced`: many instances: picking, per-instance clients, each call's attempts.
+//! - `balanced`: many instances: picking among those not ejected, per-instance clients, each call's attempts
+//!   (attempt timeout, retries, hedging), and the task that applies feed changes and stall checks.
 //! - `transport`: the innermost service of the user's layers: a call's encoded request sent as it is.
 //! - `config`: [`ClientConfig`], the client's limits and timings.
 //! - this file: [`Client`] and the typed call path.
@@ -59,8 +60,12 @@ use crate::payload::{Args, Payload};
 /// no methods`), a `OneWay` is dropped, and a `Ping` is answered `Pong`.
 ///
 /// A balanced client ([`Client::balanced`]) asks its [`Balancer`] for an instance per call and keeps such a
-/// connection to each instance it uses; a call that certainly did not run, or an `#[idempotent]` call that
-/// failed with `Unavailable`, is retried on another instance.
+/// connection to each instance it uses. A call that certainly did not run, or an `#[idempotent]` call that
+/// failed with a status of [`ClientConfig::retry_on`] or ran out of [`ClientConfig::attempt_timeout`], is
+/// retried on another instance, within the retry budget ([`ClientConfig::retry_budget`]); slow idempotent
+/// calls may be hedged ([`ClientConfig::hedge`]). Instances that fail, lag far behind their peers or stall
+/// are ejected for a while ([`ClientConfig::outliers`]), and the calls in flight to an instance that is
+/// ejected or leaves the service fail over at once (idempotent ones) or fail with `Unavailable`.
 #[derive(Clone, Debug)]
 pub struct Client {
     target: Kind,

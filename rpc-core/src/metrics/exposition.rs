@@ -180,6 +180,31 @@ impl Collector for Metrics {
                 .encode_descriptor(name, help, Some(&bytes), MetricType::Counter)?
                 .encode_counter::<NoLabelSet, _, u64>(&counter.load(Ordering::Relaxed), None)?;
         }
+
+        if self.inner.side == Side::Client {
+            let resilience = [
+                (
+                    "rpc_client_retries",
+                    "Attempts a balanced client made again on another instance.",
+                    &self.inner.retries,
+                ),
+                (
+                    "rpc_client_hedges",
+                    "Second attempts a balanced client sent while the first was slow.",
+                    &self.inner.hedges,
+                ),
+                (
+                    "rpc_client_ejections",
+                    "Instances a balanced client's outlier detection ejected.",
+                    &self.inner.ejections,
+                ),
+            ];
+            for (name, help, counter) in resilience {
+                encoder
+                    .encode_descriptor(name, help, None, MetricType::Counter)?
+                    .encode_counter::<NoLabelSet, _, u64>(&counter.load(Ordering::Relaxed), None)?;
+            }
+        }
         Ok(())
     }
 }

@@ -4,8 +4,10 @@
 //! 1. `trace`: the `rpc.call` span, and the `traceparent` it sends (when a subscriber records it);
 //! 2. `metrics`: calls by method and status, latency, calls in flight (when the client has metrics);
 //! 3. the user's tower layers ([`crate::ClientConfig::layer`], the first added sees the call first);
-//! 4. for a balanced client, `retry` (another instance after a failure that allows it), then the balancing
-//!    policy ([`crate::balance`]), which picks the instance;
+//! 4. for a balanced client, `retry` (another instance after a failure that allows it, within the retry
+//!    `budget`) and `hedge` (a second attempt to another instance when the first is slow), then the balancing
+//!    policy ([`crate::balance`]), which picks the instance among those the outlier detector has not ejected,
+//!    and the attempt timeout;
 //! 5. the connection to the instance.
 //!
 //! As on the server, the client's own layers act when a call starts and when it ends and need no future of
@@ -14,16 +16,27 @@
 //! boxed stack.
 //!
 //! # Layout
-//! - `trace`, `metrics`, `retry`: the client's own layers.
+//! - `trace`, `metrics`, `retry`, `budget`, `hedge`: the client's own layers (the last three, with the
+//!   outlier detector of [`crate::balance`], are driven by `client/balanced.rs`).
 //! - `only`: [`Only`], a layer for the calls of some services or methods alone.
 //! - this file: [`Request`], [`Response`], and the user's tower layers ([`Layers`]).
 
+pub(crate) mod budget;
+pub(crate) mod hedge;
 pub(crate) mod metrics;
 mod only;
 pub(crate) mod retry;
 pub(crate) mod trace;
 
+pub use budget::{
+    DEFAULT_MIN_RETRIES_PER_SECOND, DEFAULT_RETRY_RATIO, DEFAULT_RETRY_WINDOW, RetryBudgetConfig,
+};
+pub use hedge::{
+    DEFAULT_HEDGE_MIN_DELAY, DEFAULT_HEDGE_MIN_SAMPLES, DEFAULT_HEDGE_PERCENTILE, HedgeConfig,
+    HedgeDelay,
+};
 pub use only::{Only, OnlyService};
+pub use retry::{DEFAULT_RETRY_ON, RetryOn};
 
 use std::fmt;
 use std::sync::Arc;
