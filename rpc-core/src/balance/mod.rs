@@ -4,7 +4,10 @@
 //! discovery, say) makes a feed for a service and names the policy its clients use unless told otherwise.
 //! [`Balancer`] puts a policy and a feed together for [`crate::Client::balanced`].
 //!
-//! Each policy is one file of this folder: [`SmoothWrr`] (smooth weighted round-robin, the default) today.
+//! Each policy is one file of this folder:
+//! - [`SmoothWrr`] (`swrr.rs`): smooth weighted round-robin, nginx's; the default.
+//! - [`PeakEwma`] (`peak_ewma.rs`): power of two choices over a latency average that jumps to any slower answer
+//!   and decays with time, times the calls in flight (Finagle's and Linkerd's cost).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -17,6 +20,7 @@
 //! ```
 
 mod balancer;
+mod peak_ewma;
 mod swrr;
 
 use std::sync::Arc;
@@ -27,6 +31,7 @@ use rpc_codec::Metadata;
 use crate::method::MethodInfo;
 
 pub use balancer::{Balancer, Picked};
+pub use peak_ewma::{DEFAULT_DECAY, DEFAULT_FAILURE_PENALTY, DEFAULT_INITIAL_LATENCY, PeakEwma};
 pub use swrr::{DEFAULT_DOWN_FOR, SmoothWrr};
 
 /// An instance a policy may pick: its address and weight.
