@@ -8,6 +8,8 @@
 //! - [`SmoothWrr`] (`swrr.rs`): smooth weighted round-robin, nginx's; the default.
 //! - [`PeakEwma`] (`peak_ewma.rs`): power of two choices over a latency average that jumps to any slower answer
 //!   and decays with time, times the calls in flight (Finagle's and Linkerd's cost).
+//! - [`LeastRequest`] (`least_request.rs`): the fewest calls in flight among two (or more) candidates drawn at
+//!   random, Envoy's least request.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -20,6 +22,7 @@
 //! ```
 
 mod balancer;
+mod least_request;
 mod peak_ewma;
 mod swrr;
 
@@ -31,6 +34,7 @@ use rpc_codec::Metadata;
 use crate::method::MethodInfo;
 
 pub use balancer::{Balancer, Picked};
+pub use least_request::{DEFAULT_CHOICE_COUNT, LeastRequest};
 pub use peak_ewma::{DEFAULT_DECAY, DEFAULT_FAILURE_PENALTY, DEFAULT_INITIAL_LATENCY, PeakEwma};
 pub use swrr::{DEFAULT_DOWN_FOR, SmoothWrr};
 
