@@ -10,6 +10,8 @@
 //!   and decays with time, times the calls in flight (Finagle's and Linkerd's cost).
 //! - [`LeastRequest`] (`least_request.rs`): the fewest calls in flight among two (or more) candidates drawn at
 //!   random, Envoy's least request.
+//! - [`RingHash`] (`ring_hash.rs`): consistent hashing of the call's key ([`CallInfo::key`], or a metadata
+//!   entry's value) onto a ring of virtual nodes, so that a key keeps to one instance while membership allows.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -24,6 +26,7 @@
 mod balancer;
 mod least_request;
 mod peak_ewma;
+mod ring_hash;
 mod swrr;
 
 use std::sync::Arc;
@@ -36,6 +39,7 @@ use crate::method::MethodInfo;
 pub use balancer::{Balancer, Picked};
 pub use least_request::{DEFAULT_CHOICE_COUNT, LeastRequest};
 pub use peak_ewma::{DEFAULT_DECAY, DEFAULT_FAILURE_PENALTY, DEFAULT_INITIAL_LATENCY, PeakEwma};
+pub use ring_hash::{DEFAULT_MAX_POINTS, DEFAULT_POINTS_PER_WEIGHT, RingHash};
 pub use swrr::{DEFAULT_DOWN_FOR, SmoothWrr};
 
 /// An instance a policy may pick: its address and weight.
