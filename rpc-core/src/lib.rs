@@ -54,9 +54,10 @@
 //! # Layout
 //! - [`macro@service`]: re-exported from `rpc-macros`; generates `<Trait>Client` and `<Trait>Server`.
 //! - [`client`]: [`Client`], its connection, reconnection with backoff, the call path; `client::layer`: its
-//!   layers (tracing, metrics, retries, the user's tower layers).
-//! - [`balance`]: [`balance::Policy`] (one file per policy: [`balance::SmoothWrr`]), [`balance::Feed`],
-//!   [`balance::Discover`] and [`balance::Balancer`], which a balanced client uses.
+//!   layers (tracing, metrics, retries and their budget, hedging, the user's tower layers).
+//! - [`balance`]: [`balance::Policy`] (one file per policy: [`balance::SmoothWrr`], [`balance::PeakEwma`],
+//!   [`balance::LeastRequest`], [`balance::RingHash`]), outlier detection ([`balance::OutlierConfig`]),
+//!   [`balance::Feed`], [`balance::Discover`] and [`balance::Balancer`], which a balanced client uses.
 //! - [`server`]: [`Server`], the accept loop, connections, handlers, [`Service`]; `server::layer`: its layers
 //!   (tracing, metrics, draining, the in-flight limit, the user's tower layers, [`server::layer::Authorize`]).
 //!   `docs/MIDDLEWARE.md` shows how to write and add layers.

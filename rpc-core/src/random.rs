@@ -33,7 +33,6 @@ pub(crate) fn fraction() -> f64 {
 }
 
 /// A random index below `n` (`n` > 0).
-#[cfg_attr(not(test), allow(dead_code))] // for the balancing policies that pick at random
 pub(crate) fn below(n: usize) -> usize {
     // Multiply-shift: unbiased enough for picking among instances, and no division.
     ((u128::from(next_u64()) * n as u128) >> 64) as usize

@@ -4,7 +4,17 @@
 //! discovery, say) makes a feed for a service and names the policy its clients use unless told otherwise.
 //! [`Balancer`] puts a policy and a feed together for [`crate::Client::balanced`].
 //!
-//! Each policy is one file of this folder: [`SmoothWrr`] (smooth weighted round-robin, the default) today.
+//! Each policy is one file of this folder:
+//! - [`SmoothWrr`] (`swrr.rs`): smooth weighted round-robin, nginx's; the default.
+//! - [`PeakEwma`] (`peak_ewma.rs`): power of two choices over a latency average that jumps to any slower answer
+//!   and decays with time, times the calls in flight (Finagle's and Linkerd's cost).
+//! - [`LeastRequest`] (`least_request.rs`): the fewest calls in flight among two (or more) candidates drawn at
+//!   random, Envoy's least request.
+//! - [`RingHash`] (`ring_hash.rs`): consistent hashing of the call's key ([`CallInfo::key`], or a metadata
+//!   entry's value) onto a ring of virtual nodes, so that a key keeps to one instance while membership allows.
+//!
+//! Beside the policies, `outlier.rs` ([`OutlierConfig`]) is the balanced client's outlier detection: it keeps
+//! ejected, stalled and pushed-back instances out of every policy's picks.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -17,7 +27,10 @@
 //! ```
 
 mod balancer;
+mod least_request;
 mod outlier;
+mod peak_ewma;
+mod ring_hash;
 mod swrr;
 
 use std::sync::Arc;
@@ -28,12 +41,15 @@ use rpc_codec::Metadata;
 use crate::method::MethodInfo;
 
 pub use balancer::{Balancer, Picked};
+pub use least_request::{DEFAULT_CHOICE_COUNT, LeastRequest};
 pub(crate) use outlier::Outliers;
 pub use outlier::{
     DEFAULT_BASE_EJECTION, DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_FAILURE_RATE, DEFAULT_INTERVAL,
     DEFAULT_MAX_EJECTION, DEFAULT_MAX_EJECTION_PERCENT, DEFAULT_MIN_CALLS, DEFAULT_SLOW_FACTOR,
     DEFAULT_STALL_AFTER, Ejected, OutlierConfig,
 };
+pub use peak_ewma::{DEFAULT_DECAY, DEFAULT_FAILURE_PENALTY, DEFAULT_INITIAL_LATENCY, PeakEwma};
+pub use ring_hash::{DEFAULT_MAX_POINTS, DEFAULT_POINTS_PER_WEIGHT, RingHash};
 pub use swrr::{DEFAULT_DOWN_FOR, SmoothWrr};
 
 /// An instance a policy may pick: its address and weight.

@@ -90,7 +90,9 @@ fn spawn(spec: &Spec) -> Result<Member, String> {
         _ => {
             let _ = child.kill();
             let _ = child.wait();
-            Err(format!("the instance said {line:?}, expected `{READY} ADDRESS`"))
+            Err(format!(
+                "the instance said {line:?}, expected `{READY} ADDRESS`"
+            ))
         }
     }
 }

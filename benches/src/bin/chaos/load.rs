@@ -43,7 +43,9 @@ pub(crate) async fn run(
     let total = (length.as_secs_f64() * f64::from(rate)) as u64;
     for n in 0..total {
         ticks.tick().await;
-        let client = client.with_deadline(deadline).with_hash_key((n % 1000).to_le_bytes());
+        let client = client
+            .with_deadline(deadline)
+            .with_hash_key((n % 1000).to_le_bytes());
         let record = Arc::clone(&record);
         calls.spawn(async move {
             let began = Instant::now();

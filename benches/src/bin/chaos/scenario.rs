@@ -111,7 +111,8 @@ pub(crate) fn plan(
         // Events past the end are dropped; the last resume or restart is kept so no instance stays down.
         plan.length = length;
         let keep = length;
-        plan.events.retain(|(t, e)| *t < keep || matches!(e, Event::Resume(_) | Event::Restart(_)));
+        plan.events
+            .retain(|(t, e)| *t < keep || matches!(e, Event::Resume(_) | Event::Restart(_)));
     }
     Ok(plan)
 }

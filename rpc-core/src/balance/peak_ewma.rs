@@ -1,0 +1,560 @@
+//! [`PeakEwma`], power of two choices over peak EWMA, the cost Finagle and Linkerd balance by: each instance
+//! keeps a moving average of its latency that decays with time and jumps at once to any slower answer (the
+//! "peak"), and a count of its calls in flight; its cost is `latency × (in_flight + 1) / weight`. Each pick
+//! draws two distinct eligible instances at random and takes the cheaper, so a slow or busy instance loses
+//! nearly every comparison at once and wins them back only as the others' costs rise or its own average decays.
+//!
+//! The average: an answer of latency `x`, `t` after the instance's last one, takes the average `m` to `x` if
+//! `x` is above `m·w` (the peak), else to `m·w + x·(1 − w)`, with `w = e^(−t / decay)`. Between answers the
+//! average decays towards zero as `m·w`, so an instance left idle because it was slow is tried again once its
+//! average has fallen to its peers' (about `decay × ln(ratio)` later: 23 s for ten times slower at 10 s), and
+//! its answer then sets it right.
+//!
+//! An instance not heard from yet is priced at the mean of the averages of those that have been (at
+//! [`PeakEwma::with_initial_latency`] while none has): a new instance gets about an average instance's share
+//! at once, and its count of calls in flight keeps it from a flood before its first answer. A failed call
+//! counts as an answer [`PeakEwma::with_failure_penalty`] times slower than the instance's average (or its own
+//! latency, if longer): failures are often fast, and must not make a failing instance look attractive. An
+//! unreachable instance is skipped for [`PeakEwma::with_down_for`], and tried only as a last resort meanwhile;
+//! a cancelled call only ends its count in flight. Weights are capacities: an instance of weight 2 costs half
+//! as much as one of weight 1 at the same latency and load, so under load it holds about twice the calls in
+//! flight (idle, at equal latency, it wins every comparison with a lighter one).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{CallInfo, DEFAULT_DOWN_FOR, Instance, Outcome, Policy};
+
+/// Default of [`PeakEwma::with_decay`]: 10 s, as Finagle and Linkerd use.
+pub const DEFAULT_DECAY: Duration = Duration::from_secs(10);
+
+/// Default of [`PeakEwma::with_initial_latency`]: 10 ms.
+pub const DEFAULT_INITIAL_LATENCY: Duration = Duration::from_millis(10);
+
+/// Default of [`PeakEwma::with_failure_penalty`]: 2 (each failure in a row doubles the instance's average).
+pub const DEFAULT_FAILURE_PENALTY: f64 = 2.0;
+
+/// The least [`PeakEwma::with_decay`] takes: 1 ms.
+const MIN_DECAY: Duration = Duration::from_millis(1);
+
+/// An average below this (1 µs) counts as this in a cost, so that calls in flight still weigh when latencies
+/// round to nothing (an answer measured on a paused clock takes no time).
+const FLOOR_NS: f64 = 1_000.0;
+
+/// Failures raise an average to 60 s at most, so that a long run of them is forgotten in minutes, not never.
+const CEILING_NS: f64 = 60e9;
+
+/// Power of two choices over peak-EWMA latency and calls in flight, as a [`Policy`].
+///
+/// ```
+/// use std::time::Duration;
+/// use rpc_core::balance::{CallInfo, Instance, Outcome, PeakEwma, Policy};
+/// # #[rpc_core::service] trait Svc { async fn m(&self); }
+/// let policy = PeakEwma::default().with_decay(Duration::from_secs(5));
+/// policy.update(&[Instance::new("a", 1), Instance::new("b", 1)]);
+/// // `a` answered in 100 ms, `b` in 1 ms: `b` takes the calls while `a`'s average stays the higher.
+/// policy.report("a", Outcome::Success, Duration::from_millis(100));
+/// policy.report("b", Outcome::Success, Duration::from_millis(1));
+/// let metadata = rpc_core::Metadata::new();
+/// let call = CallInfo::new(&SvcClient::METHODS[0], &metadata);
+/// for _ in 0..10 {
+///     let picked = policy.pick(&call, &[]).unwrap();
+///     assert_eq!(&*picked, "b");
+///     policy.report(&picked, Outcome::Success, Duration::from_millis(1));
+/// }
+/// assert_eq!(policy.in_flight("b"), Some(0));
+/// ```
+#[derive(Debug)]
+pub struct PeakEwma {
+    /// How fast the average forgets: an answer `decay` old weighs `1/e` of its first weight.
+    decay: Duration,
+    /// The latency of instances not heard from while no instance has been.
+    initial_latency: Duration,
+    /// How much slower than the average a failure counts (at least 1).
+    failure_penalty: f64,
+    /// How long an unreachable instance is skipped.
+    down_for: Duration,
+    state: Mutex<Vec<Peer>>,
+}
+
+impl Default for PeakEwma {
+    fn default() -> PeakEwma {
+        PeakEwma {
+            decay: DEFAULT_DECAY,
+            initial_latency: DEFAULT_INITIAL_LATENCY,
+            failure_penalty: DEFAULT_FAILURE_PENALTY,
+            down_for: DEFAULT_DOWN_FOR,
+            state: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl PeakEwma {
+    /// How fast the average forgets (default [`DEFAULT_DECAY`], at least 1 ms): an answer `decay` old weighs
+    /// `1/e` of its first weight, and an idle instance's average falls to `1/e` of itself in `decay`.
+    pub fn with_decay(self, decay: Duration) -> PeakEwma {
+        PeakEwma {
+            decay: decay.max(MIN_DECAY),
+            ..self
+        }
+    }
+
+    /// The latency of an instance not heard from yet while no instance has been (default
+    /// [`DEFAULT_INITIAL_LATENCY`]); once one has, a new instance is priced at the mean of the averages.
+    pub fn with_initial_latency(self, initial_latency: Duration) -> PeakEwma {
+        PeakEwma {
+            initial_latency,
+            ..self
+        }
+    }
+
+    /// How many times slower than its average a failed call counts (default [`DEFAULT_FAILURE_PENALTY`], at
+    /// least 1); a failure that took longer than that counts as its own latency.
+    pub fn with_failure_penalty(self, failure_penalty: f64) -> PeakEwma {
+        PeakEwma {
+            failure_penalty: failure_penalty.max(1.0),
+            ..self
+        }
+    }
+
+    /// How long an unreachable instance is skipped (default [`DEFAULT_DOWN_FOR`]).
+    pub fn with_down_for(self, down_for: Duration) -> PeakEwma {
+        PeakEwma { down_for, ..self }
+    }
+
+    /// The calls to `address` in flight (picked, not yet reported), if it is known.
+    pub fn in_flight(&self, address: &str) -> Option<u32> {
+        self.state()
+            .iter()
+            .find(|p| &*p.address == address)
+            .map(|p| p.in_flight)
+    }
+
+    /// The latency average of `address` now, if it is known and has answered.
+    pub fn latency_estimate(&self, address: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let peers = self.state();
+        let peer = peers.iter().find(|p| &*p.address == address)?;
+        let nanos = peer.average(now, self.decay_ns())?;
+        Some(Duration::from_nanos(nanos.round() as u64))
+    }
+
+    fn decay_ns(&self) -> f64 {
+        nanos(self.decay)
+    }
+
+    fn state(&self) -> MutexGuard<'_, Vec<Peer>> {
+        crate::sync::lock(&self.state)
+    }
+}
+
+impl Policy for PeakEwma {
+    fn update(&self, instances: &[Instance]) {
+        let now = Instant::now();
+        let mut peers = self.state();
+        let mut next = Vec::with_capacity(instances.len());
+        for instance in instances {
+            match peers.iter().position(|p| p.address == instance.address) {
+                Some(known) => {
+                    let mut peer = peers.swap_remove(known);
+                    peer.weight = instance.weight;
+                    next.push(peer);
+                }
+                None => next.push(Peer {
+                    address: Arc::clone(&instance.address),
+                    weight: instance.weight,
+                    average: None,
+                    stamp: now,
+                    in_flight: 0,
+                    down_until: None,
+                }),
+            }
+        }
+        *peers = next;
+    }
+
+    fn pick(&self, _call: &CallInfo<'_>, skip: &[Arc<str>]) -> Option<Arc<str>> {
+        let now = Instant::now();
+        let decay = self.decay_ns();
+        let initial = nanos(self.initial_latency);
+        let mut peers = self.state();
+        let usable = |p: &Peer, allow_down: bool| {
+            p.weight > 0
+                && !skip.iter().any(|s| **s == *p.address)
+                && (allow_down || p.down_until.is_none_or(|until| until <= now))
+        };
+        let mut allow_down = false;
+        let mut count = peers.iter().filter(|p| usable(p, false)).count();
+        if count == 0 {
+            allow_down = true;
+            count = peers.iter().filter(|p| usable(p, true)).count();
+        }
+        let nth = |n: usize| {
+            peers
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| usable(p, allow_down))
+                .nth(n)
+                .map(|(i, _)| i)
+        };
+        let chosen = match count {
+            0 => return None,
+            1 => nth(0)?,
+            _ => {
+                let first = crate::random::below(count);
+                let mut second = crate::random::below(count - 1);
+                if second >= first {
+                    second += 1;
+                }
+                let (first, second) = (nth(first)?, nth(second)?);
+                // Computed once, and only if a candidate has not answered yet.
+                let mut unheard = None;
+                let mut cost = |i: usize| {
+                    let peer: &Peer = &peers[i];
+                    let latency = peer.average(now, decay).unwrap_or_else(|| {
+                        *unheard.get_or_insert_with(|| mean_average(&peers, now, decay, initial))
+                    });
+                    latency.max(FLOOR_NS) * f64::from(peer.in_flight.saturating_add(1))
+                        / f64::from(peer.weight)
+                };
+                if cost(second) < cost(first) {
+                    second
+                } else {
+                    first
+                }
+            }
+        };
+        let peer = &mut peers[chosen];
+        peer.in_flight = peer.in_flight.saturating_add(1);
+        Some(Arc::clone(&peer.address))
+    }
+
+    fn report(&self, address: &str, outcome: Outcome, latency: Duration) {
+        let now = Instant::now();
+        let decay = self.decay_ns();
+        let mut peers = self.state();
+        let Some(i) = peers.iter().position(|p| &*p.address == address) else {
+            return;
+        };
+        let sample = match outcome {
+            Outcome::Failure => {
+                let initial = nanos(self.initial_latency);
+                let average = peers[i]
+                    .average(now, decay)
+                    .unwrap_or_else(|| mean_average(&peers, now, decay, initial));
+                nanos(latency).max(average.max(FLOOR_NS) * self.failure_penalty)
+            }
+            _ => nanos(latency),
+        };
+        let peer = &mut peers[i];
+        peer.in_flight = peer.in_flight.saturating_sub(1);
+        match outcome {
+            Outcome::Cancelled => {}
+            Outcome::Unreachable => {
+                if peer.down_until.is_none_or(|until| until <= now) {
+                    tracing::debug!(
+                        address,
+                        down_for = ?self.down_for,
+                        "peak ewma: instance unreachable, skipped for now"
+                    );
+                }
+                peer.down_until = Some(now + self.down_for);
+            }
+            Outcome::Success | Outcome::Failure => {
+                if outcome == Outcome::Success && peer.down_until.take().is_some() {
+                    tracing::debug!(address, "peak ewma: instance answered, no longer skipped");
+                }
+                peer.observe(sample, now, decay);
+            }
+        }
+    }
+}
+
+/// What the policy knows of one instance.
+#[derive(Debug)]
+struct Peer {
+    address: Arc<str>,
+    weight: u32,
+    /// The latency average in nanoseconds as of `stamp`; `None` before the first answer.
+    average: Option<f64>,
+    /// When `average` was last set.
+    stamp: Instant,
+    in_flight: u32,
+    down_until: Option<Instant>,
+}
+
+impl Peer {
+    /// The average at `now`, decayed since its last answer; `decay` in nanoseconds.
+    fn average(&self, now: Instant, decay: f64) -> Option<f64> {
+        self.average
+            .map(|average| average * kept(now.saturating_duration_since(self.stamp), decay))
+    }
+
+    /// Takes an answer of `sample` nanoseconds at `now`: the new peak, or blended in.
+    fn observe(&mut self, sample: f64, now: Instant, decay: f64) {
+        let sample = sample.min(CEILING_NS);
+        self.average = Some(match self.average {
+            None => sample,
+            Some(average) => {
+                let w = kept(now.saturating_duration_since(self.stamp), decay);
+                let decayed = average * w;
+                if sample > decayed {
+                    sample
+                } else {
+                    decayed + sample * (1.0 - w)
+                }
+            }
+        });
+        self.stamp = now;
+    }
+}
+
+fn nanos(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e9
+}
+
+/// The share of an average kept after `elapsed`: `e^(−elapsed / decay)`, `decay` in nanoseconds.
+fn kept(elapsed: Duration, decay: f64) -> f64 {
+    (-nanos(elapsed) / decay).exp()
+}
+
+/// The mean average at `now` of the instances that have answered, or `initial` if none has.
+fn mean_average(peers: &[Peer], now: Instant, decay: f64, initial: f64) -> f64 {
+    let (sum, count) = peers
+        .iter()
+        .filter_map(|p| p.average(now, decay))
+        .fold((0.0, 0u32), |(sum, count), average| {
+            (sum + average, count + 1)
+        });
+    if count == 0 {
+        initial
+    } else {
+        sum / f64::from(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use rpc_codec::Metadata;
+
+    use super::*;
+    use crate::method::MethodInfo;
+
+    static METHOD: MethodInfo = MethodInfo {
+        service: "Svc",
+        name: "m",
+        id: 0,
+        idempotent: false,
+    };
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn policy_of(instances: &[(&str, u32)]) -> PeakEwma {
+        let policy = PeakEwma::default();
+        policy.update(&instances_of(instances));
+        policy
+    }
+
+    fn instances_of(instances: &[(&str, u32)]) -> Vec<Instance> {
+        instances
+            .iter()
+            .map(|(address, weight)| Instance::new(address, *weight))
+            .collect()
+    }
+
+    fn pick(policy: &PeakEwma, skip: &[Arc<str>]) -> Option<String> {
+        let metadata = Metadata::new();
+        let call = CallInfo::new(&METHOD, &metadata);
+        policy.pick(&call, skip).map(|a| a.to_string())
+    }
+
+    /// `calls` calls one after the other, `step` apart, each answering in `latency(address)`: how many each
+    /// instance took.
+    async fn run(
+        policy: &PeakEwma,
+        calls: usize,
+        step: Duration,
+        latency: impl Fn(&str) -> Duration,
+    ) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for _ in 0..calls {
+            let address = pick(policy, &[]).expect("an instance");
+            policy.report(&address, Outcome::Success, latency(&address));
+            *counts.entry(address).or_default() += 1;
+            tokio::time::advance(step).await;
+        }
+        counts
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ten_times_slower_instance_gets_few_calls_and_wins_them_back_after_the_decay() {
+        let policy = policy_of(&[("a", 1), ("b", 1), ("c", 1)]);
+        for address in ["a", "b", "c"] {
+            policy.report(address, Outcome::Success, 10 * MS);
+        }
+        let slow = |address: &str| if address == "a" { 100 * MS } else { 10 * MS };
+        let counts = run(&policy, 300, 10 * MS, slow).await;
+        // `a` is tried once (idle, its average decays below the others'), and never again while its average
+        // stays above theirs.
+        assert!(counts.get("a").copied().unwrap_or(0) <= 1, "{counts:?}");
+
+        // `a` is fast again, and the others keep answering in 10 ms: once its average has decayed to theirs
+        // (23 s after its answer at the default decay) it is tried, and from then on it takes its share.
+        let fast = |_: &str| 10 * MS;
+        let counts = run(&policy, 150, 100 * MS, fast).await;
+        assert_eq!(counts.get("a"), None, "18 s on, still costlier: {counts:?}");
+        let counts = run(&policy, 200, 100 * MS, fast).await;
+        let a = counts.get("a").copied().unwrap_or(0);
+        assert!(a >= 30, "a third of the last 15 s expected: {counts:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slower_answer_is_taken_at_once_and_a_faster_one_blended_in_over_time() {
+        let policy = policy_of(&[("a", 1)]);
+        policy.report("a", Outcome::Success, 10 * MS);
+        assert_eq!(policy.latency_estimate("a"), Some(10 * MS));
+        policy.report("a", Outcome::Success, 100 * MS);
+        assert_eq!(policy.latency_estimate("a"), Some(100 * MS), "the peak");
+        tokio::time::advance(DEFAULT_DECAY).await;
+        // Decayed to 100/e ≈ 36.8 ms while idle, then 10 ms blended in with weight 1 − 1/e.
+        policy.report("a", Outcome::Success, 10 * MS);
+        let estimate = policy.latency_estimate("a").unwrap();
+        assert!(
+            (43 * MS..44 * MS).contains(&estimate),
+            "{estimate:?}, expected 100/e + 10 (1 - 1/e) ≈ 43.1 ms"
+        );
+        assert_eq!(policy.latency_estimate("unknown"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_outcome_ends_the_count_in_flight() {
+        let policy = policy_of(&[("a", 1)]);
+        for _ in 0..4 {
+            assert_eq!(pick(&policy, &[]).as_deref(), Some("a"));
+        }
+        assert_eq!(policy.in_flight("a"), Some(4));
+        let outcomes = [
+            Outcome::Success,
+            Outcome::Failure,
+            Outcome::Cancelled,
+            Outcome::Unreachable,
+        ];
+        for (left, outcome) in (0..4).rev().zip(outcomes) {
+            policy.report("a", outcome, 5 * MS);
+            assert_eq!(policy.in_flight("a"), Some(left), "after {outcome:?}");
+        }
+        policy.report("a", Outcome::Success, 5 * MS);
+        assert_eq!(policy.in_flight("a"), Some(0), "never below zero");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_counts_slower_than_the_average_and_a_cancellation_not_at_all() {
+        let policy = policy_of(&[("a", 1)]);
+        policy.report("a", Outcome::Success, 10 * MS);
+        policy.report("a", Outcome::Cancelled, 500 * MS);
+        assert_eq!(policy.latency_estimate("a"), Some(10 * MS));
+        policy.report("a", Outcome::Failure, MS);
+        assert_eq!(
+            policy.latency_estimate("a"),
+            Some(20 * MS),
+            "a fast failure doubles it"
+        );
+        policy.report("a", Outcome::Failure, 300 * MS);
+        assert_eq!(
+            policy.latency_estimate("a"),
+            Some(300 * MS),
+            "a slow one counts as its latency"
+        );
+        for _ in 0..100 {
+            policy.report("a", Outcome::Failure, MS);
+        }
+        assert_eq!(
+            policy.latency_estimate("a"),
+            Some(Duration::from_secs(60)),
+            "no higher than the ceiling"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_in_flight_spread_in_proportion_to_weight() {
+        let policy = policy_of(&[("a", 2), ("b", 1)]);
+        for _ in 0..300 {
+            pick(&policy, &[]).unwrap();
+        }
+        let (a, b) = (
+            policy.in_flight("a").unwrap(),
+            policy.in_flight("b").unwrap(),
+        );
+        assert!((195..=205).contains(&a), "a {a}, b {b}");
+        assert_eq!(a + b, 300);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_instance_is_priced_at_the_mean_and_gets_its_share_but_no_flood() {
+        let policy = policy_of(&[("a", 1), ("b", 1)]);
+        policy.report("a", Outcome::Success, 10 * MS);
+        policy.report("b", Outcome::Success, 30 * MS);
+        policy.update(&instances_of(&[("a", 1), ("b", 1), ("c", 1)]));
+        assert_eq!(
+            policy.latency_estimate("a"),
+            Some(10 * MS),
+            "kept across the update"
+        );
+        // Calls that have not answered yet: `c` costs 20 ms × (in flight + 1), and takes its part of them.
+        for _ in 0..60 {
+            pick(&policy, &[]).unwrap();
+        }
+        let in_flight = |a| policy.in_flight(a).unwrap();
+        let (a, b, c) = (in_flight("a"), in_flight("b"), in_flight("c"));
+        assert_eq!(a + b + c, 60);
+        // Costs even out at 10 (a + 1) = 20 (c + 1) = 30 (b + 1): a 33, c 16, b 10.
+        assert!((13..=20).contains(&c), "a {a}, b {b}, c {c}");
+        assert!(a > c && c > b, "a {a}, b {b}, c {c}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn skipped_and_weightless_instances_are_never_picked_and_down_ones_only_as_a_last_resort()
+    {
+        let policy = policy_of(&[("a", 1), ("b", 1), ("z", 0)]);
+        let a: Arc<str> = Arc::from("a");
+        for _ in 0..20 {
+            assert_eq!(
+                pick(&policy, std::slice::from_ref(&a)).as_deref(),
+                Some("b")
+            );
+        }
+        let b: Arc<str> = Arc::from("b");
+        assert_eq!(pick(&policy, &[Arc::clone(&a), Arc::clone(&b)]), None);
+
+        policy.report("b", Outcome::Unreachable, MS);
+        for _ in 0..20 {
+            assert_eq!(pick(&policy, &[]).as_deref(), Some("a"));
+        }
+        assert_eq!(
+            pick(&policy, std::slice::from_ref(&a)).as_deref(),
+            Some("b"),
+            "down, but the last one left"
+        );
+        tokio::time::advance(DEFAULT_DOWN_FOR).await;
+        let picked: Vec<_> = (0..40).filter_map(|_| pick(&policy, &[])).collect();
+        assert!(picked.iter().any(|p| p == "b"), "back after down_for");
+        assert!(picked.iter().all(|p| p != "z"));
+
+        // An answer ends the down time at once.
+        let policy = policy_of(&[("a", 1), ("b", 1)]);
+        policy.report("a", Outcome::Unreachable, MS);
+        policy.report("a", Outcome::Success, MS);
+        policy.report("b", Outcome::Success, MS);
+        let mut picked = Vec::new();
+        for _ in 0..20 {
+            let address = pick(&policy, &[]).unwrap();
+            policy.report(&address, Outcome::Success, MS);
+            picked.push(address);
+        }
+        assert!(picked.iter().any(|p| p == "a"), "{picked:?}");
+    }
+}
