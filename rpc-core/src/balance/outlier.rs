@@ -276,13 +276,20 @@ impl Outliers {
         let peer = state.peers.get_mut(address)?;
         let key = Arc::clone(&peer.address);
         peer.in_flight = peer.in_flight.saturating_sub(1);
-        peer.waiting_since = (peer.in_flight > 0).then_some(now);
+        if peer.in_flight == 0 {
+            peer.waiting_since = None;
+        }
         let failed = match outcome {
             Outcome::Success => false,
             Outcome::Failure | Outcome::Unreachable => true,
-            // Says nothing of the instance.
+            // Says nothing of the instance, and is no answer from it: a stalled instance whose calls are
+            // cancelled (hedged elsewhere, say) is still stalled.
             Outcome::Cancelled => return None,
         };
+        // An answer: the wait for the next one starts now.
+        if peer.in_flight > 0 {
+            peer.waiting_since = Some(now);
+        }
         peer.calls += 1;
         if !failed {
             peer.latency = Some(match peer.latency {
@@ -675,6 +682,34 @@ mod tests {
             }
         }
         assert_eq!(excluded(&o), ["i3"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_cancelled_on_a_stalled_instance_do_not_hide_its_stall() {
+        let o = detector(3);
+        let start = Instant::now();
+        for _ in 0..3 {
+            o.started("i0", start);
+        }
+        tokio::time::advance(Duration::from_millis(60)).await;
+        // One of its calls is hedged elsewhere and cancelled here: no answer came.
+        o.finished(
+            "i0",
+            Outcome::Cancelled,
+            Duration::from_millis(60),
+            Instant::now(),
+        );
+        call(&o, "i1", Outcome::Success, 1);
+        tokio::time::advance(Duration::from_millis(40)).await;
+        let ejected = o.tick(Instant::now());
+        assert_eq!(ejected.len(), 1, "stalled since the first call, 100 ms ago");
+        assert!(
+            ejected[0]
+                .reason
+                .starts_with("2 calls in flight and no answer for 100 ms"),
+            "{}",
+            ejected[0].reason
+        );
     }
 
     #[tokio::test(start_paused = true)]
