@@ -27,15 +27,19 @@
 //! - `only`: [`Only`], a tower layer for some services or methods alone.
 //! - `intercept`: [`intercept`], a tower layer from a closure that may rewrite or refuse each call.
 //! - `authorize`: [`Authorize`], tokens and client certificates mapped to what they may call.
+//! - `concurrency`: [`ConcurrencyLimit`], the most calls of each method under way at once.
+//! - `per_method`: [`PerMethod`], a setting for each method, with a default (the limits' configuration).
 //! - this file: `Intercept` and the server's own layers in order; [`Layers`], the user's tower layers (or
 //!   none) that `ServerBuilder::layer` builds; how a tower layer's error becomes a status.
 
 mod authorize;
+mod concurrency;
 mod drain;
 mod in_flight;
 mod intercept;
 mod metrics;
 mod only;
+mod per_method;
 mod trace;
 
 use std::convert::Infallible;
@@ -51,12 +55,16 @@ use tower_layer::{Identity, Layer, Stack};
 use tower_service::Service;
 
 pub use authorize::{AUTHORIZATION, Authorize, Authorized, Caller, Grant};
+pub use concurrency::{
+    ConcurrencyConfig, ConcurrencyLimit, ConcurrencyLimited, DEFAULT_CONCURRENCY_RETRY_AFTER, Held,
+};
 use drain::Drain;
 use in_flight::InFlight;
 pub use intercept::{Intercepted, Interceptor, intercept};
 use metrics::Counting;
 pub(crate) use metrics::Metered;
 pub use only::{Either, Only, OnlyService};
+pub use per_method::PerMethod;
 use trace::{Span, Traced};
 
 use super::dispatch::{Dispatch, Dispatching};
@@ -386,4 +394,20 @@ pub fn status_of(error: BoxError) -> Response {
         Status::Internal,
         format!("a layer failed the call: {error}"),
     )
+}
+
+/// A request for `method` as a layer's unit test makes it: no metadata, no deadline, no peer, arrived now.
+#[cfg(test)]
+pub(crate) fn test_request(method: &'static MethodInfo) -> Request {
+    Request {
+        request_id: 1,
+        method,
+        metadata: Metadata::new(),
+        peer: Arc::new(Peer::default()),
+        payload: Bytes::new(),
+        arrived: Instant::now(),
+        extras: None,
+        deadline: None,
+        one_way: false,
+    }
 }
