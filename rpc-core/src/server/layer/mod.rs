@@ -28,10 +28,12 @@
 //! - `intercept`: [`intercept`], a tower layer from a closure that may rewrite or refuse each call.
 //! - `authorize`: [`Authorize`], tokens and client certificates mapped to what they may call.
 //! - `concurrency`: [`ConcurrencyLimit`], the most calls of each method under way at once.
+//! - `adaptive`: [`AdaptiveLimit`], a limit on the calls under way that follows latency (Gradient2).
 //! - `per_method`: [`PerMethod`], a setting for each method, with a default (the limits' configuration).
 //! - this file: `Intercept` and the server's own layers in order; [`Layers`], the user's tower layers (or
 //!   none) that `ServerBuilder::layer` builds; how a tower layer's error becomes a status.
 
+mod adaptive;
 mod authorize;
 mod concurrency;
 mod drain;
@@ -54,6 +56,12 @@ use tokio::time::Instant;
 use tower_layer::{Identity, Layer, Stack};
 use tower_service::Service;
 
+pub use adaptive::{
+    AdaptiveConfig, AdaptiveLimit, AdaptiveLimited, DEFAULT_ADAPTIVE_RETRY_AFTER,
+    DEFAULT_INITIAL_LIMIT, DEFAULT_LONG_WINDOWS, DEFAULT_MAX_LIMIT, DEFAULT_MIN_LIMIT,
+    DEFAULT_MIN_WINDOW_SAMPLES, DEFAULT_SMOOTHING, DEFAULT_TOLERANCE, DEFAULT_WINDOW, MIN_GRADIENT,
+    Sampled, WARMUP_WINDOWS,
+};
 pub use authorize::{AUTHORIZATION, Authorize, Authorized, Caller, Grant};
 pub use concurrency::{
     ConcurrencyConfig, ConcurrencyLimit, ConcurrencyLimited, DEFAULT_CONCURRENCY_RETRY_AFTER, Held,
