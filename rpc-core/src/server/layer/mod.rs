@@ -27,6 +27,7 @@
 //! - `only`: [`Only`], a tower layer for some services or methods alone.
 //! - `intercept`: [`intercept`], a tower layer from a closure that may rewrite or refuse each call.
 //! - `authorize`: [`Authorize`], tokens and client certificates mapped to what they may call.
+//! - `rate_limit`: [`RateLimit`], a token bucket per method and caller.
 //! - `concurrency`: [`ConcurrencyLimit`], the most calls of each method under way at once.
 //! - `adaptive`: [`AdaptiveLimit`], a limit on the calls under way that follows latency (Gradient2).
 //! - `per_method`: [`PerMethod`], a setting for each method, with a default (the limits' configuration).
@@ -42,6 +43,7 @@ mod intercept;
 mod metrics;
 mod only;
 mod per_method;
+mod rate_limit;
 mod trace;
 
 use std::convert::Infallible;
@@ -73,6 +75,7 @@ use metrics::Counting;
 pub(crate) use metrics::Metered;
 pub use only::{Either, Only, OnlyService};
 pub use per_method::PerMethod;
+pub use rate_limit::{DEFAULT_MAX_CALLERS, Rate, RateLimit, RateLimitConfig, RateLimited};
 use trace::{Span, Traced};
 
 use super::dispatch::{Dispatch, Dispatching};
