@@ -16,13 +16,17 @@
 //! # Layout
 //! - `trace`, `metrics`, `retry`: the client's own layers.
 //! - `only`: [`Only`], a layer for the calls of some services or methods alone.
+//! - `fault`: [`InjectFault`], delays and aborts as a [`crate::fault::Fault`] describes them, before a call is
+//!   sent.
 //! - this file: [`Request`], [`Response`], and the user's tower layers ([`Layers`]).
 
+mod fault;
 pub(crate) mod metrics;
 mod only;
 pub(crate) mod retry;
 pub(crate) mod trace;
 
+pub use fault::{FaultInjected, InjectFault};
 pub use only::{Only, OnlyService};
 
 use std::fmt;
@@ -203,5 +207,17 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let future = self.0.call(request);
         Box::pin(async move { future.await.map_err(Into::into) })
+    }
+}
+
+/// A request for `method` as a layer's unit test makes it: no metadata, no payload, due at `deadline`.
+#[cfg(test)]
+pub(crate) fn test_request(method: &'static MethodInfo, deadline: Instant) -> Request {
+    Request {
+        method,
+        metadata: Metadata::new(),
+        deadline,
+        payload: Bytes::new(),
+        key: None,
     }
 }

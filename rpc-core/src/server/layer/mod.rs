@@ -8,7 +8,10 @@
 //! 4. `in_flight`: refuses calls past [`crate::ServerConfig::max_in_flight_per_connection`] with
 //!    `ResourceExhausted`;
 //! 5. the user's tower layers, in the order of [`crate::ServerBuilder::layer`] (the first added sees the call
-//!    first); [`Only`] puts one on some services or methods alone;
+//!    first); [`Only`] puts one on some services or methods alone. The framework's own tower layers go best
+//!    in this order: [`Authorize`], then [`RateLimit`], [`ConcurrencyLimit`] and [`AdaptiveLimit`] (each
+//!    refuses at once, `ResourceExhausted` with a retry-after, a call its handler never sees), then
+//!    [`InjectFault`] (so that its delays count in the limits, as a slow handler's would);
 //! 6. dispatch ([`crate::server::Dispatch`]): the call's service decodes the arguments and runs the handler.
 //!
 //! Observation comes first, so that metrics and spans see every refusal, by the server's layers and the user's
@@ -30,14 +33,20 @@
 //! - `rate_limit`: [`RateLimit`], a token bucket per method and caller.
 //! - `concurrency`: [`ConcurrencyLimit`], the most calls of each method under way at once.
 //! - `adaptive`: [`AdaptiveLimit`], a limit on the calls under way that follows latency (Gradient2).
+//! - `fault`: [`InjectFault`], delays and aborts as a [`crate::fault::Fault`] describes them.
 //! - `per_method`: [`PerMethod`], a setting for each method, with a default (the limits' configuration).
 //! - this file: `Intercept` and the server's own layers in order; [`Layers`], the user's tower layers (or
 //!   none) that `ServerBuilder::layer` builds; how a tower layer's error becomes a status.
+//!
+//! The limits' refusals are counted by the metrics layer like any other answer
+//! (`rpc_server_calls_total{status="ResourceExhausted"}`); their state is read from the layers themselves
+//! ([`ConcurrencyLimit::in_flight`], [`AdaptiveLimit::limit`], [`RateLimit::tracked`]), whose clones share it.
 
 mod adaptive;
 mod authorize;
 mod concurrency;
 mod drain;
+mod fault;
 mod in_flight;
 mod intercept;
 mod metrics;
@@ -69,6 +78,7 @@ pub use concurrency::{
     ConcurrencyConfig, ConcurrencyLimit, ConcurrencyLimited, DEFAULT_CONCURRENCY_RETRY_AFTER, Held,
 };
 use drain::Drain;
+pub use fault::{FaultInjected, InjectFault};
 use in_flight::InFlight;
 pub use intercept::{Intercepted, Interceptor, intercept};
 use metrics::Counting;
