@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rpc_core::fault::{DEFAULT_ABORT_STATUS, Fault};
 use rpc_core::server::layer::{
-    AdaptiveConfig, AdaptiveLimit, ConcurrencyLimit, InjectFault, Layers, Only, Rate, RateLimit,
-    RateLimitConfig,
+    AdaptiveConfig, AdaptiveLimit, ConcurrencyLimit, InjectFault, Layers, Only, PerMethod, Rate,
+    RateLimit, RateLimitConfig,
 };
 use rpc_core::{ServerBuilder, Status};
 
@@ -95,7 +95,7 @@ pub fn layered(
     fault: Option<Fault>,
 ) -> ServerBuilder<impl Layers> {
     let rate = RateLimit::new(RateLimitConfig {
-        rates: rpc_core::server::layer::PerMethod::new(limits.rate_limit.map(Rate::per_second)),
+        rates: PerMethod::new(limits.rate_limit.map(Rate::per_second)),
         ..RateLimitConfig::default()
     });
     let concurrency = match limits.max_concurrency {

@@ -66,24 +66,48 @@ const STALE_DECAY: f64 = 0.95;
 pub struct AdaptiveConfig {
     /// The limit at first. Default: [`DEFAULT_INITIAL_LIMIT`].
     pub initial_limit: usize,
-    /// The lowest limit. Default: [`DEFAULT_MIN_LIMIT`].
+    /// The lowest limit (at least 1, at most `max_limit`). Default: [`DEFAULT_MIN_LIMIT`].
     pub min_limit: usize,
-    /// The highest limit. Default: [`DEFAULT_MAX_LIMIT`].
+    /// The highest limit (at least 1). Default: [`DEFAULT_MAX_LIMIT`].
     pub max_limit: usize,
     /// The shortest window. Default: [`DEFAULT_WINDOW`].
     pub window: Duration,
     /// The fewest calls a window averages. Default: [`DEFAULT_MIN_WINDOW_SAMPLES`].
     pub min_window_samples: usize,
-    /// The weight of each new limit, `0..=1`. Default: [`DEFAULT_SMOOTHING`].
+    /// The weight of each new limit, `0..=1` (another value counts as the default). Default:
+    /// [`DEFAULT_SMOOTHING`].
     pub smoothing: f64,
-    /// How many times the long-term latency the short-term one may be before the limit comes down. Default:
-    /// [`DEFAULT_TOLERANCE`].
+    /// How many times the long-term latency the short-term one may be before the limit comes down (a positive
+    /// number; another value counts as the default). Default: [`DEFAULT_TOLERANCE`].
     pub tolerance: f64,
     /// The reach of the long-term latency's average, in windows. Default: [`DEFAULT_LONG_WINDOWS`].
     pub long_windows: u32,
     /// How long a shed call asks its caller to wait before sending it again. Default:
     /// [`DEFAULT_ADAPTIVE_RETRY_AFTER`].
     pub retry_after: Duration,
+}
+
+impl AdaptiveConfig {
+    /// This configuration with its bounds in order and its factors numbers in range, as documented.
+    fn sanitized(self) -> AdaptiveConfig {
+        let max_limit = self.max_limit.max(1);
+        let in_range = |value: f64, range: std::ops::RangeInclusive<f64>, default: f64| match range
+            .contains(&value)
+        {
+            true => value,
+            false => default,
+        };
+        AdaptiveConfig {
+            max_limit,
+            min_limit: self.min_limit.clamp(1, max_limit),
+            smoothing: in_range(self.smoothing, 0.0..=1.0, DEFAULT_SMOOTHING),
+            tolerance: match self.tolerance.is_finite() && self.tolerance > 0.0 {
+                true => self.tolerance,
+                false => DEFAULT_TOLERANCE,
+            },
+            ..self
+        }
+    }
 }
 
 impl Default for AdaptiveConfig {
@@ -148,9 +172,9 @@ impl Gradient {
         }
         let gradient = (config.tolerance * long / short).clamp(MIN_GRADIENT, 1.0);
         let target = self.limit * gradient + self.limit.sqrt();
-        let smoothing = config.smoothing.clamp(0.0, 1.0);
+        let smoothing = config.smoothing;
         let smoothed = self.limit * (1.0 - smoothing) + target * smoothing;
-        self.limit = smoothed.clamp(config.min_limit as f64, config.max_limit.max(1) as f64);
+        self.limit = smoothed.clamp(config.min_limit as f64, config.max_limit as f64);
         self.limit
     }
 }
@@ -192,6 +216,7 @@ struct Shared {
 impl AdaptiveLimit {
     /// A limit as `config` says.
     pub fn new(config: AdaptiveConfig) -> AdaptiveLimit {
+        let config = config.sanitized();
         let gradient = Gradient::new(&config);
         AdaptiveLimit {
             shared: Arc::new(Shared {
@@ -471,6 +496,31 @@ mod tests {
         assert_eq!(up.last(), Some(&30.0));
         let down = busy(&mut gradient, &config, 200, 1000);
         assert!(down.iter().all(|&l| l >= 5.0), "{down:?}");
+    }
+
+    #[test]
+    fn bounds_out_of_order_and_factors_out_of_range_are_taken_as_documented() {
+        let adaptive = AdaptiveLimit::new(AdaptiveConfig {
+            initial_limit: 50,
+            min_limit: 0,
+            max_limit: 0,
+            smoothing: f64::NAN,
+            tolerance: -1.0,
+            ..AdaptiveConfig::default()
+        });
+        let config = &adaptive.shared.config;
+        assert_eq!((config.min_limit, config.max_limit), (1, 1));
+        assert_eq!(
+            (config.smoothing, config.tolerance),
+            (DEFAULT_SMOOTHING, DEFAULT_TOLERANCE)
+        );
+        assert_eq!(adaptive.limit(), 1);
+        let inverted = AdaptiveLimit::new(AdaptiveConfig {
+            min_limit: 30,
+            max_limit: 10,
+            ..AdaptiveConfig::default()
+        });
+        assert_eq!(inverted.limit(), 10);
     }
 
     /// Through the layer, on paused time: calls past the limit are shed with a retry-after; calls whose

@@ -27,7 +27,8 @@ pub const DEFAULT_CONCURRENCY_RETRY_AFTER: Duration = Duration::from_millis(50);
 /// The settings of a [`ConcurrencyLimit`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConcurrencyConfig {
-    /// The most calls of each method under way at once; `None`: no limit. Default: `None` for every method.
+    /// The most calls of each method under way at once (0 sheds them all); `None`: no limit. Default: `None`
+    /// for every method.
     pub limits: PerMethod<Option<usize>>,
     /// How long a shed call asks its caller to wait before sending it again. Default:
     /// [`DEFAULT_CONCURRENCY_RETRY_AFTER`].
