@@ -8,6 +8,8 @@
 //! - [`tls`]: the `--tls-cert`, `--tls-key` and `--tls-ca` flags and the settings they make.
 //! - [`ops`]: the `--metrics ADDR` flag of servers (metrics and `/healthz`), the registration's changes
 //!   logged and counted ([`ops::Health`]), and the progress line of clients.
+//! - [`protect`]: the limits of servers (`--max-concurrency`, `--adaptive-limit`, `--rate-limit`) and the fault
+//!   injection flags of servers and clients (`--fault-*`), and the layers they make.
 //! - `wire-tour`: encodes a frame of every kind, prints it byte by byte, decodes it back, and shows the
 //!   codec refusing hostile input.
 //! - `hello-server`, `hello-client`: the smallest real service, served and called over TCP or a Unix socket.
@@ -19,4 +21,5 @@ pub mod address;
 pub mod calc;
 pub mod hello;
 pub mod ops;
+pub mod protect;
 pub mod tls;

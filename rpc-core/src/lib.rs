@@ -54,13 +54,16 @@
 //! # Layout
 //! - [`macro@service`]: re-exported from `rpc-macros`; generates `<Trait>Client` and `<Trait>Server`.
 //! - [`client`]: [`Client`], its connection, reconnection with backoff, the call path; `client::layer`: its
-//!   layers (tracing, metrics, retries and their budget, hedging, the user's tower layers).
+//!   layers (tracing, metrics, retries and their budget, hedging, the user's tower layers, fault injection).
 //! - [`balance`]: [`balance::Policy`] (one file per policy: [`balance::SmoothWrr`], [`balance::PeakEwma`],
 //!   [`balance::LeastRequest`], [`balance::RingHash`]), outlier detection ([`balance::OutlierConfig`]),
 //!   [`balance::Feed`], [`balance::Discover`] and [`balance::Balancer`], which a balanced client uses.
 //! - [`server`]: [`Server`], the accept loop, connections, handlers, [`Service`]; `server::layer`: its layers
-//!   (tracing, metrics, draining, the in-flight limit, the user's tower layers, [`server::layer::Authorize`]).
-//!   `docs/MIDDLEWARE.md` shows how to write and add layers.
+//!   (tracing, metrics, draining, the in-flight limit, the user's tower layers, [`server::layer::Authorize`],
+//!   rate, concurrency and adaptive limits, fault injection). `docs/MIDDLEWARE.md` shows how to write and add
+//!   layers.
+//! - [`fault`]: [`fault::Fault`], the delays and aborts that the fault injection layers of servers and clients
+//!   inject, and into which calls.
 //! - `transport`: what differs between TCP, TLS and Unix domain sockets: dialing, [`server::Listener`], the
 //!   handshake of each connection, one stream type for all, [`PeerAddr`], and the counts of bytes and
 //!   connections.
@@ -89,6 +92,7 @@ pub mod balance;
 pub mod client;
 mod context;
 mod error;
+pub mod fault;
 mod ids;
 mod inbox;
 mod method;

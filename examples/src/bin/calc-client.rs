@@ -5,7 +5,9 @@
 //! when any call failed, and when no instance can be found within `--wait-ms` (saying whether the registry has
 //! none or did not answer). With `--tls-ca` it talks to the registry and to the instances over TLS (presenting
 //! `--tls-cert` if given). On a terminal it shows its progress (calls done, rate, failures) on stderr;
-//! `--progress always|never` overrides that.
+//! `--progress always|never` overrides that. `--fault-delay-ms MS [--fault-delay-percent P]` and
+//! `--fault-abort-percent P [--fault-abort-status NAME]` inject faults before calls are sent (an aborted call
+//! fails without being sent); it says on stderr which.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use examples::calc::CalcClient;
 use examples::ops::{Counts, Progress, ProgressMode};
+use examples::protect::{FaultArgs, LimitArgs};
 use examples::tls::TlsArgs;
 use rpc_core::ClientConfig;
 use rpc_registry::cli::{MAX_FIELD_CHARS, MAX_LINE_CHARS, escape};
@@ -45,6 +48,8 @@ struct Args {
     /// Milliseconds to wait for the registry to name a first instance of Calc.
     #[arg(long, default_value_t = 5000)]
     wait_ms: u64,
+    #[command(flatten)]
+    fault: FaultArgs,
 }
 
 #[tokio::main]
@@ -114,14 +119,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let calc = CalcClient::discover_with(
-        &discovery,
-        "Calc",
-        ClientConfig {
-            tls,
-            ..ClientConfig::default()
-        },
-    );
+    let mut calls = ClientConfig {
+        tls,
+        ..ClientConfig::default()
+    };
+    if let Some(fault) = args.fault.fault("calc-client") {
+        if let Some(faults) = examples::protect::describe(&LimitArgs::default(), Some(&fault)) {
+            eprintln!("calc-client: {faults}");
+        }
+        calls = calls.layer(rpc_core::client::layer::InjectFault::new(fault));
+    }
+    let calc = CalcClient::discover_with(&discovery, "Calc", calls);
     let tally = Arc::new(Mutex::new(Tally::default()));
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counts = Arc::new(Counts::default());

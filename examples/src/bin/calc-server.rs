@@ -8,14 +8,21 @@
 //! `http://ADDR/metrics` and its health at `http://ADDR/healthz`. It says on stderr when it registers again
 //! (the registry lost its lease), and when another instance supersedes it or the registry refuses it for good
 //! (another identity owns the instance, its token is no longer granted): `/healthz` then answers 503.
+//!
+//! `--max-concurrency N`, `--adaptive-limit` and `--rate-limit PER_SECOND` shed calls past a limit per method,
+//! past a limit that follows latency, or past a caller's rate (`ResourceExhausted`, with a retry-after);
+//! `--fault-delay-ms MS [--fault-delay-percent P]` and `--fault-abort-percent P [--fault-abort-status NAME]`
+//! inject faults. It says on stderr which it applies.
 
 use std::collections::BTreeMap;
 
 use clap::Parser;
 use examples::calc::{CalcServer, Calculator};
 use examples::ops::{Health, MetricsArgs};
+use examples::protect::{FaultArgs, LimitArgs};
 use examples::tls::TlsArgs;
-use rpc_core::{ClientConfig, Server};
+use rpc_core::server::layer::Layers;
+use rpc_core::{ClientConfig, Server, ServerBuilder};
 use rpc_registry::{NewInstance, Registration, RegistrationConfig, TOKEN_ENV, check_token};
 
 /// Serves Calc and registers it with a registry.
@@ -40,6 +47,10 @@ struct Args {
     /// With --tls-ca: refuse clients that present no certificate.
     #[arg(long, requires = "tls_ca")]
     require_client_cert: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
+    fault: FaultArgs,
 }
 
 #[tokio::main]
@@ -62,7 +73,27 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let address = listener.local_addr()?.to_string();
     println!("{address}");
-    let builder = Server::builder().add_service(CalcServer::new(Calculator {
+    let fault = args.fault.fault("calc-server");
+    match examples::protect::describe(&args.limits, fault.as_ref()) {
+        // No layer at all: calls cost what they always did.
+        None => serve(args, stop, listener, address, Server::builder()).await,
+        Some(applied) => {
+            eprintln!("calc-server: {applied}");
+            let builder = examples::protect::layered(Server::builder(), &args.limits, fault);
+            serve(args, stop, listener, address, builder).await
+        }
+    }
+}
+
+/// Serves Calc on `listener` with the layers of `builder`, registers, and drains once `stop` fires.
+async fn serve<L: Layers>(
+    args: Args,
+    stop: impl Future<Output = rpc_core::server::ShutdownSignal>,
+    listener: tokio::net::TcpListener,
+    address: String,
+    builder: ServerBuilder<L>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let builder = builder.add_service(CalcServer::new(Calculator {
         instance: address.clone(),
     }));
     let builder = match args.tls.server(args.require_client_cert)? {

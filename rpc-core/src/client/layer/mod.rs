@@ -19,9 +19,12 @@
 //! - `trace`, `metrics`, `retry`, `budget`, `hedge`: the client's own layers (the last three, with the
 //!   outlier detector of [`crate::balance`], are driven by `client/balanced.rs`).
 //! - `only`: [`Only`], a layer for the calls of some services or methods alone.
+//! - `fault`: [`InjectFault`], delays and aborts as a [`crate::fault::Fault`] describes them, before a call is
+//!   sent.
 //! - this file: [`Request`], [`Response`], and the user's tower layers ([`Layers`]).
 
 pub(crate) mod budget;
+mod fault;
 pub(crate) mod hedge;
 pub(crate) mod metrics;
 mod only;
@@ -31,6 +34,7 @@ pub(crate) mod trace;
 pub use budget::{
     DEFAULT_MIN_RETRIES_PER_SECOND, DEFAULT_RETRY_RATIO, DEFAULT_RETRY_WINDOW, RetryBudgetConfig,
 };
+pub use fault::{FaultInjected, InjectFault};
 pub use hedge::{
     DEFAULT_HEDGE_MIN_DELAY, DEFAULT_HEDGE_MIN_SAMPLES, DEFAULT_HEDGE_PERCENTILE, HedgeConfig,
     HedgeDelay,
@@ -216,5 +220,17 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let future = self.0.call(request);
         Box::pin(async move { future.await.map_err(Into::into) })
+    }
+}
+
+/// A request for `method` as a layer's unit test makes it: no metadata, no payload, due at `deadline`.
+#[cfg(test)]
+pub(crate) fn test_request(method: &'static MethodInfo, deadline: Instant) -> Request {
+    Request {
+        method,
+        metadata: Metadata::new(),
+        deadline,
+        payload: Bytes::new(),
+        key: None,
     }
 }

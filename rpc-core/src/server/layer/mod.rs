@@ -8,7 +8,10 @@
 //! 4. `in_flight`: refuses calls past [`crate::ServerConfig::max_in_flight_per_connection`] with
 //!    `ResourceExhausted`;
 //! 5. the user's tower layers, in the order of [`crate::ServerBuilder::layer`] (the first added sees the call
-//!    first); [`Only`] puts one on some services or methods alone;
+//!    first); [`Only`] puts one on some services or methods alone. The framework's own tower layers go best
+//!    in this order: [`Authorize`], then [`RateLimit`], [`ConcurrencyLimit`] and [`AdaptiveLimit`] (each
+//!    refuses at once, `ResourceExhausted` with a retry-after, a call its handler never sees), then
+//!    [`InjectFault`] (so that its delays count in the limits, as a slow handler's would);
 //! 6. dispatch ([`crate::server::Dispatch`]): the call's service decodes the arguments and runs the handler.
 //!
 //! Observation comes first, so that metrics and spans see every refusal, by the server's layers and the user's
@@ -27,15 +30,29 @@
 //! - `only`: [`Only`], a tower layer for some services or methods alone.
 //! - `intercept`: [`intercept`], a tower layer from a closure that may rewrite or refuse each call.
 //! - `authorize`: [`Authorize`], tokens and client certificates mapped to what they may call.
+//! - `rate_limit`: [`RateLimit`], a token bucket per method and caller.
+//! - `concurrency`: [`ConcurrencyLimit`], the most calls of each method under way at once.
+//! - `adaptive`: [`AdaptiveLimit`], a limit on the calls under way that follows latency (Gradient2).
+//! - `fault`: [`InjectFault`], delays and aborts as a [`crate::fault::Fault`] describes them.
+//! - `per_method`: [`PerMethod`], a setting for each method, with a default (the limits' configuration).
 //! - this file: `Intercept` and the server's own layers in order; [`Layers`], the user's tower layers (or
 //!   none) that `ServerBuilder::layer` builds; how a tower layer's error becomes a status.
+//!
+//! The limits' refusals are counted by the metrics layer like any other answer
+//! (`rpc_server_calls_total{status="ResourceExhausted"}`); their state is read from the layers themselves
+//! ([`ConcurrencyLimit::in_flight`], [`AdaptiveLimit::limit`], [`RateLimit::tracked`]), whose clones share it.
 
+mod adaptive;
 mod authorize;
+mod concurrency;
 mod drain;
+mod fault;
 mod in_flight;
 mod intercept;
 mod metrics;
 mod only;
+mod per_method;
+mod rate_limit;
 mod trace;
 
 use std::convert::Infallible;
@@ -50,13 +67,25 @@ use tokio::time::Instant;
 use tower_layer::{Identity, Layer, Stack};
 use tower_service::Service;
 
+pub use adaptive::{
+    AdaptiveConfig, AdaptiveLimit, AdaptiveLimited, DEFAULT_ADAPTIVE_RETRY_AFTER,
+    DEFAULT_INITIAL_LIMIT, DEFAULT_LONG_WINDOWS, DEFAULT_MAX_LIMIT, DEFAULT_MIN_LIMIT,
+    DEFAULT_MIN_WINDOW_SAMPLES, DEFAULT_SMOOTHING, DEFAULT_TOLERANCE, DEFAULT_WINDOW, MIN_GRADIENT,
+    Sampled, WARMUP_WINDOWS,
+};
 pub use authorize::{AUTHORIZATION, Authorize, Authorized, Caller, Grant};
+pub use concurrency::{
+    ConcurrencyConfig, ConcurrencyLimit, ConcurrencyLimited, DEFAULT_CONCURRENCY_RETRY_AFTER, Held,
+};
 use drain::Drain;
+pub use fault::{FaultInjected, InjectFault};
 use in_flight::InFlight;
 pub use intercept::{Intercepted, Interceptor, intercept};
 use metrics::Counting;
 pub(crate) use metrics::Metered;
 pub use only::{Either, Only, OnlyService};
+pub use per_method::PerMethod;
+pub use rate_limit::{DEFAULT_MAX_CALLERS, Rate, RateLimit, RateLimitConfig, RateLimited};
 use trace::{Span, Traced};
 
 use super::dispatch::{Dispatch, Dispatching};
@@ -386,4 +415,20 @@ pub fn status_of(error: BoxError) -> Response {
         Status::Internal,
         format!("a layer failed the call: {error}"),
     )
+}
+
+/// A request for `method` as a layer's unit test makes it: no metadata, no deadline, no peer, arrived now.
+#[cfg(test)]
+pub(crate) fn test_request(method: &'static MethodInfo) -> Request {
+    Request {
+        request_id: 1,
+        method,
+        metadata: Metadata::new(),
+        peer: Arc::new(Peer::default()),
+        payload: Bytes::new(),
+        arrived: Instant::now(),
+        extras: None,
+        deadline: None,
+        one_way: false,
+    }
 }

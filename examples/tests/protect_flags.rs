@@ -1,0 +1,145 @@
+//! The limit and fault flags of the example programs, run as a user runs them: `calc-server` with limits and a
+//! fault that aborts every call says what it applies, and `calc-client` sees each call fail with that status;
+//! `calc-client`'s own faults fail its calls before they are sent, or delay them. Real processes, so real
+//! time; every wait is bounded.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use rpc_registry::RegistryConfig;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{ChildStderr, Command};
+
+mod support;
+
+/// Starts `calc-server` registering with `registry`, with `extra` flags, and waits until it has registered;
+/// the process, and what it said on stderr until then.
+async fn calc_server(registry: &str, extra: &[&str]) -> (tokio::process::Child, Vec<String>) {
+    let mut server = Command::new(env!("CARGO_BIN_EXE_calc-server"))
+        .args(["--registry", registry])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let said = lines_until(&mut lines, "calc-server: registered").await;
+    // Keep reading (and dropping) what it says, so that it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (server, said)
+}
+
+/// Reads `lines` up to one that starts with `prefix` (at most 20 lines, each within 10 s); all of them.
+async fn lines_until(lines: &mut Lines<BufReader<ChildStderr>>, prefix: &str) -> Vec<String> {
+    let mut said = Vec::new();
+    for _ in 0..20 {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no line starting {prefix:?} within 10 s: {said:?}"))
+            .unwrap()
+            .unwrap_or_else(|| {
+                panic!("the output ended before a line starting {prefix:?}: {said:?}")
+            });
+        let done = line.starts_with(prefix);
+        said.push(line);
+        if done {
+            return said;
+        }
+    }
+    panic!("no line starting {prefix:?} among {said:?}");
+}
+
+/// Runs `calc-client` against `registry` with `args` to its end (at most 60 s): its exit status, the JSON of
+/// its last line, and its stderr.
+async fn calc_client(registry: &str, args: &[&str]) -> (bool, serde_json::Value, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_calc-client"))
+        .args(["--registry", registry, "--progress", "never"])
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("calc-client finishes within 60 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let last = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no output: {stderr}"));
+    let summary = serde_json::from_str(last).unwrap_or_else(|e| panic!("{last}: {e}"));
+    (output.status.success(), summary, stderr)
+}
+
+#[tokio::test]
+async fn calc_server_applies_its_limits_and_its_faults_reach_the_client() {
+    let registry = support::start_registry(RegistryConfig::default()).await;
+    let (_server, said) = calc_server(
+        &registry,
+        &[
+            "--max-concurrency",
+            "64",
+            "--adaptive-limit",
+            "--rate-limit",
+            "100000",
+            "--fault-abort-percent",
+            "100",
+            "--fault-abort-status",
+            "data_loss",
+        ],
+    )
+    .await;
+    let applied = "calc-server: at most 64 calls of each method at once, an adaptive limit on calls under way, \
+                   100000 calls/s of each method per caller, 100% of calls failed data_loss";
+    assert!(said.iter().any(|l| l == applied), "{said:?}");
+
+    let (ok, summary, stderr) =
+        calc_client(&registry, &["--calls", "20", "--concurrency", "2"]).await;
+    assert!(!ok, "{stderr}");
+    assert_eq!(
+        (summary["ok"].as_u64(), summary["failed"].as_u64()),
+        (Some(0), Some(20)),
+        "{stderr}"
+    );
+    let first = "calc-client: first failure: data_loss: calc-server: fault injected (--fault-abort-percent 100)";
+    assert!(stderr.lines().any(|l| l == first), "{stderr}");
+}
+
+#[tokio::test]
+async fn calc_clients_faults_fail_calls_before_sending_or_delay_them() {
+    let registry = support::start_registry(RegistryConfig::default()).await;
+    let (_server, said) = calc_server(&registry, &[]).await;
+    assert_eq!(
+        said.len(),
+        1,
+        "no limit and no fault: nothing more said: {said:?}"
+    );
+
+    let abort = [
+        "--calls",
+        "10",
+        "--fault-abort-percent",
+        "100",
+        "--fault-abort-status",
+        "internal",
+    ];
+    let (ok, summary, stderr) = calc_client(&registry, &abort).await;
+    assert!(!ok, "{stderr}");
+    assert_eq!(summary["failed"].as_u64(), Some(10), "{stderr}");
+    assert!(
+        stderr.contains("calc-client: 100% of calls failed internal"),
+        "{stderr}"
+    );
+    let first = "calc-client: first failure: internal: calc-client: fault injected (--fault-abort-percent 100)";
+    assert!(stderr.lines().any(|l| l == first), "{stderr}");
+
+    let delay = ["--calls", "10", "--fault-delay-ms", "1"];
+    let (ok, summary, stderr) = calc_client(&registry, &delay).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(summary["ok"].as_u64(), Some(10), "{stderr}");
+    assert!(
+        stderr.contains("calc-client: 100% of calls delayed 1 ms"),
+        "{stderr}"
+    );
+}
