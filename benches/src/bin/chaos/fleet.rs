@@ -14,6 +14,7 @@ use crate::instance::{READY, Spec};
 struct Member {
     spec: Spec,
     child: Child,
+    address: String,
 }
 
 /// The running instances, by index.
@@ -29,6 +30,31 @@ impl Fleet {
             members.push(spawn(spec)?);
         }
         Ok(Fleet { members })
+    }
+
+    /// The addresses of the instances now, by index.
+    pub(crate) fn addresses(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.address.clone()).collect()
+    }
+
+    /// The largest peak resident memory of the instances so far, in MiB (`VmHWM` of /proc/PID/status).
+    pub(crate) fn peak_memory_mib(&self) -> f64 {
+        self.members
+            .iter()
+            .filter_map(|m| {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{}/status", m.child.id())).ok()?;
+                let kib = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()?;
+                Some(kib / 1024.0)
+            })
+            .fold(0.0, f64::max)
     }
 
     fn signal(&self, index: usize, signal: Signal) -> Result<(), String> {
@@ -83,9 +109,10 @@ fn spawn(spec: &Spec) -> Result<Member, String> {
     let mut line = String::new();
     let read = BufReader::new(stdout).read_line(&mut line);
     match (read, line.trim().strip_prefix(READY)) {
-        (Ok(_), Some(_address)) => Ok(Member {
+        (Ok(_), Some(address)) => Ok(Member {
             spec: spec.clone(),
             child,
+            address: address.trim().to_owned(),
         }),
         _ => {
             let _ = child.kill();

@@ -66,6 +66,7 @@ pub(crate) fn run(spec: Spec) -> Result<(), String> {
         let worker = Worker {
             service_time: spec.service_time,
             capacity: (spec.capacity > 0).then(|| Arc::new(Semaphore::new(spec.capacity))),
+            served: Arc::default(),
         };
         let stdin_closed = async {
             // A blocking read on a thread of its own: EOF (or an error) means the driver is gone.

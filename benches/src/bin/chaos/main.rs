@@ -215,9 +215,20 @@ fn drive(args: &Args) -> Result<(), String> {
         let fleet = events
             .join()
             .map_err(|_| "the scenario's thread panicked".to_owned())??;
+        // What the servers saw of the calls they served (a stopped instance was resumed by its scenario).
+        let mut served = Vec::new();
+        for address in fleet.addresses() {
+            if let Ok(client) = ChaosClient::connect(address.as_str()).await
+                && let Ok(latencies) = client.with_deadline(Duration::from_secs(2)).served().await
+            {
+                served.extend(latencies);
+            }
+        }
+        let memory = fleet.peak_memory_mib();
         drop(fleet);
-        Ok::<_, String>(record)
+        Ok::<_, String>((record, served, memory))
     })?;
+    let (record, mut served, memory) = record;
     let summary = Summary::of(&args.scenario, &policy_name, &record, plan.length);
     println!("{}", report::HEADER);
     println!("{}", summary.row());
@@ -229,6 +240,15 @@ fn drive(args: &Args) -> Result<(), String> {
             100.0 * goodput / capacity
         );
     }
+    served.sort_unstable();
+    if let Some(&p99) = served.get((served.len() * 99 / 100).min(served.len().saturating_sub(1))) {
+        println!(
+            "the servers served {} calls: p50 {} µs, p99 {p99} µs (from the handler's start, with any wait for a place)",
+            served.len(),
+            served[served.len() / 2]
+        );
+    }
+    println!("the instances' peak resident memory: at most {memory:.1} MiB each");
     for error in &record.errors {
         println!("error: {error}");
     }

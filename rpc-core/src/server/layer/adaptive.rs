@@ -52,6 +52,12 @@ pub const DEFAULT_LONG_WINDOWS: u32 = 600;
 pub const WARMUP_WINDOWS: u32 = 10;
 /// The least the gradient is: a window can at most halve the limit (before smoothing).
 pub const MIN_GRADIENT: f64 = 0.5;
+/// Windows between two probes of the server's own latency, unless configured: 300 (30 s of 100 ms windows;
+/// Envoy's adaptive concurrency measures its minimum latency every 60 s).
+pub const DEFAULT_PROBE_EVERY: u32 = 300;
+/// How far above the probed latency a window's may go before the limit comes down, unless configured: 1.25,
+/// Envoy's `min_rtt_buffer` of 25%.
+pub const DEFAULT_PROBE_TOLERANCE: f64 = 1.25;
 /// The wait a shed call asks its caller for, unless configured: as a concurrency limit's.
 pub const DEFAULT_ADAPTIVE_RETRY_AFTER: Duration = Duration::from_millis(50);
 /// A change of the limit by this fraction of the last one logged is logged at `info` (others at `trace`).
@@ -82,6 +88,17 @@ pub struct AdaptiveConfig {
     pub tolerance: f64,
     /// The reach of the long-term latency's average, in windows. Default: [`DEFAULT_LONG_WINDOWS`].
     pub long_windows: u32,
+    /// Windows between two probes (0: none). A probe holds the limit at `min_limit` for two windows while the
+    /// server is busy (the first lets the calls admitted before drain), and takes the second's latency, the
+    /// server's own without a queue, as the reference
+    /// the gradient compares with, instead of the long-term average. Without probes, a server overloaded from
+    /// its first call takes its overloaded latency for normal and never finds its knee. Default:
+    /// [`DEFAULT_PROBE_EVERY`].
+    pub probe_every: u32,
+    /// How many times the probed latency a window's may be before the limit comes down, once a probe has
+    /// measured it (a positive number; another value counts as the default). Default:
+    /// [`DEFAULT_PROBE_TOLERANCE`].
+    pub probe_tolerance: f64,
     /// How long a shed call asks its caller to wait before sending it again. Default:
     /// [`DEFAULT_ADAPTIVE_RETRY_AFTER`].
     pub retry_after: Duration,
@@ -105,6 +122,10 @@ impl AdaptiveConfig {
                 true => self.tolerance,
                 false => DEFAULT_TOLERANCE,
             },
+            probe_tolerance: match self.probe_tolerance.is_finite() && self.probe_tolerance > 0.0 {
+                true => self.probe_tolerance,
+                false => DEFAULT_PROBE_TOLERANCE,
+            },
             ..self
         }
     }
@@ -121,6 +142,8 @@ impl Default for AdaptiveConfig {
             smoothing: DEFAULT_SMOOTHING,
             tolerance: DEFAULT_TOLERANCE,
             long_windows: DEFAULT_LONG_WINDOWS,
+            probe_every: DEFAULT_PROBE_EVERY,
+            probe_tolerance: DEFAULT_PROBE_TOLERANCE,
             retry_after: DEFAULT_ADAPTIVE_RETRY_AFTER,
         }
     }
@@ -132,6 +155,13 @@ struct Gradient {
     limit: f64,
     /// The long-term latency in seconds, once a window has been measured.
     long: Option<f64>,
+    /// The latency of the last probe window, in seconds: the server's own, without a queue.
+    base: Option<f64>,
+    /// While a probe runs: the limit to go back to, and whether its first window (in which the calls admitted
+    /// before it drain) is over.
+    probing: Option<(f64, bool)>,
+    /// The window after which the next probe starts.
+    next_probe: u32,
     windows: u32,
     /// The limit last logged at `info`.
     logged: f64,
@@ -145,6 +175,9 @@ impl Gradient {
         Gradient {
             limit,
             long: None,
+            base: None,
+            probing: None,
+            next_probe: 1,
             windows: 0,
             logged: limit,
         }
@@ -166,11 +199,36 @@ impl Gradient {
             long *= STALE_DECAY;
         }
         self.long = Some(long);
+        match self.probing {
+            Some((saved, false)) => {
+                // The calls admitted before the probe have drained; the next window measures.
+                self.probing = Some((saved, true));
+                return self.limit;
+            }
+            Some((saved, true)) => {
+                // The probe window: its calls ran at most `min_limit` at a time.
+                self.probing = None;
+                self.base = Some(short);
+                self.next_probe = self.windows.saturating_add(config.probe_every);
+                self.limit = saved;
+                return self.limit;
+            }
+            None => {}
+        }
         // Too few calls under way to tell what more would do to latency.
         if (peak as f64) < self.limit / 2.0 {
             return self.limit;
         }
-        let gradient = (config.tolerance * long / short).clamp(MIN_GRADIENT, 1.0);
+        if config.probe_every > 0 && self.windows >= self.next_probe {
+            self.probing = Some((self.limit, false));
+            self.limit = config.min_limit as f64;
+            return self.limit;
+        }
+        let reference = match self.base {
+            Some(base) => config.probe_tolerance * base,
+            None => config.tolerance * long,
+        };
+        let gradient = (reference / short).clamp(MIN_GRADIENT, 1.0);
         let target = self.limit * gradient + self.limit.sqrt();
         let smoothing = config.smoothing;
         let smoothed = self.limit * (1.0 - smoothing) + target * smoothing;
@@ -458,7 +516,10 @@ mod tests {
 
     #[test]
     fn latency_rising_under_load_brings_the_limit_down_and_back_to_normal_lets_it_grow() {
-        let config = AdaptiveConfig::default();
+        let config = AdaptiveConfig {
+            probe_every: 0,
+            ..AdaptiveConfig::default()
+        };
         let mut gradient = Gradient::new(&config);
         assert_eq!(gradient.limit, 20.0);
 
@@ -485,6 +546,7 @@ mod tests {
         let config = AdaptiveConfig {
             min_limit: 5,
             max_limit: 30,
+            probe_every: 0,
             ..AdaptiveConfig::default()
         };
         let mut gradient = Gradient::new(&config);
@@ -496,6 +558,40 @@ mod tests {
         assert_eq!(up.last(), Some(&30.0));
         let down = busy(&mut gradient, &config, 200, 1000);
         assert!(down.iter().all(|&l| l >= 5.0), "{down:?}");
+    }
+
+    /// A server busy from its first call, whose latency grows with the calls under way past its capacity of
+    /// 4 (10 ms each): the long-term average alone takes the queue for normal and keeps the limit high; the
+    /// probe finds the server's own latency and brings the limit near the knee.
+    #[test]
+    fn a_probe_finds_the_knee_of_a_server_overloaded_from_the_start() {
+        fn run(config: &AdaptiveConfig) -> f64 {
+            let mut gradient = Gradient::new(config);
+            for _ in 0..200 {
+                let limit = gradient.limit;
+                // Past 4 at once, each call waits for those ahead: latency grows with the limit.
+                let latency = 10.0 * (limit / 4.0).max(1.0);
+                gradient.window(
+                    config,
+                    Duration::from_secs_f64(latency / 1000.0),
+                    limit as usize,
+                );
+            }
+            gradient.limit
+        }
+        let without = run(&AdaptiveConfig {
+            probe_every: 0,
+            ..AdaptiveConfig::default()
+        });
+        let with = run(&AdaptiveConfig::default());
+        assert!(
+            without >= 20.0,
+            "without probes the limit stays at {without}"
+        );
+        assert!(
+            (6.0..=12.0).contains(&with),
+            "with probes it settles at {with}"
+        );
     }
 
     #[test]
