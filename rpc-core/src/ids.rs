@@ -1,8 +1,9 @@
-//! Maps keyed by ids (request ids, method ids): unique keys that need no keyed hash (SipHash costs more than the
-//! map operation here), only a multiply that spreads them over the high bits, which hashbrown uses for its
-//! control bytes, folded into the low bits, which pick the bucket. A server's map holds request ids its peer
-//! chose; the fold keeps ids that differ only in their high bits (multiples of 2^20, say) from sharing one
-//! bucket, and `max_in_flight_per_connection` bounds what any choice of ids can cost.
+//! Maps keyed by ids (request ids, method ids, and the addresses of a balanced client's instances): keys that need
+//! no keyed hash (SipHash costs more than the map operation here), only a multiply that spreads them over the
+//! high bits, which hashbrown uses for its control bytes, folded into the low bits, which pick the bucket. A
+//! server's map holds request ids its peer chose; the fold keeps ids that differ only in their high bits
+//! (multiples of 2^20, say) from sharing one bucket, and `max_in_flight_per_connection` bounds what any choice
+//! of ids can cost. Addresses come from the client's own feed, whose size bounds them.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -17,10 +18,20 @@ impl Hasher for IdHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // Not used by integer keys; correct for anything else all the same.
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // Strings (instance addresses): eight bytes at a time, each word folded in and spread by the multiply.
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+            self.0 = (self.0.rotate_left(29) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            let word = u64::from_le_bytes(last) ^ ((rest.len() as u64) << 56);
+            self.0 = (self.0.rotate_left(29) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+        self.0 ^= self.0 >> 32;
     }
 
     fn write_u32(&mut self, id: u32) {

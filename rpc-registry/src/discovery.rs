@@ -1,13 +1,13 @@
 //! Discovery: the instances of each service a client asked about, kept current by a watch on the registry (a
 //! long poll, answered as soon as the service changes), and served from cache while the registry is down. A
 //! [`Discovery`] is an rpc-core [`Discover`]: it feeds a service's instances to any balancing policy, and names
-//! smooth weighted round-robin (with its `down_for`) as its clients' default.
+//! peak EWMA (`rpc_core::balance::PeakEwma`, with its `down_for`) as its clients' default.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rpc_core::balance::{DEFAULT_DOWN_FOR, Discover, Feed, Policy, SmoothWrr};
+use rpc_core::balance::{DEFAULT_DOWN_FOR, Discover, Feed, PeakEwma, Policy};
 use rpc_core::{ClientConfig, RpcError, Status, ToSocketAddrs};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -206,7 +206,7 @@ impl Discover for Discovery {
     }
 
     fn default_policy(&self, _service: &str) -> Arc<dyn Policy> {
-        Arc::new(SmoothWrr::with_down_for(self.inner.config.down_for))
+        Arc::new(PeakEwma::default().with_down_for(self.inner.config.down_for))
     }
 }
 

@@ -150,7 +150,13 @@ async fn calls_are_spread_by_weight_across_real_servers() {
             .len(),
         3
     );
-    let client = WhereClient::discover(&discovery, "Where");
+    // Smooth weighted round-robin, named: the discovery's default (peak EWMA) follows latency instead.
+    let client = <WhereClient as rpc_core::Stub>::discover_with_policy(
+        &discovery,
+        "Where",
+        std::sync::Arc::new(rpc_core::balance::SmoothWrr::default()),
+        rpc_core::ClientConfig::default(),
+    );
     let mut sequence = String::new();
     for n in 0..700 {
         let served = client.serve(n).await.unwrap();

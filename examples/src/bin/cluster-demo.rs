@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use examples::calc::{CalcClient, CalcServer, Calculator};
 use rpc_core::Server;
+use rpc_core::Stub;
+use rpc_core::balance::SmoothWrr;
 use rpc_registry::{
     Discovery, DiscoveryConfig, NewInstance, Registration, RegistrationConfig, RegistryConfig,
 };
@@ -153,7 +155,14 @@ async fn run(args: Args) -> Result<Verdict, Box<dyn std::error::Error>> {
         .iter()
         .map(|n| (n.address.clone(), format!("{}({})", n.name, n.weight)))
         .collect();
-    let calc = CalcClient::discover(&discovery, "Calc");
+    // Smooth weighted round-robin, named rather than the discovery's default (peak EWMA, which follows latency
+    // and treats weights as capacity): this demo shows the split by weight.
+    let calc = CalcClient::discover_with_policy(
+        &discovery,
+        "Calc",
+        Arc::new(SmoothWrr::default()),
+        rpc_core::ClientConfig::default(),
+    );
 
     // Phase 1: calls one at a time, so the weighted round-robin shows exactly.
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();

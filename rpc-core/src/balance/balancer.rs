@@ -121,20 +121,32 @@ impl Picked<'_> {
 
     /// Reports how the call ended, with the time since the pick.
     pub fn finish(mut self, outcome: Outcome) {
-        self.report(outcome);
+        self.report(outcome, Instant::now());
     }
 
-    fn report(&mut self, outcome: Outcome) {
+    /// When the pick was made.
+    pub(crate) fn picked_at(&self) -> Instant {
+        self.picked_at
+    }
+
+    /// Reports how the call ended, at `now` (read by the caller already).
+    pub(crate) fn finish_at(mut self, outcome: Outcome, now: Instant) {
+        self.report(outcome, now);
+    }
+
+    fn report(&mut self, outcome: Outcome, now: Instant) {
         if !self.reported {
             self.reported = true;
-            self.policy
-                .report(&self.address, outcome, self.picked_at.elapsed());
+            let latency = now.saturating_duration_since(self.picked_at);
+            self.policy.report(&self.address, outcome, latency);
         }
     }
 }
 
 impl Drop for Picked<'_> {
     fn drop(&mut self) {
-        self.report(Outcome::Cancelled);
+        if !self.reported {
+            self.report(Outcome::Cancelled, Instant::now());
+        }
     }
 }

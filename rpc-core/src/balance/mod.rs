@@ -5,9 +5,11 @@
 //! [`Balancer`] puts a policy and a feed together for [`crate::Client::balanced`].
 //!
 //! Each policy is one file of this folder:
-//! - [`SmoothWrr`] (`swrr.rs`): smooth weighted round-robin, nginx's; the default.
+//! - [`SmoothWrr`] (`swrr.rs`): smooth weighted round-robin, nginx's: calls split exactly by weight.
 //! - [`PeakEwma`] (`peak_ewma.rs`): power of two choices over a latency average that jumps to any slower answer
-//!   and decays with time, times the calls in flight (Finagle's and Linkerd's cost).
+//!   and decays with time, times the calls in flight (Finagle's and Linkerd's cost); the default of
+//!   [`Discover`], chosen from the chaos runs of `docs/RESILIENCE.md` (fewest slow calls when an instance
+//!   stalls or slows down, the same success rate).
 //! - [`LeastRequest`] (`least_request.rs`): the fewest calls in flight among two (or more) candidates drawn at
 //!   random, Envoy's least request.
 //! - [`RingHash`] (`ring_hash.rs`): consistent hashing of the call's key ([`CallInfo::key`], or a metadata
@@ -187,10 +189,11 @@ pub trait Discover {
     /// The instances of `service`, kept current.
     fn feed(&self, service: &str) -> Box<dyn Feed>;
 
-    /// The policy a client of `service` uses unless it names one: [`SmoothWrr`] with its defaults.
+    /// The policy a client of `service` uses unless it names one: [`PeakEwma`] with its defaults, which
+    /// routes around slow and stalled instances best in `docs/RESILIENCE.md`'s runs.
     fn default_policy(&self, service: &str) -> Arc<dyn Policy> {
         let _ = service;
-        Arc::new(SmoothWrr::default())
+        Arc::new(PeakEwma::default())
     }
 }
 

@@ -16,7 +16,6 @@
 //! closes the connection to an instance it ejects, so that its calls in flight fail over at once (see
 //! `client/balanced.rs`).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -24,6 +23,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Instance, Outcome};
+use crate::ids::IdMap;
 
 /// Default of [`OutlierConfig::consecutive_failures`]: 5, as Envoy's `consecutive_5xx`.
 pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
@@ -36,8 +36,8 @@ pub const DEFAULT_FAILURE_RATE: f64 = 0.5;
 pub const DEFAULT_MIN_CALLS: u32 = 20;
 /// Default of [`OutlierConfig::slow_factor`]: 10 times the peers' median latency.
 pub const DEFAULT_SLOW_FACTOR: f64 = 10.0;
-/// Default of [`OutlierConfig::stall_after`]: 100 ms without an answer while calls are in flight.
-pub const DEFAULT_STALL_AFTER: Duration = Duration::from_millis(100);
+/// Default of [`OutlierConfig::stall_after`]: 200 ms without an answer while calls are in flight.
+pub const DEFAULT_STALL_AFTER: Duration = Duration::from_millis(200);
 /// Default of [`OutlierConfig::base_ejection`]: 30 s, as Envoy's.
 pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
 /// Default of [`OutlierConfig::max_ejection`]: 300 s, as Envoy's.
@@ -66,9 +66,9 @@ pub struct OutlierConfig {
     /// [`DEFAULT_SLOW_FACTOR`]); the latency check needs three instances with enough calls.
     pub slow_factor: f64,
     /// How long an instance may hold calls without answering any while its peers answer, before it is taken
-    /// for stalled (default [`DEFAULT_STALL_AFTER`]; the slow factor times the peers' median latency if that
-    /// is longer; `None`: no stall check, for services whose calls may legitimately take long, such as long
-    /// polls).
+    /// for stalled (default [`DEFAULT_STALL_AFTER`]; the slow factor times its own usual latency, or its
+    /// peers' median, if that is longer, so that an instance that is merely slow is left to the latency check;
+    /// `None`: no stall check, for services whose calls may legitimately take long, such as long polls).
     pub stall_after: Option<Duration>,
     /// The first ejection's length, multiplied by the number of ejections (default
     /// [`DEFAULT_BASE_EJECTION`]).
@@ -140,8 +140,8 @@ struct Peer {
     /// Calls and failures ended in the current interval.
     calls: u32,
     failures: u32,
-    /// Latency, smoothed (an average over the last several calls).
-    latency: Option<Duration>,
+    /// Latency in nanoseconds, smoothed (an average over about the last eight calls); 0 before the first.
+    latency_ns: u64,
     in_flight: u32,
     /// Since when calls have been in flight with none answered: the start of the oldest unanswered stretch.
     waiting_since: Option<Instant>,
@@ -158,7 +158,7 @@ impl Peer {
             consecutive_failures: 0,
             calls: 0,
             failures: 0,
-            latency: None,
+            latency_ns: 0,
             in_flight: 0,
             waiting_since: None,
             held_until: None,
@@ -180,7 +180,8 @@ impl Peer {
 
 #[derive(Debug)]
 struct State {
-    peers: HashMap<Arc<str>, Peer>,
+    /// By address, with a cheap hash (addresses come from the feed, and their number is bounded by it).
+    peers: IdMap<Arc<str>, Peer>,
     /// When the current interval ends.
     interval_ends: Option<Instant>,
 }
@@ -200,7 +201,7 @@ impl Outliers {
         Outliers {
             config,
             state: Mutex::new(State {
-                peers: HashMap::new(),
+                peers: IdMap::default(),
                 interval_ends: None,
             }),
             any_excluded: AtomicBool::new(false),
@@ -214,7 +215,7 @@ impl Outliers {
     /// Takes the current instances: known ones keep their state, gone ones are forgotten.
     pub(crate) fn update(&self, instances: &[Instance]) {
         let mut state = self.state();
-        let mut next = HashMap::with_capacity(instances.len());
+        let mut next = IdMap::with_capacity_and_hasher(instances.len(), Default::default());
         for instance in instances {
             let peer = state
                 .peers
@@ -227,10 +228,11 @@ impl Outliers {
     }
 
     /// The instances no call may go to now, if any (most of the time none, read without a lock).
-    pub(crate) fn excluded(&self, now: Instant) -> Option<Vec<Arc<str>>> {
+    pub(crate) fn excluded(&self) -> Option<Vec<Arc<str>>> {
         if !self.any_excluded.load(Ordering::Acquire) {
             return None;
         }
+        let now = Instant::now();
         let state = self.state();
         let excluded: Vec<Arc<str>> = state
             .peers
@@ -261,7 +263,8 @@ impl Outliers {
         }
     }
 
-    /// A call to `address` ended so, `latency` after it started; the ejection it caused, if any.
+    /// A call to `address` ended so, `latency` after it started; the ejection it caused, if any. The path of a
+    /// success (nearly every call) takes the lock once and looks at no other instance.
     pub(crate) fn finished(
         &self,
         address: &str,
@@ -270,11 +273,7 @@ impl Outliers {
         now: Instant,
     ) -> Option<Ejected> {
         let mut state = self.state();
-        let total = state.peers.len();
-        let ejected_now = count_ejected(&state, now);
-        let config = &self.config;
         let peer = state.peers.get_mut(address)?;
-        let key = Arc::clone(&peer.address);
         peer.in_flight = peer.in_flight.saturating_sub(1);
         if peer.in_flight == 0 {
             peer.waiting_since = None;
@@ -292,36 +291,40 @@ impl Outliers {
         }
         peer.calls += 1;
         if !failed {
-            peer.latency = Some(match peer.latency {
+            let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).max(1);
+            peer.latency_ns = match peer.latency_ns {
+                0 => ns,
                 // An average over about the last eight calls.
-                Some(avg) => avg.mul_f64(0.875) + latency.mul_f64(0.125),
-                None => latency,
-            });
+                avg => avg - avg / 8 + ns / 8,
+            };
             peer.consecutive_failures = 0;
             if peer.health == Health::Probing {
                 peer.health = Health::Serving;
-                tracing::info!(instance = %key, "outlier detection: the probe succeeded; the instance serves again");
+                tracing::info!(instance = %peer.address, "outlier detection: the probe succeeded; the instance serves again");
+                self.refresh_excluded(&state, now);
             }
-            drop(state);
-            self.refresh_excluded(&self.state(), now);
             return None;
         }
         peer.failures += 1;
         peer.consecutive_failures += 1;
         // The calls an ejection failed over say nothing more of the instance.
-        if !config.enabled || matches!(peer.health, Health::Ejected { .. }) {
+        if !self.config.enabled || matches!(peer.health, Health::Ejected { .. }) {
             return None;
         }
         let reason = if peer.health == Health::Probing {
-            Some("the probe after its ejection failed".to_owned())
-        } else if config.consecutive_failures > 0
-            && peer.consecutive_failures >= config.consecutive_failures
+            "the probe after its ejection failed".to_owned()
+        } else if self.config.consecutive_failures > 0
+            && peer.consecutive_failures >= self.config.consecutive_failures
         {
-            Some(format!("{} failures in a row", peer.consecutive_failures))
+            format!("{} failures in a row", peer.consecutive_failures)
         } else {
-            None
-        }?;
-        let ejected = eject(config, &key, peer, reason, now, total, ejected_now);
+            return None;
+        };
+        let key = Arc::clone(&peer.address);
+        let total = state.peers.len();
+        let ejected_now = count_ejected(&state, now);
+        let peer = state.peers.get_mut(address)?;
+        let ejected = eject(&self.config, &key, peer, reason, now, total, ejected_now);
         self.refresh_excluded(&state, now);
         ejected
     }
@@ -372,18 +375,24 @@ impl Outliers {
         let Some(floor) = self.config.stall_after else {
             return;
         };
-        let median = median_latency(state, None, 0);
-        let limit = median.map_or(floor, |m| floor.max(m.mul_f64(self.config.slow_factor)));
-        let stalled: Vec<(Arc<str>, Duration)> = state
+        let median = median_latency(state, None, 0).unwrap_or_default();
+        let factor = self.config.slow_factor;
+        // Far longer than the instance usually takes (or its peers, before it has answered), and the floor.
+        let limit_of = |p: &Peer| {
+            let usual = median.max(Duration::from_nanos(p.latency_ns));
+            floor.max(usual.mul_f64(factor))
+        };
+        let stalled: Vec<(Arc<str>, Duration, Duration)> = state
             .peers
             .iter()
             .filter(|(_, p)| p.health == Health::Serving && p.in_flight > 0)
             .filter_map(|(a, p)| {
                 let waited = now.duration_since(p.waiting_since?);
-                (waited >= limit).then(|| (Arc::clone(a), waited))
+                let limit = limit_of(p);
+                (waited >= limit).then(|| (Arc::clone(a), waited, limit))
             })
             .collect();
-        for (address, waited) in stalled {
+        for (address, waited, limit) in stalled {
             // Only while some peer answers: if every instance is slow, it is the load, not one instance.
             let peers_answer = state.peers.iter().any(|(a, p)| {
                 *a != address
@@ -436,10 +445,10 @@ impl Outliers {
                 outliers.push((Arc::clone(address), reason));
                 continue;
             }
-            if let (Some(mine), Some(median)) = (
-                peer.latency,
-                median_latency(state, Some(address), config.min_calls),
-            ) && mine > median.mul_f64(config.slow_factor)
+            let mine = (peer.latency_ns > 0).then(|| Duration::from_nanos(peer.latency_ns));
+            if let (Some(mine), Some(median)) =
+                (mine, median_latency(state, Some(address), config.min_calls))
+                && mine > median.mul_f64(config.slow_factor)
             {
                 let reason = format!(
                     "latency {} us against its peers' median {} us",
@@ -486,7 +495,8 @@ fn median_latency(state: &State, except: Option<&Arc<str>>, min_calls: u32) -> O
         .peers
         .iter()
         .filter(|(a, p)| Some(*a) != except && p.calls >= min_calls && p.health == Health::Serving)
-        .filter_map(|(_, p)| p.latency)
+        .filter(|(_, p)| p.latency_ns > 0)
+        .map(|(_, p)| Duration::from_nanos(p.latency_ns))
         .collect();
     if latencies.len() < 2 {
         return None;
@@ -559,7 +569,7 @@ mod tests {
 
     fn excluded(o: &Outliers) -> Vec<String> {
         let mut v: Vec<String> = o
-            .excluded(Instant::now())
+            .excluded()
             .unwrap_or_default()
             .iter()
             .map(|a| a.to_string())
@@ -663,7 +673,7 @@ mod tests {
         o.started("i3", start);
         o.started("i3", start);
         for _ in 0..3 {
-            tokio::time::advance(Duration::from_millis(40)).await;
+            tokio::time::advance(Duration::from_millis(80)).await;
             for i in 0..3 {
                 call(&o, &format!("i{i}"), Outcome::Success, 1);
             }
@@ -677,7 +687,7 @@ mod tests {
                 assert!(
                     ejected[0]
                         .reason
-                        .starts_with("2 calls in flight and no answer for 120 ms")
+                        .starts_with("2 calls in flight and no answer for 240 ms")
                 );
             }
         }
@@ -691,7 +701,7 @@ mod tests {
         for _ in 0..3 {
             o.started("i0", start);
         }
-        tokio::time::advance(Duration::from_millis(60)).await;
+        tokio::time::advance(Duration::from_millis(120)).await;
         // One of its calls is hedged elsewhere and cancelled here: no answer came.
         o.finished(
             "i0",
@@ -700,16 +710,34 @@ mod tests {
             Instant::now(),
         );
         call(&o, "i1", Outcome::Success, 1);
-        tokio::time::advance(Duration::from_millis(40)).await;
+        tokio::time::advance(Duration::from_millis(80)).await;
         let ejected = o.tick(Instant::now());
-        assert_eq!(ejected.len(), 1, "stalled since the first call, 100 ms ago");
+        assert_eq!(ejected.len(), 1, "stalled since the first call, 200 ms ago");
         assert!(
             ejected[0]
                 .reason
-                .starts_with("2 calls in flight and no answer for 100 ms"),
+                .starts_with("2 calls in flight and no answer for 200 ms"),
             "{}",
             ejected[0].reason
         );
+    }
+
+    /// An instance that always takes 300 ms is slow, not stalled: the stall check waits for ten times its
+    /// own usual latency, and leaves it to the latency check of the interval.
+    #[tokio::test(start_paused = true)]
+    async fn an_instance_slow_by_nature_is_not_taken_for_stalled() {
+        let o = detector(3);
+        call(&o, "i0", Outcome::Success, 300);
+        o.started("i0", Instant::now());
+        for _ in 0..10 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            call(&o, "i1", Outcome::Success, 1);
+            assert!(
+                o.tick(Instant::now()).is_empty(),
+                "ejected after {:?}",
+                Duration::from_millis(100)
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -767,10 +795,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(250)).await;
         o.tick(Instant::now());
         assert!(excluded(&o).is_empty());
-        assert!(
-            o.excluded(Instant::now()).is_none(),
-            "back to the lock-free answer"
-        );
+        assert!(o.excluded().is_none(), "back to the lock-free answer");
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,7 +11,6 @@
 //! detector's periodic checks every [`TICK`], so that an instance that stalls every call sent to it is found
 //! even when no new call comes.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -26,6 +25,7 @@ use super::layer::hedge::Hedging;
 use super::layer::retry::Retry;
 use crate::balance::{Balancer, CallInfo, Ejected, Instance, Outcome, Outliers, Picked};
 use crate::error::RpcError;
+use crate::ids::IdMap;
 use crate::payload::Payload;
 
 /// How often a balanced client applies the feed's changes and checks for stalled and recovered instances:
@@ -37,7 +37,7 @@ pub(crate) struct Balanced {
     balancer: Balancer,
     pub(crate) config: ClientConfig,
     /// One direct client per instance address, made on first use.
-    pool: Mutex<HashMap<Arc<str>, Arc<Direct>>>,
+    pool: Mutex<IdMap<Arc<str>, Arc<Direct>>>,
     outliers: Outliers,
     budget: RetryBudget,
     hedging: Option<Hedging>,
@@ -95,7 +95,7 @@ impl Balanced {
         outliers.update(&balancer.instances());
         Balanced {
             balancer,
-            pool: Mutex::new(HashMap::new()),
+            pool: Mutex::new(IdMap::default()),
             outliers,
             budget: RetryBudget::new(config.retry_budget.clone()),
             hedging: config.hedge.clone().map(Hedging::new),
@@ -190,7 +190,7 @@ impl Balanced {
     /// excludes.
     fn pick(&self, call: &CallInfo<'_>, tried: &[Arc<str>]) -> Option<Picked<'_>> {
         self.refresh();
-        match self.outliers.excluded(Instant::now()) {
+        match self.outliers.excluded() {
             None => self.balancer.pick_now(call, tried),
             Some(excluded) => {
                 let mut skip = tried.to_vec();
@@ -214,7 +214,7 @@ impl Balanced {
         span: Option<&tracing::Span>,
     ) -> Attempt {
         let address = Arc::clone(picked.address());
-        let started = Instant::now();
+        let started = picked.picked_at();
         self.outliers.started(&address, started);
         let mut in_flight = InFlight {
             outliers: &self.outliers,
@@ -251,7 +251,7 @@ impl Balanced {
             Err(e) => outcome_of(e),
         };
         in_flight.done = true;
-        picked.finish(outcome);
+        picked.finish_at(outcome, now);
         if let Some(ejected) = self.outliers.finished(&address, outcome, latency, now) {
             self.eject(&ejected);
         }
@@ -280,10 +280,11 @@ impl Balanced {
         let method = call.method;
         self.budget.deposit(now);
         let mut retry = Retry::new(&self.config, &self.budget, method, deadline);
+        // The instances tried; filled only for a second attempt, so that most calls allocate nothing for it.
         let mut tried: Vec<Arc<str>> = Vec::new();
         let mut last_error = None;
         while let Some(picked) = self.pick(&call, &tried) {
-            tried.push(Arc::clone(picked.address()));
+            let address = Arc::clone(picked.address());
             let first = self.attempt(picked, &call, args, deadline, span);
             let hedge_at = self
                 .hedging
@@ -294,6 +295,7 @@ impl Balanced {
             let attempt = match hedge_at {
                 None => first.await,
                 Some(at) => {
+                    tried.push(Arc::clone(&address));
                     self.hedged(
                         first, at, &call, args, deadline, span, &mut tried, &mut retry,
                     )
@@ -304,6 +306,9 @@ impl Balanced {
                 Ok(reply) => return Ok(reply),
                 Err(e) => e,
             };
+            if !tried.contains(&address) {
+                tried.push(address);
+            }
             let Some(pause) = retry.after(&error, attempt.timed_out) else {
                 return Err(error);
             };

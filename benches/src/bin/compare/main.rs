@@ -69,7 +69,8 @@ struct Args {
     runtime: Vec<String>,
     /// Systems to run, comma-separated: raw, rpc, tarpc (payload as `ByteBuf`), tarpc-vec (payload as
     /// `Vec<u8>`), tonic; also rpc-metrics (this framework with metrics on, on both sides), to measure what
-    /// metrics cost.
+    /// metrics cost, and rpc-balanced (its balanced client with the default resilience, over the one server),
+    /// to measure what the balancing and resilience layers cost.
     #[arg(
         long,
         value_delimiter = ',',

@@ -1,12 +1,14 @@
 //! This framework: the `Echo` service of `benches::echo`, served by `rpc_core::Server` with its default
 //! configuration and called through the generated `EchoClient` (one multiplexed connection per client); with
-//! metrics on both sides, as the `rpc-metrics` system.
+//! metrics on both sides, as the `rpc-metrics` system; through a balanced client with its default policy and
+//! resilience (outlier detection, retry budget), as the `rpc-balanced` system.
 
 use std::net::SocketAddr;
 
 use benches::echo::{EchoClient, EchoServer, Echoer};
 use benches::server_thread::{Flavor, ServerThread};
 use bytes::Bytes;
+use rpc_core::balance::{Balancer, Instance, PeakEwma};
 use rpc_core::{ClientConfig, Metrics, Server};
 use serde_bytes::ByteBuf;
 
@@ -47,6 +49,17 @@ impl Client {
             .await
             .map(|c| Client(EchoClient::new(c)))
             .map_err(|e| format!("cannot connect to {addr}: {e}"))
+    }
+}
+
+impl Client {
+    /// A balanced client over the one server at `addr`: the default policy, outlier detection and retry
+    /// budget, as a client of a discovered service has them; it connects on its first call.
+    pub(crate) async fn balanced(addr: SocketAddr) -> Result<Client, String> {
+        let instances = vec![Instance::new(&addr.to_string(), 1)];
+        let balancer = Balancer::new(PeakEwma::default(), instances);
+        let client = rpc_core::Client::balanced(balancer, ClientConfig::default());
+        Ok(Client(EchoClient::new(client)))
     }
 }
 

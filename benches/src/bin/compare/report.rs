@@ -18,6 +18,9 @@ pub(crate) enum System {
     Rpc,
     /// This framework with metrics on, on both the server and the client (not in the default set).
     RpcMetrics,
+    /// This framework's balanced client over the one server, with its default resilience: the default policy
+    /// (peak EWMA), outlier detection and the retry budget (not in the default set).
+    RpcBalanced,
     /// tarpc with its bincode transport, the payload a `serde_bytes::ByteBuf` (as this framework's is).
     Tarpc,
     /// The same tarpc service and connection, the payload a plain `Vec<u8>`: what a tarpc user writes without
@@ -28,10 +31,11 @@ pub(crate) enum System {
 }
 
 impl System {
-    pub(crate) const ALL: [System; 6] = [
+    pub(crate) const ALL: [System; 7] = [
         System::Raw,
         System::Rpc,
         System::RpcMetrics,
+        System::RpcBalanced,
         System::Tarpc,
         System::TarpcVec,
         System::Tonic,
@@ -42,6 +46,7 @@ impl System {
             System::Raw => "raw",
             System::Rpc => "rpc",
             System::RpcMetrics => "rpc-metrics",
+            System::RpcBalanced => "rpc-balanced",
             System::Tarpc => "tarpc",
             System::TarpcVec => "tarpc-vec",
             System::Tonic => "tonic",

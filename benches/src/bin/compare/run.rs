@@ -23,7 +23,7 @@ pub(crate) fn run_one(
     let flavor = workload.runtime;
     let server = match system {
         System::Raw => raw::start_server(flavor),
-        System::Rpc => ours::start_server(flavor, false),
+        System::Rpc | System::RpcBalanced => ours::start_server(flavor, false),
         System::RpcMetrics => ours::start_server(flavor, true),
         System::Tarpc | System::TarpcVec => tarpc_echo::start_server(flavor),
         System::Tonic => tonic_echo::start_server(flavor),
@@ -44,6 +44,7 @@ pub(crate) fn run_one(
             System::Raw => Ok(job.raw().await),
             System::Rpc => job.drive(ours::Client::connect).await,
             System::RpcMetrics => job.drive(ours::Client::connect_with_metrics).await,
+            System::RpcBalanced => job.drive(ours::Client::balanced).await,
             System::Tarpc => job.drive(tarpc_echo::Client::connect).await,
             System::TarpcVec => job.drive(tarpc_echo::VecClient::connect).await,
             System::Tonic => job.drive(tonic_echo::Client::connect).await,

@@ -5,6 +5,7 @@
 //! fails, calls fail after their first attempt instead of multiplying the load on a service that is down.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -38,13 +39,13 @@ impl Default for RetryBudgetConfig {
     }
 }
 
-/// Calls and retries of one second.
-#[derive(Clone, Copy, Debug, Default)]
+/// Calls and retries of one second. Atomics: every call deposits, so that path takes no lock.
+#[derive(Debug, Default)]
 struct Slot {
     /// The second (since the budget was made) these counts are for.
-    second: u64,
-    calls: u64,
-    retries: u64,
+    second: AtomicU64,
+    calls: AtomicU64,
+    retries: AtomicU64,
 }
 
 /// The retry budget shared by a balanced client's calls.
@@ -53,7 +54,9 @@ pub(crate) struct RetryBudget {
     config: RetryBudgetConfig,
     origin: Instant,
     /// One slot per second of the window, indexed by the second modulo its length.
-    slots: Mutex<Vec<Slot>>,
+    slots: Vec<Slot>,
+    /// Held to move a slot to a new second, and to withdraw (retries are few).
+    turn: Mutex<()>,
 }
 
 impl RetryBudget {
@@ -62,45 +65,58 @@ impl RetryBudget {
         RetryBudget {
             config,
             origin: Instant::now(),
-            slots: Mutex::new(vec![Slot::default(); seconds]),
+            slots: (0..seconds).map(|_| Slot::default()).collect(),
+            turn: Mutex::new(()),
         }
     }
 
-    /// The slot of `now`, emptied if it held an older second.
-    fn slot<'a>(&self, slots: &'a mut [Slot], now: Instant) -> &'a mut Slot {
-        let second = now.duration_since(self.origin).as_secs();
-        let len = slots.len() as u64;
-        let slot = &mut slots[(second % len) as usize];
-        if slot.second != second {
-            *slot = Slot {
-                second,
-                ..Slot::default()
-            };
+    fn second(&self, now: Instant) -> u64 {
+        now.duration_since(self.origin).as_secs()
+    }
+
+    /// The slot of `second`, emptied first if it held an older second.
+    fn slot(&self, second: u64) -> &Slot {
+        let slot = &self.slots[(second % self.slots.len() as u64) as usize];
+        if slot.second.load(Ordering::Acquire) != second {
+            let _turn = crate::sync::lock(&self.turn);
+            if slot.second.load(Ordering::Acquire) != second {
+                slot.calls.store(0, Ordering::Release);
+                slot.retries.store(0, Ordering::Release);
+                slot.second.store(second, Ordering::Release);
+            }
         }
         slot
     }
 
     /// A call starts: it adds to what retries may spend.
     pub(crate) fn deposit(&self, now: Instant) {
-        let mut slots = crate::sync::lock(&self.slots);
-        self.slot(&mut slots, now).calls += 1;
+        self.slot(self.second(now))
+            .calls
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// A retry (or hedged attempt) wants to go: whether the budget allows it, counting it if so.
     pub(crate) fn try_withdraw(&self, now: Instant) -> bool {
-        let mut slots = crate::sync::lock(&self.slots);
-        let second = now.duration_since(self.origin).as_secs();
-        let len = slots.len() as u64;
-        let (calls, retries) = slots
+        let second = self.second(now);
+        let slot = self.slot(second);
+        let _turn = crate::sync::lock(&self.turn);
+        let len = self.slots.len() as u64;
+        let (calls, retries) = self
+            .slots
             .iter()
-            .filter(|s| s.second + len > second)
-            .fold((0, 0), |(c, r), s| (c + s.calls, r + s.retries));
+            .filter(|s| s.second.load(Ordering::Acquire) + len > second)
+            .fold((0, 0), |(c, r), s| {
+                (
+                    c + s.calls.load(Ordering::Relaxed),
+                    r + s.retries.load(Ordering::Relaxed),
+                )
+            });
         let allowed =
             calls as f64 * self.config.ratio + f64::from(self.config.min_per_second) * len as f64;
         if retries as f64 + 1.0 > allowed {
             return false;
         }
-        self.slot(&mut slots, now).retries += 1;
+        slot.retries.fetch_add(1, Ordering::Relaxed);
         true
     }
 }
