@@ -6,16 +6,16 @@
 //!
 //! Each policy is one file of this folder:
 //! - [`SmoothWrr`] (`swrr.rs`): smooth weighted round-robin, nginx's: calls split exactly by weight.
-//! - [`PeakEwma`] (`peak_ewma.rs`): power of two choices over a latency average that jumps to any slower answer
+//! - [`PeakEwma`] (`peak_ewma/`): power of two choices over a latency average that jumps to any slower answer
 //!   and decays with time, times the calls in flight (Finagle's and Linkerd's cost); the default of
 //!   [`Discover`], chosen from the chaos runs of `docs/RESILIENCE.md` (fewest slow calls when an instance
 //!   stalls or slows down, the same success rate).
 //! - [`LeastRequest`] (`least_request.rs`): the fewest calls in flight among two (or more) candidates drawn at
 //!   random, Envoy's least request.
-//! - [`RingHash`] (`ring_hash.rs`): consistent hashing of the call's key ([`CallInfo::key`], or a metadata
+//! - [`RingHash`] (`ring_hash/`): consistent hashing of the call's key ([`CallInfo::key`], or a metadata
 //!   entry's value) onto a ring of virtual nodes, so that a key keeps to one instance while membership allows.
 //!
-//! Beside the policies, `outlier.rs` ([`OutlierConfig`]) is the balanced client's outlier detection: it keeps
+//! Beside the policies, `outlier/` ([`OutlierConfig`]) is the balanced client's outlier detection: it keeps
 //! ejected, stalled and pushed-back instances out of every policy's picks.
 //!
 //! ```

@@ -1,5 +1,5 @@
 //! A client spread over the instances of a service. For each call: the [`Balancer`]'s policy picks an instance
-//! among those the outlier detector has not ejected (`balance/outlier.rs`) and that did not just push back;
+//! among those the outlier detector has not ejected (`balance/outlier/`) and that did not just push back;
 //! the attempt goes over that instance's own direct client, within the attempt timeout; a slow attempt of an
 //! idempotent method may be hedged (`layer/hedge.rs`); a failed one is tried again on another instance when
 //! the retry policy and budget allow (`layer/retry.rs`, `layer/budget.rs`). Every attempt's outcome and latency
