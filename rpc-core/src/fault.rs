@@ -2,13 +2,16 @@
 //! calls: a delay and an abort (a status and message), each for a percentage of the calls, drawn apart per
 //! call; the calls of the services or methods named (every call, if none is) that carry the metadata entries
 //! named. The server's layer ([`crate::server::layer::InjectFault`]: the handler is not run for an aborted
-//! call) and the client's ([`crate::client::layer::InjectFault`]: an aborted call is not sent) share it. A call
-//! drawn for both is delayed, then aborted, as Envoy's fault filter does.
+//! call) and the client's ([`crate::client::layer::InjectFault`]: an aborted call is not sent) are one
+//! [`InjectFault`], with a `Service` impl on each side. A call drawn for both is delayed, then aborted, as
+//! Envoy's fault filter does.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rpc_codec::{Metadata, Status};
+use tower_layer::Layer;
 
 use crate::method::MethodInfo;
 
@@ -183,6 +186,61 @@ impl Fault {
         });
         Injected { delay, abort }
     }
+}
+
+/// The fault injection layer, on a server ([`crate::ServerBuilder::layer`]: the handler is not run for an aborted
+/// call) or a client ([`crate::ClientConfig::layer`]: an aborted call is not sent, and fails marked not
+/// processed).
+///
+/// ```
+/// use std::time::Duration;
+/// use rpc_core::fault::{Fault, InjectFault};
+/// use rpc_core::Status;
+///
+/// // Every call of Calc delayed by 100 ms on the server.
+/// let slow = InjectFault::new(Fault::new().services(["Calc"]).delay(Duration::from_millis(100), 100.0));
+/// # let _ = rpc_core::Server::builder().layer(slow);
+/// // Half the calls fail Unavailable without leaving the client.
+/// let flaky = InjectFault::new(Fault::new().abort(Status::Unavailable, "injected", 50.0));
+/// let config = rpc_core::ClientConfig::default().layer(flaky);
+/// # let _ = config;
+/// ```
+#[derive(Clone, Debug)]
+pub struct InjectFault {
+    fault: Arc<Fault>,
+}
+
+impl InjectFault {
+    /// Injects `fault`.
+    pub fn new(fault: Fault) -> InjectFault {
+        InjectFault {
+            fault: Arc::new(fault),
+        }
+    }
+
+    /// What it injects.
+    pub fn fault(&self) -> &Fault {
+        &self.fault
+    }
+}
+
+impl<S> Layer<S> for InjectFault {
+    type Service = FaultInjected<S>;
+
+    fn layer(&self, inner: S) -> FaultInjected<S> {
+        FaultInjected {
+            inner,
+            fault: Arc::clone(&self.fault),
+        }
+    }
+}
+
+/// The service of [`InjectFault`]: a tower `Service` of the server's requests (`server/layer/fault.rs`) and of
+/// the client's (`client/layer/fault.rs`).
+#[derive(Clone, Debug)]
+pub struct FaultInjected<S> {
+    pub(crate) inner: S,
+    pub(crate) fault: Arc<Fault>,
 }
 
 #[cfg(test)]

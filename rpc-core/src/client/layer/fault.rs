@@ -1,69 +1,18 @@
-//! [`InjectFault`]: the client's fault injection, as a [`Fault`] describes it. An aborted call fails here with
-//! the fault's status and message, marked not processed, and is not sent; a delayed call waits before it is
-//! sent (or aborted), and a delay that would outlast the call's deadline fails it with `DeadlineExceeded` at
-//! the deadline, unsent.
+//! [`InjectFault`](crate::fault::InjectFault) on a client, as a [`Fault`](crate::fault::Fault) describes it. An
+//! aborted call fails here with the fault's status and message, marked not processed, and is not sent; a delayed
+//! call waits before it is sent (or aborted), and a delay that would outlast the call's deadline fails it with
+//! `DeadlineExceeded` at the deadline, unsent.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use rpc_codec::Status;
 use tokio::time::Instant;
-use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{BoxError, Request, Response};
 use crate::error::RpcError;
-use crate::fault::Fault;
-
-/// The fault injection layer of a client.
-///
-/// ```
-/// use rpc_core::fault::Fault;
-/// use rpc_core::client::layer::InjectFault;
-/// use rpc_core::Status;
-///
-/// // Half the calls fail Unavailable without leaving the client.
-/// let flaky = InjectFault::new(Fault::new().abort(Status::Unavailable, "injected", 50.0));
-/// let config = rpc_core::ClientConfig::default().layer(flaky);
-/// # let _ = config;
-/// ```
-#[derive(Clone, Debug)]
-pub struct InjectFault {
-    fault: Arc<Fault>,
-}
-
-impl InjectFault {
-    /// Injects `fault`.
-    pub fn new(fault: Fault) -> InjectFault {
-        InjectFault {
-            fault: Arc::new(fault),
-        }
-    }
-
-    /// What it injects.
-    pub fn fault(&self) -> &Fault {
-        &self.fault
-    }
-}
-
-impl<S> Layer<S> for InjectFault {
-    type Service = FaultInjected<S>;
-
-    fn layer(&self, inner: S) -> FaultInjected<S> {
-        FaultInjected {
-            inner,
-            fault: Arc::clone(&self.fault),
-        }
-    }
-}
-
-/// The service of [`InjectFault`].
-#[derive(Clone, Debug)]
-pub struct FaultInjected<S> {
-    inner: S,
-    fault: Arc<Fault>,
-}
+use crate::fault::FaultInjected;
 
 impl<S> Service<Request> for FaultInjected<S>
 where
@@ -123,12 +72,15 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use super::*;
     use crate::client::layer::test_request;
+    use crate::fault::{Fault, InjectFault};
     use crate::method::MethodInfo;
+    use tower_layer::Layer;
 
     const ADD: MethodInfo = MethodInfo {
         service: "Calc",

@@ -31,10 +31,10 @@ mod only;
 pub(crate) mod retry;
 pub(crate) mod trace;
 
+pub use crate::fault::{FaultInjected, InjectFault};
 pub use budget::{
     DEFAULT_MIN_RETRIES_PER_SECOND, DEFAULT_RETRY_RATIO, DEFAULT_RETRY_WINDOW, RetryBudgetConfig,
 };
-pub use fault::{FaultInjected, InjectFault};
 pub use hedge::{
     DEFAULT_HEDGE_MIN_DELAY, DEFAULT_HEDGE_MIN_SAMPLES, DEFAULT_HEDGE_PERCENTILE, HedgeConfig,
     HedgeDelay,

@@ -1,70 +1,20 @@
-//! [`InjectFault`]: the server's fault injection, as a [`Fault`] describes it. An aborted call is answered with
-//! the fault's status and message, and its handler is not run; a delayed call waits, then goes on (or is
-//! aborted), and a delay that would outlast the call's deadline ends at the deadline with `DeadlineExceeded`,
-//! its handler not run either.
+//! [`InjectFault`](crate::fault::InjectFault) on a server, as a [`Fault`](crate::fault::Fault) describes it. An
+//! aborted call is answered with the fault's status and message, and its handler is not run; a delayed call
+//! waits, then goes on (or is aborted), and a delay that would outlast the call's deadline ends at the deadline
+//! with `DeadlineExceeded`, its handler not run either.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use rpc_codec::Status;
 use tokio::time::Instant;
-use tower_layer::Layer;
 use tower_service::Service;
 
 use super::super::request::Request;
 use super::super::response::Response;
 use super::BoxError;
 use super::only::Either;
-use crate::fault::Fault;
-
-/// The fault injection layer of a server.
-///
-/// ```
-/// use std::time::Duration;
-/// use rpc_core::fault::Fault;
-/// use rpc_core::server::layer::InjectFault;
-///
-/// // Every call of Calc delayed by 100 ms.
-/// let slow = InjectFault::new(Fault::new().services(["Calc"]).delay(Duration::from_millis(100), 100.0));
-/// # let _ = rpc_core::Server::builder().layer(slow);
-/// ```
-#[derive(Clone, Debug)]
-pub struct InjectFault {
-    fault: Arc<Fault>,
-}
-
-impl InjectFault {
-    /// Injects `fault`.
-    pub fn new(fault: Fault) -> InjectFault {
-        InjectFault {
-            fault: Arc::new(fault),
-        }
-    }
-
-    /// What it injects.
-    pub fn fault(&self) -> &Fault {
-        &self.fault
-    }
-}
-
-impl<S> Layer<S> for InjectFault {
-    type Service = FaultInjected<S>;
-
-    fn layer(&self, inner: S) -> FaultInjected<S> {
-        FaultInjected {
-            inner,
-            fault: Arc::clone(&self.fault),
-        }
-    }
-}
-
-/// The service of [`InjectFault`].
-#[derive(Clone, Debug)]
-pub struct FaultInjected<S> {
-    inner: S,
-    fault: Arc<Fault>,
-}
+use crate::fault::FaultInjected;
 
 /// The future of a delayed call.
 type Delayed = Pin<Box<dyn Future<Output = Result<Response, BoxError>> + Send>>;
@@ -134,12 +84,15 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use super::*;
+    use crate::fault::{Fault, InjectFault};
     use crate::method::MethodInfo;
     use crate::server::layer::test_request;
+    use tower_layer::Layer;
 
     const ADD: MethodInfo = MethodInfo {
         service: "Calc",

@@ -67,6 +67,7 @@ use tokio::time::Instant;
 use tower_layer::{Identity, Layer, Stack};
 use tower_service::Service;
 
+pub use crate::fault::{FaultInjected, InjectFault};
 pub use adaptive::{
     AdaptiveConfig, AdaptiveLimit, AdaptiveLimited, DEFAULT_ADAPTIVE_RETRY_AFTER,
     DEFAULT_INITIAL_LIMIT, DEFAULT_LONG_WINDOWS, DEFAULT_MAX_LIMIT, DEFAULT_MIN_LIMIT,
@@ -78,7 +79,6 @@ pub use concurrency::{
     ConcurrencyConfig, ConcurrencyLimit, ConcurrencyLimited, DEFAULT_CONCURRENCY_RETRY_AFTER, Held,
 };
 use drain::Drain;
-pub use fault::{FaultInjected, InjectFault};
 use in_flight::InFlight;
 pub use intercept::{Intercepted, Interceptor, intercept};
 use metrics::Counting;
