@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{CallInfo, DEFAULT_DOWN_FOR, Instance, Outcome, Policy};
+use super::down::{DEFAULT_DOWN_FOR, Down};
+use super::{CallInfo, Instance, Outcome, Policy};
 
 /// Default of [`LeastRequest::with_choice_count`]: 2, Envoy's (the power of two choices).
 pub const DEFAULT_CHOICE_COUNT: usize = 2;
@@ -110,7 +111,7 @@ impl Policy for LeastRequest {
                     address: Arc::clone(&instance.address),
                     weight: instance.weight,
                     in_flight: 0,
-                    down_until: None,
+                    down: Down::default(),
                 }),
             }
         }
@@ -130,17 +131,16 @@ impl Policy for LeastRequest {
         peer.in_flight = peer.in_flight.saturating_sub(1);
         match outcome {
             Outcome::Unreachable => {
-                if peer.down_until.is_none_or(|until| until <= now) {
+                if peer.down.unreachable(now, self.down_for) {
                     tracing::debug!(
                         address,
                         down_for = ?self.down_for,
                         "least request: instance unreachable, skipped for now"
                     );
                 }
-                peer.down_until = Some(now + self.down_for);
             }
             Outcome::Success => {
-                if peer.down_until.take().is_some() {
+                if peer.down.answered() {
                     tracing::debug!(
                         address,
                         "least request: instance answered, no longer skipped"
@@ -158,7 +158,7 @@ struct Peer {
     address: Arc<str>,
     weight: u32,
     in_flight: u32,
-    down_until: Option<Instant>,
+    down: Down,
 }
 
 #[derive(Debug, Default)]
@@ -176,7 +176,7 @@ impl State {
         let usable = |p: &Peer, allow_down: bool| {
             p.weight > 0
                 && !skip.iter().any(|s| **s == *p.address)
-                && (allow_down || p.down_until.is_none_or(|until| until <= now))
+                && (allow_down || !p.down.at(now))
         };
         let total = |allow_down: bool| -> u64 {
             peers

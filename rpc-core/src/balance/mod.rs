@@ -15,7 +15,8 @@
 //! - [`RingHash`] (`ring_hash/`): consistent hashing of the call's key ([`CallInfo::key`], or a metadata
 //!   entry's value) onto a ring of virtual nodes, so that a key keeps to one instance while membership allows.
 //!
-//! Beside the policies, `outlier/` ([`OutlierConfig`]) is the balanced client's outlier detection: it keeps
+//! Beside the policies, `down.rs` is how each of them skips an instance it could not reach (for
+//! [`DEFAULT_DOWN_FOR`]), and `outlier/` ([`OutlierConfig`]) is the balanced client's outlier detection: it keeps
 //! ejected, stalled and pushed-back instances out of every policy's picks.
 //!
 //! ```
@@ -29,6 +30,7 @@
 //! ```
 
 mod balancer;
+mod down;
 mod least_request;
 mod outlier;
 mod peak_ewma;
@@ -43,6 +45,7 @@ use rpc_codec::Metadata;
 use crate::method::MethodInfo;
 
 pub use balancer::{Balancer, Picked};
+pub use down::DEFAULT_DOWN_FOR;
 pub use least_request::{DEFAULT_CHOICE_COUNT, LeastRequest};
 pub(crate) use outlier::Outliers;
 pub use outlier::{
@@ -52,7 +55,7 @@ pub use outlier::{
 };
 pub use peak_ewma::{DEFAULT_DECAY, DEFAULT_FAILURE_PENALTY, DEFAULT_INITIAL_LATENCY, PeakEwma};
 pub use ring_hash::{DEFAULT_MAX_POINTS, DEFAULT_POINTS_PER_WEIGHT, RingHash};
-pub use swrr::{DEFAULT_DOWN_FOR, SmoothWrr};
+pub use swrr::SmoothWrr;
 
 /// An instance a policy may pick: its address and weight.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

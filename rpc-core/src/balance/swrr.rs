@@ -12,10 +12,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::down::{DEFAULT_DOWN_FOR, Down};
 use super::{CallInfo, Instance, Outcome, Policy};
-
-/// Default of [`SmoothWrr::down_for`]: 1 s.
-pub const DEFAULT_DOWN_FOR: Duration = Duration::from_secs(1);
 
 /// Smooth weighted round-robin with failure feedback, as a [`Policy`].
 ///
@@ -81,7 +79,7 @@ struct Peer {
     weight: i64,
     effective: i64,
     current: i64,
-    down_until: Option<Instant>,
+    down: Down,
 }
 
 /// The selection state over a set of instances.
@@ -130,7 +128,7 @@ impl Swrr {
                     weight,
                     effective: weight,
                     current: 0,
-                    down_until: None,
+                    down: Down::default(),
                 }),
             }
         }
@@ -149,7 +147,7 @@ impl Swrr {
         let eligible = |p: &Peer, allow_down: bool| {
             p.weight > 0
                 && !skip.iter().any(|s| **s == *p.address)
-                && (allow_down || p.down_until.is_none_or(|until| until <= now))
+                && (allow_down || !p.down.at(now))
         };
         let allow_down = !self.peers.iter().any(|p| eligible(p, false));
         let mut total = 0;
@@ -177,7 +175,7 @@ impl Swrr {
         };
         match outcome {
             Outcome::Success => {
-                p.down_until = None;
+                p.down.answered();
                 if p.effective < p.weight {
                     p.effective += 1;
                 }
@@ -188,7 +186,7 @@ impl Swrr {
                     .max(1)
                     .min(p.weight.max(1));
                 if outcome == Outcome::Unreachable {
-                    p.down_until = Some(now + down_for);
+                    p.down.unreachable(now, down_for);
                 }
             }
         }

@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{CallInfo, DEFAULT_DOWN_FOR, Instance, Outcome, Policy};
+use super::down::{DEFAULT_DOWN_FOR, Down};
+use super::{CallInfo, Instance, Outcome, Policy};
 
 /// Default of [`PeakEwma::with_decay`]: 10 s, as Finagle and Linkerd use.
 pub const DEFAULT_DECAY: Duration = Duration::from_secs(10);
@@ -168,7 +169,7 @@ impl Policy for PeakEwma {
                     average: None,
                     stamp: now,
                     in_flight: 0,
-                    down_until: None,
+                    down: Down::default(),
                 }),
             }
         }
@@ -183,7 +184,7 @@ impl Policy for PeakEwma {
         let usable = |p: &Peer, allow_down: bool| {
             p.weight > 0
                 && !skip.iter().any(|s| **s == *p.address)
-                && (allow_down || p.down_until.is_none_or(|until| until <= now))
+                && (allow_down || !p.down.at(now))
         };
         let mut allow_down = false;
         let mut count = peers.iter().filter(|p| usable(p, false)).count();
@@ -253,17 +254,16 @@ impl Policy for PeakEwma {
         match outcome {
             Outcome::Cancelled => {}
             Outcome::Unreachable => {
-                if peer.down_until.is_none_or(|until| until <= now) {
+                if peer.down.unreachable(now, self.down_for) {
                     tracing::debug!(
                         address,
                         down_for = ?self.down_for,
                         "peak ewma: instance unreachable, skipped for now"
                     );
                 }
-                peer.down_until = Some(now + self.down_for);
             }
             Outcome::Success | Outcome::Failure => {
-                if outcome == Outcome::Success && peer.down_until.take().is_some() {
+                if outcome == Outcome::Success && peer.down.answered() {
                     tracing::debug!(address, "peak ewma: instance answered, no longer skipped");
                 }
                 peer.observe(sample, now, decay);
@@ -282,7 +282,7 @@ struct Peer {
     /// When `average` was last set.
     stamp: Instant,
     in_flight: u32,
-    down_until: Option<Instant>,
+    down: Down,
 }
 
 impl Peer {

@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{CallInfo, DEFAULT_DOWN_FOR, Instance, Outcome, Policy, hash_key};
+use super::down::{DEFAULT_DOWN_FOR, Down};
+use super::{CallInfo, Instance, Outcome, Policy, hash_key};
 
 /// Default of [`RingHash::with_points_per_weight`]: 160, Ketama's (memcached clients') points per server; the
 /// keys an instance owns then vary by about 8% (`1/√160`) around its share.
@@ -148,11 +149,11 @@ impl Policy for RingHash {
             .map(|instance| Peer {
                 address: Arc::clone(&instance.address),
                 weight: instance.weight,
-                down_until: ring
+                down: ring
                     .peers
                     .iter()
                     .find(|p| p.address == instance.address)
-                    .and_then(|p| p.down_until),
+                    .map_or_else(Down::default, |p| p.down),
             })
             .collect();
         ring.peers = peers;
@@ -178,17 +179,16 @@ impl Policy for RingHash {
         };
         match outcome {
             Outcome::Unreachable => {
-                if peer.down_until.is_none_or(|until| until <= now) {
+                if peer.down.unreachable(now, self.down_for) {
                     tracing::debug!(
                         address,
                         down_for = ?self.down_for,
                         "ring hash: instance unreachable, its keys go to the next ones for now"
                     );
                 }
-                peer.down_until = Some(now + self.down_for);
             }
             Outcome::Success => {
-                if peer.down_until.take().is_some() {
+                if peer.down.answered() {
                     tracing::debug!(address, "ring hash: instance answered, its keys are back");
                 }
             }
@@ -202,7 +202,7 @@ impl Policy for RingHash {
 struct Peer {
     address: Arc<str>,
     weight: u32,
-    down_until: Option<Instant>,
+    down: Down,
 }
 
 /// One virtual node: a hash on the ring and the instance (index into `peers`) that owns it.
@@ -264,8 +264,7 @@ impl Ring {
             let walk = self.points[start..].iter().chain(&self.points[..start]);
             for point in walk {
                 let peer = &self.peers[point.peer as usize];
-                if !skip.iter().any(|s| **s == *peer.address)
-                    && (allow_down || peer.down_until.is_none_or(|until| until <= now))
+                if !skip.iter().any(|s| **s == *peer.address) && (allow_down || !peer.down.at(now))
                 {
                     return Some(Arc::clone(&peer.address));
                 }

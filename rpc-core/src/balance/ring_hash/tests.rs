@@ -235,7 +235,7 @@ async fn the_ring_is_rebuilt_only_when_membership_or_weights_change() {
         ring.state()
             .peers
             .iter()
-            .any(|p| &*p.address == "10.0.0.2:7000" && p.down_until.is_some()),
+            .any(|p| &*p.address == "10.0.0.2:7000" && p.down.is_marked()),
         "what was learned is kept"
     );
 }
