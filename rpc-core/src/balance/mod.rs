@@ -16,8 +16,8 @@
 //!   entry's value) onto a ring of virtual nodes, so that a key keeps to one instance while membership allows.
 //!
 //! Beside the policies, `down.rs` is how each of them skips an instance it could not reach (for
-//! [`DEFAULT_DOWN_FOR`]), and `outlier/` ([`OutlierConfig`]) is the balanced client's outlier detection: it keeps
-//! ejected, stalled and pushed-back instances out of every policy's picks.
+//! [`DEFAULT_DOWN_FOR`]), and `outlier/` ([`OutlierConfig`]) is the balanced client's outlier detection:
+//! it keeps ejected, stalled and pushed-back instances out of every policy's picks.
 //!
 //! ```
 //! use std::sync::Arc;
