@@ -241,17 +241,8 @@ fn draw_below(n: u64) -> u64 {
 mod tests {
     use std::collections::BTreeMap;
 
-    use rpc_codec::Metadata;
-
     use super::*;
-    use crate::method::MethodInfo;
-
-    static METHOD: MethodInfo = MethodInfo {
-        service: "Svc",
-        name: "m",
-        id: 0,
-        idempotent: false,
-    };
+    use crate::balance::testing::{instances_of, pick};
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -259,19 +250,6 @@ mod tests {
         let policy = LeastRequest::default();
         policy.update(&instances_of(instances));
         policy
-    }
-
-    fn instances_of(instances: &[(&str, u32)]) -> Vec<Instance> {
-        instances
-            .iter()
-            .map(|(address, weight)| Instance::new(address, *weight))
-            .collect()
-    }
-
-    fn pick(policy: &LeastRequest, skip: &[Arc<str>]) -> Option<String> {
-        let metadata = Metadata::new();
-        let call = CallInfo::new(&METHOD, &metadata);
-        policy.pick(&call, skip).map(|a| a.to_string())
     }
 
     /// `calls` calls one after the other, each answered before the next: how many each instance took.

@@ -36,6 +36,8 @@ mod outlier;
 mod peak_ewma;
 mod ring_hash;
 mod swrr;
+#[cfg(test)]
+mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,17 +1,8 @@
 //! Tests of `peak_ewma`, on a paused clock where time matters.
 use std::collections::BTreeMap;
 
-use rpc_codec::Metadata;
-
 use super::*;
-use crate::method::MethodInfo;
-
-static METHOD: MethodInfo = MethodInfo {
-    service: "Svc",
-    name: "m",
-    id: 0,
-    idempotent: false,
-};
+use crate::balance::testing::{instances_of, pick};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -19,19 +10,6 @@ fn policy_of(instances: &[(&str, u32)]) -> PeakEwma {
     let policy = PeakEwma::default();
     policy.update(&instances_of(instances));
     policy
-}
-
-fn instances_of(instances: &[(&str, u32)]) -> Vec<Instance> {
-    instances
-        .iter()
-        .map(|(address, weight)| Instance::new(address, *weight))
-        .collect()
-}
-
-fn pick(policy: &PeakEwma, skip: &[Arc<str>]) -> Option<String> {
-    let metadata = Metadata::new();
-    let call = CallInfo::new(&METHOD, &metadata);
-    policy.pick(&call, skip).map(|a| a.to_string())
 }
 
 /// `calls` calls one after the other, `step` apart, each answering in `latency(address)`: how many each

@@ -4,14 +4,7 @@ use std::collections::BTreeMap;
 use rpc_codec::Metadata;
 
 use super::*;
-use crate::method::MethodInfo;
-
-static METHOD: MethodInfo = MethodInfo {
-    service: "Svc",
-    name: "m",
-    id: 0,
-    idempotent: false,
-};
+use crate::balance::testing::{METHOD, pick_with};
 
 const KEYS: u64 = 10_000;
 
@@ -22,9 +15,7 @@ fn instances(count: usize) -> Vec<Instance> {
 }
 
 fn owner(ring: &RingHash, key: u64, skip: &[Arc<str>]) -> Option<String> {
-    let metadata = Metadata::new();
-    let call = CallInfo::new(&METHOD, &metadata).with_key(Some(key));
-    ring.pick(&call, skip).map(|a| a.to_string())
+    pick_with(ring, Some(key), skip)
 }
 
 /// The owner of each of [`KEYS`] keys.
