@@ -55,6 +55,19 @@ impl Running {
     }
 }
 
+/// Builds the server of `builder` (its layers and services) and serves it on 127.0.0.1 at a port the OS assigns,
+/// in a task of its own; its address.
+pub async fn serve_builder<L>(builder: rpc_core::ServerBuilder<L>) -> SocketAddr
+where
+    L: rpc_core::server::layer::Layers,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = builder.build().expect("the server builds");
+    tokio::spawn(server.serve(listener));
+    addr
+}
+
 /// Serves `lab` on 127.0.0.1 at `port` (0: one the OS assigns) with `config`.
 pub async fn serve_lab(lab: LabImpl, config: ServerConfig, port: u16) -> std::io::Result<Running> {
     serve_lab_with(lab, config, port, None).await

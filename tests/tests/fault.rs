@@ -13,25 +13,10 @@ use rpc_core::server::layer::{InjectFault, intercept};
 use rpc_core::server::{Request, Response};
 use rpc_core::{ClientConfig, Metadata, Server, Status, client};
 use tests::lab::{LabClient, LabImpl, LabServer};
-use tokio::net::TcpListener;
+use tests::serve::serve_builder as serve;
 use tokio::time::Instant;
 
 const LONG: Duration = Duration::from_secs(30);
-
-async fn serve<L>(builder: rpc_core::ServerBuilder<L>) -> std::net::SocketAddr
-where
-    L: rpc_core::server::layer::Layers,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        builder
-            .build()
-            .expect("the Lab service builds")
-            .serve(listener),
-    );
-    addr
-}
 
 /// Serves `lab` behind `fault`.
 async fn serve_with_fault(lab: &LabImpl, fault: Fault) -> std::net::SocketAddr {

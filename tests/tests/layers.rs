@@ -15,7 +15,7 @@ use rpc_core::server::layer::Only;
 use rpc_core::server::{Request, Response};
 use rpc_core::{Metadata, RpcError, Server, Status};
 use tests::lab::{LabClient, LabImpl, LabServer, MathError};
-use tokio::net::TcpListener;
+use tests::serve::serve_builder as serve;
 use tower::Service;
 
 /// How a call ended, as the observing layer saw it.
@@ -78,17 +78,6 @@ where
             Ok(response)
         })
     }
-}
-
-async fn serve<L>(builder: rpc_core::ServerBuilder<L>) -> std::net::SocketAddr
-where
-    L: rpc_core::server::layer::Layers,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = builder.build().expect("the Lab service builds");
-    tokio::spawn(server.serve(listener));
-    addr
 }
 
 fn lab() -> rpc_core::ServerBuilder {

@@ -18,28 +18,13 @@ use rpc_core::server::layer::{
 use rpc_core::server::{Request, Response};
 use rpc_core::{Metadata, Metrics, Server, Status};
 use tests::lab::{LabClient, LabImpl, LabServer};
+use tests::serve::serve_builder as serve;
 use tests::serve::until;
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::Service;
 
 const LONG: Duration = Duration::from_secs(30);
-
-async fn serve<L>(builder: rpc_core::ServerBuilder<L>) -> std::net::SocketAddr
-where
-    L: rpc_core::server::layer::Layers,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        builder
-            .build()
-            .expect("the Lab service builds")
-            .serve(listener),
-    );
-    addr
-}
 
 /// A concurrency limit of 2 per method: two `hang` calls run; the third is shed at once, before its handler,
 /// with a retry-after the client sees as pushback, and the metrics count it. Once the two are cancelled, their
