@@ -296,9 +296,11 @@ impl Balanced {
                 None => first.await,
                 Some(at) => {
                     tried.push(Arc::clone(&address));
-                    self.hedged(
+                    // Boxed: two attempts side by side make a large future, which every call's future would
+                    // otherwise carry (direct clients' too, through `Kind`); hedged calls are few.
+                    Box::pin(self.hedged(
                         first, at, &call, args, deadline, span, &mut tried, &mut retry,
-                    )
+                    ))
                     .await
                 }
             };
