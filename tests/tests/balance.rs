@@ -5,6 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use rpc_core::balance::{Balancer, CallInfo, Instance, Outcome, Policy};
 use rpc_core::{ClientConfig, Metadata, ServerConfig};
 use tests::lab::{LabClient, LabImpl};
@@ -25,7 +27,7 @@ impl Policy for ByRoute {
         *self.instances.lock().unwrap() = instances.to_vec();
     }
 
-    fn pick(&self, call: &CallInfo<'_>, _skip: &[Arc<str>]) -> Option<Arc<str>> {
+    fn pick(&self, call: &CallInfo<'_>, _skip: &[Arc<str>], _now: Instant) -> Option<Arc<str>> {
         let route = call.metadata.get_str("x-route").map(str::to_owned);
         self.picks
             .lock()
@@ -36,7 +38,7 @@ impl Policy for ByRoute {
         instances.get(index).map(|i| Arc::clone(&i.address))
     }
 
-    fn report(&self, address: &str, outcome: Outcome, latency: Duration) {
+    fn report(&self, address: &str, outcome: Outcome, latency: Duration, _now: Instant) {
         self.reports
             .lock()
             .unwrap()
@@ -171,12 +173,12 @@ impl Policy for KeySeen {
         *self.instance.lock().unwrap() = instances.first().map(|i| Arc::clone(&i.address));
     }
 
-    fn pick(&self, call: &CallInfo<'_>, _skip: &[Arc<str>]) -> Option<Arc<str>> {
+    fn pick(&self, call: &CallInfo<'_>, _skip: &[Arc<str>], _now: Instant) -> Option<Arc<str>> {
         self.keys.lock().unwrap().push(call.key);
         self.instance.lock().unwrap().clone()
     }
 
-    fn report(&self, _: &str, _: Outcome, _: Duration) {}
+    fn report(&self, _: &str, _: Outcome, _: Duration, _: Instant) {}
 }
 
 /// The key a caller chooses for its calls (a method argument, say) reaches the policy hashed the same way on

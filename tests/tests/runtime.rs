@@ -516,6 +516,7 @@ impl rpc_core::balance::Policy for Fixed {
         &self,
         _: &rpc_core::balance::CallInfo<'_>,
         skip: &[std::sync::Arc<str>],
+        _: tokio::time::Instant,
     ) -> Option<std::sync::Arc<str>> {
         let mut s = self.state.lock().unwrap();
         for _ in 0..s.list.len() {
@@ -528,7 +529,13 @@ impl rpc_core::balance::Policy for Fixed {
         None
     }
 
-    fn report(&self, address: &str, outcome: rpc_core::balance::Outcome, _: Duration) {
+    fn report(
+        &self,
+        address: &str,
+        outcome: rpc_core::balance::Outcome,
+        _: Duration,
+        _: tokio::time::Instant,
+    ) {
         self.state
             .lock()
             .unwrap()

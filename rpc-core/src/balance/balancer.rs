@@ -82,16 +82,21 @@ impl Balancer {
     /// guard reports to the policy once: [`Picked::finish`], or `Cancelled` if it is dropped first.
     pub fn pick(&self, call: &CallInfo<'_>, skip: &[Arc<str>]) -> Option<Picked<'_>> {
         self.refresh();
-        self.pick_now(call, skip)
+        self.pick_at(call, skip, Instant::now())
     }
 
-    /// Picks as [`Balancer::pick`] does, without looking at the feed first (the caller just did).
-    pub(crate) fn pick_now(&self, call: &CallInfo<'_>, skip: &[Arc<str>]) -> Option<Picked<'_>> {
-        let address = self.policy.pick(call, skip)?;
+    /// Picks as [`Balancer::pick`] does at `now`, without looking at the feed first (the caller just did).
+    pub(crate) fn pick_at(
+        &self,
+        call: &CallInfo<'_>,
+        skip: &[Arc<str>],
+        now: Instant,
+    ) -> Option<Picked<'_>> {
+        let address = self.policy.pick(call, skip, now)?;
         Some(Picked {
             policy: &*self.policy,
             address,
-            picked_at: Instant::now(),
+            picked_at: now,
             reported: false,
         })
     }
@@ -129,8 +134,8 @@ impl Picked<'_> {
         self.picked_at
     }
 
-    /// Reports how the call ended, at `now` (read by the caller already).
-    pub(crate) fn finish_at(mut self, outcome: Outcome, now: Instant) {
+    /// Reports how the call ended, at `now` (read by the caller already); the guard reports nothing more.
+    pub(crate) fn finish_at(&mut self, outcome: Outcome, now: Instant) {
         self.report(outcome, now);
     }
 
@@ -138,7 +143,7 @@ impl Picked<'_> {
         if !self.reported {
             self.reported = true;
             let latency = now.saturating_duration_since(self.picked_at);
-            self.policy.report(&self.address, outcome, latency);
+            self.policy.report(&self.address, outcome, latency, now);
         }
     }
 }

@@ -35,11 +35,11 @@ pub const DEFAULT_CHOICE_COUNT: usize = 2;
 /// let metadata = rpc_core::Metadata::new();
 /// let call = CallInfo::new(&SvcClient::METHODS[0], &metadata);
 /// // One call stays in flight on the instance it went to: the next calls go to the other.
-/// let stuck = policy.pick(&call, &[]).unwrap();
+/// let stuck = policy.pick(&call, &[], tokio::time::Instant::now()).unwrap();
 /// for _ in 0..10 {
-///     let picked = policy.pick(&call, &[]).unwrap();
+///     let picked = policy.pick(&call, &[], tokio::time::Instant::now()).unwrap();
 ///     assert_ne!(picked, stuck);
-///     policy.report(&picked, Outcome::Success, Duration::from_millis(1));
+///     policy.report(&picked, Outcome::Success, Duration::from_millis(1), tokio::time::Instant::now());
 /// }
 /// assert_eq!(policy.in_flight(&stuck), Some(1));
 /// ```
@@ -118,12 +118,11 @@ impl Policy for LeastRequest {
         state.peers = next;
     }
 
-    fn pick(&self, _call: &CallInfo<'_>, skip: &[Arc<str>]) -> Option<Arc<str>> {
-        self.state().pick(self.choice_count, skip, Instant::now())
+    fn pick(&self, _call: &CallInfo<'_>, skip: &[Arc<str>], now: Instant) -> Option<Arc<str>> {
+        self.state().pick(self.choice_count, skip, now)
     }
 
-    fn report(&self, address: &str, outcome: Outcome, _latency: Duration) {
-        let now = Instant::now();
+    fn report(&self, address: &str, outcome: Outcome, _latency: Duration, now: Instant) {
         let mut state = self.state();
         let Some(peer) = state.peers.iter_mut().find(|p| &*p.address == address) else {
             return;
@@ -257,7 +256,7 @@ mod tests {
         let mut counts = BTreeMap::new();
         for _ in 0..calls {
             let address = pick(policy, &[]).expect("an instance");
-            policy.report(&address, Outcome::Success, MS);
+            policy.report(&address, Outcome::Success, MS, Instant::now());
             *counts.entry(address).or_default() += 1;
         }
         counts
@@ -299,11 +298,11 @@ mod tests {
         ];
         for (n, outcome) in outcomes.into_iter().cycle().take(20).enumerate() {
             let address = if n % 2 == 0 { "a" } else { "b" };
-            policy.report(address, outcome, MS);
+            policy.report(address, outcome, MS, Instant::now());
         }
         assert_eq!(policy.in_flight("a"), Some(0));
         assert_eq!(policy.in_flight("b"), Some(0));
-        policy.report("a", Outcome::Success, MS);
+        policy.report("a", Outcome::Success, MS, Instant::now());
         assert_eq!(policy.in_flight("a"), Some(0), "never below zero");
     }
 
@@ -336,7 +335,7 @@ mod tests {
         for address in ["a", "b", "c", "d"] {
             assert_eq!(policy.in_flight(address), Some(10));
         }
-        policy.report("c", Outcome::Success, MS);
+        policy.report("c", Outcome::Success, MS, Instant::now());
         assert_eq!(pick(&policy, &[]).as_deref(), Some("c"));
 
         // One choice: a draw by weight alone, blind to calls in flight.
@@ -355,11 +354,11 @@ mod tests {
         let policy = policy_of(&[("a", 1), ("b", 1), ("z", 0)]);
         for _ in 0..20 {
             assert_eq!(pick(&policy, &skipping(&["a"])).as_deref(), Some("b"));
-            policy.report("b", Outcome::Success, MS);
+            policy.report("b", Outcome::Success, MS, Instant::now());
         }
         assert_eq!(pick(&policy, &skipping(&["a", "b"])), None);
 
-        policy.report("b", Outcome::Unreachable, MS);
+        policy.report("b", Outcome::Unreachable, MS, Instant::now());
         let counts = one_by_one(&policy, 20);
         assert_eq!(counts.get("a"), Some(&20), "{counts:?}");
         assert_eq!(
@@ -367,14 +366,14 @@ mod tests {
             Some("b"),
             "down, but the last one left"
         );
-        policy.report("b", Outcome::Cancelled, MS);
+        policy.report("b", Outcome::Cancelled, MS, Instant::now());
         tokio::time::advance(DEFAULT_DOWN_FOR).await;
         let counts = one_by_one(&policy, 40);
         assert!(counts.contains_key("b"), "back after down_for: {counts:?}");
         assert!(!counts.contains_key("z"), "{counts:?}");
 
-        policy.report("a", Outcome::Unreachable, MS);
-        policy.report("a", Outcome::Success, MS);
+        policy.report("a", Outcome::Unreachable, MS, Instant::now());
+        policy.report("a", Outcome::Success, MS, Instant::now());
         let counts = one_by_one(&policy, 40);
         assert!(
             counts.contains_key("a"),
@@ -392,6 +391,6 @@ mod tests {
         assert_eq!(policy.in_flight("a"), None);
         assert_eq!(policy.in_flight("b"), Some(2));
         assert_eq!(policy.in_flight("c"), Some(0));
-        policy.report("a", Outcome::Success, MS);
+        policy.report("a", Outcome::Success, MS, Instant::now());
     }
 }

@@ -43,6 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rpc_codec::Metadata;
+use tokio::time::Instant;
 
 use crate::method::MethodInfo;
 
@@ -129,6 +130,13 @@ pub fn hash_key(key: &[u8]) -> u64 {
     h ^ (h >> 33)
 }
 
+/// Whether `known` is `address`: by pointer first (a report names its instance with the address the policy
+/// handed out, so it is found without comparing bytes), then by value.
+pub(crate) fn is_address(known: &Arc<str>, address: &str) -> bool {
+    (std::ptr::eq(known.as_ptr(), address.as_ptr()) && known.len() == address.len())
+        || **known == *address
+}
+
 /// How a call to an instance went, as feedback to the [`Policy`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -143,18 +151,20 @@ pub enum Outcome {
 }
 
 /// Picks instances for calls and learns from their outcomes. Every method takes `&self`: a policy is shared by
-/// every call of a client, and keeps its state behind its own lock (or atomics).
+/// every call of a client, and keeps its state behind its own lock (or atomics). Time is passed in, never read:
+/// a policy is a state machine that tests drive on a paused clock, and a call reads the clock once for all of
+/// its bookkeeping.
 pub trait Policy: Send + Sync + 'static {
     /// Takes the current instances: called before the first pick and whenever the feed changes. Instances
     /// already known should keep what the policy learned of them.
     fn update(&self, instances: &[Instance]);
 
     /// The address of the instance for `call`, not one in `skip` (instances this call already tried), or
-    /// `None` if no instance is left.
-    fn pick(&self, call: &CallInfo<'_>, skip: &[Arc<str>]) -> Option<Arc<str>>;
+    /// `None` if no instance is left. `now` is the time of the pick, read once by the caller.
+    fn pick(&self, call: &CallInfo<'_>, skip: &[Arc<str>], now: Instant) -> Option<Arc<str>>;
 
-    /// How a call to `address` ended, `latency` after it was picked.
-    fn report(&self, address: &str, outcome: Outcome, latency: Duration);
+    /// How a call to `address` ended at `now`, `latency` after it was picked.
+    fn report(&self, address: &str, outcome: Outcome, latency: Duration, now: Instant);
 }
 
 /// The instances of a service, kept current (by discovery, or fixed).

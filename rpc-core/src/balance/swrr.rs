@@ -24,7 +24,7 @@ use super::{CallInfo, Instance, Outcome, Policy};
 /// wrr.update(&[Instance::new("a", 5), Instance::new("b", 1), Instance::new("c", 1)]);
 /// let metadata = rpc_core::Metadata::new();
 /// let call = CallInfo::new(&SvcClient::METHODS[0], &metadata);
-/// let picks: String = (0..7).map(|_| wrr.pick(&call, &[]).unwrap().to_string()).collect();
+/// let picks: String = (0..7).map(|_| wrr.pick(&call, &[], tokio::time::Instant::now()).unwrap().to_string()).collect();
 /// assert_eq!(picks, "aabacaa");
 /// ```
 #[derive(Debug, Default)]
@@ -64,12 +64,12 @@ impl Policy for SmoothWrr {
             .update(instances.iter().map(|i| (&*i.address, i.weight)));
     }
 
-    fn pick(&self, _call: &CallInfo<'_>, skip: &[Arc<str>]) -> Option<Arc<str>> {
-        self.state().pick(skip, Instant::now())
+    fn pick(&self, _call: &CallInfo<'_>, skip: &[Arc<str>], now: Instant) -> Option<Arc<str>> {
+        self.state().pick(skip, now)
     }
 
-    fn report(&self, address: &str, outcome: Outcome, _latency: Duration) {
-        self.state().report(address, outcome, Instant::now());
+    fn report(&self, address: &str, outcome: Outcome, _latency: Duration, now: Instant) {
+        self.state().report(address, outcome, now);
     }
 }
 

@@ -32,7 +32,9 @@ pub(crate) fn pick_with(
 ) -> Option<String> {
     let metadata = Metadata::new();
     let call = CallInfo::new(&METHOD, &metadata).with_key(key);
-    policy.pick(&call, skip).map(|a| a.to_string())
+    policy
+        .pick(&call, skip, tokio::time::Instant::now())
+        .map(|a| a.to_string())
 }
 
 /// What `policy` picks for a call without a key, not one in `skip`.

@@ -67,14 +67,15 @@ struct Attempt {
     result: Result<Reply, RpcError>,
     /// It ran out of the attempt timeout, not of the call's deadline.
     timed_out: bool,
+    /// The instance, if the attempt failed (a retry goes elsewhere).
+    failed_on: Option<Arc<str>>,
 }
 
-/// An attempt under way: its instance hears `Cancelled` if it is dropped before it ends (the call's future was
-/// dropped, or a hedged attempt lost the race).
+/// An attempt under way: its instance hears `Cancelled`, from the policy's guard and here for the detector, if
+/// it is dropped before it ends (the call's future was dropped, or a hedged attempt lost the race).
 struct InFlight<'a> {
     outliers: &'a Outliers,
-    address: Arc<str>,
-    started: Instant,
+    picked: Picked<'a>,
     done: bool,
 }
 
@@ -82,9 +83,10 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.done {
             let now = Instant::now();
-            let latency = now.duration_since(self.started);
+            let latency = now.saturating_duration_since(self.picked.picked_at());
+            let address = self.picked.address();
             self.outliers
-                .finished(&self.address, Outcome::Cancelled, latency, now);
+                .finished(address, Outcome::Cancelled, latency, now);
         }
     }
 }
@@ -106,14 +108,16 @@ impl Balanced {
 
     fn client_for(&self, address: &Arc<str>) -> Arc<Direct> {
         let mut pool = crate::sync::lock(&self.pool);
-        let direct = pool.entry(Arc::clone(address)).or_insert_with(|| {
-            let target = match address.parse() {
-                Ok(addr) => Target::Resolved(vec![addr]),
-                Err(_) => Target::Name(address.to_string()),
-            };
-            Arc::new(Direct::new(target, self.config.clone()))
-        });
-        Arc::clone(direct)
+        if let Some(direct) = pool.get(address) {
+            return Arc::clone(direct);
+        }
+        let target = match address.parse() {
+            Ok(addr) => Target::Resolved(vec![addr]),
+            Err(_) => Target::Name(address.to_string()),
+        };
+        let direct = Arc::new(Direct::new(target, self.config.clone()));
+        pool.insert(Arc::clone(address), Arc::clone(&direct));
+        direct
     }
 
     /// Starts the periodic task, once.
@@ -186,19 +190,19 @@ impl Balanced {
         }
     }
 
-    /// Picks an instance for `call`, not one in `tried` and, while others remain, not one the detector
+    /// Picks an instance for `call` at `now`, not one in `tried` and, while others remain, not one the detector
     /// excludes.
-    fn pick(&self, call: &CallInfo<'_>, tried: &[Arc<str>]) -> Option<Picked<'_>> {
+    fn pick(&self, call: &CallInfo<'_>, tried: &[Arc<str>], now: Instant) -> Option<Picked<'_>> {
         self.refresh();
-        match self.outliers.excluded() {
-            None => self.balancer.pick_now(call, tried),
+        match self.outliers.excluded(now) {
+            None => self.balancer.pick_at(call, tried, now),
             Some(excluded) => {
                 let mut skip = tried.to_vec();
                 skip.extend(excluded);
                 // Everything excluded: try one anyway rather than fail the call (Envoy's panic mode).
                 self.balancer
-                    .pick_now(call, &skip)
-                    .or_else(|| self.balancer.pick_now(call, tried))
+                    .pick_at(call, &skip, now)
+                    .or_else(|| self.balancer.pick_at(call, tried, now))
             }
         }
     }
@@ -213,23 +217,23 @@ impl Balanced {
         deadline: Instant,
         span: Option<&tracing::Span>,
     ) -> Attempt {
-        let address = Arc::clone(picked.address());
         let started = picked.picked_at();
-        self.outliers.started(&address, started);
+        self.outliers.started(picked.address(), started);
+        let direct = self.client_for(picked.address());
         let mut in_flight = InFlight {
             outliers: &self.outliers,
-            address: Arc::clone(&address),
-            started,
+            picked,
             done: false,
         };
         let until = match self.config.attempt_timeout {
             Some(timeout) => deadline.min(started + timeout),
             None => deadline,
         };
-        let result = self
-            .client_for(&address)
+        let result = direct
             .round_trip(call.method, args, call.metadata, until, started, span)
             .await;
+        in_flight.done = true;
+        let address = in_flight.picked.address();
         let now = Instant::now();
         let latency = now.duration_since(started);
         let timed_out = until < deadline
@@ -250,22 +254,29 @@ impl Balanced {
             Ok(_) => Outcome::Success,
             Err(e) => outcome_of(e),
         };
-        in_flight.done = true;
-        picked.finish_at(outcome, now);
-        if let Some(ejected) = self.outliers.finished(&address, outcome, latency, now) {
+        if let Some(ejected) = self.outliers.finished(address, outcome, latency, now) {
             self.eject(&ejected);
         }
-        if let Err(e) = &result
-            && let Some(after) = e.retry_after()
-        {
-            self.outliers.hold(&address, after, now);
+        let failed_on = match &result {
+            Ok(_) => {
+                if let Some(hedging) = &self.hedging {
+                    hedging.record(call.method, latency);
+                }
+                None
+            }
+            Err(e) => {
+                if let Some(after) = e.retry_after() {
+                    self.outliers.hold(address, after, now);
+                }
+                Some(Arc::clone(address))
+            }
+        };
+        in_flight.picked.finish_at(outcome, now);
+        Attempt {
+            result,
+            timed_out,
+            failed_on,
         }
-        if result.is_ok()
-            && let Some(hedging) = &self.hedging
-        {
-            hedging.record(call.method, latency);
-        }
-        Attempt { result, timed_out }
     }
 
     pub(crate) async fn round_trip<P: Payload + ?Sized>(
@@ -273,7 +284,7 @@ impl Balanced {
         call: CallInfo<'_>,
         args: &P,
         deadline: Instant,
-        now: Instant,
+        mut now: Instant,
         span: Option<&tracing::Span>,
     ) -> Result<Reply, RpcError> {
         self.start_ticker();
@@ -283,23 +294,21 @@ impl Balanced {
         // The instances tried; filled only for a second attempt, so that most calls allocate nothing for it.
         let mut tried: Vec<Arc<str>> = Vec::new();
         let mut last_error = None;
-        while let Some(picked) = self.pick(&call, &tried) {
-            let address = Arc::clone(picked.address());
-            let first = self.attempt(picked, &call, args, deadline, span);
+        while let Some(picked) = self.pick(&call, &tried, now) {
             let hedge_at = self
                 .hedging
                 .as_ref()
                 .and_then(|h| h.delay(method))
-                .map(|delay| Instant::now() + delay)
+                .map(|delay| now + delay)
                 .filter(|at| *at < deadline);
+            // Each future is awaited where it is made: one made, then moved into an `.await`, costs a copy.
             let attempt = match hedge_at {
-                None => first.await,
+                None => self.attempt(picked, &call, args, deadline, span).await,
+                // Boxed: two attempts side by side make a large future, which every call's future would
+                // otherwise carry (direct clients' too, through `Kind`); hedged calls are few.
                 Some(at) => {
-                    tried.push(Arc::clone(&address));
-                    // Boxed: two attempts side by side make a large future, which every call's future would
-                    // otherwise carry (direct clients' too, through `Kind`); hedged calls are few.
                     Box::pin(self.hedged(
-                        first, at, &call, args, deadline, span, &mut tried, &mut retry,
+                        picked, at, &call, args, deadline, span, &mut tried, &mut retry,
                     ))
                     .await
                 }
@@ -308,7 +317,9 @@ impl Balanced {
                 Ok(reply) => return Ok(reply),
                 Err(e) => e,
             };
-            if !tried.contains(&address) {
+            if let Some(address) = attempt.failed_on
+                && !tried.contains(&address)
+            {
                 tried.push(address);
             }
             let Some(pause) = retry.after(&error, attempt.timed_out) else {
@@ -319,6 +330,7 @@ impl Balanced {
             }
             last_error = Some(error);
             tokio::time::sleep(pause).await;
+            now = Instant::now();
         }
         Err(last_error.unwrap_or_else(|| {
             let message = format!("no instance of {} is available", method.service);
@@ -326,13 +338,13 @@ impl Balanced {
         }))
     }
 
-    /// Waits for `first` until `at`, then, if the retries and the budget allow and another instance is there,
-    /// sends a second attempt beside it: the first to succeed wins (the other is dropped, which cancels it on
-    /// its server); if both fail, the later failure stands.
+    /// Sends the attempt on `first` and waits for it until `at`, then, if the retries and the budget allow and
+    /// another instance is there, sends a second attempt beside it: the first to succeed wins (the other is
+    /// dropped, which cancels it on its server); if both fail, the later failure stands.
     #[allow(clippy::too_many_arguments)]
     async fn hedged<P: Payload + ?Sized>(
         &self,
-        first: impl Future<Output = Attempt>,
+        first: Picked<'_>,
         at: Instant,
         call: &CallInfo<'_>,
         args: &P,
@@ -341,13 +353,15 @@ impl Balanced {
         tried: &mut Vec<Arc<str>>,
         retry: &mut Retry<'_>,
     ) -> Attempt {
+        tried.push(Arc::clone(first.address()));
+        let first = self.attempt(first, call, args, deadline, span);
         tokio::pin!(first);
         tokio::select! {
             biased;
             done = &mut first => return done,
             () = tokio::time::sleep_until(at) => {}
         }
-        let second = match self.pick(call, tried) {
+        let second = match self.pick(call, tried, Instant::now()) {
             Some(picked) if retry.hedge() => picked,
             _ => return first.await,
         };

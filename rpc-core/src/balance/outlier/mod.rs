@@ -153,12 +153,11 @@ impl Outliers {
         self.refresh_excluded(&state, Instant::now());
     }
 
-    /// The instances no call may go to now, if any (most of the time none, read without a lock).
-    pub(crate) fn excluded(&self) -> Option<Vec<Arc<str>>> {
+    /// The instances no call may go to at `now`, if any (most of the time none, read without a lock).
+    pub(crate) fn excluded(&self, now: Instant) -> Option<Vec<Arc<str>>> {
         if !self.any_excluded.load(Ordering::Acquire) {
             return None;
         }
-        let now = Instant::now();
         let state = self.state();
         let excluded: Vec<Arc<str>> = state
             .peers

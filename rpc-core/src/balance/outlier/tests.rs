@@ -16,7 +16,7 @@ fn call(o: &Outliers, address: &str, outcome: Outcome, ms: u64) -> Option<Ejecte
 
 fn excluded(o: &Outliers) -> Vec<String> {
     let mut v: Vec<String> = o
-        .excluded()
+        .excluded(Instant::now())
         .unwrap_or_default()
         .iter()
         .map(|a| a.to_string())
@@ -242,7 +242,10 @@ async fn pushback_holds_an_instance_back_for_the_time_asked_without_an_ejection(
     tokio::time::advance(Duration::from_millis(250)).await;
     o.tick(Instant::now());
     assert!(excluded(&o).is_empty());
-    assert!(o.excluded().is_none(), "back to the lock-free answer");
+    assert!(
+        o.excluded(Instant::now()).is_none(),
+        "back to the lock-free answer"
+    );
 }
 
 #[tokio::test(start_paused = true)]

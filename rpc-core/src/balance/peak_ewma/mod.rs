@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::down::{DEFAULT_DOWN_FOR, Down};
-use super::{CallInfo, Instance, Outcome, Policy};
+use super::{CallInfo, Instance, Outcome, Policy, is_address};
 
 /// Default of [`PeakEwma::with_decay`]: 10 s, as Finagle and Linkerd use.
 pub const DEFAULT_DECAY: Duration = Duration::from_secs(10);
@@ -56,14 +56,14 @@ const CEILING_NS: f64 = 60e9;
 /// let policy = PeakEwma::default().with_decay(Duration::from_secs(5));
 /// policy.update(&[Instance::new("a", 1), Instance::new("b", 1)]);
 /// // `a` answered in 100 ms, `b` in 1 ms: `b` takes the calls while `a`'s average stays the higher.
-/// policy.report("a", Outcome::Success, Duration::from_millis(100));
-/// policy.report("b", Outcome::Success, Duration::from_millis(1));
+/// policy.report("a", Outcome::Success, Duration::from_millis(100), tokio::time::Instant::now());
+/// policy.report("b", Outcome::Success, Duration::from_millis(1), tokio::time::Instant::now());
 /// let metadata = rpc_core::Metadata::new();
 /// let call = CallInfo::new(&SvcClient::METHODS[0], &metadata);
 /// for _ in 0..10 {
-///     let picked = policy.pick(&call, &[]).unwrap();
+///     let picked = policy.pick(&call, &[], tokio::time::Instant::now()).unwrap();
 ///     assert_eq!(&*picked, "b");
-///     policy.report(&picked, Outcome::Success, Duration::from_millis(1));
+///     policy.report(&picked, Outcome::Success, Duration::from_millis(1), tokio::time::Instant::now());
 /// }
 /// assert_eq!(policy.in_flight("b"), Some(0));
 /// ```
@@ -176,8 +176,7 @@ impl Policy for PeakEwma {
         *peers = next;
     }
 
-    fn pick(&self, _call: &CallInfo<'_>, skip: &[Arc<str>]) -> Option<Arc<str>> {
-        let now = Instant::now();
+    fn pick(&self, _call: &CallInfo<'_>, skip: &[Arc<str>], now: Instant) -> Option<Arc<str>> {
         let decay = self.decay_ns();
         let initial = nanos(self.initial_latency);
         let mut peers = self.state();
@@ -232,11 +231,10 @@ impl Policy for PeakEwma {
         Some(Arc::clone(&peer.address))
     }
 
-    fn report(&self, address: &str, outcome: Outcome, latency: Duration) {
-        let now = Instant::now();
+    fn report(&self, address: &str, outcome: Outcome, latency: Duration, now: Instant) {
         let decay = self.decay_ns();
         let mut peers = self.state();
-        let Some(i) = peers.iter().position(|p| &*p.address == address) else {
+        let Some(i) = peers.iter().position(|p| is_address(&p.address, address)) else {
             return;
         };
         let sample = match outcome {

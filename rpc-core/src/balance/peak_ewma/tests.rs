@@ -23,7 +23,12 @@ async fn run(
     let mut counts = BTreeMap::new();
     for _ in 0..calls {
         let address = pick(policy, &[]).expect("an instance");
-        policy.report(&address, Outcome::Success, latency(&address));
+        policy.report(
+            &address,
+            Outcome::Success,
+            latency(&address),
+            Instant::now(),
+        );
         *counts.entry(address).or_default() += 1;
         tokio::time::advance(step).await;
     }
@@ -34,7 +39,7 @@ async fn run(
 async fn a_ten_times_slower_instance_gets_few_calls_and_wins_them_back_after_the_decay() {
     let policy = policy_of(&[("a", 1), ("b", 1), ("c", 1)]);
     for address in ["a", "b", "c"] {
-        policy.report(address, Outcome::Success, 10 * MS);
+        policy.report(address, Outcome::Success, 10 * MS, Instant::now());
     }
     let slow = |address: &str| if address == "a" { 100 * MS } else { 10 * MS };
     let counts = run(&policy, 300, 10 * MS, slow).await;
@@ -55,13 +60,13 @@ async fn a_ten_times_slower_instance_gets_few_calls_and_wins_them_back_after_the
 #[tokio::test(start_paused = true)]
 async fn a_slower_answer_is_taken_at_once_and_a_faster_one_blended_in_over_time() {
     let policy = policy_of(&[("a", 1)]);
-    policy.report("a", Outcome::Success, 10 * MS);
+    policy.report("a", Outcome::Success, 10 * MS, Instant::now());
     assert_eq!(policy.latency_estimate("a"), Some(10 * MS));
-    policy.report("a", Outcome::Success, 100 * MS);
+    policy.report("a", Outcome::Success, 100 * MS, Instant::now());
     assert_eq!(policy.latency_estimate("a"), Some(100 * MS), "the peak");
     tokio::time::advance(DEFAULT_DECAY).await;
     // Decayed to 100/e ≈ 36.8 ms while idle, then 10 ms blended in with weight 1 − 1/e.
-    policy.report("a", Outcome::Success, 10 * MS);
+    policy.report("a", Outcome::Success, 10 * MS, Instant::now());
     let estimate = policy.latency_estimate("a").unwrap();
     assert!(
         (43 * MS..44 * MS).contains(&estimate),
@@ -84,33 +89,33 @@ async fn every_outcome_ends_the_count_in_flight() {
         Outcome::Unreachable,
     ];
     for (left, outcome) in (0..4).rev().zip(outcomes) {
-        policy.report("a", outcome, 5 * MS);
+        policy.report("a", outcome, 5 * MS, Instant::now());
         assert_eq!(policy.in_flight("a"), Some(left), "after {outcome:?}");
     }
-    policy.report("a", Outcome::Success, 5 * MS);
+    policy.report("a", Outcome::Success, 5 * MS, Instant::now());
     assert_eq!(policy.in_flight("a"), Some(0), "never below zero");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_failure_counts_slower_than_the_average_and_a_cancellation_not_at_all() {
     let policy = policy_of(&[("a", 1)]);
-    policy.report("a", Outcome::Success, 10 * MS);
-    policy.report("a", Outcome::Cancelled, 500 * MS);
+    policy.report("a", Outcome::Success, 10 * MS, Instant::now());
+    policy.report("a", Outcome::Cancelled, 500 * MS, Instant::now());
     assert_eq!(policy.latency_estimate("a"), Some(10 * MS));
-    policy.report("a", Outcome::Failure, MS);
+    policy.report("a", Outcome::Failure, MS, Instant::now());
     assert_eq!(
         policy.latency_estimate("a"),
         Some(20 * MS),
         "a fast failure doubles it"
     );
-    policy.report("a", Outcome::Failure, 300 * MS);
+    policy.report("a", Outcome::Failure, 300 * MS, Instant::now());
     assert_eq!(
         policy.latency_estimate("a"),
         Some(300 * MS),
         "a slow one counts as its latency"
     );
     for _ in 0..100 {
-        policy.report("a", Outcome::Failure, MS);
+        policy.report("a", Outcome::Failure, MS, Instant::now());
     }
     assert_eq!(
         policy.latency_estimate("a"),
@@ -136,8 +141,8 @@ async fn calls_in_flight_spread_in_proportion_to_weight() {
 #[tokio::test(start_paused = true)]
 async fn a_new_instance_is_priced_at_the_mean_and_gets_its_share_but_no_flood() {
     let policy = policy_of(&[("a", 1), ("b", 1)]);
-    policy.report("a", Outcome::Success, 10 * MS);
-    policy.report("b", Outcome::Success, 30 * MS);
+    policy.report("a", Outcome::Success, 10 * MS, Instant::now());
+    policy.report("b", Outcome::Success, 30 * MS, Instant::now());
     policy.update(&instances_of(&[("a", 1), ("b", 1), ("c", 1)]));
     assert_eq!(
         policy.latency_estimate("a"),
@@ -169,7 +174,7 @@ async fn skipped_and_weightless_instances_are_never_picked_and_down_ones_only_as
     let b: Arc<str> = Arc::from("b");
     assert_eq!(pick(&policy, &[Arc::clone(&a), Arc::clone(&b)]), None);
 
-    policy.report("b", Outcome::Unreachable, MS);
+    policy.report("b", Outcome::Unreachable, MS, Instant::now());
     for _ in 0..20 {
         assert_eq!(pick(&policy, &[]).as_deref(), Some("a"));
     }
@@ -185,13 +190,13 @@ async fn skipped_and_weightless_instances_are_never_picked_and_down_ones_only_as
 
     // An answer ends the down time at once.
     let policy = policy_of(&[("a", 1), ("b", 1)]);
-    policy.report("a", Outcome::Unreachable, MS);
-    policy.report("a", Outcome::Success, MS);
-    policy.report("b", Outcome::Success, MS);
+    policy.report("a", Outcome::Unreachable, MS, Instant::now());
+    policy.report("a", Outcome::Success, MS, Instant::now());
+    policy.report("b", Outcome::Success, MS, Instant::now());
     let mut picked = Vec::new();
     for _ in 0..20 {
         let address = pick(&policy, &[]).unwrap();
-        policy.report(&address, Outcome::Success, MS);
+        policy.report(&address, Outcome::Success, MS, Instant::now());
         picked.push(address);
     }
     assert!(picked.iter().any(|p| p == "a"), "{picked:?}");

@@ -42,12 +42,12 @@ pub const DEFAULT_MAX_POINTS: usize = 1 << 18;
 /// ring.update(&[Instance::new("a", 1), Instance::new("b", 1), Instance::new("c", 1)]);
 /// let tenant = rpc_core::Metadata::from_pairs([("x-tenant", "acme")]).unwrap();
 /// let call = CallInfo::new(&SvcClient::METHODS[0], &tenant);
-/// let home = ring.pick(&call, &[]).unwrap();
+/// let home = ring.pick(&call, &[], tokio::time::Instant::now()).unwrap();
 /// for _ in 0..10 {
-///     assert_eq!(ring.pick(&call, &[]).unwrap(), home, "every call of a tenant goes to its instance");
+///     assert_eq!(ring.pick(&call, &[], tokio::time::Instant::now()).unwrap(), home, "every call of a tenant goes to its instance");
 /// }
 /// // Skipped (a retry, say), the call goes on to the next instance on the ring.
-/// assert_ne!(ring.pick(&call, &[home]).unwrap(), ring.pick(&call, &[]).unwrap());
+/// assert_ne!(ring.pick(&call, &[home], tokio::time::Instant::now()).unwrap(), ring.pick(&call, &[], tokio::time::Instant::now()).unwrap());
 /// ```
 #[derive(Debug)]
 pub struct RingHash {
@@ -160,7 +160,7 @@ impl Policy for RingHash {
         ring.rebuild(self.points_per_weight, self.max_points);
     }
 
-    fn pick(&self, call: &CallInfo<'_>, skip: &[Arc<str>]) -> Option<Arc<str>> {
+    fn pick(&self, call: &CallInfo<'_>, skip: &[Arc<str>], now: Instant) -> Option<Arc<str>> {
         let key = call
             .key
             .or_else(|| {
@@ -168,11 +168,10 @@ impl Policy for RingHash {
                 call.metadata.get(name).map(hash_key)
             })
             .unwrap_or_else(crate::random::next_u64);
-        self.state().pick(key, skip, Instant::now())
+        self.state().pick(key, skip, now)
     }
 
-    fn report(&self, address: &str, outcome: Outcome, _latency: Duration) {
-        let now = Instant::now();
+    fn report(&self, address: &str, outcome: Outcome, _latency: Duration, now: Instant) {
         let mut ring = self.state();
         let Some(peer) = ring.peers.iter_mut().find(|p| &*p.address == address) else {
             return;

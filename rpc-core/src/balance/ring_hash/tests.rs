@@ -138,7 +138,7 @@ async fn a_calls_key_then_its_metadata_decide_and_without_either_calls_spread() 
     let tenant = |name: &str| Metadata::from_pairs([("x-tenant", name)]).unwrap();
     let pick = |metadata: &Metadata, key: Option<u64>| {
         let call = CallInfo::new(&METHOD, metadata).with_key(key);
-        ring.pick(&call, &[]).unwrap().to_string()
+        ring.pick(&call, &[], Instant::now()).unwrap().to_string()
     };
     let acme = tenant("acme");
     let home = pick(&acme, None);
@@ -184,9 +184,9 @@ async fn a_skipped_or_down_instances_keys_go_to_the_next_on_the_ring_and_come_ba
         );
     }
 
-    ring.report(&home, Outcome::Failure, Duration::ZERO);
+    ring.report(&home, Outcome::Failure, Duration::ZERO, Instant::now());
     assert_eq!(owners(&ring), before, "a failure moves no key");
-    ring.report(&home, Outcome::Unreachable, Duration::ZERO);
+    ring.report(&home, Outcome::Unreachable, Duration::ZERO, Instant::now());
     let down = owners(&ring);
     for k in 0..before.len() {
         assert_eq!(before[k] != down[k], before[k] == home, "key {k}");
@@ -202,8 +202,8 @@ async fn a_skipped_or_down_instances_keys_go_to_the_next_on_the_ring_and_come_ba
 
     tokio::time::advance(DEFAULT_DOWN_FOR).await;
     assert_eq!(owners(&ring), before, "back after down_for");
-    ring.report(&home, Outcome::Unreachable, Duration::ZERO);
-    ring.report(&home, Outcome::Success, Duration::ZERO);
+    ring.report(&home, Outcome::Unreachable, Duration::ZERO, Instant::now());
+    ring.report(&home, Outcome::Success, Duration::ZERO, Instant::now());
     assert_eq!(owners(&ring), before, "back at its first answer");
 }
 
@@ -212,7 +212,12 @@ async fn the_ring_is_rebuilt_only_when_membership_or_weights_change() {
     let ring = RingHash::default();
     let mut five = instances(5);
     ring.update(&five);
-    ring.report("10.0.0.2:7000", Outcome::Unreachable, Duration::ZERO);
+    ring.report(
+        "10.0.0.2:7000",
+        Outcome::Unreachable,
+        Duration::ZERO,
+        Instant::now(),
+    );
     five.reverse();
     ring.update(&five);
     assert_eq!(ring.state().rebuilds, 1, "same instances, another order");
