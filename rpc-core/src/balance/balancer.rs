@@ -3,6 +3,7 @@
 //! call ends, or `Cancelled` when it is dropped first.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -134,17 +135,18 @@ impl Picked<'_> {
         self.picked_at
     }
 
-    /// Reports how the call ended, at `now` (read by the caller already); the guard reports nothing more.
-    pub(crate) fn finish_at(&mut self, outcome: Outcome, now: Instant) {
-        self.report(outcome, now);
+    /// Reports how the call ended, at `now`, `latency` after the pick (both known to the caller already); the
+    /// guard reports nothing more.
+    pub(crate) fn finish_at(&mut self, outcome: Outcome, latency: Duration, now: Instant) {
+        if !self.reported {
+            self.reported = true;
+            self.policy.report(&self.address, outcome, latency, now);
+        }
     }
 
     fn report(&mut self, outcome: Outcome, now: Instant) {
-        if !self.reported {
-            self.reported = true;
-            let latency = now.saturating_duration_since(self.picked_at);
-            self.policy.report(&self.address, outcome, latency, now);
-        }
+        let latency = now.saturating_duration_since(self.picked_at);
+        self.finish_at(outcome, latency, now);
     }
 }
 

@@ -50,12 +50,12 @@ use crate::method::MethodInfo;
 pub use balancer::{Balancer, Picked};
 pub use down::DEFAULT_DOWN_FOR;
 pub use least_request::{DEFAULT_CHOICE_COUNT, LeastRequest};
-pub(crate) use outlier::Outliers;
 pub use outlier::{
     DEFAULT_BASE_EJECTION, DEFAULT_CONSECUTIVE_FAILURES, DEFAULT_FAILURE_RATE, DEFAULT_INTERVAL,
     DEFAULT_MAX_EJECTION, DEFAULT_MAX_EJECTION_PERCENT, DEFAULT_MIN_CALLS, DEFAULT_SLOW_FACTOR,
     DEFAULT_STALL_AFTER, Ejected, OutlierConfig,
 };
+pub(crate) use outlier::{Live, Outliers};
 pub use peak_ewma::{DEFAULT_DECAY, DEFAULT_FAILURE_PENALTY, DEFAULT_INITIAL_LATENCY, PeakEwma};
 pub use ring_hash::{DEFAULT_MAX_POINTS, DEFAULT_POINTS_PER_WEIGHT, RingHash};
 pub use swrr::SmoothWrr;

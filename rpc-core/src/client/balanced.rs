@@ -23,7 +23,7 @@ use super::direct::{Direct, Target};
 use super::layer::budget::RetryBudget;
 use super::layer::hedge::Hedging;
 use super::layer::retry::Retry;
-use crate::balance::{Balancer, CallInfo, Ejected, Instance, Outcome, Outliers, Picked};
+use crate::balance::{Balancer, CallInfo, Ejected, Instance, Live, Outcome, Outliers, Picked};
 use crate::error::RpcError;
 use crate::ids::IdMap;
 use crate::payload::Payload;
@@ -36,8 +36,8 @@ pub(crate) const TICK: Duration = Duration::from_millis(25);
 pub(crate) struct Balanced {
     balancer: Balancer,
     pub(crate) config: ClientConfig,
-    /// One direct client per instance address, made on first use.
-    pool: Mutex<IdMap<Arc<str>, Arc<Direct>>>,
+    /// Each instance's connection and counts, by address, made on first use.
+    pool: Mutex<IdMap<Arc<str>, Arc<Endpoint>>>,
     outliers: Outliers,
     budget: RetryBudget,
     hedging: Option<Hedging>,
@@ -62,6 +62,14 @@ impl Drop for Balanced {
     }
 }
 
+/// One instance as the client holds it: its direct client, and what the detector counts of it on every call
+/// (found with it, in one lookup).
+#[derive(Debug)]
+struct Endpoint {
+    direct: Arc<Direct>,
+    live: Arc<Live>,
+}
+
 /// How one attempt ended.
 struct Attempt {
     result: Result<Reply, RpcError>,
@@ -75,6 +83,7 @@ struct Attempt {
 /// it is dropped before it ends (the call's future was dropped, or a hedged attempt lost the race).
 struct InFlight<'a> {
     outliers: &'a Outliers,
+    live: &'a Live,
     picked: Picked<'a>,
     done: bool,
 }
@@ -86,7 +95,7 @@ impl Drop for InFlight<'_> {
             let latency = now.saturating_duration_since(self.picked.picked_at());
             let address = self.picked.address();
             self.outliers
-                .finished(address, Outcome::Cancelled, latency, now);
+                .finished_on(self.live, address, Outcome::Cancelled, latency, now);
         }
     }
 }
@@ -106,18 +115,23 @@ impl Balanced {
         }
     }
 
-    fn client_for(&self, address: &Arc<str>) -> Arc<Direct> {
+    /// The instance at `address`: its client and counts, made on first use.
+    fn endpoint(&self, address: &Arc<str>) -> Arc<Endpoint> {
         let mut pool = crate::sync::lock(&self.pool);
-        if let Some(direct) = pool.get(address) {
-            return Arc::clone(direct);
+        if let Some(endpoint) = pool.get(address) {
+            return Arc::clone(endpoint);
         }
         let target = match address.parse() {
             Ok(addr) => Target::Resolved(vec![addr]),
             Err(_) => Target::Name(address.to_string()),
         };
-        let direct = Arc::new(Direct::new(target, self.config.clone()));
-        pool.insert(Arc::clone(address), Arc::clone(&direct));
-        direct
+        let endpoint = Arc::new(Endpoint {
+            direct: Arc::new(Direct::new(target, self.config.clone())),
+            // An instance that left while it was picked is counted apart, and forgotten with its entry.
+            live: self.outliers.live(address).unwrap_or_default(),
+        });
+        pool.insert(Arc::clone(address), Arc::clone(&endpoint));
+        endpoint
     }
 
     /// Starts the periodic task, once.
@@ -157,17 +171,28 @@ impl Balanced {
             return;
         };
         self.outliers.update(&instances);
-        let gone: Vec<Arc<Direct>> = {
+        let gone: Vec<Arc<Endpoint>> = {
             let mut pool = crate::sync::lock(&self.pool);
             let left: Vec<Arc<str>> = pool
                 .keys()
                 .filter(|a| !instances.iter().any(|i: &Instance| i.address == **a))
                 .cloned()
                 .collect();
-            left.iter().filter_map(|a| pool.remove(a)).collect()
+            let gone = left.iter().filter_map(|a| pool.remove(a)).collect();
+            // An entry made while its instance was away counts apart from the detector: it takes the
+            // detector's counts now.
+            for (address, endpoint) in pool.iter_mut() {
+                if let Some(live) = self.outliers.live(address)
+                    && !Arc::ptr_eq(&live, &endpoint.live)
+                {
+                    let direct = Arc::clone(&endpoint.direct);
+                    *endpoint = Arc::new(Endpoint { direct, live });
+                }
+            }
+            gone
         };
-        for direct in gone {
-            direct.close(
+        for endpoint in gone {
+            endpoint.direct.close(
                 "the instance left the service (the registry evicted it, or it deregistered)",
             );
         }
@@ -178,15 +203,15 @@ impl Balanced {
         if let Some(metrics) = &self.config.metrics {
             metrics.ejected();
         }
-        let direct = crate::sync::lock(&self.pool).get(&ejected.address).cloned();
-        if let Some(direct) = direct {
+        let endpoint = crate::sync::lock(&self.pool).get(&ejected.address).cloned();
+        if let Some(endpoint) = endpoint {
             let reason = format!(
                 "instance {} ejected for {} s: {}",
                 ejected.address,
                 ejected.duration.as_secs(),
                 ejected.reason
             );
-            direct.close(&reason);
+            endpoint.direct.close(&reason);
         }
     }
 
@@ -218,10 +243,11 @@ impl Balanced {
         span: Option<&tracing::Span>,
     ) -> Attempt {
         let started = picked.picked_at();
-        self.outliers.started(picked.address(), started);
-        let direct = self.client_for(picked.address());
+        let endpoint = self.endpoint(picked.address());
+        self.outliers.started_on(&endpoint.live, started);
         let mut in_flight = InFlight {
             outliers: &self.outliers,
+            live: &endpoint.live,
             picked,
             done: false,
         };
@@ -229,7 +255,8 @@ impl Balanced {
             Some(timeout) => deadline.min(started + timeout),
             None => deadline,
         };
-        let result = direct
+        let result = endpoint
+            .direct
             .round_trip(call.method, args, call.metadata, until, started, span)
             .await;
         in_flight.done = true;
@@ -254,7 +281,10 @@ impl Balanced {
             Ok(_) => Outcome::Success,
             Err(e) => outcome_of(e),
         };
-        if let Some(ejected) = self.outliers.finished(address, outcome, latency, now) {
+        let ended = self
+            .outliers
+            .finished_on(&endpoint.live, address, outcome, latency, now);
+        if let Some(ejected) = ended {
             self.eject(&ejected);
         }
         let failed_on = match &result {
@@ -271,7 +301,7 @@ impl Balanced {
                 Some(Arc::clone(address))
             }
         };
-        in_flight.picked.finish_at(outcome, now);
+        in_flight.picked.finish_at(outcome, latency, now);
         Attempt {
             result,
             timed_out,

@@ -12,9 +12,11 @@
 //! A server's pushback ([`crate::RETRY_AFTER`]) holds its instance back for the time it asked, without counting
 //! as an ejection.
 //!
-//! Time is passed in: the detector is a plain state machine, tested on a paused clock. The balanced client
-//! closes the connection to an instance it ejects, so that its calls in flight fail over at once (see
-//! `client/balanced.rs`).
+//! Time is passed in: the detector is a plain state machine, tested on a paused clock. What it counts on every
+//! call is in `live.rs` ([`Live`], atomics the balanced client keeps beside each connection), so that the start
+//! and the success of a call take no lock; the rest of an instance's state is here, under the lock. The
+//! balanced client closes the connection to an instance it ejects, so that its calls in flight fail over at
+//! once (see `client/balanced.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +27,7 @@ use tokio::time::Instant;
 use super::{Instance, Outcome};
 
 mod config;
+mod live;
 
 use crate::ids::IdMap;
 pub use config::{
@@ -32,6 +35,8 @@ pub use config::{
     DEFAULT_MAX_EJECTION, DEFAULT_MAX_EJECTION_PERCENT, DEFAULT_MIN_CALLS, DEFAULT_SLOW_FACTOR,
     DEFAULT_STALL_AFTER, OutlierConfig,
 };
+use live::Epoch;
+pub(crate) use live::Live;
 
 /// An instance the detector just ejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,17 +67,10 @@ struct Peer {
     health: Health,
     /// Times ejected, decayed by one per healthy interval.
     ejections: u32,
-    consecutive_failures: u32,
-    /// Calls and failures ended in the current interval.
-    calls: u32,
-    failures: u32,
-    /// Latency in nanoseconds, smoothed (an average over about the last eight calls); 0 before the first.
-    latency_ns: u64,
-    in_flight: u32,
-    /// Since when calls have been in flight with none answered: the start of the oldest unanswered stretch.
-    waiting_since: Option<Instant>,
     /// Pushback: no call before this.
     held_until: Option<Instant>,
+    /// What every call counts.
+    live: Arc<Live>,
 }
 
 impl Peer {
@@ -81,14 +79,13 @@ impl Peer {
             address: Arc::clone(address),
             health: Health::Serving,
             ejections: 0,
-            consecutive_failures: 0,
-            calls: 0,
-            failures: 0,
-            latency_ns: 0,
-            in_flight: 0,
-            waiting_since: None,
             held_until: None,
+            live: Arc::default(),
         }
+    }
+
+    fn latency_ns(&self) -> u64 {
+        self.live.latency_ns()
     }
 
     /// Whether no new call may go to it now.
@@ -98,7 +95,7 @@ impl Peer {
             Health::Serving => false,
             Health::Ejected { until } => now < until,
             // One probe at a time.
-            Health::Probing => self.in_flight > 0,
+            Health::Probing => self.live.in_flight() > 0,
         };
         held || ejected
     }
@@ -116,6 +113,8 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Outliers {
     config: OutlierConfig,
+    /// How [`Live`] keeps instants.
+    epoch: Epoch,
     state: Mutex<State>,
     /// Whether any instance is excluded (ejected, probed or held back): read before every pick without the
     /// lock, so that a healthy set costs nothing more.
@@ -126,6 +125,7 @@ impl Outliers {
     pub(crate) fn new(config: OutlierConfig) -> Outliers {
         Outliers {
             config,
+            epoch: Epoch::new(Instant::now()),
             state: Mutex::new(State {
                 peers: IdMap::default(),
                 interval_ends: None,
@@ -176,20 +176,21 @@ impl Outliers {
         self.any_excluded.store(any, Ordering::Release);
     }
 
+    /// The counts of `address`, for [`Outliers::started_on`] and [`Outliers::finished_on`], if it is known.
+    pub(crate) fn live(&self, address: &str) -> Option<Arc<Live>> {
+        self.state().peers.get(address).map(|p| Arc::clone(&p.live))
+    }
+
     /// A call to `address` starts.
+    #[cfg(test)]
     pub(crate) fn started(&self, address: &str, now: Instant) {
-        let mut state = self.state();
-        if let Some(peer) = state.peers.get_mut(address) {
-            peer.in_flight += 1;
-            peer.waiting_since.get_or_insert(now);
-            if peer.health == Health::Probing {
-                self.any_excluded.store(true, Ordering::Release);
-            }
+        if let Some(live) = self.live(address) {
+            self.started_on(&live, now);
         }
     }
 
-    /// A call to `address` ended so, `latency` after it started; the ejection it caused, if any. The path of a
-    /// success (nearly every call) takes the lock once and looks at no other instance.
+    /// A call ended: see [`Outliers::finished_on`].
+    #[cfg(test)]
     pub(crate) fn finished(
         &self,
         address: &str,
@@ -197,51 +198,59 @@ impl Outliers {
         latency: Duration,
         now: Instant,
     ) -> Option<Ejected> {
-        let mut state = self.state();
-        let peer = state.peers.get_mut(address)?;
-        peer.in_flight = peer.in_flight.saturating_sub(1);
-        if peer.in_flight == 0 {
-            peer.waiting_since = None;
+        let live = self.live(address)?;
+        self.finished_on(&live, address, outcome, latency, now)
+    }
+
+    /// A call to the instance of `live` starts at `now`.
+    pub(crate) fn started_on(&self, live: &Live, now: Instant) {
+        live.started(|| self.epoch.encode(now));
+        if live.probing.load(Ordering::Acquire) {
+            self.any_excluded.store(true, Ordering::Release);
         }
-        let failed = match outcome {
-            Outcome::Success => false,
-            Outcome::Failure | Outcome::Unreachable => true,
-            // Says nothing of the instance, and is no answer from it: a stalled instance whose calls are
-            // cancelled (hedged elsewhere, say) is still stalled.
+    }
+
+    /// A call to `address` (counted in `live`) ended so, `latency` after it started; the ejection it caused, if
+    /// any. A success (nearly every call) takes no lock, unless it is a probe's.
+    pub(crate) fn finished_on(
+        &self,
+        live: &Live,
+        address: &str,
+        outcome: Outcome,
+        latency: Duration,
+        now: Instant,
+    ) -> Option<Ejected> {
+        // A cancelled call says nothing of the instance, and is no answer from it: a stalled instance whose
+        // calls are cancelled (hedged elsewhere, say) is still stalled.
+        live.ended(|| self.epoch.encode(now), outcome != Outcome::Cancelled);
+        match outcome {
             Outcome::Cancelled => return None,
-        };
-        // An answer: the wait for the next one starts now.
-        if peer.in_flight > 0 {
-            peer.waiting_since = Some(now);
-        }
-        peer.calls += 1;
-        if !failed {
-            let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX).max(1);
-            peer.latency_ns = match peer.latency_ns {
-                0 => ns,
-                // An average over about the last eight calls.
-                avg => avg - avg / 8 + ns / 8,
-            };
-            peer.consecutive_failures = 0;
-            if peer.health == Health::Probing {
-                peer.health = Health::Serving;
-                tracing::info!(instance = %peer.address, "outlier detection: the probe succeeded; the instance serves again");
-                self.refresh_excluded(&state, now);
+            Outcome::Success => {
+                live.succeeded(latency);
+                if live.probing.load(Ordering::Acquire) {
+                    self.probe_succeeded(live, now);
+                }
+                return None;
             }
+            Outcome::Failure | Outcome::Unreachable => {}
+        }
+        let consecutive = live.failed();
+        if !self.config.enabled {
             return None;
         }
-        peer.failures += 1;
-        peer.consecutive_failures += 1;
-        // The calls an ejection failed over say nothing more of the instance.
-        if !self.config.enabled || matches!(peer.health, Health::Ejected { .. }) {
+        let mut state = self.state();
+        let peer = state.peers.get(address)?;
+        // The calls an ejection failed over say nothing more of the instance; counts of an instance that left
+        // and came back are not its own.
+        if !std::ptr::eq(&*peer.live, live) || matches!(peer.health, Health::Ejected { .. }) {
             return None;
         }
         let reason = if peer.health == Health::Probing {
             "the probe after its ejection failed".to_owned()
         } else if self.config.consecutive_failures > 0
-            && peer.consecutive_failures >= self.config.consecutive_failures
+            && consecutive >= self.config.consecutive_failures
         {
-            format!("{} failures in a row", peer.consecutive_failures)
+            format!("{consecutive} failures in a row")
         } else {
             return None;
         };
@@ -252,6 +261,24 @@ impl Outliers {
         let ejected = eject(&self.config, &key, peer, reason, now, total, ejected_now);
         self.refresh_excluded(&state, now);
         ejected
+    }
+
+    /// A probe's success brings its instance back.
+    fn probe_succeeded(&self, live: &Live, now: Instant) {
+        let mut state = self.state();
+        let Some(peer) = state
+            .peers
+            .values_mut()
+            .find(|p| std::ptr::eq(&*p.live, live))
+        else {
+            return;
+        };
+        if peer.health == Health::Probing {
+            peer.health = Health::Serving;
+            live.probing.store(false, Ordering::Release);
+            tracing::info!(instance = %peer.address, "outlier detection: the probe succeeded; the instance serves again");
+            self.refresh_excluded(&state, now);
+        }
     }
 
     /// Pushback: no call goes to `address` for `after`.
@@ -274,6 +301,7 @@ impl Outliers {
                 && now >= until
             {
                 peer.health = Health::Probing;
+                peer.live.probing.store(true, Ordering::Release);
                 tracing::info!(instance = %address, "outlier detection: ejection over; probing the instance");
             }
             if peer.held_until.is_some_and(|until| now >= until) {
@@ -304,15 +332,17 @@ impl Outliers {
         let factor = self.config.slow_factor;
         // Far longer than the instance usually takes (or its peers, before it has answered), and the floor.
         let limit_of = |p: &Peer| {
-            let usual = median.max(Duration::from_nanos(p.latency_ns));
+            let usual = median.max(Duration::from_nanos(p.latency_ns()));
             floor.max(usual.mul_f64(factor))
         };
+        let epoch = self.epoch;
+        let waiting_since = |p: &Peer| epoch.decode(p.live.waiting_since.load(Ordering::Relaxed));
         let stalled: Vec<(Arc<str>, Duration, Duration)> = state
             .peers
             .iter()
-            .filter(|(_, p)| p.health == Health::Serving && p.in_flight > 0)
+            .filter(|(_, p)| p.health == Health::Serving && p.live.in_flight() > 0)
             .filter_map(|(a, p)| {
-                let waited = now.duration_since(p.waiting_since?);
+                let waited = now.saturating_duration_since(waiting_since(p)?);
                 let limit = limit_of(p);
                 (waited >= limit).then(|| (Arc::clone(a), waited, limit))
             })
@@ -322,8 +352,8 @@ impl Outliers {
             let peers_answer = state.peers.iter().any(|(a, p)| {
                 *a != address
                     && !matches!(p.health, Health::Ejected { .. })
-                    && p.waiting_since
-                        .is_none_or(|since| now.duration_since(since) < limit)
+                    && waiting_since(p)
+                        .is_none_or(|since| now.saturating_duration_since(since) < limit)
             });
             if !peers_answer {
                 continue;
@@ -335,7 +365,7 @@ impl Outliers {
             };
             let reason = format!(
                 "{} calls in flight and no answer for {} ms while its peers answer",
-                peer.in_flight,
+                peer.live.in_flight(),
                 waited.as_millis()
             );
             ejected.extend(eject(
@@ -356,21 +386,23 @@ impl Outliers {
         let config = &self.config;
         let mut outliers = Vec::new();
         for (address, peer) in &state.peers {
-            if peer.health != Health::Serving || peer.calls < config.min_calls {
+            let (calls, failures) = (
+                peer.live.calls(),
+                peer.live.failures.load(Ordering::Relaxed),
+            );
+            if peer.health != Health::Serving || calls < config.min_calls {
                 continue;
             }
-            let rate = f64::from(peer.failures) / f64::from(peer.calls);
+            let rate = f64::from(failures) / f64::from(calls);
             if rate >= config.failure_rate {
                 let reason = format!(
-                    "{} of its {} calls failed in the last {} s",
-                    peer.failures,
-                    peer.calls,
+                    "{failures} of its {calls} calls failed in the last {} s",
                     config.interval.as_secs()
                 );
                 outliers.push((Arc::clone(address), reason));
                 continue;
             }
-            let mine = (peer.latency_ns > 0).then(|| Duration::from_nanos(peer.latency_ns));
+            let mine = (peer.latency_ns() > 0).then(|| Duration::from_nanos(peer.latency_ns()));
             if let (Some(mine), Some(median)) =
                 (mine, median_latency(state, Some(address), config.min_calls))
                 && mine > median.mul_f64(config.slow_factor)
@@ -391,11 +423,11 @@ impl Outliers {
             }
         }
         for peer in state.peers.values_mut() {
-            if peer.health == Health::Serving && peer.failures == 0 {
+            let failures = peer.live.failures.swap(0, Ordering::Relaxed);
+            peer.live.calls.store(0, Ordering::Relaxed);
+            if peer.health == Health::Serving && failures == 0 {
                 peer.ejections = peer.ejections.saturating_sub(1);
             }
-            peer.calls = 0;
-            peer.failures = 0;
         }
     }
 }
@@ -419,9 +451,11 @@ fn median_latency(state: &State, except: Option<&Arc<str>>, min_calls: u32) -> O
     let mut latencies: Vec<Duration> = state
         .peers
         .iter()
-        .filter(|(a, p)| Some(*a) != except && p.calls >= min_calls && p.health == Health::Serving)
-        .filter(|(_, p)| p.latency_ns > 0)
-        .map(|(_, p)| Duration::from_nanos(p.latency_ns))
+        .filter(|(a, p)| {
+            Some(*a) != except && p.live.calls() >= min_calls && p.health == Health::Serving
+        })
+        .filter(|(_, p)| p.latency_ns() > 0)
+        .map(|(_, p)| Duration::from_nanos(p.latency_ns()))
         .collect();
     if latencies.len() < 2 {
         return None;
@@ -461,7 +495,8 @@ fn eject(
     peer.health = Health::Ejected {
         until: now + duration,
     };
-    peer.consecutive_failures = 0;
+    peer.live.probing.store(false, Ordering::Release);
+    peer.live.consecutive_failures.store(0, Ordering::Relaxed);
     tracing::warn!(
         instance = %address,
         %reason,

@@ -259,3 +259,36 @@ async fn disabled_detection_ejects_nothing() {
     tokio::time::advance(Duration::from_secs(60)).await;
     assert!(o.tick(Instant::now()).is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn counts_kept_from_before_an_instance_left_and_came_back_eject_nothing() {
+    let o = detector(3);
+    let before = o.live("i0").expect("known");
+    o.update(&[Instance::new("i1", 1), Instance::new("i2", 1)]);
+    o.update(&[
+        Instance::new("i0", 1),
+        Instance::new("i1", 1),
+        Instance::new("i2", 1),
+    ]);
+    let after = o.live("i0").expect("known again");
+    assert!(!Arc::ptr_eq(&before, &after), "it starts afresh");
+    for _ in 0..10 {
+        let now = Instant::now();
+        o.started_on(&before, now);
+        let ejected = o.finished_on(
+            &before,
+            "i0",
+            Outcome::Failure,
+            Duration::from_millis(1),
+            now,
+        );
+        assert_eq!(ejected, None, "failures counted on the old counts");
+    }
+    for _ in 0..4 {
+        assert_eq!(call(&o, "i0", Outcome::Failure, 1), None);
+    }
+    assert!(
+        call(&o, "i0", Outcome::Failure, 1).is_some(),
+        "its own five in a row do"
+    );
+}
