@@ -201,3 +201,27 @@ async fn skipped_and_weightless_instances_are_never_picked_and_down_ones_only_as
     }
     assert!(picked.iter().any(|p| p == "a"), "{picked:?}");
 }
+
+#[test]
+fn the_share_kept_matches_the_exponential_on_both_sides_of_its_series() {
+    let decay = nanos(DEFAULT_DECAY);
+    for elapsed_ns in [
+        0,
+        1,
+        1_000,
+        100_000,
+        9_999_999,
+        10_000_000,
+        10_000_001,
+        1_000_000_000,
+        30_000_000_000,
+    ] {
+        let elapsed = Duration::from_nanos(elapsed_ns);
+        let exact = (-(elapsed_ns as f64) / decay).exp();
+        let got = kept(elapsed, decay);
+        assert!(
+            (got - exact).abs() <= 1e-9 * exact,
+            "{elapsed:?}: {got} against {exact}"
+        );
+    }
+}
