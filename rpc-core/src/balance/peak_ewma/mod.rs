@@ -177,19 +177,27 @@ impl Policy for PeakEwma {
     }
 
     fn pick(&self, _call: &CallInfo<'_>, skip: &[Arc<str>], now: Instant) -> Option<Arc<str>> {
-        let decay = self.decay_ns();
-        let initial = nanos(self.initial_latency);
         let mut peers = self.state();
         let usable = |p: &Peer, allow_down: bool| {
             p.weight > 0
                 && !skip.iter().any(|s| **s == *p.address)
                 && (allow_down || !p.down.at(now))
         };
+        // How many are eligible, and the first of them, in one pass (one instance is the common case).
+        let eligible = |allow_down: bool| {
+            peers
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| usable(p, allow_down))
+                .fold((0, None), |(count, first), (i, _)| {
+                    (count + 1, first.or(Some(i)))
+                })
+        };
         let mut allow_down = false;
-        let mut count = peers.iter().filter(|p| usable(p, false)).count();
+        let (mut count, mut only) = eligible(false);
         if count == 0 {
             allow_down = true;
-            count = peers.iter().filter(|p| usable(p, true)).count();
+            (count, only) = eligible(true);
         }
         let nth = |n: usize| {
             peers
@@ -201,8 +209,10 @@ impl Policy for PeakEwma {
         };
         let chosen = match count {
             0 => return None,
-            1 => nth(0)?,
+            1 => only?,
             _ => {
+                let decay = self.decay_ns();
+                let initial = nanos(self.initial_latency);
                 let first = crate::random::below(count);
                 let mut second = crate::random::below(count - 1);
                 if second >= first {
