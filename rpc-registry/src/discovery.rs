@@ -223,7 +223,10 @@ impl Feed for Watched {
         snapshot
             .instances
             .iter()
-            .map(|i| rpc_core::balance::Instance::new(&i.address, i.weight))
+            .map(|i| {
+                rpc_core::balance::Instance::new(&i.address, i.weight)
+                    .with_labels(i.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            })
             .collect()
     }
 }

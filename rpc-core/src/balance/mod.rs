@@ -15,6 +15,9 @@
 //! - [`RingHash`] (`ring_hash/`): consistent hashing of the call's key ([`CallInfo::key`], or a metadata
 //!   entry's value) onto a ring of virtual nodes, so that a key keeps to one instance while membership allows.
 //!
+//! Which instances a client calls at all: `subset.rs`, a [`Subset`] of them by their labels (`version=v2`), and
+//! [`Subset::of`] a discovery, whose feeds then hold only that subset.
+//!
 //! Beside the policies, `down.rs` is how each of them skips an instance it could not reach (for
 //! [`DEFAULT_DOWN_FOR`]), and `outlier/` ([`OutlierConfig`]) is the balanced client's outlier detection:
 //! it keeps ejected, stalled and pushed-back instances out of every policy's picks.
@@ -35,6 +38,7 @@ mod least_request;
 mod outlier;
 mod peak_ewma;
 mod ring_hash;
+mod subset;
 mod swrr;
 #[cfg(test)]
 mod testing;
@@ -58,23 +62,42 @@ pub use outlier::{
 pub(crate) use outlier::{Live, Outliers};
 pub use peak_ewma::{DEFAULT_DECAY, DEFAULT_FAILURE_PENALTY, DEFAULT_INITIAL_LATENCY, PeakEwma};
 pub use ring_hash::{DEFAULT_MAX_POINTS, DEFAULT_POINTS_PER_WEIGHT, RingHash};
+pub use subset::{InSubset, Labels, MAX_SUBSET_LEN, Subset, SubsetError, check_key};
 pub use swrr::SmoothWrr;
 
-/// An instance a policy may pick: its address and weight.
+/// An instance a policy may pick: its address, weight and labels.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Instance {
     /// `host:port`, as a client connects to it.
     pub address: Arc<str>,
     /// Its share of calls relative to the others' (policies that weigh instances use it; 0: never picked).
     pub weight: u32,
+    /// What its registration says of it (`version=v2`, `zone=a`): what a [`Subset`] selects by.
+    pub labels: Labels,
 }
 
 impl Instance {
-    /// An instance at `address` of `weight`.
+    /// An instance at `address` of `weight`, without labels.
     pub fn new(address: &str, weight: u32) -> Instance {
         Instance {
             address: Arc::from(address),
             weight,
+            labels: Labels::default(),
+        }
+    }
+
+    /// The instance with these labels (instead of those it had).
+    pub fn with_labels<K: Into<String>, V: Into<String>>(
+        self,
+        labels: impl IntoIterator<Item = (K, V)>,
+    ) -> Instance {
+        let labels = labels
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        Instance {
+            labels: Arc::new(labels),
+            ..self
         }
     }
 }
