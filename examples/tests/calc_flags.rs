@@ -1,7 +1,8 @@
-//! The limit and fault flags of the example programs, run as a user runs them: `calc-server` with limits and a
-//! fault that aborts every call says what it applies, and `calc-client` sees each call fail with that status;
-//! `calc-client`'s own faults fail its calls before they are sent, or delay them. Real processes, so real
-//! time; every wait is bounded.
+//! The flags of `calc-server` and `calc-client`, run as a user runs them: a server with limits and a fault that
+//! aborts every call says what it applies, and the client sees each call fail with that status; the client's
+//! own faults fail its calls before they are sent, or delay them; servers registered with labels are called
+//! by subset, and bad labels, subsets and metadata are refused with what came. Real processes, so real time;
+//! every wait is bounded.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -141,5 +142,93 @@ async fn calc_clients_faults_fail_calls_before_sending_or_delay_them() {
     assert!(
         stderr.contains("calc-client: 100% of calls delayed 1 ms"),
         "{stderr}"
+    );
+}
+
+/// The address in the line `calc-server: registered ADDR (weight ...`.
+fn registered_address(said: &[String]) -> String {
+    let line = said.last().expect("a line");
+    let rest = line
+        .strip_prefix("calc-server: registered ")
+        .unwrap_or_else(|| panic!("{line}"));
+    rest.split(' ').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn servers_labelled_by_version_are_called_by_subset_and_bad_flags_say_what_came() {
+    let registry = support::start_registry(RegistryConfig::default()).await;
+    let (_v1, said) = calc_server(&registry, &["--label", "version=v1", "--label", "zone=a"]).await;
+    let v1 = registered_address(&said);
+    let (_v2, said) = calc_server(&registry, &["--label", "version=v2", "--weight", "5"]).await;
+    let v2 = registered_address(&said);
+
+    let args = [
+        "--calls",
+        "200",
+        "--subset",
+        "version=v1",
+        "--metadata",
+        "x-canary=1",
+    ];
+    let (ok, summary, stderr) = calc_client(&registry, &args).await;
+    assert!(ok, "{stderr}");
+    let by_instance = summary["by_instance"].as_object().unwrap();
+    assert_eq!(by_instance.len(), 1, "only the subset: {summary}");
+    assert_eq!(by_instance[&v1].as_u64(), Some(200), "{summary}");
+    assert!(
+        stderr.contains(&format!("1 instances of Calc: {v1}")),
+        "{stderr}"
+    );
+
+    let (ok, summary, stderr) = calc_client(&registry, &["--calls", "200"]).await;
+    assert!(ok, "{stderr}");
+    let by_instance = summary["by_instance"].as_object().unwrap();
+    assert!(
+        by_instance.contains_key(&v2) && by_instance.contains_key(&v1),
+        "{summary}"
+    );
+
+    let refused = |args: &'static [&'static str], program: &'static str| {
+        let registry = registry.clone();
+        async move {
+            let mut command = match program {
+                "calc-server" => Command::new(env!("CARGO_BIN_EXE_calc-server")),
+                _ => Command::new(env!("CARGO_BIN_EXE_calc-client")),
+            };
+            let output = command
+                .args(["--registry", &registry])
+                .args(args)
+                .kill_on_drop(true)
+                .output();
+            let output = tokio::time::timeout(Duration::from_secs(60), output)
+                .await
+                .expect("it ends within 60 s")
+                .unwrap();
+            assert!(!output.status.success(), "{args:?} succeeded");
+            String::from_utf8_lossy(&output.stderr).into_owned()
+        }
+    };
+    let said = refused(&["--calls", "10", "--subset", "version=v3"], "calc-client").await;
+    assert!(
+        said.contains("none of the 2 instances of Calc at the registry")
+            && said.contains("is in the subset version=v3"),
+        "{said}"
+    );
+    let said = refused(&["--subset", "version"], "calc-client").await;
+    assert!(
+        said.contains(
+            "subset `version`: expected KEY=VALUE pairs separated by commas, found `version`"
+        ),
+        "{said}"
+    );
+    let said = refused(&["--calls", "1", "--metadata", "x-canary"], "calc-client").await;
+    assert!(
+        said.contains("expected KEY=VALUE, found `x-canary`"),
+        "{said}"
+    );
+    let said = refused(&["--label", "ver sion=2"], "calc-server").await;
+    assert!(
+        said.contains("a label's key is 1 to 63 letters, digits and `._-/`, found `ver sion`"),
+        "{said}"
     );
 }

@@ -7,7 +7,9 @@
 //! `--tls-cert` if given). On a terminal it shows its progress (calls done, rate, failures) on stderr;
 //! `--progress always|never` overrides that. `--fault-delay-ms MS [--fault-delay-percent P]` and
 //! `--fault-abort-percent P [--fault-abort-status NAME]` inject faults before calls are sent (an aborted call
-//! fails without being sent); it says on stderr which.
+//! fails without being sent); it says on stderr which. `--subset KEY=VALUE,...` calls only the instances
+//! registered with those labels (`calc-server --label version=v2`); `--metadata KEY=VALUE` (repeatable) sets
+//! an entry of every call's metadata.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use examples::calc::CalcClient;
+use examples::labels::SubsetArgs;
 use examples::ops::{Counts, Progress, ProgressMode};
 use examples::protect::{FaultArgs, LimitArgs};
 use examples::tls::TlsArgs;
@@ -50,6 +53,22 @@ struct Args {
     wait_ms: u64,
     #[command(flatten)]
     fault: FaultArgs,
+    #[command(flatten)]
+    subset: SubsetArgs,
+    /// An entry of every call's metadata, as KEY=VALUE (for example x-canary=1); repeatable.
+    #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_metadata)]
+    metadata: Vec<(String, String)>,
+}
+
+/// One `KEY=VALUE` call metadata entry (its key and value are checked as metadata before the first call).
+fn parse_metadata(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
+        None => Err(format!(
+            "expected KEY=VALUE, found `{}`",
+            escape(text, MAX_FIELD_CHARS)
+        )),
+    }
 }
 
 #[tokio::main]
@@ -85,7 +104,23 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let discovery = Discovery::new(&args.registry, config).await?;
     let wait = Duration::from_millis(args.wait_ms);
-    let instances = discovery.wait_for("Calc", 1, wait).await;
+    let mut instances = discovery.wait_for("Calc", 1, wait).await;
+    if let Some(subset) = &args.subset.subset {
+        let registered = instances.len();
+        instances.retain(|i| {
+            subset
+                .pairs()
+                .all(|(k, v)| i.metadata.get(k).is_some_and(|have| have == v))
+        });
+        if instances.is_empty() && registered > 0 {
+            return Err(format!(
+                "none of the {registered} instances of Calc at the registry {} is in the subset {}",
+                args.registry,
+                escape(&subset.to_string(), MAX_FIELD_CHARS)
+            )
+            .into());
+        }
+    }
     if instances.is_empty() {
         return Err(match discovery.last_error("Calc") {
             Some(e) => format!(
@@ -129,7 +164,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         calls = calls.layer(rpc_core::client::layer::InjectFault::new(fault));
     }
-    let calc = CalcClient::discover_with(&discovery, "Calc", calls);
+    let calc = match args.subset.subset {
+        Some(subset) => CalcClient::discover_with(subset.of(&discovery), "Calc", calls),
+        None => CalcClient::discover_with(&discovery, "Calc", calls),
+    };
+    let calc = if args.metadata.is_empty() {
+        calc
+    } else {
+        let metadata = rpc_core::Metadata::from_pairs(args.metadata.iter().map(|(k, v)| (k, v)))
+            .map_err(|e| format!("--metadata: {e}"))?;
+        calc.with_metadata(metadata)
+    };
     let tally = Arc::new(Mutex::new(Tally::default()));
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counts = Arc::new(Counts::default());

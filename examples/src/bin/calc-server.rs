@@ -1,8 +1,9 @@
 //! Serves `Calc` and registers it with a registry; on Ctrl-C or SIGTERM deregisters, then drains (go-away,
 //! calls in flight finish) and exits 0.
 //!
-//! `calc-server --listen ADDR --registry ADDR --weight W [--token T] [--tls-cert F --tls-key F] [--tls-ca F]`:
-//! the first line it prints is the address it serves on. With `--tls-cert`/`--tls-key` it serves over TLS;
+//! `calc-server --listen ADDR --registry ADDR --weight W [--label KEY=VALUE]... [--token T] [--tls-cert F
+//! --tls-key F] [--tls-ca F]`: the first line it prints is the address it serves on. Its labels (and `pid`)
+//! are registered with it, for clients that call a subset (`calc-client --subset version=v2`). With `--tls-cert`/`--tls-key` it serves over TLS;
 //! with `--tls-ca` it talks to the registry over TLS (presenting its certificate, for mutual TLS) and verifies
 //! the certificates its clients present. With `--metrics ADDR` it serves Prometheus metrics at
 //! `http://ADDR/metrics` and its health at `http://ADDR/healthz`. It says on stderr when it registers again
@@ -18,6 +19,7 @@ use std::collections::BTreeMap;
 
 use clap::Parser;
 use examples::calc::{CalcServer, Calculator};
+use examples::labels::LabelArgs;
 use examples::ops::{Health, MetricsArgs};
 use examples::protect::{FaultArgs, LimitArgs};
 use examples::tls::TlsArgs;
@@ -37,6 +39,8 @@ struct Args {
     /// This instance's share of the calls, relative to the others'.
     #[arg(long, default_value_t = 1)]
     weight: u32,
+    #[command(flatten)]
+    labels: LabelArgs,
     /// The registry's token, if it has one (8 to 4,096 visible ASCII characters).
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
     token: Option<String>,
@@ -118,7 +122,10 @@ async fn serve<L: Layers>(
         service: String::from("Calc"),
         address: address.clone(),
         weight: args.weight,
-        metadata: BTreeMap::from([(String::from("pid"), std::process::id().to_string())]),
+        metadata: args.labels.merged(BTreeMap::from([(
+            String::from("pid"),
+            std::process::id().to_string(),
+        )])),
     };
     let defaults = RegistrationConfig::default();
     let config = RegistrationConfig {
