@@ -133,24 +133,10 @@ fn percent(text: &str) -> Result<f64, String> {
 
 /// A status of failure: its name (`data_loss`, `DataLoss`, any case) or its code.
 fn status(text: &str) -> Result<Status, String> {
-    let squash = |s: &str| s.replace(['_', '-'], "").to_ascii_lowercase();
-    let found = match text.parse::<u8>() {
-        Ok(code) => Status::ALL.get(usize::from(code)).copied(),
-        Err(_) => Status::ALL
-            .into_iter()
-            .find(|s| squash(s.as_str()) == squash(text)),
-    };
-    match found {
-        Some(Status::Ok) => Err(String::from("ok is not a failure")),
-        Some(status) => Ok(status),
-        None => Err(format!(
-            "expected a status name ({}) or code 1 to 16, got {text:?}",
-            Status::ALL[1..]
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+    match text.parse::<Status>() {
+        Ok(Status::Ok) => Err(String::from("ok is not a failure")),
+        Ok(status) => Ok(status),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -54,7 +54,7 @@ pub use json::Json;
 pub use metadata::{Metadata, MetadataBuilder, MetadataRef};
 pub use method::{method_id, method_id_of};
 pub use payload::{Bincode, PayloadCodec};
-pub use status::Status;
+pub use status::{Status, UnknownStatus};
 
 // Re-exported so that users of the codec name the same versions.
 pub use bytes;

@@ -117,6 +117,55 @@ impl fmt::Display for Status {
     }
 }
 
+/// A status by its name in any case, with or without `_` or `-` (`data_loss`, `DataLoss`, `data-loss`), or by
+/// its code (`15`), as operators write them in flags and rule files.
+///
+/// ```
+/// use rpc_codec::Status;
+/// assert_eq!("resource_exhausted".parse(), Ok(Status::ResourceExhausted));
+/// assert_eq!("DataLoss".parse(), Ok(Status::DataLoss));
+/// assert_eq!("14".parse(), Ok(Status::Unavailable));
+/// assert!("nope".parse::<Status>().unwrap_err().to_string().starts_with("expected a status name (ok, cancelled,"));
+/// ```
+impl core::str::FromStr for Status {
+    type Err = UnknownStatus;
+
+    fn from_str(text: &str) -> Result<Status, UnknownStatus> {
+        let squash = |s: &str| s.replace(['_', '-'], "").to_ascii_lowercase();
+        let found = match text.parse::<u8>() {
+            Ok(code) => Status::ALL.get(usize::from(code)).copied(),
+            Err(_) => Status::ALL
+                .into_iter()
+                .find(|s| squash(s.as_str()) == squash(text)),
+        };
+        found.ok_or_else(|| UnknownStatus {
+            found: text
+                .chars()
+                .take(64)
+                .flat_map(char::escape_default)
+                .collect(),
+        })
+    }
+}
+
+/// A text that names no status (escaped, and cut to 64 characters).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "expected a status name ({}) or code 0 to 16, found `{found}`",
+    names()
+)]
+pub struct UnknownStatus {
+    found: String,
+}
+
+fn names() -> String {
+    Status::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::Status;
