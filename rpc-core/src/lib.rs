@@ -62,6 +62,8 @@
 //!   (tracing, metrics, draining, the in-flight limit, the user's tower layers, [`server::layer::Authorize`],
 //!   rate, concurrency and adaptive limits, fault injection). `docs/MIDDLEWARE.md` shows how to write and add
 //!   layers.
+//! - [`rules`]: [`rules::Rules`], one service's routes, call policies, limits and authorization as the
+//!   registry distributes them, checked with the path of every problem.
 //! - [`fault`]: [`fault::Fault`], the delays and aborts that the fault injection layers of servers and clients
 //!   inject, and into which calls.
 //! - `transport`: what differs between TCP, TLS and Unix domain sockets: dialing, [`server::Listener`], the
@@ -101,6 +103,7 @@ mod options;
 mod outbox;
 mod payload;
 mod random;
+pub mod rules;
 pub mod server;
 mod stub;
 pub mod sync;

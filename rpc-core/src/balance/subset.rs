@@ -137,6 +137,20 @@ impl FromStr for Subset {
     }
 }
 
+/// Serialized as its text (`version=v2,zone=a`), read back through [`Subset::from_str`].
+impl serde::Serialize for Subset {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Subset {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Subset, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Subset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, (k, v)) in self.pairs().enumerate() {
