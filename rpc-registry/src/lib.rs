@@ -45,7 +45,8 @@
 //!   instance), [`flags`] (the flags of `rpc-registry serve`, one per configuration field),
 //!   [`open_files`] (the open-file limit, raised at start), and the `rpc-registry` binary.
 //! - With the `server` feature: [`cli`], the binary's client subcommands `ls` (a table of the instances) and
-//!   `watch` (a line per change).
+//!   `watch` (a line per change); [`rules_file`], rules files (TOML) read and checked with the line of every
+//!   problem, for `rules check`.
 
 pub mod api;
 pub mod discovery;
@@ -73,6 +74,8 @@ pub mod open_files;
 mod overview;
 #[cfg(feature = "server")]
 mod read;
+#[cfg(feature = "server")]
+pub mod rules_file;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]

@@ -1,7 +1,8 @@
 //! The `rpc-registry` binary: parses its command line and calls into the library. `serve` runs a registry
 //! (`rpc_registry::serve`, with the flags of `rpc_registry::flags`) until SIGINT or SIGTERM, then drains;
 //! `ls [SERVICE]` prints a table of the instances a running registry knows, and `watch SERVICE` prints a
-//! service's instances, then a line per change until SIGINT or SIGTERM (`rpc_registry::cli`).
+//! service's instances, then a line per change until SIGINT or SIGTERM (`rpc_registry::cli`); `rules check
+//! FILE` checks a rules file offline (`rpc_registry::rules_file`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,6 +49,19 @@ enum Command {
         service: String,
         #[command(flatten)]
         client: ClientArgs,
+    },
+    /// Rules: routes, call policies, limits and authorization of a service (docs/CONTROL_PLANE.md).
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Checks a rules file (TOML) without a registry: prints what it declares, or every problem with its line
+    /// and field, and exits 1.
+    Check {
+        /// The rules file.
+        file: PathBuf,
     },
 }
 
@@ -130,7 +144,35 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Serve(flags) => serve(&flags).await,
+        Command::Rules(RulesCommand::Check { file }) => {
+            let rules = read_rules(&file)?;
+            println!("{}", rpc_registry::rules_file::summary(&rules));
+            Ok(())
+        }
     }
+}
+
+/// Reads and checks the rules file at `path`; an error names the file and every problem.
+fn read_rules(
+    path: &std::path::Path,
+) -> Result<rpc_core::rules::Rules, Box<dyn std::error::Error>> {
+    let shown = rpc_registry::cli::escape(
+        &path.display().to_string(),
+        rpc_registry::cli::MAX_FIELD_CHARS,
+    )
+    .into_owned();
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("{shown}: {e}"))?
+        .len();
+    let limit = rpc_registry::rules_file::MAX_RULES_FILE;
+    if size > limit as u64 {
+        return Err(format!("{shown}: {size} bytes, over the limit of {limit}").into());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
+    rpc_registry::rules_file::parse_rules(&text).map_err(|e| {
+        let lines: Vec<String> = e.lines.iter().map(|l| format!("{shown}: {l}")).collect();
+        lines.join("\n").into()
+    })
 }
 
 /// `rpc-registry serve`.
