@@ -29,11 +29,7 @@ impl LabelArgs {
 
 /// Parses one `KEY=VALUE` label; the error says what was expected and what came.
 pub fn parse_label(text: &str) -> Result<(String, String), String> {
-    let shown: String = text
-        .chars()
-        .take(64)
-        .flat_map(char::escape_default)
-        .collect();
+    let shown = rpc_core::text::quoted(text, 64);
     let Some((key, value)) = text.split_once('=') else {
         return Err(format!("expected KEY=VALUE, found `{shown}`"));
     };

@@ -18,3 +18,28 @@ pub fn must_escape(c: char) -> bool {
             '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
         )
 }
+
+/// `text` as it may be quoted in a message: every character [`must_escape`] refuses escaped (`\u{1b}`), and
+/// cut to `max` characters with `…` after.
+///
+/// ```
+/// use rpc_core::text::quoted;
+/// assert_eq!(quoted("version=v2", 64), "version=v2");
+/// assert_eq!(quoted("a\u{1b}[2Jb", 64), "a\\u{1b}[2Jb");
+/// assert_eq!(quoted("abcdef", 3), "abc…");
+/// ```
+pub fn quoted(text: &str, max: usize) -> String {
+    let mut quoted = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            quoted.push('…');
+            break;
+        }
+        if must_escape(c) {
+            quoted.extend(c.escape_default());
+        } else {
+            quoted.push(c);
+        }
+    }
+    quoted
+}

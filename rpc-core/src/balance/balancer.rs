@@ -17,6 +17,8 @@ pub struct Balancer {
     feed: Mutex<Box<dyn Feed>>,
     /// The instances last taken from the feed.
     instances: Mutex<Vec<Instance>>,
+    /// The rules whose routes send calls to subsets, if any.
+    rules: Option<crate::client::RulesFeed>,
 }
 
 impl std::fmt::Debug for Balancer {
@@ -39,7 +41,40 @@ impl Balancer {
             policy,
             feed: Mutex::new(feed),
             instances: Mutex::new(instances),
+            rules: None,
         }
+    }
+
+    /// The balancer, following the routes of `rules`: a call that a route takes goes to an instance of the
+    /// subset the route draws for it (`rpc_core::rules`); a change of the rules applies to the next call.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use rpc_core::balance::{Balancer, Instance, PeakEwma};
+    /// use rpc_core::rules::Rules;
+    ///
+    /// let rules: Rules = serde_json::from_str(
+    ///     r#"{"service": "Calc", "routes": [{"name": "v2", "to": [{"subset": "version=v2", "weight": 1}]}]}"#,
+    /// )?;
+    /// let (_updates, rules) = tokio::sync::watch::channel(Some(Arc::new(rules)));
+    /// let instances = vec![
+    ///     Instance::new("127.0.0.1:7001", 1).with_labels([("version", "v1")]),
+    ///     Instance::new("127.0.0.1:7002", 1).with_labels([("version", "v2")]),
+    /// ];
+    /// let balancer = Balancer::new(PeakEwma::default(), instances).with_rules(rules);
+    /// # let _ = balancer;
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn with_rules(self, rules: crate::client::RulesFeed) -> Balancer {
+        Balancer {
+            rules: Some(rules),
+            ..self
+        }
+    }
+
+    /// The rules it follows, if any.
+    pub(crate) fn rules(&self) -> Option<crate::client::RulesFeed> {
+        self.rules.clone()
     }
 
     /// The instances the policy has now.

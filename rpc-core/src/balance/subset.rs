@@ -180,15 +180,7 @@ pub fn check_key(key: &str) -> Result<(), String> {
 
 /// `text`, escaped and cut to 64 characters, to quote in an error.
 fn shown(text: &str) -> String {
-    let mut shown: String = text
-        .chars()
-        .take(64)
-        .flat_map(char::escape_default)
-        .collect();
-    if text.chars().count() > 64 {
-        shown.push('…');
-    }
-    shown
+    crate::text::quoted(text, 64)
 }
 
 /// A [`Discover`] narrowed to a [`Subset`]: made by [`Subset::of`].

@@ -23,6 +23,7 @@ use super::direct::{Direct, Target};
 use super::layer::budget::RetryBudget;
 use super::layer::hedge::Hedging;
 use super::layer::retry::Retry;
+use super::routes::Routes;
 use crate::balance::{Balancer, CallInfo, Ejected, Instance, Live, Outcome, Outliers, Picked};
 use crate::error::RpcError;
 use crate::ids::IdMap;
@@ -41,6 +42,8 @@ pub(crate) struct Balanced {
     outliers: Outliers,
     budget: RetryBudget,
     hedging: Option<Hedging>,
+    /// The routes of the rules it follows, if any.
+    routes: Option<Routes>,
     /// The periodic task, started by the first call.
     ticker: OnceLock<tokio::task::AbortHandle>,
 }
@@ -103,8 +106,11 @@ impl Drop for InFlight<'_> {
 impl Balanced {
     pub(crate) fn new(balancer: Balancer, config: ClientConfig) -> Balanced {
         let outliers = Outliers::new(config.outliers.clone());
-        outliers.update(&balancer.instances());
+        let instances = balancer.instances();
+        outliers.update(&instances);
+        let routes = balancer.rules().map(|rules| Routes::new(rules, instances));
         Balanced {
+            routes,
             balancer,
             pool: Mutex::new(IdMap::default()),
             outliers,
@@ -171,6 +177,9 @@ impl Balanced {
             return;
         };
         self.outliers.update(&instances);
+        if let Some(routes) = &self.routes {
+            routes.instances(&instances);
+        }
         let gone: Vec<Arc<Endpoint>> = {
             let mut pool = crate::sync::lock(&self.pool);
             let left: Vec<Arc<str>> = pool
@@ -215,19 +224,29 @@ impl Balanced {
         }
     }
 
-    /// Picks an instance for `call` at `now`, not one in `tried` and, while others remain, not one the detector
-    /// excludes.
-    fn pick(&self, call: &CallInfo<'_>, tried: &[Arc<str>], now: Instant) -> Option<Picked<'_>> {
+    /// Picks an instance for `call` at `now`, not one in `tried` or `outside` (its route's subset) and, while
+    /// others remain, not one the detector excludes.
+    fn pick(
+        &self,
+        call: &CallInfo<'_>,
+        tried: &[Arc<str>],
+        outside: &[Arc<str>],
+        now: Instant,
+    ) -> Option<Picked<'_>> {
         self.refresh();
+        let mut skip = std::borrow::Cow::Borrowed(tried);
+        if !outside.is_empty() {
+            skip.to_mut().extend_from_slice(outside);
+        }
         match self.outliers.excluded(now) {
-            None => self.balancer.pick_at(call, tried, now),
+            None => self.balancer.pick_at(call, &skip, now),
             Some(excluded) => {
-                let mut skip = tried.to_vec();
-                skip.extend(excluded);
+                let mut healthy = skip.to_vec();
+                healthy.extend(excluded);
                 // Everything excluded: try one anyway rather than fail the call (Envoy's panic mode).
                 self.balancer
-                    .pick_at(call, &skip, now)
-                    .or_else(|| self.balancer.pick_at(call, tried, now))
+                    .pick_at(call, &healthy, now)
+                    .or_else(|| self.balancer.pick_at(call, &skip, now))
             }
         }
     }
@@ -324,7 +343,9 @@ impl Balanced {
         // The instances tried; filled only for a second attempt, so that most calls allocate nothing for it.
         let mut tried: Vec<Arc<str>> = Vec::new();
         let mut last_error = None;
-        while let Some(picked) = self.pick(&call, &tried, now) {
+        let routed = self.routes.as_ref().and_then(|r| r.route(&call));
+        let outside = routed.as_ref().map_or(&[][..], |r| &r.outside[..]);
+        while let Some(picked) = self.pick(&call, &tried, outside, now) {
             let hedge_at = self
                 .hedging
                 .as_ref()
@@ -338,7 +359,14 @@ impl Balanced {
                 // otherwise carry (direct clients' too, through `Kind`); hedged calls are few.
                 Some(at) => {
                     Box::pin(self.hedged(
-                        picked, at, &call, args, deadline, span, &mut tried, &mut retry,
+                        picked,
+                        at,
+                        &call,
+                        args,
+                        (deadline, outside),
+                        span,
+                        &mut tried,
+                        &mut retry,
                     ))
                     .await
                 }
@@ -363,7 +391,15 @@ impl Balanced {
             now = Instant::now();
         }
         Err(last_error.unwrap_or_else(|| {
-            let message = format!("no instance of {} is available", method.service);
+            let message = match &routed {
+                Some(r) => format!(
+                    "no instance of {} in the subset {} of route `{}` is available",
+                    method.service,
+                    crate::text::quoted(&r.subset.to_string(), 128),
+                    crate::text::quoted(&r.route, 64)
+                ),
+                None => format!("no instance of {} is available", method.service),
+            };
             RpcError::not_processed(Status::Unavailable, message)
         }))
     }
@@ -378,7 +414,7 @@ impl Balanced {
         at: Instant,
         call: &CallInfo<'_>,
         args: &P,
-        deadline: Instant,
+        (deadline, outside): (Instant, &[Arc<str>]),
         span: Option<&tracing::Span>,
         tried: &mut Vec<Arc<str>>,
         retry: &mut Retry<'_>,
@@ -391,7 +427,7 @@ impl Balanced {
             done = &mut first => return done,
             () = tokio::time::sleep_until(at) => {}
         }
-        let second = match self.pick(call, tried, Instant::now()) {
+        let second = match self.pick(call, tried, outside, Instant::now()) {
             Some(picked) if retry.hedge() => picked,
             _ => return first.await,
         };

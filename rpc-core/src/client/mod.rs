@@ -10,6 +10,7 @@
 //! - `direct`: one address: its connection, reconnection with backoff, a call's round trip.
 //! - `balanced`: many instances: picking among those not ejected, per-instance clients, each call's attempts
 //!   (attempt timeout, retries, hedging), and the task that applies feed changes and stall checks.
+//! - `routes`: the rules a balanced client follows ([`RulesFeed`]), and the subset each call's route draws.
 //! - `transport`: the innermost service of the user's layers: a call's encoded request sent as it is.
 //! - `config`: [`ClientConfig`], the client's limits and timings.
 //! - this file: [`Client`] and the typed call path.
@@ -20,6 +21,7 @@ pub mod config;
 mod connection;
 mod direct;
 pub mod layer;
+mod routes;
 mod transport;
 
 use std::net::SocketAddr;
@@ -36,6 +38,7 @@ use balanced::Balanced;
 pub use config::ClientConfig;
 use connection::Reply;
 use direct::{Direct, Target};
+pub use routes::RulesFeed;
 
 use crate::balance::{Balancer, CallInfo};
 use crate::error::{PayloadSide, RpcError, payload_status};

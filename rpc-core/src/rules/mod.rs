@@ -239,15 +239,7 @@ impl CallPolicy {
 
 /// `text`, escaped and cut to 64 characters, to quote in an error.
 fn shown(text: &str) -> String {
-    let mut shown: String = text
-        .chars()
-        .take(64)
-        .flat_map(char::escape_default)
-        .collect();
-    if text.chars().count() > 64 {
-        shown.push('…');
-    }
-    shown
+    crate::text::quoted(text, 64)
 }
 
 /// Whether `name` may name `what` (a service, a method): 1 to 128 letters, digits and `_.-`.

@@ -1,0 +1,148 @@
+//! Routes of rules applied by a balanced client, end to end against Lab servers on 127.0.0.1: a 90/10 split
+//! between two versions holds within 2 points over 10,000 calls, calls with a matching metadata entry all go to
+//! their subset, a change of the rules applies to the next call, and a subset with no instance fails the call
+//! naming the subset and the route. Each server counts the `delayed` calls that reach it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use rpc_core::balance::{Balancer, Instance, SmoothWrr};
+use rpc_core::rules::Rules;
+use rpc_core::{ClientConfig, Metadata, ServerConfig, Status};
+use tests::lab::{LabClient, LabImpl};
+use tests::serve::{Running, serve_lab};
+
+/// Three Lab servers: two labelled version=v1, one version=v2.
+struct Versions {
+    labs: Vec<LabImpl>,
+    instances: Vec<Instance>,
+    _running: Vec<Running>,
+}
+
+impl Versions {
+    async fn start() -> Versions {
+        let mut versions = Versions {
+            labs: Vec::new(),
+            instances: Vec::new(),
+            _running: Vec::new(),
+        };
+        for version in ["v1", "v1", "v2"] {
+            let lab = LabImpl::default();
+            let running = serve_lab(lab.clone(), ServerConfig::default(), 0)
+                .await
+                .unwrap();
+            versions.instances.push(
+                Instance::new(&running.addr.to_string(), 1).with_labels([("version", version)]),
+            );
+            versions.labs.push(lab);
+            versions._running.push(running);
+        }
+        versions
+    }
+
+    /// Calls that reached the v1 servers and the v2 server so far.
+    fn counts(&self) -> (usize, usize) {
+        let count = |lab: &LabImpl| lab.observed.delayed_started.load(Ordering::SeqCst);
+        (
+            count(&self.labs[0]) + count(&self.labs[1]),
+            count(&self.labs[2]),
+        )
+    }
+}
+
+fn rules(json: &str) -> Option<Arc<Rules>> {
+    let mut rules: Rules = serde_json::from_str(json).unwrap();
+    rules.check().unwrap();
+    Some(Arc::new(rules))
+}
+
+const CANARY: &str = r#"{"service": "Lab", "routes": [
+    {"name": "canary", "match": {"metadata": [{"key": "x-canary", "exact": "1"}]},
+     "to": [{"subset": "version=v2", "weight": 1}]},
+    {"name": "split", "to": [{"subset": "version=v1", "weight": 90}, {"subset": "version=v2", "weight": 10}]}
+]}"#;
+
+#[tokio::test]
+async fn routes_split_by_weight_follow_metadata_and_apply_changes_at_once() {
+    let versions = Versions::start().await;
+    let (updates, feed) = tokio::sync::watch::channel(rules(CANARY));
+    let balancer = Balancer::new(SmoothWrr::default(), versions.instances.clone()).with_rules(feed);
+    let client = LabClient::new(rpc_core::Client::balanced(
+        balancer,
+        ClientConfig::default(),
+    ));
+
+    // 10,000 calls, 50 at a time.
+    let calls: u64 = 10_000;
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..50 {
+        let client = client.clone();
+        workers.spawn(async move {
+            for i in 0..calls / 50 {
+                let n = worker * 1_000 + i;
+                assert_eq!(client.delayed(n, 0).await.unwrap(), n);
+            }
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done.unwrap();
+    }
+    let (v1, v2) = versions.counts();
+    assert_eq!(v1 + v2, calls as usize);
+    let share = v2 as f64 * 100.0 / calls as f64;
+    assert!(
+        (8.0..=12.0).contains(&share),
+        "v2 took {share}% of the calls, not 10 +/- 2"
+    );
+
+    let canary = client.with_metadata(Metadata::from_pairs([("x-canary", "1")]).unwrap());
+    for i in 0..500 {
+        canary.delayed(i, 0).await.unwrap();
+    }
+    assert_eq!(versions.counts(), (v1, v2 + 500), "every canary call to v2");
+
+    updates
+        .send(rules(
+            r#"{"service": "Lab", "routes": [{"name": "all-v1", "to": [{"subset": "version=v1", "weight": 1}]}]}"#,
+        ))
+        .unwrap();
+    for i in 0..200 {
+        canary.delayed(i, 0).await.unwrap();
+    }
+    assert_eq!(
+        versions.counts(),
+        (v1 + 200, v2 + 500),
+        "the new rules, from the next call"
+    );
+
+    updates.send(None).unwrap();
+    for i in 0..300 {
+        client.delayed(i, 0).await.unwrap();
+    }
+    let (after_v1, after_v2) = versions.counts();
+    assert_eq!(
+        (after_v1 - v1 - 200, after_v2 - v2 - 500),
+        (200, 100),
+        "no rules: round-robin over all three"
+    );
+}
+
+#[tokio::test]
+async fn a_subset_without_instances_fails_the_call_naming_it() {
+    let versions = Versions::start().await;
+    let (_updates, feed) = tokio::sync::watch::channel(rules(
+        r#"{"service": "Lab", "routes": [{"name": "next", "to": [{"subset": "version=v3", "weight": 1}]}]}"#,
+    ));
+    let balancer = Balancer::new(SmoothWrr::default(), versions.instances.clone()).with_rules(feed);
+    let client = LabClient::new(rpc_core::Client::balanced(
+        balancer,
+        ClientConfig::default(),
+    ));
+    let error = client.delayed(1, 0).await.unwrap_err();
+    assert_eq!(error.code(), Status::Unavailable);
+    assert_eq!(
+        error.message(),
+        "no instance of Lab in the subset version=v3 of route `next` is available"
+    );
+    assert_eq!(versions.counts(), (0, 0));
+}
