@@ -200,6 +200,21 @@ pub struct ServiceStatus {
     pub instances: Vec<InstanceStatus>,
 }
 
+/// One applied revision of a service's rules.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulesRevision {
+    /// The service.
+    pub service: String,
+    /// Its number: 1 for the first document applied to the service, one more for each after (a rollback too).
+    pub revision: u64,
+    /// The document, as JSON (`rpc_core::rules::Rules`), checked before it was applied.
+    pub rules: String,
+    /// When it was applied, in milliseconds since the Unix epoch.
+    pub applied_at_ms: u64,
+    /// What it came from: `apply`, or `rollback to N`.
+    pub origin: String,
+}
+
 /// Why the registry refused a write.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum RegistryError {
@@ -236,6 +251,12 @@ pub enum RegistryError {
     /// The registered address failed the registry's address check.
     #[error("registration refused: {0}")]
     AddressRefused(String),
+    /// A rules document failed its checks: every problem, with its field.
+    #[error("rules refused: {0}")]
+    InvalidRules(String),
+    /// What a request names does not exist (a revision, say).
+    #[error("{0}")]
+    NotFound(String),
 }
 
 /// What superseded a lease of `incarnation`, the address being at incarnation `current` now: a later
@@ -288,4 +309,30 @@ pub trait Registry {
     /// without instances are left out.
     #[idempotent]
     async fn status(&self, service: Option<String>) -> Vec<ServiceStatus>;
+
+    /// Applies a rules document (JSON, `rpc_core::rules::Rules`) to the service it names, as its next revision,
+    /// once it passes every check. Needs the registry's own token, unless the registry is open.
+    async fn apply_rules(&self, rules: String) -> Result<RulesRevision, RegistryError>;
+
+    /// The rules of `service` in force, if any.
+    #[idempotent]
+    async fn rules(&self, service: String) -> Option<RulesRevision>;
+
+    /// Every revision of `service`'s rules, oldest first.
+    #[idempotent]
+    async fn rules_history(&self, service: String) -> Vec<RulesRevision>;
+
+    /// Applies the document of an earlier revision again, as the next revision. Needs the registry's own
+    /// token, unless the registry is open.
+    async fn rollback_rules(
+        &self,
+        service: String,
+        revision: u64,
+    ) -> Result<RulesRevision, RegistryError>;
+
+    /// The rules of `service` once their revision differs from `since`: at once if it already does, else as
+    /// soon as it changes, or after `wait_ms` (capped by the registry) with no change.
+    #[idempotent]
+    async fn watch_rules(&self, service: String, since: u64, wait_ms: u64)
+    -> Option<RulesRevision>;
 }

@@ -26,6 +26,9 @@ pub const DEFAULT_MAX_METADATA_ENTRIES: usize = 32;
 pub const DEFAULT_MAX_METADATA_BYTES: usize = 4 * 1024;
 /// Default of [`RegistryConfig::max_http_watchers`]: 256.
 pub const DEFAULT_MAX_HTTP_WATCHERS: usize = 256;
+
+/// Default of [`RegistryConfig::max_rules_revisions`]: 1,000.
+pub const DEFAULT_MAX_RULES_REVISIONS: usize = 1_000;
 /// Default of [`RegistryConfig::max_name_len`]: 255.
 pub const DEFAULT_MAX_NAME_LEN: usize = 255;
 /// Connections the registry's RPC server keeps beyond one per instance, for readers (`ls`, `watch`,
@@ -102,6 +105,13 @@ pub struct RegistryConfig {
     /// Most HTTP long polls (`GET /v1/overview` with `since`, as dashboards make) waiting at once; one more is
     /// answered `503` with `Retry-After`. Default 256 ([`DEFAULT_MAX_HTTP_WATCHERS`]).
     pub max_http_watchers: usize,
+    /// Where the registry keeps its rules (`DIR/rules/SERVICE.json`), so that a restarted registry serves the
+    /// same rules; `None` keeps them in memory only. Default `None` (the binary's `--data-dir` defaults to
+    /// `rpc-registry-data` in the working directory).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Most revisions of one service's rules kept; every applied revision is kept (so that any can be rolled
+    /// back to), and one more is refused. Default 1,000 ([`DEFAULT_MAX_RULES_REVISIONS`]).
+    pub max_rules_revisions: usize,
     /// TLS for the registry's API; with a client CA, the names of verified
     /// client certificates count as credentials. Default `None`.
     pub tls: Option<rpc_core::tls::ServerTls>,
@@ -132,6 +142,8 @@ impl std::fmt::Debug for RegistryConfig {
             max_metadata_bytes,
             max_name_len,
             max_http_watchers,
+            data_dir,
+            max_rules_revisions,
             tls,
             server,
         } = self;
@@ -149,6 +161,8 @@ impl std::fmt::Debug for RegistryConfig {
             .field("max_metadata_bytes", max_metadata_bytes)
             .field("max_name_len", max_name_len)
             .field("max_http_watchers", max_http_watchers)
+            .field("data_dir", data_dir)
+            .field("max_rules_revisions", max_rules_revisions)
             .field("tls", tls)
             .field("server", server)
             .finish()
@@ -164,6 +178,9 @@ pub enum ConfigError {
     /// A grant of the credentials is unusable.
     #[error("the credentials are not usable: {0}")]
     Credentials(#[source] InvalidGrant),
+    /// The rules kept in the data directory cannot be read, or fail their checks.
+    #[error("the stored rules cannot be served: {0}")]
+    Rules(String),
     /// A limit or timing that cannot work.
     #[error("{field} is {value}: {why}")]
     Out {
@@ -192,6 +209,8 @@ impl Default for RegistryConfig {
             max_metadata_bytes: DEFAULT_MAX_METADATA_BYTES,
             max_name_len: DEFAULT_MAX_NAME_LEN,
             max_http_watchers: DEFAULT_MAX_HTTP_WATCHERS,
+            data_dir: None,
+            max_rules_revisions: DEFAULT_MAX_RULES_REVISIONS,
             tls: None,
             server: ServerConfig {
                 max_connections: RegistryConfig::connections_for(DEFAULT_MAX_INSTANCES),

@@ -352,6 +352,11 @@ enum Token {
     Grant(usize),
 }
 
+/// Whether `caller` carried the registry's own token (an admin's).
+pub(crate) fn is_admin(caller: &Caller) -> bool {
+    token_of(caller) == Some(Token::Admin)
+}
+
 /// The token `caller` carried, if the layer of [`Credentials::layer`] knew it.
 fn token_of(caller: &Caller) -> Option<Token> {
     let name = caller.token.as_deref()?;

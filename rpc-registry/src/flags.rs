@@ -82,6 +82,18 @@ pub struct ServeFlags {
     /// Most HTTP long polls (open dashboards) waiting at once.
     #[arg(long, default_value_t = registry::DEFAULT_MAX_HTTP_WATCHERS)]
     pub max_http_watchers: usize,
+    /// Directory where the registry keeps its rules (`DIR/rules/SERVICE.json`, written atomically), so that a
+    /// restarted registry serves the same rules. Instances are not kept: they register again.
+    #[arg(
+        long,
+        env = "RPC_REGISTRY_DATA_DIR",
+        default_value = "rpc-registry-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Most revisions of one service's rules kept (every applied revision is, for rollbacks); one more is
+    /// refused.
+    #[arg(long, default_value_t = registry::DEFAULT_MAX_RULES_REVISIONS)]
+    pub max_rules_revisions: usize,
     /// Certificate chain (PEM) to serve the API over TLS with; needs --tls-key. [default: none]
     #[arg(long, env = "RPC_REGISTRY_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -164,6 +176,8 @@ impl std::fmt::Debug for ServeFlags {
             max_metadata_bytes,
             max_name_len,
             max_http_watchers,
+            data_dir,
+            max_rules_revisions,
             tls_cert,
             tls_key,
             tls_ca,
@@ -200,6 +214,8 @@ impl std::fmt::Debug for ServeFlags {
             .field("max_metadata_bytes", max_metadata_bytes)
             .field("max_name_len", max_name_len)
             .field("max_http_watchers", max_http_watchers)
+            .field("data_dir", data_dir)
+            .field("max_rules_revisions", max_rules_revisions)
             .field("tls_cert", tls_cert)
             .field("tls_key", tls_key)
             .field("tls_ca", tls_ca)
@@ -283,6 +299,8 @@ impl ServeFlags {
             max_metadata_bytes: self.max_metadata_bytes,
             max_name_len: self.max_name_len,
             max_http_watchers: self.max_http_watchers,
+            data_dir: Some(self.data_dir.clone()),
+            max_rules_revisions: self.max_rules_revisions,
             tls,
             server: rpc_core::ServerConfig {
                 max_connections: self
@@ -341,6 +359,8 @@ mod tests {
         ("max_metadata_bytes", &["max-metadata-bytes"]),
         ("max_name_len", &["max-name-len"]),
         ("max_http_watchers", &["max-http-watchers"]),
+        ("data_dir", &["data-dir"]),
+        ("max_rules_revisions", &["max-rules-revisions"]),
         (
             "tls",
             &["tls-cert", "tls-key", "tls-ca", "require-client-cert"],
@@ -435,6 +455,8 @@ mod tests {
             ("max-metadata-bytes", "83"),
             ("max-name-len", "84"),
             ("max-http-watchers", "85"),
+            ("data-dir", "some-data-dir"),
+            ("max-rules-revisions", "99"),
             ("max-connections", "86"),
             ("max-in-flight-per-connection", "87"),
             ("drain-timeout-ms", "88"),

@@ -77,6 +77,8 @@ mod read;
 #[cfg(feature = "server")]
 pub mod rules_file;
 #[cfg(feature = "server")]
+mod rules_store;
+#[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
 pub mod service;
@@ -87,7 +89,7 @@ mod stats;
 
 pub use api::{
     Instance, InstanceState, InstanceStatus, Lease, LeaseRef, NewInstance, RegistryClient,
-    RegistryError, Removal, RemovalReason, ServiceStatus, Snapshot, Watched,
+    RegistryError, Removal, RemovalReason, RulesRevision, ServiceStatus, Snapshot, Watched,
 };
 pub use discovery::{Discovery, DiscoveryConfig};
 pub use handle::RegistryHandle;

@@ -63,6 +63,40 @@ enum RulesCommand {
         /// The rules file.
         file: PathBuf,
     },
+    /// Checks a rules file and applies it to its service at a running registry, as the next revision. Needs
+    /// the registry's own token (--token), unless the registry is open.
+    Apply {
+        /// The rules file.
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Prints the rules of a service in force, as TOML (`apply` takes it back), after a line naming their
+    /// revision.
+    Get {
+        /// The service.
+        service: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Prints every revision of a service's rules, oldest first: its number, when and how it was applied, and
+    /// what it declares.
+    History {
+        /// The service.
+        service: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Applies an earlier revision of a service's rules again, as the next revision. Needs the registry's own
+    /// token (--token), unless the registry is open.
+    Rollback {
+        /// The service.
+        service: String,
+        /// The revision to return to.
+        revision: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// How `ls` and `watch` reach the registry.
@@ -144,18 +178,46 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Serve(flags) => serve(&flags).await,
-        Command::Rules(RulesCommand::Check { file }) => {
-            let rules = read_rules(&file)?;
-            println!("{}", rpc_registry::rules_file::summary(&rules));
-            Ok(())
-        }
+        Command::Rules(command) => rules(command).await,
     }
 }
 
-/// Reads and checks the rules file at `path`; an error names the file and every problem.
-fn read_rules(
-    path: &std::path::Path,
-) -> Result<rpc_core::rules::Rules, Box<dyn std::error::Error>> {
+/// `rpc-registry rules ...`.
+async fn rules(command: RulesCommand) -> Result<(), Box<dyn std::error::Error>> {
+    let mut out = std::io::stdout();
+    match command {
+        RulesCommand::Check { file } => {
+            let (shown, text) = read_rules_file(&file)?;
+            let rules = rpc_registry::rules_file::parse_rules(&text).map_err(|e| {
+                let lines: Vec<String> = e.lines.iter().map(|l| format!("{shown}: {l}")).collect();
+                lines.join("\n")
+            })?;
+            println!("{}", rpc_registry::rules_file::summary(&rules));
+        }
+        RulesCommand::Apply { file, client } => {
+            let (shown, text) = read_rules_file(&file)?;
+            rpc_registry::cli::rules::apply(&client.options()?, &shown, &text, &mut out).await?;
+        }
+        RulesCommand::Get { service, client } => {
+            rpc_registry::cli::rules::get(&client.options()?, &service, &mut out).await?;
+        }
+        RulesCommand::History { service, client } => {
+            rpc_registry::cli::rules::history(&client.options()?, &service, &mut out).await?;
+        }
+        RulesCommand::Rollback {
+            service,
+            revision,
+            client,
+        } => {
+            rpc_registry::cli::rules::rollback(&client.options()?, &service, revision, &mut out)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The rules file at `path`, read whole if it is within the limit, and its name as messages show it.
+fn read_rules_file(path: &std::path::Path) -> Result<(String, String), Box<dyn std::error::Error>> {
     let shown = rpc_registry::cli::escape(
         &path.display().to_string(),
         rpc_registry::cli::MAX_FIELD_CHARS,
@@ -169,10 +231,7 @@ fn read_rules(
         return Err(format!("{shown}: {size} bytes, over the limit of {limit}").into());
     }
     let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
-    rpc_registry::rules_file::parse_rules(&text).map_err(|e| {
-        let lines: Vec<String> = e.lines.iter().map(|l| format!("{shown}: {l}")).collect();
-        lines.join("\n").into()
-    })
+    Ok((shown, text))
 }
 
 /// `rpc-registry serve`.

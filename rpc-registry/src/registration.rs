@@ -98,7 +98,10 @@ pub enum Status {
 /// their own.
 pub fn is_final(error: &RegistryError) -> bool {
     match error {
-        RegistryError::Unauthenticated(_) | RegistryError::Invalid(_) => true,
+        RegistryError::Unauthenticated(_)
+        | RegistryError::Invalid(_)
+        | RegistryError::InvalidRules(_)
+        | RegistryError::NotFound(_) => true,
         RegistryError::UnknownLease { .. }
         | RegistryError::Superseded { .. }
         | RegistryError::LimitExceeded(_)

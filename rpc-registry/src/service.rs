@@ -13,11 +13,12 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::api::{
-    Lease, LeaseRef, NewInstance, Registry, RegistryError, ServiceStatus, ServiceSummary, Snapshot,
-    Watched,
+    Lease, LeaseRef, NewInstance, Registry, RegistryError, RulesRevision, ServiceStatus,
+    ServiceSummary, Snapshot, Watched,
 };
 use crate::config::{AddressCheck, ConfigError, RegistryConfig};
 use crate::credentials::Identity;
+use crate::rules_store::RulesStore;
 use crate::state::{Limits, State};
 use crate::stats::Stats;
 use rpc_core::server::layer::Caller;
@@ -29,6 +30,8 @@ pub(crate) struct Shared {
     /// Wakes the eviction task when a lease is added to an empty timer wheel.
     added: Notify,
     pub(crate) config: RegistryConfig,
+    /// Every service's rules, and their history.
+    pub(crate) rules: RulesStore,
     pub(crate) stats: Stats,
     /// When the registry started.
     pub(crate) started: Instant,
@@ -37,16 +40,39 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(config: RegistryConfig) -> Arc<Shared> {
+    pub(crate) fn new(config: RegistryConfig) -> Result<Arc<Shared>, ConfigError> {
         let epoch = RandomState::new().hash_one(std::process::id()) | 1;
-        Arc::new(Shared {
+        let rules = RulesStore::open(config.data_dir.as_deref(), config.max_rules_revisions)
+            .map_err(ConfigError::Rules)?;
+        Ok(Arc::new(Shared {
             state: Mutex::new(State::new(epoch, config.ttl, Limits::of(&config))),
             added: Notify::new(),
+            rules,
             config,
             stats: Stats::default(),
             started: Instant::now(),
             closing: tokio::sync::watch::Sender::new(false),
-        })
+        }))
+    }
+
+    /// Refuses a write of rules (`what`) unless the call carries the registry's own token, or the registry is
+    /// open: rules are the operators', not the instances'.
+    fn authorize_rules(&self, what: &str) -> Result<(), RegistryError> {
+        if self.config.is_open() {
+            return Ok(());
+        }
+        let carried = Carried::current();
+        if crate::credentials::is_admin(&carried.caller) {
+            return Ok(());
+        }
+        Err(RegistryError::Unauthenticated(format!(
+            "{what} refused: writing rules needs the registry's own token (`serve --token`), {}",
+            if self.config.token.is_some() {
+                "and the call did not carry it"
+            } else {
+                "and this registry has none: start it with --token to write rules"
+            }
+        )))
     }
 
     /// The registry is shutting down: watches waiting for a change answer now, and new ones at once.
@@ -289,7 +315,7 @@ impl RegistryService {
         config: RegistryConfig,
     ) -> Result<(RegistryService, impl Future<Output = ()> + Send + 'static), ConfigError> {
         config.validate()?;
-        let shared = Shared::new(config);
+        let shared = Shared::new(config)?;
         let evictions = Arc::clone(&shared).run_evictions();
         Ok((RegistryService { shared }, evictions))
     }
@@ -406,6 +432,64 @@ impl Registry for RegistryService {
 
     async fn status(&self, service: Option<String>) -> Vec<ServiceStatus> {
         self.shared.status(service.as_deref())
+    }
+
+    async fn apply_rules(&self, rules: String) -> Result<RulesRevision, RegistryError> {
+        let shared = &self.shared;
+        shared
+            .stats
+            .refused(shared.authorize_rules("applying rules"))?;
+        let parsed = shared.stats.refused(crate::rules_store::parse(&rules))?;
+        shared
+            .stats
+            .refused(shared.rules.apply(&parsed, String::from("apply")))
+    }
+
+    async fn rules(&self, service: String) -> Option<RulesRevision> {
+        self.shared.rules.current(&service)
+    }
+
+    async fn rules_history(&self, service: String) -> Vec<RulesRevision> {
+        self.shared.rules.history(&service)
+    }
+
+    async fn rollback_rules(
+        &self,
+        service: String,
+        revision: u64,
+    ) -> Result<RulesRevision, RegistryError> {
+        let shared = &self.shared;
+        shared
+            .stats
+            .refused(shared.authorize_rules("a rollback of rules"))?;
+        let Some(old) = shared.rules.revision(&service, revision) else {
+            return shared.stats.refused(Err(RegistryError::NotFound(format!(
+                "the rules of {} have no revision {revision}",
+                shown(&service)
+            ))));
+        };
+        let parsed = shared
+            .stats
+            .refused(crate::rules_store::parse(&old.rules))?;
+        shared.stats.refused(
+            shared
+                .rules
+                .apply(&parsed, format!("rollback to {revision}")),
+        )
+    }
+
+    async fn watch_rules(
+        &self,
+        service: String,
+        since: u64,
+        wait_ms: u64,
+    ) -> Option<RulesRevision> {
+        let shared = &self.shared;
+        let wait = std::time::Duration::from_millis(wait_ms).min(shared.config.max_watch_wait);
+        shared
+            .rules
+            .watch(&service, since, wait, shared.closed())
+            .await
     }
 }
 

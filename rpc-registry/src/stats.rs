@@ -31,13 +31,15 @@ pub(crate) struct Stats {
 }
 
 /// The kinds of refused writes, as the `reason` label names them.
-const REFUSALS: [&str; 6] = [
+const REFUSALS: [&str; 8] = [
     "unauthenticated",
     "unknown_lease",
     "superseded",
     "invalid",
     "limit",
     "address",
+    "invalid_rules",
+    "not_found",
 ];
 
 fn refusal(e: &RegistryError) -> usize {
@@ -48,6 +50,8 @@ fn refusal(e: &RegistryError) -> usize {
         RegistryError::Invalid(_) => 3,
         RegistryError::LimitExceeded(_) => 4,
         RegistryError::AddressRefused(_) => 5,
+        RegistryError::InvalidRules(_) => 6,
+        RegistryError::NotFound(_) => 7,
     }
 }
 

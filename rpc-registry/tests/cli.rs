@@ -12,42 +12,15 @@ use std::time::Duration;
 use rpc_core::tls::ClientTls;
 use rpc_core::{Client, ClientConfig};
 use rpc_registry::{NewInstance, RegistryClient};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
 
 #[allow(unreachable_pub, dead_code)]
 #[path = "../../tests/src/certs.rs"]
 mod certs;
+mod support;
 
-/// Starts `rpc-registry serve` with `args`; returns the child and the API address it printed first.
-async fn serve(args: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rpc-registry"))
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the rpc-registry binary starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        BufReader::new(stdout).read_line(&mut line),
-    )
-    .await
-    .expect("rpc-registry prints its address within 10 s")
-    .unwrap();
-    let addr = line
-        .split_whitespace()
-        .skip_while(|w| *w != "on")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .trim_end_matches(',')
-        .to_owned();
-    (child, addr)
-}
+use support::serve;
 
 async fn register(addr: &str, tls: Option<ClientTls>, service: &str) -> Result<(), String> {
     let config = ClientConfig {

@@ -14,10 +14,12 @@
 //! - `table`: [`render_table`], [`format_age`] and [`format_metadata`], the table `ls` prints.
 //! - `changes`: [`diff`], [`Change`] and [`Tracker`], the lines `watch` prints.
 //! - `watch`: the [`watch`](fn@watch) runner (the long poll, its retries, the time stamps) and [`WatchConfig`].
+//! - [`rules`]: the `rules apply`, `get`, `history` and `rollback` runners.
 //! - this file: [`Options`], [`CliError`], the connection to the registry, and the [`ls`] runner.
 
 mod changes;
 mod escape;
+pub mod rules;
 mod table;
 mod watch;
 
@@ -134,6 +136,29 @@ pub enum CliError {
         /// The registry's address, as given.
         registry: String,
     },
+    /// `rules get` or `history` of a service without rules.
+    #[error(
+        "the registry at {} has no rules for {} (`rpc-registry rules apply FILE` applies some)",
+        field(.registry),
+        field(.service)
+    )]
+    NoRules {
+        /// The service asked for.
+        service: String,
+        /// The registry's address, as given.
+        registry: String,
+    },
+    /// A rules file failed its checks; nothing was sent.
+    #[error("{}", .problems.iter().map(|p| format!("{}: {p}", field(.file))).collect::<Vec<_>>().join("\n"))]
+    Rules {
+        /// The file, as named.
+        file: String,
+        /// Each problem, with its line and field.
+        problems: Vec<String>,
+    },
+    /// The registry refused the request, and said why.
+    #[error("the registry refused: {}", line(.0))]
+    Refused(String),
     /// The token breaks the rule of [`crate::check_token`]; nothing was sent.
     #[error("the registry token is not usable: {0}")]
     Token(#[source] TokenError),
