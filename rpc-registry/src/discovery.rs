@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rpc_core::balance::{DEFAULT_DOWN_FOR, Discover, Feed, PeakEwma, Policy};
+use rpc_core::client::RulesFeed;
+use rpc_core::rules::Rules;
 use rpc_core::{ClientConfig, RpcError, Status, ToSocketAddrs};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -89,6 +91,8 @@ struct Inner {
     registry: RegistryClient,
     config: DiscoveryConfig,
     watches: Mutex<HashMap<String, watch::Receiver<Arc<Snapshot>>>>,
+    /// The rules of each service asked about.
+    rules: Mutex<HashMap<String, RulesFeed>>,
     /// Why the last watch of each service failed, until one succeeds again.
     errors: Errors,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -136,6 +140,7 @@ impl Discovery {
                 registry: client,
                 config,
                 watches: Mutex::new(HashMap::new()),
+                rules: Mutex::new(HashMap::new()),
                 errors: Arc::default(),
                 tasks: Mutex::new(Vec::new()),
             }),
@@ -168,6 +173,27 @@ impl Discovery {
             self.inner.config.clone(),
             tx,
             Arc::clone(&self.inner.errors),
+        ));
+        rpc_core::sync::lock(&self.inner.tasks).push(task.abort_handle());
+        rx
+    }
+
+    /// The rules of `service` applied to the registry, as a value that changes when they do: the first call
+    /// for a service starts their watch; until the registry answers there are none, and while it cannot be
+    /// reached the last good ones stay.
+    pub fn rules(&self, service: &str) -> RulesFeed {
+        let mut all = rpc_core::sync::lock(&self.inner.rules);
+        if let Some(rx) = all.get(service) {
+            return rx.clone();
+        }
+        let (tx, rx) = watch::channel(None);
+        all.insert(service.to_owned(), rx.clone());
+        drop(all);
+        let task = tokio::spawn(rules_loop(
+            self.inner.registry.clone(),
+            service.to_owned(),
+            self.inner.config.watch_wait,
+            tx,
         ));
         rpc_core::sync::lock(&self.inner.tasks).push(task.abort_handle());
         rx
@@ -207,6 +233,10 @@ impl Discover for Discovery {
 
     fn default_policy(&self, _service: &str) -> Arc<dyn Policy> {
         Arc::new(PeakEwma::default().with_down_for(self.inner.config.down_for))
+    }
+
+    fn rules(&self, service: &str) -> Option<RulesFeed> {
+        Some(Discovery::rules(self, service))
     }
 }
 
@@ -290,6 +320,62 @@ async fn watch_loop(
             }
             Err(e) => {
                 rpc_core::sync::lock(&errors).insert(service.clone(), e.to_string());
+                failures = failures.saturating_add(1);
+                tokio::time::sleep(retry_pause(failures)).await;
+            }
+        }
+    }
+}
+
+/// Keeps `tx` current with the rules of `service`: long polls, answered as soon as a revision is applied. On
+/// errors it keeps the last good rules and retries; a revision that does not read or check (the registry checks
+/// every one, so only a newer model than this client's could send one) is skipped, and the rules before it kept.
+/// A registry without rules (an older one) ends the watch.
+async fn rules_loop(
+    registry: RegistryClient,
+    service: String,
+    wait: Duration,
+    tx: watch::Sender<Option<Arc<Rules>>>,
+) {
+    let mut since = 0u64;
+    let (mut failures, mut early) = (0u32, 0u32);
+    loop {
+        let call = registry.with_deadline(wait + Duration::from_secs(5));
+        let asked = Instant::now();
+        match call
+            .watch_rules(service.clone(), since, wait.as_millis() as u64)
+            .await
+        {
+            Ok(current) => {
+                failures = 0;
+                let revision = current.as_ref().map_or(0, |r| r.revision);
+                if revision == since {
+                    if asked.elapsed() < wait / 2 {
+                        early = early.saturating_add(1);
+                        tokio::time::sleep(retry_pause(early)).await;
+                    }
+                    continue;
+                }
+                early = 0;
+                since = revision;
+                match current {
+                    None => {
+                        tx.send_replace(None);
+                    }
+                    Some(applied) => {
+                        let parsed = serde_json::from_str::<Rules>(&applied.rules)
+                            .map_err(|e| e.to_string())
+                            .and_then(|mut rules| {
+                                rules.check().map(|()| rules).map_err(|e| e.to_string())
+                            });
+                        if let Ok(rules) = parsed {
+                            tx.send_replace(Some(Arc::new(rules)));
+                        }
+                    }
+                }
+            }
+            Err(e) if e.code() == Status::Unimplemented => return,
+            Err(_) => {
                 failures = failures.saturating_add(1);
                 tokio::time::sleep(retry_pause(failures)).await;
             }

@@ -102,6 +102,16 @@ pub async fn start_instance(
     weight: u32,
     config: RegistrationConfig,
 ) -> Result<Instance, Box<dyn std::error::Error>> {
+    start_labelled_instance(registry, weight, &[], config).await
+}
+
+/// Starts an instance of `Where` and registers it with `registry` at `weight`, with `labels`.
+pub async fn start_labelled_instance(
+    registry: SocketAddr,
+    weight: u32,
+    labels: &[(&str, &str)],
+    config: RegistrationConfig,
+) -> Result<Instance, Box<dyn std::error::Error>> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?.to_string();
     let server = Server::builder()
@@ -110,8 +120,12 @@ pub async fn start_instance(
         }))
         .build()?;
     let server = tokio::spawn(server.serve(listener));
-    let registration =
-        Registration::register(registry, new_instance(&address, weight), config).await?;
+    let mut instance = new_instance(&address, weight);
+    instance.metadata = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let registration = Registration::register(registry, instance, config).await?;
     Ok(Instance {
         address,
         server,

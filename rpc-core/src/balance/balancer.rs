@@ -95,18 +95,25 @@ impl Balancer {
         Some(instances)
     }
 
-    /// The instances of `service` that `discovery` finds, under the policy it names for them.
+    /// The instances of `service` that `discovery` finds, under the policy it names for them, following the
+    /// rules it has for them, if any.
     pub fn discovered(discovery: impl Discover, service: &str) -> Balancer {
-        Balancer::from_parts(discovery.default_policy(service), discovery.feed(service))
+        let policy = discovery.default_policy(service);
+        Balancer::discovered_with(discovery, service, policy)
     }
 
-    /// `policy` over the instances of `service` that `discovery` finds.
+    /// `policy` over the instances of `service` that `discovery` finds, following the rules it has for them,
+    /// if any.
     pub fn discovered_with(
         discovery: impl Discover,
         service: &str,
         policy: Arc<dyn Policy>,
     ) -> Balancer {
-        Balancer::from_parts(policy, discovery.feed(service))
+        let balancer = Balancer::from_parts(policy, discovery.feed(service));
+        match discovery.rules(service) {
+            Some(rules) => balancer.with_rules(rules),
+            None => balancer,
+        }
     }
 
     /// The policy.

@@ -233,6 +233,13 @@ pub trait Discover {
         let _ = service;
         Arc::new(PeakEwma::default())
     }
+
+    /// The rules of `service` its clients follow, kept current, if this discovery has any (`rpc-registry`'s
+    /// does: the rules applied to the registry). None by default.
+    fn rules(&self, service: &str) -> Option<crate::client::RulesFeed> {
+        let _ = service;
+        None
+    }
 }
 
 impl<T: Discover + ?Sized> Discover for &T {
@@ -242,5 +249,9 @@ impl<T: Discover + ?Sized> Discover for &T {
 
     fn default_policy(&self, service: &str) -> Arc<dyn Policy> {
         (**self).default_policy(service)
+    }
+
+    fn rules(&self, service: &str) -> Option<crate::client::RulesFeed> {
+        (**self).rules(service)
     }
 }

@@ -201,6 +201,10 @@ impl<D: Discover> Discover for InSubset<D> {
     fn default_policy(&self, service: &str) -> Arc<dyn Policy> {
         self.discovery.default_policy(service)
     }
+
+    fn rules(&self, service: &str) -> Option<crate::client::RulesFeed> {
+        self.discovery.rules(service)
+    }
 }
 
 /// A feed's instances in a subset.

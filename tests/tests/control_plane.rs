@@ -1,0 +1,165 @@
+//! The registry as a control plane, end to end on 127.0.0.1: rules applied to the registry reach the clients
+//! that discover through it, which split calls between labelled instances by the rules' weights and follow a
+//! change of the rules while calls are under way, without failing one; a registry's watch of rules answers a
+//! change at once, and a client keeps the last rules while the registry is gone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rpc_registry::{Discovery, DiscoveryConfig, RegistrationConfig, RegistryConfig};
+use tests::cluster::{WhereClient, start_labelled_instance, start_registry};
+
+const TOKEN: &str = "control-plane-token";
+
+fn registration() -> RegistrationConfig {
+    RegistrationConfig {
+        token: Some(TOKEN.to_owned()),
+        ..RegistrationConfig::default()
+    }
+}
+
+async fn apply(registry: std::net::SocketAddr, json: &str) -> u64 {
+    let client =
+        rpc_registry::RegistryClient::new(rpc_core::Client::connect(registry).await.unwrap())
+            .with_metadata(
+                rpc_core::Metadata::from_pairs([("authorization", format!("Bearer {TOKEN}"))])
+                    .unwrap(),
+            );
+    client
+        .apply_rules(json.to_owned())
+        .await
+        .unwrap()
+        .unwrap()
+        .revision
+}
+
+const SPLIT: &str = r#"{"service": "Where", "routes": [
+    {"name": "split", "to": [{"subset": "version=v1", "weight": 90}, {"subset": "version=v2", "weight": 10}]}
+]}"#;
+
+const ALL_V2: &str = r#"{"service": "Where", "routes": [
+    {"name": "all-v2", "to": [{"subset": "version=v2", "weight": 1}]}
+]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applied_rules_split_calls_and_a_change_under_load_fails_none() {
+    let config = RegistryConfig {
+        token: Some(TOKEN.to_owned()),
+        ..RegistryConfig::default()
+    };
+    let registry = start_registry(config, 0).await.unwrap();
+    let mut instances = Vec::new();
+    for version in ["v1", "v1", "v2"] {
+        let instance =
+            start_labelled_instance(registry.addr, 1, &[("version", version)], registration())
+                .await
+                .unwrap();
+        instances.push((instance.address.clone(), version, instance));
+    }
+    let version_of: HashMap<String, &str> =
+        instances.iter().map(|(a, v, _)| (a.clone(), *v)).collect();
+    assert_eq!(apply(registry.addr, SPLIT).await, 1);
+
+    let discovery = Discovery::new(registry.addr, DiscoveryConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        discovery
+            .wait_for("Where", 3, Duration::from_secs(10))
+            .await
+            .len(),
+        3
+    );
+    let mut rules = discovery.rules("Where");
+    tokio::time::timeout(Duration::from_secs(10), rules.wait_for(|r| r.is_some()))
+        .await
+        .expect("the rules reach the client")
+        .unwrap();
+    let client = WhereClient::discover(&discovery, "Where");
+
+    // 10,000 calls, 50 at a time; halfway, the rules send everything to v2.
+    let counts: Arc<Mutex<[HashMap<&str, u64>; 2]>> = Arc::default();
+    let changed_at = Arc::new(std::sync::OnceLock::<u64>::new());
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (client, counts, next) = (client.clone(), Arc::clone(&counts), Arc::clone(&next));
+        let (changed_at, version_of) = (Arc::clone(&changed_at), version_of.clone());
+        workers.spawn(async move {
+            let mut failed = 0;
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if n >= 10_000 {
+                    return failed;
+                }
+                // Calls started after the change was seen by the client count apart.
+                let after = changed_at.get().is_some_and(|at| n > *at);
+                match client.serve(n).await {
+                    Ok(served) => {
+                        let version = version_of[&served.by];
+                        *counts.lock().unwrap()[usize::from(after)]
+                            .entry(version)
+                            .or_default() += 1;
+                    }
+                    Err(_) => failed += 1,
+                }
+            }
+        });
+    }
+    while next.load(std::sync::atomic::Ordering::SeqCst) < 5_000 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let applied = Instant::now();
+    assert_eq!(apply(registry.addr, ALL_V2).await, 2);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        rules.wait_for(|r| r.as_ref().is_some_and(|r| r.routes[0].name == "all-v2")),
+    )
+    .await
+    .expect("the change reaches the client")
+    .unwrap();
+    let took = applied.elapsed();
+    let _ = changed_at.set(next.load(std::sync::atomic::Ordering::SeqCst));
+    let mut failed = 0;
+    while let Some(done) = workers.join_next().await {
+        failed += done.unwrap();
+    }
+    eprintln!(
+        "the change reached the client {} ms after it was applied",
+        took.as_millis()
+    );
+    assert_eq!(failed, 0, "no call failed");
+    let counts = counts.lock().unwrap().clone();
+    let before_v2 = counts[0].get("v2").copied().unwrap_or(0) as f64;
+    let before_all = counts[0].values().sum::<u64>() as f64;
+    let share = before_v2 * 100.0 / before_all;
+    assert!(
+        (8.0..=12.0).contains(&share),
+        "v2 took {share}% of {before_all} calls, not 10 +/- 2"
+    );
+    assert_eq!(
+        counts[1].get("v1"),
+        None,
+        "after the change, no call to v1: {:?}",
+        counts[1]
+    );
+    assert!(
+        counts[1].get("v2").copied().unwrap_or(0) > 0,
+        "{:?}",
+        counts[1]
+    );
+
+    // The registry gone, the client keeps the last rules and calls on.
+    registry.kill();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        rules
+            .borrow()
+            .as_ref()
+            .is_some_and(|r| r.routes[0].name == "all-v2")
+    );
+    let served = client.serve(1).await.unwrap();
+    assert_eq!(version_of[&served.by], "v2");
+    drop(instances);
+}
