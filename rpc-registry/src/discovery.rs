@@ -91,8 +91,8 @@ struct Inner {
     registry: RegistryClient,
     config: DiscoveryConfig,
     watches: Mutex<HashMap<String, watch::Receiver<Arc<Snapshot>>>>,
-    /// The rules of each service asked about.
-    rules: Mutex<HashMap<String, RulesFeed>>,
+    /// The rules of each service asked about, and whether the registry has answered their watch yet.
+    rules: Mutex<HashMap<String, (RulesFeed, watch::Receiver<bool>)>>,
     /// Why the last watch of each service failed, until one succeeds again.
     errors: Errors,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -182,21 +182,36 @@ impl Discovery {
     /// for a service starts their watch; until the registry answers there are none, and while it cannot be
     /// reached the last good ones stay.
     pub fn rules(&self, service: &str) -> RulesFeed {
+        self.rules_watch(service).0
+    }
+
+    /// Waits until the registry has answered the watch of `service`'s rules once (with rules or without), or
+    /// `limit` passes; whether it answered. A client whose very first calls must follow the rules waits for
+    /// this (and for [`Discovery::wait_for`]) before calling: until then its calls go to any instance.
+    pub async fn wait_for_rules(&self, service: &str, limit: Duration) -> bool {
+        let mut answered = self.rules_watch(service).1;
+        let _ = tokio::time::timeout(limit, answered.wait_for(|a| *a)).await;
+        *answered.borrow()
+    }
+
+    fn rules_watch(&self, service: &str) -> (RulesFeed, watch::Receiver<bool>) {
         let mut all = rpc_core::sync::lock(&self.inner.rules);
-        if let Some(rx) = all.get(service) {
-            return rx.clone();
+        if let Some(watches) = all.get(service) {
+            return watches.clone();
         }
         let (tx, rx) = watch::channel(None);
-        all.insert(service.to_owned(), rx.clone());
+        let (answered_tx, answered) = watch::channel(false);
+        all.insert(service.to_owned(), (rx.clone(), answered.clone()));
         drop(all);
         let task = tokio::spawn(rules_loop(
             self.inner.registry.clone(),
             service.to_owned(),
             self.inner.config.watch_wait,
             tx,
+            answered_tx,
         ));
         rpc_core::sync::lock(&self.inner.tasks).push(task.abort_handle());
-        rx
+        (rx, answered)
     }
 
     /// The instances of `service` now known (none until its watch has been answered once).
@@ -336,6 +351,7 @@ async fn rules_loop(
     service: String,
     wait: Duration,
     tx: watch::Sender<Option<Arc<Rules>>>,
+    answered: watch::Sender<bool>,
 ) {
     let mut since = 0u64;
     let (mut failures, mut early) = (0u32, 0u32);
@@ -350,6 +366,7 @@ async fn rules_loop(
                 failures = 0;
                 let revision = current.as_ref().map_or(0, |r| r.revision);
                 if revision == since {
+                    answered.send_replace(true);
                     if asked.elapsed() < wait / 2 {
                         early = early.saturating_add(1);
                         tokio::time::sleep(retry_pause(early)).await;
@@ -373,8 +390,12 @@ async fn rules_loop(
                         }
                     }
                 }
+                answered.send_replace(true);
             }
-            Err(e) if e.code() == Status::Unimplemented => return,
+            Err(e) if e.code() == Status::Unimplemented => {
+                answered.send_replace(true);
+                return;
+            }
             Err(_) => {
                 failures = failures.saturating_add(1);
                 tokio::time::sleep(retry_pause(failures)).await;

@@ -71,7 +71,14 @@ async fn applied_rules_split_calls_and_a_change_under_load_fails_none() {
             .len(),
         3
     );
+    assert!(
+        discovery
+            .wait_for_rules("Where", Duration::from_secs(10))
+            .await,
+        "the registry answered"
+    );
     let mut rules = discovery.rules("Where");
+    assert!(rules.borrow().is_some(), "answered with the rules applied");
     tokio::time::timeout(Duration::from_secs(10), rules.wait_for(|r| r.is_some()))
         .await
         .expect("the rules reach the client")

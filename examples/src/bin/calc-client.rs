@@ -105,6 +105,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let discovery = Discovery::new(&args.registry, config).await?;
     let wait = Duration::from_millis(args.wait_ms);
     let mut instances = discovery.wait_for("Calc", 1, wait).await;
+    // Calls follow the registry's rules for Calc (routes to subsets) from the first one.
+    discovery.wait_for_rules("Calc", wait).await;
     if let Some(subset) = &args.subset.subset {
         let registered = instances.len();
         instances.retain(|i| {
