@@ -146,3 +146,80 @@ async fn a_subset_without_instances_fails_the_call_naming_it() {
     );
     assert_eq!(versions.counts(), (0, 0));
 }
+
+#[tokio::test]
+async fn the_rules_faults_abort_their_share_of_a_methods_calls_unsent() {
+    let versions = Versions::start().await;
+    let (_updates, feed) = tokio::sync::watch::channel(rules(
+        r#"{"service": "Lab", "methods": {"delayed": {"fault": {"abort_percent": 10, "abort_status": "resource_exhausted"}}}}"#,
+    ));
+    let balancer = Balancer::new(SmoothWrr::default(), versions.instances.clone()).with_rules(feed);
+    let client = LabClient::new(rpc_core::Client::balanced(
+        balancer,
+        ClientConfig::default(),
+    ));
+    let calls: u64 = 10_000;
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..50 {
+        let client = client.clone();
+        workers.spawn(async move {
+            let mut aborted = 0u64;
+            for i in 0..calls / 50 {
+                match client.delayed(worker * 1_000 + i, 0).await {
+                    Ok(_) => {}
+                    Err(e) => {
+                        assert_eq!(e.code(), Status::ResourceExhausted);
+                        assert_eq!(
+                            e.message(),
+                            "a fault was injected by the rules (route `default`)"
+                        );
+                        aborted += 1;
+                    }
+                }
+            }
+            aborted
+        });
+    }
+    let mut aborted = 0;
+    while let Some(done) = workers.join_next().await {
+        aborted += done.unwrap();
+    }
+    let share = aborted as f64 * 100.0 / calls as f64;
+    assert!(
+        (8.0..=12.0).contains(&share),
+        "{share}% aborted, not 10 +/- 2"
+    );
+    let (v1, v2) = versions.counts();
+    assert_eq!(
+        v1 + v2,
+        (calls - aborted) as usize,
+        "an aborted call is never sent"
+    );
+    assert_eq!(client.echo(7).await.unwrap(), 7, "other methods untouched");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_rules_delays_hold_a_call_back_and_one_past_its_deadline_fails() {
+    let versions = Versions::start().await;
+    let (_updates, feed) = tokio::sync::watch::channel(rules(
+        r#"{"service": "Lab", "methods": {"echo": {"fault": {"delay_ms": 200}}}}"#,
+    ));
+    let balancer = Balancer::new(SmoothWrr::default(), versions.instances.clone()).with_rules(feed);
+    let client = LabClient::new(rpc_core::Client::balanced(
+        balancer,
+        ClientConfig::default(),
+    ));
+    let start = tokio::time::Instant::now();
+    assert_eq!(client.echo(1).await.unwrap(), 1);
+    assert!(
+        start.elapsed() >= std::time::Duration::from_millis(200),
+        "{:?}",
+        start.elapsed()
+    );
+    let error = client
+        .with_deadline(std::time::Duration::from_millis(50))
+        .echo(2)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Status::DeadlineExceeded);
+}

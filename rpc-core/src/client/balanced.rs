@@ -344,6 +344,11 @@ impl Balanced {
         let mut tried: Vec<Arc<str>> = Vec::new();
         let mut last_error = None;
         let routed = self.routes.as_ref().and_then(|r| r.route(&call));
+        if let Some(fault) = routed.as_ref().and_then(|r| r.fault.as_deref()) {
+            // Boxed: the rules' faults are rare, and their future would otherwise grow every call's.
+            Box::pin(inject(fault, &call, deadline)).await?;
+            now = Instant::now();
+        }
         let outside = routed.as_ref().map_or(&[][..], |r| &r.outside[..]);
         while let Some(picked) = self.pick(&call, &tried, outside, now) {
             let hedge_at = self
@@ -391,11 +396,11 @@ impl Balanced {
             now = Instant::now();
         }
         Err(last_error.unwrap_or_else(|| {
-            let message = match &routed {
-                Some(r) => format!(
+            let message = match routed.as_ref().and_then(|r| Some((r, r.subset.as_ref()?))) {
+                Some((r, subset)) => format!(
                     "no instance of {} in the subset {} of route `{}` is available",
                     method.service,
-                    crate::text::quoted(&r.subset.to_string(), 128),
+                    crate::text::quoted(&subset.to_string(), 128),
                     crate::text::quoted(&r.route, 64)
                 ),
                 None => format!("no instance of {} is available", method.service),
@@ -448,6 +453,27 @@ impl Balanced {
                 Err(_) => first.await,
             },
         }
+    }
+}
+
+/// Injects the faults of the rules into `call`: a delay (failing the call if it would outlast `deadline`), then
+/// an abort, which fails the call unsent.
+async fn inject(
+    fault: &crate::fault::Fault,
+    call: &CallInfo<'_>,
+    deadline: Instant,
+) -> Result<(), RpcError> {
+    let injected = fault.draw(call.method, call.metadata);
+    if let Some(delay) = injected.delay {
+        if Instant::now() + delay > deadline {
+            tokio::time::sleep_until(deadline).await;
+            return Err(super::direct::deadline_exceeded(call.method).unprocessed());
+        }
+        tokio::time::sleep(delay).await;
+    }
+    match injected.abort {
+        Some((status, message)) => Err(RpcError::not_processed(status, message)),
+        None => Ok(()),
     }
 }
 

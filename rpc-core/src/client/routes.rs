@@ -1,7 +1,8 @@
 //! A balanced client's routes: the [`Rules`] it follows (watched, so that a change applies to the next call),
-//! and for each call the subset of instances its route sends it to, drawn by the route's weights. For each
-//! subset it keeps the instances outside it, computed once per change of the instances or of the rules, so that
-//! a routed call only hands the policy a list to skip.
+//! and for each call the subset of instances its route sends it to, drawn by the route's weights, and the
+//! faults its route's and method's policies inject. For each subset it keeps the instances outside it, and for
+//! each route and method the fault, computed once per change of the instances or of the rules, so that a
+//! routed call only hands the policy a list to skip.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,21 +10,24 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use crate::balance::{CallInfo, Instance, Subset};
+use crate::fault::Fault;
 use crate::rules::{CallSite, Rules};
 
 /// Rules as a balanced client receives them: the latest, or none. A fixed document is
 /// `tokio::sync::watch::channel(Some(Arc::new(rules))).1`.
 pub type RulesFeed = watch::Receiver<Option<Arc<Rules>>>;
 
-/// Where one call goes.
+/// Where one call goes, and what is injected into it.
 #[derive(Debug)]
 pub(crate) struct Routed {
-    /// The route that took it.
+    /// The route that took it (`default` if none did).
     pub(crate) route: String,
-    /// The subset it goes to.
-    pub(crate) subset: Subset,
+    /// The subset it goes to, if its route names one.
+    pub(crate) subset: Option<Subset>,
     /// The instances outside that subset.
     pub(crate) outside: Arc<[Arc<str>]>,
+    /// The faults its policies inject, if any.
+    pub(crate) fault: Option<Arc<Fault>>,
 }
 
 /// The rules and what they make of the current instances.
@@ -38,6 +42,8 @@ struct State {
     instances: Vec<Instance>,
     /// The instances outside each subset drawn so far.
     outside: HashMap<Subset, Arc<[Arc<str>]>>,
+    /// The fault of each route (by its place; `None`: no route took the call) and method seen so far.
+    faults: HashMap<(Option<usize>, &'static str), Option<Arc<Fault>>>,
 }
 
 impl std::fmt::Debug for Routes {
@@ -55,6 +61,7 @@ impl Routes {
                 rules,
                 instances,
                 outside: HashMap::new(),
+                faults: HashMap::new(),
             }),
         }
     }
@@ -66,7 +73,7 @@ impl Routes {
         state.outside.clear();
     }
 
-    /// Where `call` goes, if a route with subsets takes it; `None` sends it to any instance.
+    /// Where `call` goes and what is injected into it; `None`: any instance, nothing injected.
     pub(crate) fn route(&self, call: &CallInfo<'_>) -> Option<Routed> {
         let changed = {
             let mut feed = crate::sync::lock(&self.feed);
@@ -79,6 +86,7 @@ impl Routes {
         if let Some(rules) = changed {
             state.rules = rules;
             state.outside.clear();
+            state.faults.clear();
         }
         let rules = Arc::clone(state.rules.as_ref()?);
         let site = CallSite {
@@ -86,22 +94,41 @@ impl Routes {
             metadata: call.metadata,
             callers: &[],
         };
-        let route = rules.route(&site)?;
-        let subset = route.subset(crate::random::fraction())?.clone();
+        let at = rules.routes.iter().position(|r| r.takes(&site));
+        let route = at.map(|i| &rules.routes[i]);
+        let name = route.map_or("default", |r| r.name.as_str());
+        let fault = state
+            .faults
+            .entry((at, call.method.name))
+            .or_insert_with(|| {
+                let fault = rules.policy(route, call.method.name).fault?.fault(name);
+                (fault.delay.is_some() || fault.abort.is_some()).then(|| Arc::new(fault))
+            })
+            .clone();
+        let subset = route
+            .and_then(|r| r.subset(crate::random::fraction()))
+            .cloned();
+        if subset.is_none() && fault.is_none() {
+            return None;
+        }
         let State {
             instances, outside, ..
         } = &mut *state;
-        let outside = Arc::clone(outside.entry(subset.clone()).or_insert_with(|| {
-            instances
-                .iter()
-                .filter(|i| !subset.holds(i))
-                .map(|i| Arc::clone(&i.address))
-                .collect()
-        }));
+        let outside = match &subset {
+            None => Arc::from([]),
+            Some(subset) => Arc::clone(outside.entry(subset.clone()).or_insert_with(|| {
+                instances
+                    .iter()
+                    .filter(|i| !subset.holds(i))
+                    .map(|i| Arc::clone(&i.address))
+                    .collect()
+            })),
+        };
         Some(Routed {
-            route: route.name.clone(),
+            route: name.to_owned(),
             subset,
             outside,
+            fault,
         })
     }
 }

@@ -128,6 +128,28 @@ pub struct FaultRule {
     pub abort_status: Option<StatusName>,
 }
 
+impl FaultRule {
+    /// The fault it injects, into the calls of the route named `route`: an abort says which rule injected it.
+    pub fn fault(&self, route: &str) -> crate::fault::Fault {
+        let mut fault = crate::fault::Fault::new();
+        if let Some(ms) = self.delay_ms {
+            let percent = self.delay_percent.map_or(100.0, Percent::get);
+            fault = fault.delay(std::time::Duration::from_millis(ms), percent);
+        }
+        if let Some(percent) = self.abort_percent {
+            let status = self
+                .abort_status
+                .map_or(crate::fault::DEFAULT_ABORT_STATUS, |s| s.0);
+            let message = format!(
+                "a fault was injected by the rules (route `{}`)",
+                crate::text::quoted(route, 64)
+            );
+            fault = fault.abort(status, message, percent.get());
+        }
+        fault
+    }
+}
+
 impl CallPolicy {
     /// Checks the values that each field's type cannot: bounds, and the pairs that go together.
     pub(super) fn check(&self, at: &str, problems: &mut Vec<Problem>) {
