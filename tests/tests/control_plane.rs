@@ -170,3 +170,87 @@ async fn applied_rules_split_calls_and_a_change_under_load_fails_none() {
     assert_eq!(version_of[&served.by], "v2");
     drop(instances);
 }
+
+#[tokio::test]
+async fn a_server_following_the_rules_refuses_a_denied_caller_naming_the_rule() {
+    use rpc_core::server::layer::{Authorize, FollowRules, Grant};
+    use tests::cluster::{Here, WhereServer};
+
+    let config = RegistryConfig {
+        token: Some(TOKEN.to_owned()),
+        ..RegistryConfig::default()
+    };
+    let registry = start_registry(config, 0).await.unwrap();
+    apply(
+        registry.addr,
+        r#"{"service": "Where", "authorization": {"default": "deny", "grants": [
+            {"name": "no-dev", "callers": ["token:dev"], "methods": ["serve"], "access": "deny"},
+            {"name": "staff", "callers": ["token:*"], "methods": ["*"], "access": "allow"}
+        ]}}"#,
+    )
+    .await;
+    let discovery = Discovery::new(registry.addr, DiscoveryConfig::default())
+        .await
+        .unwrap();
+    assert!(
+        discovery
+            .wait_for_rules("Where", Duration::from_secs(10))
+            .await
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = rpc_core::Server::builder()
+        .layer(
+            Authorize::new()
+                .anonymous(Grant::all())
+                .token("dev", "a-token-for-dev", Grant::all())
+                .token("ops", "a-token-for-ops", Grant::all()),
+        )
+        .layer(FollowRules::new(discovery.rules("Where")))
+        .add_service(WhereServer::new(Here {
+            address: addr.to_string(),
+        }))
+        .build()
+        .unwrap();
+    tokio::spawn(server.serve(listener));
+    let client = WhereClient::connect(addr).await.unwrap();
+    let with_token = |token: &str| {
+        client.with_metadata(
+            rpc_core::Metadata::from_pairs([("authorization", format!("Bearer {token}"))]).unwrap(),
+        )
+    };
+
+    assert_eq!(with_token("a-token-for-ops").serve(1).await.unwrap().n, 1);
+    let denied = with_token("a-token-for-dev").serve(2).await.unwrap_err();
+    assert_eq!(denied.code(), rpc_core::Status::PermissionDenied);
+    assert_eq!(
+        denied.message(),
+        "Where.serve refused for token:dev by rule `no-dev` of the rules of Where"
+    );
+    let anonymous = client.serve(3).await.unwrap_err();
+    assert_eq!(anonymous.code(), rpc_core::Status::PermissionDenied);
+    assert_eq!(
+        anonymous.message(),
+        "Where.serve refused for a caller without an identity by rule `default` of the rules of Where"
+    );
+
+    // The rules change: dev may call now, from the server's next call.
+    apply(
+        registry.addr,
+        r#"{"service": "Where", "authorization": {"default": "allow"}}"#,
+    )
+    .await;
+    let mut rules = discovery.rules("Where");
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        rules.wait_for(|r| {
+            r.as_ref()
+                .and_then(|r| r.authorization.as_ref())
+                .is_some_and(|a| a.grants.is_empty())
+        }),
+    )
+    .await
+    .expect("the change reaches the server")
+    .unwrap();
+    assert_eq!(with_token("a-token-for-dev").serve(4).await.unwrap().n, 4);
+}

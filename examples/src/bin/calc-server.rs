@@ -13,7 +13,9 @@
 //! `--max-concurrency N`, `--adaptive-limit` and `--rate-limit PER_SECOND` shed calls past a limit per method,
 //! past a limit that follows latency, or past a caller's rate (`ResourceExhausted`, with a retry-after);
 //! `--fault-delay-ms MS [--fault-delay-percent P]` and `--fault-abort-percent P [--fault-abort-status NAME]`
-//! inject faults. It says on stderr which it applies.
+//! inject faults. It says on stderr which it applies. It follows the authorization of the rules applied to
+//! the registry for Calc (`rpc-registry rules apply`): a caller they deny is refused `PermissionDenied`, naming
+//! the rule.
 
 use std::collections::BTreeMap;
 
@@ -23,9 +25,12 @@ use examples::labels::LabelArgs;
 use examples::ops::{Health, MetricsArgs};
 use examples::protect::{FaultArgs, LimitArgs};
 use examples::tls::TlsArgs;
-use rpc_core::server::layer::Layers;
+use rpc_core::server::layer::{FollowRules, Layers};
 use rpc_core::{ClientConfig, Server, ServerBuilder};
-use rpc_registry::{NewInstance, Registration, RegistrationConfig, TOKEN_ENV, check_token};
+use rpc_registry::{
+    Discovery, DiscoveryConfig, NewInstance, Registration, RegistrationConfig, TOKEN_ENV,
+    check_token,
+};
 
 /// Serves Calc and registers it with a registry.
 #[derive(Parser)]
@@ -78,12 +83,35 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let address = listener.local_addr()?.to_string();
     println!("{address}");
     let fault = args.fault.fault("calc-server");
+    // The registry's rules for Calc, watched over the connection the registration shares.
+    let discovery = Discovery::new(
+        &args.registry,
+        DiscoveryConfig {
+            token: args.token.clone(),
+            client: ClientConfig {
+                tls: args.tls.client()?,
+                ..DiscoveryConfig::default().client
+            },
+            ..DiscoveryConfig::default()
+        },
+    )
+    .await?;
+    let follow = FollowRules::new(discovery.rules("Calc"));
     match examples::protect::describe(&args.limits, fault.as_ref()) {
-        // No layer at all: calls cost what they always did.
-        None => serve(args, stop, listener, address, Server::builder()).await,
+        None => {
+            serve(
+                args,
+                stop,
+                listener,
+                address,
+                Server::builder().layer(follow),
+            )
+            .await
+        }
         Some(applied) => {
             eprintln!("calc-server: {applied}");
-            let builder = examples::protect::layered(Server::builder(), &args.limits, fault);
+            let builder =
+                examples::protect::layered(Server::builder(), follow, &args.limits, fault);
             serve(args, stop, listener, address, builder).await
         }
     }
