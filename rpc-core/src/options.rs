@@ -97,6 +97,11 @@ impl CallOptions {
         self.key
     }
 
+    /// Whether a deadline is set here.
+    pub(crate) fn has_deadline(&self) -> bool {
+        self.deadline.is_some()
+    }
+
     /// The deadline set here, or `default` (the client's).
     pub fn deadline_or(&self, default: Duration) -> Duration {
         self.deadline.unwrap_or(default)

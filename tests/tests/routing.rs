@@ -223,3 +223,66 @@ async fn the_rules_delays_hold_a_call_back_and_one_past_its_deadline_fails() {
         .unwrap_err();
     assert_eq!(error.code(), Status::DeadlineExceeded);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rules_deadline_bounds_calls_without_their_own_and_its_attempt_timeout_each_attempt() {
+    let versions = Versions::start().await;
+    let (_updates, feed) = tokio::sync::watch::channel(rules(
+        r#"{"service": "Lab", "methods": {
+            "delayed": {"deadline_ms": 50},
+            "hang": {"retry": {"attempt_timeout_ms": 100}}
+        }}"#,
+    ));
+    let balancer = Balancer::new(SmoothWrr::default(), versions.instances.clone()).with_rules(feed);
+    let client = LabClient::new(rpc_core::Client::balanced(
+        balancer,
+        ClientConfig::default(),
+    ));
+    let error = client.delayed(1, 200).await.unwrap_err();
+    assert_eq!(error.code(), Status::DeadlineExceeded, "{error}");
+    let own = client.with_deadline(std::time::Duration::from_secs(1));
+    assert_eq!(
+        own.delayed(2, 100).await.unwrap(),
+        2,
+        "a deadline of the caller's own wins"
+    );
+    let error = client.hang().await.unwrap_err();
+    assert_eq!(error.code(), Status::DeadlineExceeded, "{error}");
+    assert!(
+        error
+            .message()
+            .contains("took longer than the attempt timeout of 100 ms"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_rules_retries_replace_the_clients() {
+    let versions = Versions::start().await;
+    // An address where nothing listens, first in line for smooth round-robin.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let instances = vec![Instance::new(&dead_addr, 1), versions.instances[0].clone()];
+    let call_with = |json: &'static str| {
+        let (updates, feed) = tokio::sync::watch::channel(rules(json));
+        let balancer = Balancer::new(SmoothWrr::default(), instances.clone()).with_rules(feed);
+        (
+            updates,
+            LabClient::new(rpc_core::Client::balanced(
+                balancer,
+                ClientConfig::default(),
+            )),
+        )
+    };
+    let (_keep, retried) = call_with(r#"{"service": "Lab"}"#);
+    assert_eq!(
+        retried.echo(1).await.unwrap(),
+        1,
+        "the client's own retry reaches the live instance"
+    );
+    let (_keep, once) =
+        call_with(r#"{"service": "Lab", "methods": {"echo": {"retry": {"max_retries": 0}}}}"#);
+    let error = once.echo(2).await.unwrap_err();
+    assert_eq!(error.code(), Status::Unavailable, "{error}");
+}

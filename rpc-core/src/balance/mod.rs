@@ -113,6 +113,8 @@ pub struct CallInfo<'a> {
     /// The key the caller chose for the call ([`crate::CallOptions::hash_key`], a method argument say), hashed
     /// by [`hash_key`]; a policy that hashes calls to instances uses it before any other.
     pub key: Option<u64>,
+    /// Whether the caller chose the call's deadline (a rule's deadline applies only to calls that did not).
+    pub(crate) deadline_chosen: bool,
 }
 
 impl<'a> CallInfo<'a> {
@@ -122,6 +124,15 @@ impl<'a> CallInfo<'a> {
             method,
             metadata,
             key: None,
+            deadline_chosen: true,
+        }
+    }
+
+    /// The call, saying whether the caller chose its deadline.
+    pub(crate) fn with_deadline_chosen(self, deadline_chosen: bool) -> CallInfo<'a> {
+        CallInfo {
+            deadline_chosen,
+            ..self
         }
     }
 

@@ -258,7 +258,7 @@ impl Balanced {
         picked: Picked<'_>,
         call: &CallInfo<'_>,
         args: &P,
-        deadline: Instant,
+        (deadline, attempt_timeout): (Instant, Option<Duration>),
         span: Option<&tracing::Span>,
     ) -> Attempt {
         let started = picked.picked_at();
@@ -270,7 +270,7 @@ impl Balanced {
             picked,
             done: false,
         };
-        let until = match self.config.attempt_timeout {
+        let until = match attempt_timeout {
             Some(timeout) => deadline.min(started + timeout),
             None => deadline,
         };
@@ -332,18 +332,32 @@ impl Balanced {
         self: &Arc<Self>,
         call: CallInfo<'_>,
         args: &P,
-        deadline: Instant,
+        mut deadline: Instant,
         mut now: Instant,
         span: Option<&tracing::Span>,
     ) -> Result<Reply, RpcError> {
         self.start_ticker();
         let method = call.method;
         self.budget.deposit(now);
+        let routed = self.routes.as_ref().and_then(|r| r.route(&call));
+        let policy = routed.as_ref().and_then(|r| r.policy.as_deref());
+        if let Some(ms) = policy.and_then(|p| p.deadline_ms)
+            && !call.deadline_chosen
+        {
+            deadline = now + Duration::from_millis(ms);
+        }
         let mut retry = Retry::new(&self.config, &self.budget, method, deadline);
+        let retry_rule = policy.and_then(|p| p.retry.as_ref());
+        if let Some(rule) = retry_rule {
+            retry.follow(rule);
+        }
+        let attempt_timeout = retry_rule
+            .and_then(|r| r.attempt_timeout_ms)
+            .map(Duration::from_millis)
+            .or(self.config.attempt_timeout);
         // The instances tried; filled only for a second attempt, so that most calls allocate nothing for it.
         let mut tried: Vec<Arc<str>> = Vec::new();
         let mut last_error = None;
-        let routed = self.routes.as_ref().and_then(|r| r.route(&call));
         if let Some(fault) = routed.as_ref().and_then(|r| r.fault.as_deref()) {
             // Boxed: the rules' faults are rare, and their future would otherwise grow every call's.
             Box::pin(inject(fault, &call, deadline)).await?;
@@ -359,7 +373,10 @@ impl Balanced {
                 .filter(|at| *at < deadline);
             // Each future is awaited where it is made: one made, then moved into an `.await`, costs a copy.
             let attempt = match hedge_at {
-                None => self.attempt(picked, &call, args, deadline, span).await,
+                None => {
+                    self.attempt(picked, &call, args, (deadline, attempt_timeout), span)
+                        .await
+                }
                 // Boxed: two attempts side by side make a large future, which every call's future would
                 // otherwise carry (direct clients' too, through `Kind`); hedged calls are few.
                 Some(at) => {
@@ -368,7 +385,7 @@ impl Balanced {
                         at,
                         &call,
                         args,
-                        (deadline, outside),
+                        (deadline, attempt_timeout, outside),
                         span,
                         &mut tried,
                         &mut retry,
@@ -419,13 +436,13 @@ impl Balanced {
         at: Instant,
         call: &CallInfo<'_>,
         args: &P,
-        (deadline, outside): (Instant, &[Arc<str>]),
+        (deadline, attempt_timeout, outside): (Instant, Option<Duration>, &[Arc<str>]),
         span: Option<&tracing::Span>,
         tried: &mut Vec<Arc<str>>,
         retry: &mut Retry<'_>,
     ) -> Attempt {
         tried.push(Arc::clone(first.address()));
-        let first = self.attempt(first, call, args, deadline, span);
+        let first = self.attempt(first, call, args, (deadline, attempt_timeout), span);
         tokio::pin!(first);
         tokio::select! {
             biased;
@@ -441,7 +458,7 @@ impl Balanced {
             metrics.hedged();
         }
         tracing::debug!(method = %call.method, instance = %second.address(), "hedging a slow call");
-        let second = self.attempt(second, call, args, deadline, span);
+        let second = self.attempt(second, call, args, (deadline, attempt_timeout), span);
         tokio::pin!(second);
         tokio::select! {
             a = &mut first => match a.result {

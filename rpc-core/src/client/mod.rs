@@ -314,7 +314,9 @@ impl Client {
                     .await
             }
             (None, None, Kind::Balanced(b)) => {
-                let call = CallInfo::new(method, metadata).with_key(options.key());
+                let call = CallInfo::new(method, metadata)
+                    .with_key(options.key())
+                    .with_deadline_chosen(options.has_deadline());
                 b.round_trip(call, args, deadline, now, None).await
             }
             (None, Some(stack), _) => {
@@ -322,7 +324,9 @@ impl Client {
                 transport::through(stack.clone(), call, args, deadline).await
             }
             (Some(t), _, _) => {
-                let call = CallInfo::new(method, metadata).with_key(options.key());
+                let call = CallInfo::new(method, metadata)
+                    .with_key(options.key())
+                    .with_deadline_chosen(options.has_deadline());
                 self.send(call, args, deadline, now, &t.span)
                     .instrument(t.span.clone())
                     .await

@@ -1,8 +1,8 @@
 //! A balanced client's routes: the [`Rules`] it follows (watched, so that a change applies to the next call),
 //! and for each call the subset of instances its route sends it to, drawn by the route's weights, and the
-//! faults its route's and method's policies inject. For each subset it keeps the instances outside it, and for
-//! each route and method the fault, computed once per change of the instances or of the rules, so that a
-//! routed call only hands the policy a list to skip.
+//! policy and faults of its route and method. For each subset it keeps the instances outside it, and for each
+//! route and method the merged policy and fault, computed once per change of the instances or of the rules, so
+//! that a routed call only hands the balancing policy a list to skip.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::balance::{CallInfo, Instance, Subset};
 use crate::fault::Fault;
-use crate::rules::{CallSite, Rules};
+use crate::rules::{CallPolicy, CallSite, Rules};
 
 /// Rules as a balanced client receives them: the latest, or none. A fixed document is
 /// `tokio::sync::watch::channel(Some(Arc::new(rules))).1`.
@@ -28,7 +28,13 @@ pub(crate) struct Routed {
     pub(crate) outside: Arc<[Arc<str>]>,
     /// The faults its policies inject, if any.
     pub(crate) fault: Option<Arc<Fault>>,
+    /// Its route's policy, with its method's over it, if it sets a deadline or retries.
+    pub(crate) policy: Option<Arc<CallPolicy>>,
 }
+
+/// What a route and method's policies make of a call: the policy (if it sets a deadline or retries) and the
+/// fault (if it injects one).
+type Policies = (Option<Arc<CallPolicy>>, Option<Arc<Fault>>);
 
 /// The rules and what they make of the current instances.
 pub(crate) struct Routes {
@@ -43,7 +49,7 @@ struct State {
     /// The instances outside each subset drawn so far.
     outside: HashMap<Subset, Arc<[Arc<str>]>>,
     /// The fault of each route (by its place; `None`: no route took the call) and method seen so far.
-    faults: HashMap<(Option<usize>, &'static str), Option<Arc<Fault>>>,
+    policies: HashMap<(Option<usize>, &'static str), Policies>,
 }
 
 impl std::fmt::Debug for Routes {
@@ -61,7 +67,7 @@ impl Routes {
                 rules,
                 instances,
                 outside: HashMap::new(),
-                faults: HashMap::new(),
+                policies: HashMap::new(),
             }),
         }
     }
@@ -86,7 +92,7 @@ impl Routes {
         if let Some(rules) = changed {
             state.rules = rules;
             state.outside.clear();
-            state.faults.clear();
+            state.policies.clear();
         }
         let rules = Arc::clone(state.rules.as_ref()?);
         let site = CallSite {
@@ -97,18 +103,26 @@ impl Routes {
         let at = rules.routes.iter().position(|r| r.takes(&site));
         let route = at.map(|i| &rules.routes[i]);
         let name = route.map_or("default", |r| r.name.as_str());
-        let fault = state
-            .faults
+        let (policy, fault) = state
+            .policies
             .entry((at, call.method.name))
             .or_insert_with(|| {
-                let fault = rules.policy(route, call.method.name).fault?.fault(name);
-                (fault.delay.is_some() || fault.abort.is_some()).then(|| Arc::new(fault))
+                let policy = rules.policy(route, call.method.name);
+                let fault = policy
+                    .fault
+                    .as_ref()
+                    .map(|f| f.fault(name))
+                    .filter(|f| f.delay.is_some() || f.abort.is_some())
+                    .map(Arc::new);
+                let policy = (policy.deadline_ms.is_some() || policy.retry.is_some())
+                    .then(|| Arc::new(policy));
+                (policy, fault)
             })
             .clone();
         let subset = route
             .and_then(|r| r.subset(crate::random::fraction()))
             .cloned();
-        if subset.is_none() && fault.is_none() {
+        if subset.is_none() && fault.is_none() && policy.is_none() {
             return None;
         }
         let State {
@@ -129,6 +143,7 @@ impl Routes {
             subset,
             outside,
             fault,
+            policy,
         })
     }
 }

@@ -85,6 +85,10 @@ pub(crate) struct Retry<'a> {
     deadline: Instant,
     /// Attempts made after the first (retries and hedges).
     extra: u32,
+    /// The most of them: the client's, or a rule's.
+    max_retries: u32,
+    /// The statuses an idempotent method is retried after, if a rule says (else the client's `retry_on`).
+    statuses: Option<Vec<Status>>,
 }
 
 impl<'a> Retry<'a> {
@@ -100,6 +104,18 @@ impl<'a> Retry<'a> {
             method,
             deadline,
             extra: 0,
+            max_retries: config.max_retries,
+            statuses: None,
+        }
+    }
+
+    /// Follows `rule` (the call's, from the rules) where it says something.
+    pub(crate) fn follow(&mut self, rule: &crate::rules::RetryRule) {
+        if let Some(max) = rule.max_retries {
+            self.max_retries = max;
+        }
+        if !rule.on.is_empty() {
+            self.statuses = Some(rule.on.iter().map(|s| s.0).collect());
         }
     }
 
@@ -109,8 +125,12 @@ impl<'a> Retry<'a> {
     pub(crate) fn after(&mut self, error: &RpcError, timed_out: bool) -> Option<Duration> {
         let retryable = error.is_not_processed()
             || (self.method.idempotent
-                && (timed_out || self.config.retry_on.retries(self.method, error.code())));
-        if !retryable || self.extra >= self.config.max_retries {
+                && (timed_out
+                    || match &self.statuses {
+                        Some(statuses) => statuses.contains(&error.code()),
+                        None => self.config.retry_on.retries(self.method, error.code()),
+                    }));
+        if !retryable || self.extra >= self.max_retries {
             return None;
         }
         let now = Instant::now();
@@ -128,7 +148,7 @@ impl<'a> Retry<'a> {
 
     /// Whether a second attempt may go now alongside the first (hedging): within the retries and the budget.
     pub(crate) fn hedge(&mut self) -> bool {
-        if self.extra >= self.config.max_retries || !self.budget.try_withdraw(Instant::now()) {
+        if self.extra >= self.max_retries || !self.budget.try_withdraw(Instant::now()) {
             return false;
         }
         self.extra += 1;
