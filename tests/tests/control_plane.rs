@@ -254,3 +254,85 @@ async fn a_server_following_the_rules_refuses_a_denied_caller_naming_the_rule() 
     .unwrap();
     assert_eq!(with_token("a-token-for-dev").serve(4).await.unwrap().n, 4);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_server_following_the_rules_sheds_calls_past_their_limits_per_caller() {
+    use rpc_core::server::layer::{Authorize, FollowRules, Grant};
+    use std::sync::atomic::Ordering;
+    use tests::lab::{LabClient, LabImpl, LabServer};
+
+    let mut rules: rpc_core::rules::Rules = serde_json::from_str(
+        r#"{"service": "Lab", "limits": [
+            {"methods": ["echo"], "per_caller": true, "rate_per_second": 10, "burst": 5},
+            {"methods": ["delayed"], "max_concurrency": 1}
+        ]}"#,
+    )
+    .unwrap();
+    rules.check().unwrap();
+    let (_updates, feed) = tokio::sync::watch::channel(Some(Arc::new(rules)));
+    let lab = LabImpl::default();
+    let addr = tests::serve::serve_builder(
+        rpc_core::Server::builder()
+            .layer(
+                Authorize::new()
+                    .anonymous(Grant::all())
+                    .token("dev", "a-token-for-dev", Grant::all())
+                    .token("ops", "a-token-for-ops", Grant::all()),
+            )
+            .layer(FollowRules::new(feed))
+            .add_service(LabServer::new(lab.clone())),
+    )
+    .await;
+    let client = LabClient::connect(addr).await.unwrap();
+    let as_caller = |token: &str| {
+        client.with_metadata(
+            rpc_core::Metadata::from_pairs([("authorization", format!("Bearer {token}"))]).unwrap(),
+        )
+    };
+    let dev = as_caller("a-token-for-dev");
+    for n in 0..5 {
+        assert_eq!(dev.echo(n).await.unwrap(), n, "within the burst");
+    }
+    let shed = dev.echo(5).await.unwrap_err();
+    assert_eq!(shed.code(), rpc_core::Status::ResourceExhausted);
+    assert_eq!(
+        shed.message(),
+        "Lab.echo shed for token:dev: over limits[0] of the rules of Lab, 10 calls a second per caller"
+    );
+    assert_eq!(shed.retry_after(), Some(Duration::from_millis(100)));
+    assert_eq!(
+        as_caller("a-token-for-ops").echo(6).await.unwrap(),
+        6,
+        "each caller its own bucket"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        dev.echo(7).await.unwrap(),
+        7,
+        "a token back after a tenth of a second"
+    );
+
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move { client.delayed(1, 500).await }
+    });
+    for _ in 0..1_000 {
+        if lab.observed.delayed_started.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let shed = client.delayed(2, 0).await.unwrap_err();
+    assert_eq!(shed.code(), rpc_core::Status::ResourceExhausted);
+    assert!(
+        shed.message()
+            .ends_with("over limits[1] of the rules of Lab, 1 calls at once"),
+        "{shed}"
+    );
+    assert_eq!(slow.await.unwrap().unwrap(), 1);
+    assert_eq!(
+        client.delayed(3, 0).await.unwrap(),
+        3,
+        "its place is free again"
+    );
+}

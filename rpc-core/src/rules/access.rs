@@ -53,9 +53,7 @@ impl Authorization {
     pub fn decide(&self, identities: &[&str], method: &str) -> Result<(), Denied> {
         let granted = self.grants.iter().find(|g| {
             g.methods.iter().any(|m| m.matches(method))
-                && g.callers
-                    .iter()
-                    .any(|p| identities.iter().any(|i| p.matches(i)))
+                && g.callers.iter().any(|p| p.admits(identities))
         });
         let (access, rule) = match granted {
             Some(grant) => (grant.access, grant.name.as_str()),

@@ -299,6 +299,12 @@ pub struct CallerPattern(String);
 const CALLER_KINDS: [&str; 3] = ["token", "mtls", "jwt"];
 
 impl CallerPattern {
+    /// Whether a caller with `identities` (none: a caller without an identity) is one it names: `*` names every
+    /// caller.
+    pub fn admits(&self, identities: &[&str]) -> bool {
+        self.0 == "*" || identities.iter().any(|i| self.matches(i))
+    }
+
     /// Whether `identity` (`token:ops`) is one it names.
     pub fn matches(&self, identity: &str) -> bool {
         match self.0.strip_suffix('*') {

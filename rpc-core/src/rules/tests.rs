@@ -134,6 +134,18 @@ fn authorization_takes_the_first_grant_that_names_caller_and_method_else_the_def
             rule: "default".into()
         })
     );
+    let open = self::rules(
+        r#"{"service": "Calc", "authorization": {"default": "deny", "grants": [
+            {"name": "anyone", "callers": ["*"], "methods": ["add"], "access": "allow"}
+        ]}}"#,
+    );
+    let open = open.authorization.as_ref().unwrap();
+    assert_eq!(
+        open.decide(&[], "add"),
+        Ok(()),
+        "`*` admits a caller without an identity"
+    );
+    assert!(open.decide(&[], "div").is_err());
 }
 
 #[test]

@@ -30,7 +30,8 @@
 //! - `only`: [`Only`], a tower layer for some services or methods alone.
 //! - `intercept`: [`intercept`], a tower layer from a closure that may rewrite or refuse each call.
 //! - `authorize`: [`Authorize`], tokens and client certificates mapped to what they may call.
-//! - `follow_rules`: [`FollowRules`], the authorization of the rules a server watches (after [`Authorize`]).
+//! - `follow_rules`: [`FollowRules`], the authorization and limits of the rules a server watches (after
+//!   [`Authorize`]).
 //! - `rate_limit`: [`RateLimit`], a token bucket per method and caller.
 //! - `concurrency`: [`ConcurrencyLimit`], the most calls of each method under way at once.
 //! - `adaptive`: [`AdaptiveLimit`], a limit on the calls under way that follows latency (Gradient2).
@@ -81,7 +82,7 @@ pub use concurrency::{
     ConcurrencyConfig, ConcurrencyLimit, ConcurrencyLimited, DEFAULT_CONCURRENCY_RETRY_AFTER, Held,
 };
 use drain::Drain;
-pub use follow_rules::FollowRules;
+pub use follow_rules::{FollowRules, Holding, RulesFollowed};
 use in_flight::InFlight;
 pub use intercept::{Intercepted, Interceptor, intercept};
 use metrics::Counting;
