@@ -63,10 +63,15 @@ pub struct Caller {
     pub carried_token: bool,
     /// The names of the client certificate that this server knows.
     pub certificates: Vec<Arc<str>>,
+    /// The subject of the JWT the call carried, if it verified (feature `jwt`).
+    pub subject: Option<Arc<str>>,
 }
 
 impl std::fmt::Display for Caller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(subject) = &self.subject {
+            return write!(f, "JWT subject {}", crate::text::quoted(subject, 64));
+        }
         match (&self.token, self.certificates.first()) {
             (Some(token), _) => write!(f, "token {token}"),
             (None, Some(name)) => {
@@ -102,6 +107,9 @@ struct Rules {
     tokens: Vec<TokenRule>,
     certificates: Vec<(Arc<str>, Grant)>,
     anonymous: Grant,
+    /// JWTs, and what a verified one may call.
+    #[cfg(feature = "jwt")]
+    jwt: Option<(super::jwt::JwtKeys, Grant)>,
 }
 
 /// The authorization layer. `Default` knows no credential and grants anonymous callers nothing.
@@ -161,6 +169,15 @@ impl Authorize {
         self
     }
 
+    /// Grants `grant` to calls whose bearer token is a JWT that `keys` verify; its subject names the caller
+    /// ([`Caller::subject`], and `jwt:SUBJECT` to the rules). A bearer token that is neither a known token nor a
+    /// JWT that verifies is refused `Unauthenticated`, saying why it did not verify.
+    #[cfg(feature = "jwt")]
+    pub fn jwt(mut self, keys: super::jwt::JwtKeys, grant: Grant) -> Authorize {
+        Arc::make_mut(&mut self.rules).jwt = Some((keys, grant));
+        self
+    }
+
     /// Grants `grant` to every call, whatever it carries.
     pub fn anonymous(mut self, grant: Grant) -> Authorize {
         Arc::make_mut(&mut self.rules).anonymous = grant;
@@ -194,6 +211,7 @@ impl Authorize {
             token: token.map(|t| Arc::clone(&t.name)),
             carried_token: carried.is_some(),
             certificates: certificates.iter().map(|(n, _)| Arc::clone(n)).collect(),
+            subject: None,
         };
         (caller, token, certificates)
     }
@@ -201,15 +219,39 @@ impl Authorize {
     /// Who sent `request`, and whether it may call its method (else the refusal).
     fn check(&self, request: &Request) -> Result<Caller, Response> {
         let method = request.method();
-        let (caller, token, certificates) =
+        #[allow(unused_mut)]
+        let (mut caller, token, certificates) =
             self.find(request.metadata(), request.peer().client_names());
+        #[allow(unused_mut)]
+        let mut jwt_allowed = false;
+        #[cfg(feature = "jwt")]
+        if let (Some((keys, grant)), None) = (&self.rules.jwt, token)
+            && let Some(carried) = request.metadata().get(AUTHORIZATION)
+        {
+            let carried = carried.strip_prefix(b"Bearer ").unwrap_or(carried);
+            match keys.verify(carried) {
+                Ok(subject) => {
+                    jwt_allowed = grant.covers(method);
+                    caller.subject = Some(subject);
+                }
+                Err(why) => {
+                    let message = format!(
+                        "{method} needs a credential: the bearer token is not one this server knows, and not a \
+                         JWT it verifies: {}",
+                        crate::text::quoted(&why, 200)
+                    );
+                    return Err(Response::error(Status::Unauthenticated, message));
+                }
+            }
+        }
         let allowed = self.rules.anonymous.covers(method)
+            || jwt_allowed
             || token.is_some_and(|t| t.grant.covers(method))
             || certificates.iter().any(|(_, grant)| grant.covers(method));
         if allowed {
             return Ok(caller);
         }
-        if token.is_none() && certificates.is_empty() {
+        if token.is_none() && certificates.is_empty() && caller.subject.is_none() {
             let carried = match caller.carried_token {
                 true => "the token the call carried is not one this server knows",
                 false => {

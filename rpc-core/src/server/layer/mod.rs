@@ -30,6 +30,7 @@
 //! - `only`: [`Only`], a tower layer for some services or methods alone.
 //! - `intercept`: [`intercept`], a tower layer from a closure that may rewrite or refuse each call.
 //! - `authorize`: [`Authorize`], tokens and client certificates mapped to what they may call.
+//! - `jwt` (feature `jwt`): `JwtKeys`, JSON Web Tokens whose subjects are callers (`Authorize::jwt`).
 //! - `follow_rules`: [`FollowRules`], the authorization and limits of the rules a server watches (after
 //!   [`Authorize`]).
 //! - `rate_limit`: [`RateLimit`], a token bucket per method and caller.
@@ -52,6 +53,8 @@ mod fault;
 mod follow_rules;
 mod in_flight;
 mod intercept;
+#[cfg(feature = "jwt")]
+mod jwt;
 mod metrics;
 mod only;
 mod per_method;
@@ -85,6 +88,8 @@ use drain::Drain;
 pub use follow_rules::{FollowRules, Holding, RulesFollowed};
 use in_flight::InFlight;
 pub use intercept::{Intercepted, Interceptor, intercept};
+#[cfg(feature = "jwt")]
+pub use jwt::{JwtKeys, MAX_JWT_LEN, MAX_SUBJECT_LEN};
 use metrics::Counting;
 pub(crate) use metrics::Metered;
 pub use only::{Either, Only, OnlyService};

@@ -75,8 +75,13 @@ impl FollowRules {
             return Ok(Vec::new());
         }
         let mut identities: Vec<String> = Vec::new();
-        if let Some(token) = request.caller().and_then(|c| c.token.as_deref()) {
-            identities.push(format!("token:{token}"));
+        if let Some(caller) = request.caller() {
+            if let Some(token) = caller.token.as_deref() {
+                identities.push(format!("token:{token}"));
+            }
+            if let Some(subject) = caller.subject.as_deref() {
+                identities.push(format!("jwt:{subject}"));
+            }
         }
         let names = request.peer().client_names();
         identities.extend(names.iter().map(|n| format!("mtls:{n}")));

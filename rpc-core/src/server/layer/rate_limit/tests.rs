@@ -123,6 +123,7 @@ fn the_caller_is_the_authorized_name_then_the_certificate_then_the_metadata_key_
         token: Some("ops".into()),
         carried_token: true,
         certificates: vec![],
+        subject: None,
     });
     assert_eq!(Identity::of(&request, key), Identity::Token("ops"));
     assert_eq!(Identity::Token("ops").to_string(), "token ops");
