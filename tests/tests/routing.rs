@@ -56,6 +56,40 @@ fn rules(json: &str) -> Option<Arc<Rules>> {
     Some(Arc::new(rules))
 }
 
+/// A balanced client over `versions` (smooth round-robin) following the rules `feed` holds.
+fn following(versions: &Versions, feed: rpc_core::client::RulesFeed) -> LabClient {
+    let balancer = Balancer::new(SmoothWrr::default(), versions.instances.clone()).with_rules(feed);
+    LabClient::new(rpc_core::Client::balanced(
+        balancer,
+        ClientConfig::default(),
+    ))
+}
+
+/// `calls` calls of `delayed` (no delay) through `client`, 50 at a time: the errors of those that failed
+/// (each that succeeds must answer its own number).
+async fn delayed_calls(client: &LabClient, calls: u64) -> Vec<rpc_core::RpcError> {
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..50 {
+        let client = client.clone();
+        workers.spawn(async move {
+            let mut failed = Vec::new();
+            for i in 0..calls / 50 {
+                let n = worker * 1_000 + i;
+                match client.delayed(n, 0).await {
+                    Ok(answer) => assert_eq!(answer, n),
+                    Err(e) => failed.push(e),
+                }
+            }
+            failed
+        });
+    }
+    let mut failed = Vec::new();
+    while let Some(done) = workers.join_next().await {
+        failed.extend(done.unwrap());
+    }
+    failed
+}
+
 const CANARY: &str = r#"{"service": "Lab", "routes": [
     {"name": "canary", "match": {"metadata": [{"key": "x-canary", "exact": "1"}]},
      "to": [{"subset": "version=v2", "weight": 1}]},
@@ -66,27 +100,11 @@ const CANARY: &str = r#"{"service": "Lab", "routes": [
 async fn routes_split_by_weight_follow_metadata_and_apply_changes_at_once() {
     let versions = Versions::start().await;
     let (updates, feed) = tokio::sync::watch::channel(rules(CANARY));
-    let balancer = Balancer::new(SmoothWrr::default(), versions.instances.clone()).with_rules(feed);
-    let client = LabClient::new(rpc_core::Client::balanced(
-        balancer,
-        ClientConfig::default(),
-    ));
+    let client = following(&versions, feed);
 
-    // 10,000 calls, 50 at a time.
     let calls: u64 = 10_000;
-    let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..50 {
-        let client = client.clone();
-        workers.spawn(async move {
-            for i in 0..calls / 50 {
-                let n = worker * 1_000 + i;
-                assert_eq!(client.delayed(n, 0).await.unwrap(), n);
-            }
-        });
-    }
-    while let Some(done) = workers.join_next().await {
-        done.unwrap();
-    }
+    let failed = delayed_calls(&client, calls).await;
+    assert!(failed.is_empty(), "{failed:?}");
     let (v1, v2) = versions.counts();
     assert_eq!(v1 + v2, calls as usize);
     let share = v2 as f64 * 100.0 / calls as f64;
@@ -133,11 +151,7 @@ async fn a_subset_without_instances_fails_the_call_naming_it() {
     let (_updates, feed) = tokio::sync::watch::channel(rules(
         r#"{"service": "Lab", "routes": [{"name": "next", "to": [{"subset": "version=v3", "weight": 1}]}]}"#,
     ));
-    let balancer = Balancer::new(SmoothWrr::default(), versions.instances.clone()).with_rules(feed);
-    let client = LabClient::new(rpc_core::Client::balanced(
-        balancer,
-        ClientConfig::default(),
-    ));
+    let client = following(&versions, feed);
     let error = client.delayed(1, 0).await.unwrap_err();
     assert_eq!(error.code(), Status::Unavailable);
     assert_eq!(
@@ -153,37 +167,17 @@ async fn the_rules_faults_abort_their_share_of_a_methods_calls_unsent() {
     let (_updates, feed) = tokio::sync::watch::channel(rules(
         r#"{"service": "Lab", "methods": {"delayed": {"fault": {"abort_percent": 10, "abort_status": "resource_exhausted"}}}}"#,
     ));
-    let balancer = Balancer::new(SmoothWrr::default(), versions.instances.clone()).with_rules(feed);
-    let client = LabClient::new(rpc_core::Client::balanced(
-        balancer,
-        ClientConfig::default(),
-    ));
+    let client = following(&versions, feed);
     let calls: u64 = 10_000;
-    let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..50 {
-        let client = client.clone();
-        workers.spawn(async move {
-            let mut aborted = 0u64;
-            for i in 0..calls / 50 {
-                match client.delayed(worker * 1_000 + i, 0).await {
-                    Ok(_) => {}
-                    Err(e) => {
-                        assert_eq!(e.code(), Status::ResourceExhausted);
-                        assert_eq!(
-                            e.message(),
-                            "a fault was injected by the rules (route `default`)"
-                        );
-                        aborted += 1;
-                    }
-                }
-            }
-            aborted
-        });
+    let failed = delayed_calls(&client, calls).await;
+    for e in &failed {
+        assert_eq!(e.code(), Status::ResourceExhausted);
+        assert_eq!(
+            e.message(),
+            "a fault was injected by the rules (route `default`)"
+        );
     }
-    let mut aborted = 0;
-    while let Some(done) = workers.join_next().await {
-        aborted += done.unwrap();
-    }
+    let aborted = failed.len() as u64;
     let share = aborted as f64 * 100.0 / calls as f64;
     assert!(
         (8.0..=12.0).contains(&share),
@@ -204,11 +198,7 @@ async fn the_rules_delays_hold_a_call_back_and_one_past_its_deadline_fails() {
     let (_updates, feed) = tokio::sync::watch::channel(rules(
         r#"{"service": "Lab", "methods": {"echo": {"fault": {"delay_ms": 200}}}}"#,
     ));
-    let balancer = Balancer::new(SmoothWrr::default(), versions.instances.clone()).with_rules(feed);
-    let client = LabClient::new(rpc_core::Client::balanced(
-        balancer,
-        ClientConfig::default(),
-    ));
+    let client = following(&versions, feed);
     let start = tokio::time::Instant::now();
     assert_eq!(client.echo(1).await.unwrap(), 1);
     assert!(
@@ -233,11 +223,7 @@ async fn a_rules_deadline_bounds_calls_without_their_own_and_its_attempt_timeout
             "hang": {"retry": {"attempt_timeout_ms": 100}}
         }}"#,
     ));
-    let balancer = Balancer::new(SmoothWrr::default(), versions.instances.clone()).with_rules(feed);
-    let client = LabClient::new(rpc_core::Client::balanced(
-        balancer,
-        ClientConfig::default(),
-    ));
+    let client = following(&versions, feed);
     let error = client.delayed(1, 200).await.unwrap_err();
     assert_eq!(error.code(), Status::DeadlineExceeded, "{error}");
     let own = client.with_deadline(std::time::Duration::from_secs(1));
