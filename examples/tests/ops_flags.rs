@@ -222,7 +222,7 @@ fn granting(token: &str) -> RegistryConfig {
                 token: token.to_owned(),
                 services: vec!["Calc".into()],
             }],
-            identities: Vec::new(),
+            ..Credentials::default()
         },
         ..RegistryConfig::default()
     }

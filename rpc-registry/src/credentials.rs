@@ -14,9 +14,15 @@
 //!   ],
 //!   "identities": [
 //!     { "name": "calc.client.test", "services": ["Calc", "Billing"] }
-//!   ]
+//!   ],
+//!   "readers": { "tokens": ["dashboard-read-token"], "identities": ["monitor.test"] }
 //! }
 //! ```
+//!
+//! With `readers`, reading the registry needs a credential too: the registry's own token, a token or identity
+//! above, or a reader's (which may only read). That covers the RPC API's reads (instances, watches, services,
+//! status, rules) and the HTTP JSON API and metrics (`authorization: Bearer <token>`); the dashboard asks for a
+//! token and sends it. `/healthz` stays open, for liveness probes. Without `readers`, reads are open.
 
 use std::path::Path;
 
@@ -36,7 +42,44 @@ pub struct Credentials {
     /// DNS names of client certificates, verified by mutual TLS.
     #[serde(default)]
     pub identities: Vec<IdentityGrant>,
+    /// Who may read, when reads need a credential; `None`: reads are open.
+    #[serde(default)]
+    pub readers: Option<Readers>,
 }
+
+/// The credentials that may only read (see the module's documentation).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Readers {
+    /// Tokens that may read.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// DNS names of client certificates that may read.
+    #[serde(default)]
+    pub identities: Vec<String>,
+}
+
+impl std::fmt::Debug for Readers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readers")
+            .field("tokens", &self.tokens.len())
+            .field("identities", &self.identities)
+            .finish()
+    }
+}
+
+/// The registry's methods that write: their handlers check credentials themselves, with messages that say
+/// what the credential may write; every other method reads.
+const WRITES: [&str; 5] = [
+    "Registry.register",
+    "Registry.heartbeat",
+    "Registry.deregister",
+    "Registry.apply_rules",
+    "Registry.rollback_rules",
+];
+
+/// The name [`Credentials::layer`] gives the reader tokens, before their place.
+const READER: &str = "reader-";
 
 /// A token and what it may register.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -84,7 +127,7 @@ pub enum CredentialsError {
     #[error(
         "the credentials file {path} is not valid at line {line} column {column}: {problem} (the file is \
          {{\"tokens\": [{{\"token\": ..., \"services\": [...]}}], \"identities\": [{{\"name\": ..., \
-         \"services\": [...]}}]}})"
+         \"services\": [...]}}], \"readers\": {{\"tokens\": [...], \"identities\": [...]}}}})"
     )]
     Parse {
         /// The file.
@@ -124,6 +167,15 @@ pub enum InvalidGrant {
     TokenGrantsNothing {
         /// Which token, counting from 1.
         index: usize,
+    },
+    /// A reader's token breaks the rule of [`check_token`].
+    #[error("reader token {index}: {source}")]
+    ReaderToken {
+        /// Which reader token, counting from 1.
+        index: usize,
+        /// Why.
+        #[source]
+        source: TokenError,
     },
     /// An identity grants nothing.
     #[error("identity {name} grants no service")]
@@ -207,7 +259,33 @@ impl Credentials {
                 });
             }
         }
+        if let Some(readers) = &self.readers {
+            for (i, token) in readers.tokens.iter().enumerate() {
+                check_token(token).map_err(|source| InvalidGrant::ReaderToken {
+                    index: i + 1,
+                    source,
+                })?;
+            }
+        }
         Ok(())
+    }
+
+    /// Whether reading needs a credential.
+    pub fn reads_need_credential(&self) -> bool {
+        self.readers.is_some()
+    }
+
+    /// Whether the bearer token `carried` may read: the registry's own (`master`), one of the tokens, or a
+    /// reader's. Compared in constant time.
+    pub(crate) fn may_read(&self, carried: &[u8], master: Option<&str>) -> bool {
+        let readers = self.readers.iter().flat_map(|r| r.tokens.iter());
+        master
+            .into_iter()
+            .chain(self.tokens.iter().map(|g| g.token.as_str()))
+            .chain(readers.map(String::as_str))
+            .fold(false, |found, token| {
+                found | constant_time_eq(carried, token.as_bytes())
+            })
     }
 
     /// Credentials from a credentials file.
@@ -231,7 +309,19 @@ impl Credentials {
     /// each client certificate name. It refuses no call: which instances a credential may write depends on the
     /// instance, which [`Credentials::authorize`] checks once the call is decoded.
     pub fn layer(&self, master: Option<&str>) -> Authorize {
-        let mut layer = Authorize::new().anonymous(Grant::all());
+        let anonymous = match &self.readers {
+            None => Grant::all(),
+            Some(_) => Grant::to(WRITES),
+        };
+        let mut layer = Authorize::new().anonymous(anonymous);
+        if let Some(readers) = &self.readers {
+            for (i, token) in readers.tokens.iter().enumerate() {
+                layer = layer.token(format!("{READER}{i}"), token.as_bytes(), Grant::all());
+            }
+            for name in &readers.identities {
+                layer = layer.certificate(name.as_str(), Grant::all());
+            }
+        }
         if let Some(master) = master {
             layer = layer.token(ADMIN, master, Grant::all());
         }
@@ -274,6 +364,15 @@ impl Credentials {
                         grant.services.join(", ")
                     ));
                 }
+            }
+            None if caller
+                .token
+                .as_deref()
+                .is_some_and(|t| t.starts_with(READER)) =>
+            {
+                return refused(String::from(
+                    "the token the call carried may only read (it is a reader's)",
+                ));
             }
             None if caller.carried_token && names.is_empty() => {
                 return refused(String::from(
@@ -355,6 +454,11 @@ enum Token {
 /// Whether `caller` carried the registry's own token (an admin's).
 pub(crate) fn is_admin(caller: &Caller) -> bool {
     token_of(caller) == Some(Token::Admin)
+}
+
+/// Compares without stopping at the first difference, so that timing does not tell how much of a token matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The token `caller` carried, if the layer of [`Credentials::layer`] knew it.
@@ -525,7 +629,7 @@ mod tests {
         assert!(
             err.to_string().starts_with(
                 "the credentials file c.json is not valid at line 1 column 8: an unknown key (not shown: it \
-                 may be a secret), expected `tokens` or `identities`"
+                 may be a secret), expected one of `tokens`, `identities`, `readers`"
             ),
             "{err}"
         );

@@ -1,14 +1,17 @@
 //! The registry's HTTP port: the dashboard at `/`, the JSON API (`GET /v1/services`, `GET /v1/services/{name}`,
 //! `GET /v1/overview`, `GET /healthz`) and Prometheus metrics at `/metrics`. Read-only, like the RPC API's reads,
-//! and like them built after the state's lock is released.
+//! and like them built after the state's lock is released. When reads need a credential (`readers` in the
+//! credentials file), the JSON API and metrics want `authorization: Bearer <token>` and answer `401` without
+//! it; the dashboard's page itself holds no data, and `/healthz` stays open for liveness probes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
@@ -70,11 +73,46 @@ pub(crate) fn router(shared: Arc<Shared>, rpc: rpc_core::Metrics) -> Router {
         .route("/v1/services", get(services))
         .route("/v1/services/{name}", get(service))
         .route("/v1/overview", get(overview))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            readers_only,
+        ))
         .with_state(Http {
             shared,
             rpc,
             builds: Arc::new(Semaphore::new(MAX_OVERVIEW_BUILDS)),
         })
+}
+
+/// Answers `401` to a read of data without a credential that may read, when reads need one.
+async fn readers_only(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let open = matches!(request.uri().path(), "/" | "/healthz");
+    let config = &shared.config;
+    if open || !config.credentials.reads_need_credential() {
+        return next.run(request).await;
+    }
+    let carried = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
+        .map(|v| v.strip_prefix(b"Bearer ").unwrap_or(v));
+    match carried {
+        Some(token) if config.credentials.may_read(token, config.token.as_deref()) => {
+            next.run(request).await
+        }
+        _ => {
+            let why = match carried {
+                Some(_) => "the bearer token is not one that may read this registry",
+                None => "reading this registry needs a credential: `authorization: Bearer <token>`",
+            };
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(serde_json::json!({ "error": why })),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn dashboard() -> Html<&'static str> {

@@ -241,7 +241,7 @@ fn granting(tokens: &[&str]) -> RegistryConfig {
         ttl: TTL,
         credentials: Credentials {
             tokens,
-            identities: Vec::new(),
+            ..Credentials::default()
         },
         ..RegistryConfig::default()
     }

@@ -85,6 +85,7 @@ fn credentials() -> Credentials {
             name: "calc.client.test".into(),
             services: vec!["Calc".into()],
         }],
+        readers: None,
     }
 }
 
