@@ -7,6 +7,7 @@
 //! - [`calc`]: the `Calc` service of `calc-server`, `calc-client` and `cluster-demo`.
 //! - [`tls`]: the `--tls-cert`, `--tls-key` and `--tls-ca` flags and the settings they make.
 //! - [`labels`]: the `--label KEY=VALUE` flag of servers and the `--subset` flag of clients.
+//! - [`callers`]: the `--jwt-*` flags of servers, which make JWT subjects caller identities.
 //! - [`ops`]: the `--metrics ADDR` flag of servers (metrics and `/healthz`), the registration's changes
 //!   logged and counted ([`ops::Health`]), and the progress line of clients.
 //! - [`protect`]: the limits of servers (`--max-concurrency`, `--adaptive-limit`, `--rate-limit`) and the fault
@@ -20,6 +21,7 @@
 
 pub mod address;
 pub mod calc;
+pub mod callers;
 pub mod hello;
 pub mod labels;
 pub mod ops;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rpc_core::fault::{DEFAULT_ABORT_STATUS, Fault};
 use rpc_core::server::layer::{
-    AdaptiveConfig, AdaptiveLimit, ConcurrencyLimit, FollowRules, InjectFault, Layers, Only,
-    PerMethod, Rate, RateLimit, RateLimitConfig,
+    AdaptiveConfig, AdaptiveLimit, Authorize, ConcurrencyLimit, FollowRules, InjectFault, Layers,
+    Only, PerMethod, Rate, RateLimit, RateLimitConfig,
 };
 use rpc_core::{ServerBuilder, Status};
 
@@ -87,11 +87,12 @@ pub fn describe(limits: &LimitArgs, fault: Option<&Fault>) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-/// `builder` with the rules' authorization, then the limits and faults asked for, in the order
+/// `builder` with who the caller is (`callers`), the rules' authorization, then the limits and faults asked for, in the order
 /// `rpc_core::server::layer` advises (rate, concurrency, adaptive, faults); a layer not asked for lets every call
 /// pass.
 pub fn layered(
     builder: ServerBuilder,
+    callers: Authorize,
     rules: FollowRules,
     limits: &LimitArgs,
     fault: Option<Fault>,
@@ -111,6 +112,7 @@ pub fn layered(
     };
     let adaptive = AdaptiveLimit::new(AdaptiveConfig::default());
     builder
+        .layer(callers)
         .layer(rules)
         .layer(rate)
         .layer(concurrency)

@@ -232,3 +232,78 @@ async fn servers_labelled_by_version_are_called_by_subset_and_bad_flags_say_what
         "{said}"
     );
 }
+
+#[tokio::test]
+async fn calc_server_takes_jwts_as_callers_and_follows_the_registrys_authorization() {
+    const TOKEN: &str = "the-registry-token";
+    const SECRET: &[u8] = b"a-secret-for-the-calc-jwt-test";
+    let registry = support::start_registry(RegistryConfig {
+        token: Some(TOKEN.into()),
+        ..RegistryConfig::default()
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("calc-jwt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let admin = rpc_registry::RegistryClient::new(
+        rpc_core::Client::connect(registry.as_str()).await.unwrap(),
+    )
+    .with_metadata(
+        rpc_core::Metadata::from_pairs([("authorization", format!("Bearer {TOKEN}"))]).unwrap(),
+    );
+    let rules = r#"{"service": "Calc", "authorization": {"default": "deny", "grants": [
+        {"name": "alice", "callers": ["jwt:alice"], "methods": ["*"], "access": "allow"}]}}"#;
+    admin.apply_rules(rules.to_owned()).await.unwrap().unwrap();
+    let (_server, said) = calc_server(
+        &registry,
+        &[
+            "--token",
+            TOKEN,
+            "--jwt-hs256-secret-file",
+            &secret.display().to_string(),
+            "--jwt-issuer",
+            "auth.test",
+        ],
+    )
+    .await;
+    assert!(
+        said.iter()
+            .any(|l| l == "calc-server: bearer JWTs name their callers (jwt:SUBJECT)"),
+        "{said:?}"
+    );
+    let jwt = |subject: &str| {
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600;
+        let claims = serde_json::json!({"sub": subject, "iss": "auth.test", "exp": exp});
+        let key = jsonwebtoken::EncodingKey::from_secret(SECRET);
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+    };
+    let bearer = |subject: &str| format!("authorization=Bearer {}", jwt(subject));
+    let alice = bearer("alice");
+    let (ok, summary, stderr) = calc_client(
+        &registry,
+        &["--calls", "5", "--token", TOKEN, "--metadata", &alice],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert_eq!(summary["ok"].as_u64(), Some(5), "{stderr}");
+    let bob = bearer("bob");
+    let (ok, summary, stderr) = calc_client(
+        &registry,
+        &["--calls", "5", "--token", TOKEN, "--metadata", &bob],
+    )
+    .await;
+    assert!(!ok);
+    assert_eq!(summary["failed"].as_u64(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains(
+            "permission_denied: Calc.add refused for jwt:bob by rule `default` of the rules of Calc"
+        ),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -15,17 +15,19 @@
 //! `--fault-delay-ms MS [--fault-delay-percent P]` and `--fault-abort-percent P [--fault-abort-status NAME]`
 //! inject faults. It says on stderr which it applies. It follows the authorization of the rules applied to
 //! the registry for Calc (`rpc-registry rules apply`): a caller they deny is refused `PermissionDenied`, naming
-//! the rule.
+//! the rule. `--jwt-hs256-secret-file F`, `--jwt-rs256-key F` and `--jwt-eddsa-key F` (with `--jwt-issuer`,
+//! `--jwt-audience`) make bearer JWTs signed by those keys name their callers (`jwt:SUBJECT`) to the rules.
 
 use std::collections::BTreeMap;
 
 use clap::Parser;
 use examples::calc::{CalcServer, Calculator};
+use examples::callers::JwtArgs;
 use examples::labels::LabelArgs;
 use examples::ops::{Health, MetricsArgs};
 use examples::protect::{FaultArgs, LimitArgs};
 use examples::tls::TlsArgs;
-use rpc_core::server::layer::{FollowRules, Layers};
+use rpc_core::server::layer::{Authorize, FollowRules, Grant, Layers};
 use rpc_core::{ClientConfig, Server, ServerBuilder};
 use rpc_registry::{
     Discovery, DiscoveryConfig, NewInstance, Registration, RegistrationConfig, TOKEN_ENV,
@@ -46,6 +48,8 @@ struct Args {
     weight: u32,
     #[command(flatten)]
     labels: LabelArgs,
+    #[command(flatten)]
+    jwt: JwtArgs,
     /// The registry's token, if it has one (8 to 4,096 visible ASCII characters).
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
     token: Option<String>,
@@ -97,21 +101,23 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     let follow = FollowRules::new(discovery.rules("Calc"));
+    // Who calls (a JWT's subject, with --jwt-* keys), for the rules to grant by.
+    let callers = match args.jwt.layer()? {
+        Some(jwt) => {
+            eprintln!("calc-server: bearer JWTs name their callers (jwt:SUBJECT)");
+            jwt
+        }
+        None => Authorize::new().anonymous(Grant::all()),
+    };
     match examples::protect::describe(&args.limits, fault.as_ref()) {
         None => {
-            serve(
-                args,
-                stop,
-                listener,
-                address,
-                Server::builder().layer(follow),
-            )
-            .await
+            let builder = Server::builder().layer(callers).layer(follow);
+            serve(args, stop, listener, address, builder).await
         }
         Some(applied) => {
             eprintln!("calc-server: {applied}");
             let builder =
-                examples::protect::layered(Server::builder(), follow, &args.limits, fault);
+                examples::protect::layered(Server::builder(), callers, follow, &args.limits, fault);
             serve(args, stop, listener, address, builder).await
         }
     }
