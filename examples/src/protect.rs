@@ -8,7 +8,7 @@ use std::time::Duration;
 use rpc_core::fault::{DEFAULT_ABORT_STATUS, Fault};
 use rpc_core::server::layer::{
     AdaptiveConfig, AdaptiveLimit, Authorize, ConcurrencyLimit, FollowRules, InjectFault, Layers,
-    Only, PerMethod, Rate, RateLimit, RateLimitConfig,
+    LoadMeter, Only, PerMethod, Rate, RateLimit, RateLimitConfig,
 };
 use rpc_core::{ServerBuilder, Status};
 
@@ -87,11 +87,13 @@ pub fn describe(limits: &LimitArgs, fault: Option<&Fault>) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-/// `builder` with who the caller is (`callers`), the rules' authorization, then the limits and faults asked for, in the order
+/// `builder` with the load meter (what the registration reports), who the caller is (`callers`), the rules'
+/// authorization, then the limits and faults asked for, in the order
 /// `rpc_core::server::layer` advises (rate, concurrency, adaptive, faults); a layer not asked for lets every call
 /// pass.
 pub fn layered(
     builder: ServerBuilder,
+    meter: LoadMeter,
     callers: Authorize,
     rules: FollowRules,
     limits: &LimitArgs,
@@ -112,6 +114,7 @@ pub fn layered(
     };
     let adaptive = AdaptiveLimit::new(AdaptiveConfig::default());
     builder
+        .layer(meter)
         .layer(callers)
         .layer(rules)
         .layer(rate)

@@ -187,7 +187,29 @@ pub struct InstanceStatus {
     pub state: InstanceState,
     /// Milliseconds since its last heartbeat (or its registration).
     pub heartbeat_age_ms: u64,
+    /// What its load reports say over the registry's window, if it sends them.
+    pub load: Option<LoadSummary>,
 }
+
+/// An instance's load over the last reports the registry keeps (at most [`LOAD_WINDOW`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadSummary {
+    /// Reports in the window.
+    pub reports: u32,
+    /// The milliseconds they cover.
+    pub window_ms: u64,
+    /// Calls answered in them.
+    pub calls: u64,
+    /// Of them, those that failed.
+    pub errors: u64,
+    /// The highest 99th percentile latency among them, in microseconds.
+    pub p99_us: u64,
+    /// Calls under way at the last report.
+    pub in_flight: u64,
+}
+
+/// The load reports the registry keeps per instance: 10 (ten heartbeats, 10 s at the default TTL).
+pub const LOAD_WINDOW: usize = 10;
 
 /// A service with each instance's status.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,6 +304,13 @@ pub trait Registry {
     /// Renews a lease. Needs the token.
     #[idempotent]
     async fn heartbeat(&self, lease: LeaseRef) -> Result<(), RegistryError>;
+
+    /// Renews a lease, with the instance's load since its last report. Needs the token.
+    async fn heartbeat_with_load(
+        &self,
+        lease: LeaseRef,
+        load: rpc_core::server::layer::LoadReport,
+    ) -> Result<(), RegistryError>;
 
     /// Removes an instance at once (graceful shutdown). Needs the token.
     #[idempotent]

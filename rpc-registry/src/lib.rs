@@ -88,8 +88,9 @@ mod state;
 mod stats;
 
 pub use api::{
-    Instance, InstanceState, InstanceStatus, Lease, LeaseRef, NewInstance, RegistryClient,
-    RegistryError, Removal, RemovalReason, RulesRevision, ServiceStatus, Snapshot, Watched,
+    Instance, InstanceState, InstanceStatus, LOAD_WINDOW, Lease, LeaseRef, LoadSummary,
+    NewInstance, RegistryClient, RegistryError, Removal, RemovalReason, RulesRevision,
+    ServiceStatus, Snapshot, Watched,
 };
 pub use discovery::{Discovery, DiscoveryConfig};
 pub use handle::RegistryHandle;

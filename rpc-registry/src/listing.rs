@@ -5,15 +5,19 @@
 //! `Arc`s it needs under the state's lock, which costs a few pointer copies, and copies, filters and
 //! serializes after releasing it; heartbeats and registrations never wait for a reader's copy.
 
+use std::collections::VecDeque;
 use std::ops::Deref;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use rpc_core::server::layer::LoadReport;
+
 use crate::api::{
-    Instance, InstanceState, InstanceStatus, ServiceStatus, ServiceSummary, Snapshot,
+    Instance, InstanceState, InstanceStatus, LOAD_WINDOW, LoadSummary, ServiceStatus,
+    ServiceSummary, Snapshot,
 };
 
 /// An instance as registered, with its last renewal.
@@ -22,6 +26,8 @@ pub(crate) struct Listed {
     instance: Instance,
     /// Nanoseconds from the registry's [`Clock`] origin to the last heartbeat (or the registration).
     renewed: AtomicU64,
+    /// Its last load reports, newest last (at most [`LOAD_WINDOW`]).
+    load: Mutex<VecDeque<LoadReport>>,
 }
 
 impl Deref for Listed {
@@ -38,7 +44,31 @@ impl Listed {
         Listed {
             instance,
             renewed: AtomicU64::new(clock.nanos(now)),
+            load: Mutex::default(),
         }
+    }
+
+    /// A load report came with a heartbeat.
+    pub(crate) fn report(&self, load: LoadReport) {
+        let mut window = rpc_core::sync::lock(&self.load);
+        if window.len() == LOAD_WINDOW {
+            window.pop_front();
+        }
+        window.push_back(load);
+    }
+
+    /// What its load reports say, if it sent any.
+    pub(crate) fn load(&self) -> Option<LoadSummary> {
+        let window = rpc_core::sync::lock(&self.load);
+        let last = window.back()?;
+        Some(LoadSummary {
+            reports: window.len() as u32,
+            window_ms: window.iter().map(|r| r.window_ms).sum(),
+            calls: window.iter().map(|r| r.calls).sum(),
+            errors: window.iter().map(|r| r.errors).sum(),
+            p99_us: window.iter().map(|r| r.p99_us).max().unwrap_or(0),
+            in_flight: last.in_flight,
+        })
     }
 
     /// A heartbeat at `now`.
@@ -69,6 +99,7 @@ impl Listed {
                 InstanceState::Up
             },
             heartbeat_age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+            load: self.load(),
         }
     }
 }

@@ -51,6 +51,9 @@ pub(crate) struct InstanceView {
     state: InstanceState,
     /// Milliseconds since the instance's last heartbeat.
     heartbeat_age_ms: u64,
+    /// Its load over the registry's window of its reports, if it sends them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    load: Option<crate::api::LoadSummary>,
 }
 
 impl From<InstanceStatus> for InstanceView {
@@ -63,6 +66,7 @@ impl From<InstanceStatus> for InstanceView {
             incarnation: s.instance.incarnation,
             state: s.state,
             heartbeat_age_ms: s.heartbeat_age_ms,
+            load: s.load,
         }
     }
 }

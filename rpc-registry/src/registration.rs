@@ -46,6 +46,9 @@ pub struct RegistrationConfig {
     /// back. Default [`RegistryHandle::default_config`] (attempts at most 250 ms apart, well under a heartbeat
     /// interval). [`Registration::register_with`] uses its handle's connection instead.
     pub client: ClientConfig,
+    /// The server's load meter (`rpc_core::server::layer::LoadMeter`, a layer of the server's), if it
+    /// reports its load: each heartbeat then carries what the meter counted since the last. Default: none.
+    pub load: Option<rpc_core::server::layer::LoadMeter>,
 }
 
 impl std::fmt::Debug for RegistrationConfig {
@@ -55,11 +58,13 @@ impl std::fmt::Debug for RegistrationConfig {
             token,
             heartbeat,
             client,
+            load,
         } = self;
         f.debug_struct("RegistrationConfig")
             .field("token", &crate::token::hidden(token))
             .field("heartbeat", heartbeat)
             .field("client", client)
+            .field("load", &load.is_some())
             .finish()
     }
 }
@@ -70,6 +75,7 @@ impl Default for RegistrationConfig {
             token: None,
             heartbeat: None,
             client: RegistryHandle::default_config(),
+            load: None,
         }
     }
 }
@@ -168,7 +174,7 @@ impl Registration {
         let (status_tx, status) = watch::channel(Status::Active(lease));
         let task = tokio::spawn(heartbeat_loop(
             Arc::clone(&shared),
-            config.heartbeat,
+            (config.heartbeat, config.load),
             status_tx,
         ));
         Ok(Registration {
@@ -269,9 +275,11 @@ impl Shared {
 
 async fn heartbeat_loop(
     shared: Arc<Shared>,
-    fixed: Option<Duration>,
+    (fixed, load): (Option<Duration>, Option<rpc_core::server::layer::LoadMeter>),
     status: watch::Sender<Status>,
 ) {
+    // A registry that does not take load reports (an older one) gets plain heartbeats from then on.
+    let mut load = load;
     // Set when a registration made again ended without an answer that may have reached the registry (its
     // deadline passed, or the connection dropped after it was sent): the registry may hold a lease of this
     // instance that it never heard of, which supersedes the one it knows.
@@ -282,12 +290,21 @@ async fn heartbeat_loop(
         let interval = shared.interval(fixed);
         next = Instant::now() + interval;
         let lease = shared.lease_ref();
-        match shared
-            .registry
-            .with_deadline(interval)
-            .heartbeat(lease)
-            .await
-        {
+        let registry = shared.registry.with_deadline(interval);
+        let renewed = match &load {
+            Some(meter) => match registry
+                .heartbeat_with_load(lease.clone(), meter.take())
+                .await
+            {
+                Err(e) if e.code() == rpc_core::Status::Unimplemented => {
+                    load = None;
+                    registry.heartbeat(lease).await
+                }
+                other => other,
+            },
+            None => registry.heartbeat(lease).await,
+        };
+        match renewed {
             Ok(Ok(())) => {}
             Ok(Err(RegistryError::UnknownLease { .. })) => {
                 // Expired, or the registry restarted: register again at once.

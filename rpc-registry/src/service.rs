@@ -160,6 +160,29 @@ impl Shared {
         )))
     }
 
+    /// A heartbeat of `lease`, checked as every write is: the instance renewed, if it is still registered.
+    fn renew(
+        &self,
+        lease: &LeaseRef,
+    ) -> Result<Option<Arc<crate::listing::Listed>>, RegistryError> {
+        let carried = Carried::current();
+        self.stats
+            .refused(self.authorize("heartbeat", &lease.service, &carried))?;
+        let listed = {
+            let mut state = self.state();
+            let owner = state.lease_owner(lease);
+            self.stats.refused(self.check_owner(
+                ("heartbeat", "renew"),
+                (&lease.service, &lease.address),
+                owner,
+                &carried,
+            ))?;
+            self.stats.refused(state.heartbeat(lease, Instant::now()))?
+        };
+        self.stats.heartbeat();
+        Ok(listed)
+    }
+
     /// Checks the address an instance registers, as configured.
     async fn check_address(&self, new: &NewInstance) -> Result<(), RegistryError> {
         let refused = |why: String| {
@@ -360,25 +383,17 @@ impl Registry for RegistryService {
     }
 
     async fn heartbeat(&self, lease: LeaseRef) -> Result<(), RegistryError> {
-        let shared = &self.shared;
-        let carried = Carried::current();
-        shared
-            .stats
-            .refused(shared.authorize("heartbeat", &lease.service, &carried))?;
-        {
-            let mut state = shared.state();
-            let owner = state.lease_owner(&lease);
-            shared.stats.refused(shared.check_owner(
-                ("heartbeat", "renew"),
-                (&lease.service, &lease.address),
-                owner,
-                &carried,
-            ))?;
-            shared
-                .stats
-                .refused(state.heartbeat(&lease, Instant::now()))?;
+        self.shared.renew(&lease).map(|_| ())
+    }
+
+    async fn heartbeat_with_load(
+        &self,
+        lease: LeaseRef,
+        load: rpc_core::server::layer::LoadReport,
+    ) -> Result<(), RegistryError> {
+        if let Some(listed) = self.shared.renew(&lease)? {
+            listed.report(load);
         }
-        shared.stats.heartbeat();
         Ok(())
     }
 

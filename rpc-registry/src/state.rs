@@ -378,13 +378,13 @@ impl State {
         &mut self,
         lease: &LeaseRef,
         now: Instant,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<Option<Arc<Listed>>, RegistryError> {
         self.current(lease)?;
-        if let Some(entry) = self.leases.get_mut(&lease.lease) {
+        Ok(self.leases.get_mut(&lease.lease).map(|entry| {
             entry.instance.renew(&self.clock, now);
             self.expiries.reset(&entry.expiry, self.ttl);
-        }
-        Ok(())
+            Arc::clone(&entry.instance)
+        }))
     }
 
     /// Removes the instance of `lease`; `Ok(false)` if it was already gone (deregistration is idempotent).
@@ -668,7 +668,8 @@ mod tests {
         assert_eq!(next.incarnation, 1, "the address had no instance left");
         // The evicted process's heartbeat must not make it re-register and push out its successor.
         assert_eq!(
-            s.heartbeat(&paused.reference("Calc", "10.0.0.1:1"), now),
+            s.heartbeat(&paused.reference("Calc", "10.0.0.1:1"), now)
+                .map(|_| ()),
             Err(RegistryError::Superseded {
                 lease: paused.id,
                 incarnation: 1,
@@ -678,7 +679,8 @@ mod tests {
         // With the address empty again, the old lease is only unknown: re-registering is right.
         s.expire(next.id).unwrap();
         assert_eq!(
-            s.heartbeat(&paused.reference("Calc", "10.0.0.1:1"), now),
+            s.heartbeat(&paused.reference("Calc", "10.0.0.1:1"), now)
+                .map(|_| ()),
             Err(RegistryError::UnknownLease { lease: paused.id })
         );
     }
@@ -692,7 +694,10 @@ mod tests {
         for (service, address) in [("Billing", "10.0.0.1:1"), ("Calc", "10.0.0.2:1")] {
             let foreign = lease.reference(service, address);
             let unknown = RegistryError::UnknownLease { lease: lease.id };
-            assert_eq!(s.heartbeat(&foreign, Instant::now()), Err(unknown));
+            assert_eq!(
+                s.heartbeat(&foreign, Instant::now()).map(|_| ()),
+                Err(unknown)
+            );
             assert_eq!(
                 s.deregister(&foreign),
                 Ok(false),

@@ -250,6 +250,59 @@ impl Collector for Scrape {
                 MetricType::Gauge,
             )?
             .encode_gauge(&self.ttl.as_secs_f64())?;
+        self.encode_load(&mut encoder)
+    }
+}
+
+/// A gauge of instances' load: its name, its help, and its value from a load summary.
+type Gauge = (
+    &'static str,
+    &'static str,
+    fn(&crate::api::LoadSummary) -> f64,
+);
+
+impl Scrape {
+    /// Each reporting instance's load over the registry's window of its reports.
+    fn encode_load(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let loads: Vec<(&str, &str, crate::api::LoadSummary)> = self
+            .listings
+            .iter()
+            .flat_map(|l| {
+                l.instances
+                    .iter()
+                    .filter_map(move |i| Some((l.name.as_str(), i.address.as_str(), i.load()?)))
+            })
+            .collect();
+        let gauges: [Gauge; 4] = [
+            (
+                "rpc_registry_instance_calls_per_second",
+                "Calls an instance answered per second, over its last load reports.",
+                |l| l.calls as f64 * 1000.0 / l.window_ms.max(1) as f64,
+            ),
+            (
+                "rpc_registry_instance_error_ratio",
+                "The share of an instance's calls that failed, over its last load reports.",
+                |l| l.errors as f64 / l.calls.max(1) as f64,
+            ),
+            (
+                "rpc_registry_instance_p99_latency_seconds",
+                "The highest 99th percentile latency among an instance's last load reports.",
+                |l| l.p99_us as f64 / 1e6,
+            ),
+            (
+                "rpc_registry_instance_in_flight",
+                "Calls under way at an instance's last load report.",
+                |l| l.in_flight as f64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (service, address, load) in &loads {
+                family
+                    .encode_family(&[("service", *service), ("address", *address)])?
+                    .encode_gauge(&value(load))?;
+            }
+        }
         Ok(())
     }
 }

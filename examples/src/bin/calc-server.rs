@@ -27,7 +27,7 @@ use examples::labels::LabelArgs;
 use examples::ops::{Health, MetricsArgs};
 use examples::protect::{FaultArgs, LimitArgs};
 use examples::tls::TlsArgs;
-use rpc_core::server::layer::{Authorize, FollowRules, Grant, Layers};
+use rpc_core::server::layer::{Authorize, FollowRules, Grant, Layers, LoadMeter};
 use rpc_core::{ClientConfig, Server, ServerBuilder};
 use rpc_registry::{
     Discovery, DiscoveryConfig, NewInstance, Registration, RegistrationConfig, TOKEN_ENV,
@@ -109,16 +109,25 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         None => Authorize::new().anonymous(Grant::all()),
     };
+    // Its calls, failures and latency, reported with each heartbeat.
+    let meter = LoadMeter::new();
+    let served = (stop, listener, address, meter.clone());
     match examples::protect::describe(&args.limits, fault.as_ref()) {
         None => {
-            let builder = Server::builder().layer(callers).layer(follow);
-            serve(args, stop, listener, address, builder).await
+            let builder = Server::builder().layer(meter).layer(callers).layer(follow);
+            serve(args, served, builder).await
         }
         Some(applied) => {
             eprintln!("calc-server: {applied}");
-            let builder =
-                examples::protect::layered(Server::builder(), callers, follow, &args.limits, fault);
-            serve(args, stop, listener, address, builder).await
+            let builder = examples::protect::layered(
+                Server::builder(),
+                meter,
+                callers,
+                follow,
+                &args.limits,
+                fault,
+            );
+            serve(args, served, builder).await
         }
     }
 }
@@ -126,9 +135,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 /// Serves Calc on `listener` with the layers of `builder`, registers, and drains once `stop` fires.
 async fn serve<L: Layers>(
     args: Args,
-    stop: impl Future<Output = rpc_core::server::ShutdownSignal>,
-    listener: tokio::net::TcpListener,
-    address: String,
+    (stop, listener, address, meter): (
+        impl Future<Output = rpc_core::server::ShutdownSignal>,
+        tokio::net::TcpListener,
+        String,
+        LoadMeter,
+    ),
     builder: ServerBuilder<L>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let builder = builder.add_service(CalcServer::new(Calculator {
@@ -168,6 +180,7 @@ async fn serve<L: Layers>(
             tls: args.tls.client()?,
             ..defaults.client.clone()
         },
+        load: Some(meter),
         ..defaults
     };
     let registration = Registration::register(&args.registry, instance, config).await?;

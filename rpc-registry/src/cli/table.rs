@@ -39,7 +39,7 @@ const GAP: &str = "   ";
 /// let status = ServiceStatus {
 ///     name: "Calc".into(),
 ///     revision: 1,
-///     instances: vec![InstanceStatus { instance, state: InstanceState::Up, heartbeat_age_ms: 350 }],
+///     instances: vec![InstanceStatus { instance, state: InstanceState::Up, heartbeat_age_ms: 350, load: None }],
 /// };
 /// assert_eq!(
 ///     rpc_registry::cli::render_table(&[status]),
@@ -164,6 +164,7 @@ mod tests {
             },
             state,
             heartbeat_age_ms: age_ms,
+            load: None,
         }
     }
 

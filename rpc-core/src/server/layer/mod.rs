@@ -36,6 +36,8 @@
 //! - `rate_limit`: [`RateLimit`], a token bucket per method and caller.
 //! - `concurrency`: [`ConcurrencyLimit`], the most calls of each method under way at once.
 //! - `adaptive`: [`AdaptiveLimit`], a limit on the calls under way that follows latency (Gradient2).
+//! - `load`: [`LoadMeter`], the calls, failures, calls under way and latency quantiles a server reports with
+//!   its heartbeats.
 //! - `fault`: [`InjectFault`], delays and aborts as a [`crate::fault::Fault`] describes them.
 //! - `per_method`: [`PerMethod`], a setting for each method, with a default (the limits' configuration).
 //! - this file: `Intercept` and the server's own layers in order; [`Layers`], the user's tower layers (or
@@ -55,6 +57,7 @@ mod in_flight;
 mod intercept;
 #[cfg(feature = "jwt")]
 mod jwt;
+mod load;
 mod metrics;
 mod only;
 mod per_method;
@@ -90,6 +93,7 @@ use in_flight::InFlight;
 pub use intercept::{Intercepted, Interceptor, intercept};
 #[cfg(feature = "jwt")]
 pub use jwt::{JwtKeys, MAX_JWT_LEN, MAX_SUBJECT_LEN};
+pub use load::{LoadMeter, LoadMetered, LoadReport, Measured};
 use metrics::Counting;
 pub(crate) use metrics::Metered;
 pub use only::{Either, Only, OnlyService};
