@@ -624,3 +624,61 @@ async fn a_registry_larger_than_a_page_is_paged_and_filtered_by_the_registry() {
     assert_eq!(display, "none", "one page needs no pager");
     driver.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_instance_shows_the_load_it_reports_and_one_that_reports_none_a_dash() {
+    use rpc_core::server::layer::LoadMeter;
+    use tests::cluster::{Here, WhereClient, WhereServer, new_instance};
+
+    let registry = start_registry(config(), 0).await.unwrap();
+    let Some(driver) = open(registry.http).await else {
+        return;
+    };
+    let meter = LoadMeter::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let server = rpc_core::Server::builder()
+        .layer(meter.clone())
+        .add_service(WhereServer::new(Here {
+            address: address.clone(),
+        }))
+        .build()
+        .unwrap();
+    tokio::spawn(server.serve(listener));
+    let reporting = RegistrationConfig {
+        load: Some(meter),
+        ..RegistrationConfig::default()
+    };
+    let _reports = Registration::register(registry.addr, new_instance(&address, 1), reporting)
+        .await
+        .unwrap();
+    let _silent = register(registry.addr, instance("Where", "127.0.0.1:9", 1, &[])).await;
+    let client = WhereClient::connect(address.as_str()).await.unwrap();
+    for n in 0..50 {
+        client.serve(n).await.unwrap();
+    }
+    let load_of = |address: String| {
+        format!(
+            "return (r => r ? r.querySelector('[data-testid=load]').textContent : null)(document.querySelector('tr[data-address=\"{address}\"]'));"
+        )
+    };
+    // A heartbeat (every second at this TTL) brings the report, then the page's long poll the change.
+    let shown = until("the reported load", SHOWN + TTL, async || {
+        let shown = driver
+            .execute(&load_of(address.clone()), Vec::new())
+            .await
+            .unwrap();
+        match shown.as_str() {
+            Some(text) if text.contains("/s · 0.0% err · p99 ") => Ok(text.to_owned()),
+            _ => Err(shown.to_string()),
+        }
+    })
+    .await;
+    assert!(shown.ends_with(" µs") || shown.ends_with(" ms"), "{shown}");
+    let silent = driver
+        .execute(&load_of("127.0.0.1:9".to_owned()), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(silent.as_str(), Some("–"), "no report, no load");
+    driver.close().await.unwrap();
+}
