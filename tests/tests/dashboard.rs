@@ -626,7 +626,7 @@ async fn a_registry_larger_than_a_page_is_paged_and_filtered_by_the_registry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_instance_shows_the_load_it_reports_and_one_that_reports_none_a_dash() {
+async fn each_instance_shows_the_load_it_reports_and_its_share_of_the_traffic() {
     use rpc_core::server::layer::LoadMeter;
     use tests::cluster::{Here, WhereClient, WhereServer, new_instance};
 
@@ -634,49 +634,67 @@ async fn each_instance_shows_the_load_it_reports_and_one_that_reports_none_a_das
     let Some(driver) = open(registry.http).await else {
         return;
     };
-    let meter = LoadMeter::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let server = rpc_core::Server::builder()
-        .layer(meter.clone())
-        .add_service(WhereServer::new(Here {
-            address: address.clone(),
-        }))
-        .build()
-        .unwrap();
-    tokio::spawn(server.serve(listener));
-    let reporting = RegistrationConfig {
-        load: Some(meter),
-        ..RegistrationConfig::default()
-    };
-    let _reports = Registration::register(registry.addr, new_instance(&address, 1), reporting)
-        .await
-        .unwrap();
-    let _silent = register(registry.addr, instance("Where", "127.0.0.1:9", 1, &[])).await;
-    let client = WhereClient::connect(address.as_str()).await.unwrap();
-    for n in 0..50 {
-        client.serve(n).await.unwrap();
+    // Two servers that report their load, called 30 and 10 times, and one that reports nothing.
+    let mut reporting = Vec::new();
+    for calls in [30, 10] {
+        let meter = LoadMeter::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let server = rpc_core::Server::builder()
+            .layer(meter.clone())
+            .add_service(WhereServer::new(Here {
+                address: address.clone(),
+            }))
+            .build()
+            .unwrap();
+        tokio::spawn(server.serve(listener));
+        let config = RegistrationConfig {
+            load: Some(meter),
+            ..RegistrationConfig::default()
+        };
+        let registration = Registration::register(registry.addr, new_instance(&address, 1), config)
+            .await
+            .unwrap();
+        let client = WhereClient::connect(address.as_str()).await.unwrap();
+        for n in 0..calls {
+            client.serve(n).await.unwrap();
+        }
+        reporting.push((address, registration));
     }
-    let load_of = |address: String| {
+    let _silent = register(registry.addr, instance("Where", "127.0.0.1:9", 1, &[])).await;
+    let load_of = |address: &str| {
         format!(
             "return (r => r ? r.querySelector('[data-testid=load]').textContent : null)(document.querySelector('tr[data-address=\"{address}\"]'));"
         )
     };
-    // A heartbeat (every second at this TTL) brings the report, then the page's long poll the change.
-    let shown = until("the reported load", SHOWN + TTL, async || {
-        let shown = driver
-            .execute(&load_of(address.clone()), Vec::new())
-            .await
-            .unwrap();
-        match shown.as_str() {
-            Some(text) if text.contains("/s · 0.0% err · p99 ") => Ok(text.to_owned()),
-            _ => Err(shown.to_string()),
+    // A share of the traffic: the number before `% of traffic`.
+    let share = |text: &str| -> Option<u32> {
+        let before = text.split("% of traffic").next()?;
+        before.rsplit('(').next()?.parse().ok()
+    };
+    // Heartbeats (every second at this TTL) bring the reports, then the page's long poll the change.
+    let shares = until("both reported loads", SHOWN + TTL, async || {
+        let mut shares = Vec::new();
+        for (address, _) in &reporting {
+            let shown = driver.execute(&load_of(address), Vec::new()).await.unwrap();
+            let text = shown.as_str().unwrap_or_default().to_owned();
+            if !text.contains("% of traffic) · 0.0% err · p99 ") {
+                return Err(text);
+            }
+            shares.push(share(&text).ok_or(text)?);
         }
+        // Both reports of the calls must have come: the shares then split about 3 to 1.
+        if shares[1] == 0 {
+            return Err(format!("{shares:?}"));
+        }
+        Ok(shares)
     })
     .await;
-    assert!(shown.ends_with(" µs") || shown.ends_with(" ms"), "{shown}");
+    // Windows of the two reports may differ by a heartbeat: the share is about 75%, not exactly.
+    assert!((50..=90).contains(&shares[0]), "30 of 40 calls: {shares:?}");
+    assert!((99..=101).contains(&(shares[0] + shares[1])), "{shares:?}");
     let silent = driver
-        .execute(&load_of("127.0.0.1:9".to_owned()), Vec::new())
+        .execute(&load_of("127.0.0.1:9"), Vec::new())
         .await
         .unwrap();
     assert_eq!(silent.as_str(), Some("–"), "no report, no load");
