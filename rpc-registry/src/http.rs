@@ -1,5 +1,5 @@
 //! The registry's HTTP port: the dashboard at `/`, the JSON API (`GET /v1/services`, `GET /v1/services/{name}`,
-//! `GET /v1/overview`, `GET /healthz`) and Prometheus metrics at `/metrics`. Read-only, like the RPC API's reads,
+//! `GET /v1/overview`, `GET /v1/rules/{name}`, `GET /healthz`) and Prometheus metrics at `/metrics`. Read-only, like the RPC API's reads,
 //! and like them built after the state's lock is released. When reads need a credential (`readers` in the
 //! credentials file), the JSON API and metrics want `authorization: Bearer <token>` and answer `401` without
 //! it; the dashboard's page itself holds no data, and `/healthz` stays open for liveness probes.
@@ -73,6 +73,7 @@ pub(crate) fn router(shared: Arc<Shared>, rpc: rpc_core::Metrics) -> Router {
         .route("/v1/services", get(services))
         .route("/v1/services/{name}", get(service))
         .route("/v1/overview", get(overview))
+        .route("/v1/rules/{name}", get(rules))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),
             readers_only,
@@ -82,6 +83,43 @@ pub(crate) fn router(shared: Arc<Shared>, rpc: rpc_core::Metrics) -> Router {
             rpc,
             builds: Arc::new(Semaphore::new(MAX_OVERVIEW_BUILDS)),
         })
+}
+
+/// A revision of a service's rules as `GET /v1/rules/{name}` shows it.
+#[derive(Debug, Serialize)]
+struct RulesView {
+    revision: u64,
+    applied_at_ms: u64,
+    origin: String,
+    /// The document, as pretty JSON (one field a line, for a diff).
+    rules: String,
+}
+
+/// `GET /v1/rules/{name}`: the rules of a service in force and the revision before them (`null` for either that
+/// is not there), so that a page can show the last change.
+#[derive(Debug, Serialize)]
+struct RulesPair {
+    service: String,
+    current: Option<RulesView>,
+    previous: Option<RulesView>,
+}
+
+async fn rules(State(http): State<Http>, Path(name): Path<String>) -> Json<RulesPair> {
+    let history = http.shared.rules.history(&name);
+    let view = |r: &crate::api::RulesRevision| RulesView {
+        revision: r.revision,
+        applied_at_ms: r.applied_at_ms,
+        origin: r.origin.clone(),
+        rules: serde_json::from_str::<serde_json::Value>(&r.rules)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or_else(|_| r.rules.clone()),
+    };
+    let mut newest = history.iter().rev();
+    Json(RulesPair {
+        service: name.clone(),
+        current: newest.next().map(view),
+        previous: newest.next().map(view),
+    })
 }
 
 /// Answers `401` to a read of data without a credential that may read, when reads need one.

@@ -700,3 +700,57 @@ async fn each_instance_shows_the_load_it_reports_and_its_share_of_the_traffic() 
     assert_eq!(silent.as_str(), Some("–"), "no report, no load");
     driver.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_service_shows_its_rules_in_force_and_the_diff_of_their_last_change() {
+    let registry = start_registry(config(), 0).await.unwrap();
+    let admin = RegistryClient::new(Client::connect(registry.addr).await.unwrap());
+    for route in ["first-route", "second-route"] {
+        let rules = format!(
+            r#"{{"service": "Calc", "routes": [{{"name": "{route}", "to": [{{"subset": "version=v1", "weight": 1}}]}}]}}"#
+        );
+        admin.apply_rules(rules).await.unwrap().unwrap();
+    }
+    let _calc = register(registry.addr, instance("Calc", "127.0.0.1:7001", 1, &[])).await;
+    let _plain = register(registry.addr, instance("Billing", "127.0.0.1:7002", 1, &[])).await;
+    let Some(driver) = open(registry.http).await else {
+        return;
+    };
+    let rules_of = |service: &str| {
+        format!(
+            "return (c => c ? [c.querySelector('[data-testid=rules] summary').textContent, c.querySelector('[data-testid=rules] pre').textContent] : null)(document.querySelector('[data-service-card=\"{service}\"]'));"
+        )
+    };
+    let shown = until("the rules of Calc", SHOWN, async || {
+        let shown = driver.execute(&rules_of("Calc"), Vec::new()).await.unwrap();
+        match shown[0].as_str() {
+            Some(summary) if summary.starts_with("rules revision 2 (apply, ") => Ok(shown),
+            _ => Err(shown.to_string()),
+        }
+    })
+    .await;
+    let summary = shown[0].as_str().unwrap();
+    assert!(summary.ends_with(" · changes from revision 1"), "{summary}");
+    let diff = shown[1].as_str().unwrap();
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with("- ") && l.contains("first-route")),
+        "{diff}"
+    );
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with("+ ") && l.contains("second-route")),
+        "{diff}"
+    );
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with("  ") && l.contains("\"service\": \"Calc\"")),
+        "{diff}"
+    );
+    let billing = driver
+        .execute(&rules_of("Billing"), Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(billing[0].as_str(), Some("no rules"));
+    driver.close().await.unwrap();
+}
