@@ -105,7 +105,8 @@ pub async fn start_instance(
     start_labelled_instance(registry, weight, &[], config).await
 }
 
-/// Starts an instance of `Where` and registers it with `registry` at `weight`, with `labels`.
+/// Starts an instance of `Where` and registers it with `registry` at `weight`, with `labels`. The server counts
+/// its load with the meter of `config.load`, if any, which the registration then reports with its heartbeats.
 pub async fn start_labelled_instance(
     registry: SocketAddr,
     weight: u32,
@@ -115,6 +116,7 @@ pub async fn start_labelled_instance(
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?.to_string();
     let server = Server::builder()
+        .layer(config.load.clone().unwrap_or_default())
         .add_service(WhereServer::new(Here {
             address: address.clone(),
         }))

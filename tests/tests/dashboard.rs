@@ -628,7 +628,7 @@ async fn a_registry_larger_than_a_page_is_paged_and_filtered_by_the_registry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_instance_shows_the_load_it_reports_and_its_share_of_the_traffic() {
     use rpc_core::server::layer::LoadMeter;
-    use tests::cluster::{Here, WhereClient, WhereServer, new_instance};
+    use tests::cluster::WhereClient;
 
     let registry = start_registry(config(), 0).await.unwrap();
     let Some(driver) = open(registry.http).await else {
@@ -637,29 +637,17 @@ async fn each_instance_shows_the_load_it_reports_and_its_share_of_the_traffic() 
     // Two servers that report their load, called 30 and 10 times, and one that reports nothing.
     let mut reporting = Vec::new();
     for calls in [30, 10] {
-        let meter = LoadMeter::new();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let server = rpc_core::Server::builder()
-            .layer(meter.clone())
-            .add_service(WhereServer::new(Here {
-                address: address.clone(),
-            }))
-            .build()
-            .unwrap();
-        tokio::spawn(server.serve(listener));
         let config = RegistrationConfig {
-            load: Some(meter),
+            load: Some(LoadMeter::new()),
             ..RegistrationConfig::default()
         };
-        let registration = Registration::register(registry.addr, new_instance(&address, 1), config)
-            .await
-            .unwrap();
+        let instance = start_instance(registry.addr, 1, config).await.unwrap();
+        let address = instance.address.clone();
         let client = WhereClient::connect(address.as_str()).await.unwrap();
         for n in 0..calls {
             client.serve(n).await.unwrap();
         }
-        reporting.push((address, registration));
+        reporting.push((address, instance));
     }
     let _silent = register(registry.addr, instance("Where", "127.0.0.1:9", 1, &[])).await;
     let load_of = |address: &str| {

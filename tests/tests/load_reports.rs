@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use rpc_core::server::layer::LoadMeter;
-use rpc_registry::{Registration, RegistrationConfig, RegistryClient, RegistryConfig};
-use tests::cluster::{Here, WhereClient, WhereServer, http_get, new_instance, start_registry};
+use rpc_registry::{RegistrationConfig, RegistryClient, RegistryConfig};
+use tests::cluster::{WhereClient, http_get, start_instance, start_registry};
 
 #[tokio::test]
 async fn a_servers_load_reaches_the_registry_with_its_heartbeats() {
@@ -15,24 +15,12 @@ async fn a_servers_load_reaches_the_registry_with_its_heartbeats() {
         ..RegistryConfig::default()
     };
     let registry = start_registry(config, 0).await.unwrap();
-    let meter = LoadMeter::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let server = rpc_core::Server::builder()
-        .layer(meter.clone())
-        .add_service(WhereServer::new(Here {
-            address: address.clone(),
-        }))
-        .build()
-        .unwrap();
-    tokio::spawn(server.serve(listener));
     let config = RegistrationConfig {
-        load: Some(meter),
+        load: Some(LoadMeter::new()),
         ..RegistrationConfig::default()
     };
-    let _registration = Registration::register(registry.addr, new_instance(&address, 1), config)
-        .await
-        .unwrap();
+    let instance = start_instance(registry.addr, 1, config).await.unwrap();
+    let address = instance.address.clone();
     let client = WhereClient::connect(address.as_str()).await.unwrap();
     for n in 0..20 {
         assert_eq!(client.serve(n).await.unwrap().n, n);

@@ -106,9 +106,8 @@ impl Drop for InFlight<'_> {
 impl Balanced {
     pub(crate) fn new(balancer: Balancer, config: ClientConfig) -> Balanced {
         let outliers = Outliers::new(config.outliers.clone());
-        let instances = balancer.instances();
-        outliers.update(&instances);
-        let routes = balancer.rules().map(|rules| Routes::new(rules, instances));
+        outliers.update(&balancer.instances());
+        let routes = balancer.rules().map(Routes::new);
         Balanced {
             routes,
             balancer,
@@ -178,7 +177,7 @@ impl Balanced {
         };
         self.outliers.update(&instances);
         if let Some(routes) = &self.routes {
-            routes.instances(&instances);
+            routes.instances_changed();
         }
         let gone: Vec<Arc<Endpoint>> = {
             let mut pool = crate::sync::lock(&self.pool);
@@ -339,7 +338,10 @@ impl Balanced {
         self.start_ticker();
         let method = call.method;
         self.budget.deposit(now);
-        let routed = self.routes.as_ref().and_then(|r| r.route(&call));
+        let routed = self
+            .routes
+            .as_ref()
+            .and_then(|r| r.route(&call, || self.balancer.instances()));
         let policy = routed.as_ref().and_then(|r| r.policy.as_deref());
         if let Some(ms) = policy.and_then(|p| p.deadline_ms)
             && !call.deadline_chosen

@@ -45,8 +45,7 @@ pub(crate) struct Routes {
 #[derive(Default)]
 struct State {
     rules: Option<Arc<Rules>>,
-    instances: Vec<Instance>,
-    /// The instances outside each subset drawn so far.
+    /// The instances outside each subset drawn so far (computed from the balancer's instances).
     outside: HashMap<Subset, Arc<[Arc<str>]>>,
     /// The fault of each route (by its place; `None`: no route took the call) and method seen so far.
     policies: HashMap<(Option<usize>, &'static str), Policies>,
@@ -59,28 +58,30 @@ impl std::fmt::Debug for Routes {
 }
 
 impl Routes {
-    pub(crate) fn new(mut feed: RulesFeed, instances: Vec<Instance>) -> Routes {
+    pub(crate) fn new(mut feed: RulesFeed) -> Routes {
         let rules = feed.borrow_and_update().clone();
         Routes {
             feed: Mutex::new(feed),
             state: Mutex::new(State {
                 rules,
-                instances,
                 outside: HashMap::new(),
                 policies: HashMap::new(),
             }),
         }
     }
 
-    /// The instances changed.
-    pub(crate) fn instances(&self, instances: &[Instance]) {
-        let mut state = crate::sync::lock(&self.state);
-        state.instances = instances.to_vec();
-        state.outside.clear();
+    /// The instances changed: the subsets' outsides are computed again.
+    pub(crate) fn instances_changed(&self) {
+        crate::sync::lock(&self.state).outside.clear();
     }
 
-    /// Where `call` goes and what is injected into it; `None`: any instance, nothing injected.
-    pub(crate) fn route(&self, call: &CallInfo<'_>) -> Option<Routed> {
+    /// Where `call` goes and what is injected into it; `None`: any instance, nothing injected. `instances` gives
+    /// the balancer's instances, asked for only when a subset's outside is not known yet.
+    pub(crate) fn route(
+        &self,
+        call: &CallInfo<'_>,
+        instances: impl FnOnce() -> Vec<Instance>,
+    ) -> Option<Routed> {
         let changed = {
             let mut feed = crate::sync::lock(&self.feed);
             match feed.has_changed() {
@@ -125,13 +126,10 @@ impl Routes {
         if subset.is_none() && fault.is_none() && policy.is_none() {
             return None;
         }
-        let State {
-            instances, outside, ..
-        } = &mut *state;
         let outside = match &subset {
             None => Arc::from([]),
-            Some(subset) => Arc::clone(outside.entry(subset.clone()).or_insert_with(|| {
-                instances
+            Some(subset) => Arc::clone(state.outside.entry(subset.clone()).or_insert_with(|| {
+                instances()
                     .iter()
                     .filter(|i| !subset.holds(i))
                     .map(|i| Arc::clone(&i.address))
