@@ -21,6 +21,11 @@ mod support;
 #[path = "../../tests/src/prom.rs"]
 mod prom;
 
+/// What `prom` makes its `GET` with.
+#[allow(unreachable_pub, dead_code)]
+#[path = "../../tests/src/http.rs"]
+mod http;
+
 #[tokio::test]
 async fn calc_server_serves_metrics_and_calc_client_shows_progress() {
     let registry = support::start_registry(RegistryConfig::default()).await;

@@ -181,8 +181,10 @@ pub enum InstanceState {
 /// An instance with how its heartbeats stand.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceStatus {
-    /// The instance, as registered.
+    /// The instance as clients see it: with the weight an operator set for it, if one did.
     pub instance: Instance,
+    /// The weight it registered with; `instance.weight` differs when an operator set another (0 drains it).
+    pub registered_weight: u32,
     /// Up or late.
     pub state: InstanceState,
     /// Milliseconds since its last heartbeat (or its registration).
@@ -358,6 +360,19 @@ pub trait Registry {
         service: String,
         revision: u64,
     ) -> Result<RulesRevision, RegistryError>;
+
+    /// Sets the weight clients see for the instance at `address` of `service` in place of the one it
+    /// registered with (0 drains it: no client picks it), or, with `None`, gives it back its own. The weight
+    /// holds for later registrations of the address too, until undone, and survives a restart of a registry
+    /// with a data directory. Answers the instance as clients now see it (`None` when no instance holds the
+    /// address, which only an undo accepts). Needs the registry's own token, unless the registry is open.
+    #[idempotent]
+    async fn set_weight(
+        &self,
+        service: String,
+        address: String,
+        weight: Option<u32>,
+    ) -> Result<Option<Instance>, RegistryError>;
 
     /// The rules of `service` once their revision differs from `since`: at once if it already does, else as
     /// soon as it changes, or after `wait_ms` (capped by the registry) with no change.

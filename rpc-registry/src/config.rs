@@ -105,6 +105,11 @@ pub struct RegistryConfig {
     /// Most HTTP long polls (`GET /v1/overview` with `since`, as dashboards make) waiting at once; one more is
     /// answered `503` with `Retry-After`. Default 256 ([`DEFAULT_MAX_HTTP_WATCHERS`]).
     pub max_http_watchers: usize,
+    /// Host names (besides IP addresses and `localhost`) that the dashboard's writes may be addressed to in
+    /// their `Host` header. A write addressed to any other name is refused, so that a page of another site
+    /// whose name an attacker points at this registry (DNS rebinding) cannot make one. Add the name the
+    /// dashboard is opened by, when it is opened by a name. Default none.
+    pub http_allowed_hosts: Vec<String>,
     /// Where the registry keeps its rules (`DIR/rules/SERVICE.json`), so that a restarted registry serves the
     /// same rules; `None` keeps them in memory only. Default `None` (the binary's `--data-dir` defaults to
     /// `rpc-registry-data` in the working directory).
@@ -142,6 +147,7 @@ impl std::fmt::Debug for RegistryConfig {
             max_metadata_bytes,
             max_name_len,
             max_http_watchers,
+            http_allowed_hosts,
             data_dir,
             max_rules_revisions,
             tls,
@@ -161,6 +167,7 @@ impl std::fmt::Debug for RegistryConfig {
             .field("max_metadata_bytes", max_metadata_bytes)
             .field("max_name_len", max_name_len)
             .field("max_http_watchers", max_http_watchers)
+            .field("http_allowed_hosts", http_allowed_hosts)
             .field("data_dir", data_dir)
             .field("max_rules_revisions", max_rules_revisions)
             .field("tls", tls)
@@ -181,6 +188,9 @@ pub enum ConfigError {
     /// The rules kept in the data directory cannot be read, or fail their checks.
     #[error("the stored rules cannot be served: {0}")]
     Rules(String),
+    /// The operators' weights kept in the data directory cannot be read.
+    #[error("the stored weights cannot be served: {0}")]
+    Weights(String),
     /// A limit or timing that cannot work.
     #[error("{field} is {value}: {why}")]
     Out {
@@ -209,6 +219,7 @@ impl Default for RegistryConfig {
             max_metadata_bytes: DEFAULT_MAX_METADATA_BYTES,
             max_name_len: DEFAULT_MAX_NAME_LEN,
             max_http_watchers: DEFAULT_MAX_HTTP_WATCHERS,
+            http_allowed_hosts: Vec::new(),
             data_dir: None,
             max_rules_revisions: DEFAULT_MAX_RULES_REVISIONS,
             tls: None,

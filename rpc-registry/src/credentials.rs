@@ -457,7 +457,7 @@ pub(crate) fn is_admin(caller: &Caller) -> bool {
 }
 
 /// Compares without stopping at the first difference, so that timing does not tell how much of a token matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

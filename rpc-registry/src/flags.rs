@@ -82,6 +82,10 @@ pub struct ServeFlags {
     /// Most HTTP long polls (open dashboards) waiting at once.
     #[arg(long, default_value_t = registry::DEFAULT_MAX_HTTP_WATCHERS)]
     pub max_http_watchers: usize,
+    /// A host name (besides IP addresses and `localhost`) that the dashboard's writes may be addressed to;
+    /// repeatable. Writes addressed to other names are refused (DNS rebinding). [default: none]
+    #[arg(long = "http-allowed-host", value_name = "NAME")]
+    pub http_allowed_hosts: Vec<String>,
     /// Directory where the registry keeps its rules (`DIR/rules/SERVICE.json`, written atomically), so that a
     /// restarted registry serves the same rules. Instances are not kept: they register again.
     #[arg(
@@ -176,6 +180,7 @@ impl std::fmt::Debug for ServeFlags {
             max_metadata_bytes,
             max_name_len,
             max_http_watchers,
+            http_allowed_hosts,
             data_dir,
             max_rules_revisions,
             tls_cert,
@@ -214,6 +219,7 @@ impl std::fmt::Debug for ServeFlags {
             .field("max_metadata_bytes", max_metadata_bytes)
             .field("max_name_len", max_name_len)
             .field("max_http_watchers", max_http_watchers)
+            .field("http_allowed_hosts", http_allowed_hosts)
             .field("data_dir", data_dir)
             .field("max_rules_revisions", max_rules_revisions)
             .field("tls_cert", tls_cert)
@@ -299,6 +305,7 @@ impl ServeFlags {
             max_metadata_bytes: self.max_metadata_bytes,
             max_name_len: self.max_name_len,
             max_http_watchers: self.max_http_watchers,
+            http_allowed_hosts: self.http_allowed_hosts.clone(),
             data_dir: Some(self.data_dir.clone()),
             max_rules_revisions: self.max_rules_revisions,
             tls,
@@ -359,6 +366,7 @@ mod tests {
         ("max_metadata_bytes", &["max-metadata-bytes"]),
         ("max_name_len", &["max-name-len"]),
         ("max_http_watchers", &["max-http-watchers"]),
+        ("http_allowed_hosts", &["http-allowed-host"]),
         ("data_dir", &["data-dir"]),
         ("max_rules_revisions", &["max-rules-revisions"]),
         (
@@ -455,6 +463,7 @@ mod tests {
             ("max-metadata-bytes", "83"),
             ("max-name-len", "84"),
             ("max-http-watchers", "85"),
+            ("http-allowed-host", "registry.internal"),
             ("data-dir", "some-data-dir"),
             ("max-rules-revisions", "99"),
             ("max-connections", "86"),

@@ -28,6 +28,8 @@ pub(crate) enum What {
         instance: Arc<Listed>,
         reason: RemovalReason,
     },
+    /// An operator set an instance's weight (or undid it); `instance` has the new weight, `from` is the old.
+    Reweighed { instance: Arc<Listed>, from: u32 },
 }
 
 /// One change.
@@ -44,7 +46,9 @@ impl Record {
     /// The instance the change is about (the new one, for a registration).
     pub(crate) fn instance(&self) -> &Arc<Listed> {
         match &self.what {
-            What::Registered { instance, .. } | What::Removed { instance, .. } => instance,
+            What::Registered { instance, .. }
+            | What::Removed { instance, .. }
+            | What::Reweighed { instance, .. } => instance,
         }
     }
 
@@ -56,7 +60,7 @@ impl Record {
                 ..
             } => (old, RemovalReason::Superseded),
             What::Removed { instance, reason } => (instance, *reason),
-            What::Registered { .. } => return None,
+            What::Registered { .. } | What::Reweighed { .. } => return None,
         };
         Some(Removal {
             address: gone.address.clone(),

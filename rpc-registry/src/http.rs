@@ -1,6 +1,7 @@
 //! The registry's HTTP port: the dashboard at `/`, the JSON API (`GET /v1/services`, `GET /v1/services/{name}`,
-//! `GET /v1/overview`, `GET /v1/rules/{name}`, `GET /healthz`) and Prometheus metrics at `/metrics`. Read-only, like the RPC API's reads,
-//! and like them built after the state's lock is released. When reads need a credential (`readers` in the
+//! `GET /v1/overview`, `GET /v1/rules/{name}`, `GET /v1/weights`, `GET /healthz`) and Prometheus metrics at
+//! `/metrics`, built after the state's lock is released like the RPC API's reads; the dashboard's writes are
+//! `http_writes`'. When reads need a credential (`readers` in the
 //! credentials file), the JSON API and metrics want `authorization: Bearer <token>` and answer `401` without
 //! it; the dashboard's page itself holds no data, and `/healthz` stays open for liveness probes.
 
@@ -74,15 +75,31 @@ pub(crate) fn router(shared: Arc<Shared>, rpc: rpc_core::Metrics) -> Router {
         .route("/v1/services/{name}", get(service))
         .route("/v1/overview", get(overview))
         .route("/v1/rules/{name}", get(rules))
+        .route("/v1/weights", get(weights))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),
             readers_only,
         ))
         .with_state(Http {
-            shared,
+            shared: Arc::clone(&shared),
             rpc,
             builds: Arc::new(Semaphore::new(MAX_OVERVIEW_BUILDS)),
         })
+        .merge(crate::http_writes::router(shared))
+}
+
+/// `GET /v1/weights`: every weight operators set, whether an instance holds its address now or not.
+async fn weights(State(http): State<Http>) -> Json<Vec<serde_json::Value>> {
+    let state = http.shared.state();
+    Json(
+        state
+            .weights()
+            .iter()
+            .map(|(service, address, weight)| {
+                serde_json::json!({ "service": service, "address": address, "weight": weight })
+            })
+            .collect(),
+    )
 }
 
 /// A revision of a service's rules as `GET /v1/rules/{name}` shows it.

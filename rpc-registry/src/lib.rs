@@ -38,8 +38,10 @@
 //! - With the `server` feature (default): `state` (leases, revisions, the expiry wheel), `listing` (each
 //!   service's instances as immutable lists that reads share, so that they copy outside the state's lock),
 //!   `history` (the last changes, with why instances left), [`service`] (the API implementation, the credential
-//!   and address checks, evictions), `read` (the API's reads), `http` (the dashboard, JSON API and metrics),
-//!   `overview` (the dashboard's paged view), `stats` (the registry's counters),
+//!   and address checks, evictions), `read` (the API's reads), `http` (the dashboard, JSON API and metrics), `http_writes` (the dashboard's writes and their guards),
+//!   `overview` (the dashboard's paged view), `stats` (the registry's counters), `rules_store` (every revision
+//!   of each service's rules), `weights` (the weights operators set: drains), `data_dir` (whole-file writes
+//!   to the data directory that keeps those two),
 //!   [`serve`](fn@serve) (running it all), [`config`] ([`RegistryConfig`]: timings, checks, limits),
 //!   [`credentials`] ([`Credentials`]: per-service tokens and client-certificate names, and who owns an
 //!   instance), [`flags`] (the flags of `rpc-registry serve`, one per configuration field),
@@ -61,11 +63,15 @@ pub mod config;
 #[cfg(feature = "server")]
 pub mod credentials;
 #[cfg(feature = "server")]
+mod data_dir;
+#[cfg(feature = "server")]
 pub mod flags;
 #[cfg(feature = "server")]
 mod history;
 #[cfg(feature = "server")]
 mod http;
+#[cfg(feature = "server")]
+mod http_writes;
 #[cfg(feature = "server")]
 mod listing;
 #[cfg(feature = "server")]
@@ -86,6 +92,8 @@ pub mod service;
 mod state;
 #[cfg(feature = "server")]
 mod stats;
+#[cfg(feature = "server")]
+mod weights;
 
 pub use api::{
     Instance, InstanceState, InstanceStatus, LOAD_WINDOW, Lease, LeaseRef, LoadSummary,

@@ -24,6 +24,8 @@ use crate::api::{
 #[derive(Debug)]
 pub(crate) struct Listed {
     instance: Instance,
+    /// The weight it registered with (`instance.weight` is the one an operator set, if one did).
+    registered_weight: u32,
     /// Nanoseconds from the registry's [`Clock`] origin to the last heartbeat (or the registration).
     renewed: AtomicU64,
     /// Its last load reports, newest last (at most [`LOAD_WINDOW`]).
@@ -42,10 +44,30 @@ impl Listed {
     /// `instance`, registered at `now`.
     pub(crate) fn new(instance: Instance, clock: &Clock, now: Instant) -> Listed {
         Listed {
+            registered_weight: instance.weight,
             instance,
             renewed: AtomicU64::new(clock.nanos(now)),
             load: Mutex::default(),
         }
+    }
+
+    /// The same instance with weight `weight` (an operator's, or its own again): its renewal and load reports
+    /// carried over.
+    pub(crate) fn reweighed(&self, weight: u32) -> Listed {
+        Listed {
+            instance: Instance {
+                weight,
+                ..self.instance.clone()
+            },
+            registered_weight: self.registered_weight,
+            renewed: AtomicU64::new(self.renewed.load(Ordering::Relaxed)),
+            load: Mutex::new(rpc_core::sync::lock(&self.load).clone()),
+        }
+    }
+
+    /// The weight it registered with.
+    pub(crate) fn registered_weight(&self) -> u32 {
+        self.registered_weight
     }
 
     /// A load report came with a heartbeat.
@@ -93,6 +115,7 @@ impl Listed {
         let age = self.age(clock, now);
         InstanceStatus {
             instance: self.instance.clone(),
+            registered_weight: self.registered_weight,
             state: if age > clock.late_after() {
                 InstanceState::Late
             } else {

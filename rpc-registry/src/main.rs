@@ -53,6 +53,35 @@ enum Command {
     /// Rules: routes, call policies, limits and authorization of a service (docs/CONTROL_PLANE.md).
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Sets the weight clients see for an instance in place of its own: `0` drains it (no client picks it),
+    /// `registered` gives it back its own. It holds when the instance registers again, until undone. Needs
+    /// the registry's own token (--token), unless the registry is open.
+    Weight {
+        /// The service.
+        service: String,
+        /// The instance's address.
+        address: String,
+        /// A weight, or `registered`.
+        #[arg(value_parser = parse_weight)]
+        weight: SetTo,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// The weight `weight` sets: a number, or `None` for the instance's own.
+#[derive(Clone, Copy)]
+struct SetTo(Option<u32>);
+
+/// A weight, or `registered`.
+fn parse_weight(text: &str) -> Result<SetTo, String> {
+    match text {
+        "registered" => Ok(SetTo(None)),
+        _ => text
+            .parse()
+            .map(|w| SetTo(Some(w)))
+            .map_err(|_| format!("expected a weight (0 to {}) or `registered`", u32::MAX)),
+    }
 }
 
 #[derive(Subcommand)]
@@ -179,6 +208,23 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Serve(flags) => serve(&flags).await,
         Command::Rules(command) => rules(command).await,
+        Command::Weight {
+            service,
+            address,
+            weight,
+            client,
+        } => {
+            let mut out = std::io::stdout();
+            rpc_registry::cli::weight::set(
+                &client.options()?,
+                &service,
+                &address,
+                weight.0,
+                &mut out,
+            )
+            .await?;
+            Ok(())
+        }
     }
 }
 

@@ -44,6 +44,8 @@ pub(crate) struct PageQuery {
 pub(crate) struct InstanceView {
     address: String,
     weight: u32,
+    /// The weight it registered with: `weight` differs when an operator set another (0 drains it).
+    registered_weight: u32,
     metadata: BTreeMap<String, String>,
     lease: u64,
     incarnation: u64,
@@ -61,6 +63,7 @@ impl From<InstanceStatus> for InstanceView {
         InstanceView {
             address: s.instance.address,
             weight: s.instance.weight,
+            registered_weight: s.registered_weight,
             metadata: s.instance.metadata,
             lease: s.instance.lease,
             incarnation: s.instance.incarnation,
@@ -122,9 +125,12 @@ struct ChangeView {
     at_ms: u64,
     service: String,
     address: String,
-    /// `registered`, `deregistered` or `evicted`.
+    /// `registered`, `deregistered`, `evicted`, `superseded` or `reweighed` (by an operator).
     kind: &'static str,
     weight: u32,
+    /// For `reweighed`: the weight before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_weight: Option<u32>,
     incarnation: u64,
     /// For a registration that replaced the address's previous instance: that instance's incarnation.
     superseded: Option<u64>,
@@ -132,9 +138,14 @@ struct ChangeView {
 
 impl ChangeView {
     fn of(record: &Record) -> ChangeView {
+        let mut from_weight = None;
         let (kind, superseded) = match &record.what {
             What::Registered { superseded, .. } => {
                 ("registered", superseded.as_ref().map(|old| old.incarnation))
+            }
+            What::Reweighed { from, .. } => {
+                from_weight = Some(*from);
+                ("reweighed", None)
             }
             What::Removed { reason, .. } => (
                 match reason {
@@ -154,6 +165,7 @@ impl ChangeView {
             address: instance.address.clone(),
             kind,
             weight: instance.weight,
+            from_weight,
             incarnation: instance.incarnation,
             superseded,
         }

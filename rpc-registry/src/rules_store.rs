@@ -1,12 +1,10 @@
 //! The rules the registry holds: every applied revision of each service's document, in memory and, with a data
 //! directory ([`crate::RegistryConfig::data_dir`]), on disk, so that a restarted registry serves the same rules.
-//! Each service's history is one JSON file, `DATA_DIR/rules/SERVICE.json`, written whole to a temporary file,
-//! synced, then renamed over the old one (and the directory synced): a crash leaves the old history or the new
-//! one, never half of either. A write that fails to reach the disk is refused, and nothing changes. Watchers
-//! wait for a service's next revision.
+//! Each service's history is one JSON file, `DATA_DIR/rules/SERVICE.json`, written whole ([`crate::data_dir`]):
+//! a crash leaves the old history or the new one, never half of either. A write that fails to reach the disk is
+//! refused, and nothing changes. Watchers wait for a service's next revision.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -187,23 +185,14 @@ fn load(path: &Path) -> Result<History, String> {
     Ok(history)
 }
 
-/// Writes `service`'s history whole: a temporary file, synced, renamed over the old one, the directory synced.
+/// Writes `service`'s history whole ([`crate::data_dir::write_whole`]).
 fn save(dir: &Path, service: &str, revisions: &[RulesRevision]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
     let history = History {
         service: service.to_owned(),
         revisions: revisions.to_vec(),
     };
     let json = serde_json::to_vec_pretty(&history).map_err(std::io::Error::other)?;
-    let path = dir.join(format!("{service}.json"));
-    let temporary = dir.join(format!(".{service}.json.tmp"));
-    {
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(&json)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&temporary, &path)?;
-    std::fs::File::open(dir)?.sync_all()
+    crate::data_dir::write_whole(dir, &format!("{service}.json"), &json)
 }
 
 fn now_ms() -> u64 {

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::api::{
-    Lease, LeaseRef, NewInstance, Registry, RegistryError, RulesRevision, ServiceStatus,
+    Instance, Lease, LeaseRef, NewInstance, Registry, RegistryError, RulesRevision, ServiceStatus,
     ServiceSummary, Snapshot, Watched,
 };
 use crate::config::{AddressCheck, ConfigError, RegistryConfig};
@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     /// Set when the registry begins to shut down: waiting watches answer at once.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Held while operators' weights are written, so that the file gets them in the order they take effect.
+    pub(crate) weights_written: Mutex<()>,
 }
 
 impl Shared {
@@ -44,20 +46,26 @@ impl Shared {
         let epoch = RandomState::new().hash_one(std::process::id()) | 1;
         let rules = RulesStore::open(config.data_dir.as_deref(), config.max_rules_revisions)
             .map_err(ConfigError::Rules)?;
+        let mut state = State::new(epoch, config.ttl, Limits::of(&config));
+        if let Some(dir) = &config.data_dir {
+            state
+                .restore_weights(crate::weights::Weights::load(dir).map_err(ConfigError::Weights)?);
+        }
         Ok(Arc::new(Shared {
-            state: Mutex::new(State::new(epoch, config.ttl, Limits::of(&config))),
+            state: Mutex::new(state),
             added: Notify::new(),
             rules,
             config,
             stats: Stats::default(),
             started: Instant::now(),
             closing: tokio::sync::watch::Sender::new(false),
+            weights_written: Mutex::new(()),
         }))
     }
 
-    /// Refuses a write of rules (`what`) unless the call carries the registry's own token, or the registry is
-    /// open: rules are the operators', not the instances'.
-    fn authorize_rules(&self, what: &str) -> Result<(), RegistryError> {
+    /// Refuses an operator's write (`what`: of rules, of a weight) unless the call carries the registry's own
+    /// token, or the registry is open: rules and weights are the operators', not the instances'.
+    fn authorize_admin(&self, what: &str) -> Result<(), RegistryError> {
         if self.config.is_open() {
             return Ok(());
         }
@@ -66,13 +74,36 @@ impl Shared {
             return Ok(());
         }
         Err(RegistryError::Unauthenticated(format!(
-            "{what} refused: writing rules needs the registry's own token (`serve --token`), {}",
-            if self.config.token.is_some() {
-                "and the call did not carry it"
-            } else {
-                "and this registry has none: start it with --token to write rules"
-            }
+            "{what} refused: {}",
+            self.admin_needed()
         )))
+    }
+
+    /// Why an operator's write needs a credential the call did not carry.
+    pub(crate) fn admin_needed(&self) -> &'static str {
+        if self.config.token.is_some() {
+            "writing rules or weights needs the registry's own token (`serve --token`), and the call did not carry it"
+        } else {
+            "writing rules or weights needs the registry's own token (`serve --token`), and this registry has none: \
+             start it with --token to write them"
+        }
+    }
+
+    /// Makes revision `revision` of `service`'s rules the one in force again, as a new revision (the caller
+    /// checked that it may).
+    pub(crate) fn rollback_rules(
+        &self,
+        service: &str,
+        revision: u64,
+    ) -> Result<RulesRevision, RegistryError> {
+        let Some(old) = self.rules.revision(service, revision) else {
+            return Err(RegistryError::NotFound(format!(
+                "the rules of {} have no revision {revision}",
+                shown(service)
+            )));
+        };
+        let parsed = crate::rules_store::parse(&old.rules)?;
+        self.rules.apply(&parsed, format!("rollback to {revision}"))
     }
 
     /// The registry is shutting down: watches waiting for a change answer now, and new ones at once.
@@ -453,7 +484,7 @@ impl Registry for RegistryService {
         let shared = &self.shared;
         shared
             .stats
-            .refused(shared.authorize_rules("applying rules"))?;
+            .refused(shared.authorize_admin("applying rules"))?;
         let parsed = shared.stats.refused(crate::rules_store::parse(&rules))?;
         shared
             .stats
@@ -476,21 +507,25 @@ impl Registry for RegistryService {
         let shared = &self.shared;
         shared
             .stats
-            .refused(shared.authorize_rules("a rollback of rules"))?;
-        let Some(old) = shared.rules.revision(&service, revision) else {
-            return shared.stats.refused(Err(RegistryError::NotFound(format!(
-                "the rules of {} have no revision {revision}",
-                shown(&service)
-            ))));
-        };
-        let parsed = shared
+            .refused(shared.authorize_admin("a rollback of rules"))?;
+        shared
             .stats
-            .refused(crate::rules_store::parse(&old.rules))?;
-        shared.stats.refused(
-            shared
-                .rules
-                .apply(&parsed, format!("rollback to {revision}")),
-        )
+            .refused(shared.rollback_rules(&service, revision))
+    }
+
+    async fn set_weight(
+        &self,
+        service: String,
+        address: String,
+        weight: Option<u32>,
+    ) -> Result<Option<Instance>, RegistryError> {
+        let shared = &self.shared;
+        shared
+            .stats
+            .refused(shared.authorize_admin("setting a weight"))?;
+        shared
+            .stats
+            .refused(shared.set_weight(&service, &address, weight))
     }
 
     async fn watch_rules(

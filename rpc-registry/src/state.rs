@@ -24,6 +24,7 @@ use crate::config::RegistryConfig;
 use crate::credentials::Identity;
 use crate::history::{History, Record, What};
 use crate::listing::{Clock, Listed, Listing, Listings};
+use crate::weights::Weights;
 
 /// The bounds of the registry's state, from its configuration.
 #[derive(Clone, Copy, Debug)]
@@ -118,6 +119,8 @@ pub(crate) struct State {
     listings: Option<Listings>,
     /// The last changes, with their reasons.
     history: History,
+    /// The weights operators set, which registrations of those addresses take in place of their own.
+    weights: Weights,
 }
 
 impl State {
@@ -136,7 +139,47 @@ impl State {
             with_instances: 0,
             listings: None,
             history: History::default(),
+            weights: Weights::default(),
         }
+    }
+
+    /// The weights operators set.
+    pub(crate) fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    /// Replaces the weights operators set (those kept on disk, at start).
+    pub(crate) fn restore_weights(&mut self, weights: Weights) {
+        self.weights = weights;
+    }
+
+    /// Sets (or, with `None`, undoes) an operator's weight for `address` in `service`. The instance that holds
+    /// the address now, if any, takes it at once (a new revision its watchers hear of), and later registrations
+    /// of the address take it too. Returns that instance as it is now.
+    pub(crate) fn set_weight(
+        &mut self,
+        service: &str,
+        address: &str,
+        weight: Option<u32>,
+    ) -> Option<Arc<Listed>> {
+        self.weights.set(service, address, weight);
+        let lease = *self.services.get(service)?.instances.get(address)?;
+        let entry = self.leases.get_mut(&lease)?;
+        let wanted = weight.unwrap_or(entry.instance.registered_weight());
+        if wanted == entry.instance.weight {
+            return Some(Arc::clone(&entry.instance));
+        }
+        let from = entry.instance.weight;
+        let reweighed = Arc::new(entry.instance.reweighed(wanted));
+        entry.instance = Arc::clone(&reweighed);
+        self.touch(
+            service,
+            What::Reweighed {
+                instance: Arc::clone(&reweighed),
+                from,
+            },
+        );
+        Some(reweighed)
     }
 
     pub(crate) fn epoch(&self) -> u64 {
@@ -232,7 +275,11 @@ impl State {
             lease: id,
             incarnation,
         };
-        let listed = Arc::new(Listed::new(instance, &self.clock, now));
+        let mut listed = Listed::new(instance, &self.clock, now);
+        if let Some(weight) = self.weights.get(&new.service, &new.address) {
+            listed = listed.reweighed(weight);
+        }
+        let listed = Arc::new(listed);
         let registered = What::Registered {
             instance: Arc::clone(&listed),
             superseded,
@@ -535,6 +582,61 @@ mod tests {
             weight: 1,
             metadata: BTreeMap::new(),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_operator_s_weight_is_a_change_watchers_see_and_holds_through_re_registration() {
+        let mut s = State::new(7, Duration::from_secs(3), limits());
+        let now = Instant::now();
+        let mut own = new("Calc", "10.0.0.1:1");
+        own.weight = 5;
+        s.register(own.clone(), now).unwrap();
+        let watching = s.subscribe("Calc").unwrap();
+        let drained = s.set_weight("Calc", "10.0.0.1:1", Some(0)).unwrap();
+        assert_eq!((drained.weight, drained.registered_weight()), (0, 5));
+        assert!(watching.has_changed().unwrap(), "watchers hear of it");
+        let snapshot = s.snapshot("Calc");
+        assert_eq!((snapshot.revision, snapshot.instances[0].weight), (2, 0));
+        assert_eq!(s.listing("Calc").total_weight, 0);
+        // The same weight again changes nothing.
+        s.set_weight("Calc", "10.0.0.1:1", Some(0)).unwrap();
+        assert_eq!(s.revision(), 2);
+        // A restarted instance registers again with its own weight: the operator's holds.
+        s.register(own.clone(), now).unwrap();
+        let status = s.listing("Calc").status(&s.clock(), now);
+        let again = &status.instances[0];
+        assert_eq!((again.instance.weight, again.registered_weight), (0, 5));
+        assert_eq!(again.instance.incarnation, 2);
+        // Undone: its own weight again, now and for later registrations.
+        let restored = s.set_weight("Calc", "10.0.0.1:1", None).unwrap();
+        assert_eq!(restored.weight, 5);
+        s.register(own, now).unwrap();
+        assert_eq!(s.snapshot("Calc").instances[0].weight, 5);
+        assert_eq!(s.weights().len(), 0);
+        // Undoing where no instance is changes nothing and answers none.
+        let revision = s.revision();
+        assert!(s.set_weight("Calc", "10.0.0.9:1", None).is_none());
+        assert_eq!(s.revision(), revision);
+        let kinds: Vec<&str> = s
+            .history()
+            .after(0, 100)
+            .iter()
+            .map(|r| match r.what {
+                What::Registered { .. } => "registered",
+                What::Removed { .. } => "removed",
+                What::Reweighed { .. } => "reweighed",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "registered",
+                "reweighed",
+                "registered",
+                "reweighed",
+                "registered"
+            ]
+        );
     }
 
     #[tokio::test(start_paused = true)]

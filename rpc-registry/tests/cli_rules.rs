@@ -100,7 +100,7 @@ async fn rules_are_applied_with_the_token_kept_across_a_restart_and_rolled_back(
     let (ok, _, err) = rules(&addr, None, &["apply", canary]).await;
     assert!(!ok);
     assert!(
-        err.contains("writing rules needs the registry's own token (`serve --token`), and the call did not carry it"),
+        err.contains("writing rules or weights needs the registry's own token (`serve --token`), and the call did not carry it"),
         "{err}"
     );
     let (ok, out, err) = rules(&addr, Some(TOKEN), &["apply", canary]).await;

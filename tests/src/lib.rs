@@ -13,12 +13,14 @@
 //! - [`spans`]: a tracing layer that keeps every closed span, for tests of the spans of calls.
 //! - [`garbage`]: hostile raw connections (bytes no client should send) and what the server must answer.
 //! - [`process`]: the `lab-server` binary (`src/bin/lab-server.rs`) as a child process, killed on drop.
+//! - [`http`]: a plain HTTP/1.1 exchange with the headers a test chooses.
 //! - [`prom`]: reading the Prometheus text format, a plain HTTP `GET`, and `promtool check metrics`.
 //! - [`webdriver`]: a minimal W3C WebDriver client that drives a headless Chromium through chromedriver.
 
 pub mod certs;
 pub mod cluster;
 pub mod garbage;
+pub mod http;
 pub mod lab;
 pub mod peer;
 pub mod process;

@@ -5,10 +5,6 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// One sample line: `name{labels} value`.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,33 +105,7 @@ pub async fn http_get(
     addr: SocketAddr,
     path: &str,
 ) -> Result<(String, Vec<(String, String)>, String), String> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let request = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .await
-            .map_err(|e| e.to_string())?;
-        String::from_utf8(response).map_err(|e| e.to_string())
-    };
-    let response = tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .map_err(|_| String::from("no response in 5 s"))??;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no end of headers in {response:?}"))?;
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or_default().to_owned();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Ok((status, headers, body.to_owned()))
+    crate::http::request(addr, "GET", path, &[], "").await
 }
 
 /// `GET /metrics` from `addr`, checked as an exposition: status 200, the text format's content type, samples

@@ -15,6 +15,7 @@
 //! - `changes`: [`diff`], [`Change`] and [`Tracker`], the lines `watch` prints.
 //! - `watch`: the [`watch`](fn@watch) runner (the long poll, its retries, the time stamps) and [`WatchConfig`].
 //! - [`rules`]: the `rules apply`, `get`, `history` and `rollback` runners.
+//! - [`weight`]: the `weight` runner (an operator's weight for an instance: drain, restore).
 //! - this file: [`Options`], [`CliError`], the connection to the registry, and the [`ls`] runner.
 
 mod changes;
@@ -22,6 +23,7 @@ mod escape;
 pub mod rules;
 mod table;
 mod watch;
+pub mod weight;
 
 use std::io::Write;
 use std::time::Duration;

@@ -24,7 +24,8 @@ const GAP: &str = "   ";
 
 /// The table of the instances in `statuses`: a header row, then one row per instance, sorted by service then
 /// address; every column as wide as its widest cell, no trailing spaces, each line ending in `\n`. Names,
-/// addresses and metadata are escaped and cut ([`super::escape()`]): one instance is always one line.
+/// addresses and metadata are escaped and cut ([`super::escape()`]): one instance is always one line. A weight
+/// an operator set shows the instance's own beside it: `0 (own 5)`.
 ///
 /// ```
 /// use rpc_registry::{Instance, InstanceState, InstanceStatus, ServiceStatus};
@@ -39,7 +40,7 @@ const GAP: &str = "   ";
 /// let status = ServiceStatus {
 ///     name: "Calc".into(),
 ///     revision: 1,
-///     instances: vec![InstanceStatus { instance, state: InstanceState::Up, heartbeat_age_ms: 350, load: None }],
+///     instances: vec![InstanceStatus { instance, registered_weight: 5, state: InstanceState::Up, heartbeat_age_ms: 350, load: None }],
 /// };
 /// assert_eq!(
 ///     rpc_registry::cli::render_table(&[status]),
@@ -60,7 +61,10 @@ pub fn render_table(statuses: &[ServiceStatus]) -> String {
                 [
                     field(&service.name).into_owned(),
                     field(&i.address).into_owned(),
-                    i.weight.to_string(),
+                    match status.registered_weight {
+                        own if own == i.weight => i.weight.to_string(),
+                        own => format!("{} (own {own})", i.weight),
+                    },
                     state(status.state).to_owned(),
                     format_age(Duration::from_millis(status.heartbeat_age_ms)),
                     i.incarnation.to_string(),
@@ -162,6 +166,7 @@ mod tests {
                 lease: 1,
                 incarnation: 1,
             },
+            registered_weight: weight,
             state,
             heartbeat_age_ms: age_ms,
             load: None,
@@ -205,6 +210,17 @@ Calc      127.0.0.1:7002        1        late    2.1s        12            ver=2
 Calc      127.0.0.1:10000       5        up      40ms        1             -
 ";
         assert_eq!(render_table(&statuses), expected);
+    }
+
+    #[test]
+    fn a_weight_an_operator_set_shows_the_instance_s_own_beside_it() {
+        let mut drained = status("127.0.0.1:7001", 0, InstanceState::Up, 40);
+        drained.registered_weight = 5;
+        let table = render_table(&[service("Calc", vec![drained])]);
+        assert_eq!(
+            table.lines().nth(1),
+            Some("Calc      127.0.0.1:7001   0 (own 5)   up      40ms        1             -")
+        );
     }
 
     #[test]
