@@ -2,8 +2,9 @@
 //! Chromium through chromedriver, shows every instance with its weight and share, follows registrations,
 //! deregistrations, missed heartbeats and evictions live (no reload), keeps its totals right, shows the
 //! registry's strings as text, never as markup, backs off, saying so, when the registry is busy, shows on its
-//! first load what happened before (with why each instance left), and pages a registry larger than a page,
-//! filtered by the registry. The browser tests skip when chromedriver or Chromium is missing, unless
+//! first load what happened before (with why each instance left), pages a registry larger than a page,
+//! filtered by the registry, asks in the page for the token a registry wants, and lets an operator drain,
+//! restore and reweigh an instance and roll rules back with the registry's token. The browser tests skip when chromedriver or Chromium is missing, unless
 //! `RPC_REQUIRE_BROWSER=1`. Real time with the default TTL, on two worker threads so that heartbeats keep their
 //! pace while the test waits on the page.
 
@@ -706,7 +707,7 @@ async fn each_service_shows_its_rules_in_force_and_the_diff_of_their_last_change
     };
     let rules_of = |service: &str| {
         format!(
-            "return (c => c ? [c.querySelector('[data-testid=rules] summary').textContent, c.querySelector('[data-testid=rules] pre').textContent] : null)(document.querySelector('[data-service-card=\"{service}\"]'));"
+            "return (c => c ? [c.querySelector('[data-testid=rules-summary]').textContent, c.querySelector('[data-testid=rules] pre').textContent] : null)(document.querySelector('[data-service-card=\"{service}\"]'));"
         )
     };
     let shown = until("the rules of Calc", SHOWN, async || {
@@ -740,5 +741,230 @@ async fn each_service_shows_its_rules_in_force_and_the_diff_of_their_last_change
         .await
         .unwrap();
     assert_eq!(billing[0].as_str(), Some("no rules"));
+    driver.close().await.unwrap();
+}
+
+/// Runs `script` (which may use `arguments`) on the page and returns what it returns.
+async fn run(driver: &WebDriver, script: &str) -> serde_json::Value {
+    driver.execute(script, Vec::new()).await.unwrap()
+}
+
+/// Types `token` into the page's credential form and submits it, once the form asks for one saying `why`.
+async fn give_token(driver: &WebDriver, why: &str, token: &str) {
+    until("the page asks for a token", SHOWN, async || {
+        let asked = run(driver, "return document.getElementById('credential').hidden ? null : document.getElementById('credential-why').textContent;").await;
+        match asked.as_str() {
+            Some(text) if text.contains(why) => Ok(()),
+            _ => Err(asked.to_string()),
+        }
+    })
+    .await;
+    let script = format!(
+        "document.getElementById('credential-token').value = {}; document.getElementById('credential').requestSubmit();",
+        serde_json::Value::from(token)
+    );
+    run(driver, &script).await;
+}
+
+/// The weight clients see of the instance of `Calc` at `address`, and its own, as the registry says.
+async fn weights(admin: &RegistryClient, address: &str) -> Option<(u32, u32)> {
+    let status = admin.status(Some(String::from("Calc"))).await.unwrap();
+    let service = status.into_iter().next()?;
+    let instance = service
+        .instances
+        .into_iter()
+        .find(|i| i.instance.address == address)?;
+    Some((instance.instance.weight, instance.registered_weight))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_drains_restores_and_reweighs_instances_and_rolls_rules_back_from_the_page() {
+    const TOKEN: &str = "dashboard-admin-token";
+    let config = RegistryConfig {
+        token: Some(TOKEN.to_owned()),
+        ..config()
+    };
+    let registry = start_registry(config, 0).await.unwrap();
+    let admin = RegistryClient::new(Client::connect(registry.addr).await.unwrap()).with_metadata(
+        rpc_core::Metadata::from_pairs([("authorization", format!("Bearer {TOKEN}"))]).unwrap(),
+    );
+    for route in ["first-route", "second-route"] {
+        let rules = format!(
+            r#"{{"service": "Calc", "routes": [{{"name": "{route}", "to": [{{"subset": "version=v1", "weight": 1}}]}}]}}"#
+        );
+        admin.apply_rules(rules).await.unwrap().unwrap();
+    }
+    let registration = RegistrationConfig {
+        token: Some(TOKEN.to_owned()),
+        ..RegistrationConfig::default()
+    };
+    let mut held = Vec::new();
+    for (address, weight) in [("127.0.0.1:7001", 5), ("127.0.0.1:7002", 1)] {
+        let new = instance("Calc", address, weight, &[]);
+        held.push(
+            Registration::register(registry.addr, new, registration.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    let Some(driver) = open(registry.http).await else {
+        return;
+    };
+    let row = |part: &str| {
+        format!(
+            "return (r => r ? r.querySelector('{part}').textContent : null)(document.querySelector('tr[data-address=\"127.0.0.1:7001\"]'));"
+        )
+    };
+    until("the instance's row", SHOWN, async || {
+        let weight = run(&driver, &row("[data-testid=weight]")).await;
+        (weight == "5").then_some(()).ok_or(weight.to_string())
+    })
+    .await;
+
+    // Drain: the registry wants its token, which the page asks for; a wrong one is refused and asked again.
+    run(&driver, "document.querySelector('tr[data-address=\"127.0.0.1:7001\"] [data-testid=drain]').click();").await;
+    give_token(
+        &driver,
+        "needs the registry's own token",
+        "not-the-admin-token",
+    )
+    .await;
+    give_token(&driver, "That token was refused", TOKEN).await;
+    until("the drain reaches the registry", SHOWN, async || {
+        let now = weights(&admin, "127.0.0.1:7001").await;
+        (now == Some((0, 5)))
+            .then_some(())
+            .ok_or(format!("{now:?}"))
+    })
+    .await;
+    until("the page shows the drain", SHOWN, async || {
+        let shown = [
+            run(&driver, &row("[data-testid=weight]")).await,
+            run(&driver, &row("[data-testid=own-weight]")).await,
+            run(&driver, &row("[data-testid=drain]")).await,
+        ];
+        (shown == ["0", "drained (own 5)", "restore"])
+            .then_some(())
+            .ok_or(format!("{shown:?}"))
+    })
+    .await;
+    let notice = text(&driver, "notice").await;
+    assert_eq!(notice, "drained Calc 127.0.0.1:7001: no client picks it");
+    let href = run(&driver, "return location.href;").await;
+    assert!(
+        !href.to_string().contains(TOKEN),
+        "no credential in the URL: {href}"
+    );
+
+    // Restore, then a weight of 3, with the token the tab keeps.
+    run(&driver, "document.querySelector('tr[data-address=\"127.0.0.1:7001\"] [data-testid=drain]').click();").await;
+    until("the restore reaches the registry", SHOWN, async || {
+        let now = weights(&admin, "127.0.0.1:7001").await;
+        (now == Some((5, 5)))
+            .then_some(())
+            .ok_or(format!("{now:?}"))
+    })
+    .await;
+    run(
+        &driver,
+        "const r = document.querySelector('tr[data-address=\"127.0.0.1:7001\"]'); r.querySelector('[data-testid=weight-input]').value = '3'; r.querySelector('form').requestSubmit();",
+    )
+    .await;
+    until("the new weight reaches the registry", SHOWN, async || {
+        let now = weights(&admin, "127.0.0.1:7001").await;
+        (now == Some((3, 5)))
+            .then_some(())
+            .ok_or(format!("{now:?}"))
+    })
+    .await;
+    until("the page shows the new weight", SHOWN, async || {
+        let shown = run(&driver, &row("[data-testid=own-weight]")).await;
+        (shown == "own 5").then_some(()).ok_or(shown.to_string())
+    })
+    .await;
+
+    // Roll the rules back to the revision before.
+    let rollback = "return (b => b && !b.hidden ? b.textContent : null)(document.querySelector('[data-service-card=\"Calc\"] [data-testid=rollback]'));";
+    until("the rollback button", SHOWN, async || {
+        let shown = run(&driver, rollback).await;
+        (shown == "roll back to revision 1")
+            .then_some(())
+            .ok_or(shown.to_string())
+    })
+    .await;
+    run(
+        &driver,
+        "document.querySelector('[data-service-card=\"Calc\"] [data-testid=rollback]').click();",
+    )
+    .await;
+    until("the rollback reaches the registry", SHOWN, async || {
+        let current = admin.rules(String::from("Calc")).await.unwrap();
+        let current = current.map(|r| (r.revision, r.origin));
+        (current == Some((3, String::from("rollback to 1"))))
+            .then_some(())
+            .ok_or(format!("{current:?}"))
+    })
+    .await;
+    until("the page shows the rules rolled back", SHOWN, async || {
+        let shown = text(&driver, "notice").await;
+        (shown == "rolled the rules of Calc back to revision 1, as revision 3")
+            .then_some(())
+            .ok_or(shown)
+    })
+    .await;
+    screenshot(&driver, target_dir().join("dashboard-actions.png")).await;
+    driver.close().await.unwrap();
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_whose_reads_need_a_credential_asks_for_it_in_the_page() {
+    const READER: &str = "a-reader-token";
+    let credentials = rpc_registry::Credentials::from_json(
+        &format!(r#"{{"readers": {{"tokens": ["{READER}"]}}}}"#),
+        "test",
+    )
+    .unwrap();
+    let config = RegistryConfig {
+        credentials,
+        token: Some(String::from("dashboard-admin-token")),
+        ..config()
+    };
+    let registry = start_registry(config, 0).await.unwrap();
+    let registration = RegistrationConfig {
+        token: Some(String::from("dashboard-admin-token")),
+        ..RegistrationConfig::default()
+    };
+    let _calc = Registration::register(
+        registry.addr,
+        instance("Calc", "127.0.0.1:7001", 2, &[]),
+        registration,
+    )
+    .await
+    .unwrap();
+    let Some(driver) = open(registry.http).await else {
+        return;
+    };
+    give_token(
+        &driver,
+        "This registry needs a token to read it.",
+        "wrong-reader",
+    )
+    .await;
+    give_token(&driver, "This registry needs a token to read it.", READER).await;
+    until(
+        "the instances, once read with the token",
+        SHOWN,
+        async || {
+            let rows = rows(&driver).await;
+            match row(&rows, "Calc", "127.0.0.1:7001") {
+                Some(r) if r.weight == "2" => Ok(()),
+                _ => Err(format!("{rows:?}")),
+            }
+        },
+    )
+    .await;
+    let connection = testid(&driver, "connection").await;
+    assert_eq!(status(&driver, &connection).await.as_deref(), Some("live"));
     driver.close().await.unwrap();
 }
