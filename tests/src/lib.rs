@@ -15,6 +15,7 @@
 //! - [`process`]: the `lab-server` binary (`src/bin/lab-server.rs`) as a child process, killed on drop.
 //! - [`http`]: a plain HTTP/1.1 exchange with the headers a test chooses.
 //! - [`prom`]: reading the Prometheus text format, a plain HTTP `GET`, and `promtool check metrics`.
+//! - [`store`]: the `Store` service, whose instances serve, stall, fail or answer slowly as a test says.
 //! - [`webdriver`]: a minimal W3C WebDriver client that drives a headless Chromium through chromedriver.
 
 pub mod certs;
@@ -27,4 +28,5 @@ pub mod process;
 pub mod prom;
 pub mod serve;
 pub mod spans;
+pub mod store;
 pub mod webdriver;

@@ -3,124 +3,19 @@
 //! pushback, the retry budget, and an instance the feed drops. Real servers on 127.0.0.1, paused clock.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rpc_core::balance::{Balancer, Instance, OutlierConfig, SmoothWrr};
 use rpc_core::client::layer::{HedgeConfig, HedgeDelay, RetryBudgetConfig};
 use rpc_core::server::{Request, Response};
-use rpc_core::{Client, ClientConfig, Metrics, Server, Status, service};
+use rpc_core::{Client, ClientConfig, Server, Status};
+use tests::store::{
+    FAIL, SERVE, SLOW, STALL, StoreClient, StoreServer, Stored, client_of, counter, instances,
+    metered,
+};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
-
-/// The service under test: a read that may be sent twice, and a write that may not.
-#[service]
-trait Store {
-    #[idempotent]
-    async fn get(&self, key: u64) -> u64;
-    async fn put(&self, key: u64) -> u64;
-}
-
-const SERVE: u8 = 0;
-/// Never answers.
-const STALL: u8 = 1;
-/// Panics (the call fails `Internal`).
-const FAIL: u8 = 2;
-/// Answers after 500 ms.
-const SLOW: u8 = 3;
-
-/// One instance: how it behaves now, and what it saw.
-#[derive(Default)]
-struct Behaviour {
-    mode: AtomicU8,
-    started: AtomicUsize,
-    /// Calls whose handler was dropped before it finished (cancelled, or its connection closed).
-    dropped: AtomicUsize,
-}
-
-/// Counts a handler dropped before it finished.
-struct Dropped<'a>(&'a Behaviour, bool);
-
-impl Drop for Dropped<'_> {
-    fn drop(&mut self) {
-        if !self.1 {
-            self.0.dropped.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
-#[derive(Clone)]
-struct Instance_(Arc<Behaviour>);
-
-impl Instance_ {
-    async fn answer(&self, key: u64) -> u64 {
-        let b = &*self.0;
-        b.started.fetch_add(1, Ordering::SeqCst);
-        let mut guard = Dropped(b, false);
-        match b.mode.load(Ordering::SeqCst) {
-            STALL => std::future::pending::<()>().await,
-            FAIL => panic!("this instance fails every call"),
-            SLOW => tokio::time::sleep(Duration::from_millis(500)).await,
-            _ => {}
-        }
-        guard.1 = true;
-        key
-    }
-}
-
-impl Store for Instance_ {
-    async fn get(&self, key: u64) -> u64 {
-        self.answer(key).await
-    }
-
-    async fn put(&self, key: u64) -> u64 {
-        self.answer(key).await
-    }
-}
-
-/// Starts `n` instances; their addresses and behaviours.
-async fn instances(n: usize) -> Vec<(String, Arc<Behaviour>)> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let behaviour = Arc::new(Behaviour::default());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let server = Server::builder()
-            .add_service(StoreServer::new(Instance_(Arc::clone(&behaviour))))
-            .build()
-            .unwrap();
-        tokio::spawn(server.serve(listener));
-        out.push((addr, behaviour));
-    }
-    out
-}
-
-fn client_of(instances: &[(String, Arc<Behaviour>)], config: ClientConfig) -> StoreClient {
-    let list: Vec<Instance> = instances.iter().map(|(a, _)| Instance::new(a, 1)).collect();
-    StoreClient::new(Client::balanced(
-        Balancer::new(SmoothWrr::default(), list),
-        config,
-    ))
-}
-
-fn metered() -> (ClientConfig, Metrics) {
-    let metrics = Metrics::client();
-    let config = ClientConfig {
-        metrics: Some(metrics.clone()),
-        default_deadline: Duration::from_secs(1),
-        ..ClientConfig::default()
-    };
-    (config, metrics)
-}
-
-/// The value of an unlabelled client counter in the Prometheus text.
-fn counter(metrics: &Metrics, name: &str) -> u64 {
-    let text = metrics.render();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-}
 
 #[tokio::test(start_paused = true)]
 async fn a_stalled_instance_is_ejected_and_its_calls_in_flight_fail_over_or_fail_unavailable() {
@@ -293,7 +188,7 @@ async fn a_server_that_pushes_back_is_left_alone_for_the_time_it_asked() {
     let pushing = listener.local_addr().unwrap().to_string();
     let server = Server::builder()
         .layer(shed)
-        .add_service(StoreServer::new(Instance_(Arc::default())))
+        .add_service(StoreServer::new(Stored(Arc::default())))
         .build()
         .unwrap();
     tokio::spawn(server.serve(listener));
