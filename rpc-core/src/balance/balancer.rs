@@ -135,13 +135,7 @@ impl Balancer {
         skip: &[Arc<str>],
         now: Instant,
     ) -> Option<Picked<'_>> {
-        let address = self.policy.pick(call, skip, now)?;
-        Some(Picked {
-            policy: &*self.policy,
-            address,
-            picked_at: now,
-            reported: false,
-        })
+        Picked::by(&*self.policy, call, skip, now)
     }
 }
 
@@ -161,7 +155,23 @@ impl std::fmt::Debug for Picked<'_> {
     }
 }
 
-impl Picked<'_> {
+impl<'a> Picked<'a> {
+    /// What `policy` picks for `call` at `now`, not one of `skip`, with the guard that reports to it.
+    pub(crate) fn by(
+        policy: &'a dyn Policy,
+        call: &CallInfo<'_>,
+        skip: &[Arc<str>],
+        now: Instant,
+    ) -> Option<Picked<'a>> {
+        let address = policy.pick(call, skip, now)?;
+        Some(Picked {
+            policy,
+            address,
+            picked_at: now,
+            reported: false,
+        })
+    }
+
     /// The instance picked.
     pub fn address(&self) -> &Arc<str> {
         &self.address

@@ -23,8 +23,10 @@ use super::direct::{Direct, Target};
 use super::layer::budget::RetryBudget;
 use super::layer::hedge::Hedging;
 use super::layer::retry::Retry;
-use super::routes::Routes;
-use crate::balance::{Balancer, CallInfo, Ejected, Instance, Live, Outcome, Outliers, Picked};
+use super::routes::{Applied, Routes};
+use crate::balance::{
+    Balancer, CallInfo, Ejected, Instance, Live, Outcome, Outliers, Picked, Policy,
+};
 use crate::error::RpcError;
 use crate::ids::IdMap;
 use crate::payload::Payload;
@@ -71,6 +73,17 @@ impl Drop for Balanced {
 struct Endpoint {
     direct: Arc<Direct>,
     live: Arc<Live>,
+}
+
+/// What guards one call: the client's own, or, where its route's policy sets them ([`Applied`]), the route's.
+#[derive(Clone, Copy)]
+struct Guards<'a> {
+    /// The route's balancing policy (`None`: the balancer's).
+    balance: Option<&'a dyn Policy>,
+    /// The route's outlier detector (`None`: the client's).
+    outliers: Option<&'a Outliers>,
+    hedging: Option<&'a Hedging>,
+    budget: &'a RetryBudget,
 }
 
 /// How one attempt ended.
@@ -164,8 +177,12 @@ impl Balanced {
     /// Applies the feed's changes and the detector's periodic checks.
     fn maintain(&self) {
         self.refresh();
-        for ejected in self.outliers.tick(Instant::now()) {
+        let now = Instant::now();
+        for ejected in self.outliers.tick(now) {
             self.eject(&ejected);
+        }
+        if let Some(routes) = &self.routes {
+            routes.tick(now);
         }
     }
 
@@ -177,7 +194,7 @@ impl Balanced {
         };
         self.outliers.update(&instances);
         if let Some(routes) = &self.routes {
-            routes.instances_changed();
+            routes.instances_changed(&instances);
         }
         let gone: Vec<Arc<Endpoint>> = {
             let mut pool = crate::sync::lock(&self.pool);
@@ -223,29 +240,32 @@ impl Balanced {
         }
     }
 
-    /// Picks an instance for `call` at `now`, not one in `tried` or `outside` (its route's subset) and, while
-    /// others remain, not one the detector excludes.
-    fn pick(
-        &self,
+    /// Picks an instance for `call` at `now`, by the balancing policy of `guards`, not one in `tried` or
+    /// `outside` (its route's subset) and, while others remain, not one their detector excludes.
+    fn pick<'a>(
+        &'a self,
+        guards: Guards<'a>,
         call: &CallInfo<'_>,
         tried: &[Arc<str>],
         outside: &[Arc<str>],
         now: Instant,
-    ) -> Option<Picked<'_>> {
+    ) -> Option<Picked<'a>> {
         self.refresh();
         let mut skip = std::borrow::Cow::Borrowed(tried);
         if !outside.is_empty() {
             skip.to_mut().extend_from_slice(outside);
         }
-        match self.outliers.excluded(now) {
-            None => self.balancer.pick_at(call, &skip, now),
+        let by = |skip: &[Arc<str>]| match guards.balance {
+            None => self.balancer.pick_at(call, skip, now),
+            Some(policy) => Picked::by(policy, call, skip, now),
+        };
+        match guards.outliers.unwrap_or(&self.outliers).excluded(now) {
+            None => by(&skip),
             Some(excluded) => {
                 let mut healthy = skip.to_vec();
                 healthy.extend(excluded);
                 // Everything excluded: try one anyway rather than fail the call (Envoy's panic mode).
-                self.balancer
-                    .pick_at(call, &healthy, now)
-                    .or_else(|| self.balancer.pick_at(call, &skip, now))
+                by(&healthy).or_else(|| by(&skip))
             }
         }
     }
@@ -254,6 +274,7 @@ impl Balanced {
     /// detector, and acts on what they make of it (an ejection, a pushback).
     async fn attempt<P: Payload + ?Sized>(
         &self,
+        guards: Guards<'_>,
         picked: Picked<'_>,
         call: &CallInfo<'_>,
         args: &P,
@@ -262,10 +283,19 @@ impl Balanced {
     ) -> Attempt {
         let started = picked.picked_at();
         let endpoint = self.endpoint(picked.address());
-        self.outliers.started_on(&endpoint.live, started);
+        // A route's own detector counts its calls apart.
+        let route_live;
+        let (outliers, live) = match guards.outliers {
+            None => (&self.outliers, &*endpoint.live),
+            Some(outliers) => {
+                route_live = outliers.live(picked.address()).unwrap_or_default();
+                (outliers, &*route_live)
+            }
+        };
+        outliers.started_on(live, started);
         let mut in_flight = InFlight {
-            outliers: &self.outliers,
-            live: &endpoint.live,
+            outliers,
+            live,
             picked,
             done: false,
         };
@@ -299,22 +329,22 @@ impl Balanced {
             Ok(_) => Outcome::Success,
             Err(e) => outcome_of(e),
         };
-        let ended = self
-            .outliers
-            .finished_on(&endpoint.live, address, outcome, latency, now);
-        if let Some(ejected) = ended {
+        let ended = outliers.finished_on(live, address, outcome, latency, now);
+        if let Some(ejected) = ended
+            && guards.outliers.is_none()
+        {
             self.eject(&ejected);
         }
         let failed_on = match &result {
             Ok(_) => {
-                if let Some(hedging) = &self.hedging {
+                if let Some(hedging) = guards.hedging {
                     hedging.record(call.method, latency);
                 }
                 None
             }
             Err(e) => {
                 if let Some(after) = e.retry_after() {
-                    self.outliers.hold(address, after, now);
+                    outliers.hold(address, after, now);
                 }
                 Some(Arc::clone(address))
             }
@@ -337,18 +367,33 @@ impl Balanced {
     ) -> Result<Reply, RpcError> {
         self.start_ticker();
         let method = call.method;
-        self.budget.deposit(now);
         let routed = self
             .routes
             .as_ref()
-            .and_then(|r| r.route(&call, || self.balancer.instances()));
-        let policy = routed.as_ref().and_then(|r| r.policy.as_deref());
+            .and_then(|r| r.route(&call, &self.config, || self.balancer.instances()));
+        let applied: Option<&Applied> = routed.as_ref().and_then(|r| r.applied.as_deref());
+        let guards = match applied {
+            None => Guards {
+                balance: None,
+                outliers: None,
+                hedging: self.hedging.as_ref(),
+                budget: &self.budget,
+            },
+            Some(a) => Guards {
+                balance: a.balance.as_deref(),
+                outliers: a.outliers.as_ref(),
+                hedging: a.hedging.as_ref().or(self.hedging.as_ref()),
+                budget: a.budget.as_ref().unwrap_or(&self.budget),
+            },
+        };
+        guards.budget.deposit(now);
+        let policy = applied.map(|a| &a.policy);
         if let Some(ms) = policy.and_then(|p| p.deadline_ms)
             && !call.deadline_chosen
         {
             deadline = now + Duration::from_millis(ms);
         }
-        let mut retry = Retry::new(&self.config, &self.budget, method, deadline);
+        let mut retry = Retry::new(&self.config, guards.budget, method, deadline);
         let retry_rule = policy.and_then(|p| p.retry.as_ref());
         if let Some(rule) = retry_rule {
             retry.follow(rule);
@@ -360,29 +405,36 @@ impl Balanced {
         // The instances tried; filled only for a second attempt, so that most calls allocate nothing for it.
         let mut tried: Vec<Arc<str>> = Vec::new();
         let mut last_error = None;
-        if let Some(fault) = routed.as_ref().and_then(|r| r.fault.as_deref()) {
+        if let Some(fault) = applied.and_then(|a| a.fault.as_ref()) {
             // Boxed: the rules' faults are rare, and their future would otherwise grow every call's.
             Box::pin(inject(fault, &call, deadline)).await?;
             now = Instant::now();
         }
         let outside = routed.as_ref().map_or(&[][..], |r| &r.outside[..]);
-        while let Some(picked) = self.pick(&call, &tried, outside, now) {
-            let hedge_at = self
+        while let Some(picked) = self.pick(guards, &call, &tried, outside, now) {
+            let hedge_at = guards
                 .hedging
-                .as_ref()
                 .and_then(|h| h.delay(method))
                 .map(|delay| now + delay)
                 .filter(|at| *at < deadline);
             // Each future is awaited where it is made: one made, then moved into an `.await`, costs a copy.
             let attempt = match hedge_at {
                 None => {
-                    self.attempt(picked, &call, args, (deadline, attempt_timeout), span)
-                        .await
+                    self.attempt(
+                        guards,
+                        picked,
+                        &call,
+                        args,
+                        (deadline, attempt_timeout),
+                        span,
+                    )
+                    .await
                 }
                 // Boxed: two attempts side by side make a large future, which every call's future would
                 // otherwise carry (direct clients' too, through `Kind`); hedged calls are few.
                 Some(at) => {
                     Box::pin(self.hedged(
+                        guards,
                         picked,
                         at,
                         &call,
@@ -432,9 +484,10 @@ impl Balanced {
     /// another instance is there, sends a second attempt beside it: the first to succeed wins (the other is
     /// dropped, which cancels it on its server); if both fail, the later failure stands.
     #[allow(clippy::too_many_arguments)]
-    async fn hedged<P: Payload + ?Sized>(
-        &self,
-        first: Picked<'_>,
+    async fn hedged<'a, P: Payload + ?Sized>(
+        &'a self,
+        guards: Guards<'a>,
+        first: Picked<'a>,
         at: Instant,
         call: &CallInfo<'_>,
         args: &P,
@@ -444,14 +497,14 @@ impl Balanced {
         retry: &mut Retry<'_>,
     ) -> Attempt {
         tried.push(Arc::clone(first.address()));
-        let first = self.attempt(first, call, args, (deadline, attempt_timeout), span);
+        let first = self.attempt(guards, first, call, args, (deadline, attempt_timeout), span);
         tokio::pin!(first);
         tokio::select! {
             biased;
             done = &mut first => return done,
             () = tokio::time::sleep_until(at) => {}
         }
-        let second = match self.pick(call, tried, outside, Instant::now()) {
+        let second = match self.pick(guards, call, tried, outside, Instant::now()) {
             Some(picked) if retry.hedge() => picked,
             _ => return first.await,
         };
@@ -460,7 +513,14 @@ impl Balanced {
             metrics.hedged();
         }
         tracing::debug!(method = %call.method, instance = %second.address(), "hedging a slow call");
-        let second = self.attempt(second, call, args, (deadline, attempt_timeout), span);
+        let second = self.attempt(
+            guards,
+            second,
+            call,
+            args,
+            (deadline, attempt_timeout),
+            span,
+        );
         tokio::pin!(second);
         tokio::select! {
             a = &mut first => match a.result {

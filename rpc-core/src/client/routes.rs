@@ -1,15 +1,23 @@
 //! A balanced client's routes: the [`Rules`] it follows (watched, so that a change applies to the next call),
-//! and for each call the subset of instances its route sends it to, drawn by the route's weights, and the
-//! policy and faults of its route and method. For each subset it keeps the instances outside it, and for each
-//! route and method the merged policy and fault, computed once per change of the instances or of the rules, so
-//! that a routed call only hands the balancing policy a list to skip.
+//! and for each call the subset of instances its route sends it to, drawn by the route's weights, and what the
+//! policy of its route and method sets ([`Applied`]): deadline, retries, a retry budget, hedging, a balancing
+//! policy, outlier detection, faults. For each subset it keeps the instances outside it, computed once per
+//! change of the instances or of the rules, so that a routed call only hands the balancing policy a list to
+//! skip; for each route and method, what its policy sets, made once per change of the rules and kept up to
+//! date with the instances (a balancing policy and a detector of the route's own hear of them as the client's
+//! do).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use crate::balance::{CallInfo, Instance, Subset};
+use tokio::time::Instant;
+
+use super::ClientConfig;
+use super::layer::budget::{RetryBudget, RetryBudgetConfig};
+use super::layer::hedge::Hedging;
+use crate::balance::{CallInfo, Instance, Outliers, Policy, Subset};
 use crate::fault::Fault;
 use crate::rules::{CallPolicy, CallSite, Rules};
 
@@ -26,15 +34,89 @@ pub(crate) struct Routed {
     pub(crate) subset: Option<Subset>,
     /// The instances outside that subset.
     pub(crate) outside: Arc<[Arc<str>]>,
-    /// The faults its policies inject, if any.
-    pub(crate) fault: Option<Arc<Fault>>,
-    /// Its route's policy, with its method's over it, if it sets a deadline or retries.
-    pub(crate) policy: Option<Arc<CallPolicy>>,
+    /// What its route and method's policy sets, if it sets anything.
+    pub(crate) applied: Option<Arc<Applied>>,
 }
 
-/// What a route and method's policies make of a call: the policy (if it sets a deadline or retries) and the
-/// fault (if it injects one).
-type Policies = (Option<Arc<CallPolicy>>, Option<Arc<Fault>>);
+/// What the policy of a route and method (the route's, with the method's over it) sets for their calls, in
+/// place of the client's own; each part is `None` where the policy leaves the client's.
+pub(crate) struct Applied {
+    /// The policy, for its deadline and retries.
+    pub(crate) policy: CallPolicy,
+    /// The faults it injects.
+    pub(crate) fault: Option<Fault>,
+    /// The retry budget of these calls, when the policy sets a share (`retry.budget_percent`).
+    pub(crate) budget: Option<RetryBudget>,
+    /// Their hedging, with its own latencies.
+    pub(crate) hedging: Option<Hedging>,
+    /// Their balancing policy, over the client's instances.
+    pub(crate) balance: Option<Arc<dyn Policy>>,
+    /// Their outlier detector: it steers these calls only, and closes no connection.
+    pub(crate) outliers: Option<Outliers>,
+}
+
+impl std::fmt::Debug for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Applied")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Applied {
+    /// What `policy` sets for the calls of the route named `route`, over the client's `config`, with the
+    /// balancing policy and detector told of `instances`; `None` if it sets nothing.
+    fn new(
+        policy: CallPolicy,
+        route: &str,
+        config: &ClientConfig,
+        instances: &[Instance],
+    ) -> Option<Applied> {
+        let fault = policy
+            .fault
+            .as_ref()
+            .map(|f| f.fault(route))
+            .filter(|f| f.delay.is_some() || f.abort.is_some());
+        let budget = policy
+            .retry
+            .as_ref()
+            .and_then(|r| r.budget_percent)
+            .map(|percent| {
+                RetryBudget::new(RetryBudgetConfig {
+                    ratio: percent.get() / 100.0,
+                    ..config.retry_budget.clone()
+                })
+            });
+        let hedging = policy
+            .hedge
+            .as_ref()
+            .map(|rule| Hedging::new(rule.over(&config.hedge.clone().unwrap_or_default())));
+        let balance = policy.balance.as_ref().map(|rule| {
+            let balance = rule.policy();
+            balance.update(instances);
+            balance
+        });
+        let outliers = policy.outliers.as_ref().map(|rule| {
+            let outliers = Outliers::new(rule.over(&config.outliers));
+            outliers.update(instances);
+            outliers
+        });
+        let sets = policy.deadline_ms.is_some()
+            || policy.retry.is_some()
+            || fault.is_some()
+            || hedging.is_some()
+            || balance.is_some()
+            || outliers.is_some();
+        sets.then_some(Applied {
+            policy,
+            fault,
+            budget,
+            hedging,
+            balance,
+            outliers,
+        })
+    }
+}
 
 /// The rules and what they make of the current instances.
 pub(crate) struct Routes {
@@ -47,8 +129,9 @@ struct State {
     rules: Option<Arc<Rules>>,
     /// The instances outside each subset drawn so far (computed from the balancer's instances).
     outside: HashMap<Subset, Arc<[Arc<str>]>>,
-    /// The fault of each route (by its place; `None`: no route took the call) and method seen so far.
-    policies: HashMap<(Option<usize>, &'static str), Policies>,
+    /// What the policy of each route (by its place; `None`: no route took the call) and method seen so far
+    /// sets.
+    applied: HashMap<(Option<usize>, &'static str), Option<Arc<Applied>>>,
 }
 
 impl std::fmt::Debug for Routes {
@@ -65,23 +148,61 @@ impl Routes {
             state: Mutex::new(State {
                 rules,
                 outside: HashMap::new(),
-                policies: HashMap::new(),
+                applied: HashMap::new(),
             }),
         }
     }
 
-    /// The instances changed: the subsets' outsides are computed again.
-    pub(crate) fn instances_changed(&self) {
-        crate::sync::lock(&self.state).outside.clear();
+    /// The instances changed: the subsets' outsides are computed again, and the routes' own balancing policies
+    /// and detectors hear of the change.
+    pub(crate) fn instances_changed(&self, instances: &[Instance]) {
+        let mut state = crate::sync::lock(&self.state);
+        state.outside.clear();
+        for applied in state.applied.values().flatten() {
+            if let Some(balance) = &applied.balance {
+                balance.update(instances);
+            }
+            if let Some(outliers) = &applied.outliers {
+                outliers.update(instances);
+            }
+        }
     }
 
-    /// Where `call` goes and what is injected into it; `None`: any instance, nothing injected. `instances` gives
-    /// the balancer's instances, asked for only when a subset's outside is not known yet.
+    /// The periodic checks of the routes' own detectors (stalls, recoveries, failure rates).
+    pub(crate) fn tick(&self, now: Instant) {
+        let detectors: Vec<Arc<Applied>> = crate::sync::lock(&self.state)
+            .applied
+            .values()
+            .flatten()
+            .filter(|a| a.outliers.is_some())
+            .cloned()
+            .collect();
+        for applied in detectors {
+            if let Some(outliers) = &applied.outliers {
+                // An ejection only steers the route's calls: no connection is closed.
+                let _ = outliers.tick(now);
+            }
+        }
+    }
+
+    /// Where `call` goes and what its policy sets; `None`: any instance, the client's own settings. `instances`
+    /// gives the balancer's instances, asked for only when a subset's outside or a route's policy is new.
     pub(crate) fn route(
         &self,
         call: &CallInfo<'_>,
+        config: &ClientConfig,
         instances: impl FnOnce() -> Vec<Instance>,
     ) -> Option<Routed> {
+        let mut instances = Some(instances);
+        let mut got: Option<Vec<Instance>> = None;
+        let mut instances = move || -> Vec<Instance> {
+            if let Some(list) = &got {
+                return list.clone();
+            }
+            let list = instances.take().map(|f| f()).unwrap_or_default();
+            got = Some(list.clone());
+            list
+        };
         let changed = {
             let mut feed = crate::sync::lock(&self.feed);
             match feed.has_changed() {
@@ -93,7 +214,7 @@ impl Routes {
         if let Some(rules) = changed {
             state.rules = rules;
             state.outside.clear();
-            state.policies.clear();
+            state.applied.clear();
         }
         let rules = Arc::clone(state.rules.as_ref()?);
         let site = CallSite {
@@ -104,26 +225,18 @@ impl Routes {
         let at = rules.routes.iter().position(|r| r.takes(&site));
         let route = at.map(|i| &rules.routes[i]);
         let name = route.map_or("default", |r| r.name.as_str());
-        let (policy, fault) = state
-            .policies
+        let applied = state
+            .applied
             .entry((at, call.method.name))
             .or_insert_with(|| {
                 let policy = rules.policy(route, call.method.name);
-                let fault = policy
-                    .fault
-                    .as_ref()
-                    .map(|f| f.fault(name))
-                    .filter(|f| f.delay.is_some() || f.abort.is_some())
-                    .map(Arc::new);
-                let policy = (policy.deadline_ms.is_some() || policy.retry.is_some())
-                    .then(|| Arc::new(policy));
-                (policy, fault)
+                Applied::new(policy, name, config, &instances()).map(Arc::new)
             })
             .clone();
         let subset = route
             .and_then(|r| r.subset(crate::random::fraction()))
             .cloned();
-        if subset.is_none() && fault.is_none() && policy.is_none() {
+        if subset.is_none() && applied.is_none() {
             return None;
         }
         let outside = match &subset {
@@ -140,8 +253,7 @@ impl Routes {
             route: name.to_owned(),
             subset,
             outside,
-            fault,
-            policy,
+            applied,
         })
     }
 }

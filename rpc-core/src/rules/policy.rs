@@ -150,6 +150,71 @@ impl FaultRule {
     }
 }
 
+impl BalanceRule {
+    /// The balancing policy it names, with its parameters (the others at their defaults).
+    pub fn policy(&self) -> std::sync::Arc<dyn crate::balance::Policy> {
+        use crate::balance::{LeastRequest, PeakEwma, RingHash, SmoothWrr};
+        match self {
+            BalanceRule::PeakEwma { decay_ms } => {
+                let policy = PeakEwma::default();
+                std::sync::Arc::new(match decay_ms {
+                    Some(ms) => policy.with_decay(std::time::Duration::from_millis(*ms)),
+                    None => policy,
+                })
+            }
+            BalanceRule::LeastRequest { choices } => {
+                let policy = LeastRequest::default();
+                std::sync::Arc::new(match choices {
+                    Some(n) => policy.with_choice_count(*n as usize),
+                    None => policy,
+                })
+            }
+            BalanceRule::RoundRobin => std::sync::Arc::new(SmoothWrr::default()),
+            BalanceRule::RingHash { key } => std::sync::Arc::new(RingHash::on_metadata(key)),
+        }
+    }
+}
+
+impl OutlierRule {
+    /// `base` (the client's outlier detection) with what the rule sets in place of its fields.
+    pub fn over(&self, base: &crate::balance::OutlierConfig) -> crate::balance::OutlierConfig {
+        let mut config = base.clone();
+        if let Some(enabled) = self.enabled {
+            config.enabled = enabled;
+        }
+        if let Some(n) = self.consecutive_failures {
+            config.consecutive_failures = n;
+        }
+        if let Some(percent) = self.failure_percent {
+            config.failure_rate = percent.get() / 100.0;
+        }
+        if let Some(ms) = self.base_ejection_ms {
+            config.base_ejection = std::time::Duration::from_millis(ms);
+        }
+        if let Some(percent) = self.max_ejection_percent {
+            config.max_ejection_percent = percent.get().round() as u32;
+        }
+        config
+    }
+}
+
+impl HedgeRule {
+    /// `base` (the client's hedging, or the default) with the rule's delay.
+    pub fn over(
+        &self,
+        base: &crate::client::layer::HedgeConfig,
+    ) -> crate::client::layer::HedgeConfig {
+        use crate::client::layer::HedgeDelay;
+        let mut config = base.clone();
+        if let Some(ms) = self.delay_ms {
+            config.delay = HedgeDelay::After(std::time::Duration::from_millis(ms));
+        } else if let Some(percent) = self.percentile {
+            config.delay = HedgeDelay::Percentile(percent.get());
+        }
+        config
+    }
+}
+
 impl CallPolicy {
     /// Checks the values that each field's type cannot: bounds, and the pairs that go together.
     pub(super) fn check(&self, at: &str, problems: &mut Vec<Problem>) {

@@ -233,3 +233,32 @@ fn a_regex_past_its_limits_is_refused() {
         "{found:?}"
     );
 }
+
+#[test]
+fn a_policy_s_settings_replace_the_client_s_field_by_field() {
+    use crate::balance::OutlierConfig;
+    use crate::client::layer::{HedgeConfig, HedgeDelay};
+    let policy: CallPolicy = serde_json::from_str(
+        r#"{"hedge": {"percentile": 99}, "outliers": {"consecutive_failures": 1, "failure_percent": 30,
+            "max_ejection_percent": 50}}"#,
+    )
+    .unwrap();
+    let outliers = policy.outliers.unwrap().over(&OutlierConfig::default());
+    assert_eq!(outliers.consecutive_failures, 1);
+    assert!((outliers.failure_rate - 0.3).abs() < 1e-9);
+    assert_eq!(outliers.max_ejection_percent, 50);
+    assert_eq!(
+        outliers.base_ejection,
+        OutlierConfig::default().base_ejection,
+        "left as it was"
+    );
+    let base = HedgeConfig {
+        min_samples: 7,
+        ..HedgeConfig::default()
+    };
+    let hedge = policy.hedge.unwrap().over(&base);
+    assert_eq!(
+        (hedge.delay, hedge.min_samples),
+        (HedgeDelay::Percentile(99.0), 7)
+    );
+}
