@@ -157,3 +157,14 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Str
         .unwrap_or(0);
     Ok((code, body))
 }
+
+/// A client of `Where` spread over its instances that `discovery` finds by smooth weighted round-robin, which
+/// follows weights alone (the discovery's default, peak EWMA, follows latency too).
+pub fn round_robin(discovery: &rpc_registry::Discovery) -> WhereClient {
+    <WhereClient as rpc_core::Stub>::discover_with_policy(
+        discovery,
+        "Where",
+        std::sync::Arc::new(rpc_core::balance::SmoothWrr::default()),
+        rpc_core::ClientConfig::default(),
+    )
+}

@@ -150,13 +150,7 @@ async fn calls_are_spread_by_weight_across_real_servers() {
             .len(),
         3
     );
-    // Smooth weighted round-robin, named: the discovery's default (peak EWMA) follows latency instead.
-    let client = <WhereClient as rpc_core::Stub>::discover_with_policy(
-        &discovery,
-        "Where",
-        std::sync::Arc::new(rpc_core::balance::SmoothWrr::default()),
-        rpc_core::ClientConfig::default(),
-    );
+    let client = tests::cluster::round_robin(&discovery);
     let mut sequence = String::new();
     for n in 0..700 {
         let served = client.serve(n).await.unwrap();

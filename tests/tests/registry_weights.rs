@@ -114,13 +114,7 @@ async fn a_drained_instance_gets_no_calls_through_re_registration_and_restart_un
             .len(),
         2
     );
-    // Smooth weighted round-robin, which follows weights alone (peak EWMA, the default, follows latency too).
-    let client = <WhereClient as rpc_core::Stub>::discover_with_policy(
-        &discovery,
-        "Where",
-        std::sync::Arc::new(rpc_core::balance::SmoothWrr::default()),
-        rpc_core::ClientConfig::default(),
-    );
+    let client = tests::cluster::round_robin(&discovery);
     assert_eq!(spread(&client, 100).await.get(&a.address), Some(&50));
 
     let drain = format!(r#"{{"address": "{}", "weight": 0}}"#, a.address);
