@@ -242,6 +242,34 @@ async fn a_rules_deadline_bounds_calls_without_their_own_and_its_attempt_timeout
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_rules_deadline_bounds_calls_that_go_through_user_layers_unless_a_layer_chose_one() {
+    let versions = Versions::start().await;
+    let (_updates, feed) = tokio::sync::watch::channel(rules(
+        r#"{"service": "Lab", "methods": {"delayed": {"deadline_ms": 50}}}"#,
+    ));
+    let through = |config: ClientConfig| {
+        let balancer = Balancer::new(SmoothWrr::default(), versions.instances.clone())
+            .with_rules(feed.clone());
+        LabClient::new(rpc_core::Client::balanced(balancer, config))
+    };
+    // A layer that only looks at the calls: the rule's deadline still bounds them.
+    let looking = through(ClientConfig::default().layer(tower::layer::layer_fn(|inner| inner)));
+    let error = looking.delayed(1, 100).await.unwrap_err();
+    assert_eq!(error.code(), Status::DeadlineExceeded, "{error}");
+    // A layer that sets a deadline chose it, as a caller does: the rule's no longer applies.
+    let choosing = through(
+        ClientConfig::default().layer(tower::util::MapRequestLayer::new(
+            |mut request: rpc_core::client::layer::Request| {
+                let later = request.deadline() + std::time::Duration::from_millis(500);
+                request.set_deadline(later);
+                request
+            },
+        )),
+    );
+    assert_eq!(choosing.delayed(2, 100).await.unwrap(), 2);
+}
+
 #[tokio::test]
 async fn a_rules_retries_replace_the_clients() {
     let versions = Versions::start().await;

@@ -27,7 +27,7 @@ mod transport;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rpc_codec::{Bincode, Metadata, PayloadCodec, Status};
+use rpc_codec::{Bincode, PayloadCodec, Status};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::ToSocketAddrs;
@@ -95,23 +95,18 @@ impl Kind {
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn round_trip<P: Payload + ?Sized>(
         &self,
-        method: &'static MethodInfo,
+        call: CallInfo<'_>,
         args: &P,
-        metadata: &Metadata,
         deadline: Instant,
         now: Instant,
         span: Option<&tracing::Span>,
-        key: Option<u64>,
     ) -> Result<Reply, RpcError> {
         match self {
             Kind::Direct(d) => {
-                d.round_trip(method, args, metadata, deadline, now, span)
+                d.round_trip(call.method, args, call.metadata, deadline, now, span)
                     .await
             }
-            Kind::Balanced(b) => {
-                let call = CallInfo::new(method, metadata).with_key(key);
-                b.round_trip(call, args, deadline, now, span).await
-            }
+            Kind::Balanced(b) => b.round_trip(call, args, deadline, now, span).await,
         }
     }
 }
@@ -320,7 +315,9 @@ impl Client {
                 b.round_trip(call, args, deadline, now, None).await
             }
             (None, Some(stack), _) => {
-                let call = CallInfo::new(method, metadata).with_key(options.key());
+                let call = CallInfo::new(method, metadata)
+                    .with_key(options.key())
+                    .with_deadline_chosen(options.has_deadline());
                 transport::through(stack.clone(), call, args, deadline).await
             }
             (Some(t), _, _) => {
@@ -356,14 +353,8 @@ impl Client {
         if let Some(stack) = &self.layers {
             return transport::through(stack.clone(), call, args, deadline).await;
         }
-        let CallInfo {
-            method,
-            metadata,
-            key,
-            ..
-        } = call;
         self.target
-            .round_trip(method, args, metadata, deadline, now, Some(span), key)
+            .round_trip(call, args, deadline, now, Some(span))
             .await
     }
 }

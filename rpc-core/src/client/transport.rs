@@ -40,11 +40,13 @@ impl Service<Request> for Transport {
         let target = self.0.clone();
         Box::pin(async move {
             let payload = Encoded(&request.payload);
-            let (method, metadata, deadline) =
-                (request.method, &request.metadata, request.deadline);
+            let method = request.method;
+            let call = CallInfo::new(method, &request.metadata)
+                .with_key(request.key)
+                .with_deadline_chosen(request.deadline_chosen);
             let now = Instant::now();
             let reply = target
-                .round_trip(method, &payload, metadata, deadline, now, None, request.key)
+                .round_trip(call, &payload, request.deadline, now, None)
                 .await;
             Ok(match reply {
                 Ok(Reply::Value(bytes)) => Response::Value(bytes),
@@ -78,6 +80,7 @@ pub(crate) async fn through<P: Payload + ?Sized>(
         method,
         metadata: call.metadata.clone(),
         deadline,
+        deadline_chosen: call.deadline_chosen,
         payload,
         key: call.key,
     };

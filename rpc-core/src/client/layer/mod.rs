@@ -65,6 +65,8 @@ pub struct Request {
     pub(crate) method: &'static MethodInfo,
     pub(crate) metadata: Metadata,
     pub(crate) deadline: Instant,
+    /// Whether the caller (or a layer) chose the deadline: a rules' deadline applies only to calls with none.
+    pub(crate) deadline_chosen: bool,
     pub(crate) payload: Bytes,
     /// The caller's key of the call, hashed ([`crate::CallOptions::hash_key`]).
     pub(crate) key: Option<u64>,
@@ -103,9 +105,11 @@ impl Request {
         self.key = key;
     }
 
-    /// Moves the deadline (a layer that gives a method less time, or more).
+    /// Moves the deadline (a layer that gives a method less time, or more). A deadline a layer sets is
+    /// chosen, as a caller's own is: a rules' deadline no longer applies to the call.
     pub fn set_deadline(&mut self, deadline: Instant) {
         self.deadline = deadline;
+        self.deadline_chosen = true;
     }
 
     /// The arguments, encoded by the service's payload codec.
@@ -230,6 +234,7 @@ pub(crate) fn test_request(method: &'static MethodInfo, deadline: Instant) -> Re
         method,
         metadata: Metadata::new(),
         deadline,
+        deadline_chosen: true,
         payload: Bytes::new(),
         key: None,
     }
