@@ -120,30 +120,32 @@ fn retrying() -> ClientConfig {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_method_s_retry_budget_is_its_own() {
+async fn a_route_s_retry_budget_is_its_own() {
     let set = instances(4).await;
     for (_, b) in &set {
         b.mode.store(SLOW, Ordering::SeqCst);
     }
-    let plain = following(&set, retrying(), r#"{"service": "Store"}"#);
-    for k in 0..20 {
-        assert!(plain.get(k).await.is_err());
-    }
-    let attempts: usize = started(&set).iter().sum();
-    assert_eq!(
-        attempts, 80,
-        "without a rule, each read is tried four times"
-    );
-    let budgeted = following(
+    let client = following(
         &set,
         retrying(),
-        r#"{"service": "Store", "methods": {"get": {"retry": {"budget_percent": 0}}}}"#,
+        r#"{"service": "Store", "routes": [
+            {"name": "tight", "match": {"metadata": [{"key": "x-tight", "exact": "1"}]},
+             "policy": {"retry": {"budget_percent": 0}}}
+        ]}"#,
     );
+    let tight = client.with_metadata(with("x-tight", "1"));
     for k in 0..20 {
-        assert!(budgeted.get(k).await.is_err());
+        assert!(tight.get(k).await.is_err());
     }
-    let attempts = started(&set).iter().sum::<usize>() - 80;
-    assert_eq!(attempts, 20, "the budget of get's rule allows no retry");
+    let attempts: usize = started(&set).iter().sum();
+    assert_eq!(attempts, 20, "the route's budget allows no retry");
+    // The same client's other reads draw on its own budget, which the route's calls did not spend or
+    // replace: each is tried four times.
+    for k in 0..20 {
+        assert!(client.get(k).await.is_err());
+    }
+    let attempts = started(&set).iter().sum::<usize>() - 20;
+    assert_eq!(attempts, 80, "the client's budget allows every retry");
 }
 
 #[tokio::test(start_paused = true)]

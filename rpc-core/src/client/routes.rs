@@ -65,13 +65,18 @@ impl std::fmt::Debug for Applied {
 
 impl Applied {
     /// What `policy` sets for the calls of the route named `route`, over the client's `config`, with the
-    /// balancing policy and detector told of `instances`; `None` if it sets nothing.
+    /// balancing policy and detector told of the client's `instances` (asked for only if the policy sets
+    /// either); `None` if it sets nothing.
     fn new(
         policy: CallPolicy,
         route: &str,
         config: &ClientConfig,
-        instances: &[Instance],
+        instances: &mut dyn FnMut() -> Vec<Instance>,
     ) -> Option<Applied> {
+        let instances = match policy.balance.is_some() || policy.outliers.is_some() {
+            true => instances(),
+            false => Vec::new(),
+        };
         let fault = policy
             .fault
             .as_ref()
@@ -93,12 +98,12 @@ impl Applied {
             .map(|rule| Hedging::new(rule.over(&config.hedge.clone().unwrap_or_default())));
         let balance = policy.balance.as_ref().map(|rule| {
             let balance = rule.policy();
-            balance.update(instances);
+            balance.update(&instances);
             balance
         });
         let outliers = policy.outliers.as_ref().map(|rule| {
             let outliers = Outliers::new(rule.over(&config.outliers));
-            outliers.update(instances);
+            outliers.update(&instances);
             outliers
         });
         let sets = policy.deadline_ms.is_some()
@@ -230,7 +235,7 @@ impl Routes {
             .entry((at, call.method.name))
             .or_insert_with(|| {
                 let policy = rules.policy(route, call.method.name);
-                Applied::new(policy, name, config, &instances()).map(Arc::new)
+                Applied::new(policy, name, config, &mut instances).map(Arc::new)
             })
             .clone();
         let subset = route
