@@ -178,19 +178,39 @@ pub enum InstanceState {
     Late,
 }
 
-/// An instance with how its heartbeats stand.
+/// An instance with how its heartbeats stand: the answer of [`Registry::status`], as older clients decode it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceStatus {
     /// The instance as clients see it: with the weight an operator set for it, if one did.
     pub instance: Instance,
-    /// The weight it registered with; `instance.weight` differs when an operator set another (0 drains it).
-    pub registered_weight: u32,
     /// Up or late.
     pub state: InstanceState,
     /// Milliseconds since its last heartbeat (or its registration).
     pub heartbeat_age_ms: u64,
+}
+
+/// An instance with how its heartbeats stand, the weight it registered with and its load: the answer of
+/// [`Registry::report`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceReport {
+    /// The instance as clients see it, and how its heartbeats stand.
+    pub status: InstanceStatus,
+    /// The weight it registered with; `status.instance.weight` differs when an operator set another (0 drains
+    /// it).
+    pub registered_weight: u32,
     /// What its load reports say over the registry's window, if it sends them.
     pub load: Option<LoadSummary>,
+}
+
+/// A service's instances as [`Registry::report`] answers them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceReport {
+    /// The service's name.
+    pub name: String,
+    /// The revision of its last change.
+    pub revision: u64,
+    /// Its instances, by address.
+    pub instances: Vec<InstanceReport>,
 }
 
 /// An instance's load over the last reports the registry keeps (at most [`LOAD_WINDOW`]).
@@ -222,6 +242,26 @@ pub struct ServiceStatus {
     pub revision: u64,
     /// Its instances, by address.
     pub instances: Vec<InstanceStatus>,
+}
+
+impl From<ServiceStatus> for ServiceReport {
+    /// A status as a report says it, from a registry that answers no reports: each instance's own weight taken
+    /// to be the one clients see, and no load.
+    fn from(status: ServiceStatus) -> ServiceReport {
+        ServiceReport {
+            name: status.name,
+            revision: status.revision,
+            instances: status
+                .instances
+                .into_iter()
+                .map(|status| InstanceReport {
+                    registered_weight: status.instance.weight,
+                    status,
+                    load: None,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One applied revision of a service's rules.
@@ -281,6 +321,10 @@ pub enum RegistryError {
     /// What a request names does not exist (a revision, say).
     #[error("{0}")]
     NotFound(String),
+    /// A write of rules or of a weight did not reach the disk, so it did not take effect. (Added after the
+    /// variants above: a client from before it reads such a refusal as an answer it cannot decode.)
+    #[error("{0}")]
+    NotStored(String),
 }
 
 /// What superseded a lease of `incarnation`, the address being at incarnation `current` now: a later
@@ -340,6 +384,11 @@ pub trait Registry {
     /// without instances are left out.
     #[idempotent]
     async fn status(&self, service: Option<String>) -> Vec<ServiceStatus>;
+
+    /// As [`Registry::status`], with each instance's own weight (beside the one an operator set) and its load
+    /// reports.
+    #[idempotent]
+    async fn report(&self, service: Option<String>) -> Vec<ServiceReport>;
 
     /// Applies a rules document (JSON, `rpc_core::rules::Rules`) to the service it names, as its next revision,
     /// once it passes every check. Needs the registry's own token, unless the registry is open.

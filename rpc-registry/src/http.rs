@@ -90,10 +90,9 @@ pub(crate) fn router(shared: Arc<Shared>, rpc: rpc_core::Metrics) -> Router {
 
 /// `GET /v1/weights`: every weight operators set, whether an instance holds its address now or not.
 async fn weights(State(http): State<Http>) -> Json<Vec<serde_json::Value>> {
-    let state = http.shared.state();
+    let weights = http.shared.state().weights();
     Json(
-        state
-            .weights()
+        weights
             .iter()
             .map(|(service, address, weight)| {
                 serde_json::json!({ "service": service, "address": address, "weight": weight })
@@ -247,7 +246,7 @@ async fn service(
     State(http): State<Http>,
     Path(name): Path<String>,
 ) -> Result<Json<ServiceView>, (StatusCode, String)> {
-    let status = http.shared.status(Some(&name));
+    let status = http.shared.report(Some(&name));
     match status.into_iter().next() {
         Some(service) => Ok(Json(ServiceView::from(service))),
         None => Err((

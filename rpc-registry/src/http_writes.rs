@@ -232,16 +232,10 @@ fn refusal(e: &RegistryError) -> Response {
         RegistryError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
         RegistryError::LimitExceeded(_) => StatusCode::CONFLICT,
+        RegistryError::NotStored(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     };
-    let mut response = error(status, e.to_string());
-    if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-    }
-    response
+    error(status, e.to_string())
 }
 
 #[cfg(test)]

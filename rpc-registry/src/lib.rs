@@ -96,9 +96,9 @@ mod stats;
 mod weights;
 
 pub use api::{
-    Instance, InstanceState, InstanceStatus, LOAD_WINDOW, Lease, LeaseRef, LoadSummary,
-    NewInstance, RegistryClient, RegistryError, Removal, RemovalReason, RulesRevision,
-    ServiceStatus, Snapshot, Watched,
+    Instance, InstanceReport, InstanceState, InstanceStatus, LOAD_WINDOW, Lease, LeaseRef,
+    LoadSummary, NewInstance, RegistryClient, RegistryError, Removal, RemovalReason, RulesRevision,
+    ServiceReport, ServiceStatus, Snapshot, Watched,
 };
 pub use discovery::{Discovery, DiscoveryConfig};
 pub use handle::RegistryHandle;

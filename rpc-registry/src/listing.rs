@@ -16,8 +16,8 @@ use tokio::time::Instant;
 use rpc_core::server::layer::LoadReport;
 
 use crate::api::{
-    Instance, InstanceState, InstanceStatus, LOAD_WINDOW, LoadSummary, ServiceStatus,
-    ServiceSummary, Snapshot,
+    Instance, InstanceReport, InstanceState, InstanceStatus, LOAD_WINDOW, LoadSummary,
+    ServiceReport, ServiceStatus, ServiceSummary, Snapshot,
 };
 
 /// An instance as registered, with its last renewal.
@@ -71,7 +71,7 @@ impl Listed {
     }
 
     /// A load report came with a heartbeat.
-    pub(crate) fn report(&self, load: LoadReport) {
+    pub(crate) fn add_load(&self, load: LoadReport) {
         let mut window = rpc_core::sync::lock(&self.load);
         if window.len() == LOAD_WINDOW {
             window.pop_front();
@@ -115,13 +115,20 @@ impl Listed {
         let age = self.age(clock, now);
         InstanceStatus {
             instance: self.instance.clone(),
-            registered_weight: self.registered_weight,
             state: if age > clock.late_after() {
                 InstanceState::Late
             } else {
                 InstanceState::Up
             },
             heartbeat_age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Its status at `now`, its own weight and its load.
+    pub(crate) fn report(&self, clock: &Clock, now: Instant) -> InstanceReport {
+        InstanceReport {
+            status: self.status(clock, now),
+            registered_weight: self.registered_weight,
             load: self.load(),
         }
     }
@@ -201,6 +208,19 @@ impl Listing {
                 .instances
                 .iter()
                 .map(|i| i.status(clock, now))
+                .collect(),
+        }
+    }
+
+    /// The service with each instance's report at `now`.
+    pub(crate) fn report(&self, clock: &Clock, now: Instant) -> ServiceReport {
+        ServiceReport {
+            name: self.name.clone(),
+            revision: self.revision,
+            instances: self
+                .instances
+                .iter()
+                .map(|i| i.report(clock, now))
                 .collect(),
         }
     }

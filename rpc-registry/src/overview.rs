@@ -13,7 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::api::{InstanceState, InstanceStatus, ServiceStatus};
+use crate::api::{InstanceReport, InstanceState, ServiceReport};
 use crate::history::{Record, What};
 use crate::listing::{Clock, Listed, Listing, Listings};
 use crate::stats::Totals;
@@ -58,18 +58,19 @@ pub(crate) struct InstanceView {
     load: Option<crate::api::LoadSummary>,
 }
 
-impl From<InstanceStatus> for InstanceView {
-    fn from(s: InstanceStatus) -> InstanceView {
+impl From<InstanceReport> for InstanceView {
+    fn from(r: InstanceReport) -> InstanceView {
+        let s = r.status;
         InstanceView {
             address: s.instance.address,
             weight: s.instance.weight,
-            registered_weight: s.registered_weight,
+            registered_weight: r.registered_weight,
             metadata: s.instance.metadata,
             lease: s.instance.lease,
             incarnation: s.instance.incarnation,
             state: s.state,
             heartbeat_age_ms: s.heartbeat_age_ms,
-            load: s.load,
+            load: r.load,
         }
     }
 }
@@ -82,8 +83,8 @@ pub(crate) struct ServiceView {
     instances: Vec<InstanceView>,
 }
 
-impl From<ServiceStatus> for ServiceView {
-    fn from(s: ServiceStatus) -> ServiceView {
+impl From<ServiceReport> for ServiceView {
+    fn from(s: ServiceReport) -> ServiceView {
         ServiceView {
             name: s.name,
             revision: s.revision,
@@ -322,7 +323,7 @@ fn page_service(
         late,
         instances: shown
             .iter()
-            .map(|i| InstanceView::from(i.status(clock, now)))
+            .map(|i| InstanceView::from(i.report(clock, now)))
             .collect(),
     }
 }

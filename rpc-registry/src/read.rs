@@ -1,4 +1,4 @@
-//! The registry's reads over its RPC API (`instances`, `watch`, `watch_changes`, `services`, `status`): each
+//! The registry's reads over its RPC API (`instances`, `watch`, `watch_changes`, `services`, `status`, `report`): each
 //! takes what it needs under the state's lock (`Arc`s of listings and history records: pointer copies) and
 //! builds its answer after releasing it, so that no read makes a heartbeat wait while it copies instances.
 //! Watches are long polls woken by their service's revision.
@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::api::{ServiceStatus, ServiceSummary, Snapshot, Watched};
+use crate::api::{ServiceReport, ServiceStatus, ServiceSummary, Snapshot, Watched};
 use crate::history::Record;
-use crate::listing::Listing;
+use crate::listing::{Clock, Listing, Listings};
 use crate::service::Shared;
 use crate::state::State;
 
@@ -127,26 +127,34 @@ impl Shared {
     /// The instances of `only` (of every service, if `None`) with how their heartbeats stand; services without
     /// instances are left out.
     pub(crate) fn status(&self, only: Option<&str>) -> Vec<ServiceStatus> {
-        match only {
-            Some(name) => {
-                let (clock, listing) = {
-                    let mut state = self.state();
-                    (state.clock(), state.listing(name))
-                };
-                let now = Instant::now();
-                (!listing.instances.is_empty())
-                    .then(|| listing.status(&clock, now))
-                    .into_iter()
-                    .collect()
-            }
-            None => {
-                let (clock, listings) = {
-                    let mut state = self.state();
-                    (state.clock(), state.listings())
-                };
-                let now = Instant::now();
-                listings.iter().map(|l| l.status(&clock, now)).collect()
-            }
-        }
+        self.each_listing(only, Listing::status)
+    }
+
+    /// As [`Shared::status`], with each instance's own weight and load.
+    pub(crate) fn report(&self, only: Option<&str>) -> Vec<ServiceReport> {
+        self.each_listing(only, Listing::report)
+    }
+
+    /// `view` of the listing of `only` (of every service with instances, if `None`), made after the state's lock
+    /// is released.
+    fn each_listing<T>(
+        &self,
+        only: Option<&str>,
+        view: impl Fn(&Listing, &Clock, Instant) -> T,
+    ) -> Vec<T> {
+        let (clock, listings): (Clock, Listings) = {
+            let mut state = self.state();
+            let listings = match only {
+                Some(name) => Arc::from([state.listing(name)]),
+                None => state.listings(),
+            };
+            (state.clock(), listings)
+        };
+        let now = Instant::now();
+        listings
+            .iter()
+            .filter(|l| !l.instances.is_empty())
+            .map(|l| view(l, &clock, now))
+            .collect()
     }
 }

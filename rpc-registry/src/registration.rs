@@ -99,8 +99,8 @@ pub enum Status {
 /// Whether the registry's refusal `error` of a heartbeat or a registration would come again however often the
 /// instance retried: [`RegistryError::Unauthenticated`] (the call's credentials do not cover the service, or
 /// another identity owns the instance) and [`RegistryError::Invalid`]. A full registry
-/// ([`RegistryError::LimitExceeded`]) and a failed address check ([`RegistryError::AddressRefused`], which may
-/// time out) may clear; [`RegistryError::UnknownLease`] and [`RegistryError::Superseded`] have answers of
+/// ([`RegistryError::LimitExceeded`]), a failed address check ([`RegistryError::AddressRefused`], which may
+/// time out) and a disk that took no write ([`RegistryError::NotStored`]) may clear; [`RegistryError::UnknownLease`] and [`RegistryError::Superseded`] have answers of
 /// their own.
 pub fn is_final(error: &RegistryError) -> bool {
     match error {
@@ -111,7 +111,8 @@ pub fn is_final(error: &RegistryError) -> bool {
         RegistryError::UnknownLease { .. }
         | RegistryError::Superseded { .. }
         | RegistryError::LimitExceeded(_)
-        | RegistryError::AddressRefused(_) => false,
+        | RegistryError::AddressRefused(_)
+        | RegistryError::NotStored(_) => false,
     }
 }
 

@@ -93,7 +93,7 @@ impl RulesStore {
         next.push(revision.clone());
         if let Some(dir) = &self.dir {
             save(dir, &rules.service, &next).map_err(|e| {
-                RegistryError::LimitExceeded(format!(
+                RegistryError::NotStored(format!(
                     "the rules of {} could not be stored, so they were not applied: {e}",
                     shown(&rules.service)
                 ))

@@ -13,8 +13,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::api::{
-    Instance, Lease, LeaseRef, NewInstance, Registry, RegistryError, RulesRevision, ServiceStatus,
-    ServiceSummary, Snapshot, Watched,
+    Instance, Lease, LeaseRef, NewInstance, Registry, RegistryError, RulesRevision, ServiceReport,
+    ServiceStatus, ServiceSummary, Snapshot, Watched,
 };
 use crate::config::{AddressCheck, ConfigError, RegistryConfig};
 use crate::credentials::Identity;
@@ -195,11 +195,12 @@ impl Shared {
     fn renew(
         &self,
         lease: &LeaseRef,
-    ) -> Result<Option<Arc<crate::listing::Listed>>, RegistryError> {
+        load: Option<rpc_core::server::layer::LoadReport>,
+    ) -> Result<(), RegistryError> {
         let carried = Carried::current();
         self.stats
             .refused(self.authorize("heartbeat", &lease.service, &carried))?;
-        let listed = {
+        {
             let mut state = self.state();
             let owner = state.lease_owner(lease);
             self.stats.refused(self.check_owner(
@@ -208,10 +209,15 @@ impl Shared {
                 owner,
                 &carried,
             ))?;
-            self.stats.refused(state.heartbeat(lease, Instant::now()))?
-        };
+            let listed = self.stats.refused(state.heartbeat(lease, Instant::now()))?;
+            // Under the lock: an operator's weight swaps the instance's entry, and the report must reach the
+            // entry in force.
+            if let (Some(listed), Some(load)) = (listed, load) {
+                listed.add_load(load);
+            }
+        }
         self.stats.heartbeat();
-        Ok(listed)
+        Ok(())
     }
 
     /// Checks the address an instance registers, as configured.
@@ -414,7 +420,7 @@ impl Registry for RegistryService {
     }
 
     async fn heartbeat(&self, lease: LeaseRef) -> Result<(), RegistryError> {
-        self.shared.renew(&lease).map(|_| ())
+        self.shared.renew(&lease, None)
     }
 
     async fn heartbeat_with_load(
@@ -422,10 +428,7 @@ impl Registry for RegistryService {
         lease: LeaseRef,
         load: rpc_core::server::layer::LoadReport,
     ) -> Result<(), RegistryError> {
-        if let Some(listed) = self.shared.renew(&lease)? {
-            listed.report(load);
-        }
-        Ok(())
+        self.shared.renew(&lease, Some(load))
     }
 
     async fn deregister(&self, lease: LeaseRef) -> Result<(), RegistryError> {
@@ -478,6 +481,10 @@ impl Registry for RegistryService {
 
     async fn status(&self, service: Option<String>) -> Vec<ServiceStatus> {
         self.shared.status(service.as_deref())
+    }
+
+    async fn report(&self, service: Option<String>) -> Vec<ServiceReport> {
+        self.shared.report(service.as_deref())
     }
 
     async fn apply_rules(&self, rules: String) -> Result<RulesRevision, RegistryError> {

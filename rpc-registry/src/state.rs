@@ -119,8 +119,9 @@ pub(crate) struct State {
     listings: Option<Listings>,
     /// The last changes, with their reasons.
     history: History,
-    /// The weights operators set, which registrations of those addresses take in place of their own.
-    weights: Weights,
+    /// The weights operators set, which registrations of those addresses take in place of their own. Shared, so
+    /// that a read copies them after the lock is released.
+    weights: Arc<Weights>,
 }
 
 impl State {
@@ -139,18 +140,18 @@ impl State {
             with_instances: 0,
             listings: None,
             history: History::default(),
-            weights: Weights::default(),
+            weights: Arc::default(),
         }
     }
 
     /// The weights operators set.
-    pub(crate) fn weights(&self) -> &Weights {
-        &self.weights
+    pub(crate) fn weights(&self) -> Arc<Weights> {
+        Arc::clone(&self.weights)
     }
 
     /// Replaces the weights operators set (those kept on disk, at start).
     pub(crate) fn restore_weights(&mut self, weights: Weights) {
-        self.weights = weights;
+        self.weights = Arc::new(weights);
     }
 
     /// Sets (or, with `None`, undoes) an operator's weight for `address` in `service`. The instance that holds
@@ -162,7 +163,7 @@ impl State {
         address: &str,
         weight: Option<u32>,
     ) -> Option<Arc<Listed>> {
-        self.weights.set(service, address, weight);
+        Arc::make_mut(&mut self.weights).set(service, address, weight);
         let lease = *self.services.get(service)?.instances.get(address)?;
         let entry = self.leases.get_mut(&lease)?;
         let wanted = weight.unwrap_or(entry.instance.registered_weight());
@@ -603,10 +604,13 @@ mod tests {
         assert_eq!(s.revision(), 2);
         // A restarted instance registers again with its own weight: the operator's holds.
         s.register(own.clone(), now).unwrap();
-        let status = s.listing("Calc").status(&s.clock(), now);
-        let again = &status.instances[0];
-        assert_eq!((again.instance.weight, again.registered_weight), (0, 5));
-        assert_eq!(again.instance.incarnation, 2);
+        let report = s.listing("Calc").report(&s.clock(), now);
+        let again = &report.instances[0];
+        assert_eq!(
+            (again.status.instance.weight, again.registered_weight),
+            (0, 5)
+        );
+        assert_eq!(again.status.instance.incarnation, 2);
         // Undone: its own weight again, now and for later registrations.
         let restored = s.set_weight("Calc", "10.0.0.1:1", None).unwrap();
         assert_eq!(restored.weight, 5);

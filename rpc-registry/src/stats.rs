@@ -31,7 +31,7 @@ pub(crate) struct Stats {
 }
 
 /// The kinds of refused writes, as the `reason` label names them.
-const REFUSALS: [&str; 8] = [
+const REFUSALS: [&str; 9] = [
     "unauthenticated",
     "unknown_lease",
     "superseded",
@@ -40,6 +40,7 @@ const REFUSALS: [&str; 8] = [
     "address",
     "invalid_rules",
     "not_found",
+    "not_stored",
 ];
 
 fn refusal(e: &RegistryError) -> usize {
@@ -52,6 +53,7 @@ fn refusal(e: &RegistryError) -> usize {
         RegistryError::AddressRefused(_) => 5,
         RegistryError::InvalidRules(_) => 6,
         RegistryError::NotFound(_) => 7,
+        RegistryError::NotStored(_) => 8,
     }
 }
 

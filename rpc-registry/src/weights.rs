@@ -95,7 +95,7 @@ impl crate::service::Shared {
                     shown(address)
                 )));
             }
-            state.weights().clone()
+            Weights::clone(&state.weights())
         };
         let before = next.len();
         next.set(service, address, weight);
@@ -107,7 +107,7 @@ impl crate::service::Shared {
         }
         if let Some(dir) = &self.config.data_dir {
             next.save(dir).map_err(|e| {
-                RegistryError::LimitExceeded(format!(
+                RegistryError::NotStored(format!(
                     "the weight could not be stored, so it was not set: {e}"
                 ))
             })?;

@@ -768,13 +768,13 @@ async fn give_token(driver: &WebDriver, why: &str, token: &str) {
 
 /// The weight clients see of the instance of `Calc` at `address`, and its own, as the registry says.
 async fn weights(admin: &RegistryClient, address: &str) -> Option<(u32, u32)> {
-    let status = admin.status(Some(String::from("Calc"))).await.unwrap();
-    let service = status.into_iter().next()?;
+    let reports = admin.report(Some(String::from("Calc"))).await.unwrap();
+    let service = reports.into_iter().next()?;
     let instance = service
         .instances
         .into_iter()
-        .find(|i| i.instance.address == address)?;
-    Some((instance.instance.weight, instance.registered_weight))
+        .find(|i| i.status.instance.address == address)?;
+    Some((instance.status.instance.weight, instance.registered_weight))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -850,10 +850,16 @@ async fn an_operator_drains_restores_and_reweighs_instances_and_rolls_rules_back
     .await;
     let notice = text(&driver, "notice").await;
     assert_eq!(notice, "drained Calc 127.0.0.1:7001: no client picks it");
-    let href = run(&driver, "return location.href;").await;
+    let urls = run(
+        &driver,
+        "return [location.href].concat(performance.getEntriesByType('resource').map(e => e.name));",
+    )
+    .await;
+    let urls: Vec<String> = serde_json::from_value(urls).unwrap();
+    assert!(urls.iter().any(|u| u.contains("/weights")), "{urls:?}");
     assert!(
-        !href.to_string().contains(TOKEN),
-        "no credential in the URL: {href}"
+        urls.iter().all(|u| !u.contains(TOKEN)),
+        "no credential in any URL the page used: {urls:?}"
     );
 
     // Restore, then a weight of 3, with the token the tab keeps.

@@ -1,5 +1,5 @@
 //! Load reports, end to end on 127.0.0.1: a server's `LoadMeter` counts its calls, its registration sends
-//! them with each heartbeat, and the registry shows each instance's load over its window in the `status`
+//! them with each heartbeat, and the registry shows each instance's load over its window in the `report`
 //! API, `/v1/services/{name}` and `/metrics`. Real time (heartbeats every 100 ms); every wait is bounded.
 
 use std::time::Duration;
@@ -29,7 +29,7 @@ async fn a_servers_load_reaches_the_registry_with_its_heartbeats() {
     let status = RegistryClient::new(rpc_core::Client::connect(registry.addr).await.unwrap());
     let mut load = None;
     for _ in 0..100 {
-        let services = status.status(Some("Where".to_owned())).await.unwrap();
+        let services = status.report(Some("Where".to_owned())).await.unwrap();
         load = services[0].instances[0].load.clone();
         if load.as_ref().is_some_and(|l| l.calls >= 20) {
             break;

@@ -316,6 +316,34 @@ async fn rules_roll_back_over_http_with_the_registry_s_token() {
         client.apply_rules(rules).await.unwrap().unwrap();
     }
     let path = "/v1/rules/Where/rollback";
+    let json = ("content-type", "application/json");
+    let bearer = format!("Bearer {TOKEN}");
+    for (what, headers, code) in [
+        ("no token", vec![json], "401"),
+        (
+            "another site",
+            vec![
+                json,
+                ("origin", "http://evil.example"),
+                ("authorization", bearer.as_str()),
+            ],
+            "403",
+        ),
+    ] {
+        let (status, _, body) =
+            request(registry.http, "POST", path, &headers, r#"{"revision": 1}"#)
+                .await
+                .unwrap();
+        assert!(
+            status.starts_with(&format!("HTTP/1.1 {code}")),
+            "{what}: {status} {body}"
+        );
+    }
+    let unchanged = client.rules(String::from("Where")).await.unwrap().unwrap();
+    assert_eq!(
+        unchanged.revision, 2,
+        "the refused rollbacks changed nothing"
+    );
     let (status, body) = post(registry.http, path, r#"{"revision": 7}"#).await;
     assert!(status.starts_with("HTTP/1.1 404"), "{status} {body}");
     assert!(

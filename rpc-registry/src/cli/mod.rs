@@ -31,7 +31,7 @@ use std::time::Duration;
 use rpc_core::tls::ClientTls;
 use rpc_core::{Client, ClientConfig, RpcError, Status};
 
-use crate::api::RegistryClient;
+use crate::api::{RegistryClient, ServiceReport};
 use crate::token::{TokenError, bearer, hidden};
 use escape::{field, line};
 
@@ -226,12 +226,19 @@ pub async fn ls(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<(), CliError> {
-    let registry = connect(options).await?;
-    let statuses = registry
-        .with_deadline(options.timeout)
-        .status(service.map(str::to_owned))
-        .await
-        .map_err(|e| CliError::registry(options, e))?;
+    let registry = connect(options).await?.with_deadline(options.timeout);
+    let statuses = match registry.report(service.map(str::to_owned)).await {
+        Ok(reports) => reports,
+        // A registry from before `report` knows `status`: the same table, without the instances' own weights.
+        Err(e) if e.code() == Status::Unimplemented => registry
+            .status(service.map(str::to_owned))
+            .await
+            .map_err(|e| CliError::registry(options, e))?
+            .into_iter()
+            .map(ServiceReport::from)
+            .collect(),
+        Err(e) => return Err(CliError::registry(options, e)),
+    };
     if statuses.iter().all(|s| s.instances.is_empty()) {
         if let Some(service) = service {
             return Err(CliError::NoService {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::escape::{MAX_LINE_CHARS, escape, field};
-use crate::api::{InstanceState, ServiceStatus};
+use crate::api::{InstanceState, ServiceReport};
 
 /// The header row.
 const HEADER: [&str; 7] = [
@@ -22,13 +22,13 @@ const HEADER: [&str; 7] = [
 /// What separates two columns.
 const GAP: &str = "   ";
 
-/// The table of the instances in `statuses`: a header row, then one row per instance, sorted by service then
+/// The table of the instances in `reports`: a header row, then one row per instance, sorted by service then
 /// address; every column as wide as its widest cell, no trailing spaces, each line ending in `\n`. Names,
 /// addresses and metadata are escaped and cut ([`super::escape()`]): one instance is always one line. A weight
 /// an operator set shows the instance's own beside it: `0 (own 5)`.
 ///
 /// ```
-/// use rpc_registry::{Instance, InstanceState, InstanceStatus, ServiceStatus};
+/// use rpc_registry::{Instance, InstanceReport, InstanceState, InstanceStatus, ServiceReport};
 /// let instance = Instance {
 ///     service: "Calc".into(),
 ///     address: "127.0.0.1:7001".into(),
@@ -37,22 +37,24 @@ const GAP: &str = "   ";
 ///     lease: 1,
 ///     incarnation: 1,
 /// };
-/// let status = ServiceStatus {
+/// let status = InstanceStatus { instance, state: InstanceState::Up, heartbeat_age_ms: 350 };
+/// let report = ServiceReport {
 ///     name: "Calc".into(),
 ///     revision: 1,
-///     instances: vec![InstanceStatus { instance, registered_weight: 5, state: InstanceState::Up, heartbeat_age_ms: 350, load: None }],
+///     instances: vec![InstanceReport { status, registered_weight: 5, load: None }],
 /// };
 /// assert_eq!(
-///     rpc_registry::cli::render_table(&[status]),
+///     rpc_registry::cli::render_table(&[report]),
 ///     "SERVICE   ADDRESS          WEIGHT   STATE   HEARTBEAT   INCARNATION   METADATA\n\
 ///      Calc      127.0.0.1:7001   5        up      350ms       1             zone=a\n"
 /// );
 /// ```
-pub fn render_table(statuses: &[ServiceStatus]) -> String {
-    let mut rows: Vec<[String; 7]> = statuses
+pub fn render_table(reports: &[ServiceReport]) -> String {
+    let mut rows: Vec<[String; 7]> = reports
         .iter()
         .flat_map(|service| {
-            service.instances.iter().map(|status| {
+            service.instances.iter().map(|report| {
+                let status = &report.status;
                 let i = &status.instance;
                 let metadata = match format_metadata(&i.metadata) {
                     m if m.is_empty() => "-".to_owned(),
@@ -61,7 +63,7 @@ pub fn render_table(statuses: &[ServiceStatus]) -> String {
                 [
                     field(&service.name).into_owned(),
                     field(&i.address).into_owned(),
-                    match status.registered_weight {
+                    match report.registered_weight {
                         own if own == i.weight => i.weight.to_string(),
                         own => format!("{} (own {own})", i.weight),
                     },
@@ -154,7 +156,7 @@ pub fn format_metadata(metadata: &BTreeMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Instance, InstanceStatus};
+    use crate::api::{Instance, InstanceStatus, ServiceStatus};
 
     fn status(address: &str, weight: u32, state: InstanceState, age_ms: u64) -> InstanceStatus {
         InstanceStatus {
@@ -166,19 +168,18 @@ mod tests {
                 lease: 1,
                 incarnation: 1,
             },
-            registered_weight: weight,
             state,
             heartbeat_age_ms: age_ms,
-            load: None,
         }
     }
 
-    fn service(name: &str, instances: Vec<InstanceStatus>) -> ServiceStatus {
-        ServiceStatus {
+    /// The report of a service whose instances weigh what they registered with.
+    fn service(name: &str, instances: Vec<InstanceStatus>) -> ServiceReport {
+        ServiceReport::from(ServiceStatus {
             name: name.to_owned(),
             revision: 1,
             instances,
-        }
+        })
     }
 
     #[test]
@@ -214,9 +215,12 @@ Calc      127.0.0.1:10000       5        up      40ms        1             -
 
     #[test]
     fn a_weight_an_operator_set_shows_the_instance_s_own_beside_it() {
-        let mut drained = status("127.0.0.1:7001", 0, InstanceState::Up, 40);
-        drained.registered_weight = 5;
-        let table = render_table(&[service("Calc", vec![drained])]);
+        let mut report = service(
+            "Calc",
+            vec![status("127.0.0.1:7001", 0, InstanceState::Up, 40)],
+        );
+        report.instances[0].registered_weight = 5;
+        let table = render_table(&[report]);
         assert_eq!(
             table.lines().nth(1),
             Some("Calc      127.0.0.1:7001   0 (own 5)   up      40ms        1             -")
