@@ -24,11 +24,14 @@
 //! - `guard`: the serde adapter that bounds allocations by the payload's length, the decoded value's memory by
 //!   a limit, and its nesting by [`MAX_DEPTH`].
 //! - [`method`]: method ids from `"Service.method"`.
+//! - [`compression`]: [`Encoding`] (lz4; zstd with the `zstd` feature), and payloads compressed and
+//!   decompressed within a limit.
 //! - [`config`]: [`Config`], the limits.
 //! - [`error`]: the error types.
 
 pub mod buffer;
 pub mod codec;
+pub mod compression;
 pub mod config;
 pub mod decode;
 mod encode;
@@ -44,6 +47,7 @@ pub mod status;
 
 pub use buffer::WriteBuf;
 pub use codec::FrameCodec;
+pub use compression::{CompressionError, Encoding};
 pub use config::Config;
 pub use decode::{FrameRef, Received, ReceivedRef, Refused};
 pub use error::{EncodeError, FrameError, HeaderError, LimitExceeded, MetadataError, PayloadError};
