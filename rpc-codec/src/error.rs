@@ -21,6 +21,17 @@ pub enum HeaderError {
         /// The bits this kind defines.
         allowed: u8,
     },
+    /// Both compression bits: a payload is compressed with one encoding at most.
+    #[error(
+        "flags 0b{got:08b} on a frame of kind {kind} name two compressions (lz4 0b010 and zstd 0b100): \
+         expected one at most"
+    )]
+    TwoEncodings {
+        /// The frame's kind.
+        kind: Kind,
+        /// The flag byte received.
+        got: u8,
+    },
     /// A field that must be zero for this kind was not.
     #[error("{field} must be 0 on a frame of kind {kind}, got {got}")]
     MustBeZero {

@@ -98,11 +98,11 @@ const CALL: u8 = METHOD_ID | DEADLINE | METADATA | PAYLOAD;
 
 /// The rules of each kind, in code order; the table of `docs/PROTOCOL.md` section 5.
 const RULES: [Rules; 8] = [
-    // Request: request id required; method, deadline, metadata and payload allowed.
-    Rules::new(0, REQUEST_ID | CALL, REQUEST_ID),
-    // Response: request id required; may carry APP_ERROR, metadata and payload.
+    // Request: request id required; method, deadline, metadata and payload allowed; a compressed payload.
+    Rules::new(Flags::COMPRESSION.0, REQUEST_ID | CALL, REQUEST_ID),
+    // Response: request id required; may carry APP_ERROR, metadata and a payload, compressed or not.
     Rules::new(
-        Flags::APP_ERROR.0,
+        Flags::APP_ERROR.0 | Flags::COMPRESSION.0,
         REQUEST_ID | METADATA | PAYLOAD,
         REQUEST_ID,
     ),
@@ -111,7 +111,7 @@ const RULES: [Rules; 8] = [
     // Cancel: the request id and nothing else.
     Rules::new(0, REQUEST_ID, REQUEST_ID),
     // OneWay: like Request, but the id may be 0.
-    Rules::new(0, REQUEST_ID | CALL, 0),
+    Rules::new(Flags::COMPRESSION.0, REQUEST_ID | CALL, 0),
     // Ping and Pong: an opaque nonce.
     Rules::new(0, REQUEST_ID, 0),
     Rules::new(0, REQUEST_ID, 0),
@@ -148,6 +148,13 @@ impl Flags {
     pub const EMPTY: Flags = Flags(0);
     /// On a `Response`: the payload is the application's error value, not the method's success value.
     pub const APP_ERROR: Flags = Flags(0b0000_0001);
+    /// On a `Request`, `Response` or `OneWay` (protocol 1.1): the payload is compressed with lz4
+    /// ([`crate::compression`]).
+    pub const LZ4: Flags = Flags(0b0000_0010);
+    /// On a `Request`, `Response` or `OneWay` (protocol 1.1): the payload is compressed with zstd.
+    pub const ZSTD: Flags = Flags(0b0000_0100);
+    /// The bits that name a payload's compression: at most one of them is set.
+    pub const COMPRESSION: Flags = Flags(0b0000_0110);
 
     /// The flags for a wire byte, unchecked: [`Header::check`] refuses bits the kind does not allow.
     pub const fn from_bits(bits: u8) -> Flags {
@@ -162,6 +169,28 @@ impl Flags {
     /// Whether every bit of `other` is set here.
     pub const fn contains(self, other: Flags) -> bool {
         self.0 & other.0 == other.0
+    }
+
+    /// These flags with `other`'s bits set too.
+    pub const fn with(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+
+    /// The encoding the payload is compressed with, if a compression bit is set.
+    pub const fn encoding(self) -> Option<crate::compression::Encoding> {
+        match self.0 & Flags::COMPRESSION.0 {
+            0b010 => Some(crate::compression::Encoding::Lz4),
+            0b100 => Some(crate::compression::Encoding::Zstd),
+            _ => None,
+        }
+    }
+
+    /// The flag of `encoding`.
+    pub const fn of(encoding: crate::compression::Encoding) -> Flags {
+        match encoding {
+            crate::compression::Encoding::Lz4 => Flags::LZ4,
+            crate::compression::Encoding::Zstd => Flags::ZSTD,
+        }
     }
 }
 
@@ -280,11 +309,17 @@ impl Header {
         let (flags, status, id) = (self.flags.0, self.status.code(), self.request_id);
         let call_fields = u64::from(self.method_id) | u64::from(self.deadline_us);
         let sections = metadata_len | payload_len;
+        // At most one compression bit (both set would name no encoding).
+        let compression = flags & Flags::COMPRESSION.0 != Flags::COMPRESSION.0;
+        let plain = flags & !Flags::COMPRESSION.0;
         let ok = match self.kind {
-            Kind::Request => flags | status == 0 && id != 0,
-            Kind::OneWay => flags | status == 0,
+            Kind::Request => plain | status == 0 && id != 0 && compression,
+            Kind::OneWay => plain | status == 0 && compression,
             Kind::Response => {
-                flags & !Flags::APP_ERROR.0 | status == 0 && id != 0 && call_fields == 0
+                plain & !Flags::APP_ERROR.0 | status == 0
+                    && id != 0
+                    && call_fields == 0
+                    && compression
             }
             Kind::Error => flags == 0 && status != 0 && call_fields == 0,
             Kind::Cancel => flags | status == 0 && id != 0 && call_fields == 0 && sections == 0,
@@ -313,6 +348,12 @@ impl Header {
                 kind,
                 got: self.flags.0,
                 allowed: rules.flags,
+            });
+        }
+        if self.flags.0 & Flags::COMPRESSION.0 == Flags::COMPRESSION.0 {
+            return Some(HeaderError::TwoEncodings {
+                kind,
+                got: self.flags.0,
             });
         }
         let fields = [
@@ -408,11 +449,11 @@ mod tests {
     /// (kind, allowed flags, status, request_id, method_id, deadline, metadata, payload),
     /// where 0 = must be zero, 1 = must be non-zero, 2 = any.
     const TABLE: [(Kind, u8, [u8; 6]); 8] = [
-        (Kind::Request, 0, [0, 1, 2, 2, 2, 2]),
-        (Kind::Response, 1, [0, 1, 0, 0, 2, 2]),
+        (Kind::Request, 6, [0, 1, 2, 2, 2, 2]),
+        (Kind::Response, 7, [0, 1, 0, 0, 2, 2]),
         (Kind::Error, 0, [1, 2, 0, 0, 2, 2]),
         (Kind::Cancel, 0, [0, 1, 0, 0, 0, 0]),
-        (Kind::OneWay, 0, [0, 2, 2, 2, 2, 2]),
+        (Kind::OneWay, 6, [0, 2, 2, 2, 2, 2]),
         (Kind::Ping, 0, [0, 2, 0, 0, 0, 0]),
         (Kind::Pong, 0, [0, 2, 0, 0, 0, 0]),
         (Kind::GoAway, 0, [2, 2, 0, 0, 0, 2]),
@@ -422,7 +463,7 @@ mod tests {
     fn check_agrees_with_the_protocol_table_for_every_combination() {
         for (kind, allowed_flags, rules) in TABLE {
             for set in 0u8..64 {
-                for flags in [0u8, 1, 2, 0x80] {
+                for flags in [0u8, 1, 2, 4, 6, 7, 0x80] {
                     let on = |i: u8| set & (1 << i) != 0;
                     let header = Header {
                         kind,
@@ -438,7 +479,8 @@ mod tests {
                         1 => on(i),
                         _ => true,
                     });
-                    let want = fields_ok && flags & !allowed_flags == 0;
+                    // At most one compression bit, on the kinds that allow them.
+                    let want = fields_ok && flags & !allowed_flags == 0 && flags & 6 != 6;
                     let got = header.check(mlen, plen);
                     assert_eq!(
                         got.is_ok(),

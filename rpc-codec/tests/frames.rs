@@ -295,7 +295,14 @@ fn header_fields_a_kind_does_not_allow_are_refused() {
     let err = decode(&b).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "invalid header: flags 0b00000001 not allowed on a frame of kind request (allowed bits: 0b00000000)"
+        "invalid header: flags 0b00000001 not allowed on a frame of kind request (allowed bits: 0b00000110)"
+    );
+    b[4] = 0x06; // lz4 and zstd at once
+    let err = decode(&b).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid header: flags 0b00000110 on a frame of kind request name two compressions (lz4 0b010 and \
+         zstd 0b100): expected one at most"
     );
 
     let mut b = header_bytes(Kind::Response as u8);

@@ -108,6 +108,21 @@ fn response_vectors() {
 }
 
 #[test]
+fn compressed_request_vector() {
+    let mut packed = Vec::new();
+    rpc_codec::compression::compress(rpc_codec::Encoding::Lz4, &[0x04, 0x06], &mut packed).unwrap();
+    let header = Header {
+        flags: rpc_codec::Flags::LZ4,
+        ..Header::request(2, method_id("Calc", "add"))
+    };
+    let frame = check("request-lz4", encode_raw(header, &packed), header);
+    assert_eq!(
+        rpc_codec::compression::decompress(rpc_codec::Encoding::Lz4, &frame.payload, 1024).unwrap(),
+        [0x04, 0x06]
+    );
+}
+
+#[test]
 fn error_vector() {
     let header = Header::error(3, Status::Unimplemented);
     let message = "no method with id 0x12345678 on this server";

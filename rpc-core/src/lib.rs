@@ -69,6 +69,8 @@
 //! - `transport`: what differs between TCP, TLS and Unix domain sockets: dialing, [`server::Listener`], the
 //!   handshake of each connection, one stream type for all, [`PeerAddr`], and the counts of bytes and
 //!   connections.
+//! - `compression`: [`CompressionConfig`], which encodings a client or server compresses large payloads with,
+//!   and how a connection negotiates them (protocol 1.1).
 //! - `context`: [`Context`], the call a handler serves.
 //! - `error`: [`RpcError`].
 //! - `options`: [`CallOptions`], per-call deadline and metadata.
@@ -92,6 +94,7 @@
 pub mod __private;
 pub mod balance;
 pub mod client;
+mod compression;
 mod context;
 mod error;
 pub mod fault;
@@ -114,11 +117,13 @@ mod trace;
 mod transport;
 
 pub use client::{Client, ClientConfig};
+pub use compression::{ACCEPT_ENCODING, CompressionConfig};
 pub use context::Context;
 pub use error::{RETRY_AFTER, RpcError};
 pub use method::MethodInfo;
 pub use metrics::Metrics;
 pub use options::CallOptions;
+pub use rpc_codec::Encoding;
 pub use rpc_codec::{Metadata, MetadataBuilder, MetadataError, Status};
 pub use rpc_macros::service;
 pub use server::{BuildError, Server, ServerBuilder, ServerConfig, Service};

@@ -158,6 +158,14 @@ pub struct ServeFlags {
     /// Most memory, in bytes, that a call's decoded arguments may take.
     #[arg(long, default_value_t = codec::DEFAULT_MAX_DECODED_LEN)]
     pub max_decoded_len: usize,
+    /// Encodings the API accepts compressed requests in and compresses answers with, for clients that offer
+    /// compression: comma-separated, most preferred first (`zstd,lz4`), `supported` (every encoding of the
+    /// build) or `none`.
+    #[arg(long, value_parser = parse_encodings, default_value = "supported")]
+    pub compression: Encodings,
+    /// Smallest answer compressed, in bytes.
+    #[arg(long, default_value_t = rpc_core::codec::compression::DEFAULT_THRESHOLD)]
+    pub compression_threshold: usize,
 }
 
 impl std::fmt::Debug for ServeFlags {
@@ -201,6 +209,8 @@ impl std::fmt::Debug for ServeFlags {
             max_frame_metadata_len,
             max_frame_metadata_entries,
             max_decoded_len,
+            compression,
+            compression_threshold,
         } = self;
         f.debug_struct("ServeFlags")
             .field("listen", listen)
@@ -240,6 +250,8 @@ impl std::fmt::Debug for ServeFlags {
             .field("max_frame_metadata_len", max_frame_metadata_len)
             .field("max_frame_metadata_entries", max_frame_metadata_entries)
             .field("max_decoded_len", max_decoded_len)
+            .field("compression", compression)
+            .field("compression_threshold", compression_threshold)
             .finish()
     }
 }
@@ -330,10 +342,31 @@ impl ServeFlags {
                 frame_timeout: positive("frame-timeout-ms", self.frame_timeout_ms)?,
                 handshake_timeout: positive("handshake-timeout-ms", self.handshake_timeout_ms)?,
                 inline_handlers: self.inline_handlers,
+                compression: rpc_core::CompressionConfig {
+                    encodings: self.compression.0.clone(),
+                    threshold: self.compression_threshold,
+                },
             },
         };
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// The encodings of `--compression`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encodings(pub Vec<rpc_core::Encoding>);
+
+/// `supported`, `none`, or a comma-separated list of encodings this build has.
+fn parse_encodings(text: &str) -> Result<Encodings, String> {
+    match text.trim() {
+        "supported" => Ok(Encodings(rpc_core::Encoding::supported().collect())),
+        "none" | "" => Ok(Encodings(Vec::new())),
+        list => list
+            .split(',')
+            .map(|name| rpc_core::Encoding::parse(name).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Encodings),
     }
 }
 
@@ -396,6 +429,10 @@ mod tests {
         ("server.frame_timeout", &["frame-timeout-ms"]),
         ("server.handshake_timeout", &["handshake-timeout-ms"]),
         ("server.inline_handlers", &["inline-handlers"]),
+        (
+            "server.compression",
+            &["compression", "compression-threshold"],
+        ),
     ];
 
     /// The fields of a `{:#?}` rendering, as `path -> value`, descending into `server` and `server.codec`
@@ -479,6 +516,8 @@ mod tests {
             ("frame-timeout-ms", "96"),
             ("handshake-timeout-ms", "97"),
             ("inline-handlers", "false"),
+            ("compression", "lz4"),
+            ("compression-threshold", "2048"),
             ("max-handshaking-connections", "98"),
         ];
         let argv = std::iter::once(String::from("serve")).chain(
@@ -488,10 +527,21 @@ mod tests {
         let config = Cli::try_parse_from(argv).unwrap().flags.config().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(config.credentials.tokens.len(), 1, "--credentials was read");
+        assert_eq!(
+            config.server.compression,
+            rpc_core::CompressionConfig {
+                encodings: vec![rpc_core::Encoding::Lz4],
+                threshold: 2048
+            }
+        );
         let before = fields(&defaults);
         let after = fields(&config);
         for ((path, old), (_, new)) in before.iter().zip(&after) {
-            if path == "server" || path == "server.codec" || path == "tls" || path == "credentials"
+            if path == "server"
+                || path == "server.codec"
+                || path == "server.compression"
+                || path == "tls"
+                || path == "credentials"
             {
                 // Nested structs differ through their fields (credentials: below); TLS needs certificates
                 // (tests/cli.rs serves with them).

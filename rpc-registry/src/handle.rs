@@ -94,12 +94,13 @@ impl Key {
             tls,
             metrics,
             layers,
+            compression,
         } = config;
         #[cfg(feature = "tls")]
         if tls.is_some() {
             return None;
         }
-        if metrics.is_some() || !layers.is_empty() {
+        if metrics.is_some() || !layers.is_empty() || compression.is_on() {
             return None;
         }
         addrs.sort_unstable();

@@ -75,6 +75,10 @@ pub struct ClientConfig {
     pub metrics: Option<crate::Metrics>,
     /// The user's tower layers around every call (see [`ClientConfig::layer`]); none by default.
     pub layers: super::layer::Layers,
+    /// The encodings the client offers and compresses requests with (protocol 1.1), and the smallest request it
+    /// compresses. Default: none ([`crate::CompressionConfig::off`]), so that calls are those of protocol 1.0
+    /// and pay nothing. Responses are decompressed within `codec.max_decoded_len`.
+    pub compression: crate::CompressionConfig,
 }
 
 impl Default for ClientConfig {
@@ -97,6 +101,7 @@ impl Default for ClientConfig {
             tls: None,
             metrics: None,
             layers: super::layer::Layers::default(),
+            compression: crate::CompressionConfig::off(),
         }
     }
 }

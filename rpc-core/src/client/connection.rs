@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     /// Set when the server sent a `GoAway` with a status other than `Ok`: it refuses this connection (it is at
     /// its connection limit, say). The next call counts it as a failed connection attempt.
     refusal: OnceLock<RpcError>,
+    /// The negotiation of compression, when the client compresses (protocol 1.1).
+    compression: Option<super::compression::Negotiation>,
 }
 
 impl Shared {
@@ -169,6 +171,7 @@ impl Connection {
         writer: W,
         codec: FrameCodec,
         max_pending_output: usize,
+        compression: &crate::CompressionConfig,
         open: Open,
     ) -> Connection
     where
@@ -184,6 +187,7 @@ impl Connection {
             closed: OnceLock::new(),
             closed_signal: Notify::new(),
             refusal: OnceLock::new(),
+            compression: super::compression::Negotiation::of(compression),
         });
         let read = tokio::spawn(read_loop(Arc::clone(&shared), reader, codec, open));
         let write = {
@@ -241,15 +245,31 @@ impl Connection {
     ) -> Result<(u64, oneshot::Receiver<Reply>), RpcError> {
         let (tx, rx) = oneshot::channel();
         let shared = &*self.shared;
+        // With compression negotiated (protocol 1.1): the offer in the metadata, a large payload compressed.
+        let planned = match &shared.compression {
+            None => None,
+            Some(negotiation) => planned(negotiation, args, metadata)?,
+        };
         let mut encode = |state: &mut crate::outbox::OutState| {
             let id = state.last_request_id + 1;
             let header = Header::request(id, method.id).with_deadline(budget);
-            args.encode_frame(&shared.codec, &header, metadata, &mut state.buf)
-                .map(|()| {
-                    state.last_request_id = id;
-                    // Registered before the frame can leave, so the reply always finds its caller.
-                    (id, shared.calls().register(id, tx, deadline))
-                })
+            let encoded = match &planned {
+                None => args.encode_frame(&shared.codec, &header, metadata, &mut state.buf),
+                Some((flags, metadata, payload)) => {
+                    let header = Header {
+                        flags: *flags,
+                        ..header
+                    };
+                    shared
+                        .codec
+                        .encode_bytes(&header, metadata, payload, &mut state.buf)
+                }
+            };
+            encoded.map(|()| {
+                state.last_request_id = id;
+                // Registered before the frame can leave, so the reply always finds its caller.
+                (id, shared.calls().register(id, tx, deadline))
+            })
         };
         let (encoded, first) = loop {
             let Ok(pushed) = shared.outbox.try_push_quiet(encode) else {
@@ -332,6 +352,35 @@ fn encode_error(e: rpc_codec::EncodeError) -> RpcError {
     )
 }
 
+/// A request as the negotiation's plan writes it: its flags, its metadata (with the offer, if it carries it)
+/// and its payload (compressed, if it gains); `None` when it is written as protocol 1.0 writes it.
+#[cold]
+#[inline(never)]
+fn planned<P: Payload + ?Sized>(
+    negotiation: &super::compression::Negotiation,
+    args: &P,
+    metadata: &Metadata,
+) -> Result<Option<(rpc_codec::Flags, Metadata, Bytes)>, RpcError> {
+    let Some(plan) = negotiation.plan() else {
+        return Ok(None);
+    };
+    let metadata = match &plan.offer {
+        Some(offer) => super::compression::with_offer(metadata, offer)?,
+        None => metadata.clone(),
+    };
+    let payload = args.to_bytes().map_err(|e| {
+        let status = crate::error::payload_status(PayloadSide::Request, &e);
+        RpcError::not_processed(status, format!("request not sent: {e}"))
+    })?;
+    let squeezed = plan.squeeze.and_then(|(encoding, threshold)| {
+        crate::compression::squeeze(encoding, threshold, &payload)
+    });
+    Ok(Some(match squeezed {
+        Some((flags, packed)) => (flags, metadata, Bytes::from(packed)),
+        None => (rpc_codec::Flags::EMPTY, metadata, payload),
+    }))
+}
+
 /// Reads frames until the connection ends, then fails whatever is still waiting.
 async fn read_loop<R: AsyncRead + Unpin>(
     shared: Arc<Shared>,
@@ -384,6 +433,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
 fn handle(shared: &Shared, frame: rpc_codec::Frame, replies: &mut Vec<(u64, Reply)>) {
     let h = frame.header;
     match h.kind {
+        Kind::Response if shared.compression.is_some() || h.flags.encoding().is_some() => {
+            replies.push((h.request_id, negotiated(shared, &frame)));
+        }
         Kind::Response if h.flags.contains(rpc_codec::Flags::APP_ERROR) => {
             replies.push((h.request_id, Reply::AppError(frame.payload)));
         }
@@ -421,6 +473,31 @@ fn handle(shared: &Shared, frame: rpc_codec::Frame, replies: &mut Vec<(u64, Repl
         ),
         // A cancel (there is nothing to cancel) and a stray pong are ignored.
         Kind::OneWay | Kind::Cancel | Kind::Pong => {}
+    }
+}
+
+/// A response on a connection that compresses, or compressed: what it answers of the offer, and its payload
+/// decompressed.
+#[cold]
+#[inline(never)]
+fn negotiated(shared: &Shared, frame: &rpc_codec::Frame) -> Reply {
+    let h = frame.header;
+    if let Some(negotiation) = &shared.compression {
+        negotiation.heard(&frame.metadata);
+    }
+    let payload = match (h.flags.encoding(), &shared.compression) {
+        (None, _) => Ok(frame.payload.clone()),
+        (Some(encoding), None) => Err(super::compression::unoffered(encoding)),
+        (Some(encoding), Some(negotiation)) => negotiation.inflate(
+            encoding,
+            &frame.payload,
+            shared.codec.config().max_decoded_len,
+        ),
+    };
+    match payload {
+        Ok(payload) if h.flags.contains(rpc_codec::Flags::APP_ERROR) => Reply::AppError(payload),
+        Ok(payload) => Reply::Value(payload),
+        Err(e) => Reply::Failed(e),
     }
 }
 

@@ -210,6 +210,7 @@ impl Direct {
             Counted::new(writer, metrics.clone()),
             self.codec.clone(),
             self.config.max_pending_output,
+            &self.config.compression,
             Open::new(metrics.clone()),
         ))
     }

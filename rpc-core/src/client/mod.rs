@@ -17,6 +17,7 @@
 
 mod balanced;
 mod calls;
+mod compression;
 pub mod config;
 mod connection;
 mod direct;

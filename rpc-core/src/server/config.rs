@@ -83,6 +83,11 @@ pub struct ServerConfig {
     /// the other calls of its connection meanwhile; with `false`, every call gets its own task at once, so that
     /// on a multi-threaded runtime the handlers of one connection run in parallel.
     pub inline_handlers: bool,
+    /// The encodings the server decompresses requests in and compresses answers with, for clients that offer
+    /// compression (protocol 1.1), and the smallest answer it compresses. Default: every encoding of the build,
+    /// from 1 KiB ([`crate::CompressionConfig::supported`]); a client that offers nothing gets nothing
+    /// compressed. Requests are decompressed within `codec.max_decoded_len`.
+    pub compression: crate::CompressionConfig,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +104,7 @@ impl Default for ServerConfig {
             frame_timeout: DEFAULT_FRAME_TIMEOUT,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             inline_handlers: true,
+            compression: crate::CompressionConfig::supported(),
         }
     }
 }

@@ -40,6 +40,8 @@ pub(crate) struct ConnShared {
     in_flight: AtomicUsize,
     /// Notified when the last call in flight finishes.
     idle: Notify,
+    /// What the client and the server agreed on compression.
+    pub(crate) compression: super::compression::Negotiated,
 }
 
 impl ConnShared {
@@ -84,9 +86,12 @@ impl ConnShared {
     /// Queues `response` as the answer to call `id` (the caller has waited for room).
     pub(crate) fn send_response(&self, id: u64, response: &Response) {
         let codec = &self.codec;
-        let sent = self
-            .outbox
-            .push(|state| response.encode(codec, id, &mut state.buf));
+        let sent = match self.compression.plan() {
+            None => self
+                .outbox
+                .push(|state| response.encode(codec, id, &mut state.buf)),
+            Some(plan) => self.push_planned(id, response, &plan),
+        };
         match sent {
             Ok(Ok(true)) | Err(_) => {}
             Ok(Ok(false)) => {
@@ -105,6 +110,26 @@ impl ConnShared {
                 self.send_error(id, status, &message);
             }
         }
+    }
+
+    /// Queues `response` to call `id` as a compression `plan` says (protocol 1.1): out of the way of the calls of
+    /// connections that negotiated nothing.
+    #[cold]
+    #[inline(never)]
+    fn push_planned(
+        &self,
+        id: u64,
+        response: &Response,
+        plan: &super::compression::Plan,
+    ) -> Result<Result<bool, rpc_codec::EncodeError>, crate::error::RpcError> {
+        let codec = &self.codec;
+        let sent = self
+            .outbox
+            .push(|state| response.encode_planned(codec, id, plan, &mut state.buf));
+        if plan.announce.is_some() && matches!(sent, Ok(Ok(true))) {
+            self.compression.announced();
+        }
+        sent
     }
 
     /// Queues an `Error` frame as the answer to call `id`, without waiting for room: a handler's answer or a
@@ -206,6 +231,7 @@ pub(crate) async fn run<R, W, L>(
         calls: Mutex::new(IdMap::default()),
         in_flight: AtomicUsize::new(0),
         idle: Notify::new(),
+        compression: super::compression::Negotiated::new(config.compression.clone()),
     });
     let writer = {
         let conn = Arc::clone(&conn);
@@ -422,6 +448,11 @@ async fn process<L: Layers>(
                         break false;
                     }
                     Ok(None) => None,
+                    // A compressed payload: decompressed into a buffer of its own (protocol 1.1).
+                    Ok(Some(admitted)) if frame.header().flags.encoding().is_some() => {
+                        let limit = codec.config().max_decoded_len;
+                        inflated(conn, &frame, admitted, limit)
+                    }
                     Ok(Some(admitted)) if !L::OWNED => {
                         let head = admitted.head(&frame);
                         let payload = Payload::Borrowed(frame.payload);
@@ -432,20 +463,30 @@ async fn process<L: Layers>(
                         // Where the payload lies in `buf`, to share it once the frame leaves the buffer.
                         let from = frame.payload.as_ptr() as usize - buf.as_ptr() as usize;
                         let payload_at = from..from + frame.payload.len();
-                        Some((admitted.head(&frame), admitted.entry, payload_at))
+                        Some((
+                            admitted.head(&frame),
+                            admitted.entry,
+                            Source::At(payload_at),
+                        ))
                     }
                 }
             }
         };
         at += used;
-        let Some((head, entry, payload_at)) = owned else {
+        let Some((head, entry, source)) = owned else {
             continue;
         };
-        // The frames read so far leave the buffer; the payload is shared with the request, not copied.
-        let read = buf.split_to(at).freeze();
-        at = 0;
-        let payload = Payload::Shared(read.slice(payload_at));
-        drop(read);
+        let payload = match source {
+            Source::At(payload_at) => {
+                // The frames read so far leave the buffer; the payload is shared with the request, not copied.
+                let read = buf.split_to(at).freeze();
+                at = 0;
+                let payload = Payload::Shared(read.slice(payload_at));
+                drop(read);
+                payload
+            }
+            Source::Inflated(inflated) => Payload::Shared(inflated),
+        };
         ready::<L>(conn, stack).await;
         start::<L>(conn, stack, config, head, &*entry.service, payload);
     };
@@ -458,6 +499,39 @@ async fn process<L: Layers>(
         return false;
     }
     keep
+}
+
+/// A request whose payload is compressed (protocol 1.1): its head and payload, decompressed within `limit`; or
+/// `None`, the request refused.
+#[cold]
+#[inline(never)]
+fn inflated<'r>(
+    conn: &ConnShared,
+    frame: &rpc_codec::FrameRef<'_>,
+    admitted: Admitted<'r>,
+    limit: usize,
+) -> Option<(Head, &'r Entry, Source)> {
+    let h = frame.header();
+    let encoding = h.flags.encoding()?;
+    match conn.compression.inflate(encoding, frame.payload, limit) {
+        Ok(payload) => Some((
+            admitted.head(frame),
+            admitted.entry,
+            Source::Inflated(payload),
+        )),
+        Err((status, message)) => {
+            if !admitted.one_way {
+                conn.send_error(h.request_id, status, &message);
+            }
+            None
+        }
+    }
+}
+
+/// Where a request's payload is: in the read buffer, or decompressed into a buffer of its own.
+enum Source {
+    At(std::ops::Range<usize>),
+    Inflated(bytes::Bytes),
 }
 
 /// Starts the call of `head`: through the server's own layers, which may refuse it, then the user's and its
@@ -575,6 +649,7 @@ fn handle<'r>(
                 }
                 return Ok(None);
             };
+            conn.compression.read_offer(&frame.metadata);
             let arrived = *state.arrived.get_or_insert_with(Instant::now);
             Ok(Some(Admitted {
                 entry,

@@ -22,6 +22,7 @@
 
 mod admission;
 mod answer;
+mod compression;
 pub mod config;
 mod connection;
 mod dispatch;

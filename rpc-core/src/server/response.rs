@@ -191,4 +191,39 @@ impl Response {
             Kind::Failed { .. } => Ok(false),
         }
     }
+
+    /// As [`Response::encode`], as `plan` says: with the server's list of encodings in the metadata, and the
+    /// payload compressed if it is large enough to gain. The payload is encoded apart first, then copied.
+    pub(crate) fn encode_planned(
+        &self,
+        frame: &FrameCodec,
+        id: u64,
+        plan: &super::compression::Plan,
+        buf: &mut WriteBuf,
+    ) -> Result<bool, EncodeError> {
+        let header = match self.is_app_error() {
+            true => Header::app_error(id),
+            false => Header::response(id),
+        };
+        let bytes: Cow<'_, [u8]> = match &self.kind {
+            Kind::Handler(answer) => Cow::Owned(answer.payload()?),
+            Kind::Value(bytes) | Kind::AppError(bytes) => Cow::Borrowed(bytes),
+            Kind::Failed { .. } => return Ok(false),
+        };
+        let md = plan.announce.clone().unwrap_or_default();
+        let squeezed = plan.squeeze.and_then(|(encoding, threshold)| {
+            crate::compression::squeeze(encoding, threshold, &bytes)
+        });
+        match squeezed {
+            Some((flags, packed)) => {
+                let header = Header {
+                    flags: header.flags.with(flags),
+                    ..header
+                };
+                frame.encode_bytes(&header, &md, &packed, buf)
+            }
+            None => frame.encode_bytes(&header, &md, &bytes, buf),
+        }
+        .map(|()| true)
+    }
 }
