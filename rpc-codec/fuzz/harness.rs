@@ -8,11 +8,14 @@
 //! - a frame re-encodes to exactly the bytes it came from (unknown status codes aside);
 //! - the receive buffer never grows past what the limit allows;
 //! - every accepted payload can be handed to the payload codec as several types without panicking, with and
-//!   without a limit on the decoded value's memory.
+//!   without a limit on the decoded value's memory;
+//! - a payload flagged as compressed (protocol 1.1) decompresses within the decoded-memory limit or is refused,
+//!   never panicking and never yielding more than the limit; what it yields goes to the payload codec too.
 
 use std::collections::BTreeMap;
 
 use bytes::{Buf, BytesMut};
+use rpc_codec::compression::decompress;
 use rpc_codec::{Bincode, Config, FrameCodec, PayloadCodec, Received, ReceivedRef, Status};
 use serde::Deserialize;
 use tokio_util::codec::{Decoder, Encoder};
@@ -71,6 +74,15 @@ pub(crate) fn run(data: &[u8]) {
         let _ = Bincode.decode_within::<Vec<Vec<String>>>(&frame.payload, config.max_decoded_len);
         let _ = Bincode.decode::<(String, Vec<u64>)>(&frame.payload);
         let _ = Bincode.decode::<BTreeMap<String, Vec<u8>>>(&frame.payload);
+        if let Some(encoding) = frame.header.flags.encoding()
+            && let Ok(inflated) = decompress(encoding, &frame.payload, config.max_decoded_len)
+        {
+            assert!(
+                inflated.len() <= config.max_decoded_len,
+                "decompressed past the limit"
+            );
+            let _ = Bincode.decode_within::<Probe<'_>>(&inflated, config.max_decoded_len);
+        }
     }
 }
 
