@@ -2,9 +2,11 @@
 //! offers the encodings it accepts in the metadata of its requests (`rpc-accept-encoding: lz4,zstd`), until a
 //! response says what the server accepts, in the same entry; a response without it (a 1.0 server, or one that
 //! does not compress) ends the offers. From then on each side compresses a payload of at least its
-//! [`CompressionConfig::threshold`], in the first encoding of the other's list that it has, flagged in the
-//! frame's header; a smaller payload costs nothing. Every compressed payload is decompressed within
-//! `max_decoded_len`, checked before anything is allocated ([`rpc_codec::compression::decompress`]).
+//! [`CompressionConfig::threshold`] (the server in the first of the client's encodings it has, the client in
+//! the first of its own that the server listed), flagged in the frame's header; a smaller payload costs nothing.
+//! Every compressed payload is decompressed within the smaller of `max_decoded_len` and `max_frame_len`,
+//! checked before anything is allocated ([`rpc_codec::compression::decompress`]): a payload unfolds to no more
+//! than it could have been sent as.
 
 use rpc_codec::compression::DEFAULT_THRESHOLD;
 use rpc_codec::{Encoding, Flags};
@@ -56,27 +58,40 @@ impl CompressionConfig {
         }
     }
 
-    /// Whether it compresses at all.
+    /// Whether it compresses at all (with an encoding this build has).
     pub fn is_on(&self) -> bool {
-        !self.encodings.is_empty()
+        self.usable().next().is_some()
+    }
+
+    /// Its encodings that this build has (an encoding configured without its feature is left out).
+    fn usable(&self) -> impl Iterator<Item = Encoding> + '_ {
+        self.encodings.iter().copied().filter(|e| e.is_supported())
     }
 
     /// The list that [`ACCEPT_ENCODING`] carries: `lz4,zstd`.
     pub(crate) fn offer(&self) -> String {
-        let names: Vec<&str> = self.encodings.iter().map(|e| e.name()).collect();
+        let names: Vec<&str> = self.usable().map(Encoding::name).collect();
         names.join(",")
     }
 
-    /// Of the peer's `offered` list, the first encoding this side has too.
+    /// Of the peer's `offered` list, the first encoding this side has too (the peer's preference: how a server
+    /// chooses the encoding of its answers).
     pub(crate) fn choose(&self, offered: &str) -> Option<Encoding> {
         Encoding::common(offered)
             .into_iter()
-            .find(|e| self.encodings.contains(e))
+            .find(|e| self.accepts(*e))
+    }
+
+    /// Of this side's encodings, the first that the peer `listed` (this side's preference: how a client chooses
+    /// the encoding of its requests).
+    pub(crate) fn prefer(&self, listed: &str) -> Option<Encoding> {
+        let listed = Encoding::common(listed);
+        self.usable().find(|e| listed.contains(e))
     }
 
     /// Whether this side takes payloads compressed with `encoding`.
     pub(crate) fn accepts(&self, encoding: Encoding) -> bool {
-        self.encodings.contains(&encoding)
+        self.usable().any(|e| e == encoding)
     }
 }
 
@@ -93,6 +108,16 @@ pub(crate) fn squeeze(
     let mut out = Vec::with_capacity(payload.len() / 2 + 16);
     rpc_codec::compression::compress(encoding, payload, &mut out).ok()?;
     (out.len() < payload.len()).then_some((Flags::of(encoding), out))
+}
+
+/// What a refusal for a declared length over the limit adds: which limits made it.
+pub(crate) fn limit_named(e: &rpc_codec::CompressionError) -> &'static str {
+    match e {
+        rpc_codec::CompressionError::TooLarge { .. } => {
+            " (the smaller of max_decoded_len and max_frame_len)"
+        }
+        _ => "",
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +156,12 @@ mod tests {
         assert_eq!(lz4.choose("zstd, lz4"), Some(Encoding::Lz4));
         assert_eq!(lz4.choose("brotli"), None);
         assert_eq!(CompressionConfig::off().choose("lz4"), None);
+        // The server follows the client's order; the client its own.
+        let both = CompressionConfig::with(&[Encoding::Lz4, Encoding::Zstd]);
+        if Encoding::Zstd.is_supported() {
+            assert_eq!(both.choose("zstd,lz4"), Some(Encoding::Zstd));
+        }
+        assert_eq!(both.prefer("zstd,lz4"), Some(Encoding::Lz4));
         assert_eq!(
             CompressionConfig::supported()
                 .offer()

@@ -145,7 +145,7 @@ async fn a_decompression_bomb_is_refused_on_its_length_and_the_connection_serves
     assert_eq!(
         refused.message(),
         "the request's payload does not decompress: a compressed payload declares 1073741824 bytes once \
-         decompressed, over the limit of 67108864 (max_decoded_len)"
+         decompressed, over the limit of 16777216 (the smaller of max_decoded_len and max_frame_len)"
     );
     // A well-formed compressed request on the same connection is served.
     let codec = rpc_core::codec::Bincode;
@@ -216,16 +216,13 @@ async fn answered_compressed(
 }
 
 #[tokio::test]
-async fn a_client_refuses_a_compressed_answer_it_did_not_offer_or_that_declares_too_much() {
+async fn a_client_takes_a_compressed_answer_it_can_read_and_refuses_one_that_declares_too_much() {
     let mut packed = Vec::new();
     compression::compress(Encoding::Lz4, &5u64.to_le_bytes()[..1], &mut packed).unwrap();
-    let unasked = answered_compressed(CompressionConfig::off(), packed.clone())
-        .await
-        .unwrap_err();
-    assert_eq!(unasked.code(), Status::Internal);
+    // Not offered (a caller may have put an offer in a call's metadata), but this build reads lz4.
     assert_eq!(
-        unasked.message(),
-        "the server compressed a response with lz4, but this client offered no compression"
+        answered_compressed(CompressionConfig::off(), packed.clone()).await,
+        Ok(5)
     );
     let mut bomb = (1u32 << 30).to_le_bytes().to_vec();
     bomb.extend_from_slice(&[0x1f, 0x00, 0x01]);
@@ -236,11 +233,65 @@ async fn a_client_refuses_a_compressed_answer_it_did_not_offer_or_that_declares_
     assert!(
         refused
             .message()
-            .contains("declares 1073741824 bytes once decompressed, over the limit of 67108864"),
+            .contains("declares 1073741824 bytes once decompressed, over the limit of 16777216"),
         "{refused}"
     );
     assert_eq!(
         answered_compressed(CompressionConfig::with(&[Encoding::Lz4]), packed).await,
         Ok(5)
+    );
+}
+
+#[tokio::test]
+async fn an_offer_is_the_connection_s_and_no_handler_sees_one() {
+    let (client, _metrics, _server) = pair(
+        ServerConfig::default(),
+        CompressionConfig::with(&[Encoding::Lz4]),
+    )
+    .await;
+    let key = rpc_core::ACCEPT_ENCODING.to_owned();
+    // The client's own offer (first call), then a caller's entry of that key: neither reaches the handler.
+    assert_eq!(client.header(key.clone()).await.unwrap(), None);
+    let forged = rpc_core::Metadata::from_pairs([(key.as_str(), "zstd")]).unwrap();
+    assert_eq!(
+        client
+            .with_metadata(forged.clone())
+            .header(key.clone())
+            .await
+            .unwrap(),
+        None
+    );
+    // A client that compresses nothing, whose caller sets the entry: its calls still work.
+    let (plain, _metrics, _server) = pair(ServerConfig::default(), CompressionConfig::off()).await;
+    let data = text();
+    let echoed = plain
+        .with_metadata(forged)
+        .mirror(data.clone())
+        .await
+        .unwrap();
+    assert_eq!(echoed, data);
+}
+
+#[tokio::test]
+async fn a_compressed_request_may_not_unfold_past_the_frame_limit() {
+    let running = serve_lab(LabImpl::default(), ServerConfig::default(), 0)
+        .await
+        .unwrap();
+    let mut peer = RawPeer::connect(running.addr).await.unwrap();
+    // 17 MiB of zeros: over max_frame_len (16 MiB), within max_decoded_len (64 MiB); a few KiB on the wire.
+    let mut packed = Vec::new();
+    compression::compress(Encoding::Lz4, &vec![0u8; 17 << 20], &mut packed).unwrap();
+    peer.send_frame(compressed_request(1, Encoding::Lz4), &packed)
+        .await
+        .unwrap();
+    let refused = peer.frame(Duration::from_secs(5)).await;
+    assert_eq!(refused.header.status, Status::ResourceExhausted);
+    assert!(
+        refused.message().ends_with(
+            "declares 17825792 bytes once decompressed, over the limit of 16777216 (the smaller of \
+             max_decoded_len and max_frame_len)"
+        ),
+        "{}",
+        refused.message()
     );
 }

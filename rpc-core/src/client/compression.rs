@@ -2,7 +2,7 @@
 //! in the metadata of each request until a response answers the offer, with the server's list (from then on
 //! requests large enough are compressed in the first of the client's encodings that the server has) or without
 //! one (a server that does not compress: the offers stop). Compressed responses are decompressed within
-//! `max_decoded_len`; one in an encoding the client did not offer fails its call.
+//! `max_decoded_len` (and `max_frame_len`); one in an encoding the client's build lacks fails its call.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -60,56 +60,49 @@ impl Negotiation {
             return;
         }
         if let Some(list) = metadata.get_str(ACCEPT_ENCODING)
-            && let Some(encoding) = self.config.choose(list)
+            && let Some(encoding) = self.config.prefer(list)
         {
             let _ = self.requests_in.set(encoding);
         }
         self.state.store(SETTLED, Ordering::Release);
     }
+}
 
-    /// A response's payload compressed with `encoding`, decompressed within `limit`.
-    pub(crate) fn inflate(
-        &self,
-        encoding: Encoding,
-        payload: &[u8],
-        limit: usize,
-    ) -> Result<Bytes, RpcError> {
-        if !self.config.accepts(encoding) {
-            return Err(RpcError::new(
-                Status::Internal,
-                format!(
-                    "the server compressed a response with {encoding}, which this client did not offer \
-                     (it offered: {})",
-                    self.offer
-                ),
-            ));
-        }
-        rpc_codec::compression::decompress(encoding, payload, limit)
-            .map(Bytes::from)
-            .map_err(|e| {
-                let status = match e {
-                    rpc_codec::CompressionError::TooLarge { .. } => Status::ResourceExhausted,
-                    _ => Status::Internal,
-                };
-                RpcError::new(status, format!("the response does not decompress: {e}"))
-            })
+/// A response's payload compressed with `encoding`, decompressed within `limit`. A client decompresses any
+/// encoding its build has, offered or not (an offer a user put in a call's metadata, say); one it lacks fails
+/// the call.
+pub(crate) fn inflate(encoding: Encoding, payload: &[u8], limit: usize) -> Result<Bytes, RpcError> {
+    if !encoding.is_supported() {
+        return Err(RpcError::new(
+            Status::Internal,
+            format!(
+                "the server compressed a response with {encoding}, which this client does not have (it has: {})",
+                rpc_codec::compression::supported_list()
+            ),
+        ));
     }
+    rpc_codec::compression::decompress(encoding, payload, limit)
+        .map(Bytes::from)
+        .map_err(|e| {
+            let status = match e {
+                rpc_codec::CompressionError::TooLarge { .. } => Status::ResourceExhausted,
+                _ => Status::Internal,
+            };
+            RpcError::new(
+                status,
+                format!(
+                    "the response does not decompress: {e}{}",
+                    crate::compression::limit_named(&e)
+                ),
+            )
+        })
 }
 
-/// A client that does not compress, answered in compressed form anyway: the call fails.
-pub(crate) fn unoffered(encoding: Encoding) -> RpcError {
-    RpcError::new(
-        Status::Internal,
-        format!(
-            "the server compressed a response with {encoding}, but this client offered no compression"
-        ),
-    )
-}
-
-/// `metadata` with the offer's entry after its own.
+/// `metadata` with the offer's entry after its own (an entry of that key the caller set is left out: the offer
+/// is the connection's).
 pub(crate) fn with_offer(metadata: &Metadata, offer: &str) -> Result<Metadata, RpcError> {
     let mut builder = Metadata::builder();
-    for (key, value) in metadata.iter() {
+    for (key, value) in metadata.iter().filter(|(key, _)| *key != ACCEPT_ENCODING) {
         builder.insert(key, value).map_err(offer_error)?;
     }
     builder

@@ -77,7 +77,8 @@ pub struct ClientConfig {
     pub layers: super::layer::Layers,
     /// The encodings the client offers and compresses requests with (protocol 1.1), and the smallest request it
     /// compresses. Default: none ([`crate::CompressionConfig::off`]), so that calls are those of protocol 1.0
-    /// and pay nothing. Responses are decompressed within `codec.max_decoded_len`.
+    /// and pay nothing. Responses are decompressed within the smaller of `codec.max_decoded_len` and
+    /// `codec.max_frame_len`.
     pub compression: crate::CompressionConfig,
 }
 

@@ -485,14 +485,14 @@ fn negotiated(shared: &Shared, frame: &rpc_codec::Frame) -> Reply {
     if let Some(negotiation) = &shared.compression {
         negotiation.heard(&frame.metadata);
     }
-    let payload = match (h.flags.encoding(), &shared.compression) {
-        (None, _) => Ok(frame.payload.clone()),
-        (Some(encoding), None) => Err(super::compression::unoffered(encoding)),
-        (Some(encoding), Some(negotiation)) => negotiation.inflate(
-            encoding,
-            &frame.payload,
-            shared.codec.config().max_decoded_len,
-        ),
+    let payload = match h.flags.encoding() {
+        None => Ok(frame.payload.clone()),
+        Some(encoding) => {
+            // At most what an uncompressed payload could be.
+            let config = shared.codec.config();
+            let limit = config.max_decoded_len.min(config.max_frame_len as usize);
+            super::compression::inflate(encoding, &frame.payload, limit)
+        }
     };
     match payload {
         Ok(payload) if h.flags.contains(rpc_codec::Flags::APP_ERROR) => Reply::AppError(payload),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use rpc_codec::{Encoding, Metadata, Status};
 
-use crate::compression::{ACCEPT_ENCODING, CompressionConfig};
+use crate::compression::{ACCEPT_ENCODING, CompressionConfig, limit_named};
 
 /// What one connection negotiated.
 #[derive(Debug)]
@@ -36,18 +36,23 @@ impl Negotiated {
         }
     }
 
-    /// Looks for an offer in a request's `metadata` (the server taking none: ignored).
+    /// Looks for an offer in a request's `metadata`, which the server acts on if it compresses at all; whether
+    /// there was one (its entry is then kept from the handler: it is the connection's).
     #[inline]
-    pub(crate) fn read_offer(&self, metadata: &rpc_codec::MetadataRef<'_>) {
-        if metadata.is_empty() || !self.config.is_on() {
-            return;
+    pub(crate) fn read_offer(&self, metadata: &rpc_codec::MetadataRef<'_>) -> bool {
+        if metadata.is_empty() {
+            return false;
         }
-        if let Some(offer) = metadata.get_str(ACCEPT_ENCODING) {
+        let Some(offer) = metadata.get_str(ACCEPT_ENCODING) else {
+            return false;
+        };
+        if self.config.is_on() {
             if let Some(encoding) = self.config.choose(offer) {
                 let _ = self.answers_in.set(encoding);
             }
             self.to_announce.store(true, Ordering::Release);
         }
+        true
     }
 
     /// How the next answer is written, or `None` for an answer as protocol 1.0 writes it.
@@ -99,8 +104,24 @@ impl Negotiated {
                 };
                 (
                     status,
-                    format!("the request's payload does not decompress: {e}"),
+                    format!(
+                        "the request's payload does not decompress: {e}{}",
+                        limit_named(&e)
+                    ),
                 )
             })
     }
+}
+
+/// A request's `metadata` without the offer's entries, as its handler sees it.
+#[cold]
+pub(crate) fn without_offer(metadata: &rpc_codec::MetadataRef<'_>) -> Metadata {
+    let mut builder = Metadata::builder();
+    for (key, value) in metadata.iter() {
+        if key != ACCEPT_ENCODING {
+            // Each entry came in a valid section, so it goes into a smaller one.
+            let _ = builder.insert(key, value);
+        }
+    }
+    builder.build()
 }

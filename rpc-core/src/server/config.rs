@@ -86,7 +86,8 @@ pub struct ServerConfig {
     /// The encodings the server decompresses requests in and compresses answers with, for clients that offer
     /// compression (protocol 1.1), and the smallest answer it compresses. Default: every encoding of the build,
     /// from 1 KiB ([`crate::CompressionConfig::supported`]); a client that offers nothing gets nothing
-    /// compressed. Requests are decompressed within `codec.max_decoded_len`.
+    /// compressed. Requests are decompressed within the smaller of `codec.max_decoded_len` and
+    /// `codec.max_frame_len`.
     pub compression: crate::CompressionConfig,
 }
 

@@ -123,9 +123,18 @@ impl ConnShared {
         plan: &super::compression::Plan,
     ) -> Result<Result<bool, rpc_codec::EncodeError>, crate::error::RpcError> {
         let codec = &self.codec;
-        let sent = self
-            .outbox
-            .push(|state| response.encode_planned(codec, id, plan, &mut state.buf));
+        // Encoded and compressed before the outbox's lock is taken: the other answers do not wait for it.
+        let planned = match response.planned(id, plan) {
+            Ok(Some(planned)) => planned,
+            Ok(None) => return Ok(Ok(false)),
+            Err(e) => return Ok(Err(e)),
+        };
+        let (header, metadata, payload) = &planned;
+        let sent = self.outbox.push(|state| {
+            codec
+                .encode_bytes(header, metadata, payload, &mut state.buf)
+                .map(|()| true)
+        });
         if plan.announce.is_some() && matches!(sent, Ok(Ok(true))) {
             self.compression.announced();
         }
@@ -450,7 +459,9 @@ async fn process<L: Layers>(
                     Ok(None) => None,
                     // A compressed payload: decompressed into a buffer of its own (protocol 1.1).
                     Ok(Some(admitted)) if frame.header().flags.encoding().is_some() => {
-                        let limit = codec.config().max_decoded_len;
+                        // At most what an uncompressed payload could be.
+                        let config = codec.config();
+                        let limit = config.max_decoded_len.min(config.max_frame_len as usize);
                         inflated(conn, &frame, admitted, limit)
                     }
                     Ok(Some(admitted)) if !L::OWNED => {
@@ -601,6 +612,8 @@ struct Admitted<'r> {
     entry: &'r Entry,
     arrived: Instant,
     one_way: bool,
+    /// The request carried an offer of compression, which is the connection's, not the handler's.
+    offer: bool,
 }
 
 impl Admitted<'_> {
@@ -611,7 +624,10 @@ impl Admitted<'_> {
         Head {
             request_id: h.request_id,
             method: self.entry.method,
-            metadata: frame.metadata.to_metadata(),
+            metadata: match self.offer {
+                false => frame.metadata.to_metadata(),
+                true => super::compression::without_offer(&frame.metadata),
+            },
             arrived: self.arrived,
             deadline: h.deadline().map(|budget| self.arrived + budget),
             one_way: self.one_way,
@@ -649,12 +665,13 @@ fn handle<'r>(
                 }
                 return Ok(None);
             };
-            conn.compression.read_offer(&frame.metadata);
+            let offer = conn.compression.read_offer(&frame.metadata);
             let arrived = *state.arrived.get_or_insert_with(Instant::now);
             Ok(Some(Admitted {
                 entry,
                 arrived,
                 one_way,
+                offer,
             }))
         }
         Kind::Cancel => {

@@ -192,38 +192,37 @@ impl Response {
         }
     }
 
-    /// As [`Response::encode`], as `plan` says: with the server's list of encodings in the metadata, and the
-    /// payload compressed if it is large enough to gain. The payload is encoded apart first, then copied.
-    pub(crate) fn encode_planned(
+    /// The frame answering call `id` as `plan` says (protocol 1.1): its header, its metadata (with the server's
+    /// list of encodings, if the answer carries it) and its payload (compressed, if it is large enough to gain);
+    /// `None` for a failed call, which is answered with an `Error` frame instead.
+    pub(crate) fn planned(
         &self,
-        frame: &FrameCodec,
         id: u64,
         plan: &super::compression::Plan,
-        buf: &mut WriteBuf,
-    ) -> Result<bool, EncodeError> {
+    ) -> Result<Option<(Header, Metadata, Vec<u8>)>, EncodeError> {
         let header = match self.is_app_error() {
             true => Header::app_error(id),
             false => Header::response(id),
         };
-        let bytes: Cow<'_, [u8]> = match &self.kind {
-            Kind::Handler(answer) => Cow::Owned(answer.payload()?),
-            Kind::Value(bytes) | Kind::AppError(bytes) => Cow::Borrowed(bytes),
-            Kind::Failed { .. } => return Ok(false),
+        let bytes = match &self.kind {
+            Kind::Handler(answer) => answer.payload()?,
+            Kind::Value(bytes) | Kind::AppError(bytes) => bytes.clone(),
+            Kind::Failed { .. } => return Ok(None),
         };
-        let md = plan.announce.clone().unwrap_or_default();
+        let metadata = plan.announce.clone().unwrap_or_default();
         let squeezed = plan.squeeze.and_then(|(encoding, threshold)| {
             crate::compression::squeeze(encoding, threshold, &bytes)
         });
-        match squeezed {
-            Some((flags, packed)) => {
-                let header = Header {
+        Ok(Some(match squeezed {
+            Some((flags, packed)) => (
+                Header {
                     flags: header.flags.with(flags),
                     ..header
-                };
-                frame.encode_bytes(&header, &md, &packed, buf)
-            }
-            None => frame.encode_bytes(&header, &md, &bytes, buf),
-        }
-        .map(|()| true)
+                },
+                metadata,
+                packed,
+            ),
+            None => (header, metadata, bytes),
+        }))
     }
 }
