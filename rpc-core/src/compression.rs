@@ -110,14 +110,27 @@ pub(crate) fn squeeze(
     (out.len() < payload.len()).then_some((Flags::of(encoding), out))
 }
 
-/// What a refusal for a declared length over the limit adds: which limits made it.
-pub(crate) fn limit_named(e: &rpc_codec::CompressionError) -> &'static str {
-    match e {
-        rpc_codec::CompressionError::TooLarge { .. } => {
-            " (the smaller of max_decoded_len and max_frame_len)"
-        }
-        _ => "",
-    }
+/// `payload` decompressed with `encoding` within `limit`; or the refusal, for `what` (`the response`): a
+/// declared length over the limit is `ResourceExhausted` and names the limits that made it, anything else is
+/// `otherwise`.
+pub(crate) fn inflate(
+    encoding: Encoding,
+    payload: &[u8],
+    limit: usize,
+    what: &str,
+    otherwise: rpc_codec::Status,
+) -> Result<bytes::Bytes, (rpc_codec::Status, String)> {
+    rpc_codec::compression::decompress(encoding, payload, limit)
+        .map(bytes::Bytes::from)
+        .map_err(|e| match e {
+            rpc_codec::CompressionError::TooLarge { .. } => (
+                rpc_codec::Status::ResourceExhausted,
+                format!(
+                    "{what} does not decompress: {e} (the smaller of max_decoded_len and max_frame_len)"
+                ),
+            ),
+            _ => (otherwise, format!("{what} does not decompress: {e}")),
+        })
 }
 
 #[cfg(test)]

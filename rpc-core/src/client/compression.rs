@@ -81,21 +81,8 @@ pub(crate) fn inflate(encoding: Encoding, payload: &[u8], limit: usize) -> Resul
             ),
         ));
     }
-    rpc_codec::compression::decompress(encoding, payload, limit)
-        .map(Bytes::from)
-        .map_err(|e| {
-            let status = match e {
-                rpc_codec::CompressionError::TooLarge { .. } => Status::ResourceExhausted,
-                _ => Status::Internal,
-            };
-            RpcError::new(
-                status,
-                format!(
-                    "the response does not decompress: {e}{}",
-                    crate::compression::limit_named(&e)
-                ),
-            )
-        })
+    crate::compression::inflate(encoding, payload, limit, "the response", Status::Internal)
+        .map_err(|(status, message)| RpcError::new(status, message))
 }
 
 /// `metadata` with the offer's entry after its own (an entry of that key the caller set is left out: the offer

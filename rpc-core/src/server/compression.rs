@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use rpc_codec::{Encoding, Metadata, Status};
 
-use crate::compression::{ACCEPT_ENCODING, CompressionConfig, limit_named};
+use crate::compression::{ACCEPT_ENCODING, CompressionConfig};
 
 /// What one connection negotiated.
 #[derive(Debug)]
@@ -95,21 +95,13 @@ impl Negotiated {
                 ),
             ));
         }
-        rpc_codec::compression::decompress(encoding, payload, limit)
-            .map(Bytes::from)
-            .map_err(|e| {
-                let status = match e {
-                    rpc_codec::CompressionError::TooLarge { .. } => Status::ResourceExhausted,
-                    _ => Status::InvalidArgument,
-                };
-                (
-                    status,
-                    format!(
-                        "the request's payload does not decompress: {e}{}",
-                        limit_named(&e)
-                    ),
-                )
-            })
+        crate::compression::inflate(
+            encoding,
+            payload,
+            limit,
+            "the request's payload",
+            Status::InvalidArgument,
+        )
     }
 }
 
