@@ -110,16 +110,18 @@ pub(crate) fn squeeze(
     (out.len() < payload.len()).then_some((Flags::of(encoding), out))
 }
 
-/// `payload` decompressed with `encoding` within `limit`; or the refusal, for `what` (`the response`): a
-/// declared length over the limit is `ResourceExhausted` and names the limits that made it, anything else is
+/// `payload` decompressed with `encoding` within `limits` (at most what the payload could have been sent as
+/// uncompressed: the smaller of `max_decoded_len` and `max_frame_len`); or the refusal, for `what`
+/// (`the response`): a declared length over that is `ResourceExhausted` and names the limits, anything else is
 /// `otherwise`.
 pub(crate) fn inflate(
     encoding: Encoding,
     payload: &[u8],
-    limit: usize,
+    limits: &rpc_codec::Config,
     what: &str,
     otherwise: rpc_codec::Status,
 ) -> Result<bytes::Bytes, (rpc_codec::Status, String)> {
+    let limit = limits.max_decoded_len.min(limits.max_frame_len as usize);
     rpc_codec::compression::decompress(encoding, payload, limit)
         .map(bytes::Bytes::from)
         .map_err(|e| match e {

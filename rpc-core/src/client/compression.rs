@@ -71,7 +71,11 @@ impl Negotiation {
 /// A response's payload compressed with `encoding`, decompressed within `limit`. A client decompresses any
 /// encoding its build has, offered or not (an offer a user put in a call's metadata, say); one it lacks fails
 /// the call.
-pub(crate) fn inflate(encoding: Encoding, payload: &[u8], limit: usize) -> Result<Bytes, RpcError> {
+pub(crate) fn inflate(
+    encoding: Encoding,
+    payload: &[u8],
+    limits: &rpc_codec::Config,
+) -> Result<Bytes, RpcError> {
     if !encoding.is_supported() {
         return Err(RpcError::new(
             Status::Internal,
@@ -81,7 +85,7 @@ pub(crate) fn inflate(encoding: Encoding, payload: &[u8], limit: usize) -> Resul
             ),
         ));
     }
-    crate::compression::inflate(encoding, payload, limit, "the response", Status::Internal)
+    crate::compression::inflate(encoding, payload, limits, "the response", Status::Internal)
         .map_err(|(status, message)| RpcError::new(status, message))
 }
 

@@ -488,10 +488,7 @@ fn negotiated(shared: &Shared, frame: &rpc_codec::Frame) -> Reply {
     let payload = match h.flags.encoding() {
         None => Ok(frame.payload.clone()),
         Some(encoding) => {
-            // At most what an uncompressed payload could be.
-            let config = shared.codec.config();
-            let limit = config.max_decoded_len.min(config.max_frame_len as usize);
-            super::compression::inflate(encoding, &frame.payload, limit)
+            super::compression::inflate(encoding, &frame.payload, shared.codec.config())
         }
     };
     match payload {

@@ -80,7 +80,7 @@ impl Negotiated {
         &self,
         encoding: Encoding,
         payload: &[u8],
-        limit: usize,
+        limits: &rpc_codec::Config,
     ) -> Result<Bytes, (Status, String)> {
         if !self.config.accepts(encoding) {
             let accepted = match self.config.offer() {
@@ -98,7 +98,7 @@ impl Negotiated {
         crate::compression::inflate(
             encoding,
             payload,
-            limit,
+            limits,
             "the request's payload",
             Status::InvalidArgument,
         )

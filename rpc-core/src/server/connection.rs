@@ -459,10 +459,7 @@ async fn process<L: Layers>(
                     Ok(None) => None,
                     // A compressed payload: decompressed into a buffer of its own (protocol 1.1).
                     Ok(Some(admitted)) if frame.header().flags.encoding().is_some() => {
-                        // At most what an uncompressed payload could be.
-                        let config = codec.config();
-                        let limit = config.max_decoded_len.min(config.max_frame_len as usize);
-                        inflated(conn, &frame, admitted, limit)
+                        inflated(conn, &frame, admitted, codec.config())
                     }
                     Ok(Some(admitted)) if !L::OWNED => {
                         let head = admitted.head(&frame);
@@ -512,7 +509,7 @@ async fn process<L: Layers>(
     keep
 }
 
-/// A request whose payload is compressed (protocol 1.1): its head and payload, decompressed within `limit`; or
+/// A request whose payload is compressed (protocol 1.1): its head and payload, decompressed within `limits`; or
 /// `None`, the request refused.
 #[cold]
 #[inline(never)]
@@ -520,11 +517,11 @@ fn inflated<'r>(
     conn: &ConnShared,
     frame: &rpc_codec::FrameRef<'_>,
     admitted: Admitted<'r>,
-    limit: usize,
+    limits: &rpc_codec::Config,
 ) -> Option<(Head, &'r Entry, Source)> {
     let h = frame.header();
     let encoding = h.flags.encoding()?;
-    match conn.compression.inflate(encoding, frame.payload, limit) {
+    match conn.compression.inflate(encoding, frame.payload, limits) {
         Ok(payload) => Some((
             admitted.head(frame),
             admitted.entry,
