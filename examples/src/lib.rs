@@ -17,6 +17,7 @@
 //! - `hello-server`, `hello-client`: the smallest real service, served and called over TCP or a Unix socket.
 //! - `calc-server`, `calc-client`: a service registered with `rpc-registry` and called through discovery.
 //! - `cluster-demo`: a registry, three weighted servers and a client in one process, one server killed mid-run.
+//! - `stream-demo`: a server and a client in one process, 100,000 items streamed from one to the other.
 //! - `interceptor`: a server layer that refuses calls without an `x-api-key`, and a client refused, then let in.
 
 pub mod address;

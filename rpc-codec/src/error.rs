@@ -50,6 +50,12 @@ pub enum HeaderError {
         /// The field's name in `docs/PROTOCOL.md`.
         field: &'static str,
     },
+    /// A `Credit` frame whose payload is not one `u32`.
+    #[error("payload_len of a frame of kind credit must be 4 (a u32 increment), got {got}")]
+    CreditLength {
+        /// The payload length received.
+        got: usize,
+    },
 }
 
 /// A malformed metadata section, or an entry the builder refuses.
@@ -154,7 +160,7 @@ pub enum FrameError {
         got: u8,
     },
     /// A kind byte outside the table.
-    #[error("unknown frame kind 0x{got:02x} (expected 0x01..=0x08)")]
+    #[error("unknown frame kind 0x{got:02x} (expected 0x01..=0x0b)")]
     UnknownKind {
         /// The kind byte received.
         got: u8,

@@ -1,4 +1,4 @@
-//! The frame: its 28-byte header, the eight kinds, the flags, which header fields each kind may use, and the
+//! The frame: its 28-byte header, the eleven kinds (three of them protocol 1.1's streams), the flags, which header fields each kind may use, and the
 //! byte layout that `docs/PROTOCOL.md` specifies.
 
 use core::fmt;
@@ -37,11 +37,19 @@ pub enum Kind {
     Pong = 0x07,
     /// The sender is draining: requests above the frame's request id were not and will not be processed.
     GoAway = 0x08,
+    /// Protocol 1.1: one item of the stream that the `Request` with this id opened (with [`Flags::STREAM`]),
+    /// in either direction; with [`Flags::APP_ERROR`] the item is the application's error value.
+    Item = 0x09,
+    /// Protocol 1.1: the sender's half of the stream ends well. From the server, the whole stream is over.
+    End = 0x0A,
+    /// Protocol 1.1: the receiver of a stream's items lets the sender send this many more bytes of them (a
+    /// 4-byte payload, `u32` little-endian).
+    Credit = 0x0B,
 }
 
 impl Kind {
     /// Every kind, in code order.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Request,
         Kind::Response,
         Kind::Error,
@@ -50,12 +58,15 @@ impl Kind {
         Kind::Ping,
         Kind::Pong,
         Kind::GoAway,
+        Kind::Item,
+        Kind::End,
+        Kind::Credit,
     ];
 
-    /// The kind for a wire byte, or `None` for a byte outside `0x01..=0x08`.
+    /// The kind for a wire byte, or `None` for a byte outside `0x01..=0x0b`.
     pub const fn from_u8(byte: u8) -> Option<Kind> {
         match byte {
-            0x01..=0x08 => Some(Kind::ALL[byte as usize - 1]),
+            0x01..=0x0B => Some(Kind::ALL[byte as usize - 1]),
             _ => None,
         }
     }
@@ -71,6 +82,9 @@ impl Kind {
             Kind::Ping => "ping",
             Kind::Pong => "pong",
             Kind::GoAway => "go_away",
+            Kind::Item => "item",
+            Kind::End => "end",
+            Kind::Credit => "credit",
         }
     }
 
@@ -97,9 +111,14 @@ const PAYLOAD: u8 = 1 << 5;
 const CALL: u8 = METHOD_ID | DEADLINE | METADATA | PAYLOAD;
 
 /// The rules of each kind, in code order; the table of `docs/PROTOCOL.md` section 5.
-const RULES: [Rules; 8] = [
-    // Request: request id required; method, deadline, metadata and payload allowed; a compressed payload.
-    Rules::new(Flags::COMPRESSION.0, REQUEST_ID | CALL, REQUEST_ID),
+const RULES: [Rules; 11] = [
+    // Request: request id required; method, deadline, metadata and payload allowed; a compressed payload; it
+    // may open a stream.
+    Rules::new(
+        Flags::COMPRESSION.0 | Flags::STREAM.0,
+        REQUEST_ID | CALL,
+        REQUEST_ID,
+    ),
     // Response: request id required; may carry APP_ERROR, metadata and a payload, compressed or not.
     Rules::new(
         Flags::APP_ERROR.0 | Flags::COMPRESSION.0,
@@ -117,7 +136,20 @@ const RULES: [Rules; 8] = [
     Rules::new(0, REQUEST_ID, 0),
     // GoAway: last processed id, a status and a reason text.
     Rules::new(0, STATUS | REQUEST_ID | PAYLOAD, 0),
+    // Item: the stream's id and a payload, which may be the application's error and may be compressed.
+    Rules::new(
+        Flags::APP_ERROR.0 | Flags::COMPRESSION.0,
+        REQUEST_ID | PAYLOAD,
+        REQUEST_ID,
+    ),
+    // End: the stream's id and nothing else.
+    Rules::new(0, REQUEST_ID, REQUEST_ID),
+    // Credit: the stream's id and a 4-byte payload (checked in `Header::check`).
+    Rules::new(0, REQUEST_ID | PAYLOAD, REQUEST_ID | PAYLOAD),
 ];
+
+/// The length of a `Credit` frame's payload: a `u32`, little-endian.
+pub const CREDIT_LEN: usize = 4;
 
 /// What one kind allows: flag bits, fields that may be non-zero, fields that must be.
 #[derive(Clone, Copy)]
@@ -155,6 +187,9 @@ impl Flags {
     pub const ZSTD: Flags = Flags(0b0000_0100);
     /// The bits that name a payload's compression: at most one of them is set.
     pub const COMPRESSION: Flags = Flags(0b0000_0110);
+    /// On a `Request` (protocol 1.1): the request opens a stream of the streaming method it names; `Item`,
+    /// `End` and `Credit` frames with its id follow.
+    pub const STREAM: Flags = Flags(0b0000_1000);
 
     /// The flags for a wire byte, unchecked: [`Header::check`] refuses bits the kind does not allow.
     pub const fn from_bits(bits: u8) -> Flags {
@@ -261,6 +296,38 @@ impl Header {
         }
     }
 
+    /// A `Request` header that opens a stream of `method_id` (protocol 1.1, [`Flags::STREAM`]).
+    pub const fn stream(request_id: u64, method_id: u32) -> Header {
+        Header {
+            method_id,
+            flags: Flags::STREAM,
+            ..Header::with(Kind::Request, request_id)
+        }
+    }
+
+    /// An `Item` header of stream `request_id`.
+    pub const fn item(request_id: u64) -> Header {
+        Header::with(Kind::Item, request_id)
+    }
+
+    /// An `Item` header of stream `request_id` carrying the application's error ([`Flags::APP_ERROR`]).
+    pub const fn app_error_item(request_id: u64) -> Header {
+        Header {
+            flags: Flags::APP_ERROR,
+            ..Header::with(Kind::Item, request_id)
+        }
+    }
+
+    /// An `End` header: the sender's half of stream `request_id` ends.
+    pub const fn end(request_id: u64) -> Header {
+        Header::with(Kind::End, request_id)
+    }
+
+    /// A `Credit` header for stream `request_id`; its payload is the increment ([`CREDIT_LEN`] bytes).
+    pub const fn credit(request_id: u64) -> Header {
+        Header::with(Kind::Credit, request_id)
+    }
+
     /// A `Cancel` header for the call `request_id`.
     pub const fn cancel(request_id: u64) -> Header {
         Header::with(Kind::Cancel, request_id)
@@ -325,6 +392,21 @@ impl Header {
             Kind::Cancel => flags | status == 0 && id != 0 && call_fields == 0 && sections == 0,
             Kind::Ping | Kind::Pong => flags | status == 0 && call_fields == 0 && sections == 0,
             Kind::GoAway => flags == 0 && call_fields == 0 && metadata_len == 0,
+            Kind::Item => {
+                plain & !Flags::APP_ERROR.0 | status == 0
+                    && id != 0
+                    && call_fields == 0
+                    && metadata_len == 0
+                    && compression
+            }
+            Kind::End => flags | status == 0 && id != 0 && call_fields == 0 && sections == 0,
+            Kind::Credit => {
+                flags | status == 0
+                    && id != 0
+                    && call_fields == 0
+                    && metadata_len == 0
+                    && payload_len == CREDIT_LEN
+            }
         };
         if ok {
             return Ok(());
@@ -371,6 +453,9 @@ impl Header {
             if got == 0 && rules.must & bit != 0 {
                 return Some(HeaderError::MustBeNonZero { kind, field });
             }
+        }
+        if kind == Kind::Credit && payload_len != CREDIT_LEN {
+            return Some(HeaderError::CreditLength { got: payload_len });
         }
         None
     }
@@ -448,8 +533,8 @@ mod tests {
     /// The table of `docs/PROTOCOL.md` section 5, written out independently of `RULES`:
     /// (kind, allowed flags, status, request_id, method_id, deadline, metadata, payload),
     /// where 0 = must be zero, 1 = must be non-zero, 2 = any.
-    const TABLE: [(Kind, u8, [u8; 6]); 8] = [
-        (Kind::Request, 6, [0, 1, 2, 2, 2, 2]),
+    const TABLE: [(Kind, u8, [u8; 6]); 11] = [
+        (Kind::Request, 0x0e, [0, 1, 2, 2, 2, 2]),
         (Kind::Response, 7, [0, 1, 0, 0, 2, 2]),
         (Kind::Error, 0, [1, 2, 0, 0, 2, 2]),
         (Kind::Cancel, 0, [0, 1, 0, 0, 0, 0]),
@@ -457,13 +542,16 @@ mod tests {
         (Kind::Ping, 0, [0, 2, 0, 0, 0, 0]),
         (Kind::Pong, 0, [0, 2, 0, 0, 0, 0]),
         (Kind::GoAway, 0, [2, 2, 0, 0, 0, 2]),
+        (Kind::Item, 7, [0, 1, 0, 0, 0, 2]),
+        (Kind::End, 0, [0, 1, 0, 0, 0, 0]),
+        (Kind::Credit, 0, [0, 1, 0, 0, 0, 1]),
     ];
 
     #[test]
     fn check_agrees_with_the_protocol_table_for_every_combination() {
         for (kind, allowed_flags, rules) in TABLE {
             for set in 0u8..64 {
-                for flags in [0u8, 1, 2, 4, 6, 7, 0x80] {
+                for flags in [0u8, 1, 2, 4, 6, 7, 8, 0x0a, 0x0e, 0x80] {
                     let on = |i: u8| set & (1 << i) != 0;
                     let header = Header {
                         kind,
@@ -473,7 +561,9 @@ mod tests {
                         method_id: u32::from(on(2)),
                         deadline_us: u32::from(on(3)) * 9,
                     };
-                    let (mlen, plen) = (usize::from(on(4)) * 3, usize::from(on(5)) * 70_000);
+                    // A credit's payload is one u32; every other payload, any length.
+                    let payload = if kind == Kind::Credit { 4 } else { 70_000 };
+                    let (mlen, plen) = (usize::from(on(4)) * 3, usize::from(on(5)) * payload);
                     let fields_ok = (0..6u8).all(|i| match rules[usize::from(i)] {
                         0 => !on(i),
                         1 => on(i),

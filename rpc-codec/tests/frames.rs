@@ -33,6 +33,11 @@ fn every_kind() -> Vec<Frame> {
         with(Header::ping(u64::MAX), &none, b""),
         with(Header::pong(u64::MAX), &none, b""),
         with(Header::go_away(9, Status::Ok), &none, b"bye"),
+        with(Header::stream(11, 0xfeed_f00d), &md, b"\x00"),
+        with(Header::item(11), &none, b"\x05"),
+        with(Header::app_error_item(11), &none, b"\x01e"),
+        with(Header::credit(11), &none, b"\x00\x00\x01\x00"),
+        with(Header::end(11), &none, b""),
     ]
 }
 
@@ -277,11 +282,11 @@ fn wrong_peers_are_refused_on_their_first_bytes() {
         err.to_string(),
         "unsupported protocol version 7 (this peer speaks version 1)"
     );
-    for kind in [0u8, 9, 0x80, 0xff] {
+    for kind in [0u8, 0x0c, 0x80, 0xff] {
         let err = first(&[b'R', b'P', 1, kind]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("unknown frame kind 0x{kind:02x} (expected 0x01..=0x08)")
+            format!("unknown frame kind 0x{kind:02x} (expected 0x01..=0x0b)")
         );
     }
 }
@@ -295,7 +300,7 @@ fn header_fields_a_kind_does_not_allow_are_refused() {
     let err = decode(&b).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "invalid header: flags 0b00000001 not allowed on a frame of kind request (allowed bits: 0b00000110)"
+        "invalid header: flags 0b00000001 not allowed on a frame of kind request (allowed bits: 0b00001110)"
     );
     b[4] = 0x06; // lz4 and zstd at once
     let err = decode(&b).unwrap_err();
@@ -328,6 +333,33 @@ fn header_fields_a_kind_does_not_allow_are_refused() {
     assert_eq!(
         decode(&b).unwrap_err().to_string(),
         "invalid header: method_id must be 0 on a frame of kind response, got 1"
+    );
+
+    // Protocol 1.1's stream frames: a credit is one u32, an end carries nothing, an item no metadata.
+    let mut b = header_bytes(Kind::Credit as u8);
+    b[24] = 3;
+    b.extend_from_slice(&[0, 0, 1]);
+    assert_eq!(
+        decode(&b).unwrap_err().to_string(),
+        "invalid header: payload_len of a frame of kind credit must be 4 (a u32 increment), got 3"
+    );
+    let mut b = header_bytes(Kind::End as u8);
+    b[4] = 0x01;
+    assert_eq!(
+        decode(&b).unwrap_err().to_string(),
+        "invalid header: flags 0b00000001 not allowed on a frame of kind end (allowed bits: 0b00000000)"
+    );
+    let mut b = header_bytes(Kind::Item as u8);
+    b[8] = 0; // header_bytes gives request id 1
+    assert_eq!(
+        decode(&b).unwrap_err().to_string(),
+        "invalid header: request_id must not be 0 on a frame of kind item"
+    );
+    b[8] = 1;
+    b[4] = 0x08;
+    assert_eq!(
+        decode(&b).unwrap_err().to_string(),
+        "invalid header: flags 0b00001000 not allowed on a frame of kind item (allowed bits: 0b00000111)"
     );
 
     let mut b = header_bytes(Kind::Ping as u8);

@@ -47,7 +47,7 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
             |(k, flag, err_status, any_status, id, method, deadline, md, payload)| {
                 let kind = Kind::ALL[k];
                 let mut header = match kind {
-                    Kind::Request => Header::request(id, method),
+                    Kind::Request if !flag => Header::request(id, method),
                     Kind::OneWay => Header::one_way(id, method),
                     Kind::Response if flag => Header::app_error(id),
                     Kind::Response => Header::response(id),
@@ -56,13 +56,24 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
                     Kind::Ping => Header::ping(id),
                     Kind::Pong => Header::pong(id),
                     Kind::GoAway => Header::go_away(id, any_status),
+                    Kind::Request => Header::stream(id, method),
+                    Kind::Item if flag => Header::app_error_item(id),
+                    Kind::Item => Header::item(id),
+                    Kind::End => Header::end(id),
+                    Kind::Credit => Header::credit(id),
                 };
                 if matches!(kind, Kind::Request | Kind::OneWay) {
                     header.deadline_us = deadline;
                 }
                 let (metadata, payload) = match kind {
-                    Kind::Cancel | Kind::Ping | Kind::Pong => (Metadata::new(), Bytes::new()),
-                    Kind::GoAway => (Metadata::new(), payload),
+                    Kind::Cancel | Kind::Ping | Kind::Pong | Kind::End => {
+                        (Metadata::new(), Bytes::new())
+                    }
+                    Kind::GoAway | Kind::Item => (Metadata::new(), payload),
+                    Kind::Credit => (
+                        Metadata::new(),
+                        Bytes::copy_from_slice(&method.to_le_bytes()),
+                    ),
                     _ => (md, payload),
                 };
                 Frame {

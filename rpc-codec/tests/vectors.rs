@@ -123,6 +123,31 @@ fn compressed_request_vector() {
 }
 
 #[test]
+fn stream_vectors() {
+    let open = Header::stream(5, method_id("Feed", "count"));
+    check("stream-open", encode_raw(open, &[0x05, 0x03]), open);
+    let credit = Header::credit(5);
+    let frame = check(
+        "stream-credit",
+        encode_raw(credit, &(3u32 * 65_536).to_le_bytes()),
+        credit,
+    );
+    assert_eq!(frame.payload[..], 196_608u32.to_le_bytes());
+    let item = Header::item(5);
+    check("stream-item", encode_raw(item, &[0x05]), item);
+    let app_error = Header::app_error_item(5);
+    let frame = check(
+        "stream-item-app-error",
+        encode_raw(app_error, &[0x02, b'n', b'o']),
+        app_error,
+    );
+    let value: String = rpc_codec::Bincode.decode(&frame.payload).unwrap();
+    assert_eq!(value, "no");
+    let end = Header::end(5);
+    check("stream-end", encode_raw(end, &[]), end);
+}
+
+#[test]
 fn error_vector() {
     let header = Header::error(3, Status::Unimplemented);
     let message = "no method with id 0x12345678 on this server";
@@ -343,11 +368,11 @@ fn refused_inputs_of_the_table() {
         Err(FrameError::UnsupportedVersion { got: 2 })
     ));
 
-    let mut k9 = doc_vector("cancel");
-    k9[3] = 9;
+    let mut k12 = doc_vector("cancel");
+    k12[3] = 0x0c;
     assert!(matches!(
-        decode(&k9),
-        Err(FrameError::UnknownKind { got: 9 })
+        decode(&k12),
+        Err(FrameError::UnknownKind { got: 0x0c })
     ));
 
     let mut zero_id = doc_vector("cancel");

@@ -50,6 +50,8 @@ pub(crate) struct Extras {
     pub(crate) trace: Option<TraceContext>,
     /// Who sent the call.
     pub(crate) caller: Option<Arc<Caller>>,
+    /// The stream the call opened (protocol 1.1).
+    pub(crate) stream: Option<Arc<crate::server::stream::Opened>>,
 }
 
 impl Extras {

@@ -71,6 +71,8 @@
 //!   connections.
 //! - `compression`: [`CompressionConfig`], which encodings a client or server compresses large payloads with,
 //!   and how a connection negotiates them (protocol 1.1).
+//! - [`stream`]: [`Streaming`], the items of a stream as their receiver reads them, and the flow control of
+//!   streams (protocol 1.1).
 //! - `context`: [`Context`], the call a handler serves.
 //! - `error`: [`RpcError`].
 //! - `options`: [`CallOptions`], per-call deadline and metadata.
@@ -108,6 +110,7 @@ mod payload;
 mod random;
 pub mod rules;
 pub mod server;
+pub mod stream;
 mod stub;
 pub mod sync;
 pub mod text;
@@ -127,6 +130,7 @@ pub use rpc_codec::Encoding;
 pub use rpc_codec::{Metadata, MetadataBuilder, MetadataError, Status};
 pub use rpc_macros::service;
 pub use server::{BuildError, Server, ServerBuilder, ServerConfig, Service};
+pub use stream::{Stream, Streaming};
 pub use stub::Stub;
 /// The addresses [`Client::connect`] accepts (`"host:port"`, a `SocketAddr`, ...).
 pub use tokio::net::ToSocketAddrs;

@@ -43,6 +43,25 @@ pub(crate) struct Arg<'a> {
     pub ident: &'a Ident,
     pub ty: &'a Type,
     pub wire: Wire,
+    /// Written `Streaming<T>`: the client's stream of items (protocol 1.1).
+    pub stream: Option<Items<'a>>,
+}
+
+/// The items of a stream: their type, and whether it is `Result<U, E>` (an `Err` item is the application's
+/// error, flag `APP_ERROR`).
+#[derive(Clone, Copy)]
+pub(crate) struct Items<'a> {
+    pub ty: &'a Type,
+    pub fallible: bool,
+}
+
+impl<'a> Items<'a> {
+    fn of(ty: &'a Type) -> Items<'a> {
+        Items {
+            ty,
+            fallible: matches!(result_args(ty).as_deref(), Some([_, _])),
+        }
+    }
 }
 
 /// How a value of an argument or result type is encoded.
@@ -69,6 +88,8 @@ pub(crate) enum Output<'a> {
     /// A type named `Result` with one argument (`io::Result<T>`, a crate's `type Result<T> = ...`): a `Result`
     /// whose two types the type system finds (`rpc_core::__private::StdResult`).
     Alias(&'a Type),
+    /// `impl Stream<Item = T>`: a stream of items (protocol 1.1).
+    Stream(Items<'a>),
 }
 
 impl Method<'_> {
@@ -78,6 +99,27 @@ impl Method<'_> {
 
     pub(crate) fn ident(&self) -> &Ident {
         &self.item.sig.ident
+    }
+
+    /// The argument that is the client's stream, with its index, if there is one.
+    pub(crate) fn sends(&self) -> Option<(usize, &Arg<'_>, Items<'_>)> {
+        self.args
+            .iter()
+            .enumerate()
+            .find_map(|(i, a)| Some((i, a, a.stream?)))
+    }
+
+    /// How the method streams, if it does: `Server`, `Client` or `Bidirectional`.
+    pub(crate) fn stream_kind(&self) -> Option<&'static str> {
+        match (
+            self.sends().is_some(),
+            matches!(self.output, Output::Stream(_)),
+        ) {
+            (false, false) => None,
+            (false, true) => Some("Server"),
+            (true, false) => Some("Client"),
+            (true, true) => Some("Bidirectional"),
+        }
     }
 }
 
@@ -141,6 +183,7 @@ impl<'a> Method<'a> {
                     ident: &pi.ident,
                     ty: &pt.ty,
                     wire: Wire::of(&pt.ty),
+                    stream: streaming_item(&pt.ty).map(Items::of),
                 }),
                 other => errors.push(syn::Error::new_spanned(
                     other,
@@ -172,6 +215,9 @@ impl<'a> Output<'a> {
             && t.elems.is_empty()
         {
             return Output::Unit;
+        }
+        if let Some(item) = stream_item(ty) {
+            return Output::Stream(Items::of(item));
         }
         match result_args(ty).as_deref() {
             Some([ok, err]) => Output::Result {
@@ -223,6 +269,44 @@ fn plain_path(ty: &Type) -> Option<&Path> {
         Type::Paren(p) => plain_path(&p.elem),
         _ => None,
     }
+}
+
+/// `T` of a type written `Streaming<T>` (`rpc_core::Streaming<T>`, ...).
+fn streaming_item(ty: &Type) -> Option<&Type> {
+    let last = plain_path(ty)?.segments.last()?;
+    if last.ident != "Streaming" {
+        return None;
+    }
+    match &last.arguments {
+        PathArguments::AngleBracketed(ab) if ab.args.len() == 1 => match ab.args.first() {
+            Some(GenericArgument::Type(t)) => Some(t),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `T` of a type written `impl Stream<Item = T>` (with any other bounds, such as `Send + 'static`).
+pub(crate) fn stream_item(ty: &Type) -> Option<&Type> {
+    let Type::ImplTrait(it) = ty else {
+        return None;
+    };
+    it.bounds.iter().find_map(|bound| {
+        let syn::TypeParamBound::Trait(t) = bound else {
+            return None;
+        };
+        let last = t.path.segments.last()?;
+        if last.ident != "Stream" {
+            return None;
+        }
+        let PathArguments::AngleBracketed(ab) = &last.arguments else {
+            return None;
+        };
+        ab.args.iter().find_map(|a| match a {
+            GenericArgument::AssocType(at) if at.ident == "Item" => Some(&at.ty),
+            _ => None,
+        })
+    })
 }
 
 /// The type arguments of a type named `Result` (`Result<T, E>`, `std::result::Result<T, E>`, `io::Result<T>`,

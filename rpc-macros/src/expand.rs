@@ -9,7 +9,7 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::Type;
 use syn::spanned::Spanned;
 
-use crate::ast::{Method, Output, Service, Wire};
+use crate::ast::{Items, Method, Output, Service, Wire};
 
 /// The inherent items of `<Trait>Client` besides its methods, each a shortcut to the `rpc_core::Stub` item of
 /// the same name, and left out when a method of the service has that name.
@@ -40,11 +40,109 @@ pub(crate) fn expand(service: &Service<'_>) -> TokenStream {
     }
 }
 
-/// The type a method resolves to, as written (`()` when it returns nothing).
+/// The type a method resolves to, as written (`()` when it returns nothing); a stream as one the server's task
+/// can send (`Send`; it may borrow the service).
 fn return_type(m: &Method<'_>) -> TokenStream {
+    if let Output::Stream(items) = &m.output {
+        let item = items.ty;
+        return quote!(impl ::rpc_core::Stream<Item = #item> + ::core::marker::Send);
+    }
     match &m.sig().output {
         syn::ReturnType::Default => quote!(()),
         syn::ReturnType::Type(_, ty) => quote!(#ty),
+    }
+}
+
+/// The payload codec of the service, as a value.
+fn codec_value(service: &Service<'_>) -> TokenStream {
+    match &service.codec {
+        None => quote!(::rpc_core::codec::Bincode),
+        Some(codec) => quote!(<#codec as ::core::default::Default>::default()),
+    }
+}
+
+/// The codec of a stream's items (protocol 1.1): `Result` items with the application's error apart.
+fn items_codec(service: &Service<'_>, items: &Items<'_>) -> TokenStream {
+    let codec = codec_value(service);
+    match items.fallible {
+        false => quote!(::rpc_core::stream::Plain(#codec)),
+        true => quote!(::rpc_core::stream::Fallible(#codec)),
+    }
+}
+
+/// The codec of the one answer of a method that takes a stream.
+fn answer_codec(service: &Service<'_>, output: &Output<'_>) -> TokenStream {
+    let codec = codec_value(service);
+    match output {
+        Output::Result { .. } => quote!(::rpc_core::stream::Fallible(#codec)),
+        _ => quote!(::rpc_core::stream::Plain(#codec)),
+    }
+}
+
+/// The client method of a method that streams: it opens the stream and returns it (or, for a method that takes
+/// a stream and returns a value, awaits that value).
+fn client_stream_method(service: &Service<'_>, m: &Method<'_>, index: usize) -> TokenStream {
+    let attrs = &m.attrs;
+    let name = m.ident();
+    let args = Ident::new("args", Span::mixed_site());
+    let streaming = Ident::new("streaming", Span::mixed_site());
+    let params = m.args.iter().map(|a| {
+        let (i, t) = (a.ident, a.ty);
+        match &a.stream {
+            Some(items) => {
+                let item = items.ty;
+                quote!(#i: impl ::rpc_core::Stream<Item = #item> + ::core::marker::Send + 'static)
+            }
+            None => quote!(#i: #t),
+        }
+    });
+    let wire_args = m
+        .args
+        .iter()
+        .filter(|a| a.stream.is_none())
+        .map(|a| to_wire(a.ty, a.wire, a.ident));
+    let codec = codec_value(service);
+    let (ret, receiving) = match &m.output {
+        Output::Stream(items) => {
+            let item = items.ty;
+            (
+                quote!(::rpc_core::Streaming<#item>),
+                items_codec(service, items),
+            )
+        }
+        Output::Unit => (quote!(()), answer_codec(service, &m.output)),
+        Output::Result { ok, err } => {
+            let (ok, err) = (ok.0, err.0);
+            (
+                quote!(::core::result::Result<#ok, #err>),
+                answer_codec(service, &m.output),
+            )
+        }
+        Output::Value(ty, _) | Output::Alias(ty) => (quote!(#ty), answer_codec(service, &m.output)),
+    };
+    let common = quote! {
+        &self.client, &#codec, &<Self as ::rpc_core::Stub>::METHODS[#index], &#args, #receiving
+    };
+    let open = match m.sends() {
+        None => quote!(::rpc_core::Client::open_stream(#common, &self.options).await?),
+        Some((_, arg, items)) => {
+            let (ident, sending) = (arg.ident, items_codec(service, &items));
+            quote! {
+                ::rpc_core::Client::open_stream_sending(#common, #ident, #sending, &self.options).await?
+            }
+        }
+    };
+    let finish = match &m.output {
+        Output::Stream(_) => quote!(::core::result::Result::Ok(#streaming)),
+        _ => quote!(::rpc_core::Streaming::answer(#streaming).await),
+    };
+    quote! {
+        #(#attrs)*
+        pub async fn #name(&self, #(#params),*) -> ::core::result::Result<#ret, ::rpc_core::RpcError> {
+            let #args = (#(#wire_args,)*);
+            let #streaming = #open;
+            #finish
+        }
     }
 }
 
@@ -158,6 +256,9 @@ fn expand_client(service: &Service<'_>) -> TokenStream {
     let error = Ident::new("error", Span::mixed_site());
     let failed = Ident::new("failed", Span::mixed_site());
     let methods = service.methods.iter().enumerate().map(|(index, m)| {
+        if m.stream_kind().is_some() {
+            return client_stream_method(service, m, index);
+        }
         let attrs = &m.attrs;
         let name = m.ident();
         let params = m.args.iter().map(|a| {
@@ -235,6 +336,7 @@ fn expand_client(service: &Service<'_>) -> TokenStream {
                     },
                 )
             }
+            Output::Stream(_) => unreachable!("streaming methods are expanded apart"),
         };
         quote! {
             #(#attrs)*
@@ -384,12 +486,34 @@ fn expand_server(service: &Service<'_>) -> TokenStream {
         let locals: Vec<_> = (0..m.args.len())
             .map(|i| Ident::new(&format!("arg{i}"), Span::mixed_site()))
             .collect();
-        // The probes of the arguments tell `decode` what to decode.
-        let passed = m
+        // The probes of the arguments tell `decode` what to decode; the client's stream, if any, is not in the
+        // payload but read from the call.
+        let passed: Vec<_> = m
             .args
             .iter()
             .zip(&locals)
-            .map(|(a, local)| from_wire(a.ty, a.wire, local));
+            .map(|(a, local)| match a.stream {
+                Some(_) => quote!(#local),
+                None => from_wire(a.ty, a.wire, local),
+            })
+            .collect();
+        let decoded_locals: Vec<_> = m
+            .args
+            .iter()
+            .zip(&locals)
+            .filter(|(a, _)| a.stream.is_none())
+            .map(|(_, local)| local)
+            .collect();
+        let incoming = m.sends().map(|(i, _, items)| {
+            let local = &locals[i];
+            let codec = items_codec(service, &items);
+            quote! {
+                let #local = match ::rpc_core::server::Call::incoming(&#call, #codec) {
+                    ::core::result::Result::Ok(#local) => #local,
+                    ::core::result::Result::Err(#error) => return #error,
+                };
+            }
+        });
         let (spawn, answer) = match &m.output {
             Output::Unit => (quote!(spawn), quote!(#out)),
             Output::Value(ty, wire) => (quote!(spawn), to_wire(ty, *wire, &out)),
@@ -410,6 +534,7 @@ fn expand_server(service: &Service<'_>) -> TokenStream {
                 quote!(spawn_fallible),
                 travel_alias(ty, quote!(::rpc_core::__private::Val(#out))),
             ),
+            Output::Stream(_) => (quote!(spawn_stream), quote!(#out)),
         };
         // With a codec of its own, the service decodes and answers through the `_with` entry points.
         let (spawn, codec_arg, decode) = match &service.codec {
@@ -429,19 +554,59 @@ fn expand_server(service: &Service<'_>) -> TokenStream {
                 },
             ),
         };
+        let start = match &m.output {
+            Output::Stream(items) => {
+                let codec = items_codec(service, items);
+                let sink = Ident::new("sink", Span::mixed_site());
+                quote! {
+                    ::rpc_core::server::Call::spawn_stream(
+                        #call,
+                        #codec,
+                        &#methods[#index],
+                        move |#sink| async move {
+                            let #out = <S as #ident>::#name(&*#service_local, #(#passed),*).await;
+                            #sink.send(#out).await
+                        },
+                    )
+                }
+            }
+            _ => quote! {
+                #call.#spawn(#codec_arg &#methods[#index], async move {
+                    let #out = <S as #ident>::#name(&*#service_local, #(#passed),*).await;
+                    #answer
+                })
+            },
+        };
         quote! {
             #id => {
-                let (#(#locals,)*) = match #decode {
+                let (#(#decoded_locals,)*) = match #decode {
                     ::core::result::Result::Ok(#decoded) => #decoded,
                     ::core::result::Result::Err(#error) => {
                         return #call.invalid_argument(&#methods[#index], #error)
                     }
                 };
+                #incoming
                 let #service_local = <::std::sync::Arc<S> as ::core::clone::Clone>::clone(&self.service);
-                #call.#spawn(#codec_arg &#methods[#index], async move {
-                    let #out = <S as #ident>::#name(&*#service_local, #(#passed),*).await;
-                    #answer
-                })
+                #start
+            }
+        }
+    });
+    let streaming: Vec<_> = service
+        .methods
+        .iter()
+        .filter_map(|m| {
+            let kind = Ident::new(m.stream_kind()?, Span::call_site());
+            let id = m.id;
+            Some(quote!(#id => ::core::option::Option::Some(::rpc_core::stream::Kind::#kind),))
+        })
+        .collect();
+    let stream_kind = (!streaming.is_empty()).then(|| {
+        quote! {
+            fn stream_kind(&self, method_id: u32) -> ::core::option::Option<::rpc_core::stream::Kind> {
+                match method_id {
+                    #(#streaming)*
+                    _ => ::core::option::Option::None,
+                }
             }
         }
     });
@@ -484,6 +649,8 @@ fn expand_server(service: &Service<'_>) -> TokenStream {
                     _ => #call.unimplemented(),
                 }
             }
+
+            #stream_kind
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use syn::{GenericArgument, PathArguments, ReturnType, Type};
 
-use crate::ast::{Method, Service};
+use crate::ast::{Method, Output, Service};
 use crate::errors::Errors;
 
 /// Checks the service, adding every problem to `errors`.
@@ -98,8 +98,20 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
     for arg in &method.args {
         owned_type(arg.ty, "argument", errors);
     }
-    if let ReturnType::Type(_, ty) = &sig.output {
-        owned_type(ty, "result", errors);
+    for extra in method.args.iter().filter(|a| a.stream.is_some()).skip(1) {
+        errors.push(syn::Error::new_spanned(
+            extra.ty,
+            "an RPC method takes one stream at most: send the items of both in one stream (an enum)",
+        ));
+    }
+    match (&method.output, &sig.output) {
+        (Output::Stream(items), _) => owned_type(items.ty, "stream item", errors),
+        (Output::Alias(ty), _) if method.sends().is_some() => errors.push(syn::Error::new_spanned(
+            ty,
+            "a method that takes a stream returns `Result<T, E>` written in full (not a `Result` alias)",
+        )),
+        (_, ReturnType::Type(_, ty)) => owned_type(ty, "result", errors),
+        (_, ReturnType::Default) => {}
     }
 }
 

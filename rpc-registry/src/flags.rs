@@ -166,6 +166,12 @@ pub struct ServeFlags {
     /// Smallest answer compressed, in bytes.
     #[arg(long, default_value_t = rpc_core::codec::compression::DEFAULT_THRESHOLD)]
     pub compression_threshold: usize,
+    /// Streams open at once on one connection (protocol 1.1); one more is refused.
+    #[arg(long, default_value_t = rpc_core::stream::DEFAULT_MAX_STREAMS_PER_CONNECTION)]
+    pub max_streams_per_connection: usize,
+    /// Bytes of a client's items that one stream may have in flight before they are read (at least 65536).
+    #[arg(long, default_value_t = rpc_core::stream::DEFAULT_STREAM_WINDOW)]
+    pub stream_window: u64,
 }
 
 impl std::fmt::Debug for ServeFlags {
@@ -211,6 +217,8 @@ impl std::fmt::Debug for ServeFlags {
             max_decoded_len,
             compression,
             compression_threshold,
+            max_streams_per_connection,
+            stream_window,
         } = self;
         f.debug_struct("ServeFlags")
             .field("listen", listen)
@@ -252,6 +260,8 @@ impl std::fmt::Debug for ServeFlags {
             .field("max_decoded_len", max_decoded_len)
             .field("compression", compression)
             .field("compression_threshold", compression_threshold)
+            .field("max_streams_per_connection", max_streams_per_connection)
+            .field("stream_window", stream_window)
             .finish()
     }
 }
@@ -346,6 +356,8 @@ impl ServeFlags {
                     encodings: self.compression.0.clone(),
                     threshold: self.compression_threshold,
                 },
+                max_streams_per_connection: self.max_streams_per_connection,
+                stream_window: self.stream_window,
             },
         };
         config.validate()?;
@@ -433,6 +445,11 @@ mod tests {
             "server.compression",
             &["compression", "compression-threshold"],
         ),
+        (
+            "server.max_streams_per_connection",
+            &["max-streams-per-connection"],
+        ),
+        ("server.stream_window", &["stream-window"]),
     ];
 
     /// The fields of a `{:#?}` rendering, as `path -> value`, descending into `server` and `server.codec`
@@ -519,6 +536,8 @@ mod tests {
             ("compression", "lz4"),
             ("compression-threshold", "2048"),
             ("max-handshaking-connections", "98"),
+            ("max-streams-per-connection", "101"),
+            ("stream-window", "131072"),
         ];
         let argv = std::iter::once(String::from("serve")).chain(
             args.iter()

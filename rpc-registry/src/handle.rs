@@ -62,6 +62,7 @@ struct Key {
     codec: rpc_core::codec::Config,
     max_retries: u32,
     retry_backoff: Duration,
+    stream_window: u64,
 }
 
 impl Key {
@@ -95,6 +96,7 @@ impl Key {
             metrics,
             layers,
             compression,
+            stream_window,
         } = config;
         #[cfg(feature = "tls")]
         if tls.is_some() {
@@ -116,6 +118,7 @@ impl Key {
             codec: *codec,
             max_retries: *max_retries,
             retry_backoff: *retry_backoff,
+            stream_window: *stream_window,
         })
     }
 }

@@ -26,7 +26,7 @@ pub enum Hostile {
     BadMagic,
     /// A valid `Request` header declaring a payload of `u32::MAX` bytes, and nothing more.
     HugeLength,
-    /// A header whose kind byte is `0x09`, which no version-1 frame has.
+    /// A header whose kind byte is `0x0c`, which no frame of protocol 1.1 has.
     UnknownKind,
     /// A valid `Lab.echo` request with id 5, then one with id 3: ids must increase.
     IdsOutOfOrder,
@@ -94,7 +94,7 @@ impl Hostile {
             Hostile::HugeLength => Header::request(1, ECHO).to_bytes(0, u32::MAX).to_vec(),
             Hostile::UnknownKind => {
                 let mut header = Header::ping(0).to_bytes(0, 0);
-                header[3] = 0x09;
+                header[3] = 0x0c;
                 header.to_vec()
             }
             Hostile::IdsOutOfOrder => {

@@ -15,11 +15,13 @@
 //! - [`process`]: the `lab-server` binary (`src/bin/lab-server.rs`) as a child process, killed on drop.
 //! - [`http`]: a plain HTTP/1.1 exchange with the headers a test chooses.
 //! - [`prom`]: reading the Prometheus text format, a plain HTTP `GET`, and `promtool check metrics`.
+//! - [`feed`]: the `Feed` service, one method of each kind of stream.
 //! - [`store`]: the `Store` service, whose instances serve, stall, fail or answer slowly as a test says.
 //! - [`webdriver`]: a minimal W3C WebDriver client that drives a headless Chromium through chromedriver.
 
 pub mod certs;
 pub mod cluster;
+pub mod feed;
 pub mod garbage;
 pub mod http;
 pub mod lab;

@@ -30,6 +30,20 @@ mod quiet {
         ) -> u8;
     }
 
+    /// Streams of every kind (protocol 1.1), with names the generated code also uses for its locals.
+    #[::rpc_core::service]
+    pub trait QuietStream {
+        async fn ticks(
+            &self,
+            n: u32,
+        ) -> impl ::rpc_core::Stream<Item = ::core::result::Result<u32, ::std::string::String>>;
+        async fn total(&self, sink: ::rpc_core::Streaming<u32>, streaming: u32) -> u32;
+        async fn both(
+            &self,
+            args: ::rpc_core::Streaming<u8>,
+        ) -> impl ::rpc_core::Stream<Item = ::std::vec::Vec<u8>>;
+    }
+
     /// A service with a codec of its own: the `_with` entry points are named by absolute path too.
     #[::rpc_core::service(codec = ::rpc_core::codec::Json)]
     pub trait QuietJson {
@@ -39,7 +53,12 @@ mod quiet {
     }
 }
 
-use quiet::{Quiet, QuietClient, QuietJson, QuietJsonClient, QuietJsonServer, QuietServer};
+use futures_util::StreamExt;
+use quiet::{
+    Quiet, QuietClient, QuietJson, QuietJsonClient, QuietJsonServer, QuietServer, QuietStream,
+    QuietStreamClient, QuietStreamServer,
+};
+use rpc_core::{Stream, Streaming};
 
 struct Library;
 
@@ -79,6 +98,30 @@ impl Quiet for Library {
         options: u8,
     ) -> u8 {
         call + service + args + error + client + options
+    }
+}
+
+impl QuietStream for Library {
+    async fn ticks(&self, n: u32) -> impl Stream<Item = Result<u32, String>> {
+        futures_util::stream::iter((0..n).map(|i| {
+            if i == 1 {
+                Err(String::from("one"))
+            } else {
+                Ok(i)
+            }
+        }))
+    }
+
+    async fn total(&self, sink: Streaming<u32>, streaming: u32) -> u32 {
+        sink.fold(
+            streaming,
+            |acc, item| async move { acc + item.unwrap_or(0) },
+        )
+        .await
+    }
+
+    async fn both(&self, args: Streaming<u8>) -> impl Stream<Item = Vec<u8>> {
+        args.map(|b| vec![b.unwrap_or(0); 2])
     }
 }
 
@@ -130,4 +173,36 @@ async fn a_service_declared_without_the_prelude_works() {
     assert_eq!(client.aliased(true).await, Ok(Err(String::from("failed"))));
     assert_eq!(client.nothing().await, Ok(()));
     assert_eq!(client.shadows(1, 2, 3, 4, 5, 6).await, Ok(21));
+}
+
+#[tokio::test]
+async fn streams_declared_without_the_prelude_work() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = rpc_core::Server::builder()
+        .add_service(QuietStreamServer::new(Library))
+        .build()
+        .unwrap();
+    tokio::spawn(server.serve(listener));
+    let client = QuietStreamClient::connect(addr).await.unwrap();
+    let ticks: Vec<_> = client
+        .ticks(3)
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(ticks, vec![Ok(0), Err(String::from("one")), Ok(2)]);
+    let total = client
+        .total(futures_util::stream::iter([1, 2, 3]), 10)
+        .await;
+    assert_eq!(total.unwrap(), 16);
+    let both: Vec<_> = client
+        .both(futures_util::stream::iter([4u8, 5]))
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(both, vec![vec![4, 4], vec![5, 5]]);
 }

@@ -240,6 +240,18 @@ impl Balanced {
         }
     }
 
+    /// The client of the instance a stream of `call` opens on (protocol 1.1): the balancer's pick, without
+    /// retries (a stream is not replayed).
+    pub(crate) fn stream_target(&self, call: &CallInfo<'_>) -> Result<Arc<Direct>, RpcError> {
+        self.refresh();
+        let picked = self.balancer.pick_at(call, &[], Instant::now());
+        let picked = picked.ok_or_else(|| {
+            let message = format!("no instance of {} is available", call.method.service);
+            RpcError::not_processed(Status::Unavailable, message)
+        })?;
+        Ok(Arc::clone(&self.endpoint(picked.address()).direct))
+    }
+
     /// Picks an instance for `call` at `now`, by the balancing policy of `guards`, not one in `tried` or
     /// `outside` (its route's subset) and, while others remain, not one their detector excludes.
     fn pick<'a>(

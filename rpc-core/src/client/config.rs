@@ -80,6 +80,11 @@ pub struct ClientConfig {
     /// and pay nothing. Responses are decompressed within the smaller of `codec.max_decoded_len` and
     /// `codec.max_frame_len`.
     pub compression: crate::CompressionConfig,
+    /// Bytes of a server's items that one stream may have in flight to this client before it reads them
+    /// (protocol 1.1; each item counts its payload plus 28). Default 256 KiB
+    /// ([`crate::stream::DEFAULT_STREAM_WINDOW`]); less than 64 KiB ([`crate::stream::INITIAL_CREDIT`])
+    /// counts as 64 KiB. A stream whose consumer stops reading holds at most this plus one item.
+    pub stream_window: u64,
 }
 
 impl Default for ClientConfig {
@@ -103,6 +108,7 @@ impl Default for ClientConfig {
             metrics: None,
             layers: super::layer::Layers::default(),
             compression: crate::CompressionConfig::off(),
+            stream_window: crate::stream::DEFAULT_STREAM_WINDOW,
         }
     }
 }

@@ -72,6 +72,8 @@ pub(crate) struct Shared {
     refusal: OnceLock<RpcError>,
     /// The negotiation of compression, when the client compresses (protocol 1.1).
     compression: Option<super::compression::Negotiation>,
+    /// The streams open on the connection (protocol 1.1).
+    pub(crate) streams: super::stream::Streams,
 }
 
 impl Shared {
@@ -89,6 +91,7 @@ impl Shared {
         for tx in waiting {
             let _ = tx.send(Reply::Failed(self.closed_error()));
         }
+        self.streams.fail_all(|| self.closed_error());
     }
 
     /// The error of a call that the closing of this connection ended, with the reason if it is known.
@@ -139,7 +142,7 @@ impl Shared {
     }
 
     /// Tells the server to stop call `id`.
-    fn send_cancel(&self, id: u64) {
+    pub(crate) fn send_cancel(&self, id: u64) {
         let _ = self.outbox.push(|state| {
             self.codec
                 .encode_bytes(&Header::cancel(id), &Metadata::new(), &[], &mut state.buf)
@@ -152,6 +155,18 @@ impl Shared {
 pub(crate) struct Connection {
     pub(crate) shared: Arc<Shared>,
     tasks: [AbortHandle; 3],
+}
+
+impl Shared {
+    /// The connection's frame codec.
+    pub(crate) fn codec(&self) -> &FrameCodec {
+        &self.codec
+    }
+
+    /// The error of a request that found the connection closing.
+    pub(crate) async fn closing(&self) -> RpcError {
+        self.closing_error().await
+    }
 }
 
 impl Drop for Connection {
@@ -188,6 +203,7 @@ impl Connection {
             closed_signal: Notify::new(),
             refusal: OnceLock::new(),
             compression: super::compression::Negotiation::of(compression),
+            streams: super::stream::Streams::default(),
         });
         let read = tokio::spawn(read_loop(Arc::clone(&shared), reader, codec, open));
         let write = {
@@ -432,7 +448,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
 /// ends calls wholesale (a connection error, a go-away) first delivers the replies that came before it.
 fn handle(shared: &Shared, frame: rpc_codec::Frame, replies: &mut Vec<(u64, Reply)>) {
     let h = frame.header;
+    if shared.streams.any_open()
+        && matches!(h.kind, Kind::Response | Kind::Error)
+        && super::stream::route_end(shared, &frame)
+    {
+        return;
+    }
     match h.kind {
+        Kind::Item | Kind::End | Kind::Credit => super::stream::route(shared, frame),
         Kind::Response if shared.compression.is_some() || h.flags.encoding().is_some() => {
             replies.push((h.request_id, negotiated(shared, &frame)));
         }
@@ -521,6 +544,9 @@ fn go_away(shared: &Shared, last: u64, status: Status, reason: &str) {
     for tx in not_processed {
         let _ = tx.send(Reply::Failed(error.clone().unprocessed()));
     }
+    shared
+        .streams
+        .fail_above(last, || error.clone().unprocessed());
 }
 
 /// The wait an `Error` frame asks for ([`crate::RETRY_AFTER`]): decimal milliseconds, 1 to an hour (more counts

@@ -11,6 +11,7 @@
 //! - `balanced`: many instances: picking among those not ejected, per-instance clients, each call's attempts
 //!   (attempt timeout, retries, hedging), and the task that applies feed changes and stall checks.
 //! - `routes`: the rules a balanced client follows ([`RulesFeed`]), and the subset each call's route draws.
+//! - `stream`: streams (protocol 1.1): opening one, the connection's open streams, routing the server's frames.
 //! - `transport`: the innermost service of the user's layers: a call's encoded request sent as it is.
 //! - `config`: [`ClientConfig`], the client's limits and timings.
 //! - this file: [`Client`] and the typed call path.
@@ -23,6 +24,7 @@ mod connection;
 mod direct;
 pub mod layer;
 mod routes;
+mod stream;
 mod transport;
 
 use std::net::SocketAddr;

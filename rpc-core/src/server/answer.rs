@@ -5,7 +5,9 @@
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
-use rpc_codec::{EncodeError, FrameCodec, Header, Metadata, PayloadCodec, PayloadError, WriteBuf};
+use rpc_codec::{
+    EncodeError, FrameCodec, Header, Metadata, PayloadCodec, PayloadError, Status, WriteBuf,
+};
 use serde::Serialize;
 
 use super::handler::panic_message;
@@ -20,6 +22,10 @@ pub(crate) trait Answering: Send {
     fn encode(&self, frame: &FrameCodec, id: u64, buf: &mut WriteBuf) -> Result<(), EncodeError>;
     /// The value's payload bytes.
     fn payload(&self) -> Result<Vec<u8>, PayloadError>;
+    /// How the call ended: `Ok` but for a stream that failed.
+    fn status(&self) -> Status;
+    /// The answer writes its own frame (a stream's end), which is never compressed.
+    fn frames_itself(&self) -> bool;
 }
 
 /// How a method's value is answered: as a value, or (for `Result`) as a value or the method's own error.
@@ -36,6 +42,14 @@ pub(crate) trait Reply<T>: Send + Sync + 'static {
     ) -> Result<(), EncodeError>;
     /// `value`'s payload bytes.
     fn payload(&self, value: &T) -> Result<Vec<u8>, PayloadError>;
+    /// How the call ended with `value`.
+    fn status(&self, _value: &T) -> Status {
+        Status::Ok
+    }
+    /// Whether `encode` writes a frame of its own kind (a stream's end), never a `Response`.
+    fn frames_itself(&self) -> bool {
+        false
+    }
 }
 
 /// A method's value, always a value.
@@ -98,6 +112,59 @@ impl<C: PayloadCodec, U: Serialize, E: Serialize> Reply<Result<U, E>> for Fallib
             Ok(v) => payload(&self.0, v),
             Err(e) => payload(&self.0, e),
         }
+    }
+}
+
+/// How a stream's handler ended (protocol 1.1): its last item sent, the stream cancelled (or its connection
+/// closed), or an item that failed.
+#[derive(Debug)]
+pub(crate) enum StreamEnd {
+    Done,
+    Closed,
+    Failed(crate::RpcError),
+}
+
+/// A stream's end, answered with an `End` frame, an `Error` frame, or nothing for a stream nobody reads.
+pub(crate) struct Ended;
+
+impl Reply<StreamEnd> for Ended {
+    fn is_app_error(&self, _: &StreamEnd) -> bool {
+        false
+    }
+
+    fn encode(
+        &self,
+        frame: &FrameCodec,
+        id: u64,
+        value: &StreamEnd,
+        buf: &mut WriteBuf,
+    ) -> Result<(), EncodeError> {
+        let md = Metadata::new();
+        match value {
+            StreamEnd::Done => frame.encode_bytes(&Header::end(id), &md, &[], buf),
+            StreamEnd::Closed => Ok(()),
+            StreamEnd::Failed(e) => {
+                let text = e.message().as_bytes();
+                let text = &text[..text.len().min(4096)];
+                frame.encode_bytes(&Header::error(id, e.code()), &md, text, buf)
+            }
+        }
+    }
+
+    fn payload(&self, _: &StreamEnd) -> Result<Vec<u8>, PayloadError> {
+        Ok(Vec::new())
+    }
+
+    fn status(&self, value: &StreamEnd) -> Status {
+        match value {
+            StreamEnd::Done => Status::Ok,
+            StreamEnd::Closed => Status::Cancelled,
+            StreamEnd::Failed(e) => e.code(),
+        }
+    }
+
+    fn frames_itself(&self) -> bool {
+        true
     }
 }
 
@@ -184,5 +251,16 @@ where
                 "the handler has not finished",
             ))),
         }
+    }
+
+    fn status(&self) -> Status {
+        match &self.state {
+            State::Done { value } => self.reply.status(value),
+            _ => Status::Ok,
+        }
+    }
+
+    fn frames_itself(&self) -> bool {
+        self.reply.frames_itself()
     }
 }

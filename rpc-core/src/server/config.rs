@@ -89,6 +89,16 @@ pub struct ServerConfig {
     /// compressed. Requests are decompressed within the smaller of `codec.max_decoded_len` and
     /// `codec.max_frame_len`.
     pub compression: crate::CompressionConfig,
+    /// Streams open at once on one connection (protocol 1.1); one more is refused `ResourceExhausted`.
+    /// Default 100 ([`crate::stream::DEFAULT_MAX_STREAMS_PER_CONNECTION`]). Streams count as calls in flight
+    /// too ([`ServerConfig::max_in_flight_per_connection`]).
+    pub max_streams_per_connection: usize,
+    /// Bytes of a client's items that one stream may have in flight to the server before the handler reads
+    /// them (each item counts its payload plus 28). Default 256 KiB
+    /// ([`crate::stream::DEFAULT_STREAM_WINDOW`]); less than 64 KiB ([`crate::stream::INITIAL_CREDIT`], which
+    /// every sender starts with) counts as 64 KiB. A connection holds at most `max_streams_per_connection`
+    /// times this plus one item per stream of items not yet read, whatever the client sends.
+    pub stream_window: u64,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +116,8 @@ impl Default for ServerConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             inline_handlers: true,
             compression: crate::CompressionConfig::supported(),
+            max_streams_per_connection: crate::stream::DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            stream_window: crate::stream::DEFAULT_STREAM_WINDOW,
         }
     }
 }

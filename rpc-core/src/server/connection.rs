@@ -30,7 +30,8 @@ use crate::outbox::Outbox;
 #[derive(Debug)]
 pub(crate) struct ConnShared {
     pub(crate) outbox: Outbox,
-    codec: FrameCodec,
+    pub(crate) codec: FrameCodec,
+    pub(crate) config: Arc<ServerConfig>,
     /// Who is at the other end.
     pub(crate) peer: Arc<Peer>,
     /// The server's own layers.
@@ -42,11 +43,29 @@ pub(crate) struct ConnShared {
     idle: Notify,
     /// What the client and the server agreed on compression.
     pub(crate) compression: super::compression::Negotiated,
+    /// The streams open on the connection (protocol 1.1), by request id.
+    streams: Mutex<IdMap<u64, super::stream::Open>>,
 }
 
 impl ConnShared {
     fn calls(&self) -> MutexGuard<'_, IdMap<u64, oneshot::Sender<()>>> {
         crate::sync::lock(&self.calls)
+    }
+
+    pub(crate) fn streams(&self) -> MutexGuard<'_, IdMap<u64, super::stream::Open>> {
+        crate::sync::lock(&self.streams)
+    }
+
+    /// The connection's frame limits.
+    pub(crate) fn codec_config(&self) -> &rpc_codec::Config {
+        self.codec.config()
+    }
+
+    /// Stream `id` broke a rule (its credit, say): its handler stops and the client hears why; the connection
+    /// and its other calls go on.
+    pub(crate) fn fail_stream(&self, id: u64, status: Status, message: &str) {
+        self.cancel(id);
+        self.send_error(id, status, message);
     }
 
     /// Records a call about to start; its handler stops when the returned receiver fires.
@@ -69,6 +88,7 @@ impl ConnShared {
         if let Some(tx) = self.calls().remove(&id) {
             let _ = tx.send(());
         }
+        super::stream::cancelled(self, id);
     }
 
     /// Stops every handler still running.
@@ -77,6 +97,7 @@ impl ConnShared {
         for (_, tx) in all {
             let _ = tx.send(());
         }
+        super::stream::close_all(self);
     }
 
     fn in_flight(&self) -> usize {
@@ -87,10 +108,10 @@ impl ConnShared {
     pub(crate) fn send_response(&self, id: u64, response: &Response) {
         let codec = &self.codec;
         let sent = match self.compression.plan() {
-            None => self
+            Some(plan) if !response.frames_itself() => self.push_planned(id, response, &plan),
+            _ => self
                 .outbox
                 .push(|state| response.encode(codec, id, &mut state.buf)),
-            Some(plan) => self.push_planned(id, response, &plan),
         };
         match sent {
             Ok(Ok(true)) | Err(_) => {}
@@ -235,12 +256,14 @@ pub(crate) async fn run<R, W, L>(
     let conn = Arc::new(ConnShared {
         outbox: Outbox::new(config.max_pending_output, Box::pin(writer)),
         codec: FrameCodec::new(config.codec),
+        config: Arc::clone(&config),
         peer: accepted.peer,
         own,
         calls: Mutex::new(IdMap::default()),
         in_flight: AtomicUsize::new(0),
         idle: Notify::new(),
         compression: super::compression::Negotiated::new(config.compression.clone()),
+        streams: Mutex::new(IdMap::default()),
     });
     let writer = {
         let conn = Arc::clone(&conn);
@@ -611,6 +634,8 @@ struct Admitted<'r> {
     one_way: bool,
     /// The request carried an offer of compression, which is the connection's, not the handler's.
     offer: bool,
+    /// The stream the request opened (protocol 1.1).
+    stream: Option<Arc<super::stream::Opened>>,
 }
 
 impl Admitted<'_> {
@@ -629,7 +654,12 @@ impl Admitted<'_> {
             deadline: h.deadline().map(|budget| self.arrived + budget),
             one_way: self.one_way,
             in_flight: 0,
-            extras: None,
+            extras: self.stream.as_ref().map(|stream| {
+                Box::new(crate::context::Extras {
+                    stream: Some(Arc::clone(stream)),
+                    ..Default::default()
+                })
+            }),
         }
     }
 }
@@ -662,6 +692,19 @@ fn handle<'r>(
                 }
                 return Ok(None);
             };
+            let stream = match (entry.stream, h.flags.contains(rpc_codec::Flags::STREAM)) {
+                (None, false) => None,
+                (kind, _) => match super::stream::admit(conn, frame, kind, entry.method) {
+                    Ok(stream) if !one_way => stream,
+                    Ok(_) => return Ok(None),
+                    Err((status, message)) => {
+                        if !one_way {
+                            conn.send_error(h.request_id, status, &message);
+                        }
+                        return Ok(None);
+                    }
+                },
+            };
             let offer = conn.compression.read_offer(&frame.metadata);
             let arrived = *state.arrived.get_or_insert_with(Instant::now);
             Ok(Some(Admitted {
@@ -669,6 +712,7 @@ fn handle<'r>(
                 arrived,
                 one_way,
                 offer,
+                stream,
             }))
         }
         Kind::Cancel => {
@@ -683,5 +727,10 @@ fn handle<'r>(
         Kind::GoAway => Ok(None),
         // A server calls nobody: stray answers and pongs are ignored.
         Kind::Response | Kind::Error | Kind::Pong => Ok(None),
+        // The client's side of a stream (protocol 1.1).
+        Kind::Item | Kind::End | Kind::Credit => {
+            super::stream::route(conn, frame);
+            Ok(None)
+        }
     }
 }

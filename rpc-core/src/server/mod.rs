@@ -16,6 +16,7 @@
 //! - `service`: [`Service`] (implemented by generated skeletons) and [`Call`].
 //! - `connection`: one connection's read loop, the wire's refusals, and drain.
 //! - `signal`: [`shutdown_signal`], SIGINT or SIGTERM, whichever comes first.
+//! - `stream`: the server's side of streams: admitting one, routing the client's items and credit to it.
 //! - `handler`: one call through its layers: polled once inline, then on a task of its own if it waits
 //!   (deadline, cancel); panic isolation; the answer.
 //! - this file: [`Server`], [`ServerBuilder`] and the accept loop.
@@ -34,6 +35,7 @@ mod request;
 mod response;
 mod service;
 mod signal;
+pub(crate) mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -47,11 +49,12 @@ use tokio::task::JoinSet;
 use admission::{Admission, Admitted, Slot};
 pub use config::ServerConfig;
 pub use dispatch::{Dispatch, Dispatching};
+pub(crate) use handler::panic_message as panic_text;
 use layer::{Layers, Metered, Own};
 use registry::Registry;
 pub use request::{Peer, Request};
 pub use response::Response;
-pub use service::{Call, Dispatched, Service};
+pub use service::{Call, Dispatched, Sent, Service, StreamSink};
 pub use signal::{ShutdownSignal, shutdown_signal};
 use tower_layer::{Identity, Stack};
 

@@ -11,6 +11,8 @@ use crate::method::MethodInfo;
 pub(crate) struct Entry {
     pub(crate) service: Arc<dyn Service>,
     pub(crate) method: &'static MethodInfo,
+    /// How the method streams, if it does.
+    pub(crate) stream: Option<crate::stream::Kind>,
 }
 
 /// Services by the ids of their methods.
@@ -46,6 +48,7 @@ impl Registry {
                     });
                 }
                 let entry = Entry {
+                    stream: service.stream_kind(method.id),
                     service: Arc::clone(&service),
                     method,
                 };

@@ -131,7 +131,16 @@ impl Response {
     pub fn status(&self) -> Status {
         match &self.kind {
             Kind::Failed { status, .. } => *status,
+            Kind::Handler(answer) => answer.status(),
             _ => Status::Ok,
+        }
+    }
+
+    /// The answer writes a frame of its own kind (a stream's end), never compressed.
+    pub(crate) fn frames_itself(&self) -> bool {
+        match &self.kind {
+            Kind::Handler(answer) => answer.frames_itself(),
+            _ => false,
         }
     }
 

@@ -14,12 +14,12 @@ use std::sync::Arc;
 use rpc_codec::Metadata;
 use tokio::time::Instant;
 
-use super::answer::{Answering, Fallible, Handler, Plain, Reply};
+use super::answer::{Answering, Ended, Fallible, Handler, Plain, Reply, StreamEnd};
 use super::request::Peer;
 use super::response::Response;
 use crate::context::Context;
 use crate::context::Extras;
-use crate::error::{PayloadSide, payload_status};
+use crate::error::{PayloadSide, RpcError, payload_status};
 use crate::method::MethodInfo;
 
 /// A service the server can dispatch to; implemented by the `<Trait>Server` that `#[service]` generates.
@@ -32,6 +32,12 @@ pub trait Service: Send + Sync + 'static {
 
     /// Answers one call: decodes its arguments and starts the handler, or refuses it.
     fn dispatch(&self, call: Call<'_>) -> Dispatched;
+
+    /// How the method `method_id` streams, if it does (protocol 1.1); `None` for a unary method.
+    fn stream_kind(&self, method_id: u32) -> Option<crate::stream::Kind> {
+        let _ = method_id;
+        None
+    }
 }
 
 /// The handler of a call, started; only [`Call`] makes one. It resolves to the call's [`Response`].
@@ -164,6 +170,74 @@ impl Call<'_> {
         self.run(method, handler, Fallible(codec))
     }
 
+    /// The items the client sends on the stream this call opened (protocol 1.1), decoded by `items`: what the
+    /// skeleton of a method taking a [`crate::Streaming`] passes to it. `Err` answers a call that opened no
+    /// stream the client sends items on.
+    pub fn incoming<T: 'static>(
+        &self,
+        items: impl crate::stream::ItemCodec<T>,
+    ) -> Result<crate::Streaming<T>, Dispatched> {
+        let opened = self.stream().and_then(|s| Some((s, s.inbound.as_ref()?)));
+        let Some((opened, inbound)) = opened else {
+            return Err(self.not_a_stream("takes a stream of items from the client"));
+        };
+        let source = crate::stream::Source {
+            id: opened.id,
+            method: self.method,
+            inbound: Arc::clone(inbound),
+            link: Arc::clone(&opened.conn) as Arc<dyn crate::stream::Link>,
+            limit: self.max_decoded_len,
+            side: PayloadSide::Request,
+            deadline: None,
+        };
+        Ok(crate::Streaming::new(source, Box::new(items)))
+    }
+
+    /// Runs `handler`, the method returning a stream, which hands the stream to the [`StreamSink`] it is given:
+    /// the sink sends the stream's items as they come, each encoded by `items`, while the client grants credit
+    /// (protocol 1.1); the stream ends with `End` after the last item, or with an `Error` if an item does not
+    /// encode. The call, as the layers see it, lasts as long as the stream; its deadline covers it whole, and a
+    /// cancel from the client drops the stream.
+    pub fn spawn_stream<I, F, Fut>(
+        self,
+        items: I,
+        method: &'static MethodInfo,
+        handler: F,
+    ) -> Dispatched
+    where
+        F: FnOnce(StreamSink<I>) -> Fut,
+        Fut: Future<Output = Sent> + Send + 'static,
+        I: Send + 'static,
+    {
+        let Some(opened) = self.stream().cloned() else {
+            return self.not_a_stream("sends a stream of items to the client");
+        };
+        let sink = StreamSink {
+            opened,
+            items,
+            method,
+        };
+        let pump = handler(sink);
+        self.run(method, async move { pump.await.0 }, Ended)
+    }
+
+    /// The stream this call opened, if it opened one.
+    fn stream(&self) -> Option<&Arc<super::stream::Opened>> {
+        self.extras.as_ref()?.stream.as_ref()
+    }
+
+    /// Refuses a call of a streaming method that opened no stream of the kind the method needs.
+    fn not_a_stream(&self, needs: &str) -> Dispatched {
+        let message = format!(
+            "{} {needs}: it is opened with the STREAM flag (0x08) of protocol 1.1",
+            self.method
+        );
+        Dispatched(Answer::Ready(Some(Box::new(Response::error(
+            Status::InvalidArgument,
+            message,
+        )))))
+    }
+
     /// The handler, run in the call's context; its value is answered by `reply`.
     fn run<F, T, R>(self, method: &'static MethodInfo, handler: F, reply: R) -> Dispatched
     where
@@ -186,5 +260,57 @@ impl Call<'_> {
             Handler::new(context.scope(handler), reply),
         );
         Dispatched(Answer::Running(Some(Box::into_pin(handler))))
+    }
+}
+
+/// Where a method's stream of items goes (protocol 1.1): what the skeleton of a method returning a stream hands
+/// that stream to.
+pub struct StreamSink<I> {
+    opened: Arc<super::stream::Opened>,
+    items: I,
+    method: &'static MethodInfo,
+}
+
+impl<I> std::fmt::Debug for StreamSink<I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamSink")
+            .field("stream", &self.opened)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a stream's sending ended; the call's answer is made of it.
+#[derive(Debug)]
+pub struct Sent(StreamEnd);
+
+impl<I> StreamSink<I> {
+    /// Sends the items of `stream` as the client grants credit, until the stream ends or the client stops it.
+    pub async fn send<S>(self, stream: S) -> Sent
+    where
+        S: crate::Stream + Send,
+        I: crate::stream::ItemCodec<S::Item>,
+    {
+        let StreamSink {
+            opened,
+            items,
+            method,
+        } = self;
+        let conn = &opened.conn;
+        let (frame, id) = (&conn.codec, opened.id);
+        let encode =
+            |item: &S::Item, buf: &mut rpc_codec::WriteBuf| items.encode(frame, id, item, buf);
+        let sent = crate::stream::send_items(&opened.outbound, &conn.outbox, stream, encode).await;
+        Sent(match sent {
+            Ok(()) => StreamEnd::Done,
+            Err(crate::stream::Stopped::Closed) => StreamEnd::Closed,
+            Err(crate::stream::Stopped::Encode(e)) => StreamEnd::Failed(
+                crate::stream::unencodable(method, &e, PayloadSide::Response),
+            ),
+            Err(crate::stream::Stopped::Panicked(why)) => StreamEnd::Failed(RpcError::new(
+                Status::Internal,
+                format!("{method} panicked making an item: {why}"),
+            )),
+        })
     }
 }

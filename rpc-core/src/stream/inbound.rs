@@ -1,0 +1,239 @@
+//! The receiving half of one stream (protocol 1.1): the items the connection's reader has taken off the wire
+//! and the consumer has not read yet, and the credit that bounds them. The reader pushes; the consumer
+//! ([`super::Streaming`]) takes, and as it takes it gives credit back to the sender, half a window at a time,
+//! as HTTP/2 and yamux windows do. A sender that sends past its credit breaks the protocol: the stream fails,
+//! and nothing past the window is ever held.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::task::Waker;
+
+use bytes::Bytes;
+use rpc_codec::{HEADER_LEN, Status};
+
+use crate::error::RpcError;
+
+/// What the reader hands the consumer of a stream.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// One item, with [`rpc_codec::Flags::APP_ERROR`] or not.
+    Item { payload: Bytes, app_error: bool },
+    /// The sender's half ended well.
+    End,
+    /// The one answer that ends a client stream (a `Response`): the value, or the application's error.
+    Answer { payload: Bytes, app_error: bool },
+    /// The stream failed: an `Error` frame, the connection's end, a broken rule.
+    Failed(RpcError),
+}
+
+/// What one item costs against the credit: its payload and a header, so that even empty items are bounded.
+pub(crate) fn cost(payload_len: usize) -> u64 {
+    (payload_len + HEADER_LEN) as u64
+}
+
+/// The items of one stream on their way from the reader to the consumer.
+#[derive(Debug)]
+pub(crate) struct Inbound {
+    state: Mutex<State>,
+    /// The receiver's window: the most bytes of items it lets the sender have in flight.
+    window: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    queue: VecDeque<Event>,
+    /// Bytes the sender may still send: granted minus received. Below zero when the last item overshot it (a
+    /// sender may start an item with any credit left); the sender counts the same way.
+    credit: i64,
+    /// Bytes the consumer has taken since the last grant.
+    taken: u64,
+    /// An `End`, an answer or a failure came: nothing more is taken.
+    closed: bool,
+    /// The consumer is gone: items are dropped as they come (within the credit).
+    abandoned: bool,
+    waker: Option<Waker>,
+}
+
+/// Why the reader could not hand over an item.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The sender sent past its credit: `got` bytes with `credit` left.
+    Overrun { got: u64, credit: i64 },
+}
+
+impl Inbound {
+    /// A stream whose receiver's window is `window` bytes (at least [`super::INITIAL_CREDIT`]); the sender starts
+    /// with [`super::INITIAL_CREDIT`], and the rest is granted by [`Inbound::opening_grant`].
+    pub(crate) fn new(window: u64) -> Inbound {
+        Inbound {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                credit: super::INITIAL_CREDIT as i64,
+                taken: 0,
+                closed: false,
+                abandoned: false,
+                waker: None,
+            }),
+            window: window.max(super::INITIAL_CREDIT),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        crate::sync::lock(&self.state)
+    }
+
+    /// The credit to grant the sender as the stream opens, beyond the protocol's initial credit, if any.
+    pub(crate) fn opening_grant(&self) -> Option<u32> {
+        let more = self.window - super::INITIAL_CREDIT;
+        if more == 0 {
+            return None;
+        }
+        self.lock().credit += more as i64;
+        Some(u32::try_from(more).unwrap_or(u32::MAX))
+    }
+
+    /// The reader hands over an item.
+    pub(crate) fn item(&self, payload: Bytes, app_error: bool) -> Result<(), Refused> {
+        let cost = cost(payload.len());
+        let waker = {
+            let mut state = self.lock();
+            if state.closed {
+                return Ok(());
+            }
+            if state.credit <= 0 {
+                return Err(Refused::Overrun {
+                    got: cost,
+                    credit: state.credit,
+                });
+            }
+            // An item may overshoot what is left (the sender may start one with any credit left): the queue
+            // holds at most the window plus one item.
+            state.credit -= cost as i64;
+            if state.abandoned {
+                // Nobody reads: the item is dropped, and the sender stalls once its credit is spent.
+                return Ok(());
+            }
+            state.queue.push_back(Event::Item { payload, app_error });
+            state.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// The reader hands over the end of the stream, its answer, or why it failed; the first one counts.
+    pub(crate) fn close(&self, event: Event) {
+        let waker = {
+            let mut state = self.lock();
+            if state.closed {
+                return;
+            }
+            state.closed = true;
+            if !state.abandoned {
+                state.queue.push_back(event);
+            }
+            state.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// The consumer is gone: what is queued is dropped, and items that come are dropped too.
+    pub(crate) fn abandon(&self) {
+        let mut state = self.lock();
+        state.abandoned = true;
+        state.queue.clear();
+    }
+
+    /// Moves what is queued into `into` (the consumer's own queue, which it reads without the lock); if nothing
+    /// is queued and the stream is open, keeps `waker` to be woken when something comes.
+    pub(crate) fn take_into(&self, into: &mut VecDeque<Event>, waker: &Waker) {
+        let mut state = self.lock();
+        if state.queue.is_empty() {
+            if !state.closed {
+                match &state.waker {
+                    Some(w) if w.will_wake(waker) => {}
+                    _ => state.waker = Some(waker.clone()),
+                }
+            }
+            return;
+        }
+        std::mem::swap(&mut state.queue, into);
+    }
+
+    /// The consumer has read items of `bytes` (their [`cost`]): returns the credit to grant the sender, once
+    /// half a window has been read.
+    pub(crate) fn taken(&self, bytes: u64) -> Option<u32> {
+        let mut state = self.lock();
+        state.taken += bytes;
+        if state.closed || state.taken < self.window / 2 {
+            return None;
+        }
+        let grant = std::mem::take(&mut state.taken).min(u64::from(u32::MAX));
+        state.credit += grant as i64;
+        Some(grant as u32)
+    }
+}
+
+/// The error of a stream whose sender sent past its credit.
+pub(crate) fn overrun(id: u64, refused: &Refused) -> RpcError {
+    let Refused::Overrun { got, credit } = refused;
+    RpcError::new(
+        Status::ResourceExhausted,
+        format!(
+            "stream {id} sent an item of {got} bytes with {credit} bytes of credit left (expected at most its \
+             credit: docs/PROTOCOL.md section 14)"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::INITIAL_CREDIT;
+
+    #[test]
+    fn a_sender_past_its_credit_is_refused_and_the_queue_holds_at_most_the_window_and_one_item() {
+        let inbound = Inbound::new(INITIAL_CREDIT);
+        let item = Bytes::from(vec![0u8; 1000]);
+        let mut sent = 0;
+        while inbound.item(item.clone(), false).is_ok() {
+            sent += 1;
+            assert!(sent < 1000, "no bound");
+        }
+        // 65,536 / 1,028 = 63.75: the 64th item starts with credit left.
+        assert_eq!(sent, 64);
+        assert_eq!(
+            inbound.item(item, false),
+            Err(Refused::Overrun {
+                got: 1028,
+                credit: 65_536 - 64 * 1028
+            })
+        );
+    }
+
+    #[test]
+    fn credit_comes_back_half_a_window_at_a_time_as_the_consumer_reads() {
+        let inbound = Inbound::new(4 * INITIAL_CREDIT);
+        assert_eq!(inbound.opening_grant(), Some(3 * INITIAL_CREDIT as u32));
+        assert_eq!(inbound.taken(INITIAL_CREDIT), None);
+        assert_eq!(
+            inbound.taken(INITIAL_CREDIT),
+            Some(2 * INITIAL_CREDIT as u32)
+        );
+        assert_eq!(inbound.taken(1), None);
+    }
+
+    #[test]
+    fn an_abandoned_stream_holds_nothing() {
+        let inbound = Inbound::new(INITIAL_CREDIT);
+        inbound.item(Bytes::from_static(b"a"), false).unwrap();
+        inbound.abandon();
+        inbound.item(Bytes::from_static(b"b"), false).unwrap();
+        let mut queue = VecDeque::new();
+        inbound.take_into(&mut queue, std::task::Waker::noop());
+        assert!(queue.is_empty());
+    }
+}
