@@ -27,6 +27,8 @@ pub trait Feed {
     async fn sum(&self, items: Streaming<u64>) -> Result<u64, String>;
     /// Each of the client's lines with `prefix`, as they come.
     async fn echo(&self, prefix: String, lines: Streaming<String>) -> impl Stream<Item = String>;
+    /// Hands the client's stream to a task of its own, which notes how it ended, and answers 0 at once.
+    async fn detach(&self, items: Streaming<u64>) -> u32;
     /// Holds the client's stream without reading it, until the call is cancelled.
     async fn hold(&self, items: Streaming<u64>) -> u32;
     /// A unary method beside the streams.
@@ -47,6 +49,8 @@ pub struct Produced {
 pub struct FeedImpl {
     /// What the `forever` producers did.
     pub produced: Arc<Produced>,
+    /// How the reader `detach` left behind ended: `ended`, or the error's status and message.
+    pub detached: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// Notes the producer's drop.
@@ -114,6 +118,21 @@ impl Feed for FeedImpl {
             Ok(line) => format!("{prefix}{line}"),
             Err(e) => format!("error: {e}"),
         })
+    }
+
+    async fn detach(&self, mut items: Streaming<u64>) -> u32 {
+        let detached = Arc::clone(&self.detached);
+        tokio::spawn(async move {
+            let ended = loop {
+                match items.next().await {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break format!("{:?}: {}", e.code(), e.message()),
+                    None => break String::from("ended"),
+                }
+            };
+            *detached.lock().unwrap() = Some(ended);
+        });
+        0
     }
 
     async fn hold(&self, items: Streaming<u64>) -> u32 {

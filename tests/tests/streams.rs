@@ -175,12 +175,17 @@ async fn a_closed_connection_ends_the_clients_stream_with_a_status() {
     let mut items = client.forever(1).await.unwrap();
     assert!(items.next().await.unwrap().is_ok());
     task.abort();
+    let mut got = 0;
     let error = loop {
         match tokio::time::timeout(Duration::from_secs(5), items.next()).await {
-            Ok(Some(Ok(_))) => {}
+            Ok(Some(Ok(_))) => got += 1,
             Ok(Some(Err(e))) => break e,
             other => panic!("the stream ended without a status: {other:?}"),
         }
+        assert!(
+            got < 10_000,
+            "the stream went on after its connection closed"
+        );
     };
     assert_eq!(error.code(), Status::Unavailable, "{error}");
 }
@@ -198,8 +203,9 @@ async fn a_consumer_that_stops_reading_stalls_its_own_stream_alone() {
         assert_eq!(client.ping(n).await.unwrap(), n);
     }
     // The stalled stream's producer made what its window let through, and no more: 256 KiB of items that
-    // cost at least 29 bytes each (28 and a 1-byte number), plus one batch of 64 pulled from the producer.
-    let window_items = rpc_core::stream::DEFAULT_STREAM_WINDOW / 29 + 64 + 1;
+    // cost at least 29 bytes each (28 and a 1-byte number), the last of which may overshoot it, and one item
+    // pulled ahead.
+    let window_items = rpc_core::stream::DEFAULT_STREAM_WINDOW / 29 + 2;
     let made = feed.produced.items.load(Ordering::SeqCst);
     assert!(made > 0);
     assert!(
@@ -234,7 +240,8 @@ async fn the_servers_layers_see_a_stream_as_one_call() {
         let labels = [("method", "count"), ("status", status)];
         value(&samples, "rpc_server_calls_total", &labels).unwrap_or(0.0)
     };
-    while items.next().await.is_some() {}
+    let rest = tokio::time::timeout(Duration::from_secs(5), (&mut items).count()).await;
+    assert_eq!(rest.unwrap(), 9);
     assert!(until(|| calls("Ok") == 1.0).await, "{}", metrics.render());
     assert!(until(|| in_flight() == 0.0).await);
     // A stream the client drops is a cancelled call.
@@ -276,4 +283,23 @@ async fn a_small_window_still_carries_large_items() {
         .sum(futures_util::stream::iter((1..=50_000u64).map(|_| 1)))
         .await;
     assert_eq!(sum.unwrap(), Ok(50_000));
+}
+
+#[tokio::test]
+async fn a_reader_of_the_clients_items_that_outlives_its_handler_hears_the_call_end() {
+    let feed = FeedImpl::default();
+    let client = client_of(feed.clone(), ServerConfig::default()).await;
+    // The handler hands the items to a task of its own and answers at once.
+    let answered = client.detach(futures_util::stream::iter(1..=1000u64)).await;
+    assert_eq!(answered.unwrap(), 0);
+    let ended = || feed.detached.lock().unwrap().clone();
+    assert!(
+        until(|| ended().is_some()).await,
+        "the detached reader still waits"
+    );
+    let ended = ended().unwrap();
+    assert!(
+        ended == "ended" || ended == "Cancelled: the call of Feed.detach ended",
+        "{ended}"
+    );
 }

@@ -240,11 +240,29 @@ impl Balanced {
         }
     }
 
-    /// The client of the instance a stream of `call` opens on (protocol 1.1): the balancer's pick, without
-    /// retries (a stream is not replayed).
-    pub(crate) fn stream_target(&self, call: &CallInfo<'_>) -> Result<Arc<Direct>, RpcError> {
-        self.refresh();
-        let picked = self.balancer.pick_at(call, &[], Instant::now());
+    /// The client of the instance a stream of `call` opens on (protocol 1.1): picked as a call's first attempt
+    /// is, by its route's subset and policy and past the instances the detector ejected, without retries (a
+    /// stream is not replayed). The pick is reported to the policy as the stream opens.
+    pub(crate) fn stream_target(
+        self: &Arc<Self>,
+        call: &CallInfo<'_>,
+    ) -> Result<Arc<Direct>, RpcError> {
+        self.start_ticker();
+        let routed = self
+            .routes
+            .as_ref()
+            .and_then(|r| r.route(call, &self.config, || self.balancer.instances()));
+        let applied: Option<&Applied> = routed.as_ref().and_then(|r| r.applied.as_deref());
+        let guards = Guards {
+            balance: applied.and_then(|a| a.balance.as_deref()),
+            outliers: applied.and_then(|a| a.outliers.as_ref()),
+            hedging: None,
+            budget: applied
+                .and_then(|a| a.budget.as_ref())
+                .unwrap_or(&self.budget),
+        };
+        let outside = routed.as_ref().map_or(&[][..], |r| &r.outside[..]);
+        let picked = self.pick(guards, call, &[], outside, Instant::now());
         let picked = picked.ok_or_else(|| {
             let message = format!("no instance of {} is available", call.method.service);
             RpcError::not_processed(Status::Unavailable, message)

@@ -163,6 +163,13 @@ impl Shared {
         &self.codec
     }
 
+    /// A response's metadata, for what it answers of the client's offer of compression.
+    pub(crate) fn heard(&self, metadata: &Metadata) {
+        if let Some(negotiation) = &self.compression {
+            negotiation.heard(metadata);
+        }
+    }
+
     /// The error of a request that found the connection closing.
     pub(crate) async fn closing(&self) -> RpcError {
         self.closing_error().await
@@ -408,8 +415,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let _open = open;
     let mut buf = ReadSize::first_buf();
     let mut size = ReadSize::new();
-    // The replies of one read, delivered together.
+    // The replies of one read, delivered together; and its streams' items.
     let mut replies = Vec::new();
+    let mut items = super::stream::Delivery::default();
     let reason = loop {
         size.make_room(&codec, &mut buf);
         match reader.read_buf(&mut buf).await {
@@ -424,18 +432,31 @@ async fn read_loop<R: AsyncRead + Unpin>(
         }
         let stop = loop {
             match codec.decode(&mut buf) {
-                Ok(Some(Received::Frame(frame))) => handle(&shared, frame, &mut replies),
+                Ok(Some(Received::Frame(frame))) if frame.header.kind == Kind::Item => {
+                    super::stream::item(&shared, frame, &mut items);
+                }
+                Ok(Some(Received::Frame(frame))) => {
+                    // What ends a stream comes after its items.
+                    items.flush(&shared);
+                    handle(&shared, frame, &mut replies);
+                }
                 Ok(Some(Received::Refused(r))) => {
                     let error = RpcError::new(
                         Status::ResourceExhausted,
                         format!("response refused: {}", r.reason),
                     );
-                    replies.push((r.header.request_id, Reply::Failed(error)));
+                    // A refused item fails its stream: the stream would go on without it otherwise.
+                    items.flush(&shared);
+                    let id = r.header.request_id;
+                    if !super::stream::fail(&shared, id, &error) {
+                        replies.push((id, Reply::Failed(error)));
+                    }
                 }
                 Ok(None) => break None,
                 Err(e) => break Some(format!("protocol error from the server: {e}")),
             }
         };
+        items.flush(&shared);
         shared.deliver(&mut replies);
         if let Some(reason) = stop {
             break reason;

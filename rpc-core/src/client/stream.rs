@@ -59,9 +59,13 @@ impl Streams {
 
     fn remove(&self, id: u64) -> Option<Open> {
         let mut streams = self.lock();
-        let open = streams.remove(&id);
+        let open = streams.remove(&id)?;
         self.count.store(streams.len(), Ordering::Release);
-        open
+        Some(open)
+    }
+
+    fn inbound(&self, id: u64) -> Option<Arc<Inbound>> {
+        self.lock().get(&id).map(|open| Arc::clone(&open.inbound))
     }
 
     fn get(&self, id: u64) -> Option<(Arc<Inbound>, Arc<Outbound>)> {
@@ -111,10 +115,89 @@ impl Streams {
     }
 }
 
-/// Routes a stream frame of the server (`Item`, `End`, `Credit`). Frames of a stream no longer open are dropped.
+/// The items of one read on their way to their streams: consecutive items of a stream are handed over together,
+/// under one lock of the stream's queue (and one lookup of the stream).
+#[derive(Debug, Default)]
+pub(crate) struct Delivery {
+    id: u64,
+    inbound: Option<Arc<Inbound>>,
+    items: Vec<(bytes::Bytes, bool, u64)>,
+}
+
+impl Delivery {
+    /// Hands over the items gathered, and forgets the stream (the read ends, or a frame of another kind comes,
+    /// which must not pass them).
+    pub(crate) fn flush(&mut self, shared: &Shared) {
+        let Some(inbound) = self.inbound.take() else {
+            return;
+        };
+        if let Err(refused) = inbound.items(&mut self.items) {
+            // The stream fails; the server stops it, and the connection's other calls go on.
+            let error = overrun(self.id, &refused);
+            if shared.streams.end(self.id, Event::Failed(error)) {
+                shared.send_cancel(self.id);
+            }
+        }
+    }
+}
+
+/// Gathers an `Item` of the server into `delivery` (an item of a stream no longer open is dropped).
+pub(crate) fn item(shared: &Shared, frame: Frame, delivery: &mut Delivery) {
+    let h = frame.header;
+    if delivery.inbound.is_none() || delivery.id != h.request_id {
+        delivery.flush(shared);
+        delivery.id = h.request_id;
+        delivery.inbound = shared.streams.inbound(h.request_id);
+        if delivery.inbound.is_none() {
+            return;
+        }
+    }
+    let app_error = h.flags.contains(rpc_codec::Flags::APP_ERROR);
+    // An item costs its payload as sent: a compressed one is charged its compressed length.
+    let cost = crate::stream::cost(frame.payload.len());
+    let payload = match h.flags.encoding() {
+        None => frame.payload,
+        Some(encoding) => {
+            // Decompressed only within the credit: the items before it are counted first.
+            delivery.flush(shared);
+            let Some(inbound) = shared.streams.inbound(h.request_id) else {
+                return;
+            };
+            let inflated = match inbound.has_credit() {
+                true => {
+                    super::compression::inflate(encoding, &frame.payload, shared.codec().config())
+                }
+                false => Err(overrun(
+                    h.request_id,
+                    &crate::stream::Refused::Overrun {
+                        got: cost,
+                        credit: 0,
+                    },
+                )),
+            };
+            match inflated {
+                Ok(payload) => {
+                    delivery.id = h.request_id;
+                    delivery.inbound = Some(inbound);
+                    payload
+                }
+                Err(error) => {
+                    if shared.streams.end(h.request_id, Event::Failed(error)) {
+                        shared.send_cancel(h.request_id);
+                    }
+                    return;
+                }
+            }
+        }
+    };
+    delivery.items.push((payload, app_error, cost));
+}
+
+/// Routes a stream frame of the server (`End`, `Credit`; an `Item` goes through a [`Delivery`]). Frames of a
+/// stream no longer open are dropped.
 pub(crate) fn route(shared: &Shared, frame: Frame) {
     let h = frame.header;
-    let Some((inbound, outbound)) = shared.streams.get(h.request_id) else {
+    let Some((_, outbound)) = shared.streams.get(h.request_id) else {
         return;
     };
     match h.kind {
@@ -125,27 +208,17 @@ pub(crate) fn route(shared: &Shared, frame: Frame) {
         FrameKind::End => {
             shared.streams.end(h.request_id, Event::End);
         }
-        FrameKind::Item => {
-            let payload = match h.flags.encoding() {
-                None => Ok(frame.payload),
-                Some(encoding) => {
-                    super::compression::inflate(encoding, &frame.payload, shared.codec().config())
-                }
-            };
-            let app_error = h.flags.contains(rpc_codec::Flags::APP_ERROR);
-            let refused = match payload {
-                Ok(payload) => match inbound.item(payload, app_error) {
-                    Ok(()) => return,
-                    Err(refused) => overrun(h.request_id, &refused),
-                },
-                Err(e) => e,
-            };
-            // The stream fails; the server stops it, and the connection's other calls go on.
-            shared.streams.end(h.request_id, Event::Failed(refused));
-            shared.send_cancel(h.request_id);
-        }
         _ => {}
     }
+}
+
+/// Fails stream `id` with `error` (a frame of it was refused) and cancels it; `false` if no stream has the id.
+pub(crate) fn fail(shared: &Shared, id: u64, error: &RpcError) -> bool {
+    if !shared.streams.any_open() || !shared.streams.end(id, Event::Failed(error.clone())) {
+        return false;
+    }
+    shared.send_cancel(id);
+    true
 }
 
 /// Ends the stream a `Response` (the one answer of a method that takes a stream) or an `Error` is for; `false`
@@ -158,6 +231,8 @@ pub(crate) fn route_end(shared: &Shared, frame: &Frame) -> bool {
     let event = match h.kind {
         FrameKind::Error => Event::Failed(RpcError::new(h.status, peer_text(&frame.payload))),
         _ => {
+            // A stream's answer may be the first to answer the client's offer of compression.
+            shared.heard(&frame.metadata);
             let payload = match h.flags.encoding() {
                 None => Ok(frame.payload.clone()),
                 Some(encoding) => {
@@ -327,18 +402,11 @@ impl Client {
                 .map_err(|_| super::direct::deadline_exceeded(method).unprocessed())??,
         };
         let shared = &conn.shared;
-        if let Some(at) = deadline
-            && tokio::time::timeout_at(at, shared.outbox.wait_for_room())
-                .await
-                .is_err()
-        {
-            return Err(super::direct::deadline_exceeded(method).unprocessed());
-        }
         let inbound = Arc::new(Inbound::new(self.config().stream_window));
         let outbound = Arc::new(Outbound::default());
         let budget = deadline.map(|at| at.saturating_duration_since(Instant::now()));
         let metadata = options.metadata_ref();
-        let pushed = shared.outbox.push(|state| {
+        let mut encode = |state: &mut crate::outbox::OutState| {
             let id = state.last_request_id + 1;
             let mut header = Header::stream(id, method.id);
             if let Some(budget) = budget {
@@ -362,15 +430,40 @@ impl Client {
                     .encode_bytes(&Header::credit(id), &md, &credit, &mut state.buf)?;
             }
             Ok::<u64, rpc_codec::EncodeError>(id)
-        });
+        };
+        // A request that finds the queue over its limit waits for room (until the deadline, if there is one),
+        // as a unary call's does: opening streams against a server that does not read holds nothing more.
+        let pushed = loop {
+            match shared.outbox.try_push_quiet(encode) {
+                Err(_) => return Err(shared.closing().await.unprocessed()),
+                Ok(Ok((pushed, first))) => {
+                    if first {
+                        shared.outbox.wake_writer();
+                    }
+                    break pushed;
+                }
+                Ok(Err(back)) => {
+                    encode = back;
+                    let room = shared.outbox.wait_for_room();
+                    match deadline {
+                        None => room.await,
+                        Some(at) => {
+                            if tokio::time::timeout_at(at, room).await.is_err() {
+                                let error = super::direct::deadline_exceeded(method);
+                                return Err(error.unprocessed());
+                            }
+                        }
+                    }
+                }
+            }
+        };
         let id = match pushed {
-            Ok(Ok(id)) => id,
-            Ok(Err(e)) => {
+            Ok(id) => id,
+            Err(e) => {
                 let status = crate::error::encode_status(PayloadSide::Request, &e);
                 let message = format!("the request opening {method} was not sent: {e}");
                 return Err(RpcError::not_processed(status, message));
             }
-            Err(_) => return Err(shared.closing().await.unprocessed()),
         };
         Ok(Opened {
             conn,

@@ -185,7 +185,8 @@ impl Call<'_> {
             id: opened.id,
             method: self.method,
             inbound: Arc::clone(inbound),
-            link: Arc::clone(&opened.conn) as Arc<dyn crate::stream::Link>,
+            // The reader keeps the stream open while it reads (also past the handler, in a task of its own).
+            link: Arc::clone(opened) as Arc<dyn crate::stream::Link>,
             limit: self.max_decoded_len,
             side: PayloadSide::Request,
             deadline: None,
@@ -239,7 +240,30 @@ impl Call<'_> {
     }
 
     /// The handler, run in the call's context; its value is answered by `reply`.
-    fn run<F, T, R>(self, method: &'static MethodInfo, handler: F, reply: R) -> Dispatched
+    fn run<F, T, R>(mut self, method: &'static MethodInfo, handler: F, reply: R) -> Dispatched
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+        R: Reply<T>,
+    {
+        // A stream is held by the handler, not by its context, which the handler may hand to tasks that
+        // outlive the call: the call ends when the handler does.
+        if let Some(opened) = self.extras.as_mut().and_then(|e| e.stream.take()) {
+            let held = super::stream::Held(opened);
+            return self.run_unheld(
+                method,
+                async move {
+                    let _held = held;
+                    handler.await
+                },
+                reply,
+            );
+        }
+        self.run_unheld(method, handler, reply)
+    }
+
+    /// [`Call::run`], once the call's stream (if any) is in the handler.
+    fn run_unheld<F, T, R>(self, method: &'static MethodInfo, handler: F, reply: R) -> Dispatched
     where
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,

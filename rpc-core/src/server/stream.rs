@@ -21,11 +21,12 @@ pub(crate) struct Open {
     outbound: Arc<Outbound>,
 }
 
-/// A stream the connection admitted, as the call's handler holds it; dropped with the handler, it leaves the
-/// connection.
+/// A stream the connection admitted. The call's handler holds it ([`Held`]), and so does the [`crate::Streaming`]
+/// of the client's items, if any; once neither does, it leaves the connection.
 pub(crate) struct Opened {
     pub(crate) id: u64,
     pub(crate) kind: crate::stream::Kind,
+    pub(crate) method: &'static crate::MethodInfo,
     pub(crate) conn: Arc<ConnShared>,
     pub(crate) inbound: Option<Arc<Inbound>>,
     pub(crate) outbound: Arc<Outbound>,
@@ -42,11 +43,39 @@ impl std::fmt::Debug for Opened {
 
 impl Drop for Opened {
     fn drop(&mut self) {
+        self.end_call();
+        self.conn.streams().remove(&self.id);
+    }
+}
+
+impl Opened {
+    /// The call ended (answered, cancelled, out of time): nothing more is sent, and a reader of the client's
+    /// items that outlives the handler (in a task of its own) hears that they end.
+    fn end_call(&self) {
         self.outbound.close();
         if let Some(inbound) = &self.inbound {
-            inbound.abandon();
+            let message = format!("the call of {} ended", self.method);
+            inbound.close(Event::Failed(RpcError::new(Status::Cancelled, message)));
         }
-        self.conn.streams().remove(&self.id);
+    }
+}
+
+/// The handler's hold on its stream: when the handler's future is dropped, the call has ended.
+pub(crate) struct Held(pub(crate) Arc<Opened>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.end_call();
+    }
+}
+
+impl Link for Opened {
+    fn grant(&self, id: u64, bytes: u32) {
+        self.conn.grant(id, bytes);
+    }
+
+    fn abandon(&self, _id: u64) {
+        // The handler stopped reading; the stream stays open until the call ends (the handler may still send).
     }
 }
 
@@ -56,7 +85,7 @@ pub(crate) fn admit(
     conn: &Arc<ConnShared>,
     frame: &FrameRef<'_>,
     kind: Option<crate::stream::Kind>,
-    method: &crate::MethodInfo,
+    method: &'static crate::MethodInfo,
 ) -> Result<Option<Arc<Opened>>, (Status, String)> {
     let h = frame.header();
     let opens = h.flags.contains(rpc_codec::Flags::STREAM);
@@ -104,6 +133,7 @@ pub(crate) fn admit(
     Ok(Some(Arc::new(Opened {
         id: h.request_id,
         kind,
+        method,
         conn: Arc::clone(conn),
         inbound,
         outbound,
@@ -131,20 +161,22 @@ pub(crate) fn route(conn: &ConnShared, frame: &FrameRef<'_>) {
         Kind::Item => {
             // Items to a half that takes none are dropped.
             let Some(inbound) = inbound else { return };
+            // An item costs its payload as sent; a compressed one is decompressed only within the credit.
+            let cost = crate::stream::cost(frame.payload.len());
             let payload = match h.flags.encoding() {
                 None => Ok(Bytes::copy_from_slice(frame.payload)),
+                Some(_) if !inbound.has_credit() => Ok(Bytes::new()),
                 Some(encoding) => {
                     conn.compression
                         .inflate(encoding, frame.payload, conn.codec_config())
                 }
             };
+            let app_error = h.flags.contains(rpc_codec::Flags::APP_ERROR);
             let refused = match payload {
-                Ok(payload) => {
-                    match inbound.item(payload, h.flags.contains(rpc_codec::Flags::APP_ERROR)) {
-                        Ok(()) => return,
-                        Err(refused) => overrun(h.request_id, &refused),
-                    }
-                }
+                Ok(payload) => match inbound.item(payload, app_error, cost) {
+                    Ok(()) => return,
+                    Err(refused) => overrun(h.request_id, &refused),
+                },
                 Err((status, message)) => RpcError::new(status, message),
             };
             // The stream fails; the connection and its other calls go on.

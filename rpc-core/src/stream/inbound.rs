@@ -16,8 +16,13 @@ use crate::error::RpcError;
 /// What the reader hands the consumer of a stream.
 #[derive(Debug)]
 pub(crate) enum Event {
-    /// One item, with [`rpc_codec::Flags::APP_ERROR`] or not.
-    Item { payload: Bytes, app_error: bool },
+    /// One item, with [`rpc_codec::Flags::APP_ERROR`] or not, and what it cost against the credit (its
+    /// payload as sent, compressed or not, and a header).
+    Item {
+        payload: Bytes,
+        app_error: bool,
+        cost: u64,
+    },
     /// The sender's half ended well.
     End,
     /// The one answer that ends a client stream (a `Response`): the value, or the application's error.
@@ -26,7 +31,8 @@ pub(crate) enum Event {
     Failed(RpcError),
 }
 
-/// What one item costs against the credit: its payload and a header, so that even empty items are bounded.
+/// What one item costs against the credit: its payload as sent and a header, so that even empty items are
+/// bounded.
 pub(crate) fn cost(payload_len: usize) -> u64 {
     (payload_len + HEADER_LEN) as u64
 }
@@ -65,6 +71,8 @@ impl Inbound {
     /// A stream whose receiver's window is `window` bytes (at least [`super::INITIAL_CREDIT`]); the sender starts
     /// with [`super::INITIAL_CREDIT`], and the rest is granted by [`Inbound::opening_grant`].
     pub(crate) fn new(window: u64) -> Inbound {
+        // A `Credit` frame grants at most `u32::MAX`; a larger window could not be granted whole.
+        let window = window.min(u64::from(u32::MAX));
         Inbound {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -92,34 +100,55 @@ impl Inbound {
         Some(u32::try_from(more).unwrap_or(u32::MAX))
     }
 
-    /// The reader hands over an item.
-    pub(crate) fn item(&self, payload: Bytes, app_error: bool) -> Result<(), Refused> {
-        let cost = cost(payload.len());
+    /// Whether the sender may send an item now: its credit is above zero (checked before a compressed item is
+    /// decompressed).
+    pub(crate) fn has_credit(&self) -> bool {
+        self.lock().credit > 0
+    }
+
+    /// The reader hands over an item that cost `cost` ([`cost`] of its payload as sent).
+    pub(crate) fn item(&self, payload: Bytes, app_error: bool, cost: u64) -> Result<(), Refused> {
+        self.items(&mut vec![(payload, app_error, cost)])
+    }
+
+    /// The reader hands over the items of one read (each with [`rpc_codec::Flags::APP_ERROR`] or not, and its
+    /// cost), under one lock; `items` is left empty. An item past the credit stops there: the ones before it
+    /// are queued.
+    pub(crate) fn items(&self, items: &mut Vec<(Bytes, bool, u64)>) -> Result<(), Refused> {
+        let mut refused = Ok(());
         let waker = {
             let mut state = self.lock();
-            if state.closed {
-                return Ok(());
+            for (payload, app_error, cost) in items.drain(..) {
+                if state.closed {
+                    break;
+                }
+                if state.credit <= 0 {
+                    refused = Err(Refused::Overrun {
+                        got: cost,
+                        credit: state.credit,
+                    });
+                    break;
+                }
+                // An item may overshoot what is left (the sender may start one with any credit left): the
+                // queue holds at most the window plus one item.
+                state.credit -= cost as i64;
+                if !state.abandoned {
+                    // Nobody reads an abandoned stream: its items are dropped, and its sender stalls once its
+                    // credit is spent.
+                    state.queue.push_back(Event::Item {
+                        payload,
+                        app_error,
+                        cost,
+                    });
+                }
             }
-            if state.credit <= 0 {
-                return Err(Refused::Overrun {
-                    got: cost,
-                    credit: state.credit,
-                });
-            }
-            // An item may overshoot what is left (the sender may start one with any credit left): the queue
-            // holds at most the window plus one item.
-            state.credit -= cost as i64;
-            if state.abandoned {
-                // Nobody reads: the item is dropped, and the sender stalls once its credit is spent.
-                return Ok(());
-            }
-            state.queue.push_back(Event::Item { payload, app_error });
             state.waker.take()
         };
+        items.clear();
         if let Some(w) = waker {
             w.wake();
         }
-        Ok(())
+        refused
     }
 
     /// The reader hands over the end of the stream, its answer, or why it failed; the first one counts.
@@ -148,19 +177,22 @@ impl Inbound {
     }
 
     /// Moves what is queued into `into` (the consumer's own queue, which it reads without the lock); if nothing
-    /// is queued and the stream is open, keeps `waker` to be woken when something comes.
-    pub(crate) fn take_into(&self, into: &mut VecDeque<Event>, waker: &Waker) {
+    /// is queued and the stream is open, keeps `waker` to be woken when something comes. Returns `false` when
+    /// nothing is queued and nothing more will come (the stream closed and its last event was taken).
+    pub(crate) fn take_into(&self, into: &mut VecDeque<Event>, waker: &Waker) -> bool {
         let mut state = self.lock();
         if state.queue.is_empty() {
-            if !state.closed {
-                match &state.waker {
-                    Some(w) if w.will_wake(waker) => {}
-                    _ => state.waker = Some(waker.clone()),
-                }
+            if state.closed {
+                return false;
             }
-            return;
+            match &state.waker {
+                Some(w) if w.will_wake(waker) => {}
+                _ => state.waker = Some(waker.clone()),
+            }
+            return true;
         }
         std::mem::swap(&mut state.queue, into);
+        true
     }
 
     /// The consumer has read items of `bytes` (their [`cost`]): returns the credit to grant the sender, once
@@ -199,14 +231,14 @@ mod tests {
         let inbound = Inbound::new(INITIAL_CREDIT);
         let item = Bytes::from(vec![0u8; 1000]);
         let mut sent = 0;
-        while inbound.item(item.clone(), false).is_ok() {
+        while inbound.item(item.clone(), false, cost(1000)).is_ok() {
             sent += 1;
             assert!(sent < 1000, "no bound");
         }
         // 65,536 / 1,028 = 63.75: the 64th item starts with credit left.
         assert_eq!(sent, 64);
         assert_eq!(
-            inbound.item(item, false),
+            inbound.item(item, false, cost(1000)),
             Err(Refused::Overrun {
                 got: 1028,
                 credit: 65_536 - 64 * 1028
@@ -229,11 +261,21 @@ mod tests {
     #[test]
     fn an_abandoned_stream_holds_nothing() {
         let inbound = Inbound::new(INITIAL_CREDIT);
-        inbound.item(Bytes::from_static(b"a"), false).unwrap();
+        inbound.item(Bytes::from_static(b"a"), false, 29).unwrap();
         inbound.abandon();
-        inbound.item(Bytes::from_static(b"b"), false).unwrap();
+        inbound.item(Bytes::from_static(b"b"), false, 29).unwrap();
         let mut queue = VecDeque::new();
-        inbound.take_into(&mut queue, std::task::Waker::noop());
+        assert!(inbound.take_into(&mut queue, std::task::Waker::noop()));
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_closed_stream_whose_events_were_taken_says_so_rather_than_wait() {
+        let inbound = Inbound::new(INITIAL_CREDIT);
+        inbound.close(Event::End);
+        let mut queue = VecDeque::new();
+        assert!(inbound.take_into(&mut queue, std::task::Waker::noop()));
+        assert!(matches!(queue.pop_front(), Some(Event::End)));
+        assert!(!inbound.take_into(&mut queue, std::task::Waker::noop()));
     }
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 pub use futures_core::Stream;
-pub(crate) use inbound::{Event, Inbound, overrun};
+pub(crate) use inbound::{Event, Inbound, Refused, cost, overrun};
 pub use items::{Fallible, ItemCodec, Plain};
 pub(crate) use items::{undecodable, unencodable};
 pub(crate) use outbound::{Outbound, Stopped, send_items};
@@ -93,6 +93,8 @@ pub struct Streaming<T> {
     side: PayloadSide,
     /// Taken from `inbound` in one lock, read without it.
     local: VecDeque<Event>,
+    /// Bytes of items read from `local` and not yet counted in `inbound` (counted once per batch).
+    read: u64,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     done: bool,
 }
@@ -129,6 +131,7 @@ impl<T: 'static> Streaming<T> {
             limit: source.limit,
             side: source.side,
             local: VecDeque::new(),
+            read: 0,
             deadline: source
                 .deadline
                 .map(|at| Box::pin(tokio::time::sleep_until(at))),
@@ -173,10 +176,12 @@ impl<T: 'static> Stream for Streaming<T> {
         loop {
             if let Some(event) = this.local.pop_front() {
                 match event {
-                    Event::Item { payload, app_error } => {
-                        if let Some(grant) = this.inbound.taken(inbound::cost(payload.len())) {
-                            this.link.grant(this.id, grant);
-                        }
+                    Event::Item {
+                        payload,
+                        app_error,
+                        cost,
+                    } => {
+                        this.read += cost;
                         return match this.codec.decode(&payload, app_error, this.limit) {
                             Ok(item) => Poll::Ready(Some(Ok(item))),
                             Err(e) => this.fail(undecodable(this.method, &e, this.side)),
@@ -210,7 +215,17 @@ impl<T: 'static> Stream for Streaming<T> {
                 );
                 return this.fail(error);
             }
-            this.inbound.take_into(&mut this.local, cx.waker());
+            // What was read goes back to the sender as credit, once per batch.
+            if this.read > 0
+                && let Some(grant) = this.inbound.taken(std::mem::take(&mut this.read))
+            {
+                this.link.grant(this.id, grant);
+            }
+            if !this.inbound.take_into(&mut this.local, cx.waker()) {
+                // Closed, its last event taken (by a consumer that was dropped meanwhile, say): nothing more.
+                this.done = true;
+                return Poll::Ready(None);
+            }
             if this.local.is_empty() {
                 return Poll::Pending;
             }

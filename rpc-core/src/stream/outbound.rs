@@ -13,7 +13,8 @@ use rpc_codec::{EncodeError, WriteBuf};
 
 use crate::outbox::Outbox;
 
-/// Items pulled from a stream at once, at most, before they are written with one lock of the outbox.
+/// Items pulled from a stream at once, at most, before they are written with one lock of the outbox; fewer when
+/// the credit left covers fewer items of the size seen last.
 const BATCH: usize = 64;
 
 /// The credit of one stream's sender.
@@ -52,7 +53,8 @@ impl Outbound {
     pub(crate) fn grant(&self, bytes: u32) {
         let waker = {
             let mut state = self.lock();
-            state.credit += i64::from(bytes);
+            // Saturating: a peer that grants without end cannot make the count wrap.
+            state.credit = state.credit.saturating_add(i64::from(bytes));
             state.waker.take()
         };
         if let Some(w) = waker {
@@ -127,6 +129,8 @@ where
     let mut ended = false;
     // A panic of the stream, once the items it made before are sent.
     let mut broken: Option<String> = None;
+    // What the last item cost: the stream is pulled no further ahead than the credit covers.
+    let mut last_cost: i64 = 1;
     loop {
         let Some(mut credit) = std::future::poll_fn(|cx| outbound.poll_credit(cx)).await else {
             return Err(Stopped::Closed);
@@ -140,9 +144,10 @@ where
                 return Ok(());
             }
             // The stream may wait long for its next item: the sender stops meanwhile if the stream ends.
+            let ahead = usize::try_from(credit.div_euclid(last_cost).max(1)).unwrap_or(BATCH);
             let pulled = std::future::poll_fn(|cx| match outbound.poll_closed(cx) {
                 true => Poll::Ready(None),
-                false => pull(items.as_mut(), &mut held, cx).map(Some),
+                false => pull(items.as_mut(), &mut held, ahead.min(BATCH), cx).map(Some),
             });
             match pulled.await {
                 None => return Err(Stopped::Closed),
@@ -162,6 +167,7 @@ where
                 let before = state.buf.len();
                 encode(item, &mut state.buf)?;
                 let cost = (state.buf.len() - before) as i64;
+                last_cost = cost;
                 credit -= cost;
                 spent += cost;
                 held.pop_front();
@@ -187,14 +193,15 @@ enum Pulled {
     Panicked(String),
 }
 
-/// Pulls the items that are ready (at least one, at most [`BATCH`]) into `held`, catching a panic of the stream
+/// Pulls the items that are ready (at least one, at most `most`) into `held`, catching a panic of the stream
 /// (the items made before it are still sent).
 fn pull<S: Stream>(
     mut items: Pin<&mut S>,
     held: &mut VecDeque<S::Item>,
+    most: usize,
     cx: &mut Context<'_>,
 ) -> Poll<Pulled> {
-    while held.len() < BATCH {
+    while held.len() < most {
         let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             items.as_mut().poll_next(cx)
         }));
