@@ -1,6 +1,6 @@
 //! The registry's own API, a `#[service]` trait served over rpc-core like any other: register, heartbeat,
 //! deregister (writes, which need the registry's token when it has one), and instances, watch, watch_changes,
-//! services, status (reads).
+//! subscribe (a stream of changes, protocol 1.1), services, status (reads).
 //!
 //! Compatibility: a method is named on the wire by `"Registry.method"`, and bincode refuses a value with fields
 //! it does not know; so a type that travels is never extended, and a new answer comes with a new method
@@ -375,6 +375,20 @@ pub trait Registry {
     #[idempotent]
     async fn watch_changes(&self, service: String, epoch: u64, since: u64, wait_ms: u64)
     -> Watched;
+
+    /// The instances of `service` as a stream (protocol 1.1), in place of repeated watches: the first item at
+    /// once, as [`Registry::watch_changes`] answers a watcher at `since` of registry `epoch`; then an item as
+    /// soon as the service changes, with the removals since the item before, or after `wait_ms` (at least 1 s,
+    /// capped by the registry) unchanged, so that the watcher knows the stream lives. It ends when the registry
+    /// shuts down, or cannot track one more service.
+    #[idempotent]
+    async fn subscribe(
+        &self,
+        service: String,
+        epoch: u64,
+        since: u64,
+        wait_ms: u64,
+    ) -> impl rpc_core::Stream<Item = Watched>;
 
     /// Every service with instances.
     #[idempotent]

@@ -124,7 +124,9 @@ pub struct RegistryConfig {
     /// ([`rpc_core::ServerConfig::default`]), except `max_connections`:
     /// [`RegistryConfig::connections_for`]`(`[`DEFAULT_MAX_INSTANCES`]`)`, 11,024, and
     /// `max_in_flight_per_connection`: [`RegistryConfig::in_flight_for`]`(`[`DEFAULT_MAX_SERVICES`]`)`,
-    /// 11,024 (a process shares one connection for all its watches, one per service, and its heartbeats). When
+    /// 11,024 (a process shares one connection for all its watches, one per service, and its heartbeats), and
+    /// `max_streams_per_connection`: [`DEFAULT_MAX_SERVICES`] (a discovery subscribes to each service it
+    /// watches on that connection; a subscription takes no items from the client, so it holds no window). When
     /// changing `max_instances` or `max_services`, change these with them ([`RegistryConfig::sized_for`]
     /// does the first).
     pub server: ServerConfig,
@@ -226,6 +228,7 @@ impl Default for RegistryConfig {
             server: ServerConfig {
                 max_connections: RegistryConfig::connections_for(DEFAULT_MAX_INSTANCES),
                 max_in_flight_per_connection: RegistryConfig::in_flight_for(DEFAULT_MAX_SERVICES),
+                max_streams_per_connection: DEFAULT_MAX_SERVICES,
                 ..ServerConfig::default()
             },
         }

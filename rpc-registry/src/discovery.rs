@@ -276,8 +276,74 @@ impl Feed for Watched {
     }
 }
 
-/// Keeps `tx` current with the instances of `service`: long polls, answered as soon as the service changes;
-/// on errors it keeps the last instances and retries (the client's backoff spaces the attempts).
+/// Where a watch of one service stands: the registry's epoch and the revision seen last, and, after a registry
+/// restart, the instances known before, kept until an instant (they register again within a heartbeat).
+#[derive(Default)]
+struct Tracked {
+    epoch: u64,
+    since: u64,
+    warming: Option<(Instant, Vec<Instance>)>,
+    /// The registry's last snapshot, without the instances kept through a warm-up.
+    last: Option<Snapshot>,
+}
+
+impl Tracked {
+    /// Takes `snapshot` in: `tx` hears of it if it differs from what was seen, or the warm-up ended. Returns
+    /// whether it did.
+    fn apply(
+        &mut self,
+        snapshot: Snapshot,
+        config: &DiscoveryConfig,
+        tx: &watch::Sender<Arc<Snapshot>>,
+    ) -> bool {
+        if self.epoch != 0 && snapshot.epoch != self.epoch {
+            self.warming = Some((
+                Instant::now() + config.warm_up,
+                tx.borrow().instances.clone(),
+            ));
+        }
+        let warm_over = self
+            .warming
+            .as_ref()
+            .is_some_and(|(until, _)| Instant::now() >= *until);
+        if warm_over {
+            self.warming = None;
+        }
+        let changed = snapshot.epoch != self.epoch || snapshot.revision != self.since || warm_over;
+        self.epoch = snapshot.epoch;
+        self.since = snapshot.revision;
+        if changed {
+            self.last = Some(snapshot.clone());
+            tx.send_replace(Arc::new(with_warming(snapshot, self.warming.as_ref())));
+        }
+        changed
+    }
+
+    /// Ends a warm-up that is over: `tx` hears of the instances without those known before the restart.
+    fn end_warm_up(&mut self, tx: &watch::Sender<Arc<Snapshot>>) {
+        let over = self
+            .warming
+            .take_if(|(until, _)| Instant::now() >= *until)
+            .is_some();
+        if over && let Some(last) = &self.last {
+            tx.send_replace(Arc::new(last.clone()));
+        }
+    }
+}
+
+/// How one subscription of a service ended.
+enum Subscription {
+    /// The registry ended it (it shuts down, or tracks too many services): subscribe again after a pause.
+    Ended { items: u32 },
+    /// The registry does not stream (an older one): watch with long polls instead.
+    Unsupported,
+    /// It failed: subscribe again after the pause of failures.
+    Failed(RpcError),
+}
+
+/// Keeps `tx` current with the instances of `service`: a stream of its changes (`subscribe`, protocol 1.1), or,
+/// from a registry that does not stream, long polls answered as soon as the service changes. On errors it keeps
+/// the last instances and tries again (after a pause that grows while the errors go on).
 async fn watch_loop(
     registry: RegistryClient,
     service: String,
@@ -285,44 +351,51 @@ async fn watch_loop(
     tx: watch::Sender<Arc<Snapshot>>,
     errors: Errors,
 ) {
-    let (mut epoch, mut since) = (0u64, 0u64);
-    // After a registry restart: the instances known before, kept until this instant.
-    let mut warming: Option<(Instant, Vec<Instance>)> = None;
+    let mut at = Tracked::default();
     let mut failures = 0u32;
-    // Unchanged answers that came back long before the wait asked for, in a row.
+    // Unchanged answers (or ended streams) that came back long before the wait asked for, in a row.
     let mut early = 0u32;
+    let mut streams = true;
     loop {
+        if streams {
+            let asked = Instant::now();
+            match subscription(&registry, &service, &config, &tx, &errors, &mut at).await {
+                Subscription::Unsupported => streams = false,
+                Subscription::Ended { items } => {
+                    failures = 0;
+                    if items <= 1 || asked.elapsed() < config.watch_wait / 2 {
+                        early = early.saturating_add(1);
+                        tokio::time::sleep(retry_pause(early)).await;
+                    } else {
+                        early = 0;
+                    }
+                }
+                Subscription::Failed(e) => {
+                    rpc_core::sync::lock(&errors).insert(service.clone(), e.to_string());
+                    failures = failures.saturating_add(1);
+                    tokio::time::sleep(retry_pause(failures)).await;
+                }
+            }
+            continue;
+        }
         let mut wait = config.watch_wait;
-        if let Some((until, _)) = &warming {
+        if let Some((until, _)) = &at.warming {
             wait = wait.min(until.saturating_duration_since(Instant::now()));
         }
         let call = registry.with_deadline(wait + Duration::from_secs(5));
         let wait_ms = wait.as_millis() as u64;
         let asked = Instant::now();
-        match call.watch(service.clone(), epoch, since, wait_ms).await {
+        match call
+            .watch(service.clone(), at.epoch, at.since, wait_ms)
+            .await
+        {
             Ok(snapshot) => {
                 if failures > 0 {
                     rpc_core::sync::lock(&errors).remove(&service);
                 }
                 failures = 0;
-                if epoch != 0 && snapshot.epoch != epoch {
-                    warming = Some((
-                        Instant::now() + config.warm_up,
-                        tx.borrow().instances.clone(),
-                    ));
-                }
-                let warm_over = warming
-                    .as_ref()
-                    .is_some_and(|(until, _)| Instant::now() >= *until);
-                if warm_over {
-                    warming = None;
-                }
-                let changed = snapshot.epoch != epoch || snapshot.revision != since || warm_over;
-                epoch = snapshot.epoch;
-                since = snapshot.revision;
-                if changed {
+                if at.apply(snapshot, &config, &tx) {
                     early = 0;
-                    tx.send_replace(Arc::new(with_warming(snapshot, warming.as_ref())));
                 } else if asked.elapsed() < wait / 2 {
                     // The registry answered at once with nothing new: it will not keep this watch (a name it
                     // cannot track, or it is shutting down). Asking again at once would spin; back off as
@@ -338,6 +411,60 @@ async fn watch_loop(
                 failures = failures.saturating_add(1);
                 tokio::time::sleep(retry_pause(failures)).await;
             }
+        }
+    }
+}
+
+/// Follows one subscription of `service` until it ends: each item goes to `tx`. A registry silent for the
+/// watch's wait and 5 s more (it sends the state unchanged after each wait) is taken for gone.
+async fn subscription(
+    registry: &RegistryClient,
+    service: &str,
+    config: &DiscoveryConfig,
+    tx: &watch::Sender<Arc<Snapshot>>,
+    errors: &Errors,
+    at: &mut Tracked,
+) -> Subscription {
+    let wait = config.watch_wait;
+    let wait_ms = wait.as_millis() as u64;
+    let mut items = match registry
+        .subscribe(service.to_owned(), at.epoch, at.since, wait_ms)
+        .await
+    {
+        Ok(items) => items,
+        Err(e) => return Subscription::Failed(e),
+    };
+    let mut got = 0u32;
+    loop {
+        let silent_at = Instant::now() + wait + Duration::from_secs(5);
+        let until = at
+            .warming
+            .as_ref()
+            .map_or(silent_at, |(until, _)| (*until).min(silent_at));
+        match tokio::time::timeout_at(until, items.next()).await {
+            Err(_) if Instant::now() < silent_at => at.end_warm_up(tx),
+            Err(_) => {
+                let message =
+                    format!("the registry's stream of {service} went silent for {wait:?} and 5 s");
+                return Subscription::Failed(RpcError::new(Status::Unavailable, message));
+            }
+            Ok(None) => return Subscription::Ended { items: got },
+            Ok(Some(Ok(watched))) => {
+                if got == 0 {
+                    rpc_core::sync::lock(errors).remove(service);
+                }
+                got = got.saturating_add(1);
+                at.apply(watched.snapshot, config, tx);
+            }
+            // A registry of protocol 1.0 refuses the stream's flag; one of 1.1 without `subscribe` refuses the
+            // method.
+            Ok(Some(Err(e)))
+                if got == 0
+                    && matches!(e.code(), Status::Unimplemented | Status::InvalidArgument) =>
+            {
+                return Subscription::Unsupported;
+            }
+            Ok(Some(Err(e))) => return Subscription::Failed(e),
         }
     }
 }

@@ -166,9 +166,10 @@ pub struct ServeFlags {
     /// Smallest answer compressed, in bytes.
     #[arg(long, default_value_t = rpc_core::codec::compression::DEFAULT_THRESHOLD)]
     pub compression_threshold: usize,
-    /// Streams open at once on one connection (protocol 1.1); one more is refused.
-    #[arg(long, default_value_t = rpc_core::stream::DEFAULT_MAX_STREAMS_PER_CONNECTION)]
-    pub max_streams_per_connection: usize,
+    /// Streams open at once on one connection (protocol 1.1; a process subscribes to each service it watches
+    /// on one connection); one more is refused. [default: --max-services]
+    #[arg(long)]
+    pub max_streams_per_connection: Option<usize>,
     /// Bytes of a client's items that one stream may have in flight before they are read (at least 65536).
     #[arg(long, default_value_t = rpc_core::stream::DEFAULT_STREAM_WINDOW)]
     pub stream_window: u64,
@@ -356,7 +357,9 @@ impl ServeFlags {
                     encodings: self.compression.0.clone(),
                     threshold: self.compression_threshold,
                 },
-                max_streams_per_connection: self.max_streams_per_connection,
+                max_streams_per_connection: self
+                    .max_streams_per_connection
+                    .unwrap_or(self.max_services),
                 stream_window: self.stream_window,
             },
         };

@@ -1,7 +1,7 @@
 //! The registry's reads over its RPC API (`instances`, `watch`, `watch_changes`, `services`, `status`, `report`): each
 //! takes what it needs under the state's lock (`Arc`s of listings and history records: pointer copies) and
 //! builds its answer after releasing it, so that no read makes a heartbeat wait while it copies instances.
-//! Watches are long polls woken by their service's revision.
+//! Watches are long polls woken by their service's revision; `subscribe` streams the same answers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +13,18 @@ use crate::history::Record;
 use crate::listing::{Clock, Listing, Listings};
 use crate::service::Shared;
 use crate::state::State;
+
+/// The shortest wait between two items of a subscription when nothing changes: 1 s.
+pub(crate) const MIN_SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
+
+/// Where a subscription stands: the registry, the service, and the revision of the last item.
+struct Subscribed {
+    shared: Arc<Shared>,
+    service: String,
+    epoch: u64,
+    since: u64,
+    first: bool,
+}
 
 /// What a watch takes under the lock to answer with.
 struct Seen {
@@ -80,6 +92,46 @@ impl Shared {
             removed: seen.removals.iter().filter_map(Record::removal).collect(),
             complete: seen.complete,
         }
+    }
+
+    /// The instances of `service` as a stream (see [`crate::api::Registry::subscribe`]): the state at once, then
+    /// each change (or the state unchanged after `wait_ms`, at least [`MIN_SUBSCRIBE_WAIT`]), each with the
+    /// removals since the item before.
+    pub(crate) fn subscribe(
+        self: Arc<Self>,
+        service: String,
+        epoch: u64,
+        since: u64,
+        wait_ms: u64,
+    ) -> impl futures_util::Stream<Item = Watched> + Send + 'static {
+        let wait = Duration::from_millis(wait_ms)
+            .max(MIN_SUBSCRIBE_WAIT)
+            .min(self.config.max_watch_wait.max(MIN_SUBSCRIBE_WAIT));
+        let start = Subscribed {
+            shared: self,
+            service,
+            epoch,
+            since,
+            first: true,
+        };
+        futures_util::stream::unfold(Some(start), move |at| async move {
+            let mut at = at?;
+            let first = std::mem::replace(&mut at.first, false);
+            let wait_ms = if first { 0 } else { wait.as_millis() as u64 };
+            let asked = Instant::now();
+            let seen = at
+                .shared
+                .watch_changes(&at.service, at.epoch, at.since, wait_ms)
+                .await;
+            let changed = seen.snapshot.epoch != at.epoch || seen.snapshot.revision != at.since;
+            // Unchanged long before its wait: the registry shuts down, or cannot track one more service.
+            if !first && !changed && asked.elapsed() < wait / 2 {
+                return None;
+            }
+            at.epoch = seen.snapshot.epoch;
+            at.since = seen.snapshot.revision;
+            Some((seen, Some(at)))
+        })
     }
 
     /// Waits until `service` differs from revision `since` of registry `epoch` (at once if it already does), or

@@ -475,6 +475,16 @@ impl Registry for RegistryService {
             .await
     }
 
+    async fn subscribe(
+        &self,
+        service: String,
+        epoch: u64,
+        since: u64,
+        wait_ms: u64,
+    ) -> impl rpc_core::Stream<Item = Watched> {
+        Arc::clone(&self.shared).subscribe(service, epoch, since, wait_ms)
+    }
+
     async fn services(&self) -> Vec<ServiceSummary> {
         self.shared.services()
     }
