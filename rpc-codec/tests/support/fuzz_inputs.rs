@@ -1,5 +1,5 @@
-//! The inputs kept for a fuzz target, as the replay tests of rpc-codec and rpc-registry list them (each includes
-//! this file by path, so `CARGO_MANIFEST_DIR` is the including crate's).
+//! The inputs kept for a fuzz target, as the replay tests of rpc-codec, rpc-core and rpc-registry list them (each
+//! includes this file by path, so `CARGO_MANIFEST_DIR` is the including crate's).
 
 use std::path::{Path, PathBuf};
 

@@ -357,6 +357,47 @@ impl<L: Layers> Server<L> {
         }
     }
 
+    /// Serves one connection over `io`, any byte stream (an in-memory pipe, a transport of the user's), until
+    /// the peer leaves or a protocol error ends it: the same limits, layers and answers as a connection that
+    /// `serve` accepted, without a TLS handshake and without the server's count of connections. Returns when
+    /// the connection has closed.
+    ///
+    /// ```
+    /// # #[rpc_core::service] trait Echo { async fn echo(&self, s: String) -> String; }
+    /// # struct E; impl Echo for E { async fn echo(&self, s: String) -> String { s } }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let server = rpc_core::Server::builder().add_service(EchoServer::new(E)).build().unwrap();
+    /// let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    /// tokio::spawn(async move { server.serve_io(theirs).await });
+    /// # drop(ours); }
+    /// ```
+    pub async fn serve_io<T>(&self, io: T)
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let Admitted::Slot(slot) = Admission::new(&self.config).admit() else {
+            return;
+        };
+        let (reader, writer) = tokio::io::split(io);
+        let accepted = connection::Accepted {
+            peer: Arc::new(Peer::default()),
+            slot,
+        };
+        // Never draining: the connection lives as long as its peer.
+        let (_never, draining) = watch::channel(false);
+        let (registry, config) = (Arc::clone(&self.registry), Arc::clone(&self.config));
+        connection::run::<_, _, L>(
+            reader,
+            writer,
+            accepted,
+            registry,
+            self.stack(),
+            config,
+            draining,
+        )
+        .await;
+    }
+
     /// One connection's layers: the server's own, and the user's around [`Dispatch`] (see [`layer`]).
     fn stack(&self) -> (Own, L::Stack) {
         let own = Own::new(
