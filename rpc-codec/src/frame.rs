@@ -136,9 +136,10 @@ const RULES: [Rules; 11] = [
     Rules::new(0, REQUEST_ID, 0),
     // GoAway: last processed id, a status and a reason text.
     Rules::new(0, STATUS | REQUEST_ID | PAYLOAD, 0),
-    // Item: the stream's id and a payload, which may be the application's error and may be compressed.
+    // Item: the stream's id and a payload, which may be the application's error, may hold several items and
+    // may be compressed.
     Rules::new(
-        Flags::APP_ERROR.0 | Flags::COMPRESSION.0,
+        Flags::APP_ERROR.0 | Flags::COMPRESSION.0 | Flags::BATCH.0,
         REQUEST_ID | PAYLOAD,
         REQUEST_ID,
     ),
@@ -190,6 +191,10 @@ impl Flags {
     /// On a `Request` (protocol 1.1): the request opens a stream of the streaming method it names; `Item`,
     /// `End` and `Credit` frames with its id follow.
     pub const STREAM: Flags = Flags(0b0000_1000);
+    /// On an `Item` (protocol 1.1): the payload holds several items, each its length as a `u32` little-endian,
+    /// then its bytes ([`crate::items`]); with [`Flags::APP_ERROR`], every one of them is the application's
+    /// error.
+    pub const BATCH: Flags = Flags(0b0000_1000);
 
     /// The flags for a wire byte, unchecked: [`Header::check`] refuses bits the kind does not allow.
     pub const fn from_bits(bits: u8) -> Flags {
@@ -393,7 +398,7 @@ impl Header {
             Kind::Ping | Kind::Pong => flags | status == 0 && call_fields == 0 && sections == 0,
             Kind::GoAway => flags == 0 && call_fields == 0 && metadata_len == 0,
             Kind::Item => {
-                plain & !Flags::APP_ERROR.0 | status == 0
+                plain & !(Flags::APP_ERROR.0 | Flags::BATCH.0) | status == 0
                     && id != 0
                     && call_fields == 0
                     && metadata_len == 0
@@ -542,7 +547,7 @@ mod tests {
         (Kind::Ping, 0, [0, 2, 0, 0, 0, 0]),
         (Kind::Pong, 0, [0, 2, 0, 0, 0, 0]),
         (Kind::GoAway, 0, [2, 2, 0, 0, 0, 2]),
-        (Kind::Item, 7, [0, 1, 0, 0, 0, 2]),
+        (Kind::Item, 0x0f, [0, 1, 0, 0, 0, 2]),
         (Kind::End, 0, [0, 1, 0, 0, 0, 0]),
         (Kind::Credit, 0, [0, 1, 0, 0, 0, 1]),
     ];

@@ -26,6 +26,7 @@
 //! - [`method`]: method ids from `"Service.method"`.
 //! - [`compression`]: [`Encoding`] (lz4; zstd with the `zstd` feature), and payloads compressed and
 //!   decompressed within a limit.
+//! - [`items`]: batches of stream items (protocol 1.1), each item its length and its bytes.
 //! - [`config`]: [`Config`], the limits.
 //! - [`error`]: the error types.
 
@@ -38,6 +39,7 @@ mod encode;
 pub mod error;
 pub mod frame;
 mod guard;
+pub mod items;
 #[cfg(feature = "json")]
 pub mod json;
 pub mod metadata;

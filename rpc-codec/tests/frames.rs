@@ -356,10 +356,10 @@ fn header_fields_a_kind_does_not_allow_are_refused() {
         "invalid header: request_id must not be 0 on a frame of kind item"
     );
     b[8] = 1;
-    b[4] = 0x08;
+    b[4] = 0x10;
     assert_eq!(
         decode(&b).unwrap_err().to_string(),
-        "invalid header: flags 0b00001000 not allowed on a frame of kind item (allowed bits: 0b00000111)"
+        "invalid header: flags 0b00010000 not allowed on a frame of kind item (allowed bits: 0b00001111)"
     );
 
     let mut b = header_bytes(Kind::Ping as u8);

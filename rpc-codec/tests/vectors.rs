@@ -143,6 +143,25 @@ fn stream_vectors() {
     );
     let value: String = rpc_codec::Bincode.decode(&frame.payload).unwrap();
     assert_eq!(value, "no");
+    let batch = Header {
+        flags: rpc_codec::Flags::BATCH,
+        ..Header::item(5)
+    };
+    let mut items = Vec::new();
+    for n in [5u8, 6, 7] {
+        rpc_codec::items::push(&mut items, |out| {
+            out.push(n);
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+    }
+    let frame = check("stream-batch", encode_raw(batch, &items), batch);
+    let mut at = 0;
+    let mut read = Vec::new();
+    while let Some(item) = rpc_codec::items::next(&frame.payload, &mut at) {
+        read.push(rpc_codec::Bincode.decode::<u64>(item.unwrap()).unwrap());
+    }
+    assert_eq!(read, [5, 6, 7]);
     let end = Header::end(5);
     check("stream-end", encode_raw(end, &[]), end);
 }

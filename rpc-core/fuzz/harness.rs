@@ -5,7 +5,8 @@
 //!
 //! Input: up to [`MAX_OPS`] operations, each an opcode byte and four argument bytes. Opcodes (the byte modulo
 //! 8): 0 open a stream of one of the service's methods (or a plain request for it), 1 an item (a valid one, or
-//! garbage; plain, flagged `APP_ERROR`, or compressed with lz4), 2 a credit of any size, 3 an end, 4 a cancel,
+//! garbage; plain, flagged `APP_ERROR`, in a batch whole or cut short, and compressed with lz4 or not), 2 a
+//! credit of any size, 3 an end, 4 a cancel,
 //! 5 a unary call, 6 read what the server sent, 7 let up to 255 ms pass.
 //!
 //! Besides "no panic" and "no hang", it checks every frame the server sends:
@@ -358,6 +359,22 @@ async fn item(peer: &mut Peer, args: [u8; 4]) {
     let mut flags = Flags::EMPTY;
     if args[1] & 0x10 != 0 {
         flags = flags.with(Flags::APP_ERROR);
+    }
+    if args[1] & 0x40 != 0 {
+        // A batch of one to three copies of the item; with 0x80, cut short by a byte.
+        let mut batch = Vec::new();
+        for _ in 0..=args[3] % 3 {
+            rpc_core::codec::items::push(&mut batch, |out| {
+                out.extend_from_slice(&payload);
+                Ok::<_, ()>(())
+            })
+            .expect("a batch builds");
+        }
+        if args[1] & 0x80 != 0 {
+            batch.pop();
+        }
+        payload = batch;
+        flags = flags.with(Flags::BATCH);
     }
     if args[1] & 0x20 != 0 {
         let mut packed = Vec::new();

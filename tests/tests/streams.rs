@@ -71,6 +71,9 @@ async fn a_client_stream_gets_one_answer_or_the_applications_error() {
     assert_eq!(sum.unwrap(), Ok(50_005_000));
     let refused = client.sum(futures_util::stream::iter([4, 0, 5u64])).await;
     assert_eq!(refused.unwrap(), Err(String::from("a zero item")));
+    // A few small items go in one frame, followed at once by the end of the client's half.
+    let few = client.sum(futures_util::stream::iter([1, 2, 3u64])).await;
+    assert_eq!(few.unwrap(), Ok(6));
     // An empty stream is a stream too.
     let empty = client
         .sum(futures_util::stream::iter(Vec::<u64>::new()))
@@ -202,10 +205,10 @@ async fn a_consumer_that_stops_reading_stalls_its_own_stream_alone() {
     for n in 0..100 {
         assert_eq!(client.ping(n).await.unwrap(), n);
     }
-    // The stalled stream's producer made what its window let through, and no more: 256 KiB of items that
-    // cost at least 29 bytes each (28 and a 1-byte number), the last of which may overshoot it, and one item
-    // pulled ahead.
-    let window_items = rpc_core::stream::DEFAULT_STREAM_WINDOW / 29 + 2;
+    // The stalled stream's producer made what its window let through, and no more: 256 KiB of items, packed
+    // several to a frame, each costing at least its 4-byte length and a 1-byte number; plus at most one batch
+    // of 64 pulled ahead.
+    let window_items = rpc_core::stream::DEFAULT_STREAM_WINDOW / 5 + 64;
     let made = feed.produced.items.load(Ordering::SeqCst);
     assert!(made > 0);
     assert!(

@@ -121,7 +121,7 @@ impl Streams {
 pub(crate) struct Delivery {
     id: u64,
     inbound: Option<Arc<Inbound>>,
-    items: Vec<(bytes::Bytes, bool, u64)>,
+    items: Vec<(bytes::Bytes, rpc_codec::Flags, u64)>,
 }
 
 impl Delivery {
@@ -152,7 +152,6 @@ pub(crate) fn item(shared: &Shared, frame: Frame, delivery: &mut Delivery) {
             return;
         }
     }
-    let app_error = h.flags.contains(rpc_codec::Flags::APP_ERROR);
     // An item costs its payload as sent: a compressed one is charged its compressed length.
     let cost = crate::stream::cost(frame.payload.len());
     let payload = match h.flags.encoding() {
@@ -190,7 +189,7 @@ pub(crate) fn item(shared: &Shared, frame: Frame, delivery: &mut Delivery) {
             }
         }
     };
-    delivery.items.push((payload, app_error, cost));
+    delivery.items.push((payload, h.flags, cost));
 }
 
 /// Routes a stream frame of the server (`End`, `Credit`; an `Item` goes through a [`Delivery`]). Frames of a
@@ -330,10 +329,12 @@ impl Client {
         tokio::spawn(async move {
             let shared = &conn.shared;
             let frame = shared.codec();
-            let encode = |item: &S::Item, buf: &mut rpc_codec::WriteBuf| {
-                sending.encode(frame, id, item, buf)
+            let framing = crate::stream::Framing {
+                frame,
+                id,
+                items: &sending,
             };
-            match send_items(&outbound, &shared.outbox, items, encode).await {
+            match send_items(&outbound, &shared.outbox, items, framing).await {
                 Ok(()) => {
                     let _ = shared.outbox.push(|state| {
                         frame.encode_bytes(&Header::end(id), &Metadata::new(), &[], &mut state.buf)

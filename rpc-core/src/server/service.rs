@@ -240,6 +240,7 @@ impl Call<'_> {
     }
 
     /// The handler, run in the call's context; its value is answered by `reply`.
+    #[inline(always)]
     fn run<F, T, R>(mut self, method: &'static MethodInfo, handler: F, reply: R) -> Dispatched
     where
         F: Future<Output = T> + Send + 'static,
@@ -263,6 +264,7 @@ impl Call<'_> {
     }
 
     /// [`Call::run`], once the call's stream (if any) is in the handler.
+    #[inline(always)]
     fn run_unheld<F, T, R>(self, method: &'static MethodInfo, handler: F, reply: R) -> Dispatched
     where
         F: Future<Output = T> + Send + 'static,
@@ -321,10 +323,12 @@ impl<I> StreamSink<I> {
             method,
         } = self;
         let conn = &opened.conn;
-        let (frame, id) = (&conn.codec, opened.id);
-        let encode =
-            |item: &S::Item, buf: &mut rpc_codec::WriteBuf| items.encode(frame, id, item, buf);
-        let sent = crate::stream::send_items(&opened.outbound, &conn.outbox, stream, encode).await;
+        let framing = crate::stream::Framing {
+            frame: &conn.codec,
+            id: opened.id,
+            items: &items,
+        };
+        let sent = crate::stream::send_items(&opened.outbound, &conn.outbox, stream, framing).await;
         Sent(match sent {
             Ok(()) => StreamEnd::Done,
             Err(crate::stream::Stopped::Closed) => StreamEnd::Closed,

@@ -171,9 +171,8 @@ pub(crate) fn route(conn: &ConnShared, frame: &FrameRef<'_>) {
                         .inflate(encoding, frame.payload, conn.codec_config())
                 }
             };
-            let app_error = h.flags.contains(rpc_codec::Flags::APP_ERROR);
             let refused = match payload {
-                Ok(payload) => match inbound.item(payload, app_error, cost) {
+                Ok(payload) => match inbound.item(payload, h.flags, cost) {
                     Ok(()) => return,
                     Err(refused) => overrun(h.request_id, &refused),
                 },

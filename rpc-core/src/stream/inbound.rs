@@ -9,18 +9,19 @@ use std::sync::Mutex;
 use std::task::Waker;
 
 use bytes::Bytes;
-use rpc_codec::{HEADER_LEN, Status};
+use rpc_codec::{Flags, HEADER_LEN, Status};
 
 use crate::error::RpcError;
 
 /// What the reader hands the consumer of a stream.
 #[derive(Debug)]
 pub(crate) enum Event {
-    /// One item, with [`rpc_codec::Flags::APP_ERROR`] or not, and what it cost against the credit (its
-    /// payload as sent, compressed or not, and a header).
+    /// One item (or, with [`rpc_codec::Flags::BATCH`], several), the application's error with
+    /// [`rpc_codec::Flags::APP_ERROR`], and what its frame cost against the credit (its payload as sent,
+    /// compressed or not, and a header).
     Item {
         payload: Bytes,
-        app_error: bool,
+        flags: Flags,
         cost: u64,
     },
     /// The sender's half ended well.
@@ -107,18 +108,17 @@ impl Inbound {
     }
 
     /// The reader hands over an item that cost `cost` ([`cost`] of its payload as sent).
-    pub(crate) fn item(&self, payload: Bytes, app_error: bool, cost: u64) -> Result<(), Refused> {
-        self.items(&mut vec![(payload, app_error, cost)])
+    pub(crate) fn item(&self, payload: Bytes, flags: Flags, cost: u64) -> Result<(), Refused> {
+        self.items(&mut vec![(payload, flags, cost)])
     }
 
-    /// The reader hands over the items of one read (each with [`rpc_codec::Flags::APP_ERROR`] or not, and its
-    /// cost), under one lock; `items` is left empty. An item past the credit stops there: the ones before it
-    /// are queued.
-    pub(crate) fn items(&self, items: &mut Vec<(Bytes, bool, u64)>) -> Result<(), Refused> {
+    /// The reader hands over the items of one read (each with its frame's flags and cost), under one lock;
+    /// `items` is left empty. An item past the credit stops there: the ones before it are queued.
+    pub(crate) fn items(&self, items: &mut Vec<(Bytes, Flags, u64)>) -> Result<(), Refused> {
         let mut refused = Ok(());
         let waker = {
             let mut state = self.lock();
-            for (payload, app_error, cost) in items.drain(..) {
+            for (payload, flags, cost) in items.drain(..) {
                 if state.closed {
                     break;
                 }
@@ -137,7 +137,7 @@ impl Inbound {
                     // credit is spent.
                     state.queue.push_back(Event::Item {
                         payload,
-                        app_error,
+                        flags,
                         cost,
                     });
                 }
@@ -231,14 +231,14 @@ mod tests {
         let inbound = Inbound::new(INITIAL_CREDIT);
         let item = Bytes::from(vec![0u8; 1000]);
         let mut sent = 0;
-        while inbound.item(item.clone(), false, cost(1000)).is_ok() {
+        while inbound.item(item.clone(), Flags::EMPTY, cost(1000)).is_ok() {
             sent += 1;
             assert!(sent < 1000, "no bound");
         }
         // 65,536 / 1,028 = 63.75: the 64th item starts with credit left.
         assert_eq!(sent, 64);
         assert_eq!(
-            inbound.item(item, false, cost(1000)),
+            inbound.item(item, Flags::EMPTY, cost(1000)),
             Err(Refused::Overrun {
                 got: 1028,
                 credit: 65_536 - 64 * 1028
@@ -261,9 +261,13 @@ mod tests {
     #[test]
     fn an_abandoned_stream_holds_nothing() {
         let inbound = Inbound::new(INITIAL_CREDIT);
-        inbound.item(Bytes::from_static(b"a"), false, 29).unwrap();
+        inbound
+            .item(Bytes::from_static(b"a"), Flags::EMPTY, 29)
+            .unwrap();
         inbound.abandon();
-        inbound.item(Bytes::from_static(b"b"), false, 29).unwrap();
+        inbound
+            .item(Bytes::from_static(b"b"), Flags::EMPTY, 29)
+            .unwrap();
         let mut queue = VecDeque::new();
         assert!(inbound.take_into(&mut queue, std::task::Waker::noop()));
         assert!(queue.is_empty());

@@ -20,6 +20,10 @@ pub trait ItemCodec<T>: Send + Sync + 'static {
         buf: &mut WriteBuf,
     ) -> Result<(), EncodeError>;
 
+    /// Appends the bytes of `item` alone (for a batch of items, `rpc_codec::items`) to `out`; `true` if it is
+    /// the application's error.
+    fn encode_body(&self, item: &T, out: &mut Vec<u8>) -> Result<bool, PayloadError>;
+
     /// The item whose payload is `payload` (the application's error if `app_error`), decoding at most `limit`
     /// bytes of memory.
     fn decode(&self, payload: &[u8], app_error: bool, limit: usize) -> Result<T, PayloadError>;
@@ -42,6 +46,10 @@ where
         buf: &mut WriteBuf,
     ) -> Result<(), EncodeError> {
         frame.encode_value(&Header::item(id), &Metadata::new(), item, &self.0, buf)
+    }
+
+    fn encode_body(&self, item: &T, out: &mut Vec<u8>) -> Result<bool, PayloadError> {
+        append(&self.0, item, out).map(|()| false)
     }
 
     fn decode(&self, payload: &[u8], app_error: bool, limit: usize) -> Result<T, PayloadError> {
@@ -78,6 +86,13 @@ where
         }
     }
 
+    fn encode_body(&self, item: &Result<U, E>, out: &mut Vec<u8>) -> Result<bool, PayloadError> {
+        match item {
+            Ok(v) => append(&self.0, v, out).map(|()| false),
+            Err(e) => append(&self.0, e, out).map(|()| true),
+        }
+    }
+
     fn decode(
         &self,
         payload: &[u8],
@@ -87,6 +102,32 @@ where
         match app_error {
             false => self.0.decode_within(payload, limit).map(Ok),
             true => self.0.decode_within(payload, limit).map(Err),
+        }
+    }
+}
+
+/// Appends `value`, encoded by `codec`, to `out`.
+fn append<C: PayloadCodec, T: Serialize + ?Sized>(
+    codec: &C,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), PayloadError> {
+    // Most items are small: tried in a little room first, measured only if they do not fit.
+    let at = out.len();
+    out.resize(at + 64, 0);
+    if let Some(n) = codec.encode_into(value, &mut out[at..])? {
+        out.truncate(at + n);
+        return Ok(());
+    }
+    let len = codec.encoded_len(value)?;
+    out.resize(at + len, 0);
+    match codec.encode_into(value, &mut out[at..])? {
+        Some(n) if n == len => Ok(()),
+        _ => {
+            out.truncate(at);
+            Err(PayloadError::Unencodable(format!(
+                "the value measured {len} bytes but encoded to another length"
+            )))
         }
     }
 }

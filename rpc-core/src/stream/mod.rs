@@ -31,7 +31,9 @@ pub use futures_core::Stream;
 pub(crate) use inbound::{Event, Inbound, Refused, cost, overrun};
 pub use items::{Fallible, ItemCodec, Plain};
 pub(crate) use items::{undecodable, unencodable};
-pub(crate) use outbound::{Outbound, Stopped, send_items};
+pub(crate) use outbound::{Framing, Outbound, Stopped, send_items};
+
+use rpc_codec::Flags;
 
 use crate::error::{PayloadSide, RpcError};
 use crate::method::MethodInfo;
@@ -93,6 +95,8 @@ pub struct Streaming<T> {
     side: PayloadSide,
     /// Taken from `inbound` in one lock, read without it.
     local: VecDeque<Event>,
+    /// The batch of items being read (an `Item` frame with [`Flags::BATCH`]), if any.
+    batch: Option<Batch>,
     /// Bytes of items read from `local` and not yet counted in `inbound` (counted once per batch).
     read: u64,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -107,6 +111,14 @@ impl<T> std::fmt::Debug for Streaming<T> {
             .field("done", &self.done)
             .finish_non_exhaustive()
     }
+}
+
+/// A batch of items being read: its payload, where the next item starts, its frame's flags and cost.
+struct Batch {
+    payload: bytes::Bytes,
+    at: usize,
+    flags: Flags,
+    cost: u64,
 }
 
 /// Where a [`Streaming`] reads from.
@@ -131,6 +143,7 @@ impl<T: 'static> Streaming<T> {
             limit: source.limit,
             side: source.side,
             local: VecDeque::new(),
+            batch: None,
             read: 0,
             deadline: source
                 .deadline
@@ -174,14 +187,52 @@ impl<T: 'static> Stream for Streaming<T> {
             return Poll::Ready(None);
         }
         loop {
+            if let Some(batch) = &mut this.batch {
+                let app_error = batch.flags.contains(Flags::APP_ERROR);
+                match rpc_codec::items::next(&batch.payload, &mut batch.at) {
+                    Some(Ok(item)) => {
+                        return match this.codec.decode(item, app_error, this.limit) {
+                            Ok(item) => Poll::Ready(Some(Ok(item))),
+                            Err(e) => this.fail(undecodable(this.method, &e, this.side)),
+                        };
+                    }
+                    Some(Err(e)) => {
+                        let status = match this.side {
+                            PayloadSide::Request => rpc_codec::Status::InvalidArgument,
+                            PayloadSide::Response => rpc_codec::Status::Internal,
+                        };
+                        let message = format!("an item of {}: {e}", this.method);
+                        return this.fail(RpcError::new(status, message));
+                    }
+                    // Read whole: its frame's credit goes back.
+                    None => {
+                        this.read += batch.cost;
+                        this.batch = None;
+                    }
+                }
+            }
             if let Some(event) = this.local.pop_front() {
                 match event {
                     Event::Item {
                         payload,
-                        app_error,
+                        flags,
+                        cost,
+                    } if flags.contains(Flags::BATCH) => {
+                        this.batch = Some(Batch {
+                            payload,
+                            at: 0,
+                            flags,
+                            cost,
+                        });
+                        continue;
+                    }
+                    Event::Item {
+                        payload,
+                        flags,
                         cost,
                     } => {
                         this.read += cost;
+                        let app_error = flags.contains(Flags::APP_ERROR);
                         return match this.codec.decode(&payload, app_error, this.limit) {
                             Ok(item) => Poll::Ready(Some(Ok(item))),
                             Err(e) => this.fail(undecodable(this.method, &e, this.side)),

@@ -9,8 +9,9 @@ use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
 use futures_core::Stream;
-use rpc_codec::{EncodeError, WriteBuf};
+use rpc_codec::{EncodeError, Flags, FrameCodec, HEADER_LEN, Header, Metadata, WriteBuf, items};
 
+use super::ItemCodec;
 use crate::outbox::Outbox;
 
 /// Items pulled from a stream at once, at most, before they are written with one lock of the outbox; fewer when
@@ -112,25 +113,35 @@ pub(crate) enum Stopped {
     Panicked(String),
 }
 
-/// Writes the items of `items` as frames, each by `encode` (which appends one frame and returns nothing), while
-/// the receiver grants credit and the outbox has room; returns once `items` ends.
-pub(crate) async fn send_items<S, E>(
+/// Bytes of small items packed into one `Item` frame ([`rpc_codec::Flags::BATCH`]), at most: 16 KiB. An item
+/// larger than half of it goes in a frame of its own, encoded straight into the connection's queue.
+const BATCH_BYTES: usize = 16 * 1024;
+
+/// How a sender frames its items: the connection's codec, the stream's id, and the items' codec.
+pub(crate) struct Framing<'a, I> {
+    pub(crate) frame: &'a FrameCodec,
+    pub(crate) id: u64,
+    pub(crate) items: &'a I,
+}
+
+/// Writes the items of `items` as `Item` frames (small ones packed several to a frame), while the receiver
+/// grants credit and the outbox has room; returns once `items` ends.
+pub(crate) async fn send_items<S: Stream, I: ItemCodec<S::Item>>(
     outbound: &Outbound,
     outbox: &Outbox,
     items: S,
-    mut encode: E,
-) -> Result<(), Stopped>
-where
-    S: Stream,
-    E: FnMut(&S::Item, &mut WriteBuf) -> Result<(), EncodeError>,
-{
+    framing: Framing<'_, I>,
+) -> Result<(), Stopped> {
     let mut items = std::pin::pin!(items);
     let mut held: VecDeque<S::Item> = VecDeque::new();
     let mut ended = false;
     // A panic of the stream, once the items it made before are sent.
     let mut broken: Option<String> = None;
-    // What the last item cost: the stream is pulled no further ahead than the credit covers.
+    // What the last item cost: the stream is pulled no further ahead than the credit covers, and large items
+    // skip the batch.
     let mut last_cost: i64 = 1;
+    // The batch being built, kept between frames.
+    let mut scratch = Vec::new();
     loop {
         let Some(mut credit) = std::future::poll_fn(|cx| outbound.poll_credit(cx)).await else {
             return Err(Stopped::Closed);
@@ -161,16 +172,21 @@ where
         }
         let mut spent = 0;
         let pushed = outbox.push(|state| {
-            while credit > 0
-                && let Some(item) = held.front()
-            {
-                let before = state.buf.len();
-                encode(item, &mut state.buf)?;
-                let cost = (state.buf.len() - before) as i64;
-                last_cost = cost;
+            while credit > 0 && !held.is_empty() {
+                let (count, cost) = if last_cost > (BATCH_BYTES / 2) as i64 {
+                    let before = state.buf.len();
+                    let item = &held[0];
+                    framing
+                        .items
+                        .encode(framing.frame, framing.id, item, &mut state.buf)?;
+                    (1, (state.buf.len() - before) as i64)
+                } else {
+                    batch(&framing, &held, credit, &mut scratch, &mut state.buf)?
+                };
+                last_cost = cost / count as i64;
                 credit -= cost;
                 spent += cost;
-                held.pop_front();
+                held.drain(..count);
             }
             Ok(())
         });
@@ -181,6 +197,52 @@ where
             Err(_) => return Err(Stopped::Closed),
         }
     }
+}
+
+/// Writes one `Item` frame of the first items of `held` to `buf`: as many as fit in [`BATCH_BYTES`] and in the
+/// `credit` (the first always goes), all values or all the application's errors, packed with
+/// [`rpc_codec::Flags::BATCH`] when there are several. Returns how many items it took and what the frame cost.
+fn batch<T, I: ItemCodec<T>>(
+    framing: &Framing<'_, I>,
+    held: &VecDeque<T>,
+    credit: i64,
+    scratch: &mut Vec<u8>,
+    buf: &mut WriteBuf,
+) -> Result<(usize, i64), EncodeError> {
+    scratch.clear();
+    let mut kind = None;
+    let mut count = 0;
+    for item in held {
+        let at = scratch.len();
+        let app_error = items::push(scratch, |out| framing.items.encode_body(item, out))
+            .map_err(EncodeError::Payload)?;
+        let fits = scratch.len() <= BATCH_BYTES && (scratch.len() + HEADER_LEN) as i64 <= credit;
+        if count > 0 && (kind != Some(app_error) || !fits) {
+            scratch.truncate(at);
+            break;
+        }
+        kind = Some(app_error);
+        count += 1;
+        if scratch.len() >= BATCH_BYTES {
+            break;
+        }
+    }
+    let mut header = match kind {
+        Some(true) => Header::app_error_item(framing.id),
+        _ => Header::item(framing.id),
+    };
+    let payload = match count {
+        1 => &scratch[items::LEN_PREFIX..],
+        _ => {
+            header.flags = header.flags.with(Flags::BATCH);
+            &scratch[..]
+        }
+    };
+    let before = buf.len();
+    framing
+        .frame
+        .encode_bytes(&header, &Metadata::new(), payload, buf)?;
+    Ok((count, (buf.len() - before) as i64))
 }
 
 /// What a pull of the stream came to.
