@@ -138,8 +138,8 @@ pub(crate) async fn send_items<S: Stream, I: ItemCodec<S::Item>>(
     // A panic of the stream, once the items it made before are sent.
     let mut broken: Option<String> = None;
     // What the last item cost: the stream is pulled no further ahead than the credit covers, and large items
-    // skip the batch.
-    let mut last_cost: i64 = 1;
+    // skip the batch. Unknown before the first item, which is pulled alone.
+    let mut last_cost: i64 = i64::MAX;
     // The batch being built, kept between frames.
     let mut scratch = Vec::new();
     loop {
@@ -173,7 +173,8 @@ pub(crate) async fn send_items<S: Stream, I: ItemCodec<S::Item>>(
         let mut spent = 0;
         let pushed = outbox.push(|state| {
             while credit > 0 && !held.is_empty() {
-                let (count, cost) = if last_cost > (BATCH_BYTES / 2) as i64 {
+                let large = last_cost > (BATCH_BYTES / 2) as i64 && last_cost != i64::MAX;
+                let (count, cost) = if large {
                     let before = state.buf.len();
                     let item = &held[0];
                     framing
