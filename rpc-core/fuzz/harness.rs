@@ -37,6 +37,7 @@ pub(crate) trait Streams {
     async fn echo(&self, items: Streaming<u32>) -> impl Stream<Item = Result<u32, String>>;
     async fn hold(&self, items: Streaming<u32>) -> u32;
     async fn ping(&self, n: u32) -> u32;
+    async fn breaks(&self, n: u32) -> impl Stream<Item = u32>;
 }
 
 struct Impl;
@@ -71,17 +72,27 @@ impl Streams for Impl {
     async fn ping(&self, n: u32) -> u32 {
         n
     }
+
+    async fn breaks(&self, n: u32) -> impl Stream<Item = u32> {
+        use futures_util::StreamExt;
+        let n = n % 300;
+        futures_util::stream::iter(0..=n).map(move |i| {
+            assert!(i < n, "the producer broke after {n} items");
+            i
+        })
+    }
 }
 
 /// The methods an `open` names, by the argument byte modulo their count, and whether each sends items to the
 /// client and takes items from it.
-const METHODS: [(&str, bool, bool); 6] = [
+const METHODS: [(&str, bool, bool); 7] = [
     ("count", true, false),
     ("blocks", true, false),
     ("sum", false, true),
     ("echo", true, true),
     ("hold", false, true),
     ("ping", false, false),
+    ("breaks", true, false),
 ];
 
 /// What the harness knows of a stream it opened.
@@ -95,6 +106,17 @@ struct Opened {
     used: u64,
     /// The server ended it (`End` or `Error`): nothing more may come.
     ended: bool,
+    /// For `count(n)` and `breaks(n)`: the items due, `0..n` in order, and the next one; and whether the
+    /// stream must end with an error after them (`breaks`) rather than well.
+    due: Option<Due>,
+}
+
+/// The items a stream must carry, in order.
+#[derive(Debug)]
+struct Due {
+    n: u32,
+    next: u32,
+    breaks: bool,
 }
 
 /// The client side of the connection, and what it saw.
@@ -190,8 +212,16 @@ impl Peer {
                         stream.granted
                     );
                     stream.used += (28 + frame.payload.len()) as u64;
+                    if let Some(due) = &mut stream.due {
+                        due.take(&frame);
+                    }
                 }
-                Kind::End | Kind::Error | Kind::Response => stream.ended = true,
+                Kind::End | Kind::Error | Kind::Response => {
+                    stream.ended = true;
+                    if let Some(due) = &stream.due {
+                        due.ended(h.kind);
+                    }
+                }
                 Kind::Credit => {}
                 other => panic!("a frame of kind {other} on a stream"),
             }
@@ -217,6 +247,41 @@ fn encoded<T: serde::Serialize>(value: &T) -> Vec<u8> {
     Bincode
         .encode_to_vec(value, len)
         .expect("the harness's values encode")
+}
+
+impl Due {
+    /// Checks the items of `frame` (one, or a batch): the next ones due, in order.
+    fn take(&mut self, frame: &rpc_core::codec::Frame) {
+        let mut items = Vec::new();
+        if frame.header.flags.contains(Flags::BATCH) {
+            let mut at = 0;
+            while let Some(item) = rpc_core::codec::items::next(&frame.payload, &mut at) {
+                items.push(item.expect("the server's batches are well formed").to_vec());
+            }
+        } else {
+            items.push(frame.payload.to_vec());
+        }
+        for item in items {
+            let value: u32 = Bincode.decode(&item).expect("an item decodes as u32");
+            assert_eq!(value, self.next, "items out of order, or lost");
+            assert!(value < self.n, "more items than the stream has");
+            self.next += 1;
+        }
+    }
+
+    /// Checks how the stream ended (`kind`): well after every item, or, for a producer that breaks, with an
+    /// error after every item it made.
+    fn ended(&self, kind: Kind) {
+        if self.breaks {
+            assert_eq!(
+                kind,
+                Kind::Error,
+                "a producer that broke ended its stream well"
+            );
+        } else if kind == Kind::End {
+            assert_eq!(self.next, self.n, "the stream ended before its last item");
+        }
+    }
 }
 
 /// A frame with `header` and `payload`, as bytes.
@@ -329,16 +394,30 @@ async fn open(peer: &mut Peer, args: [u8; 4]) {
     };
     let n = u32::from(args[2]) * 8;
     let payload = match name {
-        "count" | "ping" => encoded(&(n,)),
+        "count" | "ping" | "breaks" => encoded(&(n,)),
         "blocks" => encoded(&(n, u16::from(args[3]) * 64)),
         _ => Vec::new(),
     };
     if as_stream {
+        let due = match name {
+            "count" => Some(Due {
+                n: n % 2000,
+                next: 0,
+                breaks: false,
+            }),
+            "breaks" => Some(Due {
+                n: n % 300,
+                next: 0,
+                breaks: true,
+            }),
+            _ => None,
+        };
         peer.streams.insert(
             id,
             Opened {
                 receives: sends,
                 granted: 64 * 1024,
+                due: due.filter(|_| streaming),
                 ..Opened::default()
             },
         );

@@ -335,7 +335,8 @@ impl Tracked {
 enum Subscription {
     /// The registry ended it (it shuts down, or tracks too many services): subscribe again after a pause.
     Ended { items: u32 },
-    /// The registry does not stream (an older one): watch with long polls instead.
+    /// The registry did not take the stream (an older one, or one at its limit of streams on this connection):
+    /// watch with long polls for a while instead.
     Unsupported,
     /// It failed: subscribe again after the pause of failures.
     Failed(RpcError),
@@ -355,12 +356,17 @@ async fn watch_loop(
     let mut failures = 0u32;
     // Unchanged answers (or ended streams) that came back long before the wait asked for, in a row.
     let mut early = 0u32;
-    let mut streams = true;
+    // While set, the registry did not take a subscription: long polls until then, then a subscription again
+    // (it may have been upgraded, or have room for one more stream).
+    let mut polls_until: Option<Instant> = None;
     loop {
-        if streams {
+        if polls_until.is_none_or(|until| Instant::now() >= until) {
+            polls_until = None;
             let asked = Instant::now();
             match subscription(&registry, &service, &config, &tx, &errors, &mut at).await {
-                Subscription::Unsupported => streams = false,
+                Subscription::Unsupported => {
+                    polls_until = Some(Instant::now() + POLLS_BEFORE_STREAMS)
+                }
                 Subscription::Ended { items } => {
                     failures = 0;
                     if items <= 1 || asked.elapsed() < config.watch_wait / 2 {
@@ -457,10 +463,13 @@ async fn subscription(
                 at.apply(watched.snapshot, config, tx);
             }
             // A registry of protocol 1.0 refuses the stream's flag; one of 1.1 without `subscribe` refuses the
-            // method.
+            // method; one at its limit of streams on this connection refuses the stream.
             Ok(Some(Err(e)))
                 if got == 0
-                    && matches!(e.code(), Status::Unimplemented | Status::InvalidArgument) =>
+                    && matches!(
+                        e.code(),
+                        Status::Unimplemented | Status::InvalidArgument | Status::ResourceExhausted
+                    ) =>
             {
                 return Subscription::Unsupported;
             }
@@ -536,6 +545,10 @@ async fn rules_loop(
 fn retry_pause(n: u32) -> Duration {
     Duration::from_millis(50u64 << n.min(5)).min(MAX_RETRY_PAUSE)
 }
+
+/// How long a discovery watches a service with long polls after the registry refused to stream it, before it
+/// subscribes again: 60 s.
+pub const POLLS_BEFORE_STREAMS: Duration = Duration::from_secs(60);
 
 /// The longest pause between two watches of a service that fail, or that the registry answers at once with
 /// nothing new: 1 s.

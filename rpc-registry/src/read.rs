@@ -124,8 +124,10 @@ impl Shared {
                 .watch_changes(&at.service, at.epoch, at.since, wait_ms)
                 .await;
             let changed = seen.snapshot.epoch != at.epoch || seen.snapshot.revision != at.since;
-            // Unchanged long before its wait: the registry shuts down, or cannot track one more service.
-            if !first && !changed && asked.elapsed() < wait / 2 {
+            // Unchanged long before its wait (as the registry caps it): the registry shuts down, or cannot
+            // track one more service.
+            let applied = wait.min(at.shared.config.max_watch_wait);
+            if !first && !changed && asked.elapsed() < applied / 2 {
                 return None;
             }
             at.epoch = seen.snapshot.epoch;

@@ -154,3 +154,30 @@ async fn discovery_falls_back_to_long_polls_against_a_registry_that_does_not_str
     served.abort();
     evictions.abort();
 }
+
+#[tokio::test]
+async fn discovery_follows_with_long_polls_the_services_past_the_registrys_limit_of_streams() {
+    let mut config = RegistryConfig::default();
+    config.server.max_streams_per_connection = 2;
+    let registry = start_registry(config, 0).await.unwrap();
+    let client = RegistryClient::new(Client::connect(registry.addr).await.unwrap());
+    let discovery = Discovery::new(registry.addr, DiscoveryConfig::default())
+        .await
+        .unwrap();
+    // Three services on one connection: the third is refused a stream, and long-polled instead.
+    let mut watches: Vec<_> = ["A", "B", "C"].iter().map(|s| discovery.watch(s)).collect();
+    for (i, service) in ["A", "B", "C"].iter().enumerate() {
+        let mut instance = new_instance(&format!("127.0.0.1:{}", 7110 + i), 1);
+        instance.service = (*service).to_owned();
+        client.register(instance).await.unwrap().unwrap();
+    }
+    for (i, watch) in watches.iter_mut().enumerate() {
+        let address = format!("127.0.0.1:{}", 7110 + i);
+        let seen = tokio::time::timeout(
+            STEP,
+            watch.wait_for(|s| s.instances.iter().any(|x| x.address == address)),
+        )
+        .await;
+        assert!(seen.is_ok(), "discovery did not see {address}");
+    }
+}

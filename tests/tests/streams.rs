@@ -166,6 +166,53 @@ async fn a_producer_that_breaks_ends_the_stream_with_a_status() {
 }
 
 #[tokio::test]
+async fn a_producer_that_breaks_at_once_or_after_one_item_does_not_end_well() {
+    let client = client_of(FeedImpl::default(), ServerConfig::default()).await;
+    for n in [0u32, 1] {
+        let items: Vec<_> = client.breaks(n).await.unwrap().collect().await;
+        assert_eq!(items.len(), n as usize + 1, "{items:?}");
+        let error = items.last().unwrap().as_ref().unwrap_err();
+        assert_eq!(error.code(), Status::Internal, "{error}");
+    }
+}
+
+#[tokio::test]
+async fn batches_stay_within_a_small_frame_limit() {
+    let codec = rpc_core::codec::Config {
+        max_frame_len: 8192,
+        ..Default::default()
+    };
+    let config = ServerConfig {
+        codec,
+        ..Default::default()
+    };
+    let addr = serve_feed(FeedImpl::default(), config).await;
+    let client = FeedClient::new(
+        Client::connect_with(
+            addr,
+            ClientConfig {
+                codec,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    // Items of 1,000 bytes, which would pack 16 to a 16 KiB batch: both sides' frames stay under 8 KiB.
+    let blocks: Vec<_> = client.blocks(100, 1000).await.unwrap().collect().await;
+    assert_eq!(blocks.len(), 100);
+    assert!(
+        blocks
+            .iter()
+            .all(|b| b.as_ref().is_ok_and(|b| b.len() == 1000))
+    );
+    let sum = client
+        .sum(futures_util::stream::iter(vec![u64::MAX / 4; 3]))
+        .await;
+    assert!(sum.unwrap().is_ok());
+}
+
+#[tokio::test]
 async fn a_closed_connection_ends_the_clients_stream_with_a_status() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -167,7 +167,8 @@ pub(crate) async fn send_items<S: Stream, I: ItemCodec<S::Item>>(
                 Some(Pulled::Panicked(why)) => broken = Some(why),
             }
             if held.is_empty() {
-                return Ok(());
+                // A stream that panicked before making an item ends with the panic, not well.
+                return broken.map_or(Ok(()), |why| Err(Stopped::Panicked(why)));
             }
         }
         let mut spent = 0;
@@ -211,20 +212,26 @@ fn batch<T, I: ItemCodec<T>>(
     buf: &mut WriteBuf,
 ) -> Result<(usize, i64), EncodeError> {
     scratch.clear();
+    // No larger than the sender's own frames may be (a receiver of streams takes at least `BATCH_BYTES`).
+    let most = BATCH_BYTES.min(framing.frame.config().max_frame_len as usize - HEADER_LEN);
     let mut kind = None;
     let mut count = 0;
     for item in held {
         let at = scratch.len();
-        let app_error = items::push(scratch, |out| framing.items.encode_body(item, out))
-            .map_err(EncodeError::Payload)?;
-        let fits = scratch.len() <= BATCH_BYTES && (scratch.len() + HEADER_LEN) as i64 <= credit;
+        let app_error = match items::push(scratch, |out| framing.items.encode_body(item, out)) {
+            Ok(app_error) => app_error,
+            // The items before it go; it fails alone, first of the next frame.
+            Err(_) if count > 0 => break,
+            Err(e) => return Err(EncodeError::Payload(e)),
+        };
+        let fits = scratch.len() <= most && (scratch.len() + HEADER_LEN) as i64 <= credit;
         if count > 0 && (kind != Some(app_error) || !fits) {
             scratch.truncate(at);
             break;
         }
         kind = Some(app_error);
         count += 1;
-        if scratch.len() >= BATCH_BYTES {
+        if scratch.len() >= most {
             break;
         }
     }
