@@ -10,7 +10,8 @@
 //! - every accepted payload can be handed to the payload codec as several types without panicking, with and
 //!   without a limit on the decoded value's memory;
 //! - a payload flagged as compressed (protocol 1.1) decompresses within the decoded-memory limit or is refused,
-//!   never panicking and never yielding more than the limit; what it yields goes to the payload codec too.
+//!   never panicking and never yielding more than the limit; what it yields goes to the payload codec too;
+//! - a batch of stream items (protocol 1.1) is walked within its payload, each item to the payload codec.
 
 use std::collections::BTreeMap;
 
@@ -82,6 +83,26 @@ pub(crate) fn run(data: &[u8]) {
                 "decompressed past the limit"
             );
             let _ = Bincode.decode_within::<Probe<'_>>(&inflated, config.max_decoded_len);
+        }
+        // A batch of stream items (protocol 1.1): walked item by item, each within the payload, each to the
+        // payload codec; a malformed one is refused once and read no further.
+        if frame.header.flags.contains(rpc_codec::Flags::BATCH) {
+            let mut at = 0;
+            let mut items = 0;
+            while let Some(item) = rpc_codec::items::next(&frame.payload, &mut at) {
+                items += 1;
+                assert!(at <= frame.payload.len(), "a batch read past its payload");
+                match item {
+                    Ok(item) => {
+                        let _ = Bincode.decode_within::<Probe<'_>>(item, config.max_decoded_len);
+                    }
+                    Err(_) => assert_eq!(at, frame.payload.len(), "read on past a malformed batch"),
+                }
+                assert!(
+                    items <= frame.payload.len() / 4 + 1,
+                    "more items than the payload holds"
+                );
+            }
         }
     }
 }

@@ -77,7 +77,7 @@ impl Streams for Impl {
         use futures_util::StreamExt;
         let n = n % 300;
         futures_util::stream::iter(0..=n).map(move |i| {
-            assert!(i < n, "the producer broke after {n} items");
+            assert!(i < n, "{BROKE} {n} items");
             i
         })
     }
@@ -293,8 +293,28 @@ fn frame(header: Header, payload: &[u8]) -> Vec<u8> {
     out.as_slice().to_vec()
 }
 
+/// The message of the panic that `breaks` makes on purpose (the server catches it and ends the stream).
+const BROKE: &str = "the producer broke after";
+
 /// Runs one input; panics on a broken check.
 pub(crate) fn run(data: &[u8]) {
+    // libFuzzer's panic hook aborts on every panic, caught or not: the one `breaks` makes on purpose, which
+    // the server catches, passes by it.
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if !message.starts_with(BROKE) {
+                previous(info);
+            }
+        }));
+    });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
