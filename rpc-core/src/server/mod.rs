@@ -360,7 +360,7 @@ impl<L: Layers> Server<L> {
     /// Serves one connection over `io`, any byte stream (an in-memory pipe, a transport of the user's), until
     /// the peer leaves or a protocol error ends it: the same limits, layers and answers as a connection that
     /// `serve` accepted, without a TLS handshake and without the server's count of connections. Returns when
-    /// the connection has closed.
+    /// the connection has closed. It is not told of a shutdown of `serve`: drop its future to close it.
     ///
     /// ```
     /// # #[rpc_core::service] trait Echo { async fn echo(&self, s: String) -> String; }
