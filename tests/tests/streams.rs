@@ -27,6 +27,11 @@ async fn client_of(feed: FeedImpl, config: ServerConfig) -> FeedClient {
     FeedClient::connect(addr).await.unwrap()
 }
 
+/// A client of `addr` with `config`.
+async fn connect_with(addr: std::net::SocketAddr, config: ClientConfig) -> FeedClient {
+    FeedClient::new(Client::connect_with(addr, config).await.unwrap())
+}
+
 #[tokio::test]
 async fn a_server_stream_delivers_every_item_in_order() {
     let client = client_of(FeedImpl::default(), ServerConfig::default()).await;
@@ -187,17 +192,14 @@ async fn batches_stay_within_a_small_frame_limit() {
         ..Default::default()
     };
     let addr = serve_feed(FeedImpl::default(), config).await;
-    let client = FeedClient::new(
-        Client::connect_with(
-            addr,
-            ClientConfig {
-                codec,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap(),
-    );
+    let client = connect_with(
+        addr,
+        ClientConfig {
+            codec,
+            ..Default::default()
+        },
+    )
+    .await;
     // Items of 1,000 bytes, which would pack 16 to a 16 KiB batch: both sides' frames stay under 8 KiB.
     let blocks: Vec<_> = client.blocks(100, 1000).await.unwrap().collect().await;
     assert_eq!(blocks.len(), 100);
@@ -314,17 +316,14 @@ async fn a_small_window_still_carries_large_items() {
         ..Default::default()
     };
     let addr = serve_feed(FeedImpl::default(), config).await;
-    let client = FeedClient::new(
-        Client::connect_with(
-            addr,
-            ClientConfig {
-                stream_window: 0,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap(),
-    );
+    let client = connect_with(
+        addr,
+        ClientConfig {
+            stream_window: 0,
+            ..Default::default()
+        },
+    )
+    .await;
     // Items larger than the 64 KiB a window of 0 counts as: each starts with some credit left.
     let blocks = client.blocks(40, 100_000).await.unwrap();
     let sizes: Vec<usize> = blocks.map(|b| b.unwrap().len()).collect().await;

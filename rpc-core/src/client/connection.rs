@@ -448,7 +448,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     // A refused item fails its stream: the stream would go on without it otherwise.
                     items.flush(&shared);
                     let id = r.header.request_id;
-                    if !super::stream::fail(&shared, id, &error) {
+                    if let Err(error) = super::stream::fail(&shared, id, error) {
                         replies.push((id, Reply::Failed(error)));
                     }
                 }

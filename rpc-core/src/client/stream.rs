@@ -21,8 +21,7 @@ use crate::method::MethodInfo;
 use crate::options::CallOptions;
 use crate::payload::{Args, Payload};
 use crate::stream::{
-    Event, Inbound, ItemCodec, Link, Outbound, Source, Stopped, Stream, Streaming, overrun,
-    send_items, unencodable,
+    Event, Inbound, ItemCodec, Link, Outbound, Source, Stream, Streaming, overrun, send_items,
 };
 
 /// One open stream, as its connection's reader finds it.
@@ -30,6 +29,14 @@ use crate::stream::{
 struct Open {
     inbound: Arc<Inbound>,
     outbound: Arc<Outbound>,
+}
+
+impl Open {
+    /// The stream is over: nothing more is sent, and its reader hears `event` last.
+    fn end(self, event: Event) {
+        self.outbound.close();
+        self.inbound.close(event);
+    }
 }
 
 /// The streams open on a connection.
@@ -68,21 +75,14 @@ impl Streams {
         self.lock().get(&id).map(|open| Arc::clone(&open.inbound))
     }
 
-    fn get(&self, id: u64) -> Option<(Arc<Inbound>, Arc<Outbound>)> {
-        let streams = self.lock();
-        let open = streams.get(&id)?;
-        Some((Arc::clone(&open.inbound), Arc::clone(&open.outbound)))
+    fn outbound(&self, id: u64) -> Option<Arc<Outbound>> {
+        self.lock().get(&id).map(|open| Arc::clone(&open.outbound))
     }
 
     /// Ends stream `id` with `event`, if it is open.
-    fn end(&self, id: u64, event: Event) -> bool {
-        match self.remove(id) {
-            Some(open) => {
-                open.outbound.close();
-                open.inbound.close(event);
-                true
-            }
-            None => false,
+    fn end(&self, id: u64, event: Event) {
+        if let Some(open) = self.remove(id) {
+            open.end(event);
         }
     }
 
@@ -94,8 +94,7 @@ impl Streams {
             streams.drain().map(|(_, open)| open).collect()
         };
         for open in all {
-            open.outbound.close();
-            open.inbound.close(Event::Failed(error()));
+            open.end(Event::Failed(error()));
         }
     }
 
@@ -109,8 +108,7 @@ impl Streams {
             above
         };
         for open in above {
-            open.outbound.close();
-            open.inbound.close(Event::Failed(error()));
+            open.end(Event::Failed(error()));
         }
     }
 }
@@ -133,10 +131,7 @@ impl Delivery {
         };
         if let Err(refused) = inbound.items(&mut self.items) {
             // The stream fails; the server stops it, and the connection's other calls go on.
-            let error = overrun(self.id, &refused);
-            if shared.streams.end(self.id, Event::Failed(error)) {
-                shared.send_cancel(self.id);
-            }
+            let _ = fail(shared, self.id, overrun(self.id, &refused));
         }
     }
 }
@@ -181,9 +176,7 @@ pub(crate) fn item(shared: &Shared, frame: Frame, delivery: &mut Delivery) {
                     payload
                 }
                 Err(error) => {
-                    if shared.streams.end(h.request_id, Event::Failed(error)) {
-                        shared.send_cancel(h.request_id);
-                    }
+                    let _ = fail(shared, h.request_id, error);
                     return;
                 }
             }
@@ -196,13 +189,12 @@ pub(crate) fn item(shared: &Shared, frame: Frame, delivery: &mut Delivery) {
 /// stream no longer open are dropped.
 pub(crate) fn route(shared: &Shared, frame: Frame) {
     let h = frame.header;
-    let Some((_, outbound)) = shared.streams.get(h.request_id) else {
-        return;
-    };
     match h.kind {
         FrameKind::Credit => {
-            let bytes = <[u8; 4]>::try_from(&frame.payload[..]).map_or(0, u32::from_le_bytes);
-            outbound.grant(bytes);
+            if let Some(outbound) = shared.streams.outbound(h.request_id) {
+                let bytes = <[u8; 4]>::try_from(&frame.payload[..]).map_or(0, u32::from_le_bytes);
+                outbound.grant(bytes);
+            }
         }
         FrameKind::End => {
             shared.streams.end(h.request_id, Event::End);
@@ -211,13 +203,14 @@ pub(crate) fn route(shared: &Shared, frame: Frame) {
     }
 }
 
-/// Fails stream `id` with `error` (a frame of it was refused) and cancels it; `false` if no stream has the id.
-pub(crate) fn fail(shared: &Shared, id: u64, error: &RpcError) -> bool {
-    if !shared.streams.any_open() || !shared.streams.end(id, Event::Failed(error.clone())) {
-        return false;
-    }
+/// Fails stream `id` with `error` and tells the server to stop it; gives `error` back if no stream has the id.
+pub(crate) fn fail(shared: &Shared, id: u64, error: RpcError) -> Result<(), RpcError> {
+    let Some(open) = shared.streams.remove(id) else {
+        return Err(error);
+    };
+    open.end(Event::Failed(error));
     shared.send_cancel(id);
-    true
+    Ok(())
 }
 
 /// Ends the stream a `Response` (the one answer of a method that takes a stream) or an `Error` is for; `false`
@@ -247,8 +240,7 @@ pub(crate) fn route_end(shared: &Shared, frame: &Frame) -> bool {
             }
         }
     };
-    open.outbound.close();
-    open.inbound.close(event);
+    open.end(event);
     true
 }
 
@@ -340,18 +332,9 @@ impl Client {
                         frame.encode_bytes(&Header::end(id), &Metadata::new(), &[], &mut state.buf)
                     });
                 }
-                Err(Stopped::Closed) => {}
-                Err(Stopped::Encode(e)) => {
-                    let error = unencodable(method, &e, PayloadSide::Request);
-                    if shared.streams.end(id, Event::Failed(error)) {
-                        shared.send_cancel(id);
-                    }
-                }
-                Err(Stopped::Panicked(why)) => {
-                    let message = format!("the stream of items sent to {method} panicked: {why}");
-                    let error = RpcError::new(rpc_codec::Status::Internal, message);
-                    if shared.streams.end(id, Event::Failed(error)) {
-                        shared.send_cancel(id);
+                Err(stopped) => {
+                    if let Some(error) = stopped.error(method, PayloadSide::Request) {
+                        let _ = fail(shared, id, error);
                     }
                 }
             }

@@ -19,7 +19,7 @@ use super::request::Peer;
 use super::response::Response;
 use crate::context::Context;
 use crate::context::Extras;
-use crate::error::{PayloadSide, RpcError, payload_status};
+use crate::error::{PayloadSide, payload_status};
 use crate::method::MethodInfo;
 
 /// A service the server can dispatch to; implemented by the `<Trait>Server` that `#[service]` generates.
@@ -331,14 +331,10 @@ impl<I> StreamSink<I> {
         let sent = crate::stream::send_items(&opened.outbound, &conn.outbox, stream, framing).await;
         Sent(match sent {
             Ok(()) => StreamEnd::Done,
-            Err(crate::stream::Stopped::Closed) => StreamEnd::Closed,
-            Err(crate::stream::Stopped::Encode(e)) => StreamEnd::Failed(
-                crate::stream::unencodable(method, &e, PayloadSide::Response),
-            ),
-            Err(crate::stream::Stopped::Panicked(why)) => StreamEnd::Failed(RpcError::new(
-                Status::Internal,
-                format!("{method} panicked making an item: {why}"),
-            )),
+            Err(stopped) => match stopped.error(method, PayloadSide::Response) {
+                None => StreamEnd::Closed,
+                Some(error) => StreamEnd::Failed(error),
+            },
         })
     }
 }

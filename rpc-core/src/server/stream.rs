@@ -25,7 +25,6 @@ pub(crate) struct Open {
 /// of the client's items, if any; once neither does, it leaves the connection.
 pub(crate) struct Opened {
     pub(crate) id: u64,
-    pub(crate) kind: crate::stream::Kind,
     pub(crate) method: &'static crate::MethodInfo,
     pub(crate) conn: Arc<ConnShared>,
     pub(crate) inbound: Option<Arc<Inbound>>,
@@ -36,7 +35,7 @@ impl std::fmt::Debug for Opened {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Opened")
             .field("id", &self.id)
-            .field("kind", &self.kind)
+            .field("method", &self.method)
             .finish_non_exhaustive()
     }
 }
@@ -132,7 +131,6 @@ pub(crate) fn admit(
     }
     Ok(Some(Arc::new(Opened {
         id: h.request_id,
-        kind,
         method,
         conn: Arc::clone(conn),
         inbound,
@@ -190,10 +188,7 @@ pub(crate) fn route(conn: &ConnShared, frame: &FrameRef<'_>) {
 pub(crate) fn close_all(conn: &ConnShared) {
     let open: Vec<Open> = conn.streams().drain().map(|(_, open)| open).collect();
     for open in open {
-        open.outbound.close();
-        if let Some(inbound) = open.inbound {
-            inbound.close(Event::Failed(RpcError::unavailable("connection closed")));
-        }
+        open.end(|| RpcError::unavailable("connection closed"));
     }
 }
 
@@ -201,10 +196,16 @@ pub(crate) fn close_all(conn: &ConnShared) {
 pub(crate) fn cancelled(conn: &ConnShared, id: u64) {
     let open = conn.streams().remove(&id);
     if let Some(open) = open {
-        open.outbound.close();
-        if let Some(inbound) = open.inbound {
-            let error = RpcError::new(Status::Cancelled, "the client cancelled the stream");
-            inbound.close(Event::Failed(error));
+        open.end(|| RpcError::new(Status::Cancelled, "the client cancelled the stream"));
+    }
+}
+
+impl Open {
+    /// The stream is over: nothing more is sent, and a reader of the client's items hears `error` last.
+    fn end(self, error: impl FnOnce() -> RpcError) {
+        self.outbound.close();
+        if let Some(inbound) = self.inbound {
+            inbound.close(Event::Failed(error()));
         }
     }
 }

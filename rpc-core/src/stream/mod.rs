@@ -31,7 +31,7 @@ pub use futures_core::Stream;
 pub(crate) use inbound::{Event, Inbound, Refused, cost, overrun};
 pub use items::{Fallible, ItemCodec, Plain};
 pub(crate) use items::{undecodable, unencodable};
-pub(crate) use outbound::{Framing, Outbound, Stopped, send_items};
+pub(crate) use outbound::{Framing, Outbound, send_items};
 
 use rpc_codec::Flags;
 

@@ -12,6 +12,8 @@ use futures_core::Stream;
 use rpc_codec::{EncodeError, Flags, FrameCodec, HEADER_LEN, Header, Metadata, WriteBuf, items};
 
 use super::ItemCodec;
+use crate::error::{PayloadSide, RpcError};
+use crate::method::MethodInfo;
 use crate::outbox::Outbox;
 
 /// Items pulled from a stream at once, at most, before they are written with one lock of the outbox; fewer when
@@ -111,6 +113,20 @@ pub(crate) enum Stopped {
     Encode(EncodeError),
     /// The stream panicked making an item (its message); the items before were sent.
     Panicked(String),
+}
+
+impl Stopped {
+    /// The error that ends a stream of `method` whose sender (on `side`) stopped so; `None` when it was closed.
+    pub(crate) fn error(self, method: &MethodInfo, side: PayloadSide) -> Option<RpcError> {
+        match self {
+            Stopped::Closed => None,
+            Stopped::Encode(e) => Some(super::unencodable(method, &e, side)),
+            Stopped::Panicked(why) => Some(RpcError::new(
+                rpc_codec::Status::Internal,
+                format!("{method} panicked making an item: {why}"),
+            )),
+        }
+    }
 }
 
 /// Bytes of small items packed into one `Item` frame ([`rpc_codec::Flags::BATCH`]), at most: 16 KiB. An item

@@ -38,6 +38,7 @@ mod targets;
 mod tarpc_echo;
 mod tonic_echo;
 
+use benches::rounds::rotated;
 use std::time::{Duration, Instant};
 
 use benches::server_thread::Flavor;
@@ -118,14 +119,6 @@ fn parse_runtime(name: &str) -> Result<Flavor, String> {
         .into_iter()
         .find(|f| f.name() == name)
         .ok_or_else(|| format!("unknown runtime `{name}`; expected current or multi"))
-}
-
-/// `items` rotated left by `round`, so that no item always runs first or last.
-fn rotated<T: Clone>(items: &[T], round: usize) -> Vec<T> {
-    let mut order = items.to_vec();
-    let turn = round % order.len().max(1);
-    order.rotate_left(turn);
-    order
 }
 
 fn run(args: Args) -> Result<(), String> {

@@ -2,6 +2,7 @@
 //! system, the medians over the rounds of calls per second, latency quantiles and CPU per call; and the ratios
 //! against the floor and the peers (medians of the per-round ratios, since systems alternate within a round).
 
+use benches::rounds::median;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -107,19 +108,6 @@ struct Summary {
     p999: f64,
     cpu: f64,
     failed: u64,
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
 }
 
 impl Results {

@@ -32,6 +32,7 @@ mod stall;
 mod tonic_stream;
 mod workload;
 
+use benches::rounds::rotated;
 use std::time::{Duration, Instant};
 
 use benches::server_thread::{pin_current_thread, pin_servers_to};
@@ -128,14 +129,6 @@ fn pin(flag: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot pin the client to CPU {client}: {e}"))?;
     pin_servers_to(Some(server));
     Ok(())
-}
-
-/// `items` rotated left by `round`, so that no system always runs first.
-fn rotated<T: Clone>(items: &[T], round: usize) -> Vec<T> {
-    let mut order = items.to_vec();
-    let turn = round % order.len().max(1);
-    order.rotate_left(turn);
-    order
 }
 
 fn run(args: Args) -> Result<(), String> {

@@ -3,6 +3,7 @@
 //! ratios of this framework's median against tonic's and the floor's; then the stalled consumers. As a plain
 //! text table, and as one JSON object per row.
 
+use benches::rounds::median;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -28,19 +29,6 @@ struct Summary {
     lowest: f64,
     highest: f64,
     cpu_ns_per_item: f64,
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
 }
 
 impl Results {
