@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use rpc_core::Metrics;
-use rpc_registry::registration::Status;
+use rpc_registry::client::registration::Status;
 
 /// The `--metrics` flag.
 #[derive(Args, Debug, Clone)]

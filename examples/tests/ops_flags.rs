@@ -7,7 +7,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use rpc_registry::credentials::TokenGrant;
+use rpc_registry::server::credentials::TokenGrant;
 use rpc_registry::{
     Credentials, LeaseRef, NewInstance, Registration, RegistrationConfig, RegistryClient,
     RegistryConfig,

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use rpc_core::tls::{ClientCa, ServerTls};
-use rpc_registry::credentials::IdentityGrant;
+use rpc_registry::server::credentials::IdentityGrant;
 use rpc_registry::{Credentials, RegistryConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;

@@ -11,8 +11,8 @@ use clap::{Args, Parser, Subcommand};
 use rpc_core::server::Listener;
 use rpc_core::tls::ClientTls;
 use rpc_registry::cli::{Options, WatchConfig};
-use rpc_registry::flags::ServeFlags;
-use rpc_registry::open_files::{connections_that_fit, raise_open_file_limit};
+use rpc_registry::server::flags::ServeFlags;
+use rpc_registry::server::open_files::{connections_that_fit, raise_open_file_limit};
 use rpc_registry::{TOKEN_ENV, check_token};
 
 /// The service registry of the rpc framework: instances register and heartbeat, clients watch and balance.

@@ -12,8 +12,8 @@ mod proxy;
 use std::time::Duration;
 
 use rpc_core::Client;
-use rpc_registry::credentials::TokenGrant;
-use rpc_registry::registration::Status;
+use rpc_registry::client::registration::Status;
+use rpc_registry::server::credentials::TokenGrant;
 use rpc_registry::{
     Credentials, Discovery, DiscoveryConfig, LeaseRef, Registration, RegistrationConfig,
     RegistryClient, RegistryConfig, RegistryError, RegistryHandle,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rpc_core::Client;
 use rpc_registry::cli::Tracker;
-use rpc_registry::registration::Status as RegistrationStatus;
+use rpc_registry::client::registration::Status as RegistrationStatus;
 use rpc_registry::{
     Discovery, DiscoveryConfig, RegistrationConfig, RegistrationError, RegistryClient,
     RegistryConfig, RegistryError, RemovalReason,

@@ -9,7 +9,7 @@ use rpc_core::Status;
 use rpc_core::tls::{ClientCa, ClientTls, ServerTls};
 use rpc_core::{Client, ClientConfig, Metadata};
 use rpc_registry::cli::{CliError, Options};
-use rpc_registry::credentials::{IdentityGrant, TokenGrant};
+use rpc_registry::server::credentials::{IdentityGrant, TokenGrant};
 use rpc_registry::{
     AddressCheck, Credentials, Discovery, DiscoveryConfig, LeaseRef, NewInstance, Registration,
     RegistrationConfig, RegistrationError, RegistryClient, RegistryConfig, RegistryError,
@@ -980,7 +980,7 @@ async fn healthz_is_degraded_at_each_cap_and_says_which() {
 #[tokio::test]
 async fn the_registry_serves_more_than_1024_instances_each_on_its_own_connection_by_default() {
     // Each instance a process of its own: a connection each. rpc-core's default cap is 1,024 connections.
-    let files = rpc_registry::open_files::raise_open_file_limit().unwrap();
+    let files = rpc_registry::server::open_files::raise_open_file_limit().unwrap();
     let instances = 1100;
     assert!(
         files.now >= 3 * instances as u64,
@@ -1063,7 +1063,7 @@ async fn a_process_watching_more_services_than_rpc_cores_in_flight_cap_still_hea
     );
     assert!(matches!(
         *registration.status().borrow(),
-        rpc_registry::registration::Status::Active(_)
+        rpc_registry::client::registration::Status::Active(_)
     ));
     // Every watch waits, and one connection carries them and the heartbeats.
     rpc_watchers_reach_within_10s(&registry, services as f64).await;

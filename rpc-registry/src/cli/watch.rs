@@ -13,7 +13,7 @@ use rpc_core::{RpcError, Status};
 use super::escape::{field, line};
 use super::{CliError, Options, Tracker, connect};
 use crate::api::{RegistryClient, Watched};
-use crate::discovery::DEFAULT_WARM_UP;
+use crate::client::discovery::DEFAULT_WARM_UP;
 
 /// Default of [`WatchConfig::wait`]: 30 s.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
@@ -29,7 +29,7 @@ pub struct WatchConfig {
     /// Default 30 s ([`DEFAULT_WAIT`]).
     pub wait: Duration,
     /// After the registry restarts, how long instances it does not know yet are kept, while they register
-    /// again (see [`Tracker`]). Default 3 s ([`crate::discovery::DEFAULT_WARM_UP`]), the registry's default TTL.
+    /// again (see [`Tracker`]). Default 3 s ([`crate::client::discovery::DEFAULT_WARM_UP`]), the registry's default TTL.
     pub warm_up: Duration,
     /// The pause after the registry first fails to answer; it doubles with each further failure. Default
     /// 100 ms ([`DEFAULT_BACKOFF_MIN`]).

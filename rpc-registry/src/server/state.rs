@@ -20,11 +20,11 @@ use tokio_util::time::DelayQueue;
 use tokio_util::time::delay_queue::Key;
 
 use crate::api::{Instance, Lease, LeaseRef, NewInstance, RegistryError, RemovalReason};
-use crate::config::RegistryConfig;
-use crate::credentials::Identity;
-use crate::history::{History, Record, What};
-use crate::listing::{Clock, Listed, Listing, Listings};
-use crate::weights::Weights;
+use crate::server::config::RegistryConfig;
+use crate::server::credentials::Identity;
+use crate::server::history::{History, Record, What};
+use crate::server::listing::{Clock, Listed, Listing, Listings};
+use crate::server::weights::Weights;
 
 /// The bounds of the registry's state, from its configuration.
 #[derive(Clone, Copy, Debug)]
@@ -364,7 +364,7 @@ impl State {
         if of_service >= l.max_instances_per_service {
             return Err(RegistryError::LimitExceeded(format!(
                 "{} already has {of_service} instances, the limit (max_instances_per_service)",
-                crate::service::shown(&new.service)
+                crate::server::service::shown(&new.service)
             )));
         }
         if self.leases.len() >= l.max_instances {
@@ -498,12 +498,12 @@ impl State {
 
     /// The instances of `service` at its revision (none, at revision 0, if it is not tracked), to copy after the
     /// lock is released. A name longer than any service may have ([`Limits::max_name_len`]) is not echoed back:
-    /// its listing is named by a short escaped prefix ([`crate::service::shown`]).
+    /// its listing is named by a short escaped prefix ([`crate::server::service::shown`]).
     pub(crate) fn listing(&mut self, service: &str) -> Arc<Listing> {
         match self.services.get_mut(service) {
             Some(entry) => entry.listing(service, &self.leases),
             None if service.len() > self.limits.max_name_len => {
-                let shown = crate::service::shown(service).to_string();
+                let shown = crate::server::service::shown(service).to_string();
                 Arc::new(Listing::new(shown, 0, Vec::new()))
             }
             None => Arc::new(Listing::new(service.to_owned(), 0, Vec::new())),

@@ -1,14 +1,14 @@
 //! Operators' weights: a weight an operator sets for an instance (0 drains it: no client picks it) in place of
 //! the one it registered with. It is kept by service and address, so it still holds when the instance registers
 //! again, until the operator undoes it. With a data directory it is written whole to `DATA_DIR/weights.json`
-//! ([`crate::data_dir`]) before it takes effect, so that a restarted registry keeps it; a write that fails to
+//! ([`crate::server::data_dir`]) before it takes effect, so that a restarted registry keeps it; a write that fails to
 //! reach the disk is refused, and nothing changes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::api::{Instance, RegistryError};
-use crate::service::shown;
+use crate::server::service::shown;
 
 /// The file, in the data directory.
 const FILE: &str = "weights.json";
@@ -71,11 +71,11 @@ impl Weights {
     /// Writes them whole to `data_dir`.
     pub(crate) fn save(&self, data_dir: &Path) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        crate::data_dir::write_whole(data_dir, FILE, &json)
+        crate::server::data_dir::write_whole(data_dir, FILE, &json)
     }
 }
 
-impl crate::service::Shared {
+impl crate::server::service::Shared {
     /// Sets (or, with `None`, undoes) an operator's weight for `address` in `service` (the caller checked that
     /// it may): written to the data directory first, if the registry has one, then in force. Setting a weight
     /// needs an instance at the address; undoing does not. Answers the instance as clients now see it.

@@ -16,11 +16,11 @@ use crate::api::{
     Instance, Lease, LeaseRef, NewInstance, Registry, RegistryError, RulesRevision, ServiceReport,
     ServiceStatus, ServiceSummary, Snapshot, Watched,
 };
-use crate::config::{AddressCheck, ConfigError, RegistryConfig};
-use crate::credentials::Identity;
-use crate::rules_store::RulesStore;
-use crate::state::{Limits, State};
-use crate::stats::Stats;
+use crate::server::config::{AddressCheck, ConfigError, RegistryConfig};
+use crate::server::credentials::Identity;
+use crate::server::rules_store::RulesStore;
+use crate::server::state::{Limits, State};
+use crate::server::stats::Stats;
 use rpc_core::server::layer::Caller;
 
 /// What the service, its eviction task and the HTTP view share.
@@ -48,8 +48,9 @@ impl Shared {
             .map_err(ConfigError::Rules)?;
         let mut state = State::new(epoch, config.ttl, Limits::of(&config));
         if let Some(dir) = &config.data_dir {
-            state
-                .restore_weights(crate::weights::Weights::load(dir).map_err(ConfigError::Weights)?);
+            state.restore_weights(
+                crate::server::weights::Weights::load(dir).map_err(ConfigError::Weights)?,
+            );
         }
         Ok(Arc::new(Shared {
             state: Mutex::new(state),
@@ -70,7 +71,7 @@ impl Shared {
             return Ok(());
         }
         let carried = Carried::current();
-        if crate::credentials::is_admin(&carried.caller) {
+        if crate::server::credentials::is_admin(&carried.caller) {
             return Ok(());
         }
         Err(RegistryError::Unauthenticated(format!(
@@ -102,7 +103,7 @@ impl Shared {
                 shown(service)
             )));
         };
-        let parsed = crate::rules_store::parse(&old.rules)?;
+        let parsed = crate::server::rules_store::parse(&old.rules)?;
         self.rules.apply(&parsed, format!("rollback to {revision}"))
     }
 
@@ -502,7 +503,9 @@ impl Registry for RegistryService {
         shared
             .stats
             .refused(shared.authorize_admin("applying rules"))?;
-        let parsed = shared.stats.refused(crate::rules_store::parse(&rules))?;
+        let parsed = shared
+            .stats
+            .refused(crate::server::rules_store::parse(&rules))?;
         shared
             .stats
             .refused(shared.rules.apply(&parsed, String::from("apply")))

@@ -29,7 +29,7 @@ use std::path::Path;
 use rpc_core::server::layer::{Authorize, Caller, Grant};
 use serde::Deserialize;
 
-use crate::service::shown;
+use crate::server::service::shown;
 use crate::token::{TokenError, check_token};
 
 /// Tokens and certificate names, each with the services it may register. `Default` grants nothing.

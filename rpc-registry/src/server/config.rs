@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rpc_core::ServerConfig;
 
-use crate::credentials::{Credentials, InvalidGrant};
+use crate::server::credentials::{Credentials, InvalidGrant};
 use crate::token::{TokenError, check_token};
 
 /// Default of [`RegistryConfig::ttl`]: 3 s.

@@ -17,7 +17,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::api::{Instance, RegistryClient, Snapshot};
-use crate::handle::RegistryHandle;
+use crate::client::handle::RegistryHandle;
 use follow::watch_loop;
 
 mod follow;

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::RegistryError;
-use crate::service::{Shared, shown};
+use crate::server::service::{Shared, shown};
 
 /// Largest body of a write: 4 KiB (an address and a weight, or a revision).
 const MAX_WRITE_BODY: usize = 4096;
@@ -168,7 +168,7 @@ fn checked<T: DeserializeOwned>(
             .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
         let admin = match (carried, config.token.as_deref()) {
             (Some(carried), Some(token)) => {
-                crate::credentials::constant_time_eq(carried, token.as_bytes())
+                crate::server::credentials::constant_time_eq(carried, token.as_bytes())
             }
             _ => false,
         };

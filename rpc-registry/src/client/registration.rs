@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::api::{Lease, LeaseRef, NewInstance, RegistryClient, RegistryError};
-use crate::handle::RegistryHandle;
+use crate::client::handle::RegistryHandle;
 use crate::token::TokenError;
 
 /// Why a registration failed.

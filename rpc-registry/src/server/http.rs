@@ -20,8 +20,8 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::api::ServiceSummary;
-use crate::overview::{MAX_CHANGES, Overview, PageQuery, ServiceView, Taken};
-use crate::service::{Shared, shown};
+use crate::server::overview::{MAX_CHANGES, Overview, PageQuery, ServiceView, Taken};
+use crate::server::service::{Shared, shown};
 
 /// The dashboard: one self-contained page (its styles and script inline, nothing loaded from elsewhere).
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -85,7 +85,7 @@ pub(crate) fn router(shared: Arc<Shared>, rpc: rpc_core::Metrics) -> Router {
             rpc,
             builds: Arc::new(Semaphore::new(MAX_OVERVIEW_BUILDS)),
         })
-        .merge(crate::http_writes::router(shared))
+        .merge(crate::server::http_writes::router(shared))
 }
 
 /// `GET /v1/weights`: every weight operators set, whether an instance holds its address now or not.

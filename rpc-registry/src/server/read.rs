@@ -9,10 +9,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::api::{ServiceReport, ServiceStatus, ServiceSummary, Snapshot, Watched};
-use crate::history::Record;
-use crate::listing::{Clock, Listing, Listings};
-use crate::service::Shared;
-use crate::state::State;
+use crate::server::history::Record;
+use crate::server::listing::{Clock, Listing, Listings};
+use crate::server::service::Shared;
+use crate::server::state::State;
 
 /// The shortest wait between two items of a subscription when nothing changes: 1 s.
 pub(crate) const MIN_SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);

@@ -13,8 +13,8 @@ use rpc_core::codec::config as codec;
 use rpc_core::server::config as server;
 use rpc_core::tls::{ClientAuth, ServerTls};
 
-use crate::config::{self as registry, AddressCheck, RegistryConfig};
-use crate::credentials::Credentials;
+use crate::server::config::{self as registry, AddressCheck, RegistryConfig};
+use crate::server::credentials::Credentials;
 use crate::token::{check_token, hidden};
 
 const fn ms(d: Duration) -> u64 {
@@ -390,7 +390,7 @@ mod tests {
     use clap::{CommandFactory, Parser};
 
     use super::*;
-    use crate::config::{CALLS_BESIDE_WATCHES, READER_CONNECTIONS};
+    use crate::server::config::{CALLS_BESIDE_WATCHES, READER_CONNECTIONS};
 
     #[derive(Parser)]
     struct Cli {

@@ -7,9 +7,9 @@ use rpc_core::server::Listener;
 use tokio::net::TcpListener;
 
 use crate::api::RegistryServer;
-use crate::config::RegistryConfig;
-use crate::http;
-use crate::service::RegistryService;
+use crate::server::config::RegistryConfig;
+use crate::server::http;
+use crate::server::service::RegistryService;
 
 /// Serves a registry with `config`: the RPC API on `rpc` (a `TcpListener`, a `UnixListener`, or a [`Listener`]
 /// of both, with the limits of `config.server`; connections over a Unix socket are not TLS), and on `http` if
@@ -75,7 +75,7 @@ pub async fn serve(
 }
 
 /// Starts the registry's shutdown (of its HTTP port and waiting watches) when dropped.
-struct CloseOnDrop(std::sync::Arc<crate::service::Shared>);
+struct CloseOnDrop(std::sync::Arc<crate::server::service::Shared>);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
