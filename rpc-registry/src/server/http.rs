@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use crate::api::ServiceSummary;
 use crate::server::overview::{MAX_CHANGES, Overview, PageQuery, ServiceView, Taken};
 use crate::server::service::{Shared, shown};
+use crate::server::store::StoreStatus;
 
 /// The dashboard: one self-contained page (its styles and script inline, nothing loaded from elsewhere).
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -45,6 +46,8 @@ struct Health {
     instances: usize,
     /// Connections open to the RPC API.
     connections: u64,
+    /// Where instances and rules are kept (`memory` or `etcd`), whether it takes writes, and the replicas.
+    store: StoreStatus,
 }
 
 /// `?epoch=E&since=R&wait_ms=W` of `GET /v1/overview` (which page it shows is a [`PageQuery`]).
@@ -90,7 +93,7 @@ pub(crate) fn router(shared: Arc<Shared>, rpc: rpc_core::Metrics) -> Router {
 
 /// `GET /v1/weights`: every weight operators set, whether an instance holds its address now or not.
 async fn weights(State(http): State<Http>) -> Json<Vec<serde_json::Value>> {
-    let weights = http.shared.state().weights();
+    let weights = http.shared.index().read().weights();
     Json(
         weights
             .iter()
@@ -121,7 +124,7 @@ struct RulesPair {
 }
 
 async fn rules(State(http): State<Http>, Path(name): Path<String>) -> Json<RulesPair> {
-    let history = http.shared.rules.history(&name);
+    let history = http.shared.store.rules().history(&name);
     let view = |r: &crate::api::RulesRevision| RulesView {
         revision: r.revision,
         applied_at_ms: r.applied_at_ms,
@@ -180,7 +183,7 @@ fn millis(d: Duration) -> u64 {
 async fn health(State(http): State<Http>) -> Json<Health> {
     let config = &http.shared.config;
     let (epoch, services, tracked, instances) = {
-        let state = http.shared.state();
+        let state = http.shared.index().read();
         let counts = (
             state.service_count(),
             state.tracked(),
@@ -204,6 +207,10 @@ async fn health(State(http): State<Http>) -> Json<Health> {
             config.max_services
         ));
     }
+    let store = http.shared.store.status();
+    if let Some(problem) = &store.problem {
+        reasons.push(format!("store: {problem}"));
+    }
     if connections >= max_connections {
         reasons.push(format!(
             "connections: {connections} of {max_connections} (max_connections): new connections are refused"
@@ -217,13 +224,14 @@ async fn health(State(http): State<Http>) -> Json<Health> {
         services,
         instances,
         connections,
+        store,
     })
 }
 
 async fn metrics(State(http): State<Http>) -> Response {
     let mut body = String::with_capacity(4096);
     let (listings, ttl) = {
-        let mut state = http.shared.state();
+        let mut state = http.shared.index().read();
         (state.listings(), state.ttl())
     };
     http.shared.stats.render_into(&listings, ttl, &mut body);
@@ -266,7 +274,7 @@ async fn overview(
 ) -> Response {
     let shared = &http.shared;
     let changed = {
-        let state = shared.state();
+        let state = shared.index().read();
         let current = since.epoch.as_deref() == Some(&state.epoch().to_string())
             && since.since == Some(state.revision());
         current.then(|| state.subscribe_all())
@@ -297,7 +305,7 @@ async fn overview(
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let taken = {
-        let mut state = shared.state();
+        let mut state = shared.index().read();
         // The changes after the page's revision; on a first load (or from another epoch), the last ones.
         let after = match since.epoch.as_deref() == Some(&state.epoch().to_string()) {
             true => since.since.unwrap_or(0),

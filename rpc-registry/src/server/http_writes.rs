@@ -66,9 +66,12 @@ async fn set_weight(
         Ok(write) => write,
         Err((status, why)) => return error(status, why),
     };
-    let done = shared
-        .stats
-        .refused(shared.set_weight(&service, &write.address, write.weight));
+    let done = shared.stats.refused(
+        shared
+            .store
+            .set_weight(&service, &write.address, write.weight)
+            .await,
+    );
     match done {
         Ok(now) => Json(serde_json::json!({
             "service": service,
@@ -93,7 +96,7 @@ async fn rollback(
     };
     match shared
         .stats
-        .refused(shared.rollback_rules(&service, write.revision))
+        .refused(shared.rollback_rules(&service, write.revision).await)
     {
         Ok(revision) => Json(revision).into_response(),
         Err(e) => refusal(&e),

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::api::{InstanceReport, InstanceState, ServiceReport};
-use crate::server::history::{Record, What};
-use crate::server::listing::{Clock, Listed, Listing, Listings};
 use crate::server::stats::Totals;
+use crate::server::store::history::{Record, What};
+use crate::server::store::listing::{Clock, Listed, Listing, Listings};
 
 /// Instances on a page when the query does not say: 500.
 pub(crate) const DEFAULT_PAGE: usize = 500;

@@ -9,10 +9,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::api::{ServiceReport, ServiceStatus, ServiceSummary, Snapshot, Watched};
-use crate::server::history::Record;
-use crate::server::listing::{Clock, Listing, Listings};
 use crate::server::service::Shared;
-use crate::server::state::State;
+use crate::server::store::Reading;
+use crate::server::store::history::Record;
+use crate::server::store::listing::{Clock, Listing, Listings};
 
 /// The shortest wait between two items of a subscription when nothing changes: 1 s.
 pub(crate) const MIN_SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
@@ -38,7 +38,13 @@ struct Seen {
 impl Seen {
     /// The answer of a watch of `service` from revision `since` of registry `epoch`, with the removals since
     /// if `removals` is asked and the watcher saw a revision of this registry.
-    fn take(state: &mut State, service: &str, epoch: u64, since: u64, removals: bool) -> Seen {
+    fn take(
+        state: &mut Reading<'_>,
+        service: &str,
+        epoch: u64,
+        since: u64,
+        removals: bool,
+    ) -> Seen {
         let listing = state.listing(service);
         let (removals, complete) = if removals && epoch == state.epoch() && since != 0 {
             let history = state.history();
@@ -59,7 +65,7 @@ impl Shared {
     /// The instances of `service` now.
     pub(crate) fn instances(&self, service: &str) -> Snapshot {
         let (epoch, listing) = {
-            let mut state = self.state();
+            let mut state = self.index().read();
             (state.epoch(), state.listing(service))
         };
         listing.snapshot(epoch)
@@ -147,7 +153,7 @@ impl Shared {
         removals: bool,
     ) -> Seen {
         let mut changed = {
-            let mut state = self.state();
+            let mut state = self.index().read();
             let current = state.listing(service).revision;
             // A watcher of another registry process, or one behind, is answered at once.
             if epoch != state.epoch() || current != since {
@@ -166,7 +172,7 @@ impl Shared {
             () = self.closed() => {}
         }
         drop(changed);
-        let mut state = self.state();
+        let mut state = self.index().read();
         let seen = Seen::take(&mut state, service, epoch, since, removals);
         state.forget_if_unused(service);
         seen
@@ -174,7 +180,7 @@ impl Shared {
 
     /// Every service with instances.
     pub(crate) fn services(&self) -> Vec<ServiceSummary> {
-        let listings = self.state().listings();
+        let listings = self.index().read().listings();
         listings.iter().map(|l| l.summary()).collect()
     }
 
@@ -197,7 +203,7 @@ impl Shared {
         view: impl Fn(&Listing, &Clock, Instant) -> T,
     ) -> Vec<T> {
         let (clock, listings): (Clock, Listings) = {
-            let mut state = self.state();
+            let mut state = self.index().read();
             let listings = match only {
                 Some(name) => Arc::from([state.listing(name)]),
                 None => state.listings(),

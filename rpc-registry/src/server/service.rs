@@ -5,11 +5,9 @@
 //! evicts leases as their timers fire.
 
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
+use std::sync::Arc;
 
 use rpc_core::Context;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::api::{
@@ -18,50 +16,43 @@ use crate::api::{
 };
 use crate::server::config::{AddressCheck, ConfigError, RegistryConfig};
 use crate::server::credentials::Identity;
-use crate::server::rules_store::RulesStore;
-use crate::server::state::{Limits, State};
 use crate::server::stats::Stats;
+use crate::server::store::memory::MemoryStore;
+use crate::server::store::state::{Limits, State};
+use crate::server::store::{Index, Store};
 use rpc_core::server::layer::Caller;
 
 /// What the service, its eviction task and the HTTP view share.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    state: Mutex<State>,
-    /// Wakes the eviction task when a lease is added to an empty timer wheel.
-    added: Notify,
+    /// Where instances, rules and weights are kept.
+    pub(crate) store: Arc<dyn Store>,
     pub(crate) config: RegistryConfig,
-    /// Every service's rules, and their history.
-    pub(crate) rules: RulesStore,
     pub(crate) stats: Stats,
     /// When the registry started.
     pub(crate) started: Instant,
     /// Set when the registry begins to shut down: waiting watches answer at once.
     closing: tokio::sync::watch::Sender<bool>,
-    /// Held while operators' weights are written, so that the file gets them in the order they take effect.
-    pub(crate) weights_written: Mutex<()>,
 }
 
 impl Shared {
+    /// The registry of `config`, over the in-memory store.
     pub(crate) fn new(config: RegistryConfig) -> Result<Arc<Shared>, ConfigError> {
+        // A registry process's epoch: a watcher of another process (or of this one before a restart) is told.
         let epoch = RandomState::new().hash_one(std::process::id()) | 1;
-        let rules = RulesStore::open(config.data_dir.as_deref(), config.max_rules_revisions)
-            .map_err(ConfigError::Rules)?;
-        let mut state = State::new(epoch, config.ttl, Limits::of(&config));
-        if let Some(dir) = &config.data_dir {
-            state.restore_weights(
-                crate::server::weights::Weights::load(dir).map_err(ConfigError::Weights)?,
-            );
-        }
-        Ok(Arc::new(Shared {
-            state: Mutex::new(state),
-            added: Notify::new(),
-            rules,
+        let store = Arc::new(MemoryStore::open(&config, epoch)?);
+        Ok(Shared::with_store(config, store))
+    }
+
+    /// The registry of `config`, over `store`.
+    pub(crate) fn with_store(config: RegistryConfig, store: Arc<dyn Store>) -> Arc<Shared> {
+        Arc::new(Shared {
+            store,
             config,
             stats: Stats::default(),
             started: Instant::now(),
             closing: tokio::sync::watch::Sender::new(false),
-            weights_written: Mutex::new(()),
-        }))
+        })
     }
 
     /// Refuses an operator's write (`what`: of rules, of a weight) unless the call carries the registry's own
@@ -92,19 +83,21 @@ impl Shared {
 
     /// Makes revision `revision` of `service`'s rules the one in force again, as a new revision (the caller
     /// checked that it may).
-    pub(crate) fn rollback_rules(
+    pub(crate) async fn rollback_rules(
         &self,
         service: &str,
         revision: u64,
     ) -> Result<RulesRevision, RegistryError> {
-        let Some(old) = self.rules.revision(service, revision) else {
+        let Some(old) = self.store.rules().revision(service, revision) else {
             return Err(RegistryError::NotFound(format!(
                 "the rules of {} have no revision {revision}",
                 shown(service)
             )));
         };
-        let parsed = crate::server::rules_store::parse(&old.rules)?;
-        self.rules.apply(&parsed, format!("rollback to {revision}"))
+        let parsed = crate::server::store::rules_store::parse(&old.rules)?;
+        self.store
+            .apply_rules(&parsed, format!("rollback to {revision}"))
+            .await
     }
 
     /// The registry is shutting down: watches waiting for a change answer now, and new ones at once.
@@ -118,35 +111,15 @@ impl Shared {
         let _ = closing.wait_for(|&closing| closing).await;
     }
 
-    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
-        rpc_core::sync::lock(&self.state)
+    /// The instances as reads see them.
+    pub(crate) fn index(&self) -> &Index {
+        self.store.index()
     }
 
-    /// Evicts leases as their timers fire, in expiry order, until the task is dropped.
-    pub(crate) async fn run_evictions(self: Arc<Self>) {
-        loop {
-            let added = self.added.notified();
-            // Taking a fired timer and evicting its lease happen under one lock, so a heartbeat can never
-            // reset a timer that has already fired.
-            let evicted = std::future::poll_fn(|cx| {
-                let mut state = self.state();
-                match state.expiries.poll_expired(cx) {
-                    Poll::Ready(Some(fired)) => {
-                        if state.expire(fired.into_inner()).is_some() {
-                            self.stats.evicted();
-                        }
-                        Poll::Ready(Some(()))
-                    }
-                    Poll::Ready(None) => Poll::Ready(None),
-                    Poll::Pending => Poll::Pending,
-                }
-            })
-            .await;
-            if evicted.is_none() {
-                // No lease at all: wait for one.
-                added.await;
-            }
-        }
+    /// The store's own work (evictions, and following a store elsewhere), until dropped.
+    pub(crate) fn run_store(self: Arc<Self>) -> impl Future<Output = ()> + Send + 'static {
+        let counted = Arc::clone(&self);
+        Arc::clone(&self.store).run(Box::new(move || counted.stats.evicted()))
     }
 
     /// Refuses a write (`what`) of `service` that carries no credential covering it; otherwise names the
@@ -201,22 +174,15 @@ impl Shared {
         let carried = Carried::current();
         self.stats
             .refused(self.authorize("heartbeat", &lease.service, &carried))?;
-        {
-            let mut state = self.state();
-            let owner = state.lease_owner(lease);
-            self.stats.refused(self.check_owner(
+        let check = |owner: Option<&Identity>| {
+            self.check_owner(
                 ("heartbeat", "renew"),
                 (&lease.service, &lease.address),
                 owner,
                 &carried,
-            ))?;
-            let listed = self.stats.refused(state.heartbeat(lease, Instant::now()))?;
-            // Under the lock: an operator's weight swaps the instance's entry, and the report must reach the
-            // entry in force.
-            if let (Some(listed), Some(load)) = (listed, load) {
-                listed.add_load(load);
-            }
-        }
+            )
+        };
+        self.stats.refused(self.store.renew(lease, load, &check))?;
         self.stats.heartbeat();
         Ok(())
     }
@@ -377,7 +343,7 @@ impl RegistryService {
     ) -> Result<(RegistryService, impl Future<Output = ()> + Send + 'static), ConfigError> {
         config.validate()?;
         let shared = Shared::new(config)?;
-        let evictions = Arc::clone(&shared).run_evictions();
+        let evictions = Arc::clone(&shared).run_store();
         Ok((RegistryService { shared }, evictions))
     }
 
@@ -401,22 +367,19 @@ impl Registry for RegistryService {
         shared
             .stats
             .refused(shared.check_address(&instance).await)?;
-        let lease = {
-            let mut state = shared.state();
-            // A registration of an address already registered supersedes that instance: only its owner may.
-            let held = state.owner(&instance.service, &instance.address);
-            shared.stats.refused(shared.check_owner(
+        let (service, address) = (instance.service.clone(), instance.address.clone());
+        let check = |held: Option<&Identity>| {
+            shared.check_owner(
                 ("registration", "supersede"),
-                (&instance.service, &instance.address),
+                (&service, &address),
                 held,
                 &carried,
-            ))?;
-            shared
-                .stats
-                .refused(state.register_as(instance, owner, Instant::now()))?
+            )
         };
+        let lease = shared
+            .stats
+            .refused(shared.store.register(instance, owner, &check).await)?;
         shared.stats.registered();
-        shared.added.notify_one();
         Ok(lease)
     }
 
@@ -438,17 +401,17 @@ impl Registry for RegistryService {
         shared
             .stats
             .refused(shared.authorize("deregistration", &lease.service, &carried))?;
-        let removed = {
-            let mut state = shared.state();
-            let owner = state.lease_owner(&lease);
-            shared.stats.refused(shared.check_owner(
+        let check = |owner: Option<&Identity>| {
+            shared.check_owner(
                 ("deregistration", "remove"),
                 (&lease.service, &lease.address),
                 owner,
                 &carried,
-            ))?;
-            shared.stats.refused(state.deregister(&lease))?
+            )
         };
+        let removed = shared
+            .stats
+            .refused(shared.store.deregister(lease.clone(), &check).await)?;
         if removed {
             shared.stats.deregistered();
         }
@@ -505,18 +468,21 @@ impl Registry for RegistryService {
             .refused(shared.authorize_admin("applying rules"))?;
         let parsed = shared
             .stats
-            .refused(crate::server::rules_store::parse(&rules))?;
-        shared
-            .stats
-            .refused(shared.rules.apply(&parsed, String::from("apply")))
+            .refused(crate::server::store::rules_store::parse(&rules))?;
+        shared.stats.refused(
+            shared
+                .store
+                .apply_rules(&parsed, String::from("apply"))
+                .await,
+        )
     }
 
     async fn rules(&self, service: String) -> Option<RulesRevision> {
-        self.shared.rules.current(&service)
+        self.shared.store.rules().current(&service)
     }
 
     async fn rules_history(&self, service: String) -> Vec<RulesRevision> {
-        self.shared.rules.history(&service)
+        self.shared.store.rules().history(&service)
     }
 
     async fn rollback_rules(
@@ -530,7 +496,7 @@ impl Registry for RegistryService {
             .refused(shared.authorize_admin("a rollback of rules"))?;
         shared
             .stats
-            .refused(shared.rollback_rules(&service, revision))
+            .refused(shared.rollback_rules(&service, revision).await)
     }
 
     async fn set_weight(
@@ -545,7 +511,7 @@ impl Registry for RegistryService {
             .refused(shared.authorize_admin("setting a weight"))?;
         shared
             .stats
-            .refused(shared.set_weight(&service, &address, weight))
+            .refused(shared.store.set_weight(&service, &address, weight).await)
     }
 
     async fn watch_rules(
@@ -557,7 +523,8 @@ impl Registry for RegistryService {
         let shared = &self.shared;
         let wait = std::time::Duration::from_millis(wait_ms).min(shared.config.max_watch_wait);
         shared
-            .rules
+            .store
+            .rules()
             .watch(&service, since, wait, shared.closed())
             .await
     }

@@ -14,7 +14,7 @@ use rpc_core::metrics::prometheus_client::registry::{Registry, Unit};
 use serde::Serialize;
 
 use crate::api::RegistryError;
-use crate::server::listing::Listings;
+use crate::server::store::listing::Listings;
 
 /// Counters of what the registry did since it started.
 #[derive(Debug, Default)]

@@ -1,14 +1,11 @@
 //! Operators' weights: a weight an operator sets for an instance (0 drains it: no client picks it) in place of
 //! the one it registered with. It is kept by service and address, so it still holds when the instance registers
 //! again, until the operator undoes it. With a data directory it is written whole to `DATA_DIR/weights.json`
-//! ([`crate::server::data_dir`]) before it takes effect, so that a restarted registry keeps it; a write that fails to
+//! ([`crate::server::store::data_dir`]) before it takes effect, so that a restarted registry keeps it; a write that fails to
 //! reach the disk is refused, and nothing changes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-
-use crate::api::{Instance, RegistryError};
-use crate::server::service::shown;
 
 /// The file, in the data directory.
 const FILE: &str = "weights.json";
@@ -71,49 +68,7 @@ impl Weights {
     /// Writes them whole to `data_dir`.
     pub(crate) fn save(&self, data_dir: &Path) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        crate::server::data_dir::write_whole(data_dir, FILE, &json)
-    }
-}
-
-impl crate::server::service::Shared {
-    /// Sets (or, with `None`, undoes) an operator's weight for `address` in `service` (the caller checked that
-    /// it may): written to the data directory first, if the registry has one, then in force. Setting a weight
-    /// needs an instance at the address; undoing does not. Answers the instance as clients now see it.
-    pub(crate) fn set_weight(
-        &self,
-        service: &str,
-        address: &str,
-        weight: Option<u32>,
-    ) -> Result<Option<Instance>, RegistryError> {
-        let _writing = rpc_core::sync::lock(&self.weights_written);
-        let mut next = {
-            let state = self.state();
-            if weight.is_some() && state.owner(service, address).is_none() {
-                return Err(RegistryError::NotFound(format!(
-                    "no instance of {} is registered at {}: a weight is set for an instance that is there",
-                    shown(service),
-                    shown(address)
-                )));
-            }
-            Weights::clone(&state.weights())
-        };
-        let before = next.len();
-        next.set(service, address, weight);
-        let limit = self.config.max_instances;
-        if next.len() > before && next.len() > limit {
-            return Err(RegistryError::LimitExceeded(format!(
-                "{before} weights are set, the limit (max_instances): undo one first"
-            )));
-        }
-        if let Some(dir) = &self.config.data_dir {
-            next.save(dir).map_err(|e| {
-                RegistryError::NotStored(format!(
-                    "the weight could not be stored, so it was not set: {e}"
-                ))
-            })?;
-        }
-        let now = self.state().set_weight(service, address, weight);
-        Ok(now.map(|listed| Instance::clone(&listed)))
+        crate::server::store::data_dir::write_whole(data_dir, FILE, &json)
     }
 }
 

@@ -22,9 +22,9 @@ use tokio_util::time::delay_queue::Key;
 use crate::api::{Instance, Lease, LeaseRef, NewInstance, RegistryError, RemovalReason};
 use crate::server::config::RegistryConfig;
 use crate::server::credentials::Identity;
-use crate::server::history::{History, Record, What};
-use crate::server::listing::{Clock, Listed, Listing, Listings};
-use crate::server::weights::Weights;
+use crate::server::store::history::{History, Record, What};
+use crate::server::store::listing::{Clock, Listed, Listing, Listings};
+use crate::server::store::weights::Weights;
 
 /// The bounds of the registry's state, from its configuration.
 #[derive(Clone, Copy, Debug)]

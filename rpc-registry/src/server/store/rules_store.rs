@@ -1,6 +1,6 @@
 //! The rules the registry holds: every applied revision of each service's document, in memory and, with a data
 //! directory ([`crate::RegistryConfig::data_dir`]), on disk, so that a restarted registry serves the same rules.
-//! Each service's history is one JSON file, `DATA_DIR/rules/SERVICE.json`, written whole ([`crate::server::data_dir`]):
+//! Each service's history is one JSON file, `DATA_DIR/rules/SERVICE.json`, written whole ([`crate::server::store::data_dir`]):
 //! a crash leaves the old history or the new one, never half of either. A write that fails to reach the disk is
 //! refused, and nothing changes. Watchers wait for a service's next revision.
 
@@ -185,14 +185,14 @@ fn load(path: &Path) -> Result<History, String> {
     Ok(history)
 }
 
-/// Writes `service`'s history whole ([`crate::server::data_dir::write_whole`]).
+/// Writes `service`'s history whole ([`crate::server::store::data_dir::write_whole`]).
 fn save(dir: &Path, service: &str, revisions: &[RulesRevision]) -> std::io::Result<()> {
     let history = History {
         service: service.to_owned(),
         revisions: revisions.to_vec(),
     };
     let json = serde_json::to_vec_pretty(&history).map_err(std::io::Error::other)?;
-    crate::server::data_dir::write_whole(dir, &format!("{service}.json"), &json)
+    crate::server::store::data_dir::write_whole(dir, &format!("{service}.json"), &json)
 }
 
 fn now_ms() -> u64 {

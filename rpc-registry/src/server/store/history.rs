@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::api::{Removal, RemovalReason};
-use crate::server::listing::Listed;
+use crate::server::store::listing::Listed;
 
 /// How many changes (registrations, deregistrations and evictions, all services together) the registry keeps
 /// in its history: 1,000.
@@ -126,7 +126,7 @@ impl History {
 mod tests {
     use super::*;
     use crate::api::Instance;
-    use crate::server::listing::Clock;
+    use crate::server::store::listing::Clock;
     use tokio::time::Instant;
 
     fn listed(address: &str, lease: u64) -> Arc<Listed> {
