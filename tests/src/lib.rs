@@ -18,9 +18,12 @@
 //! - [`feed`]: the `Feed` service, one method of each kind of stream.
 //! - [`store`]: the `Store` service, whose instances serve, stall, fail or answer slowly as a test says.
 //! - [`webdriver`]: a minimal W3C WebDriver client that drives a headless Chromium through chromedriver.
+//! - [`etcd`]: real etcd members and clusters (Debian's `etcd-server`) on 127.0.0.1, killed and removed on drop,
+//!   and reads of their keys through etcd's JSON gateway.
 
 pub mod certs;
 pub mod cluster;
+pub mod etcd;
 pub mod feed;
 pub mod garbage;
 pub mod http;
