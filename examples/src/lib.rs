@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`hello`]: the `Greeter` service of `hello-server` and `hello-client`.
 //! - [`address`]: the `host:port` or `unix:PATH` addresses of `hello-server` and `hello-client`.
+//! - [`registry`]: the `--registry` flag of the programs that register or discover: one address, or the
+//!   registry's replicas separated by commas.
 //! - [`calc`]: the `Calc` service of `calc-server`, `calc-client` and `cluster-demo`.
 //! - [`tls`]: the `--tls-cert`, `--tls-key` and `--tls-ca` flags and the settings they make.
 //! - [`labels`]: the `--label KEY=VALUE` flag of servers and the `--subset` flag of clients.
@@ -27,4 +29,5 @@ pub mod hello;
 pub mod labels;
 pub mod ops;
 pub mod protect;
+pub mod registry;
 pub mod tls;

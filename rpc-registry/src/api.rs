@@ -213,6 +213,45 @@ pub struct ServiceReport {
     pub instances: Vec<InstanceReport>,
 }
 
+/// Where a registry keeps its state, its replicas, and which replica holds each instance, as
+/// [`Registry::placement`] answers them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The store: `memory` (this process alone) or `etcd` (shared by replicas).
+    pub store: String,
+    /// The name of the replica that answered, if the store has replicas.
+    pub replica: Option<String>,
+    /// Every live replica, this one included, by name.
+    pub replicas: Vec<ReplicaInfo>,
+    /// The replica that holds each instance (the one its heartbeats renew it with), by service and address;
+    /// empty when the store has no replicas.
+    pub held: Vec<Held>,
+}
+
+/// A registry replica.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaInfo {
+    /// Its name.
+    pub name: String,
+    /// The address of its RPC API, as it advertises it.
+    pub api: String,
+    /// The address of its HTTP port, if it has one.
+    pub http: Option<String>,
+}
+
+/// Which replica holds an instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// The instance's service.
+    pub service: String,
+    /// The instance's address.
+    pub address: String,
+    /// Its incarnation.
+    pub incarnation: u64,
+    /// The replica that holds it.
+    pub replica: String,
+}
+
 /// An instance's load over the last reports the registry keeps (at most [`LOAD_WINDOW`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadSummary {
@@ -403,6 +442,11 @@ pub trait Registry {
     /// reports.
     #[idempotent]
     async fn report(&self, service: Option<String>) -> Vec<ServiceReport>;
+
+    /// Where this registry keeps its state, its replicas, and which replica holds each instance of `service`
+    /// (of every service, if `None`). A registry older than the store seam answers `Unimplemented`.
+    #[idempotent]
+    async fn placement(&self, service: Option<String>) -> Placement;
 
     /// Applies a rules document (JSON, `rpc_core::rules::Rules`) to the service it names, as its next revision,
     /// once it passes every check. Needs the registry's own token, unless the registry is open.

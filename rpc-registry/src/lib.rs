@@ -32,7 +32,8 @@
 //! - [`api`]: the registry's API and its types; `token`: [`check_token`], the one rule every token meets
 //!   ([`MIN_TOKEN_LEN`] to [`MAX_TOKEN_LEN`] visible characters), and the metadata that carries a token;
 //!   [`rules_file`]: rules files (TOML) read and checked with the line of every problem.
-//! - [`client`]: registration and discovery, in every build.
+//! - [`client`]: registration and discovery, in every build, against one registry or a list of its replicas
+//!   ([`resolve_registries`] reads `"h1:7070,h2:7070"`).
 //! - [`server`] (feature `server`, default): the registry itself, its store, service, HTTP view and dashboard,
 //!   stats and credentials; see its own layout.
 //! - [`cli`] (feature `server`): the binary's client subcommands (`ls`, `watch`, `rules`, `weight`), and the
@@ -50,10 +51,11 @@ pub mod cli;
 pub mod server;
 
 pub use api::{
-    Instance, InstanceReport, InstanceState, InstanceStatus, LOAD_WINDOW, Lease, LeaseRef,
-    LoadSummary, NewInstance, RegistryClient, RegistryError, Removal, RemovalReason, RulesRevision,
-    ServiceReport, ServiceStatus, Snapshot, Watched,
+    Held, Instance, InstanceReport, InstanceState, InstanceStatus, LOAD_WINDOW, Lease, LeaseRef,
+    LoadSummary, NewInstance, Placement, RegistryClient, RegistryError, Removal, RemovalReason,
+    ReplicaInfo, RulesRevision, ServiceReport, ServiceStatus, Snapshot, Watched,
 };
+pub use client::addresses::{RegistryListError, parse_registries, resolve_registries};
 pub use client::discovery::{Discovery, DiscoveryConfig};
 pub use client::handle::RegistryHandle;
 pub use client::registration::{Registration, RegistrationConfig, RegistrationError};
@@ -67,6 +69,10 @@ pub use server::credentials::Credentials;
 pub use server::serve::serve;
 #[cfg(feature = "server")]
 pub use server::service::RegistryService;
+#[cfg(feature = "server")]
+pub use server::store::StoreConfig;
+#[cfg(feature = "etcd")]
+pub use server::store::etcd::EtcdConfig;
 
 /// The metadata key that carries the registry's token: `authorization: Bearer <token>`.
 pub const AUTHORIZATION: &str = "authorization";

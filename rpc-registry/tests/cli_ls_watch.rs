@@ -2,7 +2,9 @@
 //! on 127.0.0.1: `ls` prints a header and a row per instance (weight, state, metadata), filters by service, says
 //! when there is nothing and exits 0, fails for a service that has no instance, fails naming the address when
 //! nothing listens, and the timeout it waited when nothing answers, says which port is which when pointed at the HTTP port, and presents a
-//! client certificate to a registry that requires one; both escape hostile metadata;
+//! client certificate to a registry that requires one; given a dead and a live replica (`--registry DEAD,LIVE`)
+//! it lists the live one's instances, and it refuses a list with an empty entry naming it; both escape
+//! hostile metadata;
 //! `watch` prints the instances, then a line per change (`+` on a registration, `~` on a re-registration with
 //! another weight, `-` with its reason on a deregistration and on an eviction, without one from an older
 //! registry that lacks `watch_changes`), and goes on across a registry restart, printing only the changes that
@@ -416,6 +418,66 @@ async fn ls_without_a_registry_fails_naming_its_address() {
             "rpc-registry: cannot query the registry at {addr}: "
         )),
         "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ls_of_a_dead_and_a_live_registry_prints_the_live_ones_instances() {
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let live = start_registry(Duration::from_secs(30), 0).await;
+    register(&client(live.addr).await, &instance("Calc", 7001, 5, &[])).await;
+    let live = live.addr.to_string();
+    // Whichever replica `ls` tries first (one drawn at random), it lists the live one's instance.
+    for list in [
+        format!("{dead},{live}"),
+        format!("{live},{dead}"),
+        format!("{dead}, {live}"),
+    ] {
+        let (status, stdout, stderr) = ls(&["--registry", &list]).await;
+        assert!(status.success(), "{list}: {status}: {stderr}");
+        let rows: Vec<Vec<&str>> = stdout
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().take(3).collect())
+            .collect();
+        assert_eq!(rows, [["Calc", "127.0.0.1:7001", "5"]], "{list}: {stdout}");
+        assert_eq!(stderr, "");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ls_of_dead_registries_or_a_list_with_an_empty_entry_fails_naming_the_list() {
+    let closed = || async {
+        TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string()
+    };
+    let both = format!("{},{}", closed().await, closed().await);
+    let (status, stdout, stderr) = ls(&["--registry", &both]).await;
+    assert!(!status.success());
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.starts_with(&format!(
+            "rpc-registry: cannot query the registry at {both}: "
+        )),
+        "{stderr}"
+    );
+
+    let (status, stdout, stderr) = ls(&["--registry", "127.0.0.1:1,,\x1b[2J"]).await;
+    assert!(!status.success());
+    assert_eq!(stdout, "");
+    assert_eq!(
+        stderr,
+        "rpc-registry: cannot query the registry at 127.0.0.1:1,,\\x1b[2J: expected host:port as entry 2 of \
+         the registry list `127.0.0.1:1,,\\u{1b}[2J`, got an empty entry\n"
     );
 }
 

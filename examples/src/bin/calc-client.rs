@@ -1,6 +1,6 @@
 //! Calls `Calc` through the registry: discovers its instances and spreads calls over them by weight.
 //!
-//! `calc-client --registry ADDR --calls N [--concurrency C] [--token T] [--tls-ca F [--tls-cert F --tls-key F]]`:
+//! `calc-client --registry ADDR[,ADDR...] --calls N [--concurrency C] [--token T] [--tls-ca F [--tls-cert F --tls-key F]]`:
 //! the last line it prints is JSON, `{"ok":N,"failed":M,"by_instance":{"ADDR":count,...}}`; it exits non-zero
 //! when any call failed, and when no instance can be found within `--wait-ms` (saying whether the registry has
 //! none or did not answer). With `--tls-ca` it talks to the registry and to the instances over TLS (presenting
@@ -28,7 +28,7 @@ use rpc_registry::{Discovery, DiscoveryConfig, TOKEN_ENV, check_token};
 /// Calls Calc through the registry.
 #[derive(Parser)]
 struct Args {
-    /// Address of the registry's API.
+    /// Address of the registry's API, or of its replicas separated by commas (h1:7070,h2:7070).
     #[arg(long, default_value = "127.0.0.1:7070")]
     registry: String,
     /// Calls to make.
@@ -92,6 +92,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(token) = &args.token {
         check_token(token).map_err(|e| format!("--token (or {TOKEN_ENV}): {e}"))?;
     }
+    let registries = examples::registry::resolve(&args.registry).await?;
     let tls = args.tls.client()?;
     let defaults = DiscoveryConfig::default();
     let config = DiscoveryConfig {
@@ -102,7 +103,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         },
         ..defaults
     };
-    let discovery = Discovery::new(&args.registry, config).await?;
+    let discovery = Discovery::new(registries.as_slice(), config).await?;
     let wait = Duration::from_millis(args.wait_ms);
     let mut instances = discovery.wait_for("Calc", 1, wait).await;
     // Calls follow the registry's rules for Calc (routes to subsets) from the first one.
@@ -117,7 +118,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         if instances.is_empty() && registered > 0 {
             return Err(format!(
                 "none of the {registered} instances of Calc at the registry {} is in the subset {}",
-                args.registry,
+                escape(&args.registry, MAX_FIELD_CHARS),
                 escape(&subset.to_string(), MAX_FIELD_CHARS)
             )
             .into());
@@ -127,17 +128,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         return Err(match discovery.last_error("Calc") {
             Some(e) => format!(
                 "cannot watch Calc at the registry {}: {}",
-                args.registry,
+                escape(&args.registry, MAX_FIELD_CHARS),
                 escape(&e, MAX_LINE_CHARS)
             ),
             None if !discovery.answered("Calc") => format!(
                 "the registry at {} did not answer within {:.1} s (is it running, or stopped?)",
-                args.registry,
+                escape(&args.registry, MAX_FIELD_CHARS),
                 wait.as_secs_f64()
             ),
             None => format!(
                 "no instance of Calc is registered with the registry at {} (waited {:.1} s)",
-                args.registry,
+                escape(&args.registry, MAX_FIELD_CHARS),
                 wait.as_secs_f64()
             ),
         }

@@ -1,7 +1,7 @@
 //! Serves `Calc` and registers it with a registry; on Ctrl-C or SIGTERM deregisters, then drains (go-away,
 //! calls in flight finish) and exits 0.
 //!
-//! `calc-server --listen ADDR --registry ADDR --weight W [--label KEY=VALUE]... [--token T] [--tls-cert F
+//! `calc-server --listen ADDR --registry ADDR[,ADDR...] --weight W [--label KEY=VALUE]... [--token T] [--tls-cert F
 //! --tls-key F] [--tls-ca F]`: the first line it prints is the address it serves on. Its labels (and `pid`)
 //! are registered with it, for clients that call a subset (`calc-client --subset version=v2`). With `--tls-cert`/`--tls-key` it serves over TLS;
 //! with `--tls-ca` it talks to the registry over TLS (presenting its certificate, for mutual TLS) and verifies
@@ -40,7 +40,7 @@ struct Args {
     /// Address to serve on (port 0: one the OS picks).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
-    /// Address of the registry's API.
+    /// Address of the registry's API, or of its replicas separated by commas (h1:7070,h2:7070).
     #[arg(long, default_value = "127.0.0.1:7070")]
     registry: String,
     /// This instance's share of the calls, relative to the others'.
@@ -83,13 +83,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(token) = &args.token {
         check_token(token).map_err(|e| format!("--token (or {TOKEN_ENV}): {e}"))?;
     }
+    let registries = examples::registry::resolve(&args.registry).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let address = listener.local_addr()?.to_string();
     println!("{address}");
     let fault = args.fault.fault("calc-server");
     // The registry's rules for Calc, watched over the connection the registration shares.
     let discovery = Discovery::new(
-        &args.registry,
+        registries.as_slice(),
         DiscoveryConfig {
             token: args.token.clone(),
             client: ClientConfig {
@@ -111,7 +112,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     // Its calls, failures and latency, reported with each heartbeat.
     let meter = LoadMeter::new();
-    let served = (stop, listener, address, meter.clone());
+    let served = (stop, listener, address, meter.clone(), registries);
     match examples::protect::describe(&args.limits, fault.as_ref()) {
         None => {
             let builder = Server::builder().layer(meter).layer(callers).layer(follow);
@@ -132,14 +133,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// Serves Calc on `listener` with the layers of `builder`, registers, and drains once `stop` fires.
+/// Serves Calc on `listener` with the layers of `builder`, registers with the first of `registries` that
+/// answers, and drains once `stop` fires.
 async fn serve<L: Layers>(
     args: Args,
-    (stop, listener, address, meter): (
+    (stop, listener, address, meter, registries): (
         impl Future<Output = rpc_core::server::ShutdownSignal>,
         tokio::net::TcpListener,
         String,
         LoadMeter,
+        Vec<std::net::SocketAddr>,
     ),
     builder: ServerBuilder<L>,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -183,7 +186,7 @@ async fn serve<L: Layers>(
         load: Some(meter),
         ..defaults
     };
-    let registration = Registration::register(&args.registry, instance, config).await?;
+    let registration = Registration::register(registries.as_slice(), instance, config).await?;
     let lease = registration.lease();
     eprintln!(
         "calc-server: registered {address} (weight {}) with {}: lease {}, heartbeat every {} ms",

@@ -5,7 +5,7 @@
 //! unix:/tmp/hello.sock` for a Unix domain socket); the first line it prints is the address it serves on.
 //! With `--metrics ADDR` it serves Prometheus metrics at `http://ADDR/metrics`. With `--registry ADDR` it
 //! registers `Greeter` there (with `--token`, and its `--label KEY=VALUE` labels), and deregisters before it
-//! drains.
+//! drains; `--registry ADDR,ADDR` names the registry's replicas, and the registration moves between them.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +26,8 @@ struct Args {
     listen: String,
     #[command(flatten)]
     metrics: MetricsArgs,
-    /// Address of a registry's API to register `Greeter` with. [default: none]
+    /// Address of a registry's API to register `Greeter` with, or of its replicas separated by commas
+    /// (h1:7070,h2:7070). [default: none]
     #[arg(long)]
     registry: Option<String>,
     /// The registry's token, if it has one (8 to 4,096 visible ASCII characters).
@@ -107,7 +108,8 @@ async fn register(
         token: args.token.clone(),
         ..RegistrationConfig::default()
     };
-    let registration = Registration::register(registry.as_str(), instance, config).await?;
+    let registries = examples::registry::resolve(registry).await?;
+    let registration = Registration::register(registries.as_slice(), instance, config).await?;
     eprintln!(
         "hello-server: registered {address} with {registry}: lease {}",
         registration.lease().id

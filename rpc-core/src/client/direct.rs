@@ -1,7 +1,8 @@
-//! A client of one server address: its connection, made on demand and remade with backoff after it drops, and
-//! one call's round trip over it.
+//! A client of one server address (or of a list of equivalent ones, such as a registry's replicas): its
+//! connection, made on demand and remade with backoff after it drops, and one call's round trip over it.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rpc_codec::{FrameCodec, Metadata, Status};
@@ -37,6 +38,12 @@ pub(crate) struct Direct {
     current: Mutex<Option<Arc<Connection>>>,
     /// Held while connecting, so that one attempt runs at a time; it keeps the backoff state.
     connecting: tokio::sync::Mutex<Backoff>,
+    /// Where a connection attempt starts among several resolved addresses: at random for a new client, so that
+    /// the clients of one list do not all pile onto its first address; then the address that answered last; after
+    /// a failed attempt (or a refused connection) the address after the one it started at, so that a dead address
+    /// is not the first one tried each time. Always 0 for one address, a name or a Unix socket, which are
+    /// tried in their own order.
+    start: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -51,7 +58,12 @@ struct Backoff {
 
 impl Direct {
     pub(crate) fn new(target: Target, config: ClientConfig) -> Direct {
+        let start = match &target {
+            Target::Resolved(addrs) if addrs.len() > 1 => crate::random::below(addrs.len()),
+            _ => 0,
+        };
         Direct {
+            start: AtomicUsize::new(start),
             target,
             codec: FrameCodec::new(config.codec),
             connector: Connector::new(&config),
@@ -120,6 +132,8 @@ impl Direct {
         match ended.as_ref().map(|c| c.refusal()) {
             Some(Some(refusal)) => {
                 self.failed(&mut backoff, refusal.clone());
+                // The next attempt starts at another address, if there are several.
+                self.rotate(self.start.load(Ordering::Relaxed));
             }
             Some(None) => backoff.failures = 0,
             None => {}
@@ -174,7 +188,8 @@ impl Direct {
         self.current().as_ref().filter(|c| c.is_usable()).cloned()
     }
 
-    /// Makes a new connection to the first address that answers.
+    /// Makes a new connection to the first address that answers, trying each in turn from the one `start`
+    /// names.
     async fn dial(&self) -> Result<Arc<Connection>, RpcError> {
         let addrs: Vec<PeerAddr> = match &self.target {
             Target::Resolved(addrs) => addrs.iter().copied().map(PeerAddr::Tcp).collect(),
@@ -189,16 +204,41 @@ impl Direct {
             #[cfg(unix)]
             Target::Unix(path) => vec![PeerAddr::Unix(Some(std::sync::Arc::clone(path)))],
         };
+        let count = addrs.len();
+        // Only a resolved list ever moves its start; a name's addresses keep the resolver's order.
+        let start = self.start.load(Ordering::Relaxed) % count.max(1);
         let mut last = String::from("the address resolved to nothing");
-        for addr in addrs {
+        for at in (0..count).map(|i| (start + i) % count) {
+            let addr = &addrs[at];
             let timeout = self.config.connect_timeout;
-            match tokio::time::timeout(timeout, self.dial_one(&addr)).await {
-                Ok(Ok(conn)) => return Ok(Arc::new(conn)),
+            match tokio::time::timeout(timeout, self.dial_one(addr)).await {
+                Ok(Ok(conn)) => {
+                    self.settle(at);
+                    return Ok(Arc::new(conn));
+                }
                 Ok(Err(e)) => last = e,
                 Err(_) => last = format!("cannot connect to {addr}: no answer in {timeout:?}"),
             }
         }
+        self.rotate(start);
         Err(RpcError::not_processed(Status::Unavailable, last))
+    }
+
+    /// Starts the next attempt at address `at` of a resolved list: the one that answered.
+    fn settle(&self, at: usize) {
+        if matches!(&self.target, Target::Resolved(addrs) if addrs.len() > 1) {
+            self.start.store(at, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts the next attempt at the address after `from` of a resolved list: `from` failed.
+    fn rotate(&self, from: usize) {
+        if let Target::Resolved(addrs) = &self.target
+            && addrs.len() > 1
+        {
+            self.start
+                .store((from + 1) % addrs.len(), Ordering::Relaxed);
+        }
     }
 
     /// Connects to `addr`, with the TLS handshake if the client has TLS settings and `addr` is a TCP address.

@@ -54,7 +54,8 @@ use crate::payload::{Args, Payload};
 /// connections.
 ///
 /// A client of one address ([`Client::connect`]) keeps one connection and remakes it on demand: when it drops,
-/// every call in flight fails at once with `Unavailable`, and the next call connects again. After a failed
+/// every call in flight fails at once with `Unavailable`, and the next call connects again (to the next of
+/// several equivalent addresses if the one it had stopped answering, see [`Client::lazy_with`]). After a failed
 /// attempt, the following ones wait for a backoff (doubling from [`ClientConfig::backoff_min`] to
 /// [`ClientConfig::backoff_max`], with jitter); calls made meanwhile fail at once with `Unavailable` rather than
 /// hang. A server that refuses the connection (a `GoAway` with a status other than `Ok`, as a server at its
@@ -133,6 +134,20 @@ impl Client {
     }
 
     /// A client of `addr` that connects on its first call.
+    ///
+    /// `addr` may stand for several addresses of equivalent servers (a name that resolves to several, or a
+    /// slice of `SocketAddr`s, such as a registry's replicas): each connection attempt tries them in turn until
+    /// one answers. A new client starts at one drawn at random, so that the clients of one list spread over it;
+    /// later attempts start at the address that answered last, and after a failed attempt at the next one, so
+    /// that a dead address is not the first one tried each time. A single address behaves as it always has.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), rpc_core::RpcError> {
+    /// use std::net::SocketAddr;
+    /// let replicas: [SocketAddr; 2] = ["127.0.0.1:7070".parse().unwrap(), "127.0.0.1:7071".parse().unwrap()];
+    /// let client = rpc_core::Client::lazy_with(&replicas[..], rpc_core::ClientConfig::default()).await?;
+    /// # let _ = client; Ok(()) }
+    /// ```
     pub async fn lazy_with(
         addr: impl ToSocketAddrs,
         config: ClientConfig,

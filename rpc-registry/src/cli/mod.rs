@@ -1,5 +1,7 @@
 //! The client subcommands of the `rpc-registry` binary, `ls` and `watch`: they read a running registry through
 //! its API ([`RegistryClient`]) and print what they find for a person, as a table or as one line per change.
+//! [`Options::registry`] may list several replicas of the registry (`h1:7070,h2:7070`): the runners use the
+//! first that answers and move to another when it stops answering.
 //! The runners take their writers (stdout, stderr) as arguments, so tests capture what they print.
 //!
 //! ```no_run
@@ -31,13 +33,14 @@ use std::time::Duration;
 use rpc_core::tls::ClientTls;
 use rpc_core::{Client, ClientConfig, RpcError, Status};
 
+use crate::RegistryListError;
 use crate::api::{RegistryClient, ServiceReport};
 use crate::token::{TokenError, bearer, hidden};
 use escape::{field, line};
 
 pub use changes::{Change, Tracker, diff};
 pub use escape::{MAX_FIELD_CHARS, MAX_LINE_CHARS, escape};
-pub use table::{format_age, format_metadata, render_table};
+pub use table::{format_age, format_metadata, render_table, render_table_with_replicas};
 pub use watch::{
     DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_WAIT, WatchConfig, format_timestamp, watch,
 };
@@ -52,7 +55,9 @@ const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// How the client subcommands reach the registry. Its `Debug` hides the token.
 #[derive(Clone)]
 pub struct Options {
-    /// The address of the registry's API, `host:port`.
+    /// The address of the registry's API, `host:port`, or the addresses of its replicas separated by commas
+    /// (`10.0.0.1:7070,10.0.0.2:7070`, read by [`crate::parse_registries`]): the runners use the first that
+    /// answers, and move to another when it stops answering. Messages name it as given.
     pub registry: String,
     /// A token sent as `authorization: Bearer <token>` with every call (reads need none today); it meets
     /// [`crate::check_token`]. Default none.
@@ -65,7 +70,8 @@ pub struct Options {
 }
 
 impl Options {
-    /// Options for the registry at `registry`, with no token, no TLS and the default timeout.
+    /// Options for the registry at `registry` (one address, or a comma-separated list of its replicas), with
+    /// no token, no TLS and the default timeout.
     pub fn new(registry: impl Into<String>) -> Options {
         Options {
             registry: registry.into(),
@@ -110,6 +116,15 @@ pub enum CliError {
         /// What went wrong.
         #[source]
         source: RpcError,
+    },
+    /// [`Options::registry`] is not a usable list of addresses (an empty entry, a name that does not resolve).
+    #[error("cannot query the registry at {}: {}", field(.registry), line(&.source.to_string()))]
+    Addresses {
+        /// The registry's addresses, as given.
+        registry: String,
+        /// What is wrong with them.
+        #[source]
+        source: RegistryListError,
     },
     /// The registry did not answer within the timeout ([`Options::timeout`]).
     #[error(
@@ -197,17 +212,26 @@ fn wrong_port_hint(source: &RpcError) -> &'static str {
     }
 }
 
-/// A stub of the registry at `options.registry`; it connects on its first call, within `options.timeout`.
+/// A stub of the registry at `options.registry` (of the first of its replicas that answers); it connects on its
+/// first call, within `options.timeout`, which the replicas share: each is given its part of it to answer a
+/// connection attempt, so that a silent one leaves time for the next.
 async fn connect(options: &Options) -> Result<RegistryClient, CliError> {
+    let addrs = crate::resolve_registries(&options.registry)
+        .await
+        .map_err(|source| CliError::Addresses {
+            registry: options.registry.clone(),
+            source,
+        })?;
+    let replicas = u32::try_from(addrs.len()).unwrap_or(u32::MAX).max(1);
     let config = ClientConfig {
-        connect_timeout: options.timeout,
+        connect_timeout: options.timeout / replicas,
         default_deadline: options.timeout,
         backoff_min: RECONNECT_BACKOFF_MAX / 2,
         backoff_max: RECONNECT_BACKOFF_MAX,
         tls: options.tls.clone(),
         ..ClientConfig::default()
     };
-    let client = Client::lazy_with(options.registry.as_str(), config)
+    let client = Client::lazy_with(addrs.as_slice(), config)
         .await
         .map_err(|e| CliError::registry(options, e))?;
     let registry = RegistryClient::new(client);
@@ -253,7 +277,15 @@ pub async fn ls(
         )?;
         return Ok(());
     }
-    out.write_all(render_table(&statuses).as_bytes())?;
+    // A replicated registry names the replica that holds each instance; an older registry does not know
+    // `placement`, and one in memory has no replicas: the plain table then.
+    let table = match registry.placement(service.map(str::to_owned)).await {
+        Ok(placement) if placement.replica.is_some() => {
+            table::render_table_with_replicas(&statuses, &placement)
+        }
+        _ => render_table(&statuses),
+    };
+    out.write_all(table.as_bytes())?;
     out.flush()?;
     Ok(())
 }

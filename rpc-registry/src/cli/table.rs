@@ -2,11 +2,11 @@
 //! columns aligned; and the human forms of its cells, a heartbeat's age (`350ms`, `2.1s`) and metadata
 //! (`k=v,k=v`). Every cell of text from the registry is escaped and cut (see [`super::escape`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use super::escape::{MAX_LINE_CHARS, escape, field};
-use crate::api::{InstanceState, ServiceReport};
+use crate::api::{InstanceState, Placement, ServiceReport};
 
 /// The header row.
 const HEADER: [&str; 7] = [
@@ -50,7 +50,27 @@ const GAP: &str = "   ";
 /// );
 /// ```
 pub fn render_table(reports: &[ServiceReport]) -> String {
-    let mut rows: Vec<[String; 7]> = reports
+    render(reports, None)
+}
+
+/// As [`render_table`], with a `REPLICA` column after `ADDRESS`: the replica of a replicated registry that
+/// holds each instance, from [`Placement::held`] (`-` for an instance it does not name).
+pub fn render_table_with_replicas(reports: &[ServiceReport], placement: &Placement) -> String {
+    let holders: HashMap<(&str, &str), &str> = placement
+        .held
+        .iter()
+        .map(|h| ((h.service.as_str(), h.address.as_str()), h.replica.as_str()))
+        .collect();
+    render(reports, Some(&holders))
+}
+
+/// The table, with the replica column if `holders` is given.
+fn render(reports: &[ServiceReport], holders: Option<&HashMap<(&str, &str), &str>>) -> String {
+    let mut header: Vec<String> = HEADER.iter().map(|h| (*h).to_owned()).collect();
+    if holders.is_some() {
+        header.insert(2, String::from("REPLICA"));
+    }
+    let mut rows: Vec<Vec<String>> = reports
         .iter()
         .flat_map(|service| {
             service.instances.iter().map(|report| {
@@ -60,7 +80,7 @@ pub fn render_table(reports: &[ServiceReport]) -> String {
                     m if m.is_empty() => "-".to_owned(),
                     m => m,
                 };
-                [
+                let mut row = vec![
                     field(&service.name).into_owned(),
                     field(&i.address).into_owned(),
                     match report.registered_weight {
@@ -71,7 +91,15 @@ pub fn render_table(reports: &[ServiceReport]) -> String {
                     format_age(Duration::from_millis(status.heartbeat_age_ms)),
                     i.incarnation.to_string(),
                     metadata,
-                ]
+                ];
+                if let Some(holders) = holders {
+                    let held = holders.get(&(service.name.as_str(), i.address.as_str()));
+                    row.insert(
+                        2,
+                        held.map_or_else(|| "-".to_owned(), |r| field(r).into_owned()),
+                    );
+                }
+                row
             })
         })
         .collect();
@@ -79,14 +107,14 @@ pub fn render_table(reports: &[ServiceReport]) -> String {
         a[0].cmp(&b[0])
             .then_with(|| super::address_order(&a[1], &b[1]))
     });
-    let mut widths = HEADER.map(|h| h.chars().count());
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
     let mut table = String::new();
-    push_row(&mut table, &HEADER.map(str::to_owned), &widths);
+    push_row(&mut table, &header, &widths);
     for row in &rows {
         push_row(&mut table, row, &widths);
     }
@@ -94,7 +122,7 @@ pub fn render_table(reports: &[ServiceReport]) -> String {
 }
 
 /// Appends `row` to `table`, each cell padded to its column's width.
-fn push_row(table: &mut String, row: &[String; 7], widths: &[usize; 7]) {
+fn push_row(table: &mut String, row: &[String], widths: &[usize]) {
     let mut line = String::new();
     for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
         if i > 0 {
@@ -225,6 +253,33 @@ Calc      127.0.0.1:10000       5        up      40ms        1             -
             table.lines().nth(1),
             Some("Calc      127.0.0.1:7001   0 (own 5)   up      40ms        1             -")
         );
+    }
+
+    #[test]
+    fn a_replicated_registry_s_table_names_the_replica_of_each_instance() {
+        let statuses = vec![service(
+            "Calc",
+            vec![
+                status("127.0.0.1:7001", 1, InstanceState::Up, 0),
+                status("127.0.0.1:7002", 1, InstanceState::Up, 0),
+            ],
+        )];
+        let placement = Placement {
+            store: "etcd".into(),
+            replica: Some("r1".into()),
+            replicas: Vec::new(),
+            held: vec![crate::api::Held {
+                service: "Calc".into(),
+                address: "127.0.0.1:7001".into(),
+                incarnation: 1,
+                replica: "r\u{1b}[2J2".into(),
+            }],
+        };
+        let table = render_table_with_replicas(&statuses, &placement);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("SERVICE   ADDRESS          REPLICA     WEIGHT"), "{table}");
+        assert!(lines[1].contains("127.0.0.1:7001   r\\x1b[2J2   1"), "escaped: {table}");
+        assert!(lines[2].contains("127.0.0.1:7002   -           1"), "{table}");
     }
 
     #[test]

@@ -16,9 +16,10 @@ use crate::token::{TokenError, bearer};
 /// heartbeat interval, so that heartbeats and watches resume soon after the registry comes back.
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_millis(250);
 
-/// A connection to a registry, made on the first call and remade (with backoff) after it drops. Cheap to clone:
-/// clones share the connection, which closes when the last clone (and every registration and discovery made
-/// with it) is dropped.
+/// A connection to a registry (to one of its replicas, if given several addresses), made on the first call and
+/// remade (with backoff, to another replica if that one is gone) after it drops. Cheap to clone: clones share
+/// the connection, which closes when the last clone (and every registration and discovery made with it) is
+/// dropped.
 ///
 /// ```no_run
 /// use rpc_registry::{Discovery, DiscoveryConfig, NewInstance, Registration, RegistrationConfig, RegistryHandle};
@@ -151,7 +152,11 @@ impl RegistryHandle {
         }
     }
 
-    /// A handle with a connection of its own to the registry at `registry`, made on its first call.
+    /// A handle with a connection of its own to the registry at `registry`, made on its first call. If
+    /// `registry` lists several replicas (a `&[SocketAddr]`, as [`crate::resolve_registries`] makes), each
+    /// connection is made to the first of them that answers, starting at a random one for a new handle, then
+    /// at the one that answered last, and after a failed attempt at the next (see
+    /// [`rpc_core::Client::lazy_with`]); tokens and TLS settings go to each replica alike.
     pub async fn new(
         registry: impl ToSocketAddrs,
         config: ClientConfig,

@@ -1,10 +1,12 @@
 //! Registration: an instance registers, then heartbeats in the background (every third of the registry's TTL);
-//! when the registry no longer knows the lease (it expired, or the registry restarted) it registers again at
-//! once; when a newer incarnation of the same address superseded it, or the registry refuses it for a reason
-//! that retrying will not change (another identity owns the instance, its token is no longer accepted), it
-//! stops and says so in its [`Status`]; on shutdown it deregisters. A registration whose answer never came may
-//! still have taken effect: the instance then recognises that registration as its own instead of stopping (see
-//! [`Status::Superseded`]).
+//! when the registry no longer knows the lease (it expired, the registry restarted, or the heartbeat reached a
+//! replica that never granted it) it registers again at once; a heartbeat that reaches no registry is tried
+//! again soon (from 100 ms, doubling up to the interval), when the connection may have moved to another
+//! replica. When a newer incarnation of the same address superseded it, or the registry refuses it for a
+//! reason that retrying will not change (another identity owns the instance, its token is no longer
+//! accepted), it stops and says so in its [`Status`]; on shutdown it deregisters. A registration whose answer
+//! never came may still have taken effect: the instance then recognises that registration as its own instead
+//! of stopping (see [`Status::Superseded`]).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -148,6 +150,28 @@ impl Shared {
 impl Registration {
     /// Registers `instance` with the registry at `registry` and starts heartbeating, over the connection this
     /// process shares for that registry and `config.client` ([`RegistryHandle::shared`]).
+    ///
+    /// `registry` may list the addresses of several replicas (a `&[SocketAddr]`, as
+    /// [`crate::resolve_registries`] makes): the instance registers with the first that answers; when that
+    /// one dies (its connection refused or closed), the next heartbeat, within a heartbeat interval, goes to
+    /// another, and the instance registers there at once if it does not hold the lease. The token goes to
+    /// whichever replica answers.
+    ///
+    /// ```no_run
+    /// use std::net::SocketAddr;
+    /// use rpc_registry::{NewInstance, Registration, RegistrationConfig};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let replicas: [SocketAddr; 2] = ["127.0.0.1:7070".parse()?, "127.0.0.1:7071".parse()?];
+    /// let instance = NewInstance {
+    ///     service: "Calc".into(),
+    ///     address: "127.0.0.1:7001".into(),
+    ///     weight: 1,
+    ///     metadata: Default::default(),
+    /// };
+    /// let registration = Registration::register(&replicas[..], instance, RegistrationConfig::default()).await?;
+    /// # let _ = registration;
+    /// # Ok(()) }
+    /// ```
     pub async fn register(
         registry: impl ToSocketAddrs,
         instance: NewInstance,
@@ -285,6 +309,8 @@ async fn heartbeat_loop(
     // deadline passed, or the connection dropped after it was sent): the registry may hold a lease of this
     // instance that it never heard of, which supersedes the one it knows.
     let mut unsure = false;
+    // Heartbeats (or registrations made again) in a row that did not reach a registry.
+    let mut unreached = 0u32;
     let mut next = Instant::now() + shared.interval(fixed);
     loop {
         tokio::time::sleep_until(next).await;
@@ -305,6 +331,9 @@ async fn heartbeat_loop(
             },
             None => registry.heartbeat(lease).await,
         };
+        if renewed.is_ok() {
+            unreached = 0;
+        }
         match renewed {
             Ok(Ok(())) => {}
             Ok(Err(RegistryError::UnknownLease { .. })) => {
@@ -326,7 +355,11 @@ async fn heartbeat_loop(
                     }
                     // Refused for now (the registry is full, say): try again next time.
                     Ok(Err(_)) => {}
-                    Err(e) => unsure |= !e.is_not_processed(),
+                    Err(e) => {
+                        unsure |= !e.is_not_processed();
+                        unreached = unreached.saturating_add(1);
+                        next = next.min(Instant::now() + retry_pause(unreached, interval));
+                    }
                 }
             }
             Ok(Err(RegistryError::Superseded { .. })) => {
@@ -350,8 +383,47 @@ async fn heartbeat_loop(
                 status.send_replace(Status::Refused(*shared.lease(), refused));
                 return;
             }
-            // A refusal that may clear, or an unreachable registry: try again next time.
-            Ok(Err(_)) | Err(_) => {}
+            // A refusal that may clear: try again next time.
+            Ok(Err(_)) => {}
+            // No registry answered (the one in use died, say): try again soon, when the connection may have
+            // moved to another replica, rather than a whole interval later.
+            Err(_) => {
+                unreached = unreached.saturating_add(1);
+                next = next.min(Instant::now() + retry_pause(unreached, interval));
+            }
         }
+    }
+}
+
+/// The pause before trying again after `n` heartbeats (or registrations made again) in a row reached no
+/// registry: [`MIN_RETRY_PAUSE`], doubling, at most the heartbeat `interval`, so that a registry that is down
+/// for long is asked no more often than it is heartbeaten.
+fn retry_pause(n: u32, interval: Duration) -> Duration {
+    MIN_RETRY_PAUSE
+        .saturating_mul(1 << n.saturating_sub(1).min(16))
+        .min(interval)
+}
+
+/// The pause before a heartbeat that reached no registry is tried again, the first time: 100 ms. (Retries that
+/// come within the connection's own pause between two attempts to connect fail at once, unsent; the doubling
+/// pauses soon outlast it: [`crate::client::handle::DEFAULT_BACKOFF_MAX`] by default.)
+pub const MIN_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_that_reached_no_registry_is_retried_soon_then_less_often() {
+        let interval = Duration::from_millis(1000);
+        let pauses: Vec<u128> = (1..=6)
+            .map(|n| retry_pause(n, interval).as_millis())
+            .collect();
+        assert_eq!(pauses, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(retry_pause(u32::MAX, interval), interval);
+        assert_eq!(
+            retry_pause(1, Duration::from_millis(30)),
+            Duration::from_millis(30)
+        );
     }
 }

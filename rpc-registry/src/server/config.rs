@@ -6,6 +6,7 @@ use std::time::Duration;
 use rpc_core::ServerConfig;
 
 use crate::server::credentials::{Credentials, InvalidGrant};
+use crate::server::store::StoreConfig;
 use crate::token::{TokenError, check_token};
 
 /// Default of [`RegistryConfig::ttl`]: 3 s.
@@ -130,6 +131,9 @@ pub struct RegistryConfig {
     /// changing `max_instances` or `max_services`, change these with them ([`RegistryConfig::sized_for`]
     /// does the first).
     pub server: ServerConfig,
+    /// Where instances and rules are kept: in this process ([`StoreConfig::Memory`], the default), or in etcd
+    /// (`StoreConfig::Etcd`, feature `etcd`), shared by several registry replicas.
+    pub store: StoreConfig,
 }
 
 impl std::fmt::Debug for RegistryConfig {
@@ -154,6 +158,7 @@ impl std::fmt::Debug for RegistryConfig {
             max_rules_revisions,
             tls,
             server,
+            store,
         } = self;
         f.debug_struct("RegistryConfig")
             .field("ttl", ttl)
@@ -174,6 +179,7 @@ impl std::fmt::Debug for RegistryConfig {
             .field("max_rules_revisions", max_rules_revisions)
             .field("tls", tls)
             .field("server", server)
+            .field("store", store)
             .finish()
     }
 }
@@ -193,6 +199,9 @@ pub enum ConfigError {
     /// The operators' weights kept in the data directory cannot be read.
     #[error("the stored weights cannot be served: {0}")]
     Weights(String),
+    /// The store cannot be reached or read (etcd's, at start).
+    #[error("the store cannot be used: {0}")]
+    Store(String),
     /// A limit or timing that cannot work.
     #[error("{field} is {value}: {why}")]
     Out {
@@ -231,6 +240,7 @@ impl Default for RegistryConfig {
                 max_streams_per_connection: DEFAULT_MAX_SERVICES,
                 ..ServerConfig::default()
             },
+            store: StoreConfig::Memory,
         }
     }
 }

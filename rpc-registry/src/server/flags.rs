@@ -94,6 +94,30 @@ pub struct ServeFlags {
         default_value = "rpc-registry-data"
     )]
     pub data_dir: PathBuf,
+    /// Where instances and rules are kept: `memory` (this process; rules and weights in --data-dir) or `etcd`
+    /// (shared by every replica given the same --etcd-endpoints and --etcd-prefix; needs a binary built with
+    /// the `etcd` feature).
+    #[arg(long, env = "RPC_REGISTRY_STORE", value_enum, default_value_t = StoreKind::Memory)]
+    pub store: StoreKind,
+    /// etcd's client URLs for `--store etcd`, comma-separated (`http://10.0.0.1:2379,http://10.0.0.2:2379`).
+    /// [default: none]
+    #[arg(long, env = "RPC_REGISTRY_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// The prefix of every key the registry writes in etcd: registries of different prefixes share one etcd.
+    #[arg(
+        long,
+        env = "RPC_REGISTRY_ETCD_PREFIX",
+        default_value = "/rpc-registry/"
+    )]
+    pub etcd_prefix: String,
+    /// This replica's name among the replicas of `--store etcd`, shown by `/healthz`, the dashboard and `ls`.
+    /// [default: made from the process id and the time]
+    #[arg(long, env = "RPC_REGISTRY_REPLICA_NAME")]
+    pub replica_name: Option<String>,
+    /// The address at which clients reach this replica's RPC API, as the other replicas show it. [default:
+    /// --listen]
+    #[arg(long, env = "RPC_REGISTRY_ADVERTISE")]
+    pub advertise: Option<String>,
     /// Most revisions of one service's rules kept (every applied revision is, for rollbacks); one more is
     /// refused.
     #[arg(long, default_value_t = registry::DEFAULT_MAX_RULES_REVISIONS)]
@@ -197,6 +221,11 @@ impl std::fmt::Debug for ServeFlags {
             max_http_watchers,
             http_allowed_hosts,
             data_dir,
+            store,
+            etcd_endpoints,
+            etcd_prefix,
+            replica_name,
+            advertise,
             max_rules_revisions,
             tls_cert,
             tls_key,
@@ -240,6 +269,11 @@ impl std::fmt::Debug for ServeFlags {
             .field("max_http_watchers", max_http_watchers)
             .field("http_allowed_hosts", http_allowed_hosts)
             .field("data_dir", data_dir)
+            .field("store", store)
+            .field("etcd_endpoints", etcd_endpoints)
+            .field("etcd_prefix", etcd_prefix)
+            .field("replica_name", replica_name)
+            .field("advertise", advertise)
             .field("max_rules_revisions", max_rules_revisions)
             .field("tls_cert", tls_cert)
             .field("tls_key", tls_key)
@@ -267,6 +301,15 @@ impl std::fmt::Debug for ServeFlags {
     }
 }
 
+/// `--store`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// In this process.
+    Memory,
+    /// In etcd, shared by replicas.
+    Etcd,
+}
+
 /// `--address-check`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Check {
@@ -279,6 +322,37 @@ pub enum Check {
 }
 
 impl ServeFlags {
+    /// The store the flags name.
+    fn store_config(&self) -> Result<crate::StoreConfig, String> {
+        match self.store {
+            StoreKind::Memory => Ok(crate::StoreConfig::Memory),
+            #[cfg(feature = "etcd")]
+            StoreKind::Etcd => {
+                if self.etcd_endpoints.is_empty() {
+                    return Err(String::from(
+                        "--store etcd needs --etcd-endpoints: etcd's client URLs, comma-separated",
+                    ));
+                }
+                let mut etcd = crate::EtcdConfig::new(self.etcd_endpoints.clone());
+                etcd.prefix = self.etcd_prefix.clone();
+                if let Some(name) = &self.replica_name {
+                    etcd.replica = name.clone();
+                }
+                etcd.api = self
+                    .advertise
+                    .clone()
+                    .unwrap_or_else(|| self.listen.to_string());
+                etcd.http = Some(self.http.to_string());
+                Ok(crate::StoreConfig::Etcd(etcd))
+            }
+            #[cfg(not(feature = "etcd"))]
+            StoreKind::Etcd => Err(String::from(
+                "--store etcd: this rpc-registry was built without the `etcd` feature; build it with \
+                 `cargo build --release -p rpc-registry --features etcd`",
+            )),
+        }
+    }
+
     /// The registry's configuration, with its files read (credentials, TLS). `max_connections` is the flag's,
     /// or `--max-instances` + [`READER_CONNECTIONS`](registry::READER_CONNECTIONS) (the caller may lower it to
     /// fit the open-file limit); `max_in_flight_per_connection` the flag's, or `--max-services` +
@@ -331,6 +405,7 @@ impl ServeFlags {
             http_allowed_hosts: self.http_allowed_hosts.clone(),
             data_dir: Some(self.data_dir.clone()),
             max_rules_revisions: self.max_rules_revisions,
+            store: self.store_config()?,
             tls,
             server: rpc_core::ServerConfig {
                 max_connections: self
@@ -453,6 +528,16 @@ mod tests {
             &["max-streams-per-connection"],
         ),
         ("server.stream_window", &["stream-window"]),
+        (
+            "store",
+            &[
+                "store",
+                "etcd-endpoints",
+                "etcd-prefix",
+                "replica-name",
+                "advertise",
+            ],
+        ),
     ];
 
     /// The fields of a `{:#?}` rendering, as `path -> value`, descending into `server` and `server.codec`
@@ -564,12 +649,53 @@ mod tests {
                 || path == "server.compression"
                 || path == "tls"
                 || path == "credentials"
+                || path == "store"
             {
                 // Nested structs differ through their fields (credentials: below); TLS needs certificates
-                // (tests/cli.rs serves with them).
+                // (tests/cli.rs serves with them); the etcd store needs the `etcd` feature (see
+                // `store_etcd_names_its_endpoints_or_the_missing_feature`).
                 continue;
             }
             assert_ne!(old, new, "no flag set {path}");
+        }
+    }
+
+    #[test]
+    fn store_etcd_names_its_endpoints_or_the_missing_feature() {
+        let parse = |args: &[&str]| {
+            let argv = std::iter::once("serve").chain(args.iter().copied());
+            Cli::try_parse_from(argv).unwrap().flags.config()
+        };
+        let no_endpoints = parse(&["--store", "etcd"]).unwrap_err().to_string();
+        let given = parse(&[
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            "http://127.0.0.1:1,http://127.0.0.1:2",
+            "--replica-name",
+            "r1",
+            "--listen",
+            "127.0.0.1:7000",
+        ]);
+        #[cfg(feature = "etcd")]
+        {
+            assert!(no_endpoints.contains("--etcd-endpoints"), "{no_endpoints}");
+            let Ok(config) = given else { panic!("refused") };
+            let crate::StoreConfig::Etcd(etcd) = config.store else {
+                panic!("not etcd")
+            };
+            assert_eq!(etcd.endpoints, ["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+            assert_eq!(
+                (etcd.replica.as_str(), etcd.api.as_str()),
+                ("r1", "127.0.0.1:7000")
+            );
+            assert_eq!(etcd.prefix, "/rpc-registry/");
+        }
+        #[cfg(not(feature = "etcd"))]
+        {
+            assert!(no_endpoints.contains("`etcd` feature"), "{no_endpoints}");
+            let refused = given.unwrap_err().to_string();
+            assert!(refused.contains("--features etcd"), "{refused}");
         }
     }
 

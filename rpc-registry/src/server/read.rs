@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::api::{ServiceReport, ServiceStatus, ServiceSummary, Snapshot, Watched};
+use crate::api::{
+    Held, Placement, ServiceReport, ServiceStatus, ServiceSummary, Snapshot, Watched,
+};
 use crate::server::service::Shared;
 use crate::server::store::Reading;
 use crate::server::store::history::Record;
@@ -142,6 +144,23 @@ impl Shared {
         })
     }
 
+    /// Waits, within `wait`, until this registry has applied revision `since` of `epoch`, if it has not yet:
+    /// replicas of one store share an epoch and a sequence of revisions, and a watcher that moved from a replica
+    /// ahead of this one is neither answered with an older state nor told of a change twice.
+    async fn catch_up(&self, epoch: u64, since: u64, wait: Duration) {
+        if !self.store.replicated() {
+            return;
+        }
+        let mut applied = {
+            let state = self.index().read();
+            if epoch != state.epoch() || since <= state.revision() {
+                return;
+            }
+            state.subscribe_all()
+        };
+        let _ = tokio::time::timeout(wait, applied.wait_for(|&revision| revision >= since)).await;
+    }
+
     /// Waits until `service` differs from revision `since` of registry `epoch` (at once if it already does), or
     /// for `wait_ms` (at most `max_watch_wait`), or until the registry shuts down; then takes its listing.
     async fn wait(
@@ -152,6 +171,8 @@ impl Shared {
         wait_ms: u64,
         removals: bool,
     ) -> Seen {
+        let wait = Duration::from_millis(wait_ms).min(self.config.max_watch_wait);
+        self.catch_up(epoch, since, wait).await;
         let mut changed = {
             let mut state = self.index().read();
             let current = state.listing(service).revision;
@@ -165,7 +186,6 @@ impl Shared {
                 None => return Seen::take(&mut state, service, epoch, since, removals),
             }
         };
-        let wait = Duration::from_millis(wait_ms).min(self.config.max_watch_wait);
         let _watching = self.stats.rpc_watching();
         tokio::select! {
             _ = tokio::time::timeout(wait, changed.wait_for(|&revision| revision != since)) => {}
@@ -188,6 +208,39 @@ impl Shared {
     /// instances are left out.
     pub(crate) fn status(&self, only: Option<&str>) -> Vec<ServiceStatus> {
         self.each_listing(only, Listing::status)
+    }
+
+    /// The store, its replicas, and which replica holds each instance of `only` (of every service if `None`).
+    pub(crate) fn placement(&self, only: Option<&str>) -> Placement {
+        let status = self.store.status();
+        let listings = {
+            let mut state = self.index().read();
+            match only {
+                Some(name) => Arc::from([state.listing(name)]),
+                None => state.listings(),
+            }
+        };
+        let held = match status.replica {
+            None => Vec::new(),
+            Some(_) => listings
+                .iter()
+                .flat_map(|l| l.instances.iter())
+                .filter_map(|i| {
+                    Some(Held {
+                        replica: self.store.holder(&i.service, &i.address)?,
+                        service: i.service.clone(),
+                        address: i.address.clone(),
+                        incarnation: i.incarnation,
+                    })
+                })
+                .collect(),
+        };
+        Placement {
+            store: status.kind.to_owned(),
+            replica: status.replica,
+            replicas: status.replicas,
+            held,
+        }
     }
 
     /// As [`Shared::status`], with each instance's own weight and load.

@@ -26,7 +26,8 @@ pub async fn serve(
     let server_config = config.server.clone();
     // Finds out which of the registry's credentials each call carries (see `Credentials::layer`).
     let authorize = config.credentials.layer(config.token.as_deref());
-    let (service, evictions) = RegistryService::new(config)
+    let (service, evictions) = RegistryService::open(config)
+        .await
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let shared = std::sync::Arc::clone(service.shared());
     // Stopped when shutdown begins, and also when `serve` is dropped (aborted) before.

@@ -17,6 +17,7 @@ use crate::api::{
 use crate::server::config::{AddressCheck, ConfigError, RegistryConfig};
 use crate::server::credentials::Identity;
 use crate::server::stats::Stats;
+use crate::server::store::StoreConfig;
 use crate::server::store::memory::MemoryStore;
 use crate::server::store::state::{Limits, State};
 use crate::server::store::{Index, Store};
@@ -347,6 +348,27 @@ impl RegistryService {
         Ok((RegistryService { shared }, evictions))
     }
 
+    /// A service of `config` over the store it names, which it opens first (connecting to etcd, for the etcd
+    /// store); see [`RegistryService::new`].
+    pub async fn open(
+        config: RegistryConfig,
+    ) -> Result<(RegistryService, impl Future<Output = ()> + Send + 'static), ConfigError> {
+        config.validate()?;
+        let shared = match &config.store {
+            StoreConfig::Memory => Shared::new(config)?,
+            #[cfg(feature = "etcd")]
+            StoreConfig::Etcd(etcd) => {
+                let etcd = etcd.clone();
+                let store = crate::server::store::etcd::EtcdStore::open(&config, etcd)
+                    .await
+                    .map_err(ConfigError::Store)?;
+                Shared::with_store(config, Arc::new(store))
+            }
+        };
+        let evictions = Arc::clone(&shared).run_store();
+        Ok((RegistryService { shared }, evictions))
+    }
+
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -459,6 +481,10 @@ impl Registry for RegistryService {
 
     async fn report(&self, service: Option<String>) -> Vec<ServiceReport> {
         self.shared.report(service.as_deref())
+    }
+
+    async fn placement(&self, service: Option<String>) -> crate::api::Placement {
+        self.shared.placement(service.as_deref())
     }
 
     async fn apply_rules(&self, rules: String) -> Result<RulesRevision, RegistryError> {

@@ -80,7 +80,9 @@ enum Subscription {
 
 /// Keeps `tx` current with the instances of `service`: a stream of its changes (`subscribe`, protocol 1.1), or,
 /// from a registry that does not stream, long polls answered as soon as the service changes. On errors it keeps
-/// the last instances and tries again (after a pause that grows while the errors go on).
+/// the last instances and tries again (after a pause that grows while the errors go on): with several registry
+/// addresses, the connection tries another replica then, and the watch goes on there from the epoch and
+/// revision it had seen.
 pub(super) async fn watch_loop(
     registry: RegistryClient,
     service: String,

@@ -1,6 +1,6 @@
 //! Discovery: the instances of each service a client asked about, kept current by a watch on the registry (a
 //! stream of its changes, or long polls against a registry that does not stream them: `follow`), and served
-//! from cache while the registry is down. A
+//! from cache while the registry is down (or while the watch moves to another of its replicas). A
 //! [`Discovery`] is an rpc-core [`Discover`]: it feeds a service's instances to any balancing policy, and names
 //! peak EWMA (`rpc_core::balance::PeakEwma`, with its `down_for`) as its clients' default.
 
@@ -118,6 +118,25 @@ impl Discovery {
     /// and `config.client` ([`RegistryHandle::shared`]); it connects when a service is first watched, and works
     /// from its cache whenever the registry cannot be reached. Fails if the address does not resolve, or if the
     /// token breaks the rule of [`crate::check_token`].
+    ///
+    /// `registry` may list the addresses of several replicas (a `&[SocketAddr]`, as
+    /// [`crate::resolve_registries`] makes): the watches go through the first that answers; when it dies they
+    /// fail, and are made again (after the pause of failed watches) through another, from the epoch and
+    /// revision seen last, while the instances known stay served from the cache. Replicas that share their
+    /// state answer from that revision on; an independent registry (another epoch) answers with all it holds,
+    /// and the instances it does not know yet are kept for [`DiscoveryConfig::warm_up`] while they register
+    /// there.
+    ///
+    /// ```no_run
+    /// use std::net::SocketAddr;
+    /// use rpc_registry::{Discovery, DiscoveryConfig};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let replicas: [SocketAddr; 2] = ["127.0.0.1:7070".parse()?, "127.0.0.1:7071".parse()?];
+    /// let discovery = Discovery::new(&replicas[..], DiscoveryConfig::default()).await?;
+    /// let calc = discovery.instances("Calc");
+    /// # let _ = calc;
+    /// # Ok(()) }
+    /// ```
     pub async fn new(
         registry: impl ToSocketAddrs,
         config: DiscoveryConfig,

@@ -20,6 +20,9 @@ use crate::api::{
     ServiceReport, ServiceStatus, ServiceSummary, Snapshot,
 };
 
+/// The renewal of an instance another replica holds: never late here.
+const HELD_ELSEWHERE: u64 = u64::MAX;
+
 /// An instance as registered, with its last renewal.
 #[derive(Debug)]
 pub(crate) struct Listed {
@@ -93,6 +96,14 @@ impl Listed {
         })
     }
 
+    /// The same instance, held by another replica (the etcd store): that replica renews it and removes it
+    /// when it expires, so here it counts as just renewed.
+    #[cfg(feature = "etcd")]
+    pub(crate) fn held_elsewhere(self) -> Listed {
+        self.renewed.store(HELD_ELSEWHERE, Ordering::Relaxed);
+        self
+    }
+
     /// A heartbeat at `now`.
     pub(crate) fn renew(&self, clock: &Clock, now: Instant) {
         self.renewed.store(clock.nanos(now), Ordering::Relaxed);
@@ -100,7 +111,11 @@ impl Listed {
 
     /// Time since the last heartbeat, at `now`.
     pub(crate) fn age(&self, clock: &Clock, now: Instant) -> Duration {
-        let renewed = clock.origin + Duration::from_nanos(self.renewed.load(Ordering::Relaxed));
+        let renewed = self.renewed.load(Ordering::Relaxed);
+        if renewed == HELD_ELSEWHERE {
+            return Duration::ZERO;
+        }
+        let renewed = clock.origin + Duration::from_nanos(renewed);
         now.saturating_duration_since(renewed)
     }
 

@@ -29,6 +29,8 @@ use crate::api::{Instance, Lease, LeaseRef, NewInstance, RegistryError, RulesRev
 use crate::server::credentials::Identity;
 
 pub(crate) mod data_dir;
+#[cfg(feature = "etcd")]
+pub(crate) mod etcd;
 pub(crate) mod history;
 pub(crate) mod listing;
 pub(crate) mod memory;
@@ -114,6 +116,28 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// What the store is and how it fares, for `/healthz` and the dashboard.
     fn status(&self) -> StoreStatus;
+
+    /// Whether several registry processes share this store's epoch and revisions (replicas): a watcher may
+    /// then come with a revision this replica has yet to apply.
+    fn replicated(&self) -> bool {
+        false
+    }
+
+    /// Which replica holds the instance at `address` of `service`, if the store has replicas.
+    fn holder(&self, _service: &str, _address: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Where a registry keeps instances and rules.
+#[derive(Clone, Debug, Default)]
+pub enum StoreConfig {
+    /// In this process (the default): rules and weights in the data directory, if there is one.
+    #[default]
+    Memory,
+    /// In etcd, shared by every replica that names the same endpoints and prefix.
+    #[cfg(feature = "etcd")]
+    Etcd(etcd::EtcdConfig),
 }
 
 /// What a store is and how it fares.
@@ -145,15 +169,7 @@ impl StoreStatus {
 }
 
 /// A registry replica, as the others see it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub(crate) struct Replica {
-    /// Its name (`serve --replica-name`, or one made at start).
-    pub(crate) name: String,
-    /// The address of its RPC API, as it advertises it.
-    pub(crate) api: String,
-    /// The address of its HTTP port, if it has one.
-    pub(crate) http: Option<String>,
-}
+pub(crate) type Replica = crate::api::ReplicaInfo;
 
 /// The instances of every service, in memory: what reads take from, and what the store writes.
 #[derive(Debug)]

@@ -105,6 +105,36 @@ impl RulesStore {
         Ok(revision)
     }
 
+    #[cfg(feature = "etcd")]
+    /// A revision that a store elsewhere (etcd) reports, put in its place in its service's history; its
+    /// watchers wake.
+    pub(crate) fn mirror(&self, revision: RulesRevision) {
+        let mut services = rpc_core::sync::lock(&self.services);
+        let history = services.entry(revision.service.clone()).or_default();
+        if history.iter().all(|r| r.revision != revision.revision) {
+            history.push(revision);
+            history.sort_by_key(|r| r.revision);
+        }
+        drop(services);
+        self.applied.send_modify(|n| *n += 1);
+    }
+
+    #[cfg(feature = "etcd")]
+    /// The next revision of `service`'s rules, or why there may be none (the history is full).
+    pub(crate) fn next_revision(&self, service: &str) -> Result<u64, RegistryError> {
+        let services = rpc_core::sync::lock(&self.services);
+        let history = services.get(service).map_or(&[][..], Vec::as_slice);
+        if history.len() >= self.max_revisions {
+            return Err(RegistryError::LimitExceeded(format!(
+                "the rules of {} have {} revisions, the most kept (max_rules_revisions); every revision is \
+                 kept so that any can be rolled back to: raise the limit",
+                shown(service),
+                history.len()
+            )));
+        }
+        Ok(history.last().map_or(1, |r| r.revision + 1))
+    }
+
     /// The revision of `service` in force.
     pub(crate) fn current(&self, service: &str) -> Option<RulesRevision> {
         rpc_core::sync::lock(&self.services)
@@ -195,7 +225,7 @@ fn save(dir: &Path, service: &str, revisions: &[RulesRevision]) -> std::io::Resu
     crate::server::store::data_dir::write_whole(dir, &format!("{service}.json"), &json)
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

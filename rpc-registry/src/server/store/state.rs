@@ -55,7 +55,9 @@ impl Limits {
 pub(crate) struct LeaseEntry {
     /// The instance and its last renewal, shared with the listings and the history records that show it.
     pub(crate) instance: Arc<Listed>,
-    expiry: Key,
+    /// Its timer, if this process renews it: the etcd store mirrors the instances other replicas hold, and
+    /// stops renewing one of its own once its timer fired (etcd then removes it).
+    expiry: Option<Key>,
     /// Who registered it: only they or an admin may renew, remove or supersede it.
     pub(crate) owner: Identity,
 }
@@ -106,6 +108,8 @@ pub(crate) struct State {
     ttl: Duration,
     limits: Limits,
     revision: u64,
+    /// The revision the next change takes, if a store elsewhere sets it (etcd's); otherwise one more.
+    pinned: Option<u64>,
     next_lease: u64,
     pub(crate) leases: HashMap<u64, LeaseEntry>,
     services: BTreeMap<String, ServiceEntry>,
@@ -132,6 +136,7 @@ impl State {
             ttl,
             limits,
             revision: 0,
+            pinned: None,
             next_lease: 1,
             leases: HashMap::new(),
             services: BTreeMap::new(),
@@ -189,8 +194,8 @@ impl State {
 
     /// A change to `service`: a new revision, recorded in the history as `what`, and its watchers told.
     fn touch(&mut self, service: &str, what: What) {
-        self.revision += 1;
-        let revision = self.revision;
+        let revision = self.pinned.unwrap_or(self.revision + 1).max(self.revision);
+        self.revision = revision;
         self.history.push(Record {
             revision,
             at: SystemTime::now(),
@@ -261,7 +266,9 @@ impl State {
         if let Some(old) = old
             && let Some(entry) = self.leases.remove(&old)
         {
-            self.expiries.remove(&entry.expiry);
+            if let Some(expiry) = &entry.expiry {
+                self.expiries.remove(expiry);
+            }
             incarnation = entry.instance.incarnation + 1;
             superseded = Some(entry.instance);
         }
@@ -289,7 +296,7 @@ impl State {
             id,
             LeaseEntry {
                 instance: listed,
-                expiry,
+                expiry: Some(expiry),
                 owner,
             },
         );
@@ -385,7 +392,7 @@ impl State {
     /// Checks that `lease` is current and names its own instance; otherwise says whether it expired or was
     /// superseded. (A lease id with another service's name is not that service's lease: credentials are
     /// checked against the name, so the name must be the lease's.)
-    fn current(&self, lease: &LeaseRef) -> Result<(), RegistryError> {
+    pub(crate) fn current(&self, lease: &LeaseRef) -> Result<(), RegistryError> {
         if let Some(entry) = self.leases.get(&lease.lease)
             && entry.instance.incarnation == lease.incarnation
             && entry.instance.service == lease.service
@@ -428,11 +435,16 @@ impl State {
         now: Instant,
     ) -> Result<Option<Arc<Listed>>, RegistryError> {
         self.current(lease)?;
-        Ok(self.leases.get_mut(&lease.lease).map(|entry| {
-            entry.instance.renew(&self.clock, now);
-            self.expiries.reset(&entry.expiry, self.ttl);
-            Arc::clone(&entry.instance)
-        }))
+        let Some(entry) = self.leases.get_mut(&lease.lease) else {
+            return Ok(None);
+        };
+        // Another replica's instance (or one of ours that expired, on its way out): not renewed here.
+        let Some(expiry) = &entry.expiry else {
+            return Err(RegistryError::UnknownLease { lease: lease.lease });
+        };
+        entry.instance.renew(&self.clock, now);
+        self.expiries.reset(expiry, self.ttl);
+        Ok(Some(Arc::clone(&entry.instance)))
     }
 
     /// Removes the instance of `lease`; `Ok(false)` if it was already gone (deregistration is idempotent).
@@ -444,7 +456,9 @@ impl State {
         }
         match self.leases.remove(&lease.lease) {
             Some(entry) => {
-                self.expiries.remove(&entry.expiry);
+                if let Some(expiry) = &entry.expiry {
+                    self.expiries.remove(expiry);
+                }
                 self.drop_instance(entry.instance, RemovalReason::Deregistered);
                 Ok(true)
             }
@@ -554,6 +568,134 @@ impl State {
                 .changed
                 .subscribe(),
         )
+    }
+
+    #[cfg(feature = "etcd")]
+    /// Checks that `new` may register (sizes, room) and answers the incarnation it takes: one more than the
+    /// instance at its address, if any. For a store that writes elsewhere first (etcd's).
+    pub(crate) fn admit(&mut self, new: &NewInstance) -> Result<u64, RegistryError> {
+        if !self.services.contains_key(&new.service) {
+            let _ = self.room_for_a_service();
+        }
+        self.check(new)?;
+        Ok(self
+            .holder(&new.service, &new.address)
+            .map_or(1, |held| held.incarnation + 1))
+    }
+
+    #[cfg(feature = "etcd")]
+    /// The lease of the instance at `address` of `service`, if one is there.
+    pub(crate) fn lease_at(&self, service: &str, address: &str) -> Option<u64> {
+        self.holder(service, address).map(|held| held.lease)
+    }
+
+    #[cfg(feature = "etcd")]
+    /// Sets the revision that the changes applied next take (a store elsewhere numbers its changes), or
+    /// `None` to count them one by one again.
+    pub(crate) fn pin_revision(&mut self, revision: Option<u64>) {
+        self.pinned = revision;
+    }
+
+    #[cfg(feature = "etcd")]
+    /// Takes `epoch` as the registry's (the etcd cluster's, shared by every replica).
+    pub(crate) fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    #[cfg(feature = "etcd")]
+    /// A store elsewhere reports `instance` at its address: it supersedes what held the address. `local`: this
+    /// process renews it (a timer of the TTL starts). The lease id is the store's, and grows.
+    pub(crate) fn put_mirrored(
+        &mut self,
+        instance: Instance,
+        owner: Identity,
+        local: bool,
+        now: Instant,
+    ) {
+        let mut superseded = None;
+        if let Some(old) = self
+            .holder(&instance.service, &instance.address)
+            .map(|i| i.lease)
+            && let Some(entry) = self.leases.remove(&old)
+        {
+            if let Some(expiry) = &entry.expiry {
+                self.expiries.remove(expiry);
+            }
+            superseded = Some(entry.instance);
+        }
+        let id = instance.lease;
+        let (service, address) = (instance.service.clone(), instance.address.clone());
+        let mut listed = Listed::new(instance, &self.clock, now);
+        if !local {
+            listed = listed.held_elsewhere();
+        }
+        if let Some(weight) = self.weights.get(&service, &address) {
+            listed = listed.reweighed(weight);
+        }
+        let listed = Arc::new(listed);
+        let expiry = local.then(|| self.expiries.insert(id, self.ttl));
+        let registered = What::Registered {
+            instance: Arc::clone(&listed),
+            superseded,
+        };
+        self.leases.insert(
+            id,
+            LeaseEntry {
+                instance: listed,
+                expiry,
+                owner,
+            },
+        );
+        let instances = &mut self
+            .services
+            .entry(service.clone())
+            .or_insert_with(ServiceEntry::new)
+            .instances;
+        if instances.is_empty() {
+            self.with_instances += 1;
+        }
+        instances.insert(address, id);
+        self.touch(&service, registered);
+    }
+
+    #[cfg(feature = "etcd")]
+    /// A store elsewhere reports the instance at `address` of `service` gone, for `reason`.
+    pub(crate) fn remove_mirrored(&mut self, service: &str, address: &str, reason: RemovalReason) {
+        let Some(lease) = self.lease_at(service, address) else {
+            return;
+        };
+        if let Some(entry) = self.leases.remove(&lease) {
+            if let Some(expiry) = &entry.expiry {
+                self.expiries.remove(expiry);
+            }
+            self.drop_instance(entry.instance, reason);
+        }
+    }
+
+    #[cfg(feature = "etcd")]
+    /// The timer of `lease` fired in a store elsewhere: this process stops renewing it, and it stays listed
+    /// until the store reports it removed. Answers the instance, if the lease is still there.
+    pub(crate) fn disown(&mut self, lease: u64) -> Option<Arc<Listed>> {
+        let entry = self.leases.get_mut(&lease)?;
+        entry.expiry = None;
+        Some(Arc::clone(&entry.instance))
+    }
+
+    #[cfg(feature = "etcd")]
+    /// Sets the weights operators set, as a store elsewhere reports them, and applies each change to the
+    /// instance at its address.
+    pub(crate) fn mirror_weight(&mut self, service: &str, address: &str, weight: Option<u32>) {
+        let _ = self.set_weight(service, address, weight);
+    }
+
+    #[cfg(feature = "etcd")]
+    /// Every instance, with its owner and whether this process renews it, for a store to compare against a
+    /// fresh read of its own.
+    pub(crate) fn every_instance(&self) -> Vec<(Arc<Listed>, bool)> {
+        self.leases
+            .values()
+            .map(|e| (Arc::clone(&e.instance), e.expiry.is_some()))
+            .collect()
     }
 
     /// Services tracked (with instances, or watched), as `max_services` counts them.
