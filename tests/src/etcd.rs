@@ -61,7 +61,7 @@ mod member;
 
 pub use base64::{decode_base64, encode_base64};
 pub use error::{EtcdError, REQUIRE_ETCD_ENV, required};
-pub use gateway::{REQUEST_LIMIT, Status, get_prefix, prefix_end, put, status};
+pub use gateway::{REQUEST_LIMIT, Status, compact, get_prefix, prefix_end, put, status};
 pub use member::{
     DEFAULT_ETCD_BIN, ELECTION_MS, ETCD_BIN_ENV, HEARTBEAT_MS, LOG_TAIL_LINES, etcd_bin,
 };

@@ -277,9 +277,18 @@ Calc      127.0.0.1:10000       5        up      40ms        1             -
         };
         let table = render_table_with_replicas(&statuses, &placement);
         let lines: Vec<&str> = table.lines().collect();
-        assert!(lines[0].starts_with("SERVICE   ADDRESS          REPLICA     WEIGHT"), "{table}");
-        assert!(lines[1].contains("127.0.0.1:7001   r\\x1b[2J2   1"), "escaped: {table}");
-        assert!(lines[2].contains("127.0.0.1:7002   -           1"), "{table}");
+        assert!(
+            lines[0].starts_with("SERVICE   ADDRESS          REPLICA     WEIGHT"),
+            "{table}"
+        );
+        assert!(
+            lines[1].contains("127.0.0.1:7001   r\\x1b[2J2   1"),
+            "escaped: {table}"
+        );
+        assert!(
+            lines[2].contains("127.0.0.1:7002   -           1"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -95,6 +95,30 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 /// POSTs `body` to `path` on the member at `endpoint` and parses its JSON answer, within [`REQUEST_LIMIT`].
+/// Compacts the member's history up to its current revision (physically: a watch from before it is then
+/// cancelled with `compact_revision`); answers that revision.
+pub async fn compact(endpoint: &str) -> Result<i64, EtcdError> {
+    let range = call(
+        endpoint,
+        "/v3/kv/range",
+        &json!({"key": encode_base64(b"\0")}),
+    )
+    .await?;
+    let revision: i64 = match &range["header"]["revision"] {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
+    .ok_or_else(|| EtcdError::Answer(format!("{endpoint}: no revision in {range}")))?;
+    call(
+        endpoint,
+        "/v3/kv/compaction",
+        &json!({"revision": revision.to_string(), "physical": true}),
+    )
+    .await?;
+    Ok(revision)
+}
+
 async fn call(endpoint: &str, path: &str, body: &Value) -> Result<Value, EtcdError> {
     let addr = endpoint_addr(endpoint)?;
     let headers = [("content-type", "application/json")];

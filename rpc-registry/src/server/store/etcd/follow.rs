@@ -73,7 +73,6 @@ impl EtcdStore {
         }
         let mut state = self.index.write();
         state.set_epoch(cluster | 1);
-        state.pin_revision(Some(u64::try_from(at).unwrap_or(0)));
         let mut seen_instances = HashSet::new();
         let mut seen_weights = HashSet::new();
         let mut replicas = BTreeMap::new();
@@ -92,8 +91,13 @@ impl EtcdStore {
                 }
                 _ => {}
             }
+            // Each key at the revision that wrote it, so that a service's revision is its last write's, as
+            // on a replica that watched it happen (the index's own revision never goes back).
+            state.pin_revision(Some(u64::try_from(kv.mod_revision()).unwrap_or(0)));
             self.put(&mut state, kv, &mut Reasons::new());
         }
+        // What left meanwhile left by the snapshot's revision.
+        state.pin_revision(Some(u64::try_from(at).unwrap_or(0)));
         for (listed, _) in state.every_instance() {
             let key = (listed.service.clone(), listed.address.clone());
             if !seen_instances.contains(&key) {
