@@ -84,6 +84,8 @@ struct Replica {
     name: String,
     endpoints: String,
     api: SocketAddr,
+    /// Its HTTP port: `/healthz`, the dashboard's `/v1/overview`.
+    http: SocketAddr,
     child: Option<Child>,
     data: PathBuf,
 }
@@ -100,6 +102,7 @@ impl Replica {
             name: name.to_owned(),
             endpoints: endpoints.to_owned(),
             api: "127.0.0.1:0".parse().unwrap(),
+            http: "127.0.0.1:0".parse().unwrap(),
             child: None,
             data,
         };
@@ -135,6 +138,12 @@ impl Replica {
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .trim_end_matches(',');
         self.api = api.parse().unwrap();
+        let http = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http://"))
+            .unwrap_or_else(|| panic!("no HTTP address in {line:?}"))
+            .trim_end_matches(['/', ',']);
+        self.http = http.parse().unwrap();
         self.child = Some(child);
     }
 
@@ -271,6 +280,30 @@ async fn two_then_three_replicas_serve_the_same_view_and_a_watcher_moves_between
         let mut holders: Vec<&str> = placement.held.iter().map(|h| h.replica.as_str()).collect();
         holders.sort_unstable();
         assert_eq!(holders, ["r1", "r1", "r2", "r2"], "each instance's replica");
+    }
+
+    // Operators see the store and the replicas on each replica's HTTP port.
+    for replica in &replicas {
+        for path in ["/healthz", "/v1/overview"] {
+            let (status, _, body) = http::request(replica.http, "GET", path, &[], "")
+                .await
+                .unwrap();
+            assert!(status.contains("200"), "{path}: {status}");
+            let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let store = &body["store"];
+            assert_eq!(
+                (&store["kind"], &store["healthy"], &store["replica"]),
+                (&"etcd".into(), &true.into(), &replica.name.as_str().into()),
+                "{path}: {body}"
+            );
+            let names: Vec<&str> = store["replicas"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(names, ["r1", "r2", "r3"], "{path}");
+        }
     }
 
     // A watcher of r1 at the current revision moves to r3: r3 has nothing new to tell it, and waits.

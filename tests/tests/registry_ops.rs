@@ -66,6 +66,10 @@ async fn health_and_instance_states_follow_heartbeats_until_eviction() {
         (health["status"].as_str(), health["instances"].as_u64()),
         (Some("ok"), Some(1))
     );
+    // The store: this process alone, taking writes, no replicas.
+    assert_eq!(health["store"]["kind"], "memory", "{health}");
+    assert_eq!(health["store"]["healthy"], true);
+    assert_eq!(health["store"]["replicas"], serde_json::json!([]));
 
     // An instance registered by hand never heartbeats: up, late after half the TTL, then evicted.
     let client = registry_client(registry.addr).await;

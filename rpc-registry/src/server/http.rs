@@ -304,6 +304,8 @@ async fn overview(
     let Ok(_building) = http.builds.acquire().await else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
+    // Outside the index's lock: the store's status takes locks of its own.
+    let store = shared.store.status();
     let taken = {
         let mut state = shared.index().read();
         // The changes after the page's revision; on a first load (or from another epoch), the last ones.
@@ -322,6 +324,7 @@ async fn overview(
             changes: state.history().after(after, MAX_CHANGES + 1),
             covered: state.history().covers(after),
             uptime: shared.started.elapsed(),
+            store,
         }
     };
     // Counting late instances and filtering look at every instance: not on a worker that serves heartbeats.

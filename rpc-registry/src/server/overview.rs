@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::api::{InstanceReport, InstanceState, ServiceReport};
 use crate::server::stats::Totals;
+use crate::server::store::StoreStatus;
 use crate::server::store::history::{Record, What};
 use crate::server::store::listing::{Clock, Listed, Listing, Listings};
 
@@ -194,6 +195,8 @@ pub(crate) struct Overview {
     /// Whether `changes` holds every change after the page's revision (or, on a first load, since the registry
     /// started): false when more happened than the history or the answer holds.
     changes_complete: bool,
+    /// Where the registry keeps its state, whether it takes writes, and its replicas.
+    store: StoreStatus,
 }
 
 /// What the overview takes under the state's lock.
@@ -208,6 +211,7 @@ pub(crate) struct Taken {
     /// Whether the history holds every change after the page's revision.
     pub(crate) covered: bool,
     pub(crate) uptime: Duration,
+    pub(crate) store: StoreStatus,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -293,6 +297,7 @@ impl Overview {
             ttl_ms: ttl,
             heartbeat_ms: (ttl / 3).max(1),
             uptime_ms: millis(taken.uptime),
+            store: taken.store,
             totals: taken.totals,
             late,
             services,

@@ -244,7 +244,9 @@ impl EtcdStore {
         .await;
     }
 
+    /// Records why etcd cannot be used now (escaped and cut: it quotes etcd's errors), or that it can.
     fn set_problem(&self, problem: Option<String>) {
+        let problem = problem.map(|p| rpc_core::text::quoted(&p, 512));
         *rpc_core::sync::lock(&self.problem) = problem;
     }
 
