@@ -328,7 +328,8 @@ pub struct RegistryService {
 
 impl RegistryService {
     /// A registry with `config`, and the task that evicts expired leases (spawn it beside the server). Fails if
-    /// `config` fails [`RegistryConfig::validate`] (an empty token, say, would let anyone write).
+    /// `config` fails [`RegistryConfig::validate`] (an empty token, say, would let anyone write), or names the
+    /// etcd store, which [`RegistryService::open`] opens.
     ///
     /// ```
     /// use rpc_registry::{RegistryConfig, RegistryService};
@@ -343,6 +344,12 @@ impl RegistryService {
         config: RegistryConfig,
     ) -> Result<(RegistryService, impl Future<Output = ()> + Send + 'static), ConfigError> {
         config.validate()?;
+        #[cfg(feature = "etcd")]
+        if let StoreConfig::Etcd(_) = &config.store {
+            return Err(ConfigError::Store(String::from(
+                "the etcd store connects to etcd first: open it with RegistryService::open (or serve)",
+            )));
+        }
         let shared = Shared::new(config)?;
         let evictions = Arc::clone(&shared).run_store();
         Ok((RegistryService { shared }, evictions))
