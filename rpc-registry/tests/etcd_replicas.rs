@@ -10,6 +10,9 @@
 //! - Every replica killed and started again: no rule is lost, and every instance is back within one heartbeat.
 //! - A replica whose watch resumes from a revision etcd has compacted reads everything again, and shows the
 //!   same view as the others (removals included).
+//! - A replica that hangs (SIGSTOP: no reset tells anyone) loses its instances to another within a TTL; an
+//!   eviction that could not be written while etcd was down is written once it is back; a replica starts
+//!   beside instances whose values fill more than gRPC's default 4 MiB answer.
 //!
 //! etcd comes from Debian's `etcd-server`; without it each test says it skipped, unless `RPC_REQUIRE_ETCD=1`
 //! (CI) makes that a failure. Needs the `etcd` feature: `cargo test -p rpc-registry --features etcd --test
@@ -83,6 +86,7 @@ async fn echo_server() -> SocketAddr {
 struct Replica {
     name: String,
     endpoints: String,
+    ttl_ms: u64,
     api: SocketAddr,
     /// Its HTTP port: `/healthz`, the dashboard's `/v1/overview`.
     http: SocketAddr,
@@ -93,6 +97,11 @@ struct Replica {
 impl Replica {
     /// Starts replica `name` of the store at `endpoints`, its API at a port the OS assigns.
     async fn start(name: &str, endpoints: &str) -> Replica {
+        Replica::start_with(name, endpoints, TTL_MS).await
+    }
+
+    /// As [`Replica::start`], with a TTL of `ttl_ms`.
+    async fn start_with(name: &str, endpoints: &str, ttl_ms: u64) -> Replica {
         let data = std::env::temp_dir().join(format!(
             "rpc-registry-replica-{}-{name}-{}",
             std::process::id(),
@@ -101,6 +110,7 @@ impl Replica {
         let mut replica = Replica {
             name: name.to_owned(),
             endpoints: endpoints.to_owned(),
+            ttl_ms,
             api: "127.0.0.1:0".parse().unwrap(),
             http: "127.0.0.1:0".parse().unwrap(),
             child: None,
@@ -117,7 +127,7 @@ impl Replica {
             .args(["--listen", &self.api.to_string(), "--http", "127.0.0.1:0"])
             .args(["--store", "etcd", "--etcd-endpoints", &self.endpoints])
             .args(["--replica-name", &self.name])
-            .args(["--ttl-ms", &TTL_MS.to_string()])
+            .args(["--ttl-ms", &self.ttl_ms.to_string()])
             .arg("--data-dir")
             .arg(&self.data)
             .stdout(Stdio::piped())
@@ -614,4 +624,113 @@ async fn a_replica_that_comes_back_after_a_compaction_reads_everything_again() {
             .all(|i| i.address != gone_at.to_string()),
         "the instance that left is gone"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eviction_that_could_not_be_written_is_tried_again_once_etcd_is_back() {
+    let Some(mut etcd) = Etcd::start_or_skip().await else {
+        return;
+    };
+    let replica = Replica::start("r1", &etcd.endpoint_list()).await;
+    let client = replica.client().await;
+    // Registered by hand and never renewed: its timer fires a TTL later.
+    client
+        .register(instance(echo_server().await))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(snapshot(&client).await.instances.len(), 1);
+    // etcd is gone from before the timer fires until after the eviction's write has given up (5 s).
+    etcd.kill();
+    tokio::time::sleep(Duration::from_millis(TTL_MS) + Duration::from_secs(7)).await;
+    etcd.restart().await.unwrap();
+    within(STEP, "the instance evicted once etcd is back", || async {
+        snapshot(&client).await.instances.is_empty()
+    })
+    .await;
+    let left = shared::etcd::get_prefix(&etcd.endpoint(), "/rpc-registry/instances/")
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "its key is gone from etcd: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instances_of_a_replica_that_hangs_move_to_another() {
+    let Some(etcd) = Etcd::start_or_skip().await else {
+        return;
+    };
+    let endpoints = etcd.endpoint_list();
+    let replicas = [
+        Replica::start("r1", &endpoints).await,
+        Replica::start("r2", &endpoints).await,
+    ];
+    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.api).collect();
+    let mut registrations = Vec::new();
+    for _ in 0..4 {
+        let addr = echo_server().await;
+        registrations.push(
+            Registration::register(&addrs[..], instance(addr), RegistrationConfig::default())
+                .await
+                .unwrap(),
+        );
+    }
+    let clients = [replicas[0].client().await, replicas[1].client().await];
+    same_view(&clients, 4).await;
+    let before = placement(&clients[0]).await;
+    let hung_name = before.held[0].replica.clone();
+    let hung = replicas.iter().position(|r| r.name == hung_name).unwrap();
+    let pid = replicas[hung]
+        .child
+        .as_ref()
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_string();
+    // SIGSTOP: the process answers nothing and its sockets stay open, as a hung process or a host cut off
+    // would; no reset tells the clients.
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let survivor = &clients[1 - hung];
+    let took = within(STEP, "the instances held by the live replica", || async {
+        let now = placement(survivor).await;
+        now.held.len() == 4 && now.held.iter().all(|h| h.replica != hung_name)
+    })
+    .await;
+    eprintln!("the instances of {hung_name} moved {took:?} after it hung");
+    // Two heartbeats without an answer (a second each) move the connection on: before the hung replica's etcd
+    // lease ends, a TTL after its last keep-alive.
+    assert!(
+        took <= Duration::from_millis(TTL_MS) + SLACK,
+        "the instances moved {took:?} after the replica hung"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    assert_eq!(snapshot(survivor).await.instances.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_starts_beside_instances_whose_metadata_fills_many_megabytes() {
+    let Some(etcd) = Etcd::start_or_skip().await else {
+        return;
+    };
+    let endpoints = etcd.endpoint_list();
+    // A TTL of a minute: the instances are registered by hand, and never renewed.
+    let first = Replica::start_with("r1", &endpoints, 60_000).await;
+    let client = first.client().await;
+    // 250 instances within the registry's limits, each with 4,000 control characters of metadata (6 bytes
+    // each as JSON): about 6 MB, more than gRPC's default 4 MiB answer, and more than one page.
+    let value = "\u{1}".repeat(4000);
+    for port in 1..=250u16 {
+        let mut new = instance(SocketAddr::from(([127, 0, 0, 1], port)));
+        new.metadata.insert("k".to_owned(), value.clone());
+        client.register(new).await.unwrap().unwrap();
+    }
+    assert_eq!(snapshot(&client).await.instances.len(), 250);
+    let second = Replica::start_with("r2", &endpoints, 60_000).await;
+    let clients = [client, second.client().await];
+    same_view(&clients, 250).await;
 }

@@ -115,6 +115,39 @@ async fn a_client_of_a_list_connects_past_an_address_that_refuses() {
 }
 
 #[tokio::test]
+async fn a_list_whose_first_address_never_answers_reaches_the_next_within_short_deadlines() {
+    // A listener whose accept queue is full: the kernel drops further connection attempts, as a host that is
+    // down or cut off would; nothing refuses them.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let silent = socket.listen(0).unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let _filler = std::net::TcpStream::connect(silent_addr).unwrap();
+    let live = Site::start().await;
+    let addrs = [silent_addr, live.addr];
+    // Calls with a deadline under the connect timeout (a heartbeat's, a third of a TTL of 3 s, against 3 s):
+    // a dial cut short by the deadline still leaves the next attempt at the other address.
+    let mut stuck = 0;
+    for _ in 0..12 {
+        let client = Client::lazy_with(&addrs[..], ClientConfig::default())
+            .await
+            .unwrap();
+        let client = WhereClient::new(client).with_deadline(Duration::from_millis(300));
+        let mut reached = false;
+        for n in 0..3 {
+            reached |= client.serve(n).await.is_ok();
+        }
+        stuck += usize::from(!reached);
+    }
+    drop(silent);
+    assert_eq!(
+        stuck, 0,
+        "{stuck} of 12 clients never reached the live address in 3 calls"
+    );
+    live.stop().await;
+}
+
+#[tokio::test]
 async fn clients_of_a_list_spread_over_it_and_move_on_when_their_server_dies() {
     let (a, b) = (Site::start().await, Site::start().await);
     let (a_addr, b_addr) = (a.addr.to_string(), b.addr.to_string());

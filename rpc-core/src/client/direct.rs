@@ -180,6 +180,13 @@ impl Direct {
         }
     }
 
+    /// Closes the live connection for `reason` (see [`Direct::close`]), and starts the next attempt at the
+    /// address after the one in use: its server is silent.
+    pub(crate) fn close_and_move_on(&self, reason: &str) {
+        self.rotate(self.start.load(Ordering::Relaxed));
+        self.close(reason);
+    }
+
     fn current(&self) -> MutexGuard<'_, Option<Arc<Connection>>> {
         crate::sync::lock(&self.current)
     }
@@ -210,6 +217,9 @@ impl Direct {
         let mut last = String::from("the address resolved to nothing");
         for at in (0..count).map(|i| (start + i) % count) {
             let addr = &addrs[at];
+            // Past this address before trying it: a dial cut short by the call's deadline (shorter than the
+            // connect timeout, say, against an address that never answers) leaves the next attempt at another.
+            self.rotate(at);
             let timeout = self.config.connect_timeout;
             match tokio::time::timeout(timeout, self.dial_one(addr)).await {
                 Ok(Ok(conn)) => {
@@ -220,7 +230,6 @@ impl Direct {
                 Err(_) => last = format!("cannot connect to {addr}: no answer in {timeout:?}"),
             }
         }
-        self.rotate(start);
         Err(RpcError::not_processed(Status::Unavailable, last))
     }
 

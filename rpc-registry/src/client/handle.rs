@@ -4,6 +4,7 @@
 //! configuration. Tokens travel as per-call metadata, so callers with different tokens share a connection too.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -11,6 +12,11 @@ use rpc_core::{Client, ClientConfig, RpcError, Status, ToSocketAddrs};
 
 use crate::api::RegistryClient;
 use crate::token::{TokenError, bearer};
+
+/// Heartbeats in a row over one connection that the registry did not take, after which the connection moves
+/// to the next of the registry's addresses: 2. With a heartbeat every third of the TTL and quick retries after
+/// a failure, an instance then registers with another replica before its lease ends.
+pub const MOVE_AFTER: u32 = 2;
 
 /// Default of [`ClientConfig::backoff_max`] in [`RegistryHandle::default_config`]: 250 ms, well under a
 /// heartbeat interval, so that heartbeats and watches resume soon after the registry comes back.
@@ -46,6 +52,8 @@ pub struct RegistryHandle {
 #[derive(Debug)]
 struct Inner {
     registry: RegistryClient,
+    /// Heartbeats in a row, of every registration over this connection, that the registry did not take.
+    failed: AtomicU32,
 }
 
 /// What makes two [`RegistryHandle::shared`] calls share a connection: the runtime they run on (a connection's
@@ -170,6 +178,7 @@ impl RegistryHandle {
         RegistryHandle {
             inner: Arc::new(Inner {
                 registry: RegistryClient::new(client),
+                failed: AtomicU32::new(0),
             }),
         }
     }
@@ -239,6 +248,25 @@ impl RegistryHandle {
             Some(token) => Ok(self.client().with_metadata(bearer(token)?)),
             None => Ok(self.client()),
         }
+    }
+
+    /// A heartbeat (or a registration made again) over this connection was not taken: the registry was silent,
+    /// or could not keep the lease. At [`MOVE_AFTER`] in a row, whichever registrations they were of, the
+    /// connection moves to the next of the registry's addresses (see [`rpc_core::Client::reconnect`]): a hung
+    /// replica, or one cut off from its store, is left before the instances' leases end. Counted over the
+    /// connection, so that registrations sharing it move it once, not each in turn.
+    pub(crate) fn heartbeat_failed(&self) {
+        if self.inner.failed.fetch_add(1, Ordering::Relaxed) + 1 >= MOVE_AFTER {
+            self.inner.failed.store(0, Ordering::Relaxed);
+            self.inner.registry.client().reconnect(
+                "the registry did not take two heartbeats in a row: trying the next of its addresses",
+            );
+        }
+    }
+
+    /// A heartbeat (or a registration) over this connection was taken.
+    pub(crate) fn heartbeat_taken(&self) {
+        self.inner.failed.store(0, Ordering::Relaxed);
     }
 
     /// Whether `self` and `other` use the same connection.

@@ -129,8 +129,8 @@ pub struct Registration {
 
 #[derive(Debug)]
 struct Shared {
-    /// Keeps the connection shared while the registration lives.
-    _handle: RegistryHandle,
+    /// Keeps the connection shared while the registration lives, and moves it when heartbeats go untaken.
+    handle: RegistryHandle,
     registry: RegistryClient,
     instance: NewInstance,
     lease: Mutex<Lease>,
@@ -191,7 +191,7 @@ impl Registration {
         let client = registry.stub(config.token.as_deref())?;
         let lease = client.register(instance.clone()).await??;
         let shared = Arc::new(Shared {
-            _handle: registry.clone(),
+            handle: registry.clone(),
             registry: client,
             instance,
             lease: Mutex::new(lease),
@@ -311,6 +311,8 @@ async fn heartbeat_loop(
     let mut unsure = false;
     // Heartbeats (or registrations made again) in a row that did not reach a registry.
     let mut unreached = 0u32;
+    // Heartbeats (or registrations made again) in a row that the registry did not take, reached or not.
+    let mut failed = 0u32;
     let mut next = Instant::now() + shared.interval(fixed);
     loop {
         tokio::time::sleep_until(next).await;
@@ -335,7 +337,7 @@ async fn heartbeat_loop(
             unreached = 0;
         }
         match renewed {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => failed = 0,
             Ok(Err(RegistryError::UnknownLease { .. })) => {
                 // Expired, or the registry restarted: register again at once.
                 let sent = Instant::now();
@@ -346,6 +348,7 @@ async fn heartbeat_loop(
                     Ok(Ok(lease)) => {
                         shared.adopt(lease, &status);
                         unsure = false;
+                        failed = 0;
                         // The lease's TTL runs from when the registry took it, after `sent`.
                         next = sent + interval;
                     }
@@ -353,11 +356,15 @@ async fn heartbeat_loop(
                         status.send_replace(Status::Refused(*shared.lease(), refused));
                         return;
                     }
-                    // Refused for now (the registry is full, say): try again next time.
-                    Ok(Err(_)) => {}
+                    // Refused for now (the registry is full, or cannot reach its store): try again soon.
+                    Ok(Err(_)) => {
+                        failed = failed.saturating_add(1);
+                        next = next.min(Instant::now() + retry_pause(failed, interval));
+                    }
                     Err(e) => {
                         unsure |= !e.is_not_processed();
                         unreached = unreached.saturating_add(1);
+                        failed = failed.saturating_add(1);
                         next = next.min(Instant::now() + retry_pause(unreached, interval));
                     }
                 }
@@ -383,14 +390,25 @@ async fn heartbeat_loop(
                 status.send_replace(Status::Refused(*shared.lease(), refused));
                 return;
             }
-            // A refusal that may clear: try again next time.
-            Ok(Err(_)) => {}
+            // A refusal that may clear (a replica that lost its store, say): try again soon.
+            Ok(Err(_)) => {
+                failed = failed.saturating_add(1);
+                next = next.min(Instant::now() + retry_pause(failed, interval));
+            }
             // No registry answered (the one in use died, say): try again soon, when the connection may have
             // moved to another replica, rather than a whole interval later.
             Err(_) => {
                 unreached = unreached.saturating_add(1);
+                failed = failed.saturating_add(1);
                 next = next.min(Instant::now() + retry_pause(unreached, interval));
             }
+        }
+        // A registry that stays silent on a connection that stands (a hung process, a host cut off: no reset
+        // ever comes), or that cannot keep the lease (a replica cut off from its store), is left for the next
+        // of its addresses after a few such heartbeats, counted over the connection.
+        match failed {
+            0 => shared.handle.heartbeat_taken(),
+            _ => shared.handle.heartbeat_failed(),
         }
     }
 }

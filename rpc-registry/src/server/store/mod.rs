@@ -72,16 +72,7 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug + 'static {
         load: Option<LoadReport>,
         check: OwnerCheck<'_>,
     ) -> Result<(), RegistryError> {
-        let mut state = self.index().write();
-        let owner = state.lease_owner(lease);
-        check(owner)?;
-        let listed = state.heartbeat(lease, tokio::time::Instant::now())?;
-        // Under the lock: an operator's weight swaps the instance's entry, and the report must reach the entry
-        // in force.
-        if let (Some(listed), Some(load)) = (listed, load) {
-            listed.add_load(load);
-        }
-        Ok(())
+        renew_in(self.index(), lease, load, check)
     }
 
     /// Removes the instance of `lease` if `check` allows; `Ok(false)` if it was already gone.
@@ -127,6 +118,25 @@ pub(crate) trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn holder(&self, _service: &str, _address: &str) -> Option<String> {
         None
     }
+}
+
+/// Renews `lease` in `index`, if `check` allows: what every store's heartbeat does in the end.
+fn renew_in(
+    index: &Index,
+    lease: &LeaseRef,
+    load: Option<LoadReport>,
+    check: OwnerCheck<'_>,
+) -> Result<(), RegistryError> {
+    let mut state = index.write();
+    let owner = state.lease_owner(lease);
+    check(owner)?;
+    let listed = state.heartbeat(lease, tokio::time::Instant::now())?;
+    // Under the lock: an operator's weight swaps the instance's entry, and the report must reach the entry in
+    // force.
+    if let (Some(listed), Some(load)) = (listed, load) {
+        listed.add_load(load);
+    }
+    Ok(())
 }
 
 /// Where a registry keeps instances and rules.

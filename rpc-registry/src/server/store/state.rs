@@ -682,6 +682,17 @@ impl State {
     }
 
     #[cfg(feature = "etcd")]
+    /// Puts `lease` back on a timer of `after`, if it is still there and no timer holds it: its eviction could
+    /// not be written to the store, and is tried again then.
+    pub(crate) fn rearm(&mut self, lease: u64, after: Duration) {
+        if let Some(entry) = self.leases.get_mut(&lease)
+            && entry.expiry.is_none()
+        {
+            entry.expiry = Some(self.expiries.insert(lease, after));
+        }
+    }
+
+    #[cfg(feature = "etcd")]
     /// Sets the weights operators set, as a store elsewhere reports them, and applies each change to the
     /// instance at its address.
     pub(crate) fn mirror_weight(&mut self, service: &str, address: &str, weight: Option<u32>) {

@@ -18,8 +18,17 @@ use crate::api::{RemovalReason, RulesRevision};
 use crate::server::store::Replica;
 use crate::server::store::state::State;
 
-/// Keys read per request when reading the whole prefix: 1,000, so that no answer nears gRPC's 4 MiB.
-const PAGE: i64 = 1_000;
+/// Keys read per request when reading the whole prefix: 100. A value is at most etcd's request limit (1.5 MiB
+/// by default), so a page stays under [`MAX_ANSWER`].
+const PAGE: i64 = 100;
+
+/// The largest answer taken from etcd (a page of keys, a watch's batch of events): 256 MiB, well above what
+/// [`PAGE`] values of etcd's largest can make; gRPC's default of 4 MiB is less than a page of instances with
+/// the metadata the registry allows.
+pub(super) const MAX_ANSWER: usize = 256 << 20;
+
+/// How long an eviction that could not be written waits before it is tried again: 1 s.
+const EVICTION_RETRY: Duration = Duration::from_secs(1);
 
 /// The longest pause between two attempts to reach etcd again: 2 s.
 const MAX_PAUSE: Duration = Duration::from_secs(2);
@@ -40,7 +49,10 @@ impl EtcdStore {
     /// Reads every key at one revision, in pages, and makes the index hold exactly that: what it lacks is
     /// added, what etcd no longer has is removed (as evicted: why is lost with the revisions compacted).
     pub(super) async fn snapshot(&self) -> Result<(), String> {
-        let mut client = self.client.clone();
+        let mut client = self
+            .client
+            .kv_client()
+            .max_decoding_message_size(MAX_ANSWER);
         let prefix = self.keys.all().as_bytes().to_vec();
         let end = prefix_end(&prefix);
         let (mut kvs, mut at, mut cluster) = (Vec::new(), 0i64, 0u64);
@@ -78,7 +90,10 @@ impl EtcdStore {
         let mut replicas = BTreeMap::new();
         for kv in &kvs {
             match self.keys.parse(kv.key()) {
-                Some(Key::Instance { service, address }) => {
+                // A value that does not parse is no instance: left out, it is removed below.
+                Some(Key::Instance { service, address })
+                    if serde_json::from_slice::<Stored>(kv.value()).is_ok() =>
+                {
                     seen_instances.insert((service, address));
                 }
                 Some(Key::Weight { service, address }) => {
@@ -126,6 +141,9 @@ impl EtcdStore {
         match self.keys.parse(kv.key()) {
             Some(Key::Instance { service, address }) => {
                 let Ok(stored) = serde_json::from_slice::<Stored>(kv.value()) else {
+                    // Not an instance of ours: whatever held the address is gone.
+                    state.remove_mirrored(&service, &address, RemovalReason::Evicted);
+                    rpc_core::sync::lock(&self.holders).remove(&(service, address));
                     return;
                 };
                 let lease = u64::try_from(kv.mod_revision()).unwrap_or(0);
@@ -243,7 +261,10 @@ async fn watch(store: &EtcdStore) -> Ended {
         .with_prefix()
         .with_start_revision(from)
         .with_progress_notify();
-    let mut client = store.client.clone();
+    let mut client = store
+        .client
+        .watch_client()
+        .max_decoding_message_size(MAX_ANSWER);
     let mut stream = match client.watch(store.keys.all(), Some(options)).await {
         Ok(stream) => stream,
         Err(e) => return Ended::Failed(e.to_string()),
@@ -308,6 +329,7 @@ async fn keep_alive(store: Arc<EtcdStore>) {
                 match tokio::time::timeout(store.config.request_timeout, answers.message()).await {
                     Ok(Ok(Some(answer))) if answer.ttl() > 0 => {
                         pause = Duration::from_millis(100);
+                        store.confirmed();
                     }
                     Ok(Ok(Some(_))) => {
                         // The lease ended (etcd was out of reach longer than its TTL): this replica's
@@ -354,8 +376,11 @@ async fn evict(store: Arc<EtcdStore>, evicted: Box<dyn Fn() + Send + Sync>) {
                         RemovalReason::Evicted,
                     )
                     .await;
-                if matches!(removed, Ok(true)) {
-                    evicted();
+                match removed {
+                    Ok(true) => evicted(),
+                    Ok(false) => {}
+                    // etcd could not be written: try again in a while, rather than list it for ever.
+                    Err(_) => store.index.write().rearm(lease, EVICTION_RETRY),
                 }
             }
             Some(None) => {}

@@ -37,10 +37,13 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
+    /// The keys under `prefix`, which ends with `/` (one is added if not), so that `/a` never reads `/ab/`.
     pub(crate) fn new(prefix: &str) -> Keys {
-        Keys {
-            prefix: prefix.to_owned(),
+        let mut prefix = prefix.to_owned();
+        if !prefix.ends_with('/') {
+            prefix.push('/');
         }
+        Keys { prefix }
     }
 
     /// Every key of the store: the prefix itself.
@@ -88,7 +91,11 @@ impl Keys {
             "replicas" => Key::Replica { name: next()? },
             _ => return None,
         };
-        Some(parsed)
+        // A key of rules has its revision after the service; any other segment makes it no key of ours.
+        if matches!(parsed, Key::Rules { .. }) {
+            parts.next()?;
+        }
+        parts.next().is_none().then_some(parsed)
     }
 }
 
@@ -177,6 +184,13 @@ mod tests {
             })
         );
         assert_eq!(keys.parse(b"/rpc-registry/other/x"), None);
+        assert_eq!(
+            keys.parse(b"/rpc-registry/instances/a/b/c"),
+            None,
+            "a segment too many"
+        );
+        assert_eq!(keys.parse(b"/rpc-registry/rules/Calc"), None, "no revision");
+        assert_eq!(Keys::new("/mine").instance("a", "b"), "/mine/instances/a/b");
         assert_eq!(keys.parse(b"/elsewhere/instances/a/b"), None);
         assert_eq!(keys.parse(b"/rpc-registry/instances/a%zz/b"), None);
     }

@@ -18,6 +18,13 @@
 //! Writes are transactions that compare the key's revision with what the index saw, so that two replicas
 //! never overwrite each other's change unseen; a write answers once the replica's own index has applied it.
 //!
+//! Every replica must be given the same token and credentials file: an instance's owner is kept as the grant
+//! that registered it (its index in the credentials), which another replica checks against its own.
+//!
+//! A replica that has not heard from etcd for two thirds of its lease's TTL refuses heartbeats (its lease, and
+//! its instances with it, may end in etcd whatever it says): the instances' registrations then move to another
+//! replica, as they do from one that hangs.
+//!
 //! # Layout
 //! - this file: [`EtcdStore`], its configuration and its writes.
 //! - `keys`: the keys and values in etcd.
@@ -30,6 +37,7 @@ use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use rpc_core::rules::Rules;
+use rpc_core::server::layer::LoadReport;
 use tokio::sync::Notify;
 
 use super::rules_store::RulesStore;
@@ -109,6 +117,8 @@ pub(crate) struct EtcdStore {
     holders: Mutex<HashMap<(String, String), String>>,
     /// Wakes the evictions when a lease of this replica's is added to an empty timer wheel.
     added: Notify,
+    /// When etcd last confirmed this replica's lease (granted, or kept alive).
+    confirmed: Mutex<tokio::time::Instant>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -130,14 +140,14 @@ impl EtcdStore {
         let options = etcd_client::ConnectOptions::new()
             .with_connect_timeout(etcd.request_timeout)
             .with_timeout(etcd.request_timeout)
-            .with_keep_alive(Duration::from_secs(2), etcd.request_timeout);
+            .with_keep_alive(Duration::from_secs(2), etcd.request_timeout)
+            // A member cut off from the others' quorum refuses at once rather than serve a stale watch.
+            .with_require_leader(true);
         let client = etcd_client::Client::connect(&etcd.endpoints, Some(options))
             .await
             .map_err(|e| {
-                format!(
-                    "cannot connect to etcd at {}: {e}",
-                    etcd.endpoints.join(",")
-                )
+                let at = etcd.endpoints.join(",");
+                rpc_core::text::quoted(&format!("cannot connect to etcd at {at}: {e}"), 512)
             })?;
         let ttl = config.ttl;
         let store = EtcdStore {
@@ -155,9 +165,11 @@ impl EtcdStore {
             replicas: Mutex::new(BTreeMap::new()),
             holders: Mutex::new(HashMap::new()),
             added: Notify::new(),
+            confirmed: Mutex::new(tokio::time::Instant::now()),
         };
-        store.grant().await?;
-        store.snapshot().await?;
+        let quoted = |e: String| rpc_core::text::quoted(&e, 512);
+        store.grant().await.map_err(quoted)?;
+        store.snapshot().await.map_err(quoted)?;
         Ok(store)
     }
 
@@ -176,6 +188,7 @@ impl EtcdStore {
             .await
             .map_err(|e| format!("cannot take an etcd lease: {e}"))?;
         self.lease.store(granted.id(), Ordering::Relaxed);
+        self.confirmed();
         let me = Replica {
             name: self.config.replica.clone(),
             api: self.config.api.clone(),
@@ -193,14 +206,24 @@ impl EtcdStore {
         Ok(())
     }
 
-    /// Runs `txn`, retrying while etcd cannot answer (an election, a member down) within [`WRITE_TIMEOUT`];
+    /// etcd confirmed this replica's lease now.
+    pub(super) fn confirmed(&self) {
+        *rpc_core::sync::lock(&self.confirmed) = tokio::time::Instant::now();
+    }
+
+    /// Runs the transaction `txn` makes, made again for each attempt (the replica's lease may have changed
+    /// meanwhile), retrying while etcd cannot answer (an election, a member down) within [`WRITE_TIMEOUT`];
     /// answers whether its comparisons held and the revision it saw or made.
-    async fn commit(&self, what: &str, txn: Txn) -> Result<(bool, i64), RegistryError> {
+    async fn commit(
+        &self,
+        what: &str,
+        txn: impl Fn() -> Txn,
+    ) -> Result<(bool, i64), RegistryError> {
         let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
         let mut pause = Duration::from_millis(50);
         loop {
             let mut client = self.client.clone();
-            match client.txn(txn.clone()).await {
+            match client.txn(txn()).await {
                 Ok(done) => {
                     let revision = done.header().map_or(0, |h| h.revision());
                     return Ok((done.succeeded(), revision));
@@ -264,16 +287,18 @@ impl EtcdStore {
             reason,
         })
         .map_err(|e| RegistryError::NotStored(e.to_string()))?;
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key.clone(),
-                CompareOp::Equal,
-                i64::try_from(lease).unwrap_or(i64::MAX),
-            )])
-            .and_then([
-                TxnOp::put(self.keys.service(service), marker, None),
-                TxnOp::delete(key, None),
-            ]);
+        let txn = || {
+            Txn::new()
+                .when([Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    i64::try_from(lease).unwrap_or(i64::MAX),
+                )])
+                .and_then([
+                    TxnOp::put(self.keys.service(service), marker.clone(), None),
+                    TxnOp::delete(key.clone(), None),
+                ])
+        };
         let (removed, revision) = self.commit("the removal", txn).await?;
         if removed {
             self.applied("the removal", revision).await?;
@@ -317,15 +342,17 @@ impl Store for EtcdStore {
                 };
                 let value = serde_json::to_vec(&stored)
                     .map_err(|e| RegistryError::Invalid(e.to_string()))?;
-                let lease = self.lease.load(Ordering::Relaxed);
                 let seen = i64::try_from(seen.unwrap_or(0)).unwrap_or(i64::MAX);
-                let txn = Txn::new()
-                    .when([Compare::mod_revision(key.clone(), CompareOp::Equal, seen)])
-                    .and_then([TxnOp::put(
-                        key.clone(),
-                        value,
-                        Some(PutOptions::new().with_lease(lease)),
-                    )]);
+                let txn = || {
+                    let lease = self.lease.load(Ordering::Relaxed);
+                    Txn::new()
+                        .when([Compare::mod_revision(key.clone(), CompareOp::Equal, seen)])
+                        .and_then([TxnOp::put(
+                            key.clone(),
+                            value.clone(),
+                            Some(PutOptions::new().with_lease(lease)),
+                        )])
+                };
                 let (written, revision) = self.commit("the registration", txn).await?;
                 if !written {
                     self.caught_up(revision).await;
@@ -348,6 +375,25 @@ impl Store for EtcdStore {
                 shown(&new.address)
             )))
         })
+    }
+
+    fn renew(
+        &self,
+        lease: &LeaseRef,
+        load: Option<LoadReport>,
+        check: OwnerCheck<'_>,
+    ) -> Result<(), RegistryError> {
+        // Past two thirds of the lease's TTL without word from etcd, the lease may end there (and the instances
+        // with it) whatever this replica says: refuse, so that the instance moves to a replica that reaches it.
+        let silent = rpc_core::sync::lock(&self.confirmed).elapsed();
+        let limit = Duration::from_secs(u64::try_from(self.lease_ttl()).unwrap_or(2)) * 2 / 3;
+        if silent > limit {
+            return Err(RegistryError::NotStored(format!(
+                "this registry replica has not reached etcd for {} ms: heartbeat another replica",
+                silent.as_millis()
+            )));
+        }
+        super::renew_in(&self.index, lease, load, check)
     }
 
     fn deregister<'a>(
@@ -404,9 +450,11 @@ impl Store for EtcdStore {
                 let key = self.keys.rules(&rules.service, next);
                 let value = serde_json::to_vec(&revision)
                     .map_err(|e| RegistryError::NotStored(e.to_string()))?;
-                let txn = Txn::new()
-                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(key, value, None)]);
+                let txn = || {
+                    Txn::new()
+                        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                        .and_then([TxnOp::put(key.clone(), value.clone(), None)])
+                };
                 let (written, at) = self.commit("the rules", txn).await?;
                 if !written {
                     self.caught_up(at).await;
@@ -440,12 +488,14 @@ impl Store for EtcdStore {
                 super::memory::check_weight_count(set.len(), next.len(), self.max_weights)?;
             }
             let key = self.keys.weight(service, address);
-            let txn = match weight {
-                Some(weight) => Txn::new().and_then([TxnOp::put(key, weight.to_string(), None)]),
+            let txn = || match weight {
+                Some(weight) => {
+                    Txn::new().and_then([TxnOp::put(key.clone(), weight.to_string(), None)])
+                }
                 // Undoing a weight that is not set writes nothing (and no revision would come to wait for).
                 None => Txn::new()
                     .when([Compare::version(key.clone(), CompareOp::Greater, 0)])
-                    .and_then([TxnOp::delete(key, None)]),
+                    .and_then([TxnOp::delete(key.clone(), None)]),
             };
             let (written, revision) = self.commit("the weight", txn).await?;
             if written {
