@@ -195,6 +195,22 @@ fn instance(address: SocketAddr) -> NewInstance {
     }
 }
 
+/// Starts `n` servers of `Echo` and registers each with the replicas at `addrs` (each starting at one of them,
+/// at random).
+async fn register_echo(addrs: &[SocketAddr], n: usize) -> Vec<Registration> {
+    let mut registrations = Vec::new();
+    for _ in 0..n {
+        let addr = echo_server().await;
+        let config = RegistrationConfig::default();
+        registrations.push(
+            Registration::register(addrs, instance(addr), config)
+                .await
+                .unwrap(),
+        );
+    }
+    registrations
+}
+
 /// Polls `check` every 20 ms until it holds, for at most `limit`; answers how long it took.
 async fn within<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
 where
@@ -367,15 +383,7 @@ async fn a_replica_killed_during_10000_calls_fails_none_and_its_instances_move_w
         replicas.push(Replica::start(name, &endpoints).await);
     }
     let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.api).collect();
-    let mut registrations = Vec::new();
-    for _ in 0..4 {
-        let addr = echo_server().await;
-        let registration =
-            Registration::register(&addrs[..], instance(addr), RegistrationConfig::default())
-                .await
-                .unwrap();
-        registrations.push(registration);
-    }
+    let _registrations = register_echo(&addrs, 4).await;
     let discovery = Discovery::new(&addrs[..], DiscoveryConfig::default())
         .await
         .unwrap();
@@ -470,15 +478,7 @@ async fn the_etcd_leader_of_three_killed_the_replicas_go_on_serving_and_writes_r
         Replica::start("r2", &endpoints).await,
     ];
     let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.api).collect();
-    let mut registrations = Vec::new();
-    for _ in 0..2 {
-        let addr = echo_server().await;
-        registrations.push(
-            Registration::register(&addrs[..], instance(addr), RegistrationConfig::default())
-                .await
-                .unwrap(),
-        );
-    }
+    let mut registrations = register_echo(&addrs, 2).await;
     let clients = [replicas[0].client().await, replicas[1].client().await];
     same_view(&clients, 2).await;
 
@@ -522,15 +522,7 @@ async fn every_replica_restarted_loses_no_rule_and_every_instance_is_back_within
         .await
         .unwrap()
         .unwrap();
-    let mut registrations = Vec::new();
-    for _ in 0..3 {
-        let addr = echo_server().await;
-        registrations.push(
-            Registration::register(&addrs[..], instance(addr), RegistrationConfig::default())
-                .await
-                .unwrap(),
-        );
-    }
+    let _registrations = register_echo(&addrs, 3).await;
     let clients = [replicas[0].client().await, replicas[1].client().await];
     let before = view(&same_view(&clients, 3).await);
 
@@ -665,15 +657,7 @@ async fn the_instances_of_a_replica_that_hangs_move_to_another() {
         Replica::start("r2", &endpoints).await,
     ];
     let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.api).collect();
-    let mut registrations = Vec::new();
-    for _ in 0..4 {
-        let addr = echo_server().await;
-        registrations.push(
-            Registration::register(&addrs[..], instance(addr), RegistrationConfig::default())
-                .await
-                .unwrap(),
-        );
-    }
+    let _registrations = register_echo(&addrs, 4).await;
     let clients = [replicas[0].client().await, replicas[1].client().await];
     same_view(&clients, 4).await;
     let before = placement(&clients[0]).await;
