@@ -118,6 +118,11 @@ pub struct ServeFlags {
     /// --listen]
     #[arg(long, env = "RPC_REGISTRY_ADVERTISE")]
     pub advertise: Option<String>,
+    /// Milliseconds the instances a replica held outlive it in etcd (its etcd lease's TTL, whole seconds, at
+    /// least 2 s). Each instance moves to another replica within a heartbeat, but each move is an etcd write:
+    /// a replica holding more instances than etcd writes in a TTL wants a longer lease. [default: --ttl-ms]
+    #[arg(long, env = "RPC_REGISTRY_ETCD_LEASE_TTL_MS")]
+    pub etcd_lease_ttl_ms: Option<u64>,
     /// Most revisions of one service's rules kept (every applied revision is, for rollbacks); one more is
     /// refused.
     #[arg(long, default_value_t = registry::DEFAULT_MAX_RULES_REVISIONS)]
@@ -226,6 +231,7 @@ impl std::fmt::Debug for ServeFlags {
             etcd_prefix,
             replica_name,
             advertise,
+            etcd_lease_ttl_ms,
             max_rules_revisions,
             tls_cert,
             tls_key,
@@ -274,6 +280,7 @@ impl std::fmt::Debug for ServeFlags {
             .field("etcd_prefix", etcd_prefix)
             .field("replica_name", replica_name)
             .field("advertise", advertise)
+            .field("etcd_lease_ttl_ms", etcd_lease_ttl_ms)
             .field("max_rules_revisions", max_rules_revisions)
             .field("tls_cert", tls_cert)
             .field("tls_key", tls_key)
@@ -343,6 +350,7 @@ impl ServeFlags {
                     .clone()
                     .unwrap_or_else(|| self.listen.to_string());
                 etcd.http = Some(self.http.to_string());
+                etcd.lease_ttl = self.etcd_lease_ttl_ms.map(Duration::from_millis);
                 Ok(crate::StoreConfig::Etcd(etcd))
             }
             #[cfg(not(feature = "etcd"))]
@@ -536,6 +544,7 @@ mod tests {
                 "etcd-prefix",
                 "replica-name",
                 "advertise",
+                "etcd-lease-ttl-ms",
             ],
         ),
     ];
@@ -676,6 +685,8 @@ mod tests {
             "r1",
             "--listen",
             "127.0.0.1:7000",
+            "--etcd-lease-ttl-ms",
+            "30000",
         ]);
         #[cfg(feature = "etcd")]
         {
@@ -690,6 +701,7 @@ mod tests {
                 ("r1", "127.0.0.1:7000")
             );
             assert_eq!(etcd.prefix, "/rpc-registry/");
+            assert_eq!(etcd.lease_ttl, Some(Duration::from_secs(30)));
         }
         #[cfg(not(feature = "etcd"))]
         {

@@ -76,6 +76,11 @@ pub struct EtcdConfig {
     /// How long etcd waits for one request before the client gives up on it (and retries within
     /// [`WRITE_TIMEOUT`]): 2 s.
     pub request_timeout: Duration,
+    /// The TTL of this replica's etcd lease, if not the registry's TTL (the default): how long the instances it
+    /// held outlive it in etcd. Their registrations move to another replica within a heartbeat, but each move
+    /// is an etcd write: a replica that holds more instances than etcd writes in a TTL wants a longer lease,
+    /// or they leave discovery until they have moved (docs/REGISTRY_SCALE.md). Whole seconds, at least 2.
+    pub lease_ttl: Option<Duration>,
 }
 
 impl EtcdConfig {
@@ -91,6 +96,7 @@ impl EtcdConfig {
             api: String::new(),
             http: None,
             request_timeout: Duration::from_secs(2),
+            lease_ttl: None,
         }
     }
 }
@@ -173,9 +179,10 @@ impl EtcdStore {
         Ok(store)
     }
 
-    /// The etcd lease's TTL in whole seconds: the registry's TTL, at least etcd's minimum of 2 s.
+    /// The etcd lease's TTL in whole seconds: [`EtcdConfig::lease_ttl`] or the registry's TTL, at least 2 s.
     fn lease_ttl(&self) -> i64 {
-        i64::try_from(self.ttl.as_secs_f64().ceil() as u64)
+        let ttl = self.config.lease_ttl.unwrap_or(self.ttl);
+        i64::try_from(ttl.as_secs_f64().ceil() as u64)
             .unwrap_or(i64::MAX)
             .max(2)
     }
