@@ -3,6 +3,9 @@
 //! equal share of the leases and renews them one after another, evenly spaced over the interval, so that the
 //! registry sees a steady stream of heartbeats. A task registers each of its instances on its first pass (and
 //! again if the registry forgot it), so that no instance waits longer than one interval for its first heartbeat.
+//! A registration runs beside the task's heartbeats (at most [`REGISTERING`] at once per task), as instances
+//! start independently: when registrations are slow (the etcd store writes each through etcd), the instances
+//! already registered keep their heartbeats on time, and those waiting are tried again on the next pass.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,9 +14,14 @@ use std::time::Duration;
 
 use rpc_registry::{LeaseRef, NewInstance, RegistryClient};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::histogram::Histogram;
+
+/// Registrations one caller has in flight at most: 2, so that a connection's 256 callers stay within the
+/// server's 1,024 calls in flight per connection.
+pub(crate) const REGISTERING: usize = 2;
 
 /// What the callers count, shared with the driver.
 pub(crate) struct Counts {
@@ -71,28 +79,35 @@ pub(crate) async fn caller(
         return;
     }
     let mut leases: Vec<Option<LeaseRef>> = vec![None; owned.len()];
+    let mut registering = vec![false; owned.len()];
+    let mut in_flight = JoinSet::new();
     let mut tick = tokio::time::interval_at(start, interval / owned.len() as u32);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    for slot in (0..owned.len()).cycle() {
+    let mut next = 0;
+    loop {
         tokio::select! {
             _ = tick.tick() => {}
+            Some(Ok((slot, granted))) = in_flight.join_next() => {
+                registering[slot] = false;
+                match granted {
+                    Some(lease) => {
+                        counts.registered.fetch_add(1, Ordering::Relaxed);
+                        leases[slot] = Some(lease);
+                    }
+                    None => {
+                        counts.failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                continue;
+            }
             _ = stop.wait_for(|&stop| stop) => return,
         }
+        let slot = next;
+        next = (next + 1) % owned.len();
         let Some(lease) = &leases[slot] else {
-            match registry.register(owned[slot].clone()).await {
-                Ok(Ok(lease)) => {
-                    counts.registered.fetch_add(1, Ordering::Relaxed);
-                    let new = &owned[slot];
-                    leases[slot] = Some(LeaseRef {
-                        lease: lease.id,
-                        incarnation: lease.incarnation,
-                        service: new.service.clone(),
-                        address: new.address.clone(),
-                    });
-                }
-                Ok(Err(_)) | Err(_) => {
-                    counts.failed.fetch_add(1, Ordering::Relaxed);
-                }
+            if !registering[slot] && in_flight.len() < REGISTERING {
+                registering[slot] = true;
+                in_flight.spawn(register(registry.clone(), owned[slot].clone(), slot));
             }
             continue;
         };
@@ -113,4 +128,22 @@ pub(crate) async fn caller(
             }
         }
     }
+}
+
+/// Registers `new`, the caller's instance `slot`: the slot and its lease, or `None` if the registration failed.
+async fn register(
+    registry: RegistryClient,
+    new: NewInstance,
+    slot: usize,
+) -> (usize, Option<LeaseRef>) {
+    let lease = match registry.register(new.clone()).await {
+        Ok(Ok(lease)) => Some(LeaseRef {
+            lease: lease.id,
+            incarnation: lease.incarnation,
+            service: new.service,
+            address: new.address,
+        }),
+        Ok(Err(_)) | Err(_) => None,
+    };
+    (slot, lease)
 }

@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo run --release -p benches --bin registry-load                        # 100,000 instances, ~2 minutes
 //! cargo run --release -p benches --bin registry-load -- --instances 10000 --phase-secs 5   # a quick look
+//! cargo run --release -p benches --features etcd --bin registry-load -- --store etcd        # over etcd
 //! ```
 //!
 //! A registry runs in a child process (this binary with `--serve`), with room for `--instances` instances in
@@ -16,25 +17,37 @@
 //! - heartbeats per second, the registry's CPU time and resident memory (and its peak), evictions, and the
 //!   dashboard's polls and bytes.
 //!
+//! With `--store etcd` (feature `etcd`) the registry keeps its instances in etcd: a single-member etcd the
+//! driver starts (ports of 127.0.0.1 the OS picked, a temporary directory, all gone at exit) unless
+//! `--etcd-endpoints` names one. The driver then also reports etcd's own metrics over the registration ramp and
+//! each phase (proposals, puts, deletes, transactions, lease keep-alives, fsyncs, etcd's CPU), and, after the
+//! phases, starts a second replica beside the first to time how long it takes to read every instance from etcd.
+//!
 //! # Layout
 //! - `registry`: the registry's child process.
 //! - `load`: the instances and their heartbeats.
 //! - `probe`: the watch latency.
 //! - `dashboard`: the open page.
 //! - `histogram`: a lock-free histogram of durations.
+//! - `etcd`: the etcd member and its metrics (`--store etcd`).
+//! - `process`: a child process's CPU time and memory.
+//! - `report`: what a run prints.
 
 mod dashboard;
+mod etcd;
 mod histogram;
 mod load;
 mod probe;
+mod process;
 mod registry;
+mod report;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use rpc_core::{Client, ClientConfig};
 use rpc_registry::RegistryClient;
 use tokio::sync::watch;
@@ -42,9 +55,36 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use dashboard::Polls;
+use etcd::Etcd;
 use histogram::Histogram;
 use load::Counts;
 use registry::Registry;
+use report::{Phase, Ramp};
+
+/// How many times a second replica starts beside the first (etcd store), one after another.
+const JOINS: usize = 3;
+
+/// Why `--store etcd` cannot run in a binary built without the feature.
+const NO_ETCD: &str = "--store etcd needs the registry's etcd store, which this binary was built without: \
+     cargo run --release -p benches --features etcd --bin registry-load -- --store etcd";
+
+/// Where the registry keeps its instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Store {
+    /// In its own memory (the default store).
+    Memory,
+    /// In etcd (feature `etcd`).
+    Etcd,
+}
+
+impl Store {
+    fn name(self) -> &'static str {
+        match self {
+            Store::Memory => "memory",
+            Store::Etcd => "etcd",
+        }
+    }
+}
 
 /// Measures heartbeat round trips and watch latency at scale, with and without an open dashboard.
 #[derive(Parser, Debug)]
@@ -81,6 +121,13 @@ struct Args {
     /// The driver's worker threads.
     #[arg(long, default_value_t = 2)]
     driver_threads: usize,
+    /// Where the registry keeps its instances: `etcd` needs the `etcd` feature.
+    #[arg(long, value_enum, default_value_t = Store::Memory)]
+    store: Store,
+    /// etcd's client URLs, comma-separated (`http://HOST:PORT`), for `--store etcd`; without it the driver
+    /// starts a single-member etcd of its own (`$ETCD_BIN`, else /usr/bin/etcd).
+    #[arg(long)]
+    etcd_endpoints: Option<String>,
     /// Run as the registry (the child process); used by the driver itself.
     #[arg(long, hide = true)]
     serve: bool,
@@ -90,7 +137,14 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let ttl = Duration::from_millis(args.ttl_ms);
     let result = if args.serve {
-        registry::serve(registry::config(args.instances, args.per_service, ttl))
+        registry::store(args.store, args.etcd_endpoints.as_deref()).and_then(|store| {
+            registry::serve(registry::config(
+                args.instances,
+                args.per_service,
+                ttl,
+                store,
+            ))
+        })
     } else {
         run(&args)
     };
@@ -112,32 +166,54 @@ fn run(args: &Args) -> Result<(), String> {
     if !(args.phase_secs.is_finite() && args.phase_secs > 0.0 && args.warm_up_secs >= 0.0) {
         return Err("--phase-secs must be positive and --warm-up-secs not negative".into());
     }
-    let registry = Registry::spawn(&[
-        format!("--instances={}", args.instances),
-        format!("--per-service={}", args.per_service),
-        format!("--ttl-ms={}", args.ttl_ms),
-    ])?;
+    if args.store == Store::Etcd && !cfg!(feature = "etcd") {
+        return Err(NO_ETCD.into());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.driver_threads.max(1))
         .enable_all()
         .build()
         .map_err(|e| format!("cannot build the driver's runtime: {e}"))?;
-    runtime.block_on(drive(args, &registry))
+    // Dropped after the registry (declared before it): the registry stops first, then etcd.
+    let etcd = match (args.store, &args.etcd_endpoints) {
+        (Store::Memory, _) => None,
+        (Store::Etcd, Some(endpoints)) => Some(Etcd::external(endpoints)?),
+        (Store::Etcd, None) => Some(runtime.block_on(Etcd::start())?),
+    };
+    if let Some(etcd) = &etcd {
+        println!(
+            "etcd at {}{}",
+            etcd.endpoints,
+            etcd.pid().map_or_else(
+                || String::from(" (not the driver's)"),
+                |pid| format!(" (pid {pid})")
+            )
+        );
+    }
+    let registry = Registry::spawn(&child_args(args, etcd.as_ref()))?;
+    runtime.block_on(drive(args, &registry, etcd.as_ref()))
 }
 
-/// One measured phase.
-struct Phase {
-    dashboard: bool,
-    secs: f64,
-    heartbeats: u64,
-    lost: u64,
-    failed: u64,
-    evictions: f64,
-    cpu: Duration,
-    polls: u64,
-    poll_bytes: u64,
-    rss: f64,
-    peak: f64,
+/// The registry child's flags.
+fn child_args(args: &Args, etcd: Option<&Etcd>) -> Vec<String> {
+    let mut child = vec![
+        format!("--instances={}", args.instances),
+        format!("--per-service={}", args.per_service),
+        format!("--ttl-ms={}", args.ttl_ms),
+        format!("--store={}", args.store.name()),
+    ];
+    if let Some(etcd) = etcd {
+        child.push(format!("--etcd-endpoints={}", etcd.endpoints));
+    }
+    child
+}
+
+/// etcd's counters now, if the store is etcd.
+async fn sample(etcd: Option<&Etcd>) -> Option<etcd::Sample> {
+    match etcd {
+        Some(etcd) => Some(etcd.sample().await),
+        None => None,
+    }
 }
 
 async fn client(addr: std::net::SocketAddr) -> Result<RegistryClient, String> {
@@ -159,7 +235,7 @@ async fn evictions(registry: &Registry) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-async fn drive(args: &Args, registry: &Registry) -> Result<(), String> {
+async fn drive(args: &Args, registry: &Registry, etcd: Option<&Etcd>) -> Result<(), String> {
     let phases = 1 + 2 * args.rounds;
     let counts = Arc::new(Counts::new(phases));
     let latencies: Arc<Vec<Histogram>> = Arc::new((0..phases).map(|_| Histogram::new()).collect());
@@ -175,6 +251,12 @@ async fn drive(args: &Args, registry: &Registry) -> Result<(), String> {
     for i in 0..args.instances {
         owned[i % callers].push(load::instance(i, args.per_service));
     }
+    let ramp_from = (
+        sample(etcd).await,
+        registry.cpu(),
+        registry.memory_mib().0,
+        process::cpu(std::process::id()),
+    );
     let start = Instant::now() + Duration::from_millis(100);
     let mut owned = owned.into_iter().enumerate();
     for _ in 0..args.connections {
@@ -194,6 +276,7 @@ async fn drive(args: &Args, registry: &Registry) -> Result<(), String> {
         }
     }
     let pending = Arc::new(probe::Pending::default());
+    let probe_writes = Arc::clone(&pending);
     tasks.spawn(probe::watcher(
         client(registry.rpc).await?,
         Arc::clone(&pending),
@@ -214,13 +297,15 @@ async fn drive(args: &Args, registry: &Registry) -> Result<(), String> {
     ));
 
     println!(
-        "registry-load: {} instances in services of {}, TTL {} ms (heartbeats every {} ms), over {} connections x {} callers",
+        "registry-load: {} instances in services of {}, TTL {} ms (heartbeats every {} ms), over {} connections x {} callers, \
+         {} store",
         args.instances,
         args.per_service,
         args.ttl_ms,
         interval.as_millis(),
         args.connections,
-        args.callers
+        args.callers,
+        args.store.name(),
     );
     let began = Instant::now();
     let target = args.instances as u64;
@@ -234,11 +319,19 @@ async fn drive(args: &Args, registry: &Registry) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!(
-        "registered {target} instances in {:.1} s; warming up for {} s",
-        began.elapsed().as_secs_f64(),
-        args.warm_up_secs
-    );
+    let ramp = Ramp {
+        instances: target,
+        secs: began.elapsed().as_secs_f64(),
+        cpu: registry.cpu().saturating_sub(ramp_from.1),
+        driver_cpu: process::cpu(std::process::id()).saturating_sub(ramp_from.3),
+        rss: (ramp_from.2, registry.memory_mib().0),
+        etcd: match (ramp_from.0, sample(etcd).await) {
+            (Some(before), Some(after)) => Some(after.since(&before)),
+            _ => None,
+        },
+    };
+    report::print_ramp(&ramp);
+    println!("warming up for {} s", args.warm_up_secs);
     tokio::time::sleep(Duration::from_secs_f64(args.warm_up_secs)).await;
 
     let mut results = Vec::new();
@@ -256,12 +349,15 @@ async fn drive(args: &Args, registry: &Registry) -> Result<(), String> {
             registry.cpu(),
             polls.answered.load(Ordering::Relaxed),
             polls.bytes.load(Ordering::Relaxed),
+            probe_writes.writes.load(Ordering::Relaxed),
+            sample(etcd).await,
         );
         let from = Instant::now();
         counts.phase.store(p, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_secs_f64(args.phase_secs)).await;
         counts.phase.store(0, Ordering::Relaxed);
         let secs = from.elapsed().as_secs_f64();
+        let etcd_after = sample(etcd).await;
         let (rss, peak) = registry.memory_mib();
         let phase = Phase {
             dashboard,
@@ -275,114 +371,34 @@ async fn drive(args: &Args, registry: &Registry) -> Result<(), String> {
             poll_bytes: polls.bytes.load(Ordering::Relaxed) - before.6,
             rss,
             peak,
+            probe_writes: probe_writes.writes.load(Ordering::Relaxed) - before.7,
+            etcd: match (before.8, etcd_after) {
+                (Some(before), Some(after)) => Some(after.since(&before)),
+                _ => None,
+            },
         };
-        print_phase(p, &phase, &counts.round_trips[p], &latencies[p]);
+        report::print_phase(p, &phase, &counts.round_trips[p], &latencies[p]);
         results.push((p, phase));
+    }
+    // A second replica, while the first still holds every instance and the load goes on: how long it takes to
+    // read them from etcd, a few times over.
+    if let Some(etcd) = etcd {
+        for _ in 0..JOINS {
+            let before = etcd.sample().await;
+            let joined = registry::join(child_args(args, Some(etcd))).await;
+            let after = etcd.sample().await;
+            match joined {
+                Ok(joined) => {
+                    report::print_joined(&joined, target, after.keys, &after.since(&before))
+                }
+                Err(e) => println!("the second replica did not start: {e}"),
+            }
+        }
     }
     stop.send_replace(true);
     open.send_replace(false);
     drop(open);
     tasks.shutdown().await;
-    summary(&results, &counts, &latencies);
+    report::summary(&results, &counts, &latencies);
     Ok(())
-}
-
-fn ms(h: &Histogram, q: f64) -> String {
-    h.quantile_ms(q)
-        .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
-}
-
-fn print_phase(p: usize, phase: &Phase, round_trips: &Histogram, latencies: &Histogram) {
-    println!(
-        "phase {p} ({}): {:.0} heartbeats/s, heartbeat p50 {} p99 {} ms, watch p50 {} p99 {} ms ({} changes), \
-         registry CPU {:.0} %, RSS {:.0} MiB (peak {:.0}), {} polls ({:.1} MB), {} leases lost, {} calls failed, {} evictions",
-        if phase.dashboard {
-            "dashboard open"
-        } else {
-            "no dashboard"
-        },
-        phase.heartbeats as f64 / phase.secs,
-        ms(round_trips, 0.5),
-        ms(round_trips, 0.99),
-        ms(latencies, 0.5),
-        ms(latencies, 0.99),
-        latencies.count(),
-        phase.cpu.as_secs_f64() * 100.0 / phase.secs,
-        phase.rss,
-        phase.peak,
-        phase.polls,
-        phase.poll_bytes as f64 / 1e6,
-        phase.lost,
-        phase.failed,
-        phase.evictions,
-    );
-}
-
-/// The median of `values` (NaN if empty).
-fn median(mut values: Vec<f64>) -> f64 {
-    values.retain(|v| !v.is_nan());
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
-/// The table for docs/BENCHMARKS.md, then the medians over the phases of each kind and their ratio.
-fn summary(results: &[(usize, Phase)], counts: &Counts, latencies: &[Histogram]) {
-    println!();
-    println!(
-        "| phase | dashboard | heartbeats/s | heartbeat p50 ms | heartbeat p99 ms | watch p50 ms | watch p99 ms | \
-         registry CPU | RSS MiB (peak) | polls/s | KB/poll | evictions |"
-    );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (p, phase) in results {
-        println!(
-            "| {p} | {} | {:.0} | {} | {} | {} | {} | {:.0} % | {:.0} ({:.0}) | {:.1} | {:.0} | {} |",
-            if phase.dashboard { "open" } else { "none" },
-            phase.heartbeats as f64 / phase.secs,
-            ms(&counts.round_trips[*p], 0.5),
-            ms(&counts.round_trips[*p], 0.99),
-            ms(&latencies[*p], 0.5),
-            ms(&latencies[*p], 0.99),
-            phase.cpu.as_secs_f64() * 100.0 / phase.secs,
-            phase.rss,
-            phase.peak,
-            phase.polls as f64 / phase.secs,
-            if phase.polls > 0 {
-                phase.poll_bytes as f64 / phase.polls as f64 / 1e3
-            } else {
-                0.0
-            },
-            phase.evictions,
-        );
-    }
-    println!();
-    /// One figure of a phase.
-    type Figure<'a> = &'a dyn Fn(usize, &Phase) -> f64;
-    let of = |open: bool, value: Figure<'_>| {
-        median(
-            results
-                .iter()
-                .filter(|(_, phase)| phase.dashboard == open)
-                .map(|(p, phase)| value(*p, phase))
-                .collect(),
-        )
-    };
-    let q = |h: &Histogram, q: f64| h.quantile_ms(q).unwrap_or(f64::NAN);
-    let rows: [(&str, Figure<'_>); 6] = [
-        ("heartbeats/s", &|_, ph| ph.heartbeats as f64 / ph.secs),
-        ("heartbeat p50 ms", &|p, _| q(&counts.round_trips[p], 0.5)),
-        ("heartbeat p99 ms", &|p, _| q(&counts.round_trips[p], 0.99)),
-        ("watch p50 ms", &|p, _| q(&latencies[p], 0.5)),
-        ("watch p99 ms", &|p, _| q(&latencies[p], 0.99)),
-        ("registry RSS MiB", &|_, ph| ph.rss),
-    ];
-    println!("| median over the phases | no dashboard | dashboard open | open / none |");
-    println!("|---|---:|---:|---:|");
-    for (name, value) in rows {
-        let (none, open) = (of(false, value), of(true, value));
-        println!("| {name} | {none:.2} | {open:.2} | {:.2}x |", open / none);
-    }
 }

@@ -27,6 +27,9 @@ const GIVE_UP: Duration = Duration::from_secs(10);
 pub(crate) struct Pending {
     sent: std::sync::Mutex<Option<(bool, Instant)>>,
     seen: Notify,
+    /// The writes the registry accepted (registrations and removals of `probe`): with the etcd store, one etcd
+    /// transaction each.
+    pub(crate) writes: std::sync::atomic::AtomicU64,
 }
 
 /// Watches `probe` and records each change's latency in `latencies[phase]`, until `stop`.
@@ -82,6 +85,7 @@ pub(crate) async fn writer(
         match lease.take() {
             None => {
                 if let Ok(Ok(granted)) = registry.register(new.clone()).await {
+                    pending.writes.fetch_add(1, Ordering::Relaxed);
                     lease = Some(LeaseRef {
                         lease: granted.id,
                         incarnation: granted.incarnation,
@@ -91,7 +95,9 @@ pub(crate) async fn writer(
                 }
             }
             Some(held) => {
-                let _ = registry.deregister(held).await;
+                if let Ok(Ok(())) = registry.deregister(held).await {
+                    pending.writes.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         tokio::select! {
