@@ -10,7 +10,8 @@
 //! - Every replica killed and started again: no rule is lost, and every instance is back within one heartbeat.
 //! - A replica whose watch resumes from a revision etcd has compacted reads everything again, and shows the
 //!   same view as the others (removals included).
-//! - A replica that hangs (SIGSTOP: no reset tells anyone) loses its instances to another within a TTL; an
+//! - A replica that hangs (SIGSTOP: no reset tells anyone) loses its instances to another within a TTL, and a
+//!   discovery watching it moves to another once its watch goes silent; an
 //!   eviction that could not be written while etcd was down is written once it is back; a replica starts
 //!   beside instances whose values fill more than gRPC's default 4 MiB answer.
 //!
@@ -660,8 +661,28 @@ async fn the_instances_of_a_replica_that_hangs_move_to_another() {
     let _registrations = register_echo(&addrs, 4).await;
     let clients = [replicas[0].client().await, replicas[1].client().await];
     same_view(&clients, 4).await;
+    // Discoveries on connections of their own, which heartbeats never move: each starts at one of the two
+    // replicas at random (all six at the live one: 1 in 64). A watch on the replica that hangs goes silent,
+    // and moves.
     let before = placement(&clients[0]).await;
     let hung_name = before.held[0].replica.clone();
+    let live_api = replicas.iter().find(|r| r.name != hung_name).unwrap().api;
+    let mut discoveries = Vec::new();
+    for _ in 0..6 {
+        let handle = rpc_registry::RegistryHandle::new(
+            &addrs[..],
+            rpc_registry::RegistryHandle::default_config(),
+        )
+        .await
+        .unwrap();
+        let config = DiscoveryConfig {
+            watch_wait: Duration::from_secs(1),
+            ..DiscoveryConfig::default()
+        };
+        let discovery = Discovery::with_handle(&handle, config).unwrap();
+        assert_eq!(discovery.wait_for("Echo", 4, STEP).await.len(), 4);
+        discoveries.push(discovery);
+    }
     let hung = replicas.iter().position(|r| r.name == hung_name).unwrap();
     let pid = replicas[hung]
         .child
@@ -690,10 +711,18 @@ async fn the_instances_of_a_replica_that_hangs_move_to_another() {
         took <= Duration::from_millis(TTL_MS) + SLACK,
         "the instances moved {took:?} after the replica hung"
     );
+    // Every discovery hears of an instance that registers with the live replica now.
+    let _late = register_echo(&[live_api], 1).await;
+    within(
+        STEP,
+        "every discovery moved off the hung replica",
+        || async { discoveries.iter().all(|d| d.instances("Echo").len() == 5) },
+    )
+    .await;
     let _ = std::process::Command::new("kill")
         .args(["-CONT", &pid])
         .status();
-    assert_eq!(snapshot(survivor).await.instances.len(), 4);
+    assert_eq!(snapshot(survivor).await.instances.len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

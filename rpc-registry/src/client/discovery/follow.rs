@@ -151,6 +151,13 @@ pub(super) async fn watch_loop(
                 }
             }
             Err(e) => {
+                if e.code() == Status::DeadlineExceeded {
+                    // The registry let the long poll pass its wait and 5 s: silent, though its connection
+                    // stands (a hung process). Move to the next of its addresses.
+                    registry
+                        .client()
+                        .reconnect("the registry's watch went silent");
+                }
                 rpc_core::sync::lock(&errors).insert(service.clone(), e.to_string());
                 failures = failures.saturating_add(1);
                 tokio::time::sleep(retry_pause(failures)).await;
@@ -190,6 +197,8 @@ async fn subscription(
             Err(_) => {
                 let message =
                     format!("the registry's stream of {service} went silent for {wait:?} and 5 s");
+                // A registry that hangs keeps its connection open: move to the next of its addresses.
+                registry.client().reconnect(&message);
                 return Subscription::Failed(RpcError::new(Status::Unavailable, message));
             }
             Ok(None) => return Subscription::Ended { items: got },
