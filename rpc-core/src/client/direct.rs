@@ -183,6 +183,10 @@ impl Direct {
     /// Closes the live connection for `reason` (see [`Direct::close`]), and starts the next attempt at the
     /// address after the one in use: its server is silent.
     pub(crate) fn close_and_move_on(&self, reason: &str) {
+        // With one address there is nowhere to move: the connection stays, and its calls with it.
+        if !matches!(&self.target, Target::Resolved(addrs) if addrs.len() > 1) {
+            return;
+        }
         self.rotate(self.start.load(Ordering::Relaxed));
         self.close(reason);
     }

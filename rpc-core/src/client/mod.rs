@@ -216,8 +216,8 @@ impl Client {
     /// Closes a direct client's connection for `reason`: its calls in flight fail with `Unavailable` and that
     /// reason, and the next call connects again, to the next of its addresses if it has several. For a caller
     /// that finds its server silent though the connection stands (a hung process, a host cut off, which no
-    /// reset ever tells), so that it moves on. A balanced client has its own outlier detection: this does
-    /// nothing there.
+    /// reset ever tells), so that it moves on. A client of one address has nowhere to move, and a balanced
+    /// client has its own outlier detection: this does nothing there.
     pub fn reconnect(&self, reason: &str) {
         if let Kind::Direct(direct) = &self.target {
             direct.close_and_move_on(reason);

@@ -256,7 +256,8 @@ impl RegistryHandle {
     /// replica, or one cut off from its store, is left before the instances' leases end. Counted over the
     /// connection, so that registrations sharing it move it once, not each in turn.
     pub(crate) fn heartbeat_failed(&self) {
-        if self.inner.failed.fetch_add(1, Ordering::Relaxed) + 1 >= MOVE_AFTER {
+        // Exactly at the count, so that failures that race past it move the connection once.
+        if self.inner.failed.fetch_add(1, Ordering::Relaxed) + 1 == MOVE_AFTER {
             self.inner.failed.store(0, Ordering::Relaxed);
             self.inner.registry.client().reconnect(
                 "the registry did not take two heartbeats in a row: trying the next of its addresses",

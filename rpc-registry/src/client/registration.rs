@@ -320,6 +320,9 @@ async fn heartbeat_loop(
         next = Instant::now() + interval;
         let lease = shared.lease_ref();
         let registry = shared.registry.with_deadline(interval);
+        // Whether this round's failure says the registry in use cannot serve this instance: silent past the
+        // deadline, or unable to keep the lease.
+        let mut silent = false;
         let renewed = match &load {
             Some(meter) => match registry
                 .heartbeat_with_load(lease.clone(), meter.take())
@@ -357,11 +360,13 @@ async fn heartbeat_loop(
                         return;
                     }
                     // Refused for now (the registry is full, or cannot reach its store): try again soon.
-                    Ok(Err(_)) => {
+                    Ok(Err(refused)) => {
+                        silent = matches!(refused, RegistryError::NotStored(_));
                         failed = failed.saturating_add(1);
                         next = next.min(Instant::now() + retry_pause(failed, interval));
                     }
                     Err(e) => {
+                        silent = e.code() == rpc_core::Status::DeadlineExceeded;
                         unsure |= !e.is_not_processed();
                         unreached = unreached.saturating_add(1);
                         failed = failed.saturating_add(1);
@@ -391,13 +396,15 @@ async fn heartbeat_loop(
                 return;
             }
             // A refusal that may clear (a replica that lost its store, say): try again soon.
-            Ok(Err(_)) => {
+            Ok(Err(refused)) => {
+                silent = matches!(refused, RegistryError::NotStored(_));
                 failed = failed.saturating_add(1);
                 next = next.min(Instant::now() + retry_pause(failed, interval));
             }
             // No registry answered (the one in use died, say): try again soon, when the connection may have
             // moved to another replica, rather than a whole interval later.
-            Err(_) => {
+            Err(e) => {
+                silent = e.code() == rpc_core::Status::DeadlineExceeded;
                 unreached = unreached.saturating_add(1);
                 failed = failed.saturating_add(1);
                 next = next.min(Instant::now() + retry_pause(unreached, interval));
@@ -405,10 +412,13 @@ async fn heartbeat_loop(
         }
         // A registry that stays silent on a connection that stands (a hung process, a host cut off: no reset
         // ever comes), or that cannot keep the lease (a replica cut off from its store), is left for the next
-        // of its addresses after a few such heartbeats, counted over the connection.
-        match failed {
-            0 => shared.handle.heartbeat_taken(),
-            _ => shared.handle.heartbeat_failed(),
+        // of its addresses after a few such heartbeats, counted over the connection. Other failures do not
+        // count: a refusal another replica would repeat, or a call failed by a connection that closed (which
+        // moves by itself).
+        match (failed, silent) {
+            (0, _) => shared.handle.heartbeat_taken(),
+            (_, true) => shared.handle.heartbeat_failed(),
+            _ => {}
         }
     }
 }

@@ -38,13 +38,21 @@ const EVICTION_RETRY: Duration = Duration::from_secs(1);
 /// The longest pause between two attempts to reach etcd again: 2 s.
 const MAX_PAUSE: Duration = Duration::from_secs(2);
 
-/// Follows etcd until dropped: the watch, the lease's keep-alive and the evictions, side by side.
+/// Follows etcd until dropped: the watch and the evictions side by side, and the lease's keep-alive in a task
+/// of its own, so that applying a large batch of changes never delays it.
 pub(super) async fn run(store: Arc<EtcdStore>, evicted: Box<dyn Fn() + Send + Sync>) {
-    tokio::join!(
-        follow(Arc::clone(&store)),
-        keep_alive(Arc::clone(&store)),
-        evict(store, evicted),
-    );
+    let alive = tokio::spawn(keep_alive(Arc::clone(&store)));
+    let _stop = AbortOnDrop(alive.abort_handle());
+    tokio::join!(follow(Arc::clone(&store)), evict(store, evicted));
+}
+
+/// Aborts a task when dropped: the keep-alive ends with the store's work.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Removal reasons met in one watch answer, by service and address, for the deletions they come with.
@@ -70,13 +78,14 @@ impl EtcdStore {
             }
             let mut page = match client.get(from.clone(), Some(options)).await {
                 Ok(page) => page,
-                // Too large an answer, most likely: the same keys in smaller pages.
-                Err(_) if limit > MIN_PAGE => {
+                // Too large an answer: the same keys in smaller pages.
+                Err(e) if limit > MIN_PAGE && e.to_string().contains("too large") => {
                     limit /= 10;
                     continue;
                 }
                 Err(e) => return Err(format!("cannot read etcd: {e}")),
             };
+            limit = (limit * 10).min(PAGE);
             if let Some(header) = page.header() {
                 if at == 0 {
                     at = header.revision();
@@ -334,10 +343,14 @@ async fn keep_alive(store: Arc<EtcdStore>) {
         let id = store.lease.load(Ordering::Relaxed);
         match client.lease_keep_alive(id).await {
             Ok((mut keeper, mut answers)) => loop {
+                // At a fixed rate, each answer awaited no longer than the period: a slow or lost answer does
+                // not push the next keep-alive back (heartbeats are refused after two thirds of the TTL
+                // without one).
+                let tick = tokio::time::Instant::now() + every;
                 if keeper.keep_alive().await.is_err() {
                     break;
                 }
-                match tokio::time::timeout(store.config.request_timeout, answers.message()).await {
+                match tokio::time::timeout_at(tick, answers.message()).await {
                     Ok(Ok(Some(answer))) if answer.ttl() > 0 => {
                         pause = Duration::from_millis(100);
                         store.confirmed();
@@ -352,7 +365,7 @@ async fn keep_alive(store: Arc<EtcdStore>) {
                     }
                     _ => break,
                 }
-                tokio::time::sleep(every).await;
+                tokio::time::sleep_until(tick).await;
             },
             Err(e) => store.set_problem(Some(format!("etcd's lease keep-alive failed: {e}"))),
         }

@@ -175,7 +175,18 @@ impl EtcdStore {
         };
         let quoted = |e: String| rpc_core::text::quoted(&e, 512);
         store.grant().await.map_err(quoted)?;
-        store.snapshot().await.map_err(quoted)?;
+        // An election under way (no leader: refused at once) or a member down may fail a read: try again
+        // within the write timeout before giving up on the start.
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        loop {
+            match store.snapshot().await {
+                Ok(()) => break,
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(quoted(e)),
+            }
+        }
         Ok(store)
     }
 
