@@ -11,8 +11,9 @@
 //!
 //! # Layout
 //! - this file: [`Store`], [`Index`] and its read guard [`Reading`], [`StoreStatus`].
-//! - `state` (leases, revisions, the expiry wheel), `listing` (each service's instances as immutable lists that
-//!   reads share), `history` (the last changes, with why instances left): the index itself.
+//! - `state` (leases, revisions, the expiry wheel; `state/mirror.rs`: changes a store elsewhere reports),
+//!   `listing` (each service's instances as immutable lists that reads share), `history` (the last changes,
+//!   with why instances left): the index itself.
 //! - `rules_store` (every revision of each service's rules, with their watchers), `weights` (the weights
 //!   operators set), `data_dir` (whole-file writes to the data directory that keeps those two for the memory
 //!   store).

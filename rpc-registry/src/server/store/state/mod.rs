@@ -26,6 +26,9 @@ use crate::server::store::history::{History, Record, What};
 use crate::server::store::listing::{Clock, Listed, Listing, Listings};
 use crate::server::store::weights::Weights;
 
+#[cfg(feature = "etcd")]
+mod mirror;
+
 /// The bounds of the registry's state, from its configuration.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
@@ -568,145 +571,6 @@ impl State {
                 .changed
                 .subscribe(),
         )
-    }
-
-    #[cfg(feature = "etcd")]
-    /// Checks that `new` may register (sizes, room) and answers the incarnation it takes: one more than the
-    /// instance at its address, if any. For a store that writes elsewhere first (etcd's).
-    pub(crate) fn admit(&mut self, new: &NewInstance) -> Result<u64, RegistryError> {
-        if !self.services.contains_key(&new.service) {
-            let _ = self.room_for_a_service();
-        }
-        self.check(new)?;
-        Ok(self
-            .holder(&new.service, &new.address)
-            .map_or(1, |held| held.incarnation + 1))
-    }
-
-    #[cfg(feature = "etcd")]
-    /// The lease of the instance at `address` of `service`, if one is there.
-    pub(crate) fn lease_at(&self, service: &str, address: &str) -> Option<u64> {
-        self.holder(service, address).map(|held| held.lease)
-    }
-
-    #[cfg(feature = "etcd")]
-    /// Sets the revision that the changes applied next take (a store elsewhere numbers its changes), or
-    /// `None` to count them one by one again.
-    pub(crate) fn pin_revision(&mut self, revision: Option<u64>) {
-        self.pinned = revision;
-    }
-
-    #[cfg(feature = "etcd")]
-    /// Takes `epoch` as the registry's (the etcd cluster's, shared by every replica).
-    pub(crate) fn set_epoch(&mut self, epoch: u64) {
-        self.epoch = epoch;
-    }
-
-    #[cfg(feature = "etcd")]
-    /// A store elsewhere reports `instance` at its address: it supersedes what held the address. `local`: this
-    /// process renews it (a timer of the TTL starts). The lease id is the store's, and grows.
-    pub(crate) fn put_mirrored(
-        &mut self,
-        instance: Instance,
-        owner: Identity,
-        local: bool,
-        now: Instant,
-    ) {
-        let mut superseded = None;
-        if let Some(old) = self
-            .holder(&instance.service, &instance.address)
-            .map(|i| i.lease)
-            && let Some(entry) = self.leases.remove(&old)
-        {
-            if let Some(expiry) = &entry.expiry {
-                self.expiries.remove(expiry);
-            }
-            superseded = Some(entry.instance);
-        }
-        let id = instance.lease;
-        let (service, address) = (instance.service.clone(), instance.address.clone());
-        let mut listed = Listed::new(instance, &self.clock, now);
-        if !local {
-            listed = listed.held_elsewhere();
-        }
-        if let Some(weight) = self.weights.get(&service, &address) {
-            listed = listed.reweighed(weight);
-        }
-        let listed = Arc::new(listed);
-        let expiry = local.then(|| self.expiries.insert(id, self.ttl));
-        let registered = What::Registered {
-            instance: Arc::clone(&listed),
-            superseded,
-        };
-        self.leases.insert(
-            id,
-            LeaseEntry {
-                instance: listed,
-                expiry,
-                owner,
-            },
-        );
-        let instances = &mut self
-            .services
-            .entry(service.clone())
-            .or_insert_with(ServiceEntry::new)
-            .instances;
-        if instances.is_empty() {
-            self.with_instances += 1;
-        }
-        instances.insert(address, id);
-        self.touch(&service, registered);
-    }
-
-    #[cfg(feature = "etcd")]
-    /// A store elsewhere reports the instance at `address` of `service` gone, for `reason`.
-    pub(crate) fn remove_mirrored(&mut self, service: &str, address: &str, reason: RemovalReason) {
-        let Some(lease) = self.lease_at(service, address) else {
-            return;
-        };
-        if let Some(entry) = self.leases.remove(&lease) {
-            if let Some(expiry) = &entry.expiry {
-                self.expiries.remove(expiry);
-            }
-            self.drop_instance(entry.instance, reason);
-        }
-    }
-
-    #[cfg(feature = "etcd")]
-    /// The timer of `lease` fired in a store elsewhere: this process stops renewing it, and it stays listed
-    /// until the store reports it removed. Answers the instance, if the lease is still there.
-    pub(crate) fn disown(&mut self, lease: u64) -> Option<Arc<Listed>> {
-        let entry = self.leases.get_mut(&lease)?;
-        entry.expiry = None;
-        Some(Arc::clone(&entry.instance))
-    }
-
-    #[cfg(feature = "etcd")]
-    /// Puts `lease` back on a timer of `after`, if it is still there and no timer holds it: its eviction could
-    /// not be written to the store, and is tried again then.
-    pub(crate) fn rearm(&mut self, lease: u64, after: Duration) {
-        if let Some(entry) = self.leases.get_mut(&lease)
-            && entry.expiry.is_none()
-        {
-            entry.expiry = Some(self.expiries.insert(lease, after));
-        }
-    }
-
-    #[cfg(feature = "etcd")]
-    /// Sets the weights operators set, as a store elsewhere reports them, and applies each change to the
-    /// instance at its address.
-    pub(crate) fn mirror_weight(&mut self, service: &str, address: &str, weight: Option<u32>) {
-        let _ = self.set_weight(service, address, weight);
-    }
-
-    #[cfg(feature = "etcd")]
-    /// Every instance, with its owner and whether this process renews it, for a store to compare against a
-    /// fresh read of its own.
-    pub(crate) fn every_instance(&self) -> Vec<(Arc<Listed>, bool)> {
-        self.leases
-            .values()
-            .map(|e| (Arc::clone(&e.instance), e.expiry.is_some()))
-            .collect()
     }
 
     /// Services tracked (with instances, or watched), as `max_services` counts them.
