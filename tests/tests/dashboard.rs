@@ -263,6 +263,9 @@ async fn the_dashboard_follows_registrations_missed_heartbeats_and_evictions_liv
     assert_eq!(canary.metadata, ["version=1.5.0-rc1", "zone=eu-west-1c"]);
     assert_eq!(text(&driver, "total-instances").await, "7");
     assert_eq!(text(&driver, "total-services").await, "3");
+    // The store card: this registry keeps its state in memory, alone.
+    assert_eq!(text(&driver, "store").await, "memory");
+    assert_eq!(text(&driver, "replicas").await, "this process");
     let connection = testid(&driver, "connection").await;
     assert_eq!(status(&driver, &connection).await.as_deref(), Some("live"));
     driver
