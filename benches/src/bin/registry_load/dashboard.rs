@@ -68,10 +68,16 @@ fn until_late(view: &Overview, fetched: Instant) -> f64 {
 
 /// `GET path` over a new connection; the body.
 pub(crate) async fn get(http: SocketAddr, path: &str) -> Result<Vec<u8>, String> {
+    get_as(http, path, "HTTP/1.1").await
+}
+
+/// `GET path` over a new connection in HTTP `version` (`HTTP/1.0` for a server that would otherwise answer
+/// in chunks); the body of a `200` answer.
+pub(crate) async fn get_as(http: SocketAddr, path: &str, version: &str) -> Result<Vec<u8>, String> {
     let mut stream = TcpStream::connect(http)
         .await
         .map_err(|e| format!("cannot connect to {http}: {e}"))?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} {version}\r\nHost: {http}\r\nConnection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .await
@@ -85,7 +91,7 @@ pub(crate) async fn get(http: SocketAddr, path: &str) -> Result<Vec<u8>, String>
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or("no end of headers in the answer")?;
-    if !answer.starts_with(b"HTTP/1.1 200") {
+    if !answer.starts_with(b"HTTP/1.1 200") && !answer.starts_with(b"HTTP/1.0 200") {
         return Err(String::from_utf8_lossy(&answer[..split]).into_owned());
     }
     Ok(answer.split_off(split + 4))

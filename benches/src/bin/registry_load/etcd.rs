@@ -21,8 +21,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::process;
@@ -202,32 +200,11 @@ fn free_port() -> Result<u16, String> {
 
 /// `GET path` as HTTP/1.0 (so that etcd's Go server answers unchunked), within [`SCRAPE_TIMEOUT`]; the body.
 async fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
-    let fetch = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut answer = Vec::new();
-        stream
-            .read_to_end(&mut answer)
-            .await
-            .map_err(|e| e.to_string())?;
-        let answer = String::from_utf8_lossy(&answer).into_owned();
-        let (head, body) = answer
-            .split_once("\r\n\r\n")
-            .ok_or("no end of headers in the answer")?;
-        if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-            return Err(head.lines().next().unwrap_or("").to_owned());
-        }
-        Ok(body.to_owned())
-    };
-    tokio::time::timeout(SCRAPE_TIMEOUT, fetch)
+    let fetch = crate::dashboard::get_as(addr, path, "HTTP/1.0");
+    let body = tokio::time::timeout(SCRAPE_TIMEOUT, fetch)
         .await
-        .map_err(|_| format!("GET {path} from {addr}: no answer within {SCRAPE_TIMEOUT:?}"))?
+        .map_err(|_| format!("GET {path} from {addr}: no answer within {SCRAPE_TIMEOUT:?}"))??;
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// etcd's counters at one moment (NaN where a metric was missing, or etcd's `/metrics` could not be read).
