@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{LeaseEntry, ServiceEntry, State};
+use super::State;
 use crate::api::{Instance, NewInstance, RegistryError, RemovalReason};
 use crate::server::credentials::Identity;
-use crate::server::store::history::What;
 use crate::server::store::listing::Listed;
 
 impl State {
@@ -52,62 +51,20 @@ impl State {
         local: bool,
         now: Instant,
     ) {
-        let mut superseded = None;
-        if let Some(old) = self
-            .holder(&instance.service, &instance.address)
-            .map(|i| i.lease)
-            && let Some(entry) = self.leases.remove(&old)
-        {
-            if let Some(expiry) = &entry.expiry {
-                self.expiries.remove(expiry);
-            }
-            superseded = Some(entry.instance);
-        }
+        let superseded = self.take_holder(&instance.service, &instance.address);
         let id = instance.lease;
-        let (service, address) = (instance.service.clone(), instance.address.clone());
         let mut listed = Listed::new(instance, &self.clock, now);
         if !local {
             listed = listed.held_elsewhere();
         }
-        if let Some(weight) = self.weights.get(&service, &address) {
-            listed = listed.reweighed(weight);
-        }
-        let listed = Arc::new(listed);
         let expiry = local.then(|| self.expiries.insert(id, self.ttl));
-        let registered = What::Registered {
-            instance: Arc::clone(&listed),
-            superseded,
-        };
-        self.leases.insert(
-            id,
-            LeaseEntry {
-                instance: listed,
-                expiry,
-                owner,
-            },
-        );
-        let instances = &mut self
-            .services
-            .entry(service.clone())
-            .or_insert_with(ServiceEntry::new)
-            .instances;
-        if instances.is_empty() {
-            self.with_instances += 1;
-        }
-        instances.insert(address, id);
-        self.touch(&service, registered);
+        self.place(listed, expiry, owner, superseded);
     }
 
     /// A store elsewhere reports the instance at `address` of `service` gone, for `reason`.
     pub(crate) fn remove_mirrored(&mut self, service: &str, address: &str, reason: RemovalReason) {
-        let Some(lease) = self.lease_at(service, address) else {
-            return;
-        };
-        if let Some(entry) = self.leases.remove(&lease) {
-            if let Some(expiry) = &entry.expiry {
-                self.expiries.remove(expiry);
-            }
-            self.drop_instance(entry.instance, reason);
+        if let Some(instance) = self.take_holder(service, address) {
+            self.drop_instance(instance, reason);
         }
     }
 

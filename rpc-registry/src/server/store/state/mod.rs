@@ -263,34 +263,55 @@ impl State {
         }
         self.check(&new)?;
         // A new registration of the same address supersedes the old one, and follows its incarnation.
-        let mut incarnation = 1;
-        let mut superseded = None;
-        let old = self.holder(&new.service, &new.address).map(|i| i.lease);
-        if let Some(old) = old
-            && let Some(entry) = self.leases.remove(&old)
-        {
-            if let Some(expiry) = &entry.expiry {
-                self.expiries.remove(expiry);
-            }
-            incarnation = entry.instance.incarnation + 1;
-            superseded = Some(entry.instance);
-        }
+        let superseded = self.take_holder(&new.service, &new.address);
+        let incarnation = superseded.as_ref().map_or(1, |old| old.incarnation + 1);
         let id = self.next_lease;
         self.next_lease += 1;
         let expiry = self.expiries.insert(id, self.ttl);
         let instance = Instance {
-            service: new.service.clone(),
-            address: new.address.clone(),
+            service: new.service,
+            address: new.address,
             weight: new.weight,
             metadata: new.metadata,
             lease: id,
             incarnation,
         };
-        let mut listed = Listed::new(instance, &self.clock, now);
-        if let Some(weight) = self.weights.get(&new.service, &new.address) {
+        let listed = Listed::new(instance, &self.clock, now);
+        self.place(listed, Some(expiry), owner, superseded);
+        let ttl_ms = self.ttl.as_millis() as u64;
+        Ok(Lease {
+            id,
+            incarnation,
+            ttl_ms,
+            heartbeat_ms: (ttl_ms / 3).max(1),
+        })
+    }
+
+    /// Takes out the instance that holds `address` in `service`, if any, with its timer: a new one supersedes it.
+    fn take_holder(&mut self, service: &str, address: &str) -> Option<Arc<Listed>> {
+        let lease = self.holder(service, address)?.lease;
+        let entry = self.leases.remove(&lease)?;
+        if let Some(expiry) = &entry.expiry {
+            self.expiries.remove(expiry);
+        }
+        Some(entry.instance)
+    }
+
+    /// Lists `listed` (with the weight an operator set for its address, if any) under its lease, owned by
+    /// `owner` and renewed by `expiry`'s timer if it has one: a change of its service, which `superseded`
+    /// held before.
+    fn place(
+        &mut self,
+        mut listed: Listed,
+        expiry: Option<Key>,
+        owner: Identity,
+        superseded: Option<Arc<Listed>>,
+    ) {
+        if let Some(weight) = self.weights.get(&listed.service, &listed.address) {
             listed = listed.reweighed(weight);
         }
         let listed = Arc::new(listed);
+        let (id, service, address) = (listed.lease, listed.service.clone(), listed.address.clone());
         let registered = What::Registered {
             instance: Arc::clone(&listed),
             superseded,
@@ -299,27 +320,20 @@ impl State {
             id,
             LeaseEntry {
                 instance: listed,
-                expiry: Some(expiry),
+                expiry,
                 owner,
             },
         );
         let instances = &mut self
             .services
-            .entry(new.service.clone())
+            .entry(service.clone())
             .or_insert_with(ServiceEntry::new)
             .instances;
         if instances.is_empty() {
             self.with_instances += 1;
         }
-        instances.insert(new.address, id);
-        self.touch(&new.service, registered);
-        let ttl_ms = self.ttl.as_millis() as u64;
-        Ok(Lease {
-            id,
-            incarnation,
-            ttl_ms,
-            heartbeat_ms: (ttl_ms / 3).max(1),
-        })
+        instances.insert(address, id);
+        self.touch(&service, registered);
     }
 
     /// Refuses a registration that is malformed or would cross a limit.
