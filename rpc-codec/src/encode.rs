@@ -25,6 +25,12 @@ impl FrameCodec {
         codec: &P,
         dst: &mut WriteBuf,
     ) -> Result<(), EncodeError> {
+        // The codec's own flags ([`Flags::JSON`](crate::Flags::JSON) for [`crate::JsonCall`]; none for bincode,
+        // which folds away).
+        let header = &Header {
+            flags: header.flags.with(P::FLAGS),
+            ..*header
+        };
         let md = metadata.as_bytes();
         let room = self.payload_room(md.len(), metadata.len())?;
         // Every rule but the payload's, checked before anything is written (see `put_frame`).

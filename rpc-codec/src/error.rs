@@ -32,6 +32,15 @@ pub enum HeaderError {
         /// The flag byte received.
         got: u8,
     },
+    /// A `Request` that opens a stream with a JSON payload (protocol 1.2): streams carry bincode only.
+    #[error(
+        "flags 0b{got:08b} on a request both open a stream (0b1000) and carry JSON (0b10000): expected one at \
+         most"
+    )]
+    JsonStream {
+        /// The flag byte received.
+        got: u8,
+    },
     /// A field that must be zero for this kind was not.
     #[error("{field} must be 0 on a frame of kind {kind}, got {got}")]
     MustBeZero {

@@ -114,14 +114,16 @@ const CALL: u8 = METHOD_ID | DEADLINE | METADATA | PAYLOAD;
 const RULES: [Rules; 11] = [
     // Request: request id required; method, deadline, metadata and payload allowed; a compressed payload; it
     // may open a stream.
+    // Protocol 1.2: its payload may be JSON.
     Rules::new(
-        Flags::COMPRESSION.0 | Flags::STREAM.0,
+        Flags::COMPRESSION.0 | Flags::STREAM.0 | Flags::JSON.0,
         REQUEST_ID | CALL,
         REQUEST_ID,
     ),
-    // Response: request id required; may carry APP_ERROR, metadata and a payload, compressed or not.
+    // Response: request id required; may carry APP_ERROR, metadata and a payload, compressed or not, JSON or
+    // not.
     Rules::new(
-        Flags::APP_ERROR.0 | Flags::COMPRESSION.0,
+        Flags::APP_ERROR.0 | Flags::COMPRESSION.0 | Flags::JSON.0,
         REQUEST_ID | METADATA | PAYLOAD,
         REQUEST_ID,
     ),
@@ -129,8 +131,8 @@ const RULES: [Rules; 11] = [
     Rules::new(0, STATUS | REQUEST_ID | METADATA | PAYLOAD, STATUS),
     // Cancel: the request id and nothing else.
     Rules::new(0, REQUEST_ID, REQUEST_ID),
-    // OneWay: like Request, but the id may be 0.
-    Rules::new(Flags::COMPRESSION.0, REQUEST_ID | CALL, 0),
+    // OneWay: like Request, but the id may be 0, and it opens no stream.
+    Rules::new(Flags::COMPRESSION.0 | Flags::JSON.0, REQUEST_ID | CALL, 0),
     // Ping and Pong: an opaque nonce.
     Rules::new(0, REQUEST_ID, 0),
     Rules::new(0, REQUEST_ID, 0),
@@ -195,6 +197,10 @@ impl Flags {
     /// then its bytes ([`crate::items`]); with [`Flags::APP_ERROR`], every one of them is the application's
     /// error.
     pub const BATCH: Flags = Flags(0b0000_1000);
+    /// On a `Request`, `OneWay` or `Response` (protocol 1.2): the payload is JSON text, not bincode. A request's
+    /// arguments are an object keyed by argument name; its answer (the value, or with [`Flags::APP_ERROR`] the
+    /// application's error) is JSON too. Never with [`Flags::STREAM`].
+    pub const JSON: Flags = Flags(0b0001_0000);
 
     /// The flags for a wire byte, unchecked: [`Header::check`] refuses bits the kind does not allow.
     pub const fn from_bits(bits: u8) -> Flags {
@@ -385,10 +391,15 @@ impl Header {
         let compression = flags & Flags::COMPRESSION.0 != Flags::COMPRESSION.0;
         let plain = flags & !Flags::COMPRESSION.0;
         let ok = match self.kind {
-            Kind::Request => plain | status == 0 && id != 0 && compression,
-            Kind::OneWay => plain | status == 0 && compression,
+            Kind::Request => {
+                plain & !(Flags::STREAM.0 | Flags::JSON.0) | status == 0
+                    && id != 0
+                    && compression
+                    && flags & (Flags::STREAM.0 | Flags::JSON.0) != Flags::STREAM.0 | Flags::JSON.0
+            }
+            Kind::OneWay => plain & !Flags::JSON.0 | status == 0 && compression,
             Kind::Response => {
-                plain & !Flags::APP_ERROR.0 | status == 0
+                plain & !(Flags::APP_ERROR.0 | Flags::JSON.0) | status == 0
                     && id != 0
                     && call_fields == 0
                     && compression
@@ -442,6 +453,10 @@ impl Header {
                 kind,
                 got: self.flags.0,
             });
+        }
+        let stream_json = Flags::STREAM.0 | Flags::JSON.0;
+        if kind == Kind::Request && self.flags.0 & stream_json == stream_json {
+            return Some(HeaderError::JsonStream { got: self.flags.0 });
         }
         let fields = [
             (STATUS, "status", u64::from(self.status.code())),

@@ -21,6 +21,7 @@
 //! - [`buffer`]: [`WriteBuf`], the output buffer frames are serialized into.
 //! - [`payload`]: [`PayloadCodec`] and the default [`Bincode`].
 //! - `json` (feature `json`): `Json`, a second payload codec.
+//! - `json_call` (feature `json`): `JsonCall`, a call in JSON (flag `JSON`), and its arguments by name.
 //! - `guard`: the serde adapter that bounds allocations by the payload's length, the decoded value's memory by
 //!   a limit, and its nesting by [`MAX_DEPTH`].
 //! - [`method`]: method ids from `"Service.method"`.
@@ -42,6 +43,8 @@ mod guard;
 pub mod items;
 #[cfg(feature = "json")]
 pub mod json;
+#[cfg(feature = "json")]
+pub mod json_call;
 pub mod metadata;
 pub mod method;
 pub mod payload;
@@ -57,6 +60,8 @@ pub use frame::{Flags, Frame, HEADER_LEN, Header, Kind, MAGIC, VERSION, budget_u
 pub use guard::MAX_DEPTH;
 #[cfg(feature = "json")]
 pub use json::Json;
+#[cfg(feature = "json")]
+pub use json_call::JsonCall;
 pub use metadata::{Metadata, MetadataBuilder, MetadataRef};
 pub use method::{method_id, method_id_of};
 pub use payload::{Bincode, PayloadCodec};

@@ -20,6 +20,10 @@ use crate::guard;
 
 /// Turns values into payload bytes and back.
 pub trait PayloadCodec: Clone + Send + Sync + 'static {
+    /// The flags a frame whose payload this codec encoded carries: [`Flags::JSON`](crate::Flags::JSON) for a
+    /// call in JSON ([`crate::JsonCall`]), none for the rest, whose payload format is the service's.
+    const FLAGS: crate::Flags = crate::Flags::EMPTY;
+
     /// Encodes `value` at the start of `out` and returns how many bytes it wrote, or `Ok(None)` if `out` is too
     /// small; the frame encoder then asks [`PayloadCodec::encoded_len`], makes room and calls this again.
     fn encode_into<T: Serialize + ?Sized>(

@@ -300,8 +300,17 @@ fn header_fields_a_kind_does_not_allow_are_refused() {
     let err = decode(&b).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "invalid header: flags 0b00000001 not allowed on a frame of kind request (allowed bits: 0b00001110)"
+        "invalid header: flags 0b00000001 not allowed on a frame of kind request (allowed bits: 0b00011110)"
     );
+    b[4] = 0x18; // a stream of JSON (protocol 1.2 refuses it)
+    let err = decode(&b).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid header: flags 0b00011000 on a request both open a stream (0b1000) and carry JSON (0b10000): \
+         expected one at most"
+    );
+    b[4] = 0x10; // JSON alone
+    assert!(matches!(decode(&b), Ok(Some(Received::Frame(_)))));
     b[4] = 0x06; // lz4 and zstd at once
     let err = decode(&b).unwrap_err();
     assert_eq!(

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use rpc_codec::{
-    Bincode, FrameCodec, FrameError, Header, LimitExceeded, Metadata, PayloadCodec, Received,
-    Status, WriteBuf, method_id,
+    Bincode, Flags, FrameCodec, FrameError, Header, HeaderError, LimitExceeded, Metadata,
+    PayloadCodec, Received, Status, WriteBuf, method_id,
 };
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::Decoder;
@@ -166,6 +166,159 @@ fn stream_vectors() {
     check("stream-end", encode_raw(end, &[]), end);
 }
 
+/// The two JSON vectors of protocol 1.2 (section 12.12), with the JSON text as the document writes it. (That it
+/// is what serde_json writes is checked with feature `json`, below.)
+#[test]
+fn json_call_vectors() {
+    let header = Header {
+        flags: Flags::JSON,
+        ..Header::request(1, method_id("Calc", "add"))
+    };
+    let frame = check(
+        "request-json",
+        encode_raw(header, br#"{"a":2,"b":3}"#),
+        header,
+    );
+    assert!(frame.header.flags.contains(Flags::JSON));
+    assert_eq!(frame.header.deadline(), None);
+    assert!(frame.metadata.is_empty());
+
+    let header = Header {
+        flags: Flags::APP_ERROR.with(Flags::JSON),
+        ..Header::app_error(2)
+    };
+    assert_eq!(header.flags.bits(), 0x11);
+    check(
+        "response-app-error-json",
+        encode_raw(header, br#""DivisionByZero""#),
+        header,
+    );
+}
+
+/// The JSON vectors are what the codec writes for the call and its answer, and read back as the method's
+/// arguments and error.
+#[cfg(feature = "json")]
+#[test]
+fn json_call_vectors_are_what_serde_json_writes() {
+    use rpc_codec::JsonCall;
+
+    fn encode_json<T: Serialize + ?Sized>(header: Header, value: &T) -> Vec<u8> {
+        let mut buf = WriteBuf::new();
+        FrameCodec::default()
+            .encode_value(&header, &Metadata::new(), value, &JsonCall, &mut buf)
+            .unwrap();
+        buf.as_slice().to_vec()
+    }
+
+    /// A JSON tool's call of `Calc.add`: its arguments by name.
+    #[derive(Serialize)]
+    struct AddArgs {
+        a: i64,
+        b: i64,
+    }
+
+    let header = Header {
+        flags: Flags::JSON,
+        ..Header::request(1, method_id("Calc", "add"))
+    };
+    let frame = check(
+        "request-json",
+        encode_json(header, &AddArgs { a: 2, b: 3 }),
+        header,
+    );
+    let (array, missing) = rpc_codec::json_call::named_args(&frame.payload, &["a", "b"]).unwrap();
+    assert!(missing.is_empty());
+    assert_eq!(JsonCall.decode::<(i64, i64)>(&array).unwrap(), (2, 3));
+
+    let header = Header {
+        flags: Flags::APP_ERROR.with(Flags::JSON),
+        ..Header::app_error(2)
+    };
+    let frame = check(
+        "response-app-error-json",
+        encode_json(header, &CalcError::DivisionByZero),
+        header,
+    );
+    assert_eq!(
+        JsonCall.decode::<CalcError>(&frame.payload).unwrap(),
+        CalcError::DivisionByZero
+    );
+}
+
+/// `examples::hello::GreetError`.
+#[cfg(feature = "json")]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum GreetError {
+    NobodyToGreet,
+    TooMany { got: usize, max: usize },
+}
+
+/// Section 15's table of values in JSON, row by row, and each row's text read back as its value.
+#[cfg(feature = "json")]
+#[test]
+fn json_value_table() {
+    use rpc_codec::JsonCall;
+
+    fn json<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(
+        v: T,
+    ) -> String {
+        let len = JsonCall.encoded_len(&v).unwrap();
+        let text = JsonCall.encode_to_vec(&v, len).unwrap();
+        assert_eq!(JsonCall.decode::<T>(&text).unwrap(), v, "read back");
+        String::from_utf8(text).unwrap()
+    }
+
+    let answer = Answer {
+        value: 5,
+        instance: "127.0.0.1:7000".to_owned(),
+    };
+    let bytes = json(serde_bytes::ByteBuf::from(vec![1u8, 2]));
+    let vec = json(vec![1u8, 2]);
+    assert_eq!(bytes, vec, "the bytes form and a Vec<u8> alike");
+    let expected: Vec<(&str, String)> = vec![
+        (
+            "`Answer { value: 5, instance: \"127.0.0.1:7000\" }`",
+            json(answer),
+        ),
+        (
+            "`CalcError::DivisionByZero`",
+            json(CalcError::DivisionByZero),
+        ),
+        (
+            "`GreetError::TooMany { got: 101, max: 100 }`",
+            json(GreetError::TooMany { got: 101, max: 100 }),
+        ),
+        ("`Shape::Circle(5u32)`", json(Shape::Circle(5))),
+        (
+            "`Shape::Rect { w: 2u32, h: 3u32 }`",
+            json(Shape::Rect { w: 2, h: 3 }),
+        ),
+        ("`None::<u8>`", json(None::<u8>)),
+        ("`()`", json(())),
+        ("`vec![1u8, 2]`, or the bytes `[1, 2]`", vec),
+        ("`18446744073709551615u64`", json(u64::MAX)),
+        ("`(1u8, \"x\")`", json((1u8, "x".to_owned()))),
+    ];
+    let table = DOC
+        .split_once("<!-- json-table -->")
+        .and_then(|(_, rest)| rest.split_once("<!-- end json-table -->"))
+        .expect("json table markers")
+        .0;
+    let rows: Vec<(String, String)> = table
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split(" | ").map(str::trim).collect();
+            (cells[0].to_owned(), cells[1].trim_matches('`').to_owned())
+        })
+        .collect();
+    let want: Vec<(String, String)> = expected
+        .into_iter()
+        .map(|(v, j)| (v.to_owned(), j))
+        .collect();
+    assert_eq!(rows, want);
+}
+
 #[test]
 fn error_vector() {
     let header = Header::error(3, Status::Unimplemented);
@@ -222,7 +375,7 @@ struct Point {
     y: i32,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[allow(dead_code)]
 enum Shape {
     Empty,
@@ -393,6 +546,24 @@ fn refused_inputs_of_the_table() {
         decode(&k12),
         Err(FrameError::UnknownKind { got: 0x0c })
     ));
+
+    // Protocol 1.2: a stream carries no JSON.
+    let mut json_stream = doc_vector("stream-open");
+    json_stream[4] = 0x18;
+    let err = decode(&json_stream).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FrameError::Header(HeaderError::JsonStream { got: 0x18 })
+        ),
+        "{err}"
+    );
+    let message = err.to_string();
+    let message = message.strip_prefix("invalid header: ").unwrap();
+    assert!(
+        DOC.contains(&format!("protocol error (protocol 1.2): `{message}`")),
+        "{message}"
+    );
 
     let mut zero_id = doc_vector("cancel");
     zero_id[8] = 0;

@@ -64,6 +64,8 @@
 //!   layers.
 //! - [`rules`]: [`rules::Rules`], one service's routes, call policies, limits and authorization as the
 //!   registry distributes them, checked with the path of every problem.
+//! - [`http`] (feature `json`): calls over HTTP/1.1 with JSON bodies; how an answer becomes an HTTP status
+//!   and body.
 //! - [`fault`]: [`fault::Fault`], the delays and aborts that the fault injection layers of servers and clients
 //!   inject, and into which calls.
 //! - `transport`: what differs between TCP, TLS and Unix domain sockets: dialing, [`server::Listener`], the
@@ -77,7 +79,9 @@
 //! - `error`: [`RpcError`].
 //! - `options`: [`CallOptions`], per-call deadline and metadata.
 //! - `trace`: [`TraceContext`], the W3C `traceparent` that joins the spans of a call across client and server.
-//! - `method`: [`MethodInfo`].
+//! - `method`: [`MethodInfo`], and methods named at run time ([`MethodInfo::intern`]).
+//! - [`reflect`]: [`reflect::ServiceDescription`], what `#[service]` says of a trait and the built-in
+//!   `rpc.Reflection` service answers ([`server::reflection`]).
 //! - [`metrics`]: [`Metrics`], counters and histograms of calls, written by prometheus-client (and registrable
 //!   into a user's registry).
 //! - `outbox`: a connection's outgoing frames and its writer task.
@@ -91,6 +95,9 @@
 //! - `__private` (hidden): what `#[service]`'s code calls: type checks on each argument and result, byte
 //!   buffers as bytes.
 
+// `#[service]` names this crate `::rpc_core`, also for the services it defines itself (`rpc.Reflection`).
+extern crate self as rpc_core;
+
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
@@ -100,6 +107,8 @@ mod compression;
 mod context;
 mod error;
 pub mod fault;
+#[cfg(feature = "json")]
+pub mod http;
 mod ids;
 mod inbox;
 mod method;
@@ -108,6 +117,7 @@ mod options;
 mod outbox;
 mod payload;
 mod random;
+pub mod reflect;
 pub mod rules;
 pub mod server;
 pub mod stream;
@@ -123,7 +133,7 @@ pub use client::{Client, ClientConfig};
 pub use compression::{ACCEPT_ENCODING, CompressionConfig};
 pub use context::Context;
 pub use error::{RETRY_AFTER, RpcError};
-pub use method::MethodInfo;
+pub use method::{InternError, MAX_INTERNED_METHODS, MAX_INTERNED_NAME_LEN, MethodInfo};
 pub use metrics::Metrics;
 pub use options::CallOptions;
 pub use rpc_codec::Encoding;

@@ -16,6 +16,84 @@ pub struct MethodInfo {
     pub idempotent: bool,
 }
 
+/// Most methods [`MethodInfo::intern`] keeps: each one is kept for the life of the process.
+pub const MAX_INTERNED_METHODS: usize = 4096;
+
+/// Longest service or method name [`MethodInfo::intern`] takes, in bytes.
+pub const MAX_INTERNED_NAME_LEN: usize = 256;
+
+/// Why [`MethodInfo::intern`] refused a name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InternError {
+    /// The name is empty, too long, or holds characters no method name has.
+    #[error("{what} {name} is not a name: expected 1 to {max} letters, digits, `_` or `.`", max = MAX_INTERNED_NAME_LEN)]
+    BadName {
+        /// `service` or `method`.
+        what: &'static str,
+        /// The name, quoted and cut.
+        name: String,
+    },
+    /// [`MAX_INTERNED_METHODS`] methods are kept already.
+    #[error("{MAX_INTERNED_METHODS} methods named at run time are kept already; no more are taken")]
+    Full,
+}
+
+impl MethodInfo {
+    /// The method `service.name`, named at run time (by a tool, the CLI or a gateway, from a description):
+    /// kept for the life of the process, once per `(service, name, idempotent)`, at most
+    /// [`MAX_INTERNED_METHODS`] of them.
+    ///
+    /// ```
+    /// let add = rpc_core::MethodInfo::intern("Calc", "add", false)?;
+    /// assert_eq!(add.id, rpc_core::codec::method_id("Calc", "add"));
+    /// assert!(std::ptr::eq(add, rpc_core::MethodInfo::intern("Calc", "add", false)?));
+    /// # Ok::<(), rpc_core::InternError>(())
+    /// ```
+    pub fn intern(
+        service: &str,
+        name: &str,
+        idempotent: bool,
+    ) -> Result<&'static MethodInfo, InternError> {
+        use std::collections::HashMap;
+        use std::sync::{Mutex, OnceLock};
+        type Kept = HashMap<(String, String, bool), &'static MethodInfo>;
+        static KEPT: OnceLock<Mutex<Kept>> = OnceLock::new();
+        check_name("service", service)?;
+        check_name("method", name)?;
+        let mut kept = crate::sync::lock(KEPT.get_or_init(Default::default));
+        let key = (service.to_owned(), name.to_owned(), idempotent);
+        if let Some(method) = kept.get(&key) {
+            return Ok(method);
+        }
+        if kept.len() >= MAX_INTERNED_METHODS {
+            return Err(InternError::Full);
+        }
+        let method: &'static MethodInfo = Box::leak(Box::new(MethodInfo {
+            service: Box::leak(service.to_owned().into_boxed_str()),
+            name: Box::leak(name.to_owned().into_boxed_str()),
+            id: rpc_codec::method_id(service, name),
+            idempotent,
+        }));
+        kept.insert(key, method);
+        Ok(method)
+    }
+}
+
+fn check_name(what: &'static str, name: &str) -> Result<(), InternError> {
+    let fits = !name.is_empty()
+        && name.len() <= MAX_INTERNED_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '.');
+    match fits {
+        true => Ok(()),
+        false => Err(InternError::BadName {
+            what,
+            name: crate::text::quoted(name, 64),
+        }),
+    }
+}
+
 impl fmt::Display for MethodInfo {
     /// `Service.method`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

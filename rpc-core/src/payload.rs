@@ -3,7 +3,9 @@
 //! default (bincode) path pays nothing for the choice; encoded once into bytes only for the user's layers.
 
 use bytes::Bytes;
-use rpc_codec::{EncodeError, FrameCodec, Header, Metadata, PayloadCodec, PayloadError, WriteBuf};
+use rpc_codec::{
+    EncodeError, Flags, FrameCodec, Header, Metadata, PayloadCodec, PayloadError, WriteBuf,
+};
 use serde::Serialize;
 
 /// Something that encodes as a frame's payload.
@@ -19,6 +21,9 @@ pub(crate) trait Payload {
 
     /// The payload's bytes, for layers that see a call's request as bytes.
     fn to_bytes(&self) -> Result<Bytes, PayloadError>;
+
+    /// The flags of the payload's format: [`Flags::JSON`] for a call in JSON (protocol 1.2), else none.
+    fn flags(&self) -> Flags;
 }
 
 /// Arguments and the codec of their service.
@@ -43,10 +48,16 @@ impl<C: PayloadCodec, A: Serialize + ?Sized> Payload for Args<'_, C, A> {
         let len = self.codec.encoded_len(self.args)?;
         self.codec.encode_to_vec(self.args, len).map(Bytes::from)
     }
+
+    #[inline(always)]
+    fn flags(&self) -> Flags {
+        C::FLAGS
+    }
 }
 
-/// A payload already encoded (by the user's layers' [`crate::client::layer::Request`]).
-pub(crate) struct Encoded<'a>(pub(crate) &'a Bytes);
+/// A payload already encoded (by the user's layers' [`crate::client::layer::Request`]), with the flags of its
+/// format.
+pub(crate) struct Encoded<'a>(pub(crate) &'a Bytes, pub(crate) Flags);
 
 impl Payload for Encoded<'_> {
     fn encode_frame(
@@ -56,10 +67,46 @@ impl Payload for Encoded<'_> {
         metadata: &Metadata,
         buf: &mut WriteBuf,
     ) -> Result<(), EncodeError> {
-        frame.encode_bytes(header, metadata, self.0, buf)
+        let header = Header {
+            flags: header.flags.with(self.1),
+            ..*header
+        };
+        frame.encode_bytes(&header, metadata, self.0, buf)
     }
 
     fn to_bytes(&self) -> Result<Bytes, PayloadError> {
         Ok(self.0.clone())
+    }
+
+    fn flags(&self) -> Flags {
+        self.1
+    }
+}
+
+/// Arguments in JSON text, an object keyed by argument name, sent as they are (protocol 1.2, flag `JSON`):
+/// what [`crate::Client::call_json`] sends.
+pub(crate) struct RawJson<'a>(pub(crate) &'a [u8]);
+
+impl Payload for RawJson<'_> {
+    fn encode_frame(
+        &self,
+        frame: &FrameCodec,
+        header: &Header,
+        metadata: &Metadata,
+        buf: &mut WriteBuf,
+    ) -> Result<(), EncodeError> {
+        let header = Header {
+            flags: header.flags.with(Flags::JSON),
+            ..*header
+        };
+        frame.encode_bytes(&header, metadata, self.0, buf)
+    }
+
+    fn to_bytes(&self) -> Result<Bytes, PayloadError> {
+        Ok(Bytes::copy_from_slice(self.0))
+    }
+
+    fn flags(&self) -> Flags {
+        Flags::JSON
     }
 }

@@ -537,19 +537,27 @@ fn expand_server(service: &Service<'_>) -> TokenStream {
             Output::Stream(_) => (quote!(spawn_stream), quote!(#out)),
         };
         // With a codec of its own, the service decodes and answers through the `_with` entry points.
+        // The names of the arguments in the payload: a call in JSON (protocol 1.2) has them as its keys.
+        let names: Vec<String> = m
+            .args
+            .iter()
+            .filter(|a| a.stream.is_none())
+            .map(|a| syn::ext::IdentExt::unraw(a.ident).to_string())
+            .collect();
         let (spawn, codec_arg, decode) = match &service.codec {
             None => (
                 spawn,
                 quote!(),
-                quote!(::rpc_core::server::Call::decode(&#call)),
+                quote!(::rpc_core::server::Call::decode_named(&#call, &[#(#names),*])),
             ),
             Some(codec) => (
                 format_ident!("{}_with", spawn.to_string()).into_token_stream(),
                 quote!(<#codec as ::core::default::Default>::default(),),
                 quote! {
-                    ::rpc_core::server::Call::decode_with(
+                    ::rpc_core::server::Call::decode_named_with(
                         &#call,
                         &<#codec as ::core::default::Default>::default(),
+                        &[#(#names),*],
                     )
                 },
             ),
@@ -600,6 +608,7 @@ fn expand_server(service: &Service<'_>) -> TokenStream {
             Some(quote!(#id => ::core::option::Option::Some(::rpc_core::stream::Kind::#kind),))
         })
         .collect();
+    let description = crate::describe::description_fn(service);
     let stream_kind = (!streaming.is_empty()).then(|| {
         quote! {
             fn stream_kind(&self, method_id: u32) -> ::core::option::Option<::rpc_core::stream::Kind> {
@@ -651,6 +660,8 @@ fn expand_server(service: &Service<'_>) -> TokenStream {
             }
 
             #stream_kind
+
+            #description
         }
     }
 }

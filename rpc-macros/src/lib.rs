@@ -8,12 +8,14 @@
 //! - `ast`: syn's trait turned into the macro's own view of a service, keeping the original tokens for spans.
 //! - `valid`: semantic checks; every problem becomes an error on the offending tokens, all gathered (`errors`).
 //! - `expand`: the generated trait, `<Trait>Client` and `<Trait>Server`.
+//! - `describe`: the service's description for reflection (`rpc_core::reflect`), from the same view.
 //! - `fallback`: what is emitted instead when there are errors, so that users see those errors and few others.
 
 use proc_macro::TokenStream;
 
 mod ast;
 mod attr;
+mod describe;
 mod errors;
 mod expand;
 mod fallback;

@@ -280,7 +280,7 @@ impl Connection {
                 None => args.encode_frame(&shared.codec, &header, metadata, &mut state.buf),
                 Some((flags, metadata, payload)) => {
                     let header = Header {
-                        flags: *flags,
+                        flags: flags.with(args.flags()),
                         ..header
                     };
                     shared

@@ -43,6 +43,15 @@ use connection::Reply;
 use direct::{Direct, Target};
 pub use routes::RulesFeed;
 
+/// The answer to a call in JSON ([`Client::call_json`]): JSON text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JsonAnswer {
+    /// The method's value.
+    Value(bytes::Bytes),
+    /// The method's own error (a method returning `Result<T, E>` answered `Err`).
+    AppError(bytes::Bytes),
+}
+
 use crate::balance::{Balancer, CallInfo};
 use crate::error::{PayloadSide, RpcError, payload_status};
 use crate::method::MethodInfo;
@@ -305,6 +314,46 @@ impl Client {
         {
             Reply::Value(bytes) => decode(codec, method, &bytes, limit).map(Ok),
             Reply::AppError(bytes) => decode(codec, method, &bytes, limit).map(Err),
+            Reply::Failed(e) => Err(e),
+            Reply::DeadlineExceeded => Err(direct::deadline_exceeded(method)),
+        }
+    }
+
+    /// Calls `method` in JSON (protocol 1.2): `args` is JSON text, an object of the method's arguments keyed by
+    /// name (`{"a": 2, "b": 3}`), and the answer comes back as JSON text, the value or the application's error.
+    /// The call goes through the client's layers, balancing, retries and deadlines like any other; the server
+    /// decodes the arguments (and refuses what does not fit with `InvalidArgument`). What tools, the CLI's
+    /// `call` and the registry's gateway use; a method known only at run time is named by
+    /// [`MethodInfo::intern`].
+    ///
+    /// ```
+    /// # use rpc_core::{service, Server, Client, CallOptions, MethodInfo};
+    /// # use rpc_core::client::JsonAnswer;
+    /// # #[service] trait Calc { async fn add(&self, a: i32, b: i32) -> i32; }
+    /// # struct C; impl Calc for C { async fn add(&self, a: i32, b: i32) -> i32 { a + b } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// # let addr = listener.local_addr()?;
+    /// # tokio::spawn(Server::builder().add_service(CalcServer::new(C)).build()?.serve(listener));
+    /// let client = Client::connect(addr).await?;
+    /// let add = MethodInfo::intern("Calc", "add", false)?;
+    /// let answer = client.call_json(add, br#"{"a": 2, "b": 3}"#, &CallOptions::default()).await?;
+    /// assert_eq!(answer, JsonAnswer::Value(b"5"[..].into()));
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_json(
+        &self,
+        method: &'static MethodInfo,
+        args: &[u8],
+        options: &CallOptions,
+    ) -> Result<JsonAnswer, RpcError> {
+        match self
+            .round_trip(method, &crate::payload::RawJson(args), options)
+            .await?
+        {
+            Reply::Value(bytes) => Ok(JsonAnswer::Value(bytes)),
+            Reply::AppError(bytes) => Ok(JsonAnswer::AppError(bytes)),
             Reply::Failed(e) => Err(e),
             Reply::DeadlineExceeded => Err(direct::deadline_exceeded(method)),
         }

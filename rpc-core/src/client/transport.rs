@@ -39,7 +39,7 @@ impl Service<Request> for Transport {
     fn call(&mut self, request: Request) -> Self::Future {
         let target = self.0.clone();
         Box::pin(async move {
-            let payload = Encoded(&request.payload);
+            let payload = Encoded(&request.payload, request.flags);
             let method = request.method;
             let call = CallInfo::new(method, &request.metadata)
                 .with_key(request.key)
@@ -83,6 +83,7 @@ pub(crate) async fn through<P: Payload + ?Sized>(
         deadline_chosen: call.deadline_chosen,
         payload,
         key: call.key,
+        flags: args.flags(),
     };
     std::future::poll_fn(|cx| stack.poll_ready(cx))
         .await

@@ -26,6 +26,8 @@ pub(crate) trait Answering: Send {
     fn status(&self) -> Status;
     /// The answer writes its own frame (a stream's end), which is never compressed.
     fn frames_itself(&self) -> bool;
+    /// The answer is in JSON (protocol 1.2): its frame carries the flag `JSON`.
+    fn is_json(&self) -> bool;
 }
 
 /// How a method's value is answered: as a value, or (for `Result`) as a value or the method's own error.
@@ -50,10 +52,78 @@ pub(crate) trait Reply<T>: Send + Sync + 'static {
     fn frames_itself(&self) -> bool {
         false
     }
+    /// Whether the value is answered in JSON.
+    fn is_json(&self) -> bool {
+        false
+    }
+}
+
+/// How a method's value is encoded: by its service's codec, or in JSON for a call that came in JSON (protocol
+/// 1.2). One flag tested per answer is all the binary path pays.
+pub(crate) struct Coded<C> {
+    codec: C,
+    json: bool,
+}
+
+impl<C: PayloadCodec> Coded<C> {
+    #[inline(always)]
+    pub(crate) fn new(codec: C, json: bool) -> Coded<C> {
+        Coded { codec, json }
+    }
+
+    /// Appends the frame of `header` with `value`.
+    #[inline(always)]
+    fn encode<T: Serialize + ?Sized>(
+        &self,
+        frame: &FrameCodec,
+        header: &Header,
+        value: &T,
+        buf: &mut WriteBuf,
+    ) -> Result<(), EncodeError> {
+        match self.json {
+            false => frame.encode_value(header, &Metadata::new(), value, &self.codec, buf),
+            true => encode_json(frame, header, value, buf),
+        }
+    }
+
+    /// `value`'s payload bytes.
+    fn payload<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, PayloadError> {
+        match self.json {
+            false => payload(&self.codec, value),
+            #[cfg(feature = "json")]
+            true => payload(&rpc_codec::JsonCall, value),
+            #[cfg(not(feature = "json"))]
+            true => Err(no_json()),
+        }
+    }
+}
+
+/// The frame of `header` with `value` in JSON (flag `JSON`).
+#[cold]
+#[inline(never)]
+fn encode_json<T: Serialize + ?Sized>(
+    frame: &FrameCodec,
+    header: &Header,
+    value: &T,
+    buf: &mut WriteBuf,
+) -> Result<(), EncodeError> {
+    #[cfg(feature = "json")]
+    return frame.encode_value(header, &Metadata::new(), value, &rpc_codec::JsonCall, buf);
+    #[cfg(not(feature = "json"))]
+    {
+        let _ = (frame, header, value, buf);
+        Err(EncodeError::Payload(no_json()))
+    }
+}
+
+/// Without the feature `json`, no call comes in JSON (the connection refuses them), so none is answered so.
+#[cfg(not(feature = "json"))]
+fn no_json() -> PayloadError {
+    PayloadError::Unencodable(String::from("this server was built without JSON"))
 }
 
 /// A method's value, always a value.
-pub(crate) struct Plain<C>(pub(crate) C);
+pub(crate) struct Plain<C>(pub(crate) Coded<C>);
 
 impl<C: PayloadCodec, T: Serialize> Reply<T> for Plain<C> {
     fn is_app_error(&self, _: &T) -> bool {
@@ -68,11 +138,15 @@ impl<C: PayloadCodec, T: Serialize> Reply<T> for Plain<C> {
         value: &T,
         buf: &mut WriteBuf,
     ) -> Result<(), EncodeError> {
-        frame.encode_value(&Header::response(id), &Metadata::new(), value, &self.0, buf)
+        self.0.encode(frame, &Header::response(id), value, buf)
     }
 
     fn payload(&self, value: &T) -> Result<Vec<u8>, PayloadError> {
-        payload(&self.0, value)
+        self.0.payload(value)
+    }
+
+    fn is_json(&self) -> bool {
+        self.0.json
     }
 }
 
@@ -85,7 +159,7 @@ fn payload<C: PayloadCodec, T: Serialize + ?Sized>(
 }
 
 /// A method returning `Result<U, E>`: `Ok` is the value, `Err` the method's own error (flag `APP_ERROR`).
-pub(crate) struct Fallible<C>(pub(crate) C);
+pub(crate) struct Fallible<C>(pub(crate) Coded<C>);
 
 impl<C: PayloadCodec, U: Serialize, E: Serialize> Reply<Result<U, E>> for Fallible<C> {
     fn is_app_error(&self, value: &Result<U, E>) -> bool {
@@ -100,18 +174,21 @@ impl<C: PayloadCodec, U: Serialize, E: Serialize> Reply<Result<U, E>> for Fallib
         value: &Result<U, E>,
         buf: &mut WriteBuf,
     ) -> Result<(), EncodeError> {
-        let md = Metadata::new();
         match value {
-            Ok(v) => frame.encode_value(&Header::response(id), &md, v, &self.0, buf),
-            Err(e) => frame.encode_value(&Header::app_error(id), &md, e, &self.0, buf),
+            Ok(v) => self.0.encode(frame, &Header::response(id), v, buf),
+            Err(e) => self.0.encode(frame, &Header::app_error(id), e, buf),
         }
     }
 
     fn payload(&self, value: &Result<U, E>) -> Result<Vec<u8>, PayloadError> {
         match value {
-            Ok(v) => payload(&self.0, v),
-            Err(e) => payload(&self.0, e),
+            Ok(v) => self.0.payload(v),
+            Err(e) => self.0.payload(e),
         }
+    }
+
+    fn is_json(&self) -> bool {
+        self.0.json
     }
 }
 
@@ -262,5 +339,9 @@ where
 
     fn frames_itself(&self) -> bool {
         self.reply.frames_itself()
+    }
+
+    fn is_json(&self) -> bool {
+        self.reply.is_json()
     }
 }

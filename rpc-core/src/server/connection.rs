@@ -653,6 +653,7 @@ impl Admitted<'_> {
             arrived: self.arrived,
             deadline: h.deadline().map(|budget| self.arrived + budget),
             one_way: self.one_way,
+            json: h.flags.contains(rpc_codec::Flags::JSON),
             in_flight: 0,
             extras: self.stream.as_ref().map(|stream| {
                 Box::new(crate::context::Extras {
@@ -692,6 +693,14 @@ fn handle<'r>(
                 }
                 return Ok(None);
             };
+            if h.flags.contains(rpc_codec::Flags::JSON)
+                && let Some(message) = super::json::refusal(entry)
+            {
+                if !one_way {
+                    conn.send_error(h.request_id, Status::Unimplemented, &message);
+                }
+                return Ok(None);
+            }
             let stream = match (entry.stream, h.flags.contains(rpc_codec::Flags::STREAM)) {
                 (None, false) => None,
                 (kind, _) => match super::stream::admit(conn, frame, kind, entry.method) {

@@ -57,6 +57,7 @@ impl tower_service::Service<Request> for Dispatch {
             extras: request.extras,
             payload: &request.payload,
             max_decoded_len: self.max_decoded_len,
+            json: request.json,
         };
         // The connection named only methods of the registry.
         let answer = match self.registry.method(call.method.id) {

@@ -8,12 +8,14 @@
 //! - `config`: [`ServerConfig`], the server's limits and timings.
 //! - `admission`: the places of connections, and the budget of those still handshaking.
 //! - `refuse`: telling a connection over the limit why it is closed.
+//! - [`reflection`]: `rpc.Reflection`, the built-in service that says what the server serves.
 //! - `registry`: services by method id.
 //! - `request`, `response`: [`Request`] and [`Response`], a call as the layers see it.
 //! - [`layer`]: the layers around every call (tracing, metrics, draining, the in-flight limit, the user's), in
 //!   their order.
 //! - `dispatch`: [`Dispatch`], the innermost service: the call's service decodes and runs it.
 //! - `service`: [`Service`] (implemented by generated skeletons) and [`Call`].
+//! - `json`: calls in JSON (protocol 1.2): which may come so, and their arguments by name.
 //! - `connection`: one connection's read loop, the wire's refusals, and drain.
 //! - `signal`: [`shutdown_signal`], SIGINT or SIGTERM, whichever comes first.
 //! - `stream`: the server's side of streams: admitting one, routing the client's items and credit to it.
@@ -28,7 +30,9 @@ pub mod config;
 mod connection;
 mod dispatch;
 mod handler;
+mod json;
 pub mod layer;
+pub mod reflection;
 mod refuse;
 mod registry;
 mod request;
@@ -91,6 +95,8 @@ pub struct ServerBuilder<L = Identity> {
     metrics: Option<crate::metrics::Metrics>,
     handshake: Handshake,
     layers: L,
+    /// Serve `rpc.Reflection` too.
+    reflection: bool,
 }
 
 impl Default for ServerBuilder {
@@ -101,6 +107,7 @@ impl Default for ServerBuilder {
             metrics: None,
             handshake: Handshake::default(),
             layers: Identity::new(),
+            reflection: true,
         }
     }
 }
@@ -160,6 +167,7 @@ impl<L> ServerBuilder<L> {
             metrics: self.metrics,
             handshake: self.handshake,
             layers: Stack::new(layer, self.layers),
+            reflection: self.reflection,
         }
     }
 
@@ -180,8 +188,20 @@ impl<L> ServerBuilder<L> {
         self
     }
 
+    /// Whether the server answers `rpc.Reflection` ([`reflection`]), which tells callers the services it serves
+    /// and their methods: on unless turned off here. It passes through the server's layers like any service,
+    /// so an [`layer::Authorize`] decides who may read it.
+    pub fn reflection(mut self, on: bool) -> ServerBuilder<L> {
+        self.reflection = on;
+        self
+    }
+
     /// The server, or why its services cannot be served together.
-    pub fn build(self) -> Result<Server<L>, BuildError> {
+    pub fn build(mut self) -> Result<Server<L>, BuildError> {
+        if self.reflection {
+            let reflection = reflection::Reflector::of(&self.services);
+            self.services.push(Arc::new(reflection));
+        }
         let registry = Registry::new(self.services)?;
         let metered = Metered::new(self.metrics.clone(), registry.methods());
         Ok(Server {

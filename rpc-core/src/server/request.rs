@@ -64,6 +64,8 @@ pub struct Request {
     pub(crate) extras: Option<Box<Extras>>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) one_way: bool,
+    /// The call came in JSON (protocol 1.2).
+    pub(crate) json: bool,
 }
 
 impl Request {
@@ -111,6 +113,12 @@ impl Request {
     /// A one-way call: its answer is not sent.
     pub fn is_one_way(&self) -> bool {
         self.one_way
+    }
+
+    /// The call came in JSON (protocol 1.2, flag `JSON`: over HTTP, say): its payload is an object of the
+    /// arguments keyed by name, and its answer goes back in JSON.
+    pub fn is_json(&self) -> bool {
+        self.json
     }
 
     /// Who sent the call, as an [`Authorize`](super::layer::Authorize) layer found out.

@@ -213,6 +213,13 @@ impl Response {
             true => Header::app_error(id),
             false => Header::response(id),
         };
+        let header = match &self.kind {
+            Kind::Handler(answer) if answer.is_json() => Header {
+                flags: header.flags.with(rpc_codec::Flags::JSON),
+                ..header
+            },
+            _ => header,
+        };
         let bytes = match &self.kind {
             Kind::Handler(answer) => answer.payload()?,
             Kind::Value(bytes) | Kind::AppError(bytes) => bytes.clone(),

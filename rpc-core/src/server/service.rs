@@ -14,7 +14,7 @@ use std::sync::Arc;
 use rpc_codec::Metadata;
 use tokio::time::Instant;
 
-use super::answer::{Answering, Ended, Fallible, Handler, Plain, Reply, StreamEnd};
+use super::answer::{Answering, Coded, Ended, Fallible, Handler, Plain, Reply, StreamEnd};
 use super::request::Peer;
 use super::response::Response;
 use crate::context::Context;
@@ -36,6 +36,12 @@ pub trait Service: Send + Sync + 'static {
     /// How the method `method_id` streams, if it does (protocol 1.1); `None` for a unary method.
     fn stream_kind(&self, method_id: u32) -> Option<crate::stream::Kind> {
         let _ = method_id;
+        None
+    }
+
+    /// What the service says of itself: its methods, their arguments and docs, as `#[service]` writes them
+    /// ([`crate::reflect`]); what `rpc.Reflection` answers. `None` for a service written by hand without one.
+    fn description(&self) -> Option<&'static crate::reflect::ServiceDescription> {
         None
     }
 }
@@ -73,6 +79,9 @@ pub struct Call<'a> {
     pub(crate) payload: &'a [u8],
     /// Most memory the decoded arguments may take ([`rpc_codec::Config::max_decoded_len`]).
     pub(crate) max_decoded_len: usize,
+    /// The call came in JSON (protocol 1.2): its arguments are an object keyed by name, and its answer goes
+    /// back in JSON.
+    pub(crate) json: bool,
 }
 
 impl Call<'_> {
@@ -82,7 +91,7 @@ impl Call<'_> {
     }
 
     /// Decodes the arguments (the tuple of the method's arguments), within the server's limit on the memory
-    /// they may take.
+    /// they may take. A call in JSON has its arguments by name, and needs [`Call::decode_named`].
     pub fn decode<A: DeserializeOwned>(&self) -> Result<A, PayloadError> {
         self.decode_with(&Bincode)
     }
@@ -93,7 +102,37 @@ impl Call<'_> {
         &self,
         codec: &C,
     ) -> Result<A, PayloadError> {
+        if self.json {
+            return Err(PayloadError::Invalid(String::from(
+                "a call in JSON names its arguments, and this service does not know their names",
+            )));
+        }
         codec.decode_within(self.payload, self.max_decoded_len)
+    }
+
+    /// Decodes the arguments, whose names are `names` in the trait's order, as [`Call::decode`] does; or, for a
+    /// call in JSON (protocol 1.2), from an object keyed by those names. What `#[service]`'s skeletons call.
+    #[inline]
+    pub fn decode_named<A: DeserializeOwned>(&self, names: &[&str]) -> Result<A, PayloadError> {
+        self.decode_named_with(&Bincode, names)
+    }
+
+    /// Like [`Call::decode_named`], with `codec` for calls not in JSON.
+    #[inline]
+    pub fn decode_named_with<C: PayloadCodec, A: DeserializeOwned>(
+        &self,
+        codec: &C,
+        names: &[&str],
+    ) -> Result<A, PayloadError> {
+        match self.json {
+            false => codec.decode_within(self.payload, self.max_decoded_len),
+            true => super::json::decode_named(self.payload, names, self.max_decoded_len),
+        }
+    }
+
+    /// The call came in JSON (protocol 1.2) and is answered in JSON.
+    pub fn is_json(&self) -> bool {
+        self.json
     }
 
     /// Answers a payload that did not decode as the method's arguments: `InvalidArgument`, or
@@ -140,7 +179,8 @@ impl Call<'_> {
         F: Future<Output = T> + Send + 'static,
         T: Serialize + Send + 'static,
     {
-        self.run(method, handler, Plain(codec))
+        let json = self.json;
+        self.run(method, handler, Plain(Coded::new(codec, json)))
     }
 
     /// Runs `handler`, a method returning `Result<U, E>`, as [`Call::spawn`] does: `Ok` goes back as the value,
@@ -167,7 +207,8 @@ impl Call<'_> {
         U: Serialize + Send + 'static,
         E: Serialize + Send + 'static,
     {
-        self.run(method, handler, Fallible(codec))
+        let json = self.json;
+        self.run(method, handler, Fallible(Coded::new(codec, json)))
     }
 
     /// The items the client sends on the stream this call opened (protocol 1.1), decoded by `items`: what the

@@ -70,6 +70,8 @@ pub struct Request {
     pub(crate) payload: Bytes,
     /// The caller's key of the call, hashed ([`crate::CallOptions::hash_key`]).
     pub(crate) key: Option<u64>,
+    /// The flags of the payload's format ([`rpc_codec::Flags::JSON`] for a call in JSON).
+    pub(crate) flags: rpc_codec::Flags,
 }
 
 impl Request {
@@ -237,5 +239,6 @@ pub(crate) fn test_request(method: &'static MethodInfo, deadline: Instant) -> Re
         deadline_chosen: true,
         payload: Bytes::new(),
         key: None,
+        flags: rpc_codec::Flags::EMPTY,
     }
 }

@@ -120,6 +120,8 @@ pub(crate) struct Head {
     pub(crate) arrived: Instant,
     pub(crate) deadline: Option<Instant>,
     pub(crate) one_way: bool,
+    /// The call came in JSON (protocol 1.2, flag `JSON`), and is answered in JSON.
+    pub(crate) json: bool,
     /// Calls of the connection still running.
     pub(crate) in_flight: usize,
     /// The trace the handler runs in, once the tracing layer has started the call's span.
@@ -295,6 +297,7 @@ impl Layers for Identity {
             extras: head.extras,
             payload,
             max_decoded_len: stack.max_decoded_len(),
+            json: head.json,
         };
         Dispatching::new(service.dispatch(call).0, head.method)
     }
@@ -347,6 +350,7 @@ where
             extras: head.extras,
             deadline: head.deadline,
             one_way: head.one_way,
+            json: head.json,
         })
     }
 }
@@ -443,5 +447,6 @@ pub(crate) fn test_request(method: &'static MethodInfo) -> Request {
         extras: None,
         deadline: None,
         one_way: false,
+        json: false,
     }
 }
