@@ -41,7 +41,11 @@ mod valid;
 ///   `discover`, `discover_with`, `with_deadline`, `with_metadata` and `client`, each left out when a method
 ///   of the trait has its name (reach it as `<CalcClient as Stub>::connect(addr)`).
 /// - `CalcServer<S>`: `new(service)`, `from_arc(arc)`, `Clone`, and `rpc_core::Service` (`name`, `methods`,
-///   `dispatch`), which calls `S`'s methods by their full path.
+///   `dispatch`, `description`), which calls `S`'s methods by their full path. It decodes each call's arguments
+///   in bincode, or, for a call in JSON (protocol 1.2), from an object keyed by the argument names (without
+///   `r#`), and answers each call in the format it came in. `description` is what reflection
+///   (`rpc.Reflection`) tells callers: the trait's and each method's doc comments, each argument's name and
+///   type as written, the result, the application error's type, `#[idempotent]`, and how the method streams.
 ///
 /// So any method name works. As with any type, `client.into(..)` (and `try_into`) on a value finds the prelude
 /// trait's by-value method before an inherent `into(&self, ..)`: write `CalcClient::into(&client, ..)`.

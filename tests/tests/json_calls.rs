@@ -275,3 +275,24 @@ async fn a_server_may_serve_no_reflection() {
     let e = ReflectionClient::new(client).services().await.unwrap_err();
     assert_eq!(e.code(), Status::Unimplemented, "{e}");
 }
+
+#[tokio::test]
+async fn json_calls_and_answers_compress_like_bincode_ones() {
+    let builder = Server::builder().add_service(ShapesServer::new(Impl));
+    let addr = serve_builder(builder).await;
+    let config = rpc_core::ClientConfig {
+        compression: rpc_core::CompressionConfig::with(&[rpc_core::Encoding::Lz4]),
+        ..Default::default()
+    };
+    let client = Client::connect_with(addr, config).await.unwrap();
+    // Large enough to pass the compression threshold both ways (the answer repeats the items' sum only, so
+    // the request is the large one; `shift`'s answer is small). Twice: the second call is compressed once the
+    // server's encodings are known.
+    let items = vec!["4096"; 4096].join(",");
+    for _ in 0..2 {
+        let sum = call(&client, "total", &format!(r#"{{"items": [{items}]}}"#)).await;
+        assert_eq!(value(sum.unwrap()), 4096 * 4096);
+    }
+    let err = call(&client, "root", r#"{"type": -7}"#).await.unwrap();
+    assert_eq!(err, JsonAnswer::AppError(br#"{"Negative":-7}"#[..].into()));
+}
