@@ -18,10 +18,14 @@
 //! - `watch`: the [`watch`](fn@watch) runner (the long poll, its retries, the time stamps) and [`WatchConfig`].
 //! - [`rules`]: the `rules apply`, `get`, `history` and `rollback` runners.
 //! - [`weight`]: the `weight` runner (an operator's weight for an instance: drain, restore).
+//! - `exit`: [`CallError`] and the exit codes of `call` and `describe` ([`EXIT_CODES`], grpcurl's: 64 + status).
+//! - `json`: [`pretty_json`], JSON from a peer laid out for a terminal, in its order, unsafe characters escaped.
 //! - this file: [`Options`], [`CliError`], the connection to the registry, and the [`ls`] runner.
 
 mod changes;
 mod escape;
+mod exit;
+mod json;
 pub mod rules;
 mod table;
 mod watch;
@@ -40,6 +44,11 @@ use escape::{field, line};
 
 pub use changes::{Change, Tracker, diff};
 pub use escape::{MAX_FIELD_CHARS, MAX_LINE_CHARS, escape};
+pub use exit::{
+    CallError, EXIT_APP_ERROR, EXIT_CODES, EXIT_OUTPUT, EXIT_STATUS_BASE, EXIT_USAGE, EXIT_VALUE,
+    status_exit_code,
+};
+pub use json::{MAX_JSON_DEPTH, pretty_json};
 pub use table::{format_age, format_metadata, render_table, render_table_with_replicas};
 pub use watch::{
     DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_WAIT, WatchConfig, format_timestamp, watch,
