@@ -123,6 +123,11 @@ impl CallError {
             _ => EXIT_USAGE,
         }
     }
+
+    /// A failed call: `status: message`.
+    pub(super) fn failed(code: Status, message: impl Into<String>) -> CallError {
+        CallError::Failed(RpcError::new(code, message.into()))
+    }
 }
 
 /// The exit code of a call that failed with `status`: 64 plus its code.
