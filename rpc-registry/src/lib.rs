@@ -36,7 +36,8 @@
 //!   ([`resolve_registries`] reads `"h1:7070,h2:7070"`).
 //! - [`server`] (feature `server`, default): the registry itself, its store, service, HTTP view and dashboard,
 //!   stats and credentials; see its own layout.
-//! - [`cli`] (feature `server`): the binary's client subcommands (`ls`, `watch`, `rules`, `weight`), and the
+//! - [`cli`] (feature `server`): the binary's client subcommands (`ls`, `watch`, `rules`, `weight`; `call` and
+//!   `describe`, which talk to a service's own servers in JSON through `rpc.Reflection`), and the
 //!   `rpc-registry` binary (`main.rs`), which parses flags and calls into the library.
 
 pub mod api;

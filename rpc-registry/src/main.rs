@@ -2,15 +2,18 @@
 //! (`rpc_registry::serve`, with the flags of `rpc_registry::flags`) until SIGINT or SIGTERM, then drains;
 //! `ls [SERVICE]` prints a table of the instances a running registry knows, and `watch SERVICE` prints a
 //! service's instances, then a line per change until SIGINT or SIGTERM (`rpc_registry::cli`); `rules check
-//! FILE` checks a rules file offline (`rpc_registry::rules_file`).
+//! FILE` checks a rules file offline (`rpc_registry::rules_file`); `call SERVICE.METHOD JSON` calls a method of
+//! a live service in JSON and `describe [SERVICE]` says what it declares (`rpc_registry::cli::call`,
+//! `describe`), exiting as grpcurl does (`rpc_registry::cli::EXIT_CODES`).
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use rpc_core::server::Listener;
-use rpc_core::tls::ClientTls;
-use rpc_registry::cli::{Options, WatchConfig};
+use rpc_registry::cli::flags::{TargetFlags, TlsFlags};
+use rpc_registry::cli::{CallError, EXIT_CODES, Options, WatchConfig};
 use rpc_registry::server::flags::ServeFlags;
 use rpc_registry::server::open_files::{connections_that_fit, raise_open_file_limit};
 use rpc_registry::{TOKEN_ENV, check_token};
@@ -25,6 +28,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Registry(RegistryCommand),
+    #[command(flatten)]
+    Service(ServiceCommand),
+}
+
+/// The subcommands that run a registry or talk to one.
+#[derive(Subcommand)]
+enum RegistryCommand {
     /// Runs a registry until Ctrl-C or SIGTERM, then drains.
     ///
     /// Every limit of the registry and of its RPC server is a flag; the open-file limit is raised to the hard
@@ -66,6 +78,42 @@ enum Command {
         weight: SetTo,
         #[command(flatten)]
         client: ClientArgs,
+    },
+}
+
+/// The subcommands that talk to a service's own servers.
+#[derive(Subcommand)]
+enum ServiceCommand {
+    /// Calls a method of a live service in JSON and prints its answer as JSON.
+    ///
+    /// The service is found through the registry (its instances, balanced, with the registry's rules and
+    /// retries) or called at --server. Its description (rpc.Reflection) is read first: the method must be one
+    /// of its unary methods; whether it is idempotent decides retries. The value is printed on stdout; the
+    /// method's own error as {"error": TYPE, "detail": JSON}; a failed call on stderr as `STATUS: MESSAGE`.
+    ///
+    /// Example: rpc-registry call Calc.add '{"a": 2, "b": 3}' --server 127.0.0.1:7001
+    #[command(after_help = EXIT_CODES)]
+    Call {
+        /// The method, SERVICE.METHOD: the method's name is after the last dot (calc.v1.Calc.add).
+        method: String,
+        /// The arguments, a JSON object keyed by their names: '{"a": 2, "b": 3}'.
+        #[arg(default_value = "{}")]
+        json: String,
+        #[command(flatten)]
+        target: TargetFlags,
+    },
+    /// Says what a live service declares: its docs, and each method's signature, tags and docs.
+    ///
+    /// Without SERVICE, lists the services the server at --server serves.
+    #[command(after_help = EXIT_CODES)]
+    Describe {
+        /// The service; without it, the services of the server at --server.
+        service: Option<String>,
+        /// Prints the description (or the list of services) as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: TargetFlags,
     },
 }
 
@@ -132,20 +180,13 @@ enum RulesCommand {
 #[derive(Args)]
 struct ClientArgs {
     /// Address of the registry's API.
-    #[arg(long, default_value = "127.0.0.1:7070")]
+    #[arg(long, default_value = rpc_registry::cli::DEFAULT_REGISTRY)]
     registry: String,
     /// Token sent as `authorization: Bearer` (reads need none today).
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
     token: Option<String>,
-    /// CA certificate (PEM) to trust: talks to the registry over TLS.
-    #[arg(long)]
-    tls_ca: Option<PathBuf>,
-    /// Client certificate chain (PEM) to present to the registry (mutual TLS); needs --tls-key and --tls-ca.
-    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
-    tls_cert: Option<PathBuf>,
-    /// Private key (PEM) of --tls-cert.
-    #[arg(long, requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsFlags,
     /// Milliseconds allowed to connect to the registry and for it to answer.
     #[arg(long, default_value_t = 5000)]
     timeout_ms: u64,
@@ -153,13 +194,7 @@ struct ClientArgs {
 
 impl ClientArgs {
     fn options(self) -> Result<Options, Box<dyn std::error::Error>> {
-        let tls = match &self.tls_ca {
-            Some(ca) => {
-                let identity = self.tls_cert.as_deref().zip(self.tls_key.as_deref());
-                Some(ClientTls::from_pem_files(ca, identity)?)
-            }
-            None => None,
-        };
+        let tls = self.tls.client()?;
         if self.timeout_ms == 0 {
             return Err("--timeout-ms must be at least 1".into());
         }
@@ -176,25 +211,71 @@ impl ClientArgs {
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match run(Cli::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+async fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Service(command) => service(command).await,
+        Command::Registry(command) => match run(command).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rpc-registry: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// `rpc-registry call` and `describe`, and their exit codes.
+async fn service(command: ServiceCommand) -> ExitCode {
+    let mut out = std::io::stdout();
+    let result = match command {
+        ServiceCommand::Call {
+            method,
+            json,
+            target,
+        } => match target.target() {
+            Ok(target) => rpc_registry::cli::call(&target, &method, &json, &mut out)
+                .await
+                .map(|answered| answered.exit_code()),
+            Err(e) => Err(e),
+        },
+        ServiceCommand::Describe {
+            service,
+            json,
+            target,
+        } => match target.target() {
+            Ok(target) => rpc_registry::cli::describe(&target, service.as_deref(), json, &mut out)
+                .await
+                .map(|()| rpc_registry::cli::EXIT_VALUE),
+            Err(e) => Err(e),
+        },
+    };
+    ended(result)
+}
+
+/// The exit of `call` or `describe`: a failed call says `STATUS: MESSAGE` on stderr, as grpcurl does; any other
+/// failure is the binary's.
+fn ended(result: Result<u8, CallError>) -> ExitCode {
+    match result {
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("rpc-registry: {e}");
-            std::process::ExitCode::FAILURE
+            match e {
+                CallError::Failed(_) => eprintln!("{e}"),
+                _ => eprintln!("rpc-registry: {e}"),
+            }
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    match cli.command {
-        Command::Ls { service, client } => {
+async fn run(command: RegistryCommand) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        RegistryCommand::Ls { service, client } => {
             let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
             rpc_registry::cli::ls(&client.options()?, service.as_deref(), &mut out, &mut err)
                 .await?;
             Ok(())
         }
-        Command::Watch { service, client } => {
+        RegistryCommand::Watch { service, client } => {
             let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
             let options = client.options()?;
             let stop = rpc_core::server::shutdown_signal();
@@ -206,9 +287,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .await?;
             Ok(())
         }
-        Command::Serve(flags) => serve(&flags).await,
-        Command::Rules(command) => rules(command).await,
-        Command::Weight {
+        RegistryCommand::Serve(flags) => serve(&flags).await,
+        RegistryCommand::Rules(command) => rules(command).await,
+        RegistryCommand::Weight {
             service,
             address,
             weight,

@@ -1,7 +1,9 @@
-//! The client subcommands of the `rpc-registry` binary, `ls` and `watch`: they read a running registry through
-//! its API ([`RegistryClient`]) and print what they find for a person, as a table or as one line per change.
-//! [`Options::registry`] may list several replicas of the registry (`h1:7070,h2:7070`): the runners use the
-//! first that answers and move to another when it stops answering.
+//! The client subcommands of the `rpc-registry` binary. `ls`, `watch`, `rules` and `weight` read or write a
+//! running registry through its API ([`RegistryClient`]) and print what they find for a person, as a table or
+//! as one line per change. [`Options::registry`] may list several replicas of the registry (`h1:7070,h2:7070`):
+//! the runners use the first that answers and move to another when it stops answering. `call` and `describe`
+//! talk to a service's own servers instead, found through the registry or named directly ([`Target`]): they
+//! call a method in JSON and say what a service declares, through the `rpc.Reflection` every server answers.
 //! The runners take their writers (stdout, stderr) as arguments, so tests capture what they print.
 //!
 //! ```no_run
@@ -18,12 +20,25 @@
 //! - `watch`: the [`watch`](fn@watch) runner (the long poll, its retries, the time stamps) and [`WatchConfig`].
 //! - [`rules`]: the `rules apply`, `get`, `history` and `rollback` runners.
 //! - [`weight`]: the `weight` runner (an operator's weight for an instance: drain, restore).
+//! - `target`: [`Target`], where `call` and `describe` find a service (`--server`, or `--registry` and a
+//!   balanced client of its instances), and what each of their calls carries.
+//! - [`call`](mod@call): the `call` runner: a method in JSON, checked against the service's description first.
+//! - [`describe`](mod@describe): the `describe` runner: a service's methods and docs, or a server's services.
+//! - `exit`: [`CallError`] and the exit codes of `call` and `describe` ([`EXIT_CODES`], grpcurl's: 64 + status).
+//! - [`flags`]: the flags `call`, `describe` and the registry's subcommands share (TLS, [`flags::TargetFlags`]).
+//! - `json`: [`pretty_json`], JSON from a peer laid out for a terminal, in its order, unsafe characters escaped.
 //! - this file: [`Options`], [`CliError`], the connection to the registry, and the [`ls`] runner.
 
+pub mod call;
 mod changes;
+pub mod describe;
 mod escape;
+mod exit;
+pub mod flags;
+mod json;
 pub mod rules;
 mod table;
+mod target;
 mod watch;
 pub mod weight;
 
@@ -38,9 +53,18 @@ use crate::api::{RegistryClient, ServiceReport};
 use crate::token::{TokenError, bearer, hidden};
 use escape::{field, line};
 
+pub use call::{Answered, call};
 pub use changes::{Change, Tracker, diff};
+pub use describe::describe;
 pub use escape::{MAX_FIELD_CHARS, MAX_LINE_CHARS, escape};
+pub use exit::{
+    CallError, EXIT_APP_ERROR, EXIT_CODES, EXIT_OUTPUT, EXIT_STATUS_BASE, EXIT_USAGE, EXIT_VALUE,
+    status_exit_code,
+};
+pub use flags::DEFAULT_REGISTRY;
+pub use json::{MAX_JSON_DEPTH, pretty_json};
 pub use table::{format_age, format_metadata, render_table, render_table_with_replicas};
+pub use target::{DEFAULT_CALL_DEADLINE, Target, Via};
 pub use watch::{
     DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_WAIT, WatchConfig, format_timestamp, watch,
 };
