@@ -28,6 +28,11 @@ pub const DEFAULT_MAX_METADATA_BYTES: usize = 4 * 1024;
 /// Default of [`RegistryConfig::max_http_watchers`]: 256.
 pub const DEFAULT_MAX_HTTP_WATCHERS: usize = 256;
 
+/// Default of [`RegistryConfig::describe_timeout`]: 2 s.
+pub const DEFAULT_DESCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default of [`RegistryConfig::max_descriptions`]: 1,024.
+pub const DEFAULT_MAX_DESCRIPTIONS: usize = 1024;
+
 /// Default of [`RegistryConfig::max_rules_revisions`]: 1,000.
 pub const DEFAULT_MAX_RULES_REVISIONS: usize = 1_000;
 /// Default of [`RegistryConfig::max_name_len`]: 255.
@@ -118,6 +123,13 @@ pub struct RegistryConfig {
     /// Most revisions of one service's rules kept; every applied revision is kept (so that any can be rolled
     /// back to), and one more is refused. Default 1,000 ([`DEFAULT_MAX_RULES_REVISIONS`]).
     pub max_rules_revisions: usize,
+    /// How long the registry waits for an instance to describe its service (`rpc.Reflection.describe`, for
+    /// `GET /v1/services/{name}/methods`), connection included; then it asks another instance.
+    /// Default 2 s ([`DEFAULT_DESCRIBE_TIMEOUT`]).
+    pub describe_timeout: Duration,
+    /// Most service descriptions kept, one per service, instance address and incarnation; past it the oldest
+    /// is dropped. Default 1,024 ([`DEFAULT_MAX_DESCRIPTIONS`]).
+    pub max_descriptions: usize,
     /// TLS for the registry's API; with a client CA, the names of verified
     /// client certificates count as credentials. Default `None`.
     pub tls: Option<rpc_core::tls::ServerTls>,
@@ -156,6 +168,8 @@ impl std::fmt::Debug for RegistryConfig {
             http_allowed_hosts,
             data_dir,
             max_rules_revisions,
+            describe_timeout,
+            max_descriptions,
             tls,
             server,
             store,
@@ -177,6 +191,8 @@ impl std::fmt::Debug for RegistryConfig {
             .field("http_allowed_hosts", http_allowed_hosts)
             .field("data_dir", data_dir)
             .field("max_rules_revisions", max_rules_revisions)
+            .field("describe_timeout", describe_timeout)
+            .field("max_descriptions", max_descriptions)
             .field("tls", tls)
             .field("server", server)
             .field("store", store)
@@ -233,6 +249,8 @@ impl Default for RegistryConfig {
             http_allowed_hosts: Vec::new(),
             data_dir: None,
             max_rules_revisions: DEFAULT_MAX_RULES_REVISIONS,
+            describe_timeout: DEFAULT_DESCRIBE_TIMEOUT,
+            max_descriptions: DEFAULT_MAX_DESCRIPTIONS,
             tls: None,
             server: ServerConfig {
                 max_connections: RegistryConfig::connections_for(DEFAULT_MAX_INSTANCES),
@@ -273,7 +291,8 @@ impl RegistryConfig {
     }
 
     /// Checks what a registry cannot start with: a token that breaks [`check_token`] (an empty one would let
-    /// anyone who sends an empty token write), an unusable grant, a zero TTL or connection limit.
+    /// anyone who sends an empty token write), an unusable grant, a zero TTL, describe timeout or connection
+    /// limit.
     /// [`serve`](crate::serve) refuses such a configuration.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(token) = &self.token {
@@ -286,6 +305,13 @@ impl RegistryConfig {
                 "ttl",
                 format!("{:?}", self.ttl),
                 "an instance needs time to heartbeat",
+            );
+        }
+        if self.describe_timeout.is_zero() {
+            return out(
+                "describe_timeout",
+                format!("{:?}", self.describe_timeout),
+                "an instance needs time to describe its service",
             );
         }
         if self.server.max_connections == 0 {

@@ -28,7 +28,7 @@ pub struct ServeFlags {
     #[arg(long, env = "RPC_REGISTRY_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
     /// Address of the HTTP port: the dashboard (`/`), the JSON API (`/v1/services`, `/v1/services/{name}`,
-    /// `/v1/overview`, `/healthz`) and Prometheus metrics (`/metrics`).
+    /// `/v1/services/{name}/methods`, `/v1/overview`, `/healthz`) and Prometheus metrics (`/metrics`).
     #[arg(long, env = "RPC_REGISTRY_HTTP", default_value = "127.0.0.1:7071")]
     pub http: SocketAddr,
     /// Path of a Unix domain socket to serve the RPC API on too (unix only), for instances and clients on this
@@ -127,6 +127,14 @@ pub struct ServeFlags {
     /// refused.
     #[arg(long, default_value_t = registry::DEFAULT_MAX_RULES_REVISIONS)]
     pub max_rules_revisions: usize,
+    /// Milliseconds the registry waits for an instance to describe its service (`rpc.Reflection`, for
+    /// `/v1/services/{name}/methods`), connection included, before it asks another.
+    #[arg(long, default_value_t = ms(registry::DEFAULT_DESCRIBE_TIMEOUT))]
+    pub describe_timeout_ms: u64,
+    /// Most service descriptions kept (one per service, instance address and incarnation); past it the
+    /// oldest is dropped.
+    #[arg(long, default_value_t = registry::DEFAULT_MAX_DESCRIPTIONS)]
+    pub max_descriptions: usize,
     /// Certificate chain (PEM) to serve the API over TLS with; needs --tls-key. [default: none]
     #[arg(long, env = "RPC_REGISTRY_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -233,6 +241,8 @@ impl std::fmt::Debug for ServeFlags {
             advertise,
             etcd_lease_ttl_ms,
             max_rules_revisions,
+            describe_timeout_ms,
+            max_descriptions,
             tls_cert,
             tls_key,
             tls_ca,
@@ -282,6 +292,8 @@ impl std::fmt::Debug for ServeFlags {
             .field("advertise", advertise)
             .field("etcd_lease_ttl_ms", etcd_lease_ttl_ms)
             .field("max_rules_revisions", max_rules_revisions)
+            .field("describe_timeout_ms", describe_timeout_ms)
+            .field("max_descriptions", max_descriptions)
             .field("tls_cert", tls_cert)
             .field("tls_key", tls_key)
             .field("tls_ca", tls_ca)
@@ -413,6 +425,8 @@ impl ServeFlags {
             http_allowed_hosts: self.http_allowed_hosts.clone(),
             data_dir: Some(self.data_dir.clone()),
             max_rules_revisions: self.max_rules_revisions,
+            describe_timeout: positive("describe-timeout-ms", self.describe_timeout_ms)?,
+            max_descriptions: self.max_descriptions,
             store: self.store_config()?,
             tls,
             server: rpc_core::ServerConfig {
@@ -500,6 +514,8 @@ mod tests {
         ("http_allowed_hosts", &["http-allowed-host"]),
         ("data_dir", &["data-dir"]),
         ("max_rules_revisions", &["max-rules-revisions"]),
+        ("describe_timeout", &["describe-timeout-ms"]),
+        ("max_descriptions", &["max-descriptions"]),
         (
             "tls",
             &["tls-cert", "tls-key", "tls-ca", "require-client-cert"],
@@ -617,6 +633,8 @@ mod tests {
             ("http-allowed-host", "registry.internal"),
             ("data-dir", "some-data-dir"),
             ("max-rules-revisions", "99"),
+            ("describe-timeout-ms", "102"),
+            ("max-descriptions", "103"),
             ("max-connections", "86"),
             ("max-in-flight-per-connection", "87"),
             ("drain-timeout-ms", "88"),

@@ -1,7 +1,7 @@
 //! The registry's HTTP port: the dashboard at `/`, the JSON API (`GET /v1/services`, `GET /v1/services/{name}`,
-//! `GET /v1/overview`, `GET /v1/rules/{name}`, `GET /v1/weights`, `GET /healthz`) and Prometheus metrics at
-//! `/metrics`, built after the state's lock is released like the RPC API's reads; the dashboard's writes are
-//! `http_writes`'. When reads need a credential (`readers` in the
+//! `GET /v1/services/{name}/methods`, `GET /v1/overview`, `GET /v1/rules/{name}`, `GET /v1/weights`,
+//! `GET /healthz`) and Prometheus metrics at `/metrics`, built after the state's lock is released like the RPC
+//! API's reads; the dashboard's writes are `http_writes`'. When reads need a credential (`readers` in the
 //! credentials file), the JSON API and metrics want `authorization: Bearer <token>` and answer `401` without
 //! it; the dashboard's page itself holds no data, and `/healthz` stays open for liveness probes.
 
@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::api::ServiceSummary;
+use crate::server::describe::{DescribeError, Describer};
 use crate::server::overview::{MAX_CHANGES, Overview, PageQuery, ServiceView, Taken};
 use crate::server::service::{Shared, shown};
 use crate::server::store::StoreStatus;
@@ -66,29 +67,50 @@ struct Http {
     rpc: rpc_core::Metrics,
     /// Permits to build an overview ([`MAX_OVERVIEW_BUILDS`]).
     builds: Arc<Semaphore>,
+    /// The services' descriptions, asked of their instances.
+    describer: Arc<Describer>,
 }
 
 /// The routes, over the registry's state and its RPC server's metrics.
 pub(crate) fn router(shared: Arc<Shared>, rpc: rpc_core::Metrics) -> Router {
+    let describer = Arc::new(Describer::new(&shared.config));
     Router::new()
         .route("/", get(dashboard))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/services", get(services))
         .route("/v1/services/{name}", get(service))
+        .route("/v1/services/{name}/methods", get(methods))
         .route("/v1/overview", get(overview))
         .route("/v1/rules/{name}", get(rules))
         .route("/v1/weights", get(weights))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&shared),
-            readers_only,
-        ))
         .with_state(Http {
             shared: Arc::clone(&shared),
             rpc,
             builds: Arc::new(Semaphore::new(MAX_OVERVIEW_BUILDS)),
+            describer,
         })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            readers_only,
+        ))
         .merge(crate::server::http_writes::router(shared))
+}
+
+/// `GET /v1/services/{name}/methods`: the service's description (its methods, their arguments' names and
+/// types, docs, idempotency and streaming), as one of its instances gave it; `404` when no instance is
+/// registered, `502` when none that was asked described it. A JSON error body says why.
+async fn methods(State(http): State<Http>, Path(name): Path<String>) -> Response {
+    match http.describer.describe(&http.shared, &name).await {
+        Ok(description) => Json(&*description).into_response(),
+        Err(e) => {
+            let status = match e {
+                DescribeError::NotRegistered { .. } => StatusCode::NOT_FOUND,
+                DescribeError::NoAnswer { .. } => StatusCode::BAD_GATEWAY,
+            };
+            (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+        }
+    }
 }
 
 /// `GET /v1/weights`: every weight operators set, whether an instance holds its address now or not.

@@ -7,7 +7,8 @@
 //!   in-memory index that reads take from; see its own layout).
 //! - `http` (the dashboard, JSON API and metrics), `http_writes` (the dashboard's writes), `cross_site` (the
 //!   guards of the port's writes against cross-site requests), `overview` (the dashboard's paged view),
-//!   `stats` (the registry's counters).
+//!   `describe` (services' descriptions, asked of their instances and kept), `stats` (the registry's
+//!   counters).
 //! - [`config`] ([`RegistryConfig`](crate::RegistryConfig): timings, checks, limits), [`credentials`]
 //!   ([`Credentials`](crate::Credentials): per-service tokens and client-certificate names, and who owns an
 //!   instance), [`flags`] (the flags of `rpc-registry serve`, one per configuration field), [`open_files`] (the
@@ -16,6 +17,7 @@
 pub mod config;
 pub mod credentials;
 pub(crate) mod cross_site;
+pub(crate) mod describe;
 pub mod flags;
 pub(crate) mod http;
 pub(crate) mod http_writes;
