@@ -1,5 +1,5 @@
 //! The checks that keep a page of another site from making a request of the registry's HTTP port through a
-//! visitor's browser: the dashboard's writes (`http_writes`) pass them all.
+//! visitor's browser: the dashboard's writes (`http_writes`) and gateway calls (`gateway`) pass them all.
 //! - `Host` must be an IP address, `localhost`, or a name in `http_allowed_hosts`: a page whose own name an
 //!   attacker pointed at this registry (DNS rebinding) is refused;
 //! - `Origin`, when a browser sends it, must be this very host, and `Sec-Fetch-Site` must not say `cross-site`

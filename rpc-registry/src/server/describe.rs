@@ -4,7 +4,8 @@
 //! [`MAX_DESCRIBE_TRIES`] instances in turn. Descriptions are kept by service, instance address and
 //! incarnation (a restarted instance may serve another version), at most
 //! [`RegistryConfig::max_descriptions`](crate::RegistryConfig::max_descriptions), the oldest dropped first.
-//! `GET /v1/services/{name}/methods` answers them. An instance's refusal is quoted short and escaped.
+//! `GET /v1/services/{name}/methods` answers them, and the gateway looks its methods up in them. An instance's
+//! refusal is quoted short and escaped.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

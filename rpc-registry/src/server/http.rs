@@ -1,9 +1,10 @@
 //! The registry's HTTP port: the dashboard at `/`, the JSON API (`GET /v1/services`, `GET /v1/services/{name}`,
 //! `GET /v1/services/{name}/methods`, `GET /v1/overview`, `GET /v1/rules/{name}`, `GET /v1/weights`,
 //! `GET /healthz`) and Prometheus metrics at `/metrics`, built after the state's lock is released like the RPC
-//! API's reads; the dashboard's writes are `http_writes`'. When reads need a credential (`readers` in the
-//! credentials file), the JSON API and metrics want `authorization: Bearer <token>` and answer `401` without
-//! it; the dashboard's page itself holds no data, and `/healthz` stays open for liveness probes.
+//! API's reads; the dashboard's writes are `http_writes`', and calls through the gateway `gateway`'s. When reads
+//! need a credential (`readers` in the credentials file), the JSON API, metrics and the gateway want
+//! `authorization: Bearer <token>` and answer `401` without it; the dashboard's page itself holds no data, and
+//! `/healthz` stays open for liveness probes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,8 @@ struct Health {
     connections: u64,
     /// Where instances and rules are kept (`memory` or `etcd`), whether it takes writes, and the replicas.
     store: StoreStatus,
+    /// Whether `POST /call/{Service}/{method}` calls services (`serve --gateway`).
+    gateway: bool,
 }
 
 /// `?epoch=E&since=R&wait_ms=W` of `GET /v1/overview` (which page it shows is a [`PageQuery`]).
@@ -88,8 +91,12 @@ pub(crate) fn router(shared: Arc<Shared>, rpc: rpc_core::Metrics) -> Router {
             shared: Arc::clone(&shared),
             rpc,
             builds: Arc::new(Semaphore::new(MAX_OVERVIEW_BUILDS)),
-            describer,
+            describer: Arc::clone(&describer),
         })
+        .merge(crate::server::gateway::router(
+            Arc::clone(&shared),
+            describer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),
             readers_only,
@@ -247,6 +254,7 @@ async fn health(State(http): State<Http>) -> Json<Health> {
         instances,
         connections,
         store,
+        gateway: config.gateway,
     })
 }
 
@@ -347,6 +355,7 @@ async fn overview(
             covered: state.history().covers(after),
             uptime: shared.started.elapsed(),
             store,
+            gateway: shared.config.gateway,
         }
     };
     // Counting late instances and filtering look at every instance: not on a worker that serves heartbeats.
