@@ -35,7 +35,8 @@
 //! - [`client`]: registration and discovery, in every build, against one registry or a list of its replicas
 //!   ([`resolve_registries`] reads `"h1:7070,h2:7070"`).
 //! - [`server`] (feature `server`, default): the registry itself, its store, service, HTTP view and dashboard,
-//!   stats and credentials; see its own layout.
+//!   services' descriptions and the gateway that calls them over HTTP, stats and credentials; see its own
+//!   layout.
 //! - [`cli`] (feature `server`): the binary's client subcommands (`ls`, `watch`, `rules`, `weight`; `call` and
 //!   `describe`, which talk to a service's own servers in JSON through `rpc.Reflection`), and the
 //!   `rpc-registry` binary (`main.rs`), which parses flags and calls into the library.

@@ -1,5 +1,6 @@
 //! A plain HTTP/1.1 exchange over a fresh connection (`connection: close`), with the headers a test chooses:
-//! `host` is the address connected to unless the test gives its own (to play a page of another name).
+//! `host` is the address connected to unless the test gives its own (to play a page of another name); and the
+//! same with a JSON body, read as JSON.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -56,4 +57,43 @@ pub async fn request(
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     Ok((status, headers, body.to_owned()))
+}
+
+/// An answer whose body is JSON: its status code, headers (names in lowercase) and body.
+#[derive(Debug)]
+pub struct JsonAnswer {
+    /// The status code.
+    pub code: u16,
+    /// The headers.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: serde_json::Value,
+}
+
+/// Sends `method path` with `content-type: application/json`, `headers` and `body` to `addr`, and reads the
+/// answer; panics, saying what came, if there is none or its body is not JSON.
+pub async fn json_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> JsonAnswer {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    let (status, headers, body) = request(addr, method, path, &all, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let code = status
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {path}: no status in {status:?}"));
+    let body = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {status}: not JSON ({e}): {body:?}"));
+    JsonAnswer {
+        code,
+        headers,
+        body,
+    }
 }

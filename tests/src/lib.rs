@@ -7,6 +7,7 @@
 //! - [`lab`]: the `Lab` service, its implementation and its observable state.
 //! - [`serve`]: starting and stopping servers on 127.0.0.1.
 //! - [`cluster`]: registries and registered instances of the `Where` service.
+//! - [`calc`]: registered instances of the examples' `Calc` service, each answer naming its instance.
 //! - [`peer`]: a raw connection (to a server, or accepted from a client) that sends hand-made frames or garbage
 //!   and reads the other side's frames back; the process's peak resident memory.
 //! - [`certs`]: a CA, server and client certificates made at test time (rcgen).
@@ -21,6 +22,7 @@
 //! - [`etcd`]: real etcd members and clusters (Debian's `etcd-server`) on 127.0.0.1, killed and removed on drop,
 //!   and reads of their keys through etcd's JSON gateway.
 
+pub mod calc;
 pub mod certs;
 pub mod cluster;
 pub mod etcd;

@@ -4,7 +4,8 @@
 //! registry's strings as text, never as markup, backs off, saying so, when the registry is busy, shows on its
 //! first load what happened before (with why each instance left), pages a registry larger than a page,
 //! filtered by the registry, asks in the page for the token a registry wants, and lets an operator drain,
-//! restore and reweigh an instance and roll rules back with the registry's token. The browser tests skip when chromedriver or Chromium is missing, unless
+//! restore and reweigh an instance and roll rules back with the registry's token, and lists each service's
+//! methods, calling them through the registry's gateway when it is one. The browser tests skip when chromedriver or Chromium is missing, unless
 //! `RPC_REQUIRE_BROWSER=1`. Real time with the default TTL, on two worker threads so that heartbeats keep their
 //! pace while the test waits on the page.
 
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use rpc_core::Client;
 use rpc_registry::{NewInstance, Registration, RegistrationConfig, RegistryClient, RegistryConfig};
 use serde::Deserialize;
+use tests::calc::start_calc;
 use tests::cluster::{start_instance, start_registry};
 use tests::prom::http_get;
 use tests::webdriver::{Element, WebDriver, browser_required};
@@ -976,4 +978,110 @@ async fn a_registry_whose_reads_need_a_credential_asks_for_it_in_the_page() {
     let connection = testid(&driver, "connection").await;
     assert_eq!(status(&driver, &connection).await.as_deref(), Some("live"));
     driver.close().await.unwrap();
+}
+
+/// The signatures of the methods the page lists for `service`.
+fn signatures_of(service: &str) -> String {
+    format!(
+        "return Array.from(document.querySelectorAll('[data-service-card=\"{service}\"] [data-testid=signature]'), e => e.textContent);"
+    )
+}
+
+/// Fills the form of `Calc.div` with `a` and `b`, submits it, and waits until its answer reads `expected`.
+async fn divide(driver: &WebDriver, a: &str, b: &str, expected: &str) -> String {
+    let form = "document.querySelector('[data-service-card=\"Calc\"] [data-method=div] [data-testid=call-form]')";
+    run(
+        driver,
+        &format!(
+            "const f = {form}; f.querySelector('[data-arg=a]').value = '{a}'; f.querySelector('[data-arg=b]').value = '{b}'; f.requestSubmit();"
+        ),
+    )
+    .await;
+    let result = "return (p => p && !p.hidden ? p.textContent : null)(document.querySelector('[data-service-card=\"Calc\"] [data-method=div] [data-testid=call-result]'));";
+    until(&format!("div({a}, {b}) answered"), SHOWN, async || {
+        let shown = run(driver, result).await;
+        match shown.as_str() {
+            Some(text) if text.contains(expected) => Ok(text.to_owned()),
+            _ => Err(shown.to_string()),
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_service_lists_its_methods_and_calls_them_through_the_gateway() {
+    let config = RegistryConfig {
+        gateway: true,
+        ..config()
+    };
+    let registry = start_registry(config, 0).await.unwrap();
+    let calc = start_calc(registry.addr, 1, RegistrationConfig::default())
+        .await
+        .unwrap();
+    let Some(driver) = open(registry.http).await else {
+        return;
+    };
+    let methods = "document.querySelector('[data-service-card=\"Calc\"] [data-testid=methods]')";
+    until("Calc's card", SHOWN, async || {
+        let found = run(&driver, &format!("return !!{methods};")).await;
+        (found == true).then_some(()).ok_or(found.to_string())
+    })
+    .await;
+    // Opened, the list asks the registry for the methods.
+    run(&driver, &format!("{methods}.open = true;")).await;
+    until("Calc's methods", SHOWN, async || {
+        let shown = run(&driver, &signatures_of("Calc")).await;
+        let expected = serde_json::json!([
+            "add(a: i64, b: i64) -> Answer",
+            "div(a: i64, b: i64) -> Result<Answer, CalcError>"
+        ]);
+        (shown == expected).then_some(()).ok_or(shown.to_string())
+    })
+    .await;
+
+    let answer = divide(&driver, "6", "3", "HTTP 200").await;
+    assert!(answer.contains("\"value\": 2"), "{answer}");
+    assert!(answer.contains(&calc.address), "{answer}");
+    let refused = divide(&driver, "1", "0", "HTTP 422").await;
+    assert!(refused.contains("\"error\": \"CalcError\""), "{refused}");
+    assert!(refused.contains("DivisionByZero"), "{refused}");
+    screenshot(&driver, target_dir().join("dashboard-methods.png")).await;
+
+    // A registry that is not a gateway lists the methods, and offers no form to call them.
+    let plain = start_registry(config_without_gateway(), 0).await.unwrap();
+    let _other = start_calc(plain.addr, 1, RegistrationConfig::default())
+        .await
+        .unwrap();
+    driver
+        .goto(&format!("http://{}/", plain.http))
+        .await
+        .unwrap();
+    until("Calc's card", SHOWN, async || {
+        let found = run(&driver, &format!("return !!{methods};")).await;
+        (found == true).then_some(()).ok_or(found.to_string())
+    })
+    .await;
+    run(&driver, &format!("{methods}.open = true;")).await;
+    until("Calc's methods", SHOWN, async || {
+        let shown = run(&driver, &signatures_of("Calc")).await;
+        (shown.as_array().is_some_and(|s| s.len() == 2))
+            .then_some(())
+            .ok_or(shown.to_string())
+    })
+    .await;
+    let forms = run(
+        &driver,
+        "return Array.from(document.querySelectorAll('[data-testid=call-form]'), f => f.hidden);",
+    )
+    .await;
+    assert_eq!(
+        forms,
+        serde_json::json!([true, true]),
+        "no call without the gateway"
+    );
+    driver.close().await.unwrap();
+}
+
+fn config_without_gateway() -> RegistryConfig {
+    config()
 }

@@ -28,6 +28,15 @@ pub const DEFAULT_MAX_METADATA_BYTES: usize = 4 * 1024;
 /// Default of [`RegistryConfig::max_http_watchers`]: 256.
 pub const DEFAULT_MAX_HTTP_WATCHERS: usize = 256;
 
+/// Default of [`RegistryConfig::describe_timeout`]: 2 s.
+pub const DEFAULT_DESCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default of [`RegistryConfig::max_descriptions`]: 1,024.
+pub const DEFAULT_MAX_DESCRIPTIONS: usize = 1024;
+/// Default of [`RegistryConfig::gateway_max_body`]: 4 MiB.
+pub const DEFAULT_GATEWAY_MAX_BODY: usize = 4 * 1024 * 1024;
+/// Default of [`RegistryConfig::gateway_max_services`]: 256.
+pub const DEFAULT_GATEWAY_MAX_SERVICES: usize = 256;
+
 /// Default of [`RegistryConfig::max_rules_revisions`]: 1,000.
 pub const DEFAULT_MAX_RULES_REVISIONS: usize = 1_000;
 /// Default of [`RegistryConfig::max_name_len`]: 255.
@@ -118,6 +127,23 @@ pub struct RegistryConfig {
     /// Most revisions of one service's rules kept; every applied revision is kept (so that any can be rolled
     /// back to), and one more is refused. Default 1,000 ([`DEFAULT_MAX_RULES_REVISIONS`]).
     pub max_rules_revisions: usize,
+    /// How long the registry waits for an instance to describe its service (`rpc.Reflection.describe`, for
+    /// `GET /v1/services/{name}/methods` and the gateway), connection included; then it asks another instance.
+    /// Default 2 s ([`DEFAULT_DESCRIBE_TIMEOUT`]).
+    pub describe_timeout: Duration,
+    /// Most service descriptions kept, one per service, instance address and incarnation; past it the oldest
+    /// is dropped. Default 1,024 ([`DEFAULT_MAX_DESCRIPTIONS`]).
+    pub max_descriptions: usize,
+    /// Whether the HTTP port is a gateway too: `POST /call/{Service}/{method}` with the arguments as a JSON
+    /// object calls an instance of the service, balanced and following the registry's rules, and answers in
+    /// JSON. It needs the credential of the registry's reads, when they need one. Default `false`.
+    pub gateway: bool,
+    /// Largest body of a gateway call, in bytes; a larger one is answered `413`. Default 4 MiB
+    /// ([`DEFAULT_GATEWAY_MAX_BODY`]).
+    pub gateway_max_body: usize,
+    /// Most services the gateway keeps a client of (each with its connections to the instances it called);
+    /// past it, the client used least recently is dropped. Default 256 ([`DEFAULT_GATEWAY_MAX_SERVICES`]).
+    pub gateway_max_services: usize,
     /// TLS for the registry's API; with a client CA, the names of verified
     /// client certificates count as credentials. Default `None`.
     pub tls: Option<rpc_core::tls::ServerTls>,
@@ -156,6 +182,11 @@ impl std::fmt::Debug for RegistryConfig {
             http_allowed_hosts,
             data_dir,
             max_rules_revisions,
+            describe_timeout,
+            max_descriptions,
+            gateway,
+            gateway_max_body,
+            gateway_max_services,
             tls,
             server,
             store,
@@ -177,6 +208,11 @@ impl std::fmt::Debug for RegistryConfig {
             .field("http_allowed_hosts", http_allowed_hosts)
             .field("data_dir", data_dir)
             .field("max_rules_revisions", max_rules_revisions)
+            .field("describe_timeout", describe_timeout)
+            .field("max_descriptions", max_descriptions)
+            .field("gateway", gateway)
+            .field("gateway_max_body", gateway_max_body)
+            .field("gateway_max_services", gateway_max_services)
             .field("tls", tls)
             .field("server", server)
             .field("store", store)
@@ -233,6 +269,11 @@ impl Default for RegistryConfig {
             http_allowed_hosts: Vec::new(),
             data_dir: None,
             max_rules_revisions: DEFAULT_MAX_RULES_REVISIONS,
+            describe_timeout: DEFAULT_DESCRIBE_TIMEOUT,
+            max_descriptions: DEFAULT_MAX_DESCRIPTIONS,
+            gateway: false,
+            gateway_max_body: DEFAULT_GATEWAY_MAX_BODY,
+            gateway_max_services: DEFAULT_GATEWAY_MAX_SERVICES,
             tls: None,
             server: ServerConfig {
                 max_connections: RegistryConfig::connections_for(DEFAULT_MAX_INSTANCES),
@@ -273,7 +314,8 @@ impl RegistryConfig {
     }
 
     /// Checks what a registry cannot start with: a token that breaks [`check_token`] (an empty one would let
-    /// anyone who sends an empty token write), an unusable grant, a zero TTL or connection limit.
+    /// anyone who sends an empty token write), an unusable grant, a zero TTL, describe timeout or connection
+    /// limit, a gateway of no service.
     /// [`serve`](crate::serve) refuses such a configuration.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(token) = &self.token {
@@ -286,6 +328,20 @@ impl RegistryConfig {
                 "ttl",
                 format!("{:?}", self.ttl),
                 "an instance needs time to heartbeat",
+            );
+        }
+        if self.describe_timeout.is_zero() {
+            return out(
+                "describe_timeout",
+                format!("{:?}", self.describe_timeout),
+                "an instance needs time to describe its service",
+            );
+        }
+        if self.gateway && self.gateway_max_services == 0 {
+            return out(
+                "gateway_max_services",
+                String::from("0"),
+                "the gateway could call no service",
             );
         }
         if self.server.max_connections == 0 {

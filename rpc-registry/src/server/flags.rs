@@ -28,7 +28,8 @@ pub struct ServeFlags {
     #[arg(long, env = "RPC_REGISTRY_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: SocketAddr,
     /// Address of the HTTP port: the dashboard (`/`), the JSON API (`/v1/services`, `/v1/services/{name}`,
-    /// `/v1/overview`, `/healthz`) and Prometheus metrics (`/metrics`).
+    /// `/v1/services/{name}/methods`, `/v1/overview`, `/healthz`), Prometheus metrics (`/metrics`) and, with
+    /// --gateway, calls in JSON (`POST /call/{Service}/{method}`).
     #[arg(long, env = "RPC_REGISTRY_HTTP", default_value = "127.0.0.1:7071")]
     pub http: SocketAddr,
     /// Path of a Unix domain socket to serve the RPC API on too (unix only), for instances and clients on this
@@ -127,6 +128,27 @@ pub struct ServeFlags {
     /// refused.
     #[arg(long, default_value_t = registry::DEFAULT_MAX_RULES_REVISIONS)]
     pub max_rules_revisions: usize,
+    /// Milliseconds the registry waits for an instance to describe its service (`rpc.Reflection`, for
+    /// `/v1/services/{name}/methods` and the gateway), connection included, before it asks another.
+    #[arg(long, default_value_t = ms(registry::DEFAULT_DESCRIBE_TIMEOUT))]
+    pub describe_timeout_ms: u64,
+    /// Most service descriptions kept (one per service, instance address and incarnation); past it the
+    /// oldest is dropped.
+    #[arg(long, default_value_t = registry::DEFAULT_MAX_DESCRIPTIONS)]
+    pub max_descriptions: usize,
+    /// Serve calls in JSON on the HTTP port: `POST /call/{Service}/{method}` with the arguments as a JSON
+    /// object calls an instance of the service (balanced, following the registry's rules and retries) and
+    /// answers its value in JSON. Callers need the credential of the registry's reads, when reads need one.
+    /// [default: false]
+    #[arg(long, env = "RPC_REGISTRY_GATEWAY")]
+    pub gateway: bool,
+    /// Largest body of a gateway call, in bytes; a larger one is answered 413.
+    #[arg(long, default_value_t = registry::DEFAULT_GATEWAY_MAX_BODY)]
+    pub gateway_max_body: usize,
+    /// Most services the gateway keeps a client of (with its connections to their instances); past it, the
+    /// one used least recently is dropped.
+    #[arg(long, default_value_t = registry::DEFAULT_GATEWAY_MAX_SERVICES)]
+    pub gateway_max_services: usize,
     /// Certificate chain (PEM) to serve the API over TLS with; needs --tls-key. [default: none]
     #[arg(long, env = "RPC_REGISTRY_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -233,6 +255,11 @@ impl std::fmt::Debug for ServeFlags {
             advertise,
             etcd_lease_ttl_ms,
             max_rules_revisions,
+            describe_timeout_ms,
+            max_descriptions,
+            gateway,
+            gateway_max_body,
+            gateway_max_services,
             tls_cert,
             tls_key,
             tls_ca,
@@ -282,6 +309,11 @@ impl std::fmt::Debug for ServeFlags {
             .field("advertise", advertise)
             .field("etcd_lease_ttl_ms", etcd_lease_ttl_ms)
             .field("max_rules_revisions", max_rules_revisions)
+            .field("describe_timeout_ms", describe_timeout_ms)
+            .field("max_descriptions", max_descriptions)
+            .field("gateway", gateway)
+            .field("gateway_max_body", gateway_max_body)
+            .field("gateway_max_services", gateway_max_services)
             .field("tls_cert", tls_cert)
             .field("tls_key", tls_key)
             .field("tls_ca", tls_ca)
@@ -413,6 +445,11 @@ impl ServeFlags {
             http_allowed_hosts: self.http_allowed_hosts.clone(),
             data_dir: Some(self.data_dir.clone()),
             max_rules_revisions: self.max_rules_revisions,
+            describe_timeout: positive("describe-timeout-ms", self.describe_timeout_ms)?,
+            max_descriptions: self.max_descriptions,
+            gateway: self.gateway,
+            gateway_max_body: self.gateway_max_body,
+            gateway_max_services: self.gateway_max_services,
             store: self.store_config()?,
             tls,
             server: rpc_core::ServerConfig {
@@ -500,6 +537,11 @@ mod tests {
         ("http_allowed_hosts", &["http-allowed-host"]),
         ("data_dir", &["data-dir"]),
         ("max_rules_revisions", &["max-rules-revisions"]),
+        ("describe_timeout", &["describe-timeout-ms"]),
+        ("max_descriptions", &["max-descriptions"]),
+        ("gateway", &["gateway"]),
+        ("gateway_max_body", &["gateway-max-body"]),
+        ("gateway_max_services", &["gateway-max-services"]),
         (
             "tls",
             &["tls-cert", "tls-key", "tls-ca", "require-client-cert"],
@@ -617,6 +659,10 @@ mod tests {
             ("http-allowed-host", "registry.internal"),
             ("data-dir", "some-data-dir"),
             ("max-rules-revisions", "99"),
+            ("describe-timeout-ms", "102"),
+            ("max-descriptions", "103"),
+            ("gateway-max-body", "104"),
+            ("gateway-max-services", "105"),
             ("max-connections", "86"),
             ("max-in-flight-per-connection", "87"),
             ("drain-timeout-ms", "88"),
@@ -636,10 +682,14 @@ mod tests {
             ("max-streams-per-connection", "101"),
             ("stream-window", "131072"),
         ];
-        let argv = std::iter::once(String::from("serve")).chain(
-            args.iter()
-                .flat_map(|(f, v)| [format!("--{f}"), (*v).to_owned()]),
-        );
+        // Switches take no value.
+        let switches = ["--gateway"].map(String::from);
+        let argv = std::iter::once(String::from("serve"))
+            .chain(switches)
+            .chain(
+                args.iter()
+                    .flat_map(|(f, v)| [format!("--{f}"), (*v).to_owned()]),
+            );
         let config = Cli::try_parse_from(argv).unwrap().flags.config().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(config.credentials.tokens.len(), 1, "--credentials was read");

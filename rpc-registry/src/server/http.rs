@@ -1,9 +1,10 @@
 //! The registry's HTTP port: the dashboard at `/`, the JSON API (`GET /v1/services`, `GET /v1/services/{name}`,
-//! `GET /v1/overview`, `GET /v1/rules/{name}`, `GET /v1/weights`, `GET /healthz`) and Prometheus metrics at
-//! `/metrics`, built after the state's lock is released like the RPC API's reads; the dashboard's writes are
-//! `http_writes`'. When reads need a credential (`readers` in the
-//! credentials file), the JSON API and metrics want `authorization: Bearer <token>` and answer `401` without
-//! it; the dashboard's page itself holds no data, and `/healthz` stays open for liveness probes.
+//! `GET /v1/services/{name}/methods`, `GET /v1/overview`, `GET /v1/rules/{name}`, `GET /v1/weights`,
+//! `GET /healthz`) and Prometheus metrics at `/metrics`, built after the state's lock is released like the RPC
+//! API's reads; the dashboard's writes are `http_writes`', and calls through the gateway `gateway`'s. When reads
+//! need a credential (`readers` in the credentials file), the JSON API, metrics and the gateway want
+//! `authorization: Bearer <token>` and answer `401` without it; the dashboard's page itself holds no data, and
+//! `/healthz` stays open for liveness probes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::api::ServiceSummary;
+use crate::server::describe::{DescribeError, Describer};
 use crate::server::overview::{MAX_CHANGES, Overview, PageQuery, ServiceView, Taken};
 use crate::server::service::{Shared, shown};
 use crate::server::store::StoreStatus;
@@ -48,6 +50,8 @@ struct Health {
     connections: u64,
     /// Where instances and rules are kept (`memory` or `etcd`), whether it takes writes, and the replicas.
     store: StoreStatus,
+    /// Whether `POST /call/{Service}/{method}` calls services (`serve --gateway`).
+    gateway: bool,
 }
 
 /// `?epoch=E&since=R&wait_ms=W` of `GET /v1/overview` (which page it shows is a [`PageQuery`]).
@@ -66,29 +70,54 @@ struct Http {
     rpc: rpc_core::Metrics,
     /// Permits to build an overview ([`MAX_OVERVIEW_BUILDS`]).
     builds: Arc<Semaphore>,
+    /// The services' descriptions, asked of their instances.
+    describer: Arc<Describer>,
 }
 
 /// The routes, over the registry's state and its RPC server's metrics.
 pub(crate) fn router(shared: Arc<Shared>, rpc: rpc_core::Metrics) -> Router {
+    let describer = Arc::new(Describer::new(&shared.config));
     Router::new()
         .route("/", get(dashboard))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/services", get(services))
         .route("/v1/services/{name}", get(service))
+        .route("/v1/services/{name}/methods", get(methods))
         .route("/v1/overview", get(overview))
         .route("/v1/rules/{name}", get(rules))
         .route("/v1/weights", get(weights))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&shared),
-            readers_only,
-        ))
         .with_state(Http {
             shared: Arc::clone(&shared),
             rpc,
             builds: Arc::new(Semaphore::new(MAX_OVERVIEW_BUILDS)),
+            describer: Arc::clone(&describer),
         })
+        .merge(crate::server::gateway::router(
+            Arc::clone(&shared),
+            describer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            readers_only,
+        ))
         .merge(crate::server::http_writes::router(shared))
+}
+
+/// `GET /v1/services/{name}/methods`: the service's description (its methods, their arguments' names and
+/// types, docs, idempotency and streaming), as one of its instances gave it; `404` when no instance is
+/// registered, `502` when none that was asked described it. A JSON error body says why.
+async fn methods(State(http): State<Http>, Path(name): Path<String>) -> Response {
+    match http.describer.describe(&http.shared, &name).await {
+        Ok(description) => Json(&*description).into_response(),
+        Err(e) => {
+            let status = match e {
+                DescribeError::NotRegistered { .. } => StatusCode::NOT_FOUND,
+                DescribeError::NoAnswer { .. } => StatusCode::BAD_GATEWAY,
+            };
+            (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+        }
+    }
 }
 
 /// `GET /v1/weights`: every weight operators set, whether an instance holds its address now or not.
@@ -225,6 +254,7 @@ async fn health(State(http): State<Http>) -> Json<Health> {
         instances,
         connections,
         store,
+        gateway: config.gateway,
     })
 }
 
@@ -325,6 +355,7 @@ async fn overview(
             covered: state.history().covers(after),
             uptime: shared.started.elapsed(),
             store,
+            gateway: shared.config.gateway,
         }
     };
     // Counting late instances and filtering look at every instance: not on a worker that serves heartbeats.

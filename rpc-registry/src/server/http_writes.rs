@@ -2,17 +2,11 @@
 //! clients see for an instance, 0 drains it; `"weight": null` gives it back its own) and
 //! `POST /v1/rules/{name}/rollback` (`{"revision": N}`). Each needs the registry's own token in
 //! `authorization: Bearer <token>` (unless the registry is open), never in the URL, and passes the checks that
-//! keep a page of another site from making it through a visitor's browser:
-//! - `Host` must be an IP address, `localhost`, or a name in `http_allowed_hosts`: a page whose own name an
-//!   attacker pointed at this registry (DNS rebinding) is refused;
-//! - `Origin`, when a browser sends it, must be this very host, and `Sec-Fetch-Site` must not say `cross-site`
-//!   or `same-site`;
-//! - the body must be `application/json`, which a cross-site page cannot send without a CORS preflight, and
-//!   the registry answers none.
+//! keep a page of another site from making it through a visitor's browser (`cross_site`: `Host`, `Origin`,
+//! `Sec-Fetch-Site`, and a body in `application/json`).
 //!
 //! A refusal is JSON, `{"error": ...}`, and quotes what came short and escaped.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Json;
@@ -26,7 +20,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::RegistryError;
-use crate::server::service::{Shared, shown};
+use crate::server::service::Shared;
 
 /// Largest body of a write: 4 KiB (an address and a weight, or a revision).
 const MAX_WRITE_BODY: usize = 4096;
@@ -110,61 +104,7 @@ fn checked<T: DeserializeOwned>(
     body: &[u8],
 ) -> Result<T, (StatusCode, String)> {
     let config = &shared.config;
-    let text =
-        |name: header::HeaderName| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
-    let Some(host) = text(header::HOST) else {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "a write needs a `Host` header".into(),
-        ));
-    };
-    if !host_allowed(host, &config.http_allowed_hosts) {
-        return Err((
-            StatusCode::FORBIDDEN,
-            format!(
-                "writes addressed to host {} are refused: expected an IP address, `localhost`, or a name given \
-                 to `serve --http-allowed-host`",
-                shown(host)
-            ),
-        ));
-    }
-    if let Some(origin) = text(header::ORIGIN)
-        && !same_origin(origin, host)
-    {
-        return Err((
-            StatusCode::FORBIDDEN,
-            format!(
-                "a write from origin {} is refused: expected a page of http://{} itself",
-                shown(origin),
-                shown(host)
-            ),
-        ));
-    }
-    if let Some(site) = headers.get("sec-fetch-site")
-        && !matches!(site.as_bytes(), b"same-origin" | b"none")
-    {
-        return Err((
-            StatusCode::FORBIDDEN,
-            format!(
-                "a write from a page of another site (sec-fetch-site: {}) is refused",
-                shown(site.to_str().unwrap_or("\u{fffd}"))
-            ),
-        ));
-    }
-    let json = text(header::CONTENT_TYPE).is_some_and(|t| {
-        t.split(';')
-            .next()
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-    });
-    if !json {
-        return Err((
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "a write's body must be `content-type: application/json`, not {}",
-                shown(text(header::CONTENT_TYPE).unwrap_or("none"))
-            ),
-        ));
-    }
+    crate::server::cross_site::check(config, headers, "write")?;
     if !config.is_open() {
         let carried = headers
             .get(header::AUTHORIZATION)
@@ -192,31 +132,6 @@ fn checked<T: DeserializeOwned>(
     })
 }
 
-/// Whether `host` (a `Host` header: a name or address, and maybe a port) is one writes may be addressed to.
-fn host_allowed(host: &str, allowed: &[String]) -> bool {
-    let name = match host.strip_prefix('[') {
-        // `[v6]` or `[v6]:port`.
-        Some(rest) => match rest.split_once(']') {
-            Some((v6, port)) if port.is_empty() || port.starts_with(':') => {
-                return v6.parse::<std::net::Ipv6Addr>().is_ok();
-            }
-            _ => return false,
-        },
-        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
-    };
-    name.parse::<IpAddr>().is_ok()
-        || name.eq_ignore_ascii_case("localhost")
-        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
-}
-
-/// Whether `origin` (`scheme://host[:port]`) is the page of `host` itself.
-fn same_origin(origin: &str, host: &str) -> bool {
-    let Some((scheme, rest)) = origin.split_once("://") else {
-        return false;
-    };
-    matches!(scheme, "http" | "https") && rest.eq_ignore_ascii_case(host)
-}
-
 /// A refusal: `{"error": why}`, with `www-authenticate` when it is for want of a credential.
 fn error(status: StatusCode, why: String) -> Response {
     let mut response = (status, Json(serde_json::json!({ "error": why }))).into_response();
@@ -239,46 +154,4 @@ fn refusal(e: &RegistryError) -> Response {
         _ => StatusCode::BAD_REQUEST,
     };
     error(status, e.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn writes_are_for_addresses_localhost_and_the_names_allowed() {
-        let allowed = [String::from("registry.internal")];
-        for host in [
-            "127.0.0.1:7071",
-            "127.0.0.1",
-            "[::1]:7071",
-            "[::1]",
-            "localhost:7071",
-            "LOCALHOST",
-            "registry.internal:80",
-            "10.1.2.3:8080",
-        ] {
-            assert!(host_allowed(host, &allowed), "{host}");
-        }
-        for host in [
-            "evil.example:7071",
-            "evil.example",
-            "localhost.evil.example",
-            "[::1]x",
-            "[not-an-address]:1",
-            "",
-        ] {
-            assert!(!host_allowed(host, &allowed), "{host}");
-        }
-    }
-
-    #[test]
-    fn the_origin_must_be_the_host_itself() {
-        assert!(same_origin("http://127.0.0.1:7071", "127.0.0.1:7071"));
-        assert!(same_origin("https://localhost:7071", "localhost:7071"));
-        assert!(!same_origin("http://127.0.0.1:7072", "127.0.0.1:7071"));
-        assert!(!same_origin("http://evil.example", "127.0.0.1:7071"));
-        assert!(!same_origin("null", "127.0.0.1:7071"));
-        assert!(!same_origin("file://127.0.0.1:7071", "127.0.0.1:7071"));
-    }
 }

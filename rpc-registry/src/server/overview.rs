@@ -197,6 +197,8 @@ pub(crate) struct Overview {
     changes_complete: bool,
     /// Where the registry keeps its state, whether it takes writes, and its replicas.
     store: StoreStatus,
+    /// Whether the registry calls services for HTTP callers (`POST /call/{Service}/{method}`, `serve --gateway`).
+    gateway: bool,
 }
 
 /// What the overview takes under the state's lock.
@@ -212,6 +214,7 @@ pub(crate) struct Taken {
     pub(crate) covered: bool,
     pub(crate) uptime: Duration,
     pub(crate) store: StoreStatus,
+    pub(crate) gateway: bool,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -298,6 +301,7 @@ impl Overview {
             heartbeat_ms: (ttl / 3).max(1),
             uptime_ms: millis(taken.uptime),
             store: taken.store,
+            gateway: taken.gateway,
             totals: taken.totals,
             late,
             services,

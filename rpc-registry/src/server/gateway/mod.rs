@@ -1,0 +1,270 @@
+//! The registry as a gateway (`RegistryConfig::gateway`, `serve --gateway`; off by default):
+//! `POST /call/{Service}/{method}` on the HTTP port, with the arguments as a JSON object keyed by name, calls an
+//! instance of the service in JSON (protocol 1.2) through the gateway's balanced client of that service
+//! (`clients`), and answers as `rpc_core::http::answer` maps it: `200` and the value's JSON; `422` and
+//! `{"code": "application_error", "error": "<type>", "detail": ...}` for the method's own error; a failure's
+//! HTTP status, `{"code": ..., "message": ...}` and `Retry-After`.
+//!
+//! The method is looked up in the service's description (`describe`): it must exist (else `404`), be unary
+//! (else `501`), and is retried on another instance only if it is idempotent. Before that the request passes,
+//! in order: the read credential (the HTTP port's `readers_only`, when reads need one), the cross-site checks
+//! of the dashboard's writes (`cross_site`: `Host`, `Origin`, `Sec-Fetch-Site`, `application/json`), its
+//! timeout headers (`headers`; malformed: `400`), and the body limit
+//! ([`RegistryConfig::gateway_max_body`](crate::RegistryConfig::gateway_max_body); over it: `413`). Every
+//! refusal is a JSON failure body that quotes the caller's text short and escaped.
+//!
+//! # Layout
+//! - this file: the route, the checks and the answer.
+//! - `headers`: the deadline and the metadata a request's headers give its call.
+//! - `clients`: the balanced client of each service called, at most `gateway_max_services` of them.
+//! - `follow`: the instances and rules those clients follow, from the registry's own state.
+
+mod clients;
+mod follow;
+mod headers;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures_util::StreamExt;
+use rpc_core::client::JsonAnswer;
+use rpc_core::http::answer::{
+    APP_ERROR_STATUS, app_error_body, failure_body, http_status, retry_after_secs,
+};
+use rpc_core::reflect::Streaming;
+use rpc_core::{CallOptions, InternError, MethodInfo, RpcError, Status};
+
+use crate::server::describe::{DescribeError, Describer};
+use crate::server::service::{Shared, shown};
+use clients::Clients;
+
+/// Most method names a refusal for an unknown method lists: 16.
+const MAX_NAMES_LISTED: usize = 16;
+
+/// What the gateway's handler shares.
+#[derive(Clone)]
+struct Gateway {
+    shared: Arc<Shared>,
+    describer: Arc<Describer>,
+    clients: Arc<Clients>,
+}
+
+/// The gateway's route, over the registry's state and its descriptions. With the gateway off, it answers `404`
+/// saying so.
+pub(crate) fn router(shared: Arc<Shared>, describer: Arc<Describer>) -> Router {
+    Router::new()
+        .route("/call/{service}/{method}", post(call))
+        .with_state(Gateway {
+            clients: Arc::new(Clients::new(Arc::clone(&shared))),
+            shared,
+            describer,
+        })
+}
+
+/// A refusal or failure: `status` as an HTTP status, and `{"code": <code's name>, "message": message}`.
+fn failure(http: StatusCode, code: Status, message: &str) -> Response {
+    (
+        http,
+        [(header::CONTENT_TYPE, "application/json")],
+        failure_body(code, message),
+    )
+        .into_response()
+}
+
+/// A call that failed, as `rpc_core::http::answer` maps it, with `Retry-After` when the server asked to wait.
+fn failed(e: &RpcError) -> Response {
+    let http = StatusCode::from_u16(http_status(e.code())).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = failure(http, e.code(), e.message());
+    if let Some(after) = e.retry_after() {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after_secs(after)),
+        );
+    }
+    response
+}
+
+async fn call(
+    State(gateway): State<Gateway>,
+    Path((service, method)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let config = &gateway.shared.config;
+    if !config.gateway {
+        return failure(
+            StatusCode::NOT_FOUND,
+            Status::NotFound,
+            "the gateway is off: start the registry with `serve --gateway` to call services over HTTP",
+        );
+    }
+    if let Err((http, why)) = crate::server::cross_site::check(config, &headers, "gateway call") {
+        let code = match http {
+            StatusCode::FORBIDDEN => Status::PermissionDenied,
+            _ => Status::InvalidArgument,
+        };
+        return failure(http, code, &why);
+    }
+    let deadline = match headers::deadline(&headers) {
+        Ok(deadline) => deadline,
+        Err(why) => return failure(StatusCode::BAD_REQUEST, Status::InvalidArgument, &why),
+    };
+    let args = match read_body(body, &headers, config.gateway_max_body).await {
+        Ok(args) => args,
+        Err(refused) => return refused,
+    };
+    let described = match gateway.describer.describe(&gateway.shared, &service).await {
+        Ok(described) => described,
+        Err(e @ DescribeError::NotRegistered { .. }) => {
+            return failure(StatusCode::NOT_FOUND, Status::NotFound, &e.to_string());
+        }
+        Err(e @ DescribeError::NoAnswer { .. }) => {
+            return failure(StatusCode::BAD_GATEWAY, Status::Unavailable, &e.to_string());
+        }
+    };
+    let description = &described;
+    let Some(found) = description.method(&method) else {
+        let names: Vec<String> = description
+            .methods
+            .iter()
+            .take(MAX_NAMES_LISTED)
+            .map(|m| shown(&m.name).to_string())
+            .collect();
+        let more = match description.methods.len() > MAX_NAMES_LISTED {
+            true => format!(" and {} more", description.methods.len() - MAX_NAMES_LISTED),
+            false => String::new(),
+        };
+        let why = format!(
+            "service `{}` has no method `{}`: expected one of {}{more}",
+            shown(&service),
+            shown(&method),
+            names.join(", ")
+        );
+        return failure(StatusCode::NOT_FOUND, Status::NotFound, &why);
+    };
+    if found.streaming != Streaming::Unary {
+        let why = format!(
+            "`{}.{}` streams ({:?}): the gateway calls unary methods only",
+            shown(&service),
+            shown(&method),
+            found.streaming
+        );
+        return failure(StatusCode::NOT_IMPLEMENTED, Status::Unimplemented, &why);
+    }
+    let info = match MethodInfo::intern(&service, &method, found.idempotent) {
+        Ok(info) => info,
+        Err(e @ InternError::Full) => {
+            return failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Status::ResourceExhausted,
+                &e.to_string(),
+            );
+        }
+        Err(e) => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                Status::InvalidArgument,
+                &e.to_string(),
+            );
+        }
+    };
+    let metadata = match headers::metadata(&headers) {
+        Ok(metadata) => metadata,
+        Err(why) => return failure(StatusCode::BAD_REQUEST, Status::InvalidArgument, &why),
+    };
+    let Some(client) = gateway.clients.of(&service) else {
+        let why = format!(
+            "the registry follows as many services as it may (max_services): it cannot follow `{}` for the \
+             gateway",
+            shown(&service)
+        );
+        return failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Status::ResourceExhausted,
+            &why,
+        );
+    };
+    let mut options = CallOptions::default().metadata(metadata);
+    if let Some(deadline) = deadline {
+        options = options.deadline(deadline);
+    }
+    match client.call_json(info, &args, &options).await {
+        Ok(JsonAnswer::Value(value)) => {
+            ([(header::CONTENT_TYPE, "application/json")], value).into_response()
+        }
+        Ok(JsonAnswer::AppError(detail)) => (
+            StatusCode::from_u16(APP_ERROR_STATUS).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+            [(header::CONTENT_TYPE, "application/json")],
+            app_error_body(found.error.as_deref(), &detail),
+        )
+            .into_response(),
+        Err(e) => failed(&e),
+    }
+}
+
+/// The arguments: the body, at most `limit` bytes (else `413`), a JSON object (else `400`); none is `{}`.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, Response> {
+    let too_large = |len: String| {
+        let why = format!(
+            "the body has {len} bytes, over the gateway's limit of {limit} (--gateway-max-body)"
+        );
+        failure(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Status::ResourceExhausted,
+            &why,
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(declared) = declared
+        && declared > limit as u64
+    {
+        return Err(too_large(declared.to_string()));
+    }
+    let mut args = Vec::with_capacity(declared.map_or(0, |d| d as usize));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            let why = format!("the body could not be read: {e}");
+            failure(StatusCode::BAD_REQUEST, Status::InvalidArgument, &why)
+        })?;
+        if args.len() + chunk.len() > limit {
+            return Err(too_large(format!("more than {limit}")));
+        }
+        args.extend_from_slice(&chunk);
+    }
+    let first = args.iter().find(|b| !b.is_ascii_whitespace());
+    match first {
+        None => Ok(b"{}".to_vec()),
+        Some(b'{') => match serde_json::from_slice::<serde::de::IgnoredAny>(&args) {
+            Ok(_) => Ok(args),
+            Err(e) => {
+                let why = format!("the body is not JSON: {e}");
+                Err(failure(
+                    StatusCode::BAD_REQUEST,
+                    Status::InvalidArgument,
+                    &why,
+                ))
+            }
+        },
+        Some(_) => {
+            let start = String::from_utf8_lossy(&args[..args.len().min(64)]).into_owned();
+            let why = format!(
+                "the body must be a JSON object of the arguments keyed by name, not {}",
+                shown(start.trim())
+            );
+            Err(failure(
+                StatusCode::BAD_REQUEST,
+                Status::InvalidArgument,
+                &why,
+            ))
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! The registry as a gateway, over its HTTP port: `POST /call/{Service}/{method}` (with `gateway` on; `404` when
+//! off, as by default) routes by weight and the registry's rules, retries an idempotent call on another
+//! instance when one dies, maps a method's own error to `422` and a deadline to `504`, passes the caller's
+//! headers as metadata (not the registry's credential), needs the read credential, and refuses an unknown
+//! service or method, a streaming method, a body over its limit, a malformed timeout and a cross-site request,
+//! each with a JSON body saying why.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use rpc_core::{Client, Server, service};
+use rpc_registry::{
+    Credentials, NewInstance, Registration, RegistrationConfig, RegistryClient, RegistryConfig,
+};
+use serde_json::{Value, json};
+use tests::calc::start_calc;
+use tests::cluster::start_registry;
+use tests::http::{JsonAnswer, json_request, request};
+
+/// `method path` on the registry's HTTP port at `http`, with a JSON `body` and `headers` besides
+/// `content-type: application/json`.
+async fn send(
+    http: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> JsonAnswer {
+    json_request(http, method, path, headers, body).await
+}
+
+async fn call(http: SocketAddr, path: &str, body: &str) -> JsonAnswer {
+    send(http, "POST", path, &[], body).await
+}
+
+fn gateway() -> RegistryConfig {
+    RegistryConfig {
+        gateway: true,
+        ..RegistryConfig::default()
+    }
+}
+
+/// Applies `rules` (JSON) to the open registry at `registry`.
+async fn apply_rules(registry: SocketAddr, rules: &str) {
+    let admin = RegistryClient::new(Client::connect(registry).await.unwrap());
+    admin.apply_rules(rules.to_owned()).await.unwrap().unwrap();
+}
+
+/// Rules that balance every call of `service` by smooth weighted round-robin: calls split exactly by weight.
+fn round_robin(service: &str) -> String {
+    format!(
+        r#"{{"service": "{service}", "methods": {{"*": {{"balance": {{"policy": "round_robin"}}}}}}}}"#
+    )
+}
+
+fn instance(service: &str, address: &str) -> NewInstance {
+    NewInstance {
+        service: service.to_owned(),
+        address: address.to_owned(),
+        weight: 1,
+        metadata: BTreeMap::new(),
+    }
+}
+
+#[tokio::test]
+async fn the_gateway_is_off_by_default_and_says_so() {
+    let registry = start_registry(RegistryConfig::default(), 0).await.unwrap();
+    let _calc = start_calc(registry.addr, 1, RegistrationConfig::default())
+        .await
+        .unwrap();
+    let off = call(registry.http, "/call/Calc/add", r#"{"a": 1, "b": 2}"#).await;
+    assert_eq!(off.code, 404);
+    assert_eq!(off.body["code"], "not_found");
+    assert!(
+        off.body["message"].as_str().unwrap().contains("--gateway"),
+        "{}",
+        off.body
+    );
+    let health = send(registry.http, "GET", "/healthz", &[], "").await;
+    assert_eq!(health.body["gateway"], false);
+    let overview = send(registry.http, "GET", "/v1/overview", &[], "").await;
+    assert_eq!(overview.body["gateway"], false);
+
+    let on = start_registry(gateway(), 0).await.unwrap();
+    let health = send(on.http, "GET", "/healthz", &[], "").await;
+    assert_eq!(health.body["gateway"], true);
+    let overview = send(on.http, "GET", "/v1/overview", &[], "").await;
+    assert_eq!(overview.body["gateway"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_splits_calls_by_weight_following_the_registrys_rules() {
+    let registry = start_registry(gateway(), 0).await.unwrap();
+    apply_rules(registry.addr, &round_robin("Calc")).await;
+    let heavy = start_calc(registry.addr, 3, RegistrationConfig::default())
+        .await
+        .unwrap();
+    let light = start_calc(registry.addr, 1, RegistrationConfig::default())
+        .await
+        .unwrap();
+    let mut served: BTreeMap<String, usize> = BTreeMap::new();
+    for n in 0..400 {
+        let answer = call(
+            registry.http,
+            "/call/Calc/add",
+            &format!(r#"{{"a": {n}, "b": 1}}"#),
+        )
+        .await;
+        assert_eq!(answer.code, 200, "{}", answer.body);
+        assert_eq!(answer.body["value"], n + 1);
+        let by = answer.body["instance"].as_str().unwrap().to_owned();
+        *served.entry(by).or_default() += 1;
+    }
+    let (heavy, light) = (served[&heavy.address], served[&light.address]);
+    assert_eq!(heavy + light, 400, "{served:?}");
+    assert!(
+        (280..=320).contains(&heavy) && (80..=120).contains(&light),
+        "weights 3 and 1 split 400 calls about 300 and 100: {served:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_retries_an_idempotent_call_on_another_instance_when_one_dies() {
+    let registry = start_registry(gateway(), 0).await.unwrap();
+    apply_rules(registry.addr, &round_robin("Calc")).await;
+    let doomed = start_calc(registry.addr, 1, RegistrationConfig::default())
+        .await
+        .unwrap();
+    let survivor = start_calc(registry.addr, 1, RegistrationConfig::default())
+        .await
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let answer = call(registry.http, "/call/Calc/add", r#"{"a": 1, "b": 1}"#).await;
+        assert_eq!(answer.code, 200, "{}", answer.body);
+        seen.insert(answer.body["instance"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen.len(), 2, "both instances served: {seen:?}");
+    let survivor_address = survivor.address.clone();
+    // Killed without deregistering: the registry still lists it, and round-robin still picks it.
+    doomed.kill();
+    for n in 0..20 {
+        let answer = call(
+            registry.http,
+            "/call/Calc/div",
+            &format!(r#"{{"a": {n}, "b": 1}}"#),
+        )
+        .await;
+        assert_eq!(answer.code, 200, "call {n}: {}", answer.body);
+        assert_eq!(answer.body["instance"], survivor_address.as_str());
+    }
+    drop(survivor);
+}
+
+#[tokio::test]
+async fn a_methods_own_error_is_422_with_its_type_and_a_value_200() {
+    let registry = start_registry(gateway(), 0).await.unwrap();
+    let calc = start_calc(registry.addr, 1, RegistrationConfig::default())
+        .await
+        .unwrap();
+    let value = call(registry.http, "/call/Calc/div", r#"{"a": 6, "b": 3}"#).await;
+    assert_eq!(value.code, 200);
+    assert_eq!(
+        value.body,
+        json!({"value": 2, "instance": calc.address.as_str()})
+    );
+    let refused = call(registry.http, "/call/Calc/div", r#"{"a": 1, "b": 0}"#).await;
+    assert_eq!(refused.code, 422);
+    assert_eq!(
+        refused.body,
+        json!({"code": "application_error", "error": "CalcError", "detail": "DivisionByZero"})
+    );
+    // A bad argument is the instance's refusal, by name.
+    let bad = call(registry.http, "/call/Calc/div", r#"{"a": 6, "c": 3}"#).await;
+    assert_eq!(bad.code, 400, "{}", bad.body);
+    assert_eq!(bad.body["code"], "invalid_argument");
+}
+
+#[tokio::test]
+async fn the_gateway_refuses_what_it_cannot_call_saying_why() {
+    let config = RegistryConfig {
+        gateway_max_body: 64,
+        ..gateway()
+    };
+    let registry = start_registry(config, 0).await.unwrap();
+    let _calc = start_calc(registry.addr, 1, RegistrationConfig::default())
+        .await
+        .unwrap();
+    let http = registry.http;
+
+    let unknown = call(http, "/call/Nope/add", "{}").await;
+    assert_eq!(
+        (unknown.code, unknown.body["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    assert_eq!(
+        unknown.body["message"],
+        "no instances of service `Nope` are registered"
+    );
+    let no_method = call(http, "/call/Calc/mul", "{}").await;
+    assert_eq!(no_method.code, 404);
+    assert_eq!(
+        no_method.body["message"],
+        "service `Calc` has no method `mul`: expected one of add, div"
+    );
+    let large = format!(r#"{{"a": 1, "b": 2, "pad": "{}"}}"#, "x".repeat(64));
+    let too_large = call(http, "/call/Calc/add", &large).await;
+    assert_eq!(too_large.code, 413);
+    assert_eq!(too_large.body["code"], "resource_exhausted");
+    assert!(
+        too_large.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("over the gateway's limit of 64 (--gateway-max-body)"),
+        "{}",
+        too_large.body
+    );
+    let not_object = call(http, "/call/Calc/add", "[1, 2]").await;
+    assert_eq!(not_object.code, 400);
+    assert_eq!(
+        not_object.body["message"],
+        "the body must be a JSON object of the arguments keyed by name, not [1, 2]"
+    );
+    let malformed = send(
+        http,
+        "POST",
+        "/call/Calc/add",
+        &[("rpc-timeout-ms", "soon")],
+        "{}",
+    )
+    .await;
+    assert_eq!(malformed.code, 400);
+    assert!(
+        malformed.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("header rpc-timeout-ms is soon: expected a whole number of milliseconds"),
+        "{}",
+        malformed.body
+    );
+    // A page of another site cannot call through a visitor's browser.
+    let cross = send(
+        http,
+        "POST",
+        "/call/Calc/add",
+        &[("origin", "http://evil.example")],
+        "{}",
+    )
+    .await;
+    assert_eq!(cross.code, 403);
+    assert_eq!(cross.body["code"], "permission_denied");
+    let (status, _, body) = request(
+        http,
+        "POST",
+        "/call/Calc/add",
+        &[("content-type", "text/plain")],
+        r#"{"a": 1, "b": 2}"#,
+    )
+    .await
+    .unwrap();
+    assert!(status.starts_with("HTTP/1.1 415"), "{status}: {body}");
+}
+
+/// A service with a method that streams, which the gateway does not call.
+#[service]
+trait Ticker {
+    /// Counts to `to`.
+    async fn count(&self, to: u64) -> impl rpc_core::Stream<Item = u64>;
+    /// Answers `n`.
+    async fn once(&self, n: u64) -> u64;
+}
+
+struct Ticks;
+
+impl Ticker for Ticks {
+    async fn count(&self, to: u64) -> impl rpc_core::Stream<Item = u64> {
+        futures_util::stream::iter(0..to)
+    }
+    async fn once(&self, n: u64) -> u64 {
+        n
+    }
+}
+
+#[tokio::test]
+async fn a_streaming_method_is_not_called_501() {
+    let registry = start_registry(gateway(), 0).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let server = Server::builder()
+        .add_service(TickerServer::new(Ticks))
+        .build()
+        .unwrap();
+    tokio::spawn(server.serve(listener));
+    let _held = Registration::register(
+        registry.addr,
+        instance("Ticker", &address),
+        RegistrationConfig::default(),
+    )
+    .await
+    .unwrap();
+    let streams = call(registry.http, "/call/Ticker/count", r#"{"to": 3}"#).await;
+    assert_eq!(streams.code, 501, "{}", streams.body);
+    assert_eq!(streams.body["code"], "unimplemented");
+    assert_eq!(
+        streams.body["message"],
+        "`Ticker.count` streams (Server): the gateway calls unary methods only"
+    );
+    let once = call(registry.http, "/call/Ticker/once", r#"{"n": 3}"#).await;
+    assert_eq!((once.code, once.body), (200, json!(3)));
+}
+
+#[tokio::test]
+async fn a_deadline_header_bounds_the_call_504() {
+    let registry = start_registry(gateway(), 0).await.unwrap();
+    let stores = tests::store::instances(1).await;
+    let (address, behaviour) = &stores[0];
+    behaviour.mode.store(tests::store::STALL, Ordering::SeqCst);
+    let _held = Registration::register(
+        registry.addr,
+        instance("Store", address),
+        RegistrationConfig::default(),
+    )
+    .await
+    .unwrap();
+    let answer = send(
+        registry.http,
+        "POST",
+        "/call/Store/put",
+        &[("rpc-timeout-ms", "5000"), ("connect-timeout-ms", "100")],
+        r#"{"key": 7}"#,
+    )
+    .await;
+    assert_eq!(answer.code, 504, "{}", answer.body);
+    assert_eq!(answer.body["code"], "deadline_exceeded");
+    assert_eq!(behaviour.started.load(Ordering::SeqCst), 1);
+    assert!(
+        answer.headers.iter().all(|(k, _)| k != "retry-after"),
+        "{:?}",
+        answer.headers
+    );
+}
+
+#[tokio::test]
+async fn the_callers_headers_become_metadata_but_not_the_registrys_credential() {
+    const READER: &str = "gateway-reader-token";
+    let credentials = Credentials::from_json(
+        &format!(r#"{{"tokens": [], "readers": {{"tokens": ["{READER}"]}}}}"#),
+        "test",
+    )
+    .unwrap();
+    let config = RegistryConfig {
+        credentials,
+        ..gateway()
+    };
+    let registry = start_registry(config, 0).await.unwrap();
+    let lab = tests::serve::serve_lab(
+        tests::lab::LabImpl::default(),
+        rpc_core::ServerConfig::default(),
+        0,
+    )
+    .await
+    .unwrap();
+    let _held = Registration::register(
+        registry.addr,
+        instance("Lab", &lab.addr.to_string()),
+        RegistrationConfig::default(),
+    )
+    .await
+    .unwrap();
+    let bearer = format!("Bearer {READER}");
+
+    // Without the read credential: refused, like every read of this registry.
+    let anonymous = call(registry.http, "/call/Lab/header", r#"{"key": "x-tenant"}"#).await;
+    assert_eq!(anonymous.code, 401, "{}", anonymous.body);
+    let header = async |key: &str| {
+        let answer = send(
+            registry.http,
+            "POST",
+            "/call/Lab/header",
+            &[("authorization", &bearer), ("x-tenant", "blue")],
+            &format!(r#"{{"key": "{key}"}}"#),
+        )
+        .await;
+        assert_eq!(answer.code, 200, "{}", answer.body);
+        answer.body
+    };
+    assert_eq!(header("x-tenant").await, "blue");
+    for not_passed in ["authorization", "host", "content-type", "content-length"] {
+        assert_eq!(header(not_passed).await, Value::Null, "{not_passed}");
+    }
+    // The methods endpoint wants the same credential.
+    let methods = send(registry.http, "GET", "/v1/services/Lab/methods", &[], "").await;
+    assert_eq!(methods.code, 401);
+    let methods = send(
+        registry.http,
+        "GET",
+        "/v1/services/Lab/methods",
+        &[("authorization", &bearer)],
+        "",
+    )
+    .await;
+    assert_eq!(methods.code, 200);
+}

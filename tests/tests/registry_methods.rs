@@ -1,0 +1,108 @@
+//! The registry's view of services' methods over its HTTP port: `GET /v1/services/{name}/methods` answers what
+//! the `Calc` trait declares, as an instance describes it; `404` without instances, `502` when none answers,
+//! the caller's text escaped.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use rpc_core::Service;
+use rpc_core::reflect::{ServiceDescription, Streaming};
+use rpc_registry::{NewInstance, Registration, RegistrationConfig, RegistryConfig};
+use tests::calc::start_calc;
+use tests::cluster::start_registry;
+use tests::http::{JsonAnswer, json_request};
+
+/// `GET path` on the registry's HTTP port at `http`.
+async fn get(http: SocketAddr, path: &str) -> JsonAnswer {
+    json_request(http, "GET", path, &[], "").await
+}
+
+fn instance(service: &str, address: &str) -> NewInstance {
+    NewInstance {
+        service: service.to_owned(),
+        address: address.to_owned(),
+        weight: 1,
+        metadata: BTreeMap::new(),
+    }
+}
+
+/// An address where nothing listens (a port the OS gave, then closed).
+async fn closed_address() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    address
+}
+
+#[tokio::test]
+async fn the_methods_of_a_service_are_those_its_trait_declares() {
+    let registry = start_registry(RegistryConfig::default(), 0).await.unwrap();
+    let _calc = start_calc(registry.addr, 1, RegistrationConfig::default())
+        .await
+        .unwrap();
+    let answer = get(registry.http, "/v1/services/Calc/methods").await;
+    assert_eq!(answer.code, 200, "{}", answer.body);
+    let described: ServiceDescription = serde_json::from_value(answer.body).unwrap();
+    let declared = examples::calc::CalcServer::new(examples::calc::Calculator {
+        instance: String::new(),
+    });
+    assert_eq!(
+        Some(&described),
+        declared.description(),
+        "what the trait declares"
+    );
+    let signatures: Vec<String> = described.methods.iter().map(|m| m.signature()).collect();
+    assert_eq!(
+        signatures,
+        [
+            "add(a: i64, b: i64) -> Answer",
+            "div(a: i64, b: i64) -> Result<Answer, CalcError>"
+        ]
+    );
+    let div = described.method("div").unwrap();
+    assert_eq!(div.error.as_deref(), Some("CalcError"));
+    assert!(div.idempotent);
+    assert_eq!(div.streaming, Streaming::Unary);
+    assert_eq!(div.docs, "`a / b`, or why not.");
+    // Asked again: the registry answers what it kept (the same description).
+    let again = get(registry.http, "/v1/services/Calc/methods").await;
+    assert_eq!(again.code, 200);
+}
+
+#[tokio::test]
+async fn a_service_without_instances_is_404_and_one_whose_instances_do_not_answer_502() {
+    let registry = start_registry(RegistryConfig::default(), 0).await.unwrap();
+    let unknown = get(registry.http, "/v1/services/Nope/methods").await;
+    assert_eq!(unknown.code, 404);
+    assert_eq!(
+        unknown.body["error"],
+        "no instances of service `Nope` are registered"
+    );
+    // The caller's text comes back escaped and cut.
+    let long = format!("%07{}", "x".repeat(300));
+    let path = format!("/v1/services/{long}/methods");
+    let escaped = get(registry.http, &path).await;
+    assert_eq!(escaped.code, 404);
+    let why = escaped.body["error"].as_str().unwrap();
+    assert!(why.contains("`\\u{7}xxx"), "{why}");
+    assert!(why.contains("... (301 bytes)"), "{why}");
+    assert!(why.len() < 200, "{why}");
+
+    let dead = closed_address().await;
+    let _held = Registration::register(
+        registry.addr,
+        instance("Gone", &dead),
+        RegistrationConfig::default(),
+    )
+    .await
+    .unwrap();
+    let gone = get(registry.http, "/v1/services/Gone/methods").await;
+    assert_eq!(gone.code, 502, "{}", gone.body);
+    let why = gone.body["error"].as_str().unwrap();
+    assert!(
+        why.starts_with(&format!(
+            "no instance of service `Gone` described it: {dead}: unavailable:"
+        )),
+        "{why}"
+    );
+}
