@@ -99,7 +99,7 @@ mod tests {
     #[test]
     fn every_status_has_a_code_and_a_snake_case_name() {
         let named: Vec<(u16, String)> = (0..=16)
-            .map(|c| Status::from_u8(c))
+            .map(Status::from_u8)
             .map(|s| (http_status(s), status_code_name(s)))
             .collect();
         assert_eq!(named[3], (400, String::from("invalid_argument")));
@@ -118,11 +118,16 @@ mod tests {
         assert_eq!(v["message"], "no \"x\"\u{7}");
         assert!(!body.contains(&7u8));
         let long = "é".repeat(5000);
-        let v: serde_json::Value = serde_json::from_slice(&failure_body(Status::Internal, &long)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&failure_body(Status::Internal, &long)).unwrap();
         assert!(v["message"].as_str().unwrap().len() <= MAX_MESSAGE_LEN);
         let v: serde_json::Value =
-            serde_json::from_slice(&app_error_body(Some("CalcError"), br#""DivisionByZero""#)).unwrap();
-        assert_eq!(v, serde_json::json!({"code": "application_error", "error": "CalcError", "detail": "DivisionByZero"}));
+            serde_json::from_slice(&app_error_body(Some("CalcError"), br#""DivisionByZero""#))
+                .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"code": "application_error", "error": "CalcError", "detail": "DivisionByZero"})
+        );
         assert_eq!(retry_after_secs(Duration::from_millis(1001)), 2);
         assert_eq!(retry_after_secs(Duration::ZERO), 1);
     }
