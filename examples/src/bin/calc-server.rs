@@ -18,7 +18,7 @@
 //! the rule. `--jwt-hs256-secret-file F`, `--jwt-rs256-key F` and `--jwt-eddsa-key F` (with `--jwt-issuer`,
 //! `--jwt-audience`) make bearer JWTs signed by those keys name their callers (`jwt:SUBJECT`) to the rules.
 //!
-//! `--http` answers HTTP/1.1 and JSON on the same port too (`curl -d '{"a":2,"b":3}' http://ADDR/Calc/add`;
+//! `--http` answers HTTP/1.1 and JSON on the same port too (`curl --json '{"a":2,"b":3}' http://ADDR/Calc/add`;
 //! `examples/python/calc_client.py`), through the same layers; `--cors-origin ORIGIN` (repeatable) lets pages
 //! of that origin call it from a browser. It says so on stderr.
 

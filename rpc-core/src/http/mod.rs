@@ -14,7 +14,7 @@
 //! # #[rpc_core::service] trait Calc { async fn add(&self, a: i64, b: i64) -> i64; }
 //! # struct C; impl Calc for C { async fn add(&self, a: i64, b: i64) -> i64 { a + b } }
 //!
-//! // `curl -d '{"a":2,"b":3}' http://ADDR/Calc/add` answers `5`; binary clients call the same port.
+//! // `curl -H 'content-type: application/json' -d '{"a":2,"b":3}' http://ADDR/Calc/add` answers `5`.
 //! let server = rpc_core::Server::builder()
 //!     .add_service(CalcServer::new(C))
 //!     .http(HttpConfig { cors: Some(Cors::allow(["http://localhost:5173"])), ..HttpConfig::default() })
