@@ -662,6 +662,19 @@ async fn one_port_serves_binary_calls_and_http_kept_alive() {
     assert_eq!(probe.ping().await.unwrap(), "pong");
 }
 
+#[tokio::test]
+async fn serve_io_answers_http_over_any_byte_stream() {
+    let server = Server::builder()
+        .add_service(ProbeServer::new(Impl::default()))
+        .http(HttpConfig::default())
+        .build()
+        .unwrap();
+    let (mut ours, theirs) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move { server.serve_io(theirs).await });
+    let requests = [kept_alive("/test.v1.Probe/half", r#"{"n":4}"#)];
+    assert_eq!(exchange(&mut ours, &requests).await, [(200, json!(2))]);
+}
+
 /// A TLS connection to `addr` that trusts `ca` and presents `identity`.
 async fn tls_connect(
     addr: SocketAddr,

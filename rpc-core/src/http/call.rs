@@ -24,6 +24,8 @@ pub(crate) async fn serve<L: Layers>(
     conn: &Conn<L>,
     request: hyper::Request<Incoming>,
 ) -> HttpResponse {
+    // A whole request head ends the connection's handshake, as a binary connection's first frame does.
+    conn.established();
     let cors = conn.http.cors.as_ref();
     let origin = cors.and_then(|cors| cors.origin(request.headers()));
     let mut response = match (request.method(), cors) {
@@ -77,7 +79,6 @@ async fn call<L: Layers>(conn: &Conn<L>, request: hyper::Request<Incoming>) -> H
             return reply::failure(http, status, &e.to_string());
         }
     };
-    conn.established();
     let mut head = Head {
         request_id: conn.next_id(),
         method: entry.method,

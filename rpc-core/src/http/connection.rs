@@ -79,7 +79,7 @@ impl<L: Layers> Conn<L> {
         self.last_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// A request came whole: the connection's handshake is over.
+    /// A request's head came whole: the connection's handshake is over.
     pub(crate) fn established(&self) {
         crate::sync::lock(&self.slot).establish();
     }

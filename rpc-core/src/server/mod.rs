@@ -442,7 +442,8 @@ impl<L: Layers> Server<L> {
 
     /// Serves one connection over `io`, any byte stream (an in-memory pipe, a transport of the user's), until
     /// the peer leaves or a protocol error ends it: the same limits, layers and answers as a connection that
-    /// `serve` accepted, without a TLS handshake and without the server's count of connections. Returns when
+    /// `serve` accepted (HTTP too, if the server answers it), without a TLS handshake and without the server's
+    /// count of connections. Returns when
     /// the connection has closed. It is not told of a shutdown of `serve`: drop its future to close it.
     ///
     /// ```
@@ -469,6 +470,18 @@ impl<L: Layers> Server<L> {
         // Never draining: the connection lives as long as its peer.
         let (_never, draining) = watch::channel(false);
         let (registry, config) = (Arc::clone(&self.registry), Arc::clone(&self.config));
+        #[cfg(feature = "http")]
+        if let Some(http) = self.http.clone() {
+            let serving = crate::http::connection::Serving::<L> {
+                accepted,
+                registry,
+                stack: self.stack(),
+                config,
+                http,
+            };
+            crate::http::connection::serve(reader, writer, serving, draining).await;
+            return;
+        }
         connection::run::<_, _, L>(
             reader,
             writer,
