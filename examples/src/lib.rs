@@ -8,6 +8,7 @@
 //!   registry's replicas separated by commas.
 //! - [`calc`]: the `Calc` service of `calc-server`, `calc-client` and `cluster-demo`.
 //! - [`tls`]: the `--tls-cert`, `--tls-key` and `--tls-ca` flags and the settings they make.
+//! - [`http`]: the `--http` and `--cors-origin` flags of servers: HTTP/1.1 and JSON on their own port.
 //! - [`labels`]: the `--label KEY=VALUE` flag of servers and the `--subset` flag of clients.
 //! - [`callers`]: the `--jwt-*` flags of servers, which make JWT subjects caller identities.
 //! - [`ops`]: the `--metrics ADDR` flag of servers (metrics and `/healthz`), the registration's changes
@@ -26,6 +27,7 @@ pub mod address;
 pub mod calc;
 pub mod callers;
 pub mod hello;
+pub mod http;
 pub mod labels;
 pub mod ops;
 pub mod protect;

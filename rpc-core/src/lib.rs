@@ -65,7 +65,9 @@
 //! - [`rules`]: [`rules::Rules`], one service's routes, call policies, limits and authorization as the
 //!   registry distributes them, checked with the path of every problem.
 //! - [`http`] (feature `json`): calls over HTTP/1.1 with JSON bodies; how an answer becomes an HTTP status
-//!   and body.
+//!   and body; with feature `http`, the HTTP/1.1 server a [`Server`] runs on its own port beside the binary
+//!   protocol ([`ServerBuilder::http`], [`http::HttpConfig`], [`http::Cors`]): sniffing, routes, headers as
+//!   metadata, CORS.
 //! - [`fault`]: [`fault::Fault`], the delays and aborts that the fault injection layers of servers and clients
 //!   inject, and into which calls.
 //! - `transport`: what differs between TCP, TLS and Unix domain sockets: dialing, [`server::Listener`], the

@@ -17,12 +17,17 @@
 //! the registry for Calc (`rpc-registry rules apply`): a caller they deny is refused `PermissionDenied`, naming
 //! the rule. `--jwt-hs256-secret-file F`, `--jwt-rs256-key F` and `--jwt-eddsa-key F` (with `--jwt-issuer`,
 //! `--jwt-audience`) make bearer JWTs signed by those keys name their callers (`jwt:SUBJECT`) to the rules.
+//!
+//! `--http` answers HTTP/1.1 and JSON on the same port too (`curl --json '{"a":2,"b":3}' http://ADDR/Calc/add`;
+//! `examples/python/calc_client.py`), through the same layers; `--cors-origin ORIGIN` (repeatable) lets pages
+//! of that origin call it from a browser. It says so on stderr.
 
 use std::collections::BTreeMap;
 
 use clap::Parser;
 use examples::calc::{CalcServer, Calculator};
 use examples::callers::JwtArgs;
+use examples::http::HttpArgs;
 use examples::labels::LabelArgs;
 use examples::ops::{Health, MetricsArgs};
 use examples::protect::{FaultArgs, LimitArgs};
@@ -55,6 +60,8 @@ struct Args {
     token: Option<String>,
     #[command(flatten)]
     tls: TlsArgs,
+    #[command(flatten)]
+    http: HttpArgs,
     #[command(flatten)]
     metrics: MetricsArgs,
     /// With --tls-ca: refuse clients that present no certificate.
@@ -153,6 +160,13 @@ async fn serve<L: Layers>(
         Some(tls) => builder.tls(tls),
         None => builder,
     };
+    let builder = match args.http.config() {
+        Some(http) => builder.http(http),
+        None => builder,
+    };
+    if let Some(said) = args.http.describe(&address) {
+        eprintln!("calc-server: {said}");
+    }
     let health = Health::default();
     let builder = match args
         .metrics

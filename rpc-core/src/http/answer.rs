@@ -110,6 +110,31 @@ mod tests {
         assert!(named.iter().all(|(code, _)| (200..600).contains(code)));
     }
 
+    /// `docs/PROTOCOL.md` section 16's table of statuses is this mapping, row for row.
+    #[test]
+    fn the_protocol_documents_every_status_as_mapped() {
+        let doc = include_str!("../../../docs/PROTOCOL.md");
+        let table = doc
+            .split_once("<!-- http-status-table -->")
+            .and_then(|(_, rest)| rest.split_once("<!-- end http-status-table -->"))
+            .expect("the table between its markers")
+            .0;
+        let rows: Vec<String> = table
+            .lines()
+            .skip(3)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
+        let expected: Vec<String> = (1..=16)
+            .map(Status::from_u8)
+            .map(|s| {
+                let (name, code) = (status_code_name(s), http_status(s));
+                format!("| `{s:?}` ({}) | `{name}` | {code} |", s as u8)
+            })
+            .collect();
+        assert_eq!(rows, expected);
+    }
+
     #[test]
     fn bodies_are_json_and_messages_are_cut() {
         let body = failure_body(Status::NotFound, "no \"x\"\u{7}");

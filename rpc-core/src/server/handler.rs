@@ -24,7 +24,7 @@ use super::response::Response;
 use crate::metrics::Ended;
 
 /// How a call ended.
-enum Outcome {
+pub(crate) enum Outcome {
     Done(Response),
     Panicked(String),
     DeadlineExceeded,
@@ -34,7 +34,7 @@ enum Outcome {
 
 impl Outcome {
     /// How the call ended, as the layers that note it name it.
-    fn ended(&self) -> Ended {
+    pub(crate) fn ended(&self) -> Ended {
         match self {
             Outcome::Done(response) => response.ended(),
             Outcome::Panicked(_) => Ended::Status(Status::Internal),
@@ -152,7 +152,11 @@ async fn catch_panics<F: Future>(future: F) -> Result<F::Output, String> {
 
 /// Drives the call until it ends, panics, runs out of time or is cancelled; the call's future is dropped
 /// before this returns, so that its layers have recorded how it ended.
-async fn run<F>(call: F, deadline: Option<Instant>, cancelled: oneshot::Receiver<()>) -> Outcome
+pub(crate) async fn run<F>(
+    call: F,
+    deadline: Option<Instant>,
+    cancelled: oneshot::Receiver<()>,
+) -> Outcome
 where
     F: Future<Output = Result<Response, std::convert::Infallible>>,
 {

@@ -2,7 +2,9 @@
 //! connection it can hold (refusing one over the limit at once, with a reason), one task per connection (after
 //! the transport's handshake, within its timeout: TLS over TCP when the server has TLS), and a graceful
 //! shutdown that stops accepting, sends go-away on every connection and waits for calls in flight (up to the
-//! drain timeout) before it returns.
+//! drain timeout) before it returns. A server with HTTP ([`ServerBuilder::http`], feature `http`) tells each
+//! connection's protocol from its first bytes and hands HTTP ones to [`crate::http`]; one without reads every
+//! connection as frames straight away.
 //!
 //! # Layout
 //! - `config`: [`ServerConfig`], the server's limits and timings.
@@ -23,18 +25,18 @@
 //!   (deadline, cancel); panic isolation; the answer.
 //! - this file: [`Server`], [`ServerBuilder`] and the accept loop.
 
-mod admission;
+pub(crate) mod admission;
 mod answer;
 mod compression;
 pub mod config;
-mod connection;
+pub(crate) mod connection;
 mod dispatch;
-mod handler;
-mod json;
+pub(crate) mod handler;
+pub(crate) mod json;
 pub mod layer;
 pub mod reflection;
 mod refuse;
-mod registry;
+pub(crate) mod registry;
 mod request;
 mod response;
 mod service;
@@ -86,6 +88,10 @@ pub enum BuildError {
         /// The method added second.
         second: String,
     },
+    /// The HTTP settings' CORS headers are not valid (feature `http`).
+    #[cfg(feature = "http")]
+    #[error(transparent)]
+    Cors(#[from] crate::http::CorsError),
 }
 
 /// Builds a [`Server`] from services, layers and a configuration.
@@ -97,6 +103,9 @@ pub struct ServerBuilder<L = Identity> {
     layers: L,
     /// Serve `rpc.Reflection` too.
     reflection: bool,
+    /// Answer HTTP on the same port too.
+    #[cfg(feature = "http")]
+    http: Option<crate::http::HttpConfig>,
 }
 
 impl Default for ServerBuilder {
@@ -108,6 +117,8 @@ impl Default for ServerBuilder {
             handshake: Handshake::default(),
             layers: Identity::new(),
             reflection: true,
+            #[cfg(feature = "http")]
+            http: None,
         }
     }
 }
@@ -168,6 +179,8 @@ impl<L> ServerBuilder<L> {
             handshake: self.handshake,
             layers: Stack::new(layer, self.layers),
             reflection: self.reflection,
+            #[cfg(feature = "http")]
+            http: self.http,
         }
     }
 
@@ -196,6 +209,29 @@ impl<L> ServerBuilder<L> {
         self
     }
 
+    /// Answers HTTP/1.1 on the same port too (feature `http`): `POST /{Service}/{method}` with the arguments as
+    /// a JSON object keyed by name, answered in JSON (`docs/PROTOCOL.md` section 16). Each connection's first
+    /// bytes (after the TLS handshake, if the server has TLS) say which protocol it speaks; binary clients are
+    /// served as before. HTTP calls pass through the same layers as binary ones, and HTTP connections count
+    /// against the same connection limits and drain with the server. Without it, nothing of HTTP is on the
+    /// binary path: no sniffing, no extra read.
+    ///
+    /// ```
+    /// # #[rpc_core::service] trait Calc { async fn add(&self, a: i64, b: i64) -> i64; }
+    /// # struct C; impl Calc for C { async fn add(&self, a: i64, b: i64) -> i64 { a + b } }
+    /// let server = rpc_core::Server::builder()
+    ///     .add_service(CalcServer::new(C))
+    ///     .http(rpc_core::http::HttpConfig::default())
+    ///     .build()?;
+    /// # let _ = server;
+    /// # Ok::<(), rpc_core::BuildError>(())
+    /// ```
+    #[cfg(feature = "http")]
+    pub fn http(mut self, config: crate::http::HttpConfig) -> ServerBuilder<L> {
+        self.http = Some(config);
+        self
+    }
+
     /// The server, or why its services cannot be served together.
     pub fn build(mut self) -> Result<Server<L>, BuildError> {
         if self.reflection {
@@ -204,6 +240,14 @@ impl<L> ServerBuilder<L> {
         }
         let registry = Registry::new(self.services)?;
         let metered = Metered::new(self.metrics.clone(), registry.methods());
+        #[cfg(feature = "http")]
+        let http = match self.http {
+            Some(http) => Some(Arc::new(crate::http::connection::Http::new(
+                http,
+                &self.config,
+            )?)),
+            None => None,
+        };
         Ok(Server {
             registry: Arc::new(registry),
             config: Arc::new(self.config),
@@ -212,6 +256,8 @@ impl<L> ServerBuilder<L> {
             metrics: self.metrics,
             metered,
             draining: Arc::new(AtomicBool::new(false)),
+            #[cfg(feature = "http")]
+            http,
         })
     }
 }
@@ -239,6 +285,9 @@ pub struct Server<L = Identity> {
     metered: Metered,
     /// Set once the server starts to shut down: calls that arrive then are refused.
     draining: Arc<AtomicBool>,
+    /// Its HTTP settings, if it answers HTTP too.
+    #[cfg(feature = "http")]
+    http: Option<Arc<crate::http::connection::Http>>,
 }
 
 impl<L> std::fmt::Debug for Server<L> {
@@ -349,6 +398,8 @@ impl<L: Layers> Server<L> {
         let handshake = self.handshake.clone();
         let metrics = self.metrics.clone();
         let stack = self.stack();
+        #[cfg(feature = "http")]
+        let http = self.http.clone();
         async move {
             let mut stopping = draining.clone();
             let ready = tokio::select! {
@@ -372,6 +423,18 @@ impl<L: Layers> Server<L> {
                 }),
                 slot,
             };
+            #[cfg(feature = "http")]
+            if let Some(http) = http {
+                let serving = crate::http::connection::Serving::<L> {
+                    accepted,
+                    registry,
+                    stack,
+                    config,
+                    http,
+                };
+                crate::http::connection::serve(reader, writer, serving, draining).await;
+                return;
+            }
             connection::run::<_, _, L>(reader, writer, accepted, registry, stack, config, draining)
                 .await;
         }
@@ -379,7 +442,8 @@ impl<L: Layers> Server<L> {
 
     /// Serves one connection over `io`, any byte stream (an in-memory pipe, a transport of the user's), until
     /// the peer leaves or a protocol error ends it: the same limits, layers and answers as a connection that
-    /// `serve` accepted, without a TLS handshake and without the server's count of connections. Returns when
+    /// `serve` accepted (HTTP too, if the server answers it), without a TLS handshake and without the server's
+    /// count of connections. Returns when
     /// the connection has closed. It is not told of a shutdown of `serve`: drop its future to close it.
     ///
     /// ```
@@ -406,6 +470,18 @@ impl<L: Layers> Server<L> {
         // Never draining: the connection lives as long as its peer.
         let (_never, draining) = watch::channel(false);
         let (registry, config) = (Arc::clone(&self.registry), Arc::clone(&self.config));
+        #[cfg(feature = "http")]
+        if let Some(http) = self.http.clone() {
+            let serving = crate::http::connection::Serving::<L> {
+                accepted,
+                registry,
+                stack: self.stack(),
+                config,
+                http,
+            };
+            crate::http::connection::serve(reader, writer, serving, draining).await;
+            return;
+        }
         connection::run::<_, _, L>(
             reader,
             writer,

@@ -63,6 +63,12 @@ impl Registry {
         self.by_id.get(&method_id)
     }
 
+    /// Whether a service of this name is served.
+    #[cfg(feature = "http")]
+    pub(crate) fn serves(&self, service: &str) -> bool {
+        self.by_id.values().any(|e| e.method.service == service)
+    }
+
     /// Every method served.
     pub(crate) fn methods(&self) -> impl Iterator<Item = &'static MethodInfo> + '_ {
         self.by_id.values().map(|e| e.method)

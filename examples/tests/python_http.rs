@@ -1,0 +1,69 @@
+//! The Python client of HTTP/JSON (`examples/python/calc_client.py`, Python's standard library alone) against
+//! `calc-server --http`, a real process registered with a registry in this test: its three calls answer as the
+//! script expects, the method's own error as `422 CalcError`. Needs `python3`: without it the test says so and
+//! passes, unless `RPC_REQUIRE_PYTHON` is set (CI sets it), when it fails. Real processes, so real time; every
+//! wait is bounded.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+mod support;
+
+/// The longest any step may take.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The script, beside this package's sources.
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/calc_client.py");
+
+#[tokio::test]
+async fn the_python_client_calls_calc_server_over_http() {
+    let python_present = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !python_present {
+        assert!(
+            std::env::var_os("RPC_REQUIRE_PYTHON").is_none(),
+            "RPC_REQUIRE_PYTHON is set but python3 does not run"
+        );
+        eprintln!("python3 not found: examples/python/calc_client.py not run");
+        return;
+    }
+    let registry = support::start_registry(rpc_registry::RegistryConfig::default()).await;
+    let mut server = Command::new(env!("CARGO_BIN_EXE_calc-server"))
+        .args(["--listen", "127.0.0.1:0", "--registry", &registry, "--http"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(server.stdout.take().unwrap()).lines();
+    let address = tokio::time::timeout(PATIENCE, stdout.next_line())
+        .await
+        .expect("calc-server prints its address")
+        .unwrap()
+        .expect("calc-server prints its address");
+
+    let run = Command::new("python3")
+        .arg(SCRIPT)
+        .arg(&address)
+        .kill_on_drop(true)
+        .output();
+    let run = tokio::time::timeout(PATIENCE, run)
+        .await
+        .expect("the Python client finishes")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let expected = [
+        format!(r#"Calc.add {{"a": 2, "b": 3}} -> 5 (from {address})"#),
+        format!(r#"Calc.div {{"a": 7, "b": 2}} -> 3 (from {address})"#),
+        String::from(r#"Calc.div {"a": 1, "b": 0} -> 422 CalcError: "DivisionByZero""#),
+    ];
+    let printed: Vec<&str> = std::str::from_utf8(&run.stdout).unwrap().lines().collect();
+    assert_eq!(printed, expected, "{stderr}");
+    server.kill().await.unwrap();
+}
