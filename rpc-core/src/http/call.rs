@@ -1,7 +1,7 @@
 //! One HTTP request, from its head to its answer: `POST` to a method (anything else is `405`, or a CORS
 //! preflight), the checks a request must pass before it is a call (route, JSON, headers, body), then the call
 //! itself through the same layers as a binary call (the server's own, then the user's, then dispatch, with
-//! `Head.json` set), on a task of its own that stops at the deadline, or when the client goes away; then its
+//! `Head.json` set), in the connection's task, stopped at the deadline or when the client goes away; then its
 //! answer, with the CORS headers of the page that asked.
 
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use super::connection::Conn;
 use super::reply::{self, HttpResponse};
 use super::{body, headers, route};
 use crate::server::handler::{self, Outcome};
-use crate::server::layer::{Head, Layers, Parts, Payload};
+use crate::server::layer::{Head, Layers, Own, Parts, Payload, Started};
 
 /// The answer to `request`.
 pub(crate) async fn serve<L: Layers>(
@@ -105,29 +105,53 @@ async fn call<L: Layers>(conn: &Conn<L>, request: hyper::Request<Incoming>) -> H
         payload: Payload::Shared(payload),
     };
     let future = L::call(&mut conn.stack(), parts);
-    // Dropped if hyper drops this request (its client went away): the call then ends `Cancelled`.
-    let (_cancel, cancelled) = oneshot::channel::<()>();
-    let span = started.span().cloned().unwrap_or_else(tracing::Span::none);
-    let own = Arc::clone(&conn.own);
-    let running = async move {
-        let outcome = handler::run(future, deadline, cancelled).await;
-        own.end(started, || outcome.ended());
-        outcome
+    // Run here, in the connection's task, as a binary call is polled in place: no task of its own, no hand-off
+    // before the answer is written. If hyper drops this request (its client went away), `Ending` notes the
+    // call `Cancelled`.
+    let mut ending = Ending {
+        own: &conn.own,
+        started: Some(started),
     };
+    let span = ending
+        .started
+        .as_ref()
+        .and_then(|s| s.span().cloned())
+        .unwrap_or_else(tracing::Span::none);
+    // Nothing cancels an HTTP call but its client going away, which drops this future.
+    let (_never, cancelled) = oneshot::channel::<()>();
+    let outcome = handler::run(future, deadline, cancelled)
+        .instrument(span)
+        .await;
+    if let Some(started) = ending.started.take() {
+        conn.own.end(started, || outcome.ended());
+    }
     let method = entry.method;
-    match tokio::spawn(running.instrument(span)).await {
-        Ok(Outcome::Done(response)) => reply::answer(entry, &response),
-        Ok(Outcome::Panicked(why)) => reply::failed(
+    match outcome {
+        Outcome::Done(response) => reply::answer(entry, &response),
+        Outcome::Panicked(why) => reply::failed(
             Status::Internal,
             &format!("{method} panicked in a layer: {why}"),
         ),
-        Ok(Outcome::DeadlineExceeded) => {
+        Outcome::DeadlineExceeded => {
             let message = format!("{method} did not finish within the caller's deadline");
             reply::failed(Status::DeadlineExceeded, &message)
         }
-        Ok(Outcome::Cancelled) => {
-            reply::failed(Status::Cancelled, &format!("{method} was cancelled"))
+        Outcome::Cancelled => reply::failed(Status::Cancelled, &format!("{method} was cancelled")),
+    }
+}
+
+/// The server's own layers' record of a call under way: ended by the call's outcome, or, if the request's
+/// future is dropped first (hyper drops it when its client goes away), as `Cancelled`.
+struct Ending<'a> {
+    own: &'a Own,
+    started: Option<Started>,
+}
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        if let Some(started) = self.started.take() {
+            self.own
+                .end(started, || crate::metrics::Ended::Status(Status::Cancelled));
         }
-        Err(e) => reply::failed(Status::Internal, &format!("{method} stopped: {e}")),
     }
 }
