@@ -25,10 +25,12 @@
 //! - `raw`: the floor, raw tokio echo with coalesced writes and its pipelined client.
 //! - `ours`: this framework's echo server and client.
 //! - `tarpc_echo`, `tonic_echo`: the peers.
+//! - `http_json`: this framework over HTTP/1.1 and JSON (`rpc-http-json`), as tools and other languages call it.
 //! - `report`: medians, ratios and the table.
 //! - `targets`: issue 13's targets, computed from the results.
 
 mod driver;
+mod http_json;
 mod ours;
 mod pin;
 mod raw;
@@ -71,7 +73,9 @@ struct Args {
     /// Systems to run, comma-separated: raw, rpc, tarpc (payload as `ByteBuf`), tarpc-vec (payload as
     /// `Vec<u8>`), tonic; also rpc-metrics (this framework with metrics on, on both sides), to measure what
     /// metrics cost, and rpc-balanced (its balanced client with the default resilience, over the one server),
-    /// to measure what the balancing and resilience layers cost.
+    /// to measure what the balancing and resilience layers cost; and rpc-http-json (the same server with HTTP on
+    /// its port, called in JSON over HTTP/1.1 keep-alive connections, one call at a time on each: give it a
+    /// shape with as many connections as calls in flight, `16x16`).
     #[arg(
         long,
         value_delimiter = ',',

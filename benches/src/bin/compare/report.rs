@@ -29,10 +29,13 @@ pub(crate) enum System {
     TarpcVec,
     /// tonic over one HTTP/2 connection.
     Tonic,
+    /// This framework's server with HTTP on its port, called in JSON over HTTP/1.1 (one call at a time per
+    /// connection: give it as many connections as calls in flight). Not in the default set.
+    RpcHttpJson,
 }
 
 impl System {
-    pub(crate) const ALL: [System; 7] = [
+    pub(crate) const ALL: [System; 8] = [
         System::Raw,
         System::Rpc,
         System::RpcMetrics,
@@ -40,6 +43,7 @@ impl System {
         System::Tarpc,
         System::TarpcVec,
         System::Tonic,
+        System::RpcHttpJson,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -51,6 +55,7 @@ impl System {
             System::Tarpc => "tarpc",
             System::TarpcVec => "tarpc-vec",
             System::Tonic => "tonic",
+            System::RpcHttpJson => "rpc-http-json",
         }
     }
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use crate::driver::{self, EchoCall, Sample};
 use crate::report::{System, Workload};
-use crate::{ours, raw, tarpc_echo, tonic_echo};
+use crate::{http_json, ours, raw, tarpc_echo, tonic_echo};
 
 /// Runs `workload` on `system`: `warm_up`, then `measure` measured.
 pub(crate) fn run_one(
@@ -27,6 +27,7 @@ pub(crate) fn run_one(
         System::RpcMetrics => ours::start_server(flavor, true),
         System::Tarpc | System::TarpcVec => tarpc_echo::start_server(flavor),
         System::Tonic => tonic_echo::start_server(flavor),
+        System::RpcHttpJson => http_json::start_server(flavor),
     }
     .map_err(|e| format!("cannot start the server: {e}"))?;
     let runtime = flavor
@@ -48,6 +49,7 @@ pub(crate) fn run_one(
             System::Tarpc => job.drive(tarpc_echo::Client::connect).await,
             System::TarpcVec => job.drive(tarpc_echo::VecClient::connect).await,
             System::Tonic => job.drive(tonic_echo::Client::connect).await,
+            System::RpcHttpJson => job.drive(http_json::Client::connect).await,
         }
     });
     // The client's connections close before the server stops.

@@ -1,4 +1,4 @@
-//! The targets of issue 13, computed from a run's results: each holds one measure of this framework on one
+//! The targets of issues 13 and 19, computed from a run's results: each holds one measure of this framework on one
 //! workload against the same measure of another system (or of this framework on the other runtime), and is
 //! printed met or missed with both figures and their ratio, or "not measured" when the run lacks either row.
 //! The ratio judged is the median of the per-round ratios, as in the table; the figures are medians over rounds.
@@ -60,6 +60,8 @@ enum Bound {
 #[derive(Clone, Copy, Debug)]
 struct Target {
     measure: Measure,
+    /// The system of ours measured: `rpc`, or `rpc-http-json` for issue 19's target.
+    ours: System,
     workload: Workload,
     against: (Workload, System),
     bound: Bound,
@@ -70,6 +72,7 @@ impl Target {
     fn vs(measure: Measure, workload: Workload, system: System, bound: Bound) -> Target {
         Target {
             measure,
+            ours: System::Rpc,
             workload,
             against: (workload, system),
             bound,
@@ -88,7 +91,15 @@ impl Target {
         } else {
             format!("{} on {}", against.name(), against_workload.runtime.name())
         };
-        format!("rpc {} {op} {factor:.1}x {whom}", self.measure.name())
+        let whom = match against_workload.connections == self.workload.connections {
+            true => whom,
+            false => format!("{whom} ({})", against_workload),
+        };
+        format!(
+            "{} {} {op} {factor:.1}x {whom}",
+            self.ours.name(),
+            self.measure.name()
+        )
     }
 }
 
@@ -130,6 +141,7 @@ fn targets() -> Vec<Target> {
         all.push(Target::vs(CallsPerSecond, w, System::Raw, AtLeast(0.5)));
         all.push(Target {
             measure: CpuPerCall,
+            ours: System::Rpc,
             workload: w,
             against: (
                 Workload {
@@ -145,6 +157,21 @@ fn targets() -> Vec<Target> {
     let w = on(Flavor::CurrentThread, 32, 128);
     all.push(Target::vs(CallsPerSecond, w, System::Tarpc, AtLeast(3.5)));
     all.push(Target::vs(P99, w, System::Tarpc, AtMost(0.5)));
+    // Issue 19: the HTTP/1.1 and JSON path, 32 B, 16 in flight (over 16 connections: one call each at a time)
+    // against tonic with 16 in flight on its one HTTP/2 connection.
+    for runtime in Flavor::ALL {
+        let ours = Workload {
+            connections: 16,
+            ..on(runtime, 32, 16)
+        };
+        all.push(Target {
+            measure: CallsPerSecond,
+            ours: System::RpcHttpJson,
+            workload: ours,
+            against: (on(runtime, 32, 16), System::Tonic),
+            bound: AtLeast(1.0),
+        });
+    }
     all
 }
 
@@ -156,10 +183,10 @@ pub(crate) fn report(results: &Results) -> String {
     let (mut met, mut missed, mut absent) = (0, 0, 0);
     for target in targets() {
         let value = target.measure.of();
-        let ours = results.median(target.workload, System::Rpc, value);
+        let ours = results.median(target.workload, target.ours, value);
         let theirs = results.median(target.against.0, target.against.1, value);
         let ratio = results
-            .ratio((target.workload, System::Rpc), target.against, value)
+            .ratio((target.workload, target.ours), target.against, value)
             .filter(|r| r.is_finite());
         let row = match (ours, theirs, ratio) {
             (Some(ours), Some(theirs), Some(ratio)) => {
