@@ -16,8 +16,9 @@ pub struct MethodInfo {
     pub idempotent: bool,
 }
 
-/// Most methods [`MethodInfo::intern`] keeps: each one is kept for the life of the process.
-pub const MAX_INTERNED_METHODS: usize = 4096;
+/// Most methods [`MethodInfo::intern`] keeps: each one is kept for the life of the process (about 100 bytes
+/// each, 6.5 MiB at most). Past it, methods already kept are still found; new ones are refused.
+pub const MAX_INTERNED_METHODS: usize = 65_536;
 
 /// Longest service or method name [`MethodInfo::intern`] takes, in bytes.
 pub const MAX_INTERNED_NAME_LEN: usize = 256;

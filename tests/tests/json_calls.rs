@@ -34,6 +34,7 @@ trait Shapes {
     async fn root(&self, r#type: i64) -> Result<u64, Refused>;
     async fn nothing(&self);
     async fn total(&self, items: Vec<u64>) -> u64;
+    async fn same(&self, items: Vec<u64>) -> Vec<u64>;
     async fn count(&self, to: u64) -> impl rpc_core::Stream<Item = u64>;
     async fn sum(&self, items: Streaming<u64>) -> u64;
 }
@@ -56,6 +57,9 @@ impl Shapes for Impl {
     async fn nothing(&self) {}
     async fn total(&self, items: Vec<u64>) -> u64 {
         items.iter().sum()
+    }
+    async fn same(&self, items: Vec<u64>) -> Vec<u64> {
+        items
     }
     async fn count(&self, to: u64) -> impl rpc_core::Stream<Item = u64> {
         futures_util::stream::iter(0..to)
@@ -210,7 +214,10 @@ async fn reflection_says_what_the_trait_declares() {
         "Shapes and sums, for tests.\n\nTwo lines of docs."
     );
     let names: Vec<&str> = shapes.methods.iter().map(|m| m.name.as_ref()).collect();
-    assert_eq!(names, ["shift", "root", "nothing", "total", "count", "sum"]);
+    assert_eq!(
+        names,
+        ["shift", "root", "nothing", "total", "same", "count", "sum"]
+    );
     let shift = shapes.method("shift").unwrap();
     assert_eq!(
         shift.signature(),
@@ -229,7 +236,7 @@ async fn reflection_says_what_the_trait_declares() {
     assert_eq!(shapes.method("nothing").unwrap().returns, "()");
     let kinds: Vec<Shape> = shapes.methods.iter().map(|m| m.streaming).collect();
     use Shape::*;
-    assert_eq!(kinds, [Unary, Unary, Unary, Unary, Server, Client]);
+    assert_eq!(kinds, [Unary, Unary, Unary, Unary, Unary, Server, Client]);
     assert_eq!(
         shapes.method("count").unwrap().returns,
         "impl Stream<Item = u64>"
@@ -278,21 +285,42 @@ async fn a_server_may_serve_no_reflection() {
 
 #[tokio::test]
 async fn json_calls_and_answers_compress_like_bincode_ones() {
-    let builder = Server::builder().add_service(ShapesServer::new(Impl));
+    let metrics = rpc_core::Metrics::server();
+    let builder = Server::builder()
+        .add_service(ShapesServer::new(Impl))
+        .metrics(metrics.clone());
     let addr = serve_builder(builder).await;
+    let bytes = || {
+        let samples = tests::prom::parse(&metrics.render()).unwrap();
+        let get = |name| tests::prom::value(&samples, name, &[]).unwrap_or(0.0);
+        (
+            get("rpc_server_received_bytes_total"),
+            get("rpc_server_sent_bytes_total"),
+        )
+    };
     let config = rpc_core::ClientConfig {
         compression: rpc_core::CompressionConfig::with(&[rpc_core::Encoding::Lz4]),
         ..Default::default()
     };
     let client = Client::connect_with(addr, config).await.unwrap();
-    // Large enough to pass the compression threshold both ways (the answer repeats the items' sum only, so
-    // the request is the large one; `shift`'s answer is small). Twice: the second call is compressed once the
-    // server's encodings are known.
+    // Large enough to pass the compression threshold both ways: `same` answers its 20 KB argument. Twice: the
+    // second call is compressed once the server's encodings are known. The counts of compressed bytes say
+    // both directions were.
     let items = vec!["4096"; 4096].join(",");
+    let args = format!(r#"{{"items": [{items}]}}"#);
+    let mut moved = (0.0, 0.0);
     for _ in 0..2 {
-        let sum = call(&client, "total", &format!(r#"{{"items": [{items}]}}"#)).await;
-        assert_eq!(value(sum.unwrap()), 4096 * 4096);
+        let before = bytes();
+        let same = call(&client, "same", &args).await;
+        assert_eq!(value(same.unwrap()), serde_json::json!(vec![4096; 4096]));
+        let after = bytes();
+        moved = (after.0 - before.0, after.1 - before.1);
     }
+    let text = args.len() as f64;
+    assert!(
+        moved.0 < text / 4.0 && moved.1 < text / 4.0,
+        "{moved:?} bytes for {text} of JSON each way"
+    );
     let err = call(&client, "root", r#"{"type": -7}"#).await.unwrap();
     assert_eq!(err, JsonAnswer::AppError(br#"{"Negative":-7}"#[..].into()));
 }

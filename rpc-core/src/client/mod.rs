@@ -348,15 +348,27 @@ impl Client {
         args: &[u8],
         options: &CallOptions,
     ) -> Result<JsonAnswer, RpcError> {
-        match self
+        let answer = match self
             .round_trip(method, &crate::payload::RawJson(args), options)
             .await?
         {
-            Reply::Value(bytes) => Ok(JsonAnswer::Value(bytes)),
-            Reply::AppError(bytes) => Ok(JsonAnswer::AppError(bytes)),
-            Reply::Failed(e) => Err(e),
-            Reply::DeadlineExceeded => Err(direct::deadline_exceeded(method)),
+            Reply::Value(bytes) => JsonAnswer::Value(bytes),
+            Reply::AppError(bytes) => JsonAnswer::AppError(bytes),
+            Reply::Failed(e) => return Err(e),
+            Reply::DeadlineExceeded => return Err(direct::deadline_exceeded(method)),
+        };
+        // What comes back goes on to tools and into the JSON of gateways' answers: it must be JSON (a layer of
+        // the server's may have answered in the service's codec).
+        #[cfg(feature = "json")]
+        if let JsonAnswer::Value(bytes) | JsonAnswer::AppError(bytes) = &answer
+            && !crate::http::answer::is_json(bytes)
+        {
+            return Err(RpcError::internal(format!(
+                "the server answered {method} in JSON with {} bytes that are not JSON",
+                bytes.len()
+            )));
         }
+        Ok(answer)
     }
 
     /// The call through the client's layers (see [`layer`]): its span and counts, then the user's layers if

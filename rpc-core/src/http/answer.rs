@@ -87,6 +87,20 @@ pub fn app_error_body(error_type: Option<&str>, detail: &[u8]) -> Vec<u8> {
     body
 }
 
+/// Whether `bytes` are one JSON value and nothing else: what an answer's body or an application error's
+/// `detail` must be before it is sent (a layer's answer in another codec, or a peer's text, must not become
+/// part of the JSON around it).
+///
+/// ```
+/// use rpc_core::http::answer::is_json;
+/// assert!(is_json(br#" {"a": [1, 2]} "#));
+/// assert!(!is_json(br#"1,"code":"ok""#));
+/// assert!(!is_json(&[0x05, 0x00]));
+/// ```
+pub fn is_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+}
+
 /// `Retry-After`'s value for a wait of `after`: whole seconds, rounded up (at least 1).
 pub fn retry_after_secs(after: Duration) -> u64 {
     after.as_millis().div_ceil(1000).max(1) as u64

@@ -55,7 +55,7 @@ async fn call<L: Layers>(conn: &Conn<L>, request: hyper::Request<Incoming>) -> H
         let deadline = headers::deadline(&parts.headers, arrived)?;
         Ok((
             deadline,
-            headers::metadata(&parts.headers, &conn.config.codec)?,
+            headers::metadata(&parts.headers, &conn.config.codec, &[])?,
         ))
     });
     let (deadline, metadata) = match checked {

@@ -2,6 +2,7 @@
 //! (`rpc-timeout-ms`, or Connect's `connect-timeout-ms`), and its metadata: every other header but those of
 //! HTTP itself, by its lowercase name, so that `authorization` and `traceparent` reach the server's layers as a
 //! binary call's metadata would. A header that cannot say what it must is refused, named, escaped and cut.
+//! The registry's gateway reads its requests with the same functions, so that both answer a header alike.
 
 use hyper::HeaderMap;
 use hyper::header::HeaderValue;
@@ -20,8 +21,10 @@ pub const MAX_TIMEOUT_DIGITS: usize = 10;
 const QUOTED: usize = 64;
 
 /// Headers of HTTP itself, never metadata: hop-by-hop headers, those of the body and of content negotiation,
-/// of CORS, and the deadline's.
-const NOT_METADATA: [&str; 13] = [
+/// of CORS, and the deadline's; and the framework's own keys of the binary wire, which say something of a
+/// connection, not of a call (a caller's `rpc-accept-encoding` would set the compression of a connection that
+/// a gateway shares between callers).
+const NOT_METADATA: [&str; 15] = [
     "connection",
     "keep-alive",
     "te",
@@ -35,6 +38,8 @@ const NOT_METADATA: [&str; 13] = [
     "origin",
     TIMEOUT_HEADER,
     CONNECT_TIMEOUT_HEADER,
+    crate::ACCEPT_ENCODING,
+    crate::RETRY_AFTER,
 ];
 
 /// Headers whose names begin so are not metadata either.
@@ -42,21 +47,32 @@ const NOT_METADATA_PREFIXES: [&str; 3] = ["proxy-", "accept", "access-control-re
 
 /// Why a request's headers cannot make a call.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum HeaderError {
+#[non_exhaustive]
+pub enum HeaderError {
     /// The body is declared as something else than JSON.
     #[error(
         "content-type {got} is not JSON: expected application/json (parameters allowed) or none"
     )]
-    ContentType { got: String },
+    ContentType {
+        /// The header's value, quoted and cut.
+        got: String,
+    },
     /// A timeout header is not a count of milliseconds.
     #[error(
         "header {name} is {got}: expected 1 to {MAX_TIMEOUT_DIGITS} ASCII digits (milliseconds)"
     )]
-    Timeout { name: &'static str, got: String },
+    Timeout {
+        /// The header.
+        name: &'static str,
+        /// Its value, quoted and cut.
+        got: String,
+    },
     /// A header breaks the rules of metadata.
     #[error("header {name} cannot be call metadata: {source}")]
     Metadata {
+        /// The header, quoted and cut.
         name: String,
+        /// The rule it breaks.
         #[source]
         source: MetadataError,
     },
@@ -65,8 +81,11 @@ pub(crate) enum HeaderError {
         "header {name} would be metadata entry {count}, over the server's limit of {max} (max_metadata_entries)"
     )]
     TooMany {
+        /// The header, quoted and cut.
         name: String,
+        /// The entries it would make.
         count: usize,
+        /// The limit.
         max: usize,
     },
     /// The headers would make more metadata than the server takes.
@@ -74,8 +93,11 @@ pub(crate) enum HeaderError {
         "header {name} would take the metadata to {len} bytes, over the server's limit of {max} (max_metadata_len)"
     )]
     TooLarge {
+        /// The header, quoted and cut.
         name: String,
+        /// The bytes it would make.
         len: usize,
+        /// The limit.
         max: usize,
     },
 }
@@ -83,7 +105,7 @@ pub(crate) enum HeaderError {
 impl HeaderError {
     /// The HTTP status and the call status it is answered with: `431` for headers over a limit, `415` for a body
     /// that is not JSON, `400` for the rest.
-    pub(crate) fn statuses(&self) -> (u16, Status) {
+    pub fn statuses(&self) -> (u16, Status) {
         match self {
             HeaderError::ContentType { .. } => (415, Status::InvalidArgument),
             HeaderError::Timeout { .. } => (400, Status::InvalidArgument),
@@ -109,7 +131,7 @@ fn shown(value: &HeaderValue) -> String {
 }
 
 /// Checks that the body is declared JSON, or not declared.
-pub(crate) fn content_type(headers: &HeaderMap) -> Result<(), HeaderError> {
+pub fn content_type(headers: &HeaderMap) -> Result<(), HeaderError> {
     let Some(value) = headers.get(hyper::header::CONTENT_TYPE) else {
         return Ok(());
     };
@@ -128,10 +150,7 @@ pub(crate) fn content_type(headers: &HeaderMap) -> Result<(), HeaderError> {
 }
 
 /// The call's deadline, from `arrived`: the smallest of the timeout headers' values, if there are any.
-pub(crate) fn deadline(
-    headers: &HeaderMap,
-    arrived: Instant,
-) -> Result<Option<Instant>, HeaderError> {
+pub fn deadline(headers: &HeaderMap, arrived: Instant) -> Result<Option<Instant>, HeaderError> {
     let mut least: Option<u64> = None;
     for name in [TIMEOUT_HEADER, CONNECT_TIMEOUT_HEADER] {
         for value in headers.get_all(name) {
@@ -158,10 +177,12 @@ fn is_metadata(name: &str) -> bool {
     !NOT_METADATA.contains(&name) && !NOT_METADATA_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
-/// The call's metadata: every header that is not HTTP's own, in order, within the server's limits of `codec`.
-pub(crate) fn metadata(
+/// The call's metadata: every header that is not HTTP's own nor one of `also_not` (lowercase names: what a
+/// gateway keeps from the services it calls, such as `authorization`), in order, within the limits of `codec`.
+pub fn metadata(
     headers: &HeaderMap,
     codec: &rpc_codec::Config,
+    also_not: &[&str],
 ) -> Result<Metadata, HeaderError> {
     let max_entries = usize::from(codec.max_metadata_entries);
     let max_len = usize::from(codec.max_metadata_len);
@@ -169,7 +190,7 @@ pub(crate) fn metadata(
     let (mut count, mut len) = (0, 0);
     for (name, value) in headers {
         let name = name.as_str();
-        if !is_metadata(name) {
+        if !is_metadata(name) || also_not.contains(&name) {
             continue;
         }
         let named = || format!("\"{}\"", quoted(name, QUOTED));
@@ -270,10 +291,17 @@ mod tests {
             ("x-tenant", "a"),
             ("rpc-timeout-ms", "5"),
             ("access-control-request-method", "POST"),
+            // The binary wire's own keys say something of a connection, not of a call.
+            ("rpc-accept-encoding", "zstd"),
+            ("retry-after-ms", "5"),
         ]);
-        let md = metadata(&map, &rpc_codec::Config::default()).unwrap();
+        let md = metadata(&map, &rpc_codec::Config::default(), &[]).unwrap();
         let keys: Vec<_> = md.iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["authorization", "traceparent", "x-tenant"]);
+        // A gateway keeps more to itself.
+        let md = metadata(&map, &rpc_codec::Config::default(), &["authorization"]).unwrap();
+        let keys: Vec<_> = md.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["traceparent", "x-tenant"]);
     }
 
     #[test]
@@ -284,14 +312,14 @@ mod tests {
             ..rpc_codec::Config::default()
         };
         let many = headers(&[("a", "1"), ("b", "2"), ("c", "3")]);
-        let err = metadata(&many, &codec).unwrap_err();
+        let err = metadata(&many, &codec, &[]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "header \"c\" would be metadata entry 3, over the server's limit of 2 (max_metadata_entries)"
         );
         assert_eq!(err.statuses().0, 431);
         let long = "v".repeat(100);
-        let err = metadata(&headers(&[("x-big", &long)]), &codec).unwrap_err();
+        let err = metadata(&headers(&[("x-big", &long)]), &codec, &[]).unwrap_err();
         assert!(
             err.to_string()
                 .contains("over the server's limit of 64 (max_metadata_len)"),

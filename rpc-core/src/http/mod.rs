@@ -33,7 +33,7 @@
 //!   its graceful shutdown.
 //! - `call`: one request: method, checks, the call through the server's layers, its answer.
 //! - `route`: the method a path names.
-//! - `headers`: the `Content-Type`, the deadline headers, and the other headers as call metadata.
+//! - [`headers`]: the `Content-Type`, the deadline headers, and the other headers as call metadata.
 //! - `body`: the body, read within its limit and its time.
 //! - `cors`: preflights, and the CORS headers of answers.
 //! - `reply`: HTTP responses: a call's end, and the refusals of requests.
@@ -50,7 +50,7 @@ pub(crate) mod connection;
 #[cfg(feature = "http")]
 mod cors;
 #[cfg(feature = "http")]
-mod headers;
+pub mod headers;
 #[cfg(feature = "http")]
 mod reply;
 #[cfg(feature = "http")]

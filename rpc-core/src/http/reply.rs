@@ -9,7 +9,7 @@ use hyper::header::{self, HeaderValue};
 use rpc_codec::Status;
 
 use super::answer::{
-    APP_ERROR_STATUS, app_error_body, failure_body, http_status, retry_after_secs,
+    APP_ERROR_STATUS, app_error_body, failure_body, http_status, is_json, retry_after_secs,
 };
 use crate::server::Response;
 use crate::server::registry::Entry;
@@ -53,7 +53,12 @@ pub(crate) fn not_allowed(method: &hyper::Method, allow: &'static str) -> HttpRe
 /// The answer of a call of `entry`'s method that ended with `response`.
 pub(crate) fn answer(entry: &Entry, response: &Response) -> HttpResponse {
     match response.status() {
+        // A handler's answer to a JSON call is JSON; bytes a layer answered with are checked.
         Status::Ok => match response.payload() {
+            Some(bytes) if !response.is_json() && !is_json(&bytes) => {
+                let message = format!("the answer of {} is not JSON", entry.method);
+                failed(Status::Internal, &message)
+            }
             Some(bytes) if response.is_app_error() => {
                 json(APP_ERROR_STATUS, app_error_body(error_type(entry), &bytes))
             }

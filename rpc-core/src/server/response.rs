@@ -136,6 +136,13 @@ impl Response {
         }
     }
 
+    /// A handler's answer encoded in JSON (a call in JSON's); `false` for bytes a layer answered with, whose
+    /// format is not known.
+    #[cfg(feature = "http")]
+    pub(crate) fn is_json(&self) -> bool {
+        matches!(&self.kind, Kind::Handler(answer) if answer.is_json())
+    }
+
     /// The answer writes a frame of its own kind (a stream's end), never compressed.
     pub(crate) fn frames_itself(&self) -> bool {
         match &self.kind {
