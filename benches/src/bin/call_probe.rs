@@ -13,7 +13,8 @@
 //! ```
 //!
 //! With `json` as a fourth argument the calls go in JSON (protocol 1.2, `Client::call_json`), as a gateway
-//! or a tool sends them.
+//! or a tool sends them; with `http` (built with `--features peers`), as `POST /Echo/echo` over HTTP/1.1
+//! keep-alive connections, one per call in flight (hyper's client, the server's `ServerBuilder::http`).
 
 use std::sync::Arc;
 
@@ -34,17 +35,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let calls = number(0, 12_800)?;
     let payload = number(1, 32)?;
     let in_flight = number(2, 128)?.max(1);
-    let json = args.get(3).map(String::as_str) == Some("json");
+    let mode = args.get(3).map_or("bincode", String::as_str);
+    let json = mode == "json";
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let server = Server::builder()
-            .add_service(EchoServer::new(Echoer))
-            .build()?;
-        tokio::spawn(server.serve(listener));
+        let builder = Server::builder().add_service(EchoServer::new(Echoer));
+        #[cfg(feature = "peers")]
+        let builder = builder.http(rpc_core::http::HttpConfig::default());
+        tokio::spawn(builder.build()?.serve(listener));
+        if mode == "http" {
+            return http::run(addr, calls, payload, in_flight).await;
+        }
         let client = EchoClient::connect(addr).await?;
         let data = ByteBuf::from(vec![7u8; payload]);
         let args = Arc::new(serde_json::to_vec(&serde_json::json!({ "payload": data }))?);
@@ -69,4 +74,66 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok(())
     })
+}
+
+/// The calls over HTTP/1.1 and JSON.
+#[cfg(feature = "peers")]
+mod http {
+    use std::net::SocketAddr;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+
+    /// `calls` echoes of `payload` bytes as `POST /Echo/echo`, over `in_flight` keep-alive connections.
+    pub(crate) async fn run(
+        addr: SocketAddr,
+        calls: usize,
+        payload: usize,
+        in_flight: usize,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let data = vec![7u8; payload];
+        let mut tasks = tokio::task::JoinSet::new();
+        for caller in 0..in_flight {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(connection);
+            let body = Bytes::from(serde_json::to_vec(&serde_json::json!({ "payload": data }))?);
+            let mine = calls / in_flight + usize::from(caller < calls % in_flight);
+            tasks.spawn(async move {
+                for _ in 0..mine {
+                    let request = hyper::Request::post("/Echo/echo")
+                        .header("host", "probe")
+                        .header("content-type", "application/json")
+                        .body(Full::new(body.clone()))?;
+                    sender.ready().await?;
+                    let answer = sender.send_request(request).await?;
+                    if answer.status() != hyper::StatusCode::OK {
+                        return Err(format!("HTTP {}", answer.status()).into());
+                    }
+                    let echoed = answer.into_body().collect().await?.to_bytes();
+                    let _: Vec<u8> = serde_json::from_slice(&echoed)?;
+                }
+                Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done?.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(not(feature = "peers"))]
+mod http {
+    /// Without the peers' dependencies there is no HTTP client.
+    pub(crate) async fn run(
+        _: std::net::SocketAddr,
+        _: usize,
+        _: usize,
+        _: usize,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        Err("the http mode needs `--features peers`".into())
+    }
 }
