@@ -271,16 +271,7 @@ async fn a_drain_says_go_away_with_the_last_request_id_then_closes() {
 /// (CI sets it), when it fails.
 #[tokio::test]
 async fn the_python_client_of_section_11_calls_calc_server() {
-    let python_present = std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !python_present {
-        assert!(
-            std::env::var_os("RPC_REQUIRE_PYTHON").is_none(),
-            "RPC_REQUIRE_PYTHON is set but python3 does not run"
-        );
-        eprintln!("python3 not found: section 11's Python client not run");
+    if !support::python3_runs("section 11's Python client") {
         return;
     }
     let registry = support::start_registry(rpc_registry::RegistryConfig::default()).await;

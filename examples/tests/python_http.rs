@@ -20,16 +20,7 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/calc_client.py
 
 #[tokio::test]
 async fn the_python_client_calls_calc_server_over_http() {
-    let python_present = std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !python_present {
-        assert!(
-            std::env::var_os("RPC_REQUIRE_PYTHON").is_none(),
-            "RPC_REQUIRE_PYTHON is set but python3 does not run"
-        );
-        eprintln!("python3 not found: examples/python/calc_client.py not run");
+    if !support::python3_runs("examples/python/calc_client.py") {
         return;
     }
     let registry = support::start_registry(rpc_registry::RegistryConfig::default()).await;
