@@ -67,11 +67,7 @@ impl Payload for Encoded<'_> {
         metadata: &Metadata,
         buf: &mut WriteBuf,
     ) -> Result<(), EncodeError> {
-        let header = Header {
-            flags: header.flags.with(self.1),
-            ..*header
-        };
-        frame.encode_bytes(&header, metadata, self.0, buf)
+        encode_flagged(frame, header, self.1, metadata, self.0, buf)
     }
 
     fn to_bytes(&self) -> Result<Bytes, PayloadError> {
@@ -95,11 +91,7 @@ impl Payload for RawJson<'_> {
         metadata: &Metadata,
         buf: &mut WriteBuf,
     ) -> Result<(), EncodeError> {
-        let header = Header {
-            flags: header.flags.with(Flags::JSON),
-            ..*header
-        };
-        frame.encode_bytes(&header, metadata, self.0, buf)
+        encode_flagged(frame, header, Flags::JSON, metadata, self.0, buf)
     }
 
     fn to_bytes(&self) -> Result<Bytes, PayloadError> {
@@ -109,4 +101,20 @@ impl Payload for RawJson<'_> {
     fn flags(&self) -> Flags {
         Flags::JSON
     }
+}
+
+/// Appends the frame of `header`, with `flags` set too, `metadata` and `payload` as it is.
+fn encode_flagged(
+    frame: &FrameCodec,
+    header: &Header,
+    flags: Flags,
+    metadata: &Metadata,
+    payload: &[u8],
+    buf: &mut WriteBuf,
+) -> Result<(), EncodeError> {
+    let header = Header {
+        flags: header.flags.with(flags),
+        ..*header
+    };
+    frame.encode_bytes(&header, metadata, payload, buf)
 }
