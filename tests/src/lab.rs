@@ -1,7 +1,7 @@
 //! The `Lab` service: one method per behaviour the end-to-end tests observe (echo, delayed answers, a call
 //! that never ends, a panic, a large argument or answer, metadata, an application error, a call relayed to
 //! another server, the client's certificate names, a rendezvous of concurrent calls, an argument nested as
-//! deep as the caller likes), and counters that let a test see from the server's side what happened.
+//! deep as the caller likes, the deadline the server saw), and counters that let a test see from the server's side what happened.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,6 +64,9 @@ pub trait Lab {
     async fn header(&self, key: String) -> Option<String>;
     /// How many `Node`s deep `tree` is: an argument whose nesting a peer chooses.
     async fn depth(&self, tree: Tree) -> u64;
+    /// Milliseconds left of the call's deadline as the server saw it when the call started, if it had one:
+    /// what a caller's budget became on the way.
+    async fn deadline_left_ms(&self) -> Option<u64>;
 }
 
 /// What the server side observed.
@@ -179,6 +182,12 @@ impl Lab for LabImpl {
             at = below;
         }
         depth
+    }
+
+    async fn deadline_left_ms(&self) -> Option<u64> {
+        let deadline = Context::current()?.deadline()?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        Some(left.as_millis() as u64)
     }
 
     async fn whoami(&self) -> Vec<String> {

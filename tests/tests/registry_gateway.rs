@@ -1,13 +1,17 @@
 //! The registry as a gateway, over its HTTP port: `POST /call/{Service}/{method}` (with `gateway` on; `404` when
-//! off, as by default) routes by weight and the registry's rules, retries an idempotent call on another
-//! instance when one dies, maps a method's own error to `422` and a deadline to `504`, passes the caller's
-//! headers as metadata (not the registry's credential), needs the read credential, and refuses an unknown
-//! service or method, a streaming method, a body over its limit, a malformed timeout and a cross-site request,
-//! each with a JSON body saying why.
+//! off, as by default) routes by weight and the registry's rules, retries a call whose instance died on another
+//! instance only if it is idempotent, maps a method's own error to `422` and a deadline to `504`, passes the
+//! caller's deadline (bounded by `gateway_max_deadline`, which calls without one get) and headers as metadata
+//! (not the registry's credential nor a connection's settings), needs the read credential, answers `429` past
+//! `gateway_max_in_flight`, and refuses an unknown service or method, a streaming method, a body over its
+//! limit, a malformed timeout and a cross-site request, each with a JSON body saying why, the caller's text
+//! escaped.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use rpc_core::{Client, Server, service};
 use rpc_registry::{
@@ -17,6 +21,9 @@ use serde_json::{Value, json};
 use tests::calc::start_calc;
 use tests::cluster::start_registry;
 use tests::http::{JsonAnswer, json_request, request};
+use tests::serve::until;
+use tests::store::{Behaviour, STALL, StoreServer, Stored};
+use tokio::task::JoinHandle;
 
 /// `method path` on the registry's HTTP port at `http`, with a JSON `body` and `headers` besides
 /// `content-type: application/json`.
@@ -198,6 +205,21 @@ async fn the_gateway_refuses_what_it_cannot_call_saying_why() {
         unknown.body["message"],
         "no instances of service `Nope` are registered"
     );
+    // The caller's text comes back escaped and cut.
+    let hostile = call(
+        http,
+        &format!("/call/%07Nope%1B{}/add", "x".repeat(300)),
+        "{}",
+    )
+    .await;
+    assert_eq!(hostile.code, 404, "{}", hostile.body);
+    let why = hostile.body["message"].as_str().unwrap();
+    assert!(
+        why.starts_with("no instances of service `\\u{7}Nope\\u{1b}xxx"),
+        "{why}"
+    );
+    assert!(!why.chars().any(char::is_control), "{why}");
+    assert!(why.len() < 200, "{why}");
     let no_method = call(http, "/call/Calc/mul", "{}").await;
     assert_eq!(no_method.code, 404);
     assert_eq!(
@@ -235,7 +257,7 @@ async fn the_gateway_refuses_what_it_cannot_call_saying_why() {
         malformed.body["message"]
             .as_str()
             .unwrap()
-            .starts_with("header rpc-timeout-ms is soon: expected a whole number of milliseconds"),
+            .starts_with("header rpc-timeout-ms is \"soon\": expected 1 to 10 ASCII digits"),
         "{}",
         malformed.body
     );
@@ -312,10 +334,15 @@ async fn a_streaming_method_is_not_called_501() {
 
 #[tokio::test]
 async fn a_deadline_header_bounds_the_call_504() {
-    let registry = start_registry(gateway(), 0).await.unwrap();
+    // The gateway's own longest deadline is far past the test's 5 s wait: only the caller's 100 ms ends the call.
+    let config = RegistryConfig {
+        gateway_max_deadline: Duration::from_secs(600),
+        ..gateway()
+    };
+    let registry = start_registry(config, 0).await.unwrap();
     let stores = tests::store::instances(1).await;
     let (address, behaviour) = &stores[0];
-    behaviour.mode.store(tests::store::STALL, Ordering::SeqCst);
+    behaviour.mode.store(STALL, Ordering::SeqCst);
     let _held = Registration::register(
         registry.addr,
         instance("Store", address),
@@ -339,6 +366,178 @@ async fn a_deadline_header_bounds_the_call_504() {
         "{:?}",
         answer.headers
     );
+    // The instance let go of the call too.
+    assert!(until(|| behaviour.dropped.load(Ordering::SeqCst) == 1).await);
+}
+
+/// A `Lab` instance registered with the registry at `registry`; its server and its registration, held.
+async fn start_lab(registry: SocketAddr) -> (tests::serve::Running, Registration) {
+    let lab = tests::serve::serve_lab(
+        tests::lab::LabImpl::default(),
+        rpc_core::ServerConfig::default(),
+        0,
+    )
+    .await
+    .unwrap();
+    let held = Registration::register(
+        registry,
+        instance("Lab", &lab.addr.to_string()),
+        RegistrationConfig::default(),
+    )
+    .await
+    .unwrap();
+    (lab, held)
+}
+
+#[tokio::test]
+async fn the_callers_budget_reaches_the_instance_within_the_gateways_longest() {
+    // 600 s: far above rpc-core's client default of 10 s, so a call given it is told apart from one given that.
+    let longest = 600_000;
+    let config = RegistryConfig {
+        gateway_max_deadline: Duration::from_millis(longest),
+        ..gateway()
+    };
+    let registry = start_registry(config, 0).await.unwrap();
+    let (_lab, _held) = start_lab(registry.addr).await;
+    let left = async |headers: &[(&str, &str)]| {
+        let answer = send(
+            registry.http,
+            "POST",
+            "/call/Lab/deadline_left_ms",
+            headers,
+            "{}",
+        )
+        .await;
+        assert_eq!(answer.code, 200, "{}", answer.body);
+        answer.body.as_u64().expect("the instance saw a deadline")
+    };
+    let given = left(&[("rpc-timeout-ms", "1500")]).await;
+    assert!((1..=1500).contains(&given), "{given}");
+    let none = left(&[]).await;
+    assert!((10_001..=longest).contains(&none), "{none}");
+    let beyond = left(&[("rpc-timeout-ms", "9999999999")]).await;
+    assert!((10_001..=longest).contains(&beyond), "{beyond}");
+}
+
+/// A `Store` instance whose server a test can abort (a crash: its connections close), registered as `Store`.
+struct Killable {
+    behaviour: Arc<Behaviour>,
+    server: JoinHandle<std::io::Result<()>>,
+    _held: Registration,
+}
+
+async fn killable_store(registry: SocketAddr, mode: u8) -> Killable {
+    let behaviour = Arc::new(Behaviour::default());
+    behaviour.mode.store(mode, Ordering::SeqCst);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let server = Server::builder()
+        .add_service(StoreServer::new(Stored(Arc::clone(&behaviour))))
+        .build()
+        .unwrap();
+    let server = tokio::spawn(server.serve(listener));
+    let held = Registration::register(
+        registry,
+        instance("Store", &address),
+        RegistrationConfig::default(),
+    )
+    .await
+    .unwrap();
+    Killable {
+        behaviour,
+        server,
+        _held: held,
+    }
+}
+
+/// Calls `Store.{method}` through the gateway while its only instance stalls, starts a second instance, kills
+/// the first mid-call, and answers what the caller got and how many calls the second instance started.
+async fn call_while_its_instance_dies(method: &str) -> (JsonAnswer, usize) {
+    let registry = start_registry(gateway(), 0).await.unwrap();
+    let doomed = killable_store(registry.addr, STALL).await;
+    let http = registry.http;
+    let path = format!("/call/Store/{method}");
+    let answer = tokio::spawn(async move {
+        send(
+            http,
+            "POST",
+            &path,
+            &[("rpc-timeout-ms", "4000")],
+            r#"{"key": 7}"#,
+        )
+        .await
+    });
+    assert!(until(|| doomed.behaviour.started.load(Ordering::SeqCst) == 1).await);
+    let survivor = killable_store(registry.addr, tests::store::SERVE).await;
+    doomed.server.abort();
+    let answer = answer.await.unwrap();
+    let started = survivor.behaviour.started.load(Ordering::SeqCst);
+    (answer, started)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_instance_dies_mid_call_is_retried_elsewhere_only_if_idempotent() {
+    let (read, survivor_reads) = call_while_its_instance_dies("get").await;
+    assert_eq!((read.code, &read.body), (200, &json!(7)));
+    assert_eq!(survivor_reads, 1, "the idempotent read was sent again");
+
+    let (write, survivor_writes) = call_while_its_instance_dies("put").await;
+    assert_eq!(write.code, 503, "{}", write.body);
+    assert_eq!(write.body["code"], "unavailable");
+    assert_eq!(survivor_writes, 0, "the write, which may have run, was not");
+}
+
+#[tokio::test]
+async fn calls_past_the_in_flight_limit_are_429_with_retry_after() {
+    let config = RegistryConfig {
+        gateway_max_in_flight: 1,
+        ..gateway()
+    };
+    let registry = start_registry(config, 0).await.unwrap();
+    let stalled = killable_store(registry.addr, STALL).await;
+    let http = registry.http;
+    let first = tokio::spawn(async move {
+        send(
+            http,
+            "POST",
+            "/call/Store/put",
+            &[("rpc-timeout-ms", "2000")],
+            r#"{"key": 1}"#,
+        )
+        .await
+    });
+    assert!(until(|| stalled.behaviour.started.load(Ordering::SeqCst) == 1).await);
+    let refused = call(http, "/call/Store/put", r#"{"key": 2}"#).await;
+    assert_eq!(refused.code, 429, "{}", refused.body);
+    assert_eq!(refused.body["code"], "resource_exhausted");
+    assert!(
+        refused.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 gateway calls are running, the limit (--gateway-max-in-flight)"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused
+            .headers
+            .iter()
+            .any(|(k, v)| k == "retry-after" && v == "1"),
+        "{:?}",
+        refused.headers
+    );
+    assert_eq!(stalled.behaviour.started.load(Ordering::SeqCst), 1);
+    assert_eq!(first.await.unwrap().code, 504);
+    // Its permit came back with its answer.
+    let again = send(
+        http,
+        "POST",
+        "/call/Store/get",
+        &[("rpc-timeout-ms", "50")],
+        r#"{"key": 3}"#,
+    )
+    .await;
+    assert_eq!(again.code, 504, "{}", again.body);
 }
 
 #[tokio::test]
@@ -378,7 +577,13 @@ async fn the_callers_headers_become_metadata_but_not_the_registrys_credential() 
             registry.http,
             "POST",
             "/call/Lab/header",
-            &[("authorization", &bearer), ("x-tenant", "blue")],
+            &[
+                ("authorization", &bearer),
+                ("cookie", "session=registry"),
+                ("x-tenant", "blue"),
+                ("rpc-accept-encoding", "zstd"),
+                ("retry-after-ms", "5"),
+            ],
             &format!(r#"{{"key": "{key}"}}"#),
         )
         .await;
@@ -386,7 +591,17 @@ async fn the_callers_headers_become_metadata_but_not_the_registrys_credential() 
         answer.body
     };
     assert_eq!(header("x-tenant").await, "blue");
-    for not_passed in ["authorization", "host", "content-type", "content-length"] {
+    // Neither the registry's credentials nor what sets a connection the gateway shares between callers (its
+    // compression) reaches the instance.
+    for not_passed in [
+        "authorization",
+        "cookie",
+        "rpc-accept-encoding",
+        "retry-after-ms",
+        "host",
+        "content-type",
+        "content-length",
+    ] {
         assert_eq!(header(not_passed).await, Value::Null, "{not_passed}");
     }
     // The methods endpoint wants the same credential.

@@ -1,9 +1,12 @@
 //! The registry's view of services' methods over its HTTP port: `GET /v1/services/{name}/methods` answers what
-//! the `Calc` trait declares, as an instance describes it; `404` without instances, `502` when none answers,
-//! the caller's text escaped.
+//! the `Calc` trait declares, as an instance describes it, and again from what it kept once that instance is
+//! gone; `404` without instances, `503` when none answers (and the failure kept: asked again, the instance is
+//! not), the caller's text escaped.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rpc_core::Service;
 use rpc_core::reflect::{ServiceDescription, Streaming};
@@ -37,7 +40,7 @@ async fn closed_address() -> String {
 #[tokio::test]
 async fn the_methods_of_a_service_are_those_its_trait_declares() {
     let registry = start_registry(RegistryConfig::default(), 0).await.unwrap();
-    let _calc = start_calc(registry.addr, 1, RegistrationConfig::default())
+    let calc = start_calc(registry.addr, 1, RegistrationConfig::default())
         .await
         .unwrap();
     let answer = get(registry.http, "/v1/services/Calc/methods").await;
@@ -64,13 +67,17 @@ async fn the_methods_of_a_service_are_those_its_trait_declares() {
     assert!(div.idempotent);
     assert_eq!(div.streaming, Streaming::Unary);
     assert_eq!(div.docs, "`a / b`, or why not.");
-    // Asked again: the registry answers what it kept (the same description).
+    // Asked again once the instance is gone (killed, still listed until its lease ends): the registry answers
+    // what it kept, as nothing is left to ask.
+    calc.kill();
     let again = get(registry.http, "/v1/services/Calc/methods").await;
-    assert_eq!(again.code, 200);
+    assert_eq!(again.code, 200, "{}", again.body);
+    let kept: ServiceDescription = serde_json::from_value(again.body).unwrap();
+    assert_eq!(kept, described);
 }
 
 #[tokio::test]
-async fn a_service_without_instances_is_404_and_one_whose_instances_do_not_answer_502() {
+async fn a_service_without_instances_is_404_and_one_whose_instances_do_not_answer_503() {
     let registry = start_registry(RegistryConfig::default(), 0).await.unwrap();
     let unknown = get(registry.http, "/v1/services/Nope/methods").await;
     assert_eq!(unknown.code, 404);
@@ -97,7 +104,7 @@ async fn a_service_without_instances_is_404_and_one_whose_instances_do_not_answe
     .await
     .unwrap();
     let gone = get(registry.http, "/v1/services/Gone/methods").await;
-    assert_eq!(gone.code, 502, "{}", gone.body);
+    assert_eq!(gone.code, 503, "{}", gone.body);
     let why = gone.body["error"].as_str().unwrap();
     assert!(
         why.starts_with(&format!(
@@ -105,4 +112,36 @@ async fn a_service_without_instances_is_404_and_one_whose_instances_do_not_answe
         )),
         "{why}"
     );
+}
+
+#[tokio::test]
+async fn an_instance_that_did_not_describe_is_not_asked_again_at_once() {
+    let registry = start_registry(RegistryConfig::default(), 0).await.unwrap();
+    // Takes each connection and closes it: no description, and a count of the times it was asked.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&asked);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let _held = Registration::register(
+        registry.addr,
+        instance("Mute", &address),
+        RegistrationConfig::default(),
+    )
+    .await
+    .unwrap();
+    let first = get(registry.http, "/v1/services/Mute/methods").await;
+    assert_eq!(first.code, 503, "{}", first.body);
+    let asked_first = asked.load(Ordering::SeqCst);
+    assert!(asked_first >= 1, "the instance was asked");
+    let second = get(registry.http, "/v1/services/Mute/methods").await;
+    assert_eq!(second.code, 503, "{}", second.body);
+    let why = second.body["error"].as_str().unwrap();
+    assert!(why.contains(" ms ago)"), "the failure kept: {why}");
+    assert_eq!(asked.load(Ordering::SeqCst), asked_first, "not asked again");
 }

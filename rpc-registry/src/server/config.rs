@@ -36,6 +36,10 @@ pub const DEFAULT_MAX_DESCRIPTIONS: usize = 1024;
 pub const DEFAULT_GATEWAY_MAX_BODY: usize = 4 * 1024 * 1024;
 /// Default of [`RegistryConfig::gateway_max_services`]: 256.
 pub const DEFAULT_GATEWAY_MAX_SERVICES: usize = 256;
+/// Default of [`RegistryConfig::gateway_max_in_flight`]: 1,024.
+pub const DEFAULT_GATEWAY_MAX_IN_FLIGHT: usize = 1024;
+/// Default of [`RegistryConfig::gateway_max_deadline`]: 60 s.
+pub const DEFAULT_GATEWAY_MAX_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Default of [`RegistryConfig::max_rules_revisions`]: 1,000.
 pub const DEFAULT_MAX_RULES_REVISIONS: usize = 1_000;
@@ -144,6 +148,13 @@ pub struct RegistryConfig {
     /// Most services the gateway keeps a client of (each with its connections to the instances it called);
     /// past it, the client used least recently is dropped. Default 256 ([`DEFAULT_GATEWAY_MAX_SERVICES`]).
     pub gateway_max_services: usize,
+    /// Most gateway calls at once, all services together, counted from before a call's body is read to its
+    /// answer; one more is answered `429` (`resource_exhausted`, `Retry-After: 1`). Default 1,024
+    /// ([`DEFAULT_GATEWAY_MAX_IN_FLIGHT`]).
+    pub gateway_max_in_flight: usize,
+    /// Longest deadline of a gateway call: a caller's `rpc-timeout-ms` or `connect-timeout-ms` above it is
+    /// lowered to it, and a call without either gets it. Default 60 s ([`DEFAULT_GATEWAY_MAX_DEADLINE`]).
+    pub gateway_max_deadline: Duration,
     /// TLS for the registry's API; with a client CA, the names of verified
     /// client certificates count as credentials. Default `None`.
     pub tls: Option<rpc_core::tls::ServerTls>,
@@ -187,6 +198,8 @@ impl std::fmt::Debug for RegistryConfig {
             gateway,
             gateway_max_body,
             gateway_max_services,
+            gateway_max_in_flight,
+            gateway_max_deadline,
             tls,
             server,
             store,
@@ -213,6 +226,8 @@ impl std::fmt::Debug for RegistryConfig {
             .field("gateway", gateway)
             .field("gateway_max_body", gateway_max_body)
             .field("gateway_max_services", gateway_max_services)
+            .field("gateway_max_in_flight", gateway_max_in_flight)
+            .field("gateway_max_deadline", gateway_max_deadline)
             .field("tls", tls)
             .field("server", server)
             .field("store", store)
@@ -274,6 +289,8 @@ impl Default for RegistryConfig {
             gateway: false,
             gateway_max_body: DEFAULT_GATEWAY_MAX_BODY,
             gateway_max_services: DEFAULT_GATEWAY_MAX_SERVICES,
+            gateway_max_in_flight: DEFAULT_GATEWAY_MAX_IN_FLIGHT,
+            gateway_max_deadline: DEFAULT_GATEWAY_MAX_DEADLINE,
             tls: None,
             server: ServerConfig {
                 max_connections: RegistryConfig::connections_for(DEFAULT_MAX_INSTANCES),
@@ -315,7 +332,7 @@ impl RegistryConfig {
 
     /// Checks what a registry cannot start with: a token that breaks [`check_token`] (an empty one would let
     /// anyone who sends an empty token write), an unusable grant, a zero TTL, describe timeout or connection
-    /// limit, a gateway of no service.
+    /// limit, a gateway of no service, no call at once or no time for a call.
     /// [`serve`](crate::serve) refuses such a configuration.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(token) = &self.token {
@@ -342,6 +359,20 @@ impl RegistryConfig {
                 "gateway_max_services",
                 String::from("0"),
                 "the gateway could call no service",
+            );
+        }
+        if self.gateway && self.gateway_max_in_flight == 0 {
+            return out(
+                "gateway_max_in_flight",
+                String::from("0"),
+                "the gateway could make no call",
+            );
+        }
+        if self.gateway && self.gateway_max_deadline.is_zero() {
+            return out(
+                "gateway_max_deadline",
+                format!("{:?}", self.gateway_max_deadline),
+                "a gateway call needs time to run",
             );
         }
         if self.server.max_connections == 0 {

@@ -1,13 +1,17 @@
 //! What a registered service says of itself: its [`ServiceDescription`] (methods, argument names and types,
 //! docs, idempotency, streaming), asked of one live instance with `rpc.Reflection.describe`, each attempt within
-//! [`RegistryConfig::describe_timeout`](crate::RegistryConfig::describe_timeout), at most
-//! [`MAX_DESCRIBE_TRIES`] instances in turn. Descriptions are kept by service, instance address and
-//! incarnation (a restarted instance may serve another version), at most
-//! [`RegistryConfig::max_descriptions`](crate::RegistryConfig::max_descriptions), the oldest dropped first.
-//! `GET /v1/services/{name}/methods` answers them, and the gateway looks its methods up in them. An instance's
+//! [`RegistryConfig::describe_timeout`](crate::RegistryConfig::describe_timeout) and holding one of
+//! [`MAX_DESCRIBES_AT_ONCE`] turns, at most [`MAX_DESCRIBE_TRIES`] instances in turn, starting with the next
+//! instance each time so that one broken instance is not always asked first. Descriptions are kept by service,
+//! instance address and incarnation (a restarted instance may serve another version), at most
+//! [`RegistryConfig::max_descriptions`](crate::RegistryConfig::max_descriptions), the oldest dropped first; an
+//! instance that could not describe is not asked again for [`FAILURE_KEPT`], as many failures kept as
+//! descriptions. A description of more than [`MAX_DESCRIBED_METHODS`] methods is refused. `GET
+//! /v1/services/{name}/methods` answers them, and the gateway looks its methods up in them. An instance's
 //! refusal is quoted short and escaped.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +19,7 @@ use rpc_core::reflect::ServiceDescription;
 use rpc_core::server::reflection::ReflectionClient;
 use rpc_core::{Client, ClientConfig};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::api::Instance;
 use crate::server::config::RegistryConfig;
@@ -23,22 +28,36 @@ use crate::server::service::{Shared, shown};
 /// Most instances asked for one description before the registry gives up: 3.
 pub(crate) const MAX_DESCRIBE_TRIES: usize = 3;
 
-/// Most instances being asked for a description at once, all services together: 16. More wait for their turn,
-/// so that many readers of services nobody described yet cost a queue, not a connection each.
+/// Most instances being asked for a description at once, all services together: 16. Each attempt takes a turn
+/// and gives it back when it ends, so that many readers of services nobody described yet cost a queue, not a
+/// connection each, and a broken service holds one turn at a time, not three attempts' worth.
 pub(crate) const MAX_DESCRIBES_AT_ONCE: usize = 16;
 
 /// Largest answer to `describe` the registry reads, in bytes: 1 MiB (a frame past it fails the attempt). A
 /// description is names and types; one this large is not one.
 pub(crate) const MAX_DESCRIPTION_LEN: u32 = 1 << 20;
 
+/// Most methods of one description: 1,024; one with more is refused. The gateway interns the methods it calls
+/// for the process's life (`rpc_core::MethodInfo::intern`, 65,536 in all), so one service must not be able to
+/// take them all.
+pub(crate) const MAX_DESCRIBED_METHODS: usize = 1024;
+
+/// How long an instance that could not describe its service is not asked again: 5 s (its incarnation
+/// changing, a restart, asks again at once). Requests for a broken service meanwhile are answered the failure
+/// kept.
+pub(crate) const FAILURE_KEPT: Duration = Duration::from_secs(5);
+
 /// A description kept: of which service, by which instance address and incarnation.
 type Key = (String, String, u64);
 
-/// The descriptions kept, and the order they came in.
+/// The descriptions and failures kept, and the order they came in.
 #[derive(Debug, Default)]
 struct Kept {
     by_instance: HashMap<Key, Arc<ServiceDescription>>,
     order: VecDeque<Key>,
+    /// Why an instance did not describe, and when.
+    failed: HashMap<Key, (Instant, String)>,
+    failed_order: VecDeque<Key>,
 }
 
 /// The registry's descriptions of registered services, kept, and asked for as needed.
@@ -48,6 +67,8 @@ pub(crate) struct Describer {
     max: usize,
     kept: Mutex<Kept>,
     asking: Semaphore,
+    /// Where the next description starts among a service's instances.
+    next: AtomicUsize,
 }
 
 /// Why a service has no description.
@@ -69,6 +90,15 @@ pub(crate) enum DescribeError {
     },
 }
 
+/// The key of `instance` of `service`.
+fn key(service: &str, instance: &Instance) -> Key {
+    (
+        service.to_owned(),
+        instance.address.clone(),
+        instance.incarnation,
+    )
+}
+
 impl Describer {
     /// The describer `config` asks for.
     pub(crate) fn new(config: &RegistryConfig) -> Describer {
@@ -77,10 +107,12 @@ impl Describer {
             max: config.max_descriptions,
             kept: Mutex::default(),
             asking: Semaphore::new(MAX_DESCRIBES_AT_ONCE),
+            next: AtomicUsize::new(0),
         }
     }
 
-    /// The description of `service`: one kept of a registered instance, or else one asked of an instance.
+    /// The description of `service`: one kept of a registered instance, or else one asked of up to
+    /// [`MAX_DESCRIBE_TRIES`] instances that did not fail lately, from the next in turn.
     pub(crate) async fn describe(
         &self,
         shared: &Shared,
@@ -95,20 +127,39 @@ impl Describer {
         if let Some(found) = self.kept(service, &instances) {
             return Ok(found);
         }
-        let _turn = self.asking.acquire().await;
-        // Another request may have asked while this one waited.
-        if let Some(found) = self.kept(service, &instances) {
-            return Ok(found);
-        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut tried = Vec::new();
-        for instance in instances.iter().take(MAX_DESCRIBE_TRIES) {
+        let mut asked = 0;
+        for instance in rotated(&instances, start) {
+            if asked == MAX_DESCRIBE_TRIES {
+                break;
+            }
+            if let Some(why) = self.failed(service, instance) {
+                tried.push(format!("{}: {why}", shown(&instance.address)));
+                continue;
+            }
+            asked += 1;
+            let Ok(_turn) = self.asking.acquire().await else {
+                break;
+            };
+            // Another request may have asked while this one waited.
+            if let Some(found) = self.kept(service, &instances) {
+                return Ok(found);
+            }
+            if let Some(why) = self.failed(service, instance) {
+                tried.push(format!("{}: {why}", shown(&instance.address)));
+                continue;
+            }
             match self.ask(service, &instance.address).await {
                 Ok(description) => {
                     let description = Arc::new(description);
                     self.keep(service, instance, Arc::clone(&description));
                     return Ok(description);
                 }
-                Err(why) => tried.push(format!("{}: {why}", shown(&instance.address))),
+                Err(why) => {
+                    self.keep_failure(service, instance, &why);
+                    tried.push(format!("{}: {why}", shown(&instance.address)));
+                }
             }
         }
         Err(DescribeError::NoAnswer {
@@ -120,10 +171,17 @@ impl Describer {
     /// A description kept of one of `instances` of `service`.
     fn kept(&self, service: &str, instances: &[Instance]) -> Option<Arc<ServiceDescription>> {
         let kept = rpc_core::sync::lock(&self.kept);
-        instances.iter().find_map(|i| {
-            let key = (service.to_owned(), i.address.clone(), i.incarnation);
-            kept.by_instance.get(&key).cloned()
-        })
+        instances
+            .iter()
+            .find_map(|i| kept.by_instance.get(&key(service, i)).cloned())
+    }
+
+    /// Why `instance` of `service` did not describe it, if it failed less than [`FAILURE_KEPT`] ago.
+    fn failed(&self, service: &str, instance: &Instance) -> Option<String> {
+        let kept = rpc_core::sync::lock(&self.kept);
+        let (at, why) = kept.failed.get(&key(service, instance))?;
+        let ago = at.elapsed();
+        (ago < FAILURE_KEPT).then(|| format!("{why} (asked {} ms ago)", ago.as_millis()))
     }
 
     /// Keeps `description`, given by `instance` of `service`, dropping the oldest kept past the limit.
@@ -131,18 +189,39 @@ impl Describer {
         if self.max == 0 {
             return;
         }
-        let key = (
-            service.to_owned(),
-            instance.address.clone(),
-            instance.incarnation,
-        );
+        let key = key(service, instance);
         let mut kept = rpc_core::sync::lock(&self.kept);
+        if kept.failed.remove(&key).is_some() {
+            kept.failed_order.retain(|k| k != &key);
+        }
         if kept.by_instance.insert(key.clone(), description).is_none() {
             kept.order.push_back(key);
         }
         while kept.order.len() > self.max {
             if let Some(oldest) = kept.order.pop_front() {
                 kept.by_instance.remove(&oldest);
+            }
+        }
+    }
+
+    /// Keeps why `instance` of `service` did not describe it, dropping the oldest failure past the limit.
+    fn keep_failure(&self, service: &str, instance: &Instance, why: &str) {
+        if self.max == 0 {
+            return;
+        }
+        let key = key(service, instance);
+        let mut kept = rpc_core::sync::lock(&self.kept);
+        let now = Instant::now();
+        if kept
+            .failed
+            .insert(key.clone(), (now, why.to_owned()))
+            .is_none()
+        {
+            kept.failed_order.push_back(key);
+        }
+        while kept.failed_order.len() > self.max {
+            if let Some(oldest) = kept.failed_order.pop_front() {
+                kept.failed.remove(&oldest);
             }
         }
     }
@@ -178,9 +257,21 @@ impl Describer {
                 "described service {} instead",
                 shown(&description.name)
             )),
+            Ok(Ok(Ok(description))) if description.methods.len() > MAX_DESCRIBED_METHODS => {
+                Err(format!(
+                    "described {} methods, over the registry's limit of {MAX_DESCRIBED_METHODS}",
+                    description.methods.len()
+                ))
+            }
             Ok(Ok(Ok(description))) => Ok(description),
         }
     }
+}
+
+/// `instances` from the one at `start` (modulo their count) round to the one before it.
+fn rotated(instances: &[Instance], start: usize) -> impl Iterator<Item = &Instance> {
+    let at = start % instances.len().max(1);
+    instances[at..].iter().chain(&instances[..at])
 }
 
 #[cfg(test)]
@@ -229,6 +320,58 @@ mod tests {
         assert!(describer.kept("Calc", &[a1]).is_none(), "the oldest went");
         let found = describer.kept("Calc", &[a2, b]).unwrap();
         assert_eq!(&*found.docs, "second");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_is_kept_for_its_time_by_incarnation_and_a_description_clears_it() {
+        let describer = Describer::new(&RegistryConfig::default());
+        let (a1, a2) = (instance("a:1", 1), instance("a:1", 2));
+        describer.keep_failure("Calc", &a1, "unavailable: refused");
+        let why = describer.failed("Calc", &a1).unwrap();
+        assert!(why.starts_with("unavailable: refused (asked "), "{why}");
+        assert!(
+            describer.failed("Calc", &a2).is_none(),
+            "a restart is asked"
+        );
+        assert!(describer.failed("Other", &a1).is_none());
+        tokio::time::advance(FAILURE_KEPT).await;
+        assert!(describer.failed("Calc", &a1).is_none(), "asked again after");
+        describer.keep_failure("Calc", &a1, "unavailable: refused");
+        describer.keep("Calc", &a1, description("came back"));
+        assert!(describer.failed("Calc", &a1).is_none());
+    }
+
+    #[test]
+    fn failures_kept_are_as_many_as_descriptions_at_most() {
+        let describer = Describer::new(&RegistryConfig {
+            max_descriptions: 2,
+            ..RegistryConfig::default()
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _in = runtime.enter();
+        for n in 0..5 {
+            describer.keep_failure("Calc", &instance(&format!("a:{n}"), 1), "refused");
+        }
+        let kept = rpc_core::sync::lock(&describer.kept);
+        assert_eq!((kept.failed.len(), kept.failed_order.len()), (2, 2));
+        assert!(kept.failed.contains_key(&key("Calc", &instance("a:4", 1))));
+    }
+
+    #[test]
+    fn each_description_starts_from_the_next_instance() {
+        let instances: Vec<Instance> = (0..4).map(|n| instance(&format!("a:{n}"), 1)).collect();
+        let order = |start| -> Vec<&str> {
+            rotated(&instances, start)
+                .map(|i| i.address.as_str())
+                .collect()
+        };
+        assert_eq!(order(0), ["a:0", "a:1", "a:2", "a:3"]);
+        assert_eq!(order(1), ["a:1", "a:2", "a:3", "a:0"]);
+        assert_eq!(order(6), ["a:2", "a:3", "a:0", "a:1"]);
+        assert_eq!(rotated(&[], 3).count(), 0);
     }
 
     #[test]

@@ -149,6 +149,14 @@ pub struct ServeFlags {
     /// one used least recently is dropped.
     #[arg(long, default_value_t = registry::DEFAULT_GATEWAY_MAX_SERVICES)]
     pub gateway_max_services: usize,
+    /// Most gateway calls at once, all services together (from before a call's body is read to its answer);
+    /// one more is answered 429 with `Retry-After: 1`.
+    #[arg(long, default_value_t = registry::DEFAULT_GATEWAY_MAX_IN_FLIGHT)]
+    pub gateway_max_in_flight: usize,
+    /// Milliseconds of a gateway call's longest deadline: a caller's `rpc-timeout-ms` or `connect-timeout-ms`
+    /// above it is lowered to it, and a call without either gets it.
+    #[arg(long, default_value_t = ms(registry::DEFAULT_GATEWAY_MAX_DEADLINE))]
+    pub gateway_max_deadline_ms: u64,
     /// Certificate chain (PEM) to serve the API over TLS with; needs --tls-key. [default: none]
     #[arg(long, env = "RPC_REGISTRY_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -260,6 +268,8 @@ impl std::fmt::Debug for ServeFlags {
             gateway,
             gateway_max_body,
             gateway_max_services,
+            gateway_max_in_flight,
+            gateway_max_deadline_ms,
             tls_cert,
             tls_key,
             tls_ca,
@@ -314,6 +324,8 @@ impl std::fmt::Debug for ServeFlags {
             .field("gateway", gateway)
             .field("gateway_max_body", gateway_max_body)
             .field("gateway_max_services", gateway_max_services)
+            .field("gateway_max_in_flight", gateway_max_in_flight)
+            .field("gateway_max_deadline_ms", gateway_max_deadline_ms)
             .field("tls_cert", tls_cert)
             .field("tls_key", tls_key)
             .field("tls_ca", tls_ca)
@@ -450,6 +462,11 @@ impl ServeFlags {
             gateway: self.gateway,
             gateway_max_body: self.gateway_max_body,
             gateway_max_services: self.gateway_max_services,
+            gateway_max_in_flight: self.gateway_max_in_flight,
+            gateway_max_deadline: positive(
+                "gateway-max-deadline-ms",
+                self.gateway_max_deadline_ms,
+            )?,
             store: self.store_config()?,
             tls,
             server: rpc_core::ServerConfig {
@@ -542,6 +559,8 @@ mod tests {
         ("gateway", &["gateway"]),
         ("gateway_max_body", &["gateway-max-body"]),
         ("gateway_max_services", &["gateway-max-services"]),
+        ("gateway_max_in_flight", &["gateway-max-in-flight"]),
+        ("gateway_max_deadline", &["gateway-max-deadline-ms"]),
         (
             "tls",
             &["tls-cert", "tls-key", "tls-ca", "require-client-cert"],
@@ -663,6 +682,8 @@ mod tests {
             ("max-descriptions", "103"),
             ("gateway-max-body", "104"),
             ("gateway-max-services", "105"),
+            ("gateway-max-in-flight", "106"),
+            ("gateway-max-deadline-ms", "107"),
             ("max-connections", "86"),
             ("max-in-flight-per-connection", "87"),
             ("drain-timeout-ms", "88"),

@@ -106,14 +106,15 @@ pub(crate) fn router(shared: Arc<Shared>, rpc: rpc_core::Metrics) -> Router {
 
 /// `GET /v1/services/{name}/methods`: the service's description (its methods, their arguments' names and
 /// types, docs, idempotency and streaming), as one of its instances gave it; `404` when no instance is
-/// registered, `502` when none that was asked described it. A JSON error body says why.
+/// registered, `503` (as the gateway answers `unavailable`) when none that was asked described it. A JSON error
+/// body says why.
 async fn methods(State(http): State<Http>, Path(name): Path<String>) -> Response {
     match http.describer.describe(&http.shared, &name).await {
         Ok(description) => Json(&*description).into_response(),
         Err(e) => {
             let status = match e {
                 DescribeError::NotRegistered { .. } => StatusCode::NOT_FOUND,
-                DescribeError::NoAnswer { .. } => StatusCode::BAD_GATEWAY,
+                DescribeError::NoAnswer { .. } => StatusCode::SERVICE_UNAVAILABLE,
             };
             (status, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
         }

@@ -3,19 +3,23 @@
 //! instance of the service in JSON (protocol 1.2) through the gateway's balanced client of that service
 //! (`clients`), and answers as `rpc_core::http::answer` maps it: `200` and the value's JSON; `422` and
 //! `{"code": "application_error", "error": "<type>", "detail": ...}` for the method's own error; a failure's
-//! HTTP status, `{"code": ..., "message": ...}` and `Retry-After`.
+//! HTTP status (`http_status`), `{"code": ..., "message": ...}` and `Retry-After`.
 //!
-//! The method is looked up in the service's description (`describe`): it must exist (else `404`), be unary
-//! (else `501`), and is retried on another instance only if it is idempotent. Before that the request passes,
-//! in order: the read credential (the HTTP port's `readers_only`, when reads need one), the cross-site checks
-//! of the dashboard's writes (`cross_site`: `Host`, `Origin`, `Sec-Fetch-Site`, `application/json`), its
-//! timeout headers (`headers`; malformed: `400`), and the body limit
-//! ([`RegistryConfig::gateway_max_body`](crate::RegistryConfig::gateway_max_body); over it: `413`). Every
-//! refusal is a JSON failure body that quotes the caller's text short and escaped.
+//! Before the call the request passes, in order: the read credential (the HTTP port's `readers_only`, when reads
+//! need one), the cross-site checks of the dashboard's writes (`cross_site`: `Host`, `Origin`, `Sec-Fetch-Site`,
+//! `application/json`), a permit of
+//! [`RegistryConfig::gateway_max_in_flight`](crate::RegistryConfig::gateway_max_in_flight) (none: `429`,
+//! `Retry-After: 1`), its headers (rpc-core's reading, `headers`: the deadline, at most
+//! [`RegistryConfig::gateway_max_deadline`](crate::RegistryConfig::gateway_max_deadline) and that when none is
+//! given, and the metadata), the body limit
+//! ([`RegistryConfig::gateway_max_body`](crate::RegistryConfig::gateway_max_body); over it: `413`), and the
+//! service's description (`describe`): the method must exist (else `404`) and be unary (else `501`), and is
+//! retried on another instance only if it is idempotent. A service no instance describes is `503`
+//! `unavailable`. Every refusal is a JSON failure body that quotes the caller's text short and escaped.
 //!
 //! # Layout
 //! - this file: the route, the checks and the answer.
-//! - `headers`: the deadline and the metadata a request's headers give its call.
+//! - `headers`: what the gateway adds to rpc-core's reading of a request's headers.
 //! - `clients`: the balanced client of each service called, at most `gateway_max_services` of them.
 //! - `follow`: the instances and rules those clients follow, from the registry's own state.
 
@@ -34,10 +38,11 @@ use axum::routing::post;
 use futures_util::StreamExt;
 use rpc_core::client::JsonAnswer;
 use rpc_core::http::answer::{
-    APP_ERROR_STATUS, app_error_body, failure_body, http_status, retry_after_secs,
+    APP_ERROR_STATUS, app_error_body, failure_body, http_status, is_json, retry_after_secs,
 };
 use rpc_core::reflect::Streaming;
-use rpc_core::{CallOptions, InternError, MethodInfo, RpcError, Status};
+use rpc_core::{CallOptions, ClientConfig, MethodInfo, RpcError, Status};
+use tokio::sync::Semaphore;
 
 use crate::server::describe::{DescribeError, Describer};
 use crate::server::service::{Shared, shown};
@@ -52,6 +57,10 @@ struct Gateway {
     shared: Arc<Shared>,
     describer: Arc<Describer>,
     clients: Arc<Clients>,
+    /// The calls that may run at once (`gateway_max_in_flight`).
+    in_flight: Arc<Semaphore>,
+    /// The limits of the metadata the gateway's clients send (theirs, `ClientConfig::default()`'s).
+    codec: rpc_core::codec::Config,
 }
 
 /// The gateway's route, over the registry's state and its descriptions. With the gateway off, it answers `404`
@@ -61,13 +70,16 @@ pub(crate) fn router(shared: Arc<Shared>, describer: Arc<Describer>) -> Router {
         .route("/call/{service}/{method}", post(call))
         .with_state(Gateway {
             clients: Arc::new(Clients::new(Arc::clone(&shared))),
+            in_flight: Arc::new(Semaphore::new(shared.config.gateway_max_in_flight.max(1))),
+            codec: ClientConfig::default().codec,
             shared,
             describer,
         })
 }
 
-/// A refusal or failure: `status` as an HTTP status, and `{"code": <code's name>, "message": message}`.
-fn failure(http: StatusCode, code: Status, message: &str) -> Response {
+/// A refusal of the HTTP exchange itself (`403` cross-site, `413` body, `415` type, `431` headers): `http`,
+/// and `{"code": <code's name>, "message": message}`.
+fn refused_as(http: StatusCode, code: Status, message: &str) -> Response {
     (
         http,
         [(header::CONTENT_TYPE, "application/json")],
@@ -76,17 +88,34 @@ fn failure(http: StatusCode, code: Status, message: &str) -> Response {
         .into_response()
 }
 
+/// A refusal or failure of the call: `code`'s HTTP status (`http_status`) and `{"code": ..., "message": ...}`.
+fn refused(code: Status, message: &str) -> Response {
+    let http = StatusCode::from_u16(http_status(code)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    refused_as(http, code, message)
+}
+
+/// `response` with `Retry-After: after` (whole seconds).
+fn retry_after(mut response: Response, after: u64) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(after));
+    response
+}
+
 /// A call that failed, as `rpc_core::http::answer` maps it, with `Retry-After` when the server asked to wait.
 fn failed(e: &RpcError) -> Response {
-    let http = StatusCode::from_u16(http_status(e.code())).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut response = failure(http, e.code(), e.message());
-    if let Some(after) = e.retry_after() {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(retry_after_secs(after)),
-        );
+    let response = refused(e.code(), e.message());
+    match e.retry_after() {
+        Some(after) => retry_after(response, retry_after_secs(after)),
+        None => response,
     }
-    response
+}
+
+/// A refusal of rpc-core's reading of the headers, with the statuses it names.
+fn bad_headers(e: &rpc_core::http::headers::HeaderError) -> Response {
+    let (http, code) = e.statuses();
+    let http = StatusCode::from_u16(http).unwrap_or(StatusCode::BAD_REQUEST);
+    refused_as(http, code, &e.to_string())
 }
 
 async fn call(
@@ -97,8 +126,7 @@ async fn call(
 ) -> Response {
     let config = &gateway.shared.config;
     if !config.gateway {
-        return failure(
-            StatusCode::NOT_FOUND,
+        return refused(
             Status::NotFound,
             "the gateway is off: start the registry with `serve --gateway` to call services over HTTP",
         );
@@ -108,11 +136,23 @@ async fn call(
             StatusCode::FORBIDDEN => Status::PermissionDenied,
             _ => Status::InvalidArgument,
         };
-        return failure(http, code, &why);
+        return refused_as(http, code, &why);
     }
-    let deadline = match headers::deadline(&headers) {
+    // Taken before the body is read: a caller past the limit costs no buffer.
+    let Ok(_permit) = gateway.in_flight.try_acquire() else {
+        let why = format!(
+            "{} gateway calls are running, the limit (--gateway-max-in-flight): retry later",
+            config.gateway_max_in_flight
+        );
+        return retry_after(refused(Status::ResourceExhausted, &why), 1);
+    };
+    let deadline = match headers::deadline(&headers, config.gateway_max_deadline) {
         Ok(deadline) => deadline,
-        Err(why) => return failure(StatusCode::BAD_REQUEST, Status::InvalidArgument, &why),
+        Err(e) => return bad_headers(&e),
+    };
+    let metadata = match headers::metadata(&headers, &gateway.codec) {
+        Ok(metadata) => metadata,
+        Err(e) => return bad_headers(&e),
     };
     let args = match read_body(body, &headers, config.gateway_max_body).await {
         Ok(args) => args,
@@ -121,10 +161,10 @@ async fn call(
     let described = match gateway.describer.describe(&gateway.shared, &service).await {
         Ok(described) => described,
         Err(e @ DescribeError::NotRegistered { .. }) => {
-            return failure(StatusCode::NOT_FOUND, Status::NotFound, &e.to_string());
+            return refused(Status::NotFound, &e.to_string());
         }
         Err(e @ DescribeError::NoAnswer { .. }) => {
-            return failure(StatusCode::BAD_GATEWAY, Status::Unavailable, &e.to_string());
+            return refused(Status::Unavailable, &e.to_string());
         }
     };
     let description = &described;
@@ -145,7 +185,7 @@ async fn call(
             shown(&method),
             names.join(", ")
         );
-        return failure(StatusCode::NOT_FOUND, Status::NotFound, &why);
+        return refused(Status::NotFound, &why);
     };
     if found.streaming != Streaming::Unary {
         let why = format!(
@@ -154,28 +194,13 @@ async fn call(
             shown(&method),
             found.streaming
         );
-        return failure(StatusCode::NOT_IMPLEMENTED, Status::Unimplemented, &why);
+        return refused(Status::Unimplemented, &why);
     }
+    // Interned for the process's life: `describe` keeps a description's methods few (`MAX_DESCRIBED_METHODS`),
+    // so one service's instance cannot fill the process's table.
     let info = match MethodInfo::intern(&service, &method, found.idempotent) {
         Ok(info) => info,
-        Err(e @ InternError::Full) => {
-            return failure(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Status::ResourceExhausted,
-                &e.to_string(),
-            );
-        }
-        Err(e) => {
-            return failure(
-                StatusCode::BAD_REQUEST,
-                Status::InvalidArgument,
-                &e.to_string(),
-            );
-        }
-    };
-    let metadata = match headers::metadata(&headers) {
-        Ok(metadata) => metadata,
-        Err(why) => return failure(StatusCode::BAD_REQUEST, Status::InvalidArgument, &why),
+        Err(e) => return refused(Status::ResourceExhausted, &e.to_string()),
     };
     let Some(client) = gateway.clients.of(&service) else {
         let why = format!(
@@ -183,19 +208,22 @@ async fn call(
              gateway",
             shown(&service)
         );
-        return failure(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Status::ResourceExhausted,
-            &why,
-        );
+        return refused(Status::ResourceExhausted, &why);
     };
-    let mut options = CallOptions::default().metadata(metadata);
-    if let Some(deadline) = deadline {
-        options = options.deadline(deadline);
-    }
+    let options = CallOptions::default().metadata(metadata).deadline(deadline);
     match client.call_json(info, &args, &options).await {
         Ok(JsonAnswer::Value(value)) => {
             ([(header::CONTENT_TYPE, "application/json")], value).into_response()
+        }
+        // `call_json` refuses answers that are not JSON already; the detail goes inside the gateway's own JSON.
+        Ok(JsonAnswer::AppError(detail)) if !is_json(&detail) => {
+            let why = format!(
+                "`{}.{}` answered its own error with {} bytes that are not JSON",
+                shown(&service),
+                shown(&method),
+                detail.len()
+            );
+            refused(Status::Internal, &why)
         }
         Ok(JsonAnswer::AppError(detail)) => (
             StatusCode::from_u16(APP_ERROR_STATUS).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
@@ -213,7 +241,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<
         let why = format!(
             "the body has {len} bytes, over the gateway's limit of {limit} (--gateway-max-body)"
         );
-        failure(
+        refused_as(
             StatusCode::PAYLOAD_TOO_LARGE,
             Status::ResourceExhausted,
             &why,
@@ -233,7 +261,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             let why = format!("the body could not be read: {e}");
-            failure(StatusCode::BAD_REQUEST, Status::InvalidArgument, &why)
+            refused(Status::InvalidArgument, &why)
         })?;
         if args.len() + chunk.len() > limit {
             return Err(too_large(format!("more than {limit}")));
@@ -247,11 +275,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<
             Ok(_) => Ok(args),
             Err(e) => {
                 let why = format!("the body is not JSON: {e}");
-                Err(failure(
-                    StatusCode::BAD_REQUEST,
-                    Status::InvalidArgument,
-                    &why,
-                ))
+                Err(refused(Status::InvalidArgument, &why))
             }
         },
         Some(_) => {
@@ -260,11 +284,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<
                 "the body must be a JSON object of the arguments keyed by name, not {}",
                 shown(start.trim())
             );
-            Err(failure(
-                StatusCode::BAD_REQUEST,
-                Status::InvalidArgument,
-                &why,
-            ))
+            Err(refused(Status::InvalidArgument, &why))
         }
     }
 }
