@@ -179,6 +179,14 @@ mod tests {
     }
 
     #[test]
+    fn floats_decode_to_the_value_they_were_encoded_from() {
+        // serde_json's default parsing of floats may be off by one ulp; `float_roundtrip` makes it exact.
+        let x = 1.234_567_890_123_456_8e-307_f64;
+        let text = serde_json::to_vec(&x).unwrap();
+        assert_eq!(Json.decode::<f64>(&text).unwrap().to_bits(), x.to_bits());
+    }
+
+    #[test]
     fn bad_and_cut_short_text_are_errors() {
         assert!(matches!(
             Json.decode::<u32>(b"\"x\""),
