@@ -162,6 +162,31 @@ mod tests {
     }
 
     #[test]
+    fn a_self_describing_values_elements_and_strings_are_charged_too() {
+        // Each `[]` is 3 bytes of text and a 32-byte `Value`: uncharged, a limit of 0 let 16 KiB through.
+        let arrays = format!("[{}[]]", "[],".repeat(399));
+        let strings = format!(r#"["{}"]"#, "x".repeat(3000));
+        for text in [arrays, strings] {
+            assert!(matches!(
+                Json.decode_within::<serde_json::Value>(text.as_bytes(), 1024),
+                Err(PayloadError::DecodedTooLarge { limit: 1024 })
+            ));
+            assert!(
+                Json.decode_within::<serde_json::Value>(text.as_bytes(), 64 << 10)
+                    .is_ok()
+            );
+        }
+    }
+
+    #[test]
+    fn floats_decode_to_the_value_they_were_encoded_from() {
+        // serde_json's default parsing of floats may be off by one ulp; `float_roundtrip` makes it exact.
+        let x = 1.234_567_890_123_456_8e-307_f64;
+        let text = serde_json::to_vec(&x).unwrap();
+        assert_eq!(Json.decode::<f64>(&text).unwrap().to_bits(), x.to_bits());
+    }
+
+    #[test]
     fn bad_and_cut_short_text_are_errors() {
         assert!(matches!(
             Json.decode::<u32>(b"\"x\""),

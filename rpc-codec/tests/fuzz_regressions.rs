@@ -2,7 +2,9 @@
 //! (`fuzz/seeds/<target>`), the minimized corpus the fuzzers grew (`fuzz/corpus/<target>`) and every input a fuzz
 //! run ever crashed on (`fuzz/regressions/<target>`), so that a fixed crash stays fixed and what the fuzzers
 //! reached stays covered. The harnesses are the fuzz targets' own (`rpc-codec/fuzz/harness.rs` for
-//! `frame_decoder`, `rpc-codec/fuzz/payload_harness.rs` for `payload_decoder`).
+//! `frame_decoder`, `rpc-codec/fuzz/payload_harness.rs` for `payload_decoder`, `rpc-codec/fuzz/json_harness.rs`
+//! for `json_args`, which needs the `json` feature: `cargo test --workspace` turns it on, through rpc-core's
+//! default features).
 //!
 //! A replay fails unless it ran exactly as many inputs as its folders hold (every file but `.keep`; a folder
 //! that holds anything else than files fails it too), and unless the seeds and the corpus hold some: an empty or
@@ -12,6 +14,9 @@
 mod fuzz_inputs;
 #[path = "../fuzz/harness.rs"]
 mod harness;
+#[cfg(feature = "json")]
+#[path = "../fuzz/json_harness.rs"]
+mod json_harness;
 #[path = "../fuzz/payload_harness.rs"]
 mod payload_harness;
 
@@ -79,4 +84,17 @@ fn every_payload_decoder_input_passes_the_harness() {
         .join()
         .unwrap();
     assert_complete("payload_decoder", &replay);
+}
+
+#[cfg(feature = "json")]
+#[test]
+fn every_json_args_input_passes_the_harness() {
+    // Deep nesting, as for payload inputs: serde_json skips it without recursion, but decodes it recursively.
+    let replay = std::thread::Builder::new()
+        .stack_size(PAYLOAD_STACK)
+        .spawn(|| replay("json_args", json_harness::run))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_complete("json_args", &replay);
 }

@@ -33,7 +33,7 @@ impl<V> Wrap<'_, V> {
     /// Charges an owned string's or byte buffer's length (a borrowed one takes no memory).
     #[inline(always)]
     fn charge_bytes<E: de::Error>(&self, len: usize) -> Result<(), E> {
-        if self.charge == Charge::Bytes {
+        if matches!(self.charge, Charge::Bytes | Charge::Any) {
             self.account.charge(len)
         } else {
             Ok(())
@@ -43,7 +43,7 @@ impl<V> Wrap<'_, V> {
     /// Charges one element of a collection, of type `T`.
     #[inline(always)]
     fn charge_element<T, E: de::Error>(&self) -> Result<(), E> {
-        if self.charge == Charge::Elements {
+        if matches!(self.charge, Charge::Elements | Charge::Any) {
             self.account.charge(core::mem::size_of::<T>())
         } else {
             Ok(())

@@ -170,6 +170,10 @@ enum Charge {
     Elements,
     /// An owned string or byte buffer: its length.
     Bytes,
+    /// A self-describing value (`deserialize_any`, as `serde_json::Value` and untagged enums decode): both of
+    /// the above, since its visitor may keep each element of the collection it turns out to be and copy each
+    /// string it is shown. A visitor that keeps a string borrowed is charged for it too: the safe side.
+    Any,
 }
 
 /// The wrapped deserializer.
@@ -235,8 +239,13 @@ macro_rules! forward_deserialize {
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
     type Error = D::Error;
 
+    #[inline(always)]
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.inner
+            .deserialize_any(Wrap::charging(visitor, self.account, Charge::Any))
+    }
+
     forward_deserialize!(
-        deserialize_any,
         deserialize_bool,
         deserialize_i8,
         deserialize_i16,
