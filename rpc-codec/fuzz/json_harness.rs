@@ -149,15 +149,16 @@ impl Footprint for Value {
     }
 }
 
-/// The text with ASCII whitespace trimmed at both ends, as `named_args` trims it.
+/// The text with JSON's white space (space, tab, line feed, carriage return) trimmed at both ends, as
+/// `named_args` trims it.
 fn trim(bytes: &[u8]) -> &[u8] {
     let start = bytes
         .iter()
-        .position(|b| !b.is_ascii_whitespace())
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
         .unwrap_or(bytes.len());
     let end = bytes
         .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
+        .rposition(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
         .map_or(start, |i| i + 1);
     &bytes[start..end]
 }

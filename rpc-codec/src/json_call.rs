@@ -125,14 +125,15 @@ pub fn named_args<'n>(
     Ok((array, missing))
 }
 
+/// `bytes` without JSON's white space (space, tab, line feed, carriage return) at either end.
 fn trim(bytes: &[u8]) -> &[u8] {
     let start = bytes
         .iter()
-        .position(|b| !b.is_ascii_whitespace())
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
         .unwrap_or(bytes.len());
     let end = bytes
         .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
+        .rposition(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
         .map_or(start, |i| i + 1);
     &bytes[start..end]
 }
@@ -221,9 +222,11 @@ mod tests {
 
     #[test]
     fn no_arguments_is_an_empty_object_or_nothing_at_all() {
-        for payload in [&b""[..], b"{}", b"  { }\n"] {
+        for payload in [&b""[..], b"{}", b"  { }\n", b"\r\t{}"] {
             assert_eq!(named_args(payload, &[]).unwrap().0, b"null");
         }
+        // A form feed is white space to Rust, not to JSON.
+        assert!(named_args(b"\x0c{}", &[]).is_err());
         let () = Json.decode(&named_args(b"{}", &[]).unwrap().0).unwrap();
     }
 
