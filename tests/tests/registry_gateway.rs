@@ -2,7 +2,8 @@
 //! off, as by default) routes by weight and the registry's rules, retries a call whose instance died on another
 //! instance only if it is idempotent, maps a method's own error to `422` and a deadline to `504`, passes the
 //! caller's deadline (bounded by `gateway_max_deadline`, which calls without one get) and headers as metadata
-//! (not the registry's credential nor a connection's settings), needs the read credential, answers `429` past
+//! (not the registry's credential nor a connection's settings), needs the read credential (or, with `callers`,
+//! a caller's granted the service), answers `429` past
 //! `gateway_max_in_flight`, and refuses an unknown service or method, a streaming method, a body over its
 //! limit, a malformed timeout and a cross-site request, each with a JSON body saying why, the caller's text
 //! escaped.
@@ -616,4 +617,113 @@ async fn the_callers_headers_become_metadata_but_not_the_registrys_credential() 
     )
     .await;
     assert_eq!(methods.code, 200);
+}
+
+#[tokio::test]
+async fn with_callers_only_a_callers_token_granted_the_service_may_call_and_readers_may_not() {
+    const READER: &str = "gateway-reader-token";
+    const CALC_CALLER: &str = "calc-caller-token";
+    const LAB_CALLER: &str = "lab-caller-token";
+    let credentials = Credentials::from_json(
+        &format!(
+            r#"{{"tokens": [], "readers": {{"tokens": ["{READER}"]}},
+                "callers": [{{"token": "{CALC_CALLER}", "services": ["Calc"]}},
+                            {{"token": "{LAB_CALLER}", "services": ["Lab"]}}]}}"#
+        ),
+        "test",
+    )
+    .unwrap();
+    let config = RegistryConfig {
+        credentials,
+        token: Some(String::from("registry-own-token")),
+        ..gateway()
+    };
+    let registry = start_registry(config, 0).await.unwrap();
+    let _calc = start_calc(
+        registry.addr,
+        1,
+        RegistrationConfig {
+            token: Some(String::from("registry-own-token")),
+            ..RegistrationConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let add = async |token: Option<&str>| {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .iter()
+            .map(|b| ("authorization", b.as_str()))
+            .collect();
+        send(
+            registry.http,
+            "POST",
+            "/call/Calc/add",
+            &headers,
+            r#"{"a": 2, "b": 3}"#,
+        )
+        .await
+    };
+    // A caller granted Calc, and the registry's own token, may call it.
+    for token in [CALC_CALLER, "registry-own-token"] {
+        let answer = add(Some(token)).await;
+        assert_eq!(
+            (answer.code, &answer.body["value"]),
+            (200, &json!(5)),
+            "{}",
+            answer.body
+        );
+    }
+    // No token, a reader's, or one nobody granted: 401, saying what is needed, never showing the token.
+    for token in [None, Some(READER), Some("nobody-s-token")] {
+        let answer = add(token).await;
+        assert_eq!(answer.code, 401, "{token:?}: {}", answer.body);
+        assert_eq!(answer.body["code"], "unauthenticated");
+        let text = answer.body.to_string();
+        assert!(
+            !text.contains(READER) && !text.contains("nobody-s-token"),
+            "{text}"
+        );
+        assert!(
+            answer
+                .headers
+                .iter()
+                .any(|(k, v)| k == "www-authenticate" && v == "Bearer")
+        );
+    }
+    // A caller of another service: 403, naming the service.
+    let answer = add(Some(LAB_CALLER)).await;
+    assert_eq!(
+        (answer.code, answer.body["code"].as_str()),
+        (403, Some("permission_denied"))
+    );
+    assert!(
+        answer.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"Calc\""),
+        "{}",
+        answer.body
+    );
+    // Reads still take the reader's token, and a caller's is not a reader's.
+    let (status, _, _) = request(
+        registry.http,
+        "GET",
+        "/v1/services/Calc",
+        &[("authorization", &format!("Bearer {READER}"))],
+        "",
+    )
+    .await
+    .unwrap();
+    assert!(status.contains(" 200 "), "{status}");
+    let (status, _, _) = request(
+        registry.http,
+        "GET",
+        "/v1/services/Calc",
+        &[("authorization", &format!("Bearer {CALC_CALLER}"))],
+        "",
+    )
+    .await
+    .unwrap();
+    assert!(status.contains(" 401 "), "{status}");
 }

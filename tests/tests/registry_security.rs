@@ -86,6 +86,7 @@ fn credentials() -> Credentials {
             services: vec!["Calc".into()],
         }],
         readers: None,
+        callers: None,
     }
 }
 

@@ -15,7 +15,8 @@
 //!   "identities": [
 //!     { "name": "calc.client.test", "services": ["Calc", "Billing"] }
 //!   ],
-//!   "readers": { "tokens": ["dashboard-read-token"], "identities": ["monitor.test"] }
+//!   "readers": { "tokens": ["dashboard-read-token"], "identities": ["monitor.test"] },
+//!   "callers": [{ "token": "calc-caller", "services": ["Calc"] }]
 //! }
 //! ```
 //!
@@ -23,6 +24,10 @@
 //! above, or a reader's (which may only read). That covers the RPC API's reads (instances, watches, services,
 //! status, rules) and the HTTP JSON API and metrics (`authorization: Bearer <token>`); the dashboard asks for a
 //! token and sends it. `/healthz` stays open, for liveness probes. Without `readers`, reads are open.
+//!
+//! With `callers`, calling a service through the gateway (`serve --gateway`, `POST /call/{Service}/{method}`)
+//! needs the registry's own token or a caller's token granted that service; nothing else may call, not even a
+//! reader. Without `callers`, whoever may read may call every service (anyone, when reads are open).
 
 use std::path::Path;
 
@@ -45,6 +50,10 @@ pub struct Credentials {
     /// Who may read, when reads need a credential; `None`: reads are open.
     #[serde(default)]
     pub readers: Option<Readers>,
+    /// Who may call which services through the gateway; `None`: whoever may read (see the module's
+    /// documentation).
+    #[serde(default)]
+    pub callers: Option<Vec<TokenGrant>>,
 }
 
 /// The credentials that may only read (see the module's documentation).
@@ -177,6 +186,21 @@ pub enum InvalidGrant {
         #[source]
         source: TokenError,
     },
+    /// A caller's token breaks the rule of [`check_token`].
+    #[error("caller token {index}: {source}")]
+    CallerToken {
+        /// Which caller token, counting from 1.
+        index: usize,
+        /// Why.
+        #[source]
+        source: TokenError,
+    },
+    /// A caller's token grants nothing.
+    #[error("caller token {index} grants no service")]
+    CallerGrantsNothing {
+        /// Which caller token, counting from 1.
+        index: usize,
+    },
     /// An identity grants nothing.
     #[error("identity {name} grants no service")]
     IdentityGrantsNothing {
@@ -267,7 +291,47 @@ impl Credentials {
                 })?;
             }
         }
+        for (i, grant) in self.callers.iter().flatten().enumerate() {
+            let index = i + 1;
+            check_token(&grant.token)
+                .map_err(|source| InvalidGrant::CallerToken { index, source })?;
+            if grant.services.is_empty() {
+                return Err(InvalidGrant::CallerGrantsNothing { index });
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the gateway's calls are checked against `callers` rather than the read credential.
+    pub fn calls_need_caller(&self) -> bool {
+        self.callers.is_some()
+    }
+
+    /// Whether the bearer token `carried` may call `service` through the gateway, when there are `callers`: the
+    /// registry's own (`master`), or a caller's granted `service`. `Err(true)` for a token that may call other
+    /// services only, `Err(false)` for one that may call none. Compared in constant time.
+    pub(crate) fn may_call(
+        &self,
+        carried: &[u8],
+        master: Option<&str>,
+        service: &str,
+    ) -> Result<(), bool> {
+        let master = master.is_some_and(|m| constant_time_eq(carried, m.as_bytes()));
+        let (granted, known) =
+            self.callers
+                .iter()
+                .flatten()
+                .fold((master, master), |(granted, known), grant| {
+                    let same = constant_time_eq(carried, grant.token.as_bytes());
+                    (
+                        granted | (same && covers(&grant.services, service)),
+                        known | same,
+                    )
+                });
+        match granted {
+            true => Ok(()),
+            false => Err(known),
+        }
     }
 
     /// Whether reading needs a credential.
@@ -507,6 +571,34 @@ mod tests {
             "creds.json",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn callers_are_checked_when_loaded_and_may_call_their_services_only() {
+        let bad = |callers: &str| {
+            let text = format!(r#"{{"callers": {callers}}}"#);
+            Credentials::from_json(&text, "c.json")
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad(r#"[{"token": "x", "services": ["Calc"]}]"#).contains("caller token 1"));
+        assert!(
+            bad(r#"[{"token": "calc-caller-1", "services": []}]"#)
+                .contains("caller token 1 grants no service")
+        );
+        let c = Credentials::from_json(
+            r#"{"callers": [{"token": "calc-caller-1", "services": ["Calc"]}]}"#,
+            "c.json",
+        )
+        .unwrap();
+        assert!(c.calls_need_caller() && !sample().calls_need_caller());
+        assert_eq!(c.may_call(b"calc-caller-1", None, "Calc"), Ok(()));
+        assert_eq!(c.may_call(b"calc-caller-1", None, "Lab"), Err(true));
+        assert_eq!(c.may_call(b"calc-caller-2", None, "Calc"), Err(false));
+        assert_eq!(
+            c.may_call(b"master-token", Some("master-token"), "Lab"),
+            Ok(())
+        );
     }
 
     #[test]

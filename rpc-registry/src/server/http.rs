@@ -173,8 +173,10 @@ async fn rules(State(http): State<Http>, Path(name): Path<String>) -> Json<Rules
 
 /// Answers `401` to a read of data without a credential that may read, when reads need one.
 async fn readers_only(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    let open = matches!(request.uri().path(), "/" | "/healthz");
     let config = &shared.config;
+    // With `callers`, the gateway checks its calls' credentials itself (a caller need not be a reader).
+    let open = matches!(request.uri().path(), "/" | "/healthz")
+        || config.credentials.calls_need_caller() && request.uri().path().starts_with("/call/");
     if open || !config.credentials.reads_need_credential() {
         return next.run(request).await;
     }

@@ -5,7 +5,9 @@
 //! `{"code": "application_error", "error": "<type>", "detail": ...}` for the method's own error; a failure's
 //! HTTP status (`http_status`), `{"code": ..., "message": ...}` and `Retry-After`.
 //!
-//! Before the call the request passes, in order: the read credential (the HTTP port's `readers_only`, when reads
+//! Before the call the request passes, in order: the caller's credential (with `callers` in the credentials
+//! file, the registry's own token or a caller's granted the service: else `401`, or `403` for a caller of other
+//! services; without `callers`, the read credential, which the HTTP port's `readers_only` checks when reads
 //! need one), the cross-site checks of the dashboard's writes (`cross_site`: `Host`, `Origin`, `Sec-Fetch-Site`,
 //! `application/json`), a permit of
 //! [`RegistryConfig::gateway_max_in_flight`](crate::RegistryConfig::gateway_max_in_flight) (none: `429`,
@@ -94,6 +96,54 @@ fn refused(code: Status, message: &str) -> Response {
     refused_as(http, code, message)
 }
 
+/// The refusal of a caller that may not call `service`, when the credentials name `callers`: `401` without a
+/// token or with one of no caller, `403` with a caller's token granted other services. The token is never shown.
+fn refused_caller(
+    config: &crate::RegistryConfig,
+    headers: &HeaderMap,
+    service: &str,
+) -> Option<Response> {
+    let credentials = &config.credentials;
+    if !credentials.calls_need_caller() {
+        return None;
+    }
+    let carried = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
+        .map(|v| v.strip_prefix(b"Bearer ").unwrap_or(v));
+    let refused = match carried.map(|t| credentials.may_call(t, config.token.as_deref(), service)) {
+        Some(Ok(())) => return None,
+        None => (
+            StatusCode::UNAUTHORIZED,
+            Status::Unauthenticated,
+            String::from(
+                "calling through this gateway needs a caller's credential: `authorization: Bearer <token>`",
+            ),
+        ),
+        Some(Err(false)) => (
+            StatusCode::UNAUTHORIZED,
+            Status::Unauthenticated,
+            String::from("the bearer token is not one of a caller of this gateway"),
+        ),
+        Some(Err(true)) => (
+            StatusCode::FORBIDDEN,
+            Status::PermissionDenied,
+            format!(
+                "the bearer token may not call \"{}\" through this gateway",
+                rpc_core::text::quoted(service, 64)
+            ),
+        ),
+    };
+    let (http, code, why) = refused;
+    let mut response = refused_as(http, code, &why);
+    if http == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    Some(response)
+}
+
 /// `response` with `Retry-After: after` (whole seconds).
 fn retry_after(mut response: Response, after: u64) -> Response {
     response
@@ -130,6 +180,9 @@ async fn call(
             Status::NotFound,
             "the gateway is off: start the registry with `serve --gateway` to call services over HTTP",
         );
+    }
+    if let Some(refusal) = refused_caller(config, &headers, &service) {
+        return refusal;
     }
     if let Err((http, why)) = crate::server::cross_site::check(config, &headers, "gateway call") {
         let code = match http {
