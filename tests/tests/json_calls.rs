@@ -324,3 +324,46 @@ async fn json_calls_and_answers_compress_like_bincode_ones() {
     let err = call(&client, "root", r#"{"type": -7}"#).await.unwrap();
     assert_eq!(err, JsonAnswer::AppError(br#"{"Negative":-7}"#[..].into()));
 }
+
+#[tokio::test]
+async fn layers_on_both_sides_see_a_call_is_in_json_and_keep_it_so() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (server_saw, client_saw) = (
+        std::sync::Arc::new(AtomicUsize::new(0)),
+        std::sync::Arc::new(AtomicUsize::new(0)),
+    );
+    let seen = std::sync::Arc::clone(&server_saw);
+    let server_layer =
+        rpc_core::server::layer::intercept(move |request: &mut rpc_core::server::Request| {
+            if request.is_json() {
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        });
+    let builder = Server::builder()
+        .add_service(ShapesServer::new(Impl))
+        .layer(server_layer);
+    let addr = serve_builder(builder).await;
+    let seen = std::sync::Arc::clone(&client_saw);
+    let client_layer =
+        tower::util::MapRequestLayer::new(move |request: rpc_core::client::layer::Request| {
+            if request.is_json() {
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+            request
+        });
+    let config = rpc_core::ClientConfig::default().layer(client_layer);
+    let client = Client::connect_with(addr, config).await.unwrap();
+    // Through the user's layers (payloads cut into requests of their own) the call stays in JSON both ways.
+    let moved = call(&client, "shift", r#"{"p": {"x": 1, "y": 2}, "dx": 3}"#).await;
+    assert_eq!(value(moved.unwrap()), serde_json::json!({"x": 4, "y": 2}));
+    ShapesClient::new(client.clone()).nothing().await.unwrap();
+    assert_eq!(
+        (
+            server_saw.load(Ordering::Relaxed),
+            client_saw.load(Ordering::Relaxed)
+        ),
+        (1, 1),
+        "only the JSON call is seen as one, on each side"
+    );
+}

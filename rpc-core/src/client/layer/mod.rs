@@ -85,6 +85,12 @@ impl Request {
         &self.metadata
     }
 
+    /// The call is in JSON (protocol 1.2, [`crate::Client::call_json`]): its payload is an object of the
+    /// arguments keyed by name, and its answer comes back in JSON.
+    pub fn is_json(&self) -> bool {
+        self.flags.contains(rpc_codec::Flags::JSON)
+    }
+
     /// The metadata, for a layer to rewrite (add a token, say).
     pub fn metadata_mut(&mut self) -> &mut Metadata {
         &mut self.metadata
