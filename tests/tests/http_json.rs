@@ -275,6 +275,29 @@ async fn bodies_over_the_limit_are_413_whether_declared_or_chunked() {
 }
 
 #[tokio::test]
+async fn a_body_slower_than_body_timeout_is_408_and_the_server_serves_on() {
+    let config = HttpConfig {
+        body_timeout: std::time::Duration::from_millis(100),
+        ..HttpConfig::default()
+    };
+    let addr = serve_http(Server::builder(), config).await;
+    // Declares 7 bytes, sends 3, then waits: refused once the body's time is up (the read gives up after 5 s).
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = "POST /test.v1.Probe/half HTTP/1.1\r\nhost: x\r\ncontent-length: 7\r\n\r\n{\"n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (code, name, message) = failure(&read_answer(&mut stream).await.unwrap());
+    assert_eq!(
+        (code, name.as_str()),
+        (408, "deadline_exceeded"),
+        "{message}"
+    );
+    assert!(message.contains("body"), "{message}");
+    // A whole body on a new connection is served.
+    let halved = post(addr, "/test.v1.Probe/half", &[], r#"{"n":8}"#).await;
+    assert_eq!(status(&halved), 200);
+}
+
+#[tokio::test]
 async fn the_methods_own_error_is_422_with_its_json_naming_its_type() {
     let addr = serve().await;
     let answer = post(addr, "/test.v1.Probe/half", &[], r#"{"n": 3}"#).await;
