@@ -5,7 +5,6 @@
 //! (`rpc-codec/tests/vectors.rs` checks the same document against the codec alone.)
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use examples::calc::{CalcServer, Calculator};
@@ -13,7 +12,7 @@ use examples::hello::{GreeterServer, Greetings};
 use rpc_codec::{Bincode, FrameCodec, Header, Metadata, WriteBuf, method_id};
 use rpc_core::{Server, ServerConfig, Service};
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::Command;
 use tokio::sync::oneshot;
@@ -274,20 +273,7 @@ async fn the_python_client_of_section_11_calls_calc_server() {
     if !support::python3_runs("section 11's Python client") {
         return;
     }
-    let registry = support::start_registry(rpc_registry::RegistryConfig::default()).await;
-    let mut server = Command::new(env!("CARGO_BIN_EXE_calc-server"))
-        .args(["--listen", "127.0.0.1:0", "--registry", &registry])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(server.stdout.take().unwrap()).lines();
-    let address = tokio::time::timeout(PATIENCE, stdout.next_line())
-        .await
-        .expect("calc-server prints its address")
-        .unwrap()
-        .expect("calc-server prints its address");
+    let (mut server, address) = support::calc_server(&[], PATIENCE).await;
     let port = address.rsplit_once(':').unwrap().1;
 
     let code = DOC

@@ -4,10 +4,8 @@
 //! passes, unless `RPC_REQUIRE_PYTHON` is set (CI sets it), when it fails. Real processes, so real time; every
 //! wait is bounded.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 mod support;
@@ -23,20 +21,7 @@ async fn the_python_client_calls_calc_server_over_http() {
     if !support::python3_runs("examples/python/calc_client.py") {
         return;
     }
-    let registry = support::start_registry(rpc_registry::RegistryConfig::default()).await;
-    let mut server = Command::new(env!("CARGO_BIN_EXE_calc-server"))
-        .args(["--listen", "127.0.0.1:0", "--registry", &registry, "--http"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(server.stdout.take().unwrap()).lines();
-    let address = tokio::time::timeout(PATIENCE, stdout.next_line())
-        .await
-        .expect("calc-server prints its address")
-        .unwrap()
-        .expect("calc-server prints its address");
+    let (mut server, address) = support::calc_server(&["--http"], PATIENCE).await;
 
     let run = Command::new("python3")
         .arg(SCRIPT)

@@ -135,6 +135,20 @@ pub async fn start_labelled_instance(
     })
 }
 
+/// Registers `address` as an instance of `service` (weight 1, no metadata) with the registry at `registry`;
+/// the registration heartbeats until it is dropped.
+pub async fn register(registry: SocketAddr, service: &str, address: &str) -> Registration {
+    let instance = NewInstance {
+        service: service.to_owned(),
+        address: address.to_owned(),
+        weight: 1,
+        metadata: BTreeMap::new(),
+    };
+    Registration::register(registry, instance, RegistrationConfig::default())
+        .await
+        .unwrap_or_else(|e| panic!("{service} at {address} registers: {e}"))
+}
+
 /// A registration of `Where` at `address`.
 pub fn new_instance(address: &str, weight: u32) -> NewInstance {
     NewInstance {

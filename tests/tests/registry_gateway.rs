@@ -15,12 +15,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rpc_core::{Client, Server, service};
-use rpc_registry::{
-    Credentials, NewInstance, Registration, RegistrationConfig, RegistryClient, RegistryConfig,
-};
+use rpc_registry::{Credentials, Registration, RegistrationConfig, RegistryClient, RegistryConfig};
 use serde_json::{Value, json};
 use tests::calc::start_calc;
-use tests::cluster::start_registry;
+use tests::cluster::{register, start_registry};
 use tests::http::{JsonAnswer, json_request, request};
 use tests::serve::until;
 use tests::store::{Behaviour, STALL, StoreServer, Stored};
@@ -60,15 +58,6 @@ fn round_robin(service: &str) -> String {
     format!(
         r#"{{"service": "{service}", "methods": {{"*": {{"balance": {{"policy": "round_robin"}}}}}}}}"#
     )
-}
-
-fn instance(service: &str, address: &str) -> NewInstance {
-    NewInstance {
-        service: service.to_owned(),
-        address: address.to_owned(),
-        weight: 1,
-        metadata: BTreeMap::new(),
-    }
 }
 
 #[tokio::test]
@@ -315,13 +304,7 @@ async fn a_streaming_method_is_not_called_501() {
         .build()
         .unwrap();
     tokio::spawn(server.serve(listener));
-    let _held = Registration::register(
-        registry.addr,
-        instance("Ticker", &address),
-        RegistrationConfig::default(),
-    )
-    .await
-    .unwrap();
+    let _held = register(registry.addr, "Ticker", &address).await;
     let streams = call(registry.http, "/call/Ticker/count", r#"{"to": 3}"#).await;
     assert_eq!(streams.code, 501, "{}", streams.body);
     assert_eq!(streams.body["code"], "unimplemented");
@@ -344,13 +327,7 @@ async fn a_deadline_header_bounds_the_call_504() {
     let stores = tests::store::instances(1).await;
     let (address, behaviour) = &stores[0];
     behaviour.mode.store(STALL, Ordering::SeqCst);
-    let _held = Registration::register(
-        registry.addr,
-        instance("Store", address),
-        RegistrationConfig::default(),
-    )
-    .await
-    .unwrap();
+    let _held = register(registry.addr, "Store", address).await;
     let answer = send(
         registry.http,
         "POST",
@@ -380,13 +357,7 @@ async fn start_lab(registry: SocketAddr) -> (tests::serve::Running, Registration
     )
     .await
     .unwrap();
-    let held = Registration::register(
-        registry,
-        instance("Lab", &lab.addr.to_string()),
-        RegistrationConfig::default(),
-    )
-    .await
-    .unwrap();
+    let held = register(registry, "Lab", &lab.addr.to_string()).await;
     (lab, held)
 }
 
@@ -437,13 +408,7 @@ async fn killable_store(registry: SocketAddr, mode: u8) -> Killable {
         .build()
         .unwrap();
     let server = tokio::spawn(server.serve(listener));
-    let held = Registration::register(
-        registry,
-        instance("Store", &address),
-        RegistrationConfig::default(),
-    )
-    .await
-    .unwrap();
+    let held = register(registry, "Store", &address).await;
     Killable {
         behaviour,
         server,
@@ -561,13 +526,7 @@ async fn the_callers_headers_become_metadata_but_not_the_registrys_credential() 
     )
     .await
     .unwrap();
-    let _held = Registration::register(
-        registry.addr,
-        instance("Lab", &lab.addr.to_string()),
-        RegistrationConfig::default(),
-    )
-    .await
-    .unwrap();
+    let _held = register(registry.addr, "Lab", &lab.addr.to_string()).await;
     let bearer = format!("Bearer {READER}");
 
     // Without the read credential: refused, like every read of this registry.

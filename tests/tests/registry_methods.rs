@@ -3,30 +3,20 @@
 //! gone; `404` without instances, `503` when none answers (and the failure kept: asked again, the instance is
 //! not), the caller's text escaped.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rpc_core::Service;
 use rpc_core::reflect::{ServiceDescription, Streaming};
-use rpc_registry::{NewInstance, Registration, RegistrationConfig, RegistryConfig};
+use rpc_registry::{RegistrationConfig, RegistryConfig};
 use tests::calc::start_calc;
-use tests::cluster::start_registry;
+use tests::cluster::{register, start_registry};
 use tests::http::{JsonAnswer, json_request};
 
 /// `GET path` on the registry's HTTP port at `http`.
 async fn get(http: SocketAddr, path: &str) -> JsonAnswer {
     json_request(http, "GET", path, &[], "").await
-}
-
-fn instance(service: &str, address: &str) -> NewInstance {
-    NewInstance {
-        service: service.to_owned(),
-        address: address.to_owned(),
-        weight: 1,
-        metadata: BTreeMap::new(),
-    }
 }
 
 /// An address where nothing listens (a port the OS gave, then closed).
@@ -96,13 +86,7 @@ async fn a_service_without_instances_is_404_and_one_whose_instances_do_not_answe
     assert!(why.len() < 200, "{why}");
 
     let dead = closed_address().await;
-    let _held = Registration::register(
-        registry.addr,
-        instance("Gone", &dead),
-        RegistrationConfig::default(),
-    )
-    .await
-    .unwrap();
+    let _held = register(registry.addr, "Gone", &dead).await;
     let gone = get(registry.http, "/v1/services/Gone/methods").await;
     assert_eq!(gone.code, 503, "{}", gone.body);
     let why = gone.body["error"].as_str().unwrap();
@@ -128,13 +112,7 @@ async fn an_instance_that_did_not_describe_is_not_asked_again_at_once() {
             drop(stream);
         }
     });
-    let _held = Registration::register(
-        registry.addr,
-        instance("Mute", &address),
-        RegistrationConfig::default(),
-    )
-    .await
-    .unwrap();
+    let _held = register(registry.addr, "Mute", &address).await;
     let first = get(registry.http, "/v1/services/Mute/methods").await;
     assert_eq!(first.code, 503, "{}", first.body);
     let asked_first = asked.load(Ordering::SeqCst);

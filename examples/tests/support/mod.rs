@@ -1,6 +1,6 @@
 //! What the example programs' tests share: a registry served in the test's process, on 127.0.0.1 at a port the
-//! OS assigns, for the programs under test to register with and discover through; and whether `python3` runs,
-//! for the tests of the Python clients.
+//! OS assigns, for the programs under test to register with and discover through; `calc-server` started with
+//! such a registry; and whether `python3` runs, for the tests of the Python clients.
 
 use rpc_registry::RegistryConfig;
 
@@ -33,4 +33,34 @@ pub(crate) fn python3_runs(what: &str) -> bool {
         eprintln!("python3 not found: {what} not run");
     }
     present
+}
+
+/// Starts `calc-server` on 127.0.0.1 at a port the OS assigns, registered with a registry of this test's, with
+/// `args` besides; the process (killed when dropped) and the address it printed, within `patience`.
+#[allow(
+    dead_code,
+    reason = "only the tests of the Python clients start calc-server so"
+)]
+pub(crate) async fn calc_server(
+    args: &[&str],
+    patience: std::time::Duration,
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let registry = start_registry(RegistryConfig::default()).await;
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_calc-server"))
+        .args(["--listen", "127.0.0.1:0", "--registry", &registry])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = server.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let address = tokio::time::timeout(patience, lines.next_line())
+        .await
+        .expect("calc-server prints its address")
+        .unwrap()
+        .expect("calc-server prints its address");
+    (server, address)
 }
